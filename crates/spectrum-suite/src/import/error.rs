@@ -1,0 +1,137 @@
+//! Import errors. A [`RowError`] is one bad row: it names the file, the line or
+//! row, the field, what was expected and how to fix it. An [`ImportError`] stops
+//! the import of a file as a whole.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where in a file a row starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "unit", content = "number", rename_all = "snake_case")]
+pub enum Location {
+    /// A line of a JSONL or CSV file (1-based, the CSV header is line 1).
+    Line(u64),
+    /// An element of a JSON array (1-based) and the line it starts on.
+    Element { index: u64, line: u64 },
+    /// A row of a Parquet file (1-based).
+    Row(u64),
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Location::Line(n) => write!(f, "line {n}"),
+            Location::Element { index, line } => write!(f, "element {index} (line {line})"),
+            Location::Row(n) => write!(f, "row {n}"),
+        }
+    }
+}
+
+/// What is wrong with one row, before the file and location are attached.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub field: Option<String>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl Problem {
+    pub fn new(field: Option<&str>, message: impl Into<String>, fix: impl Into<String>) -> Problem {
+        Problem {
+            field: field.map(str::to_string),
+            message: message.into(),
+            fix: fix.into(),
+        }
+    }
+
+    pub(crate) fn at(self, file: &str, location: Location) -> RowError {
+        RowError {
+            file: file.to_string(),
+            location,
+            field: self.field,
+            message: self.message,
+            fix: self.fix,
+        }
+    }
+}
+
+/// One rejected row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RowError {
+    pub file: String,
+    pub location: Location,
+    pub field: Option<String>,
+    pub message: String,
+    pub fix: String,
+}
+
+impl fmt::Display for RowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: ", self.file, self.location)?;
+        if let Some(field) = &self.field {
+            write!(f, "field `{field}`: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if !self.fix.is_empty() {
+            write!(f, " (fix: {})", self.fix)?;
+        }
+        Ok(())
+    }
+}
+
+pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: the file is empty; there is nothing to import", path.display())]
+    Empty { path: PathBuf },
+    #[error("{}: no supported data files in this folder (looked for .jsonl, .json, .csv, .parquet)", path.display())]
+    NoFiles { path: PathBuf },
+    #[error(
+        "{}: unknown file type; use .jsonl (one JSON object per line), .json (an array of objects), .csv or .parquet",
+        path.display()
+    )]
+    UnknownFormat { path: PathBuf },
+    #[error("{}: {message} (fix: {fix})", path.display())]
+    Unreadable {
+        path: PathBuf,
+        message: String,
+        fix: String,
+    },
+    #[error(
+        "{}: cannot tell what this file holds from its first row (fields: {fields}); expected `messages` (sequences), \
+         `input`/`output` (rows), `options`/`probs` (distribution items), `rule` (diverse-valid tasks) or \
+         `descriptions` (task definitions) (fix: rename the columns, or force the shape with --as)",
+        path.display()
+    )]
+    UnknownShape { path: PathBuf, fields: String },
+    #[error("{}: {} invalid row(s); nothing was imported{}", first_file, rejected, list_errors(errors, *rejected))]
+    Invalid {
+        first_file: String,
+        rejected: usize,
+        errors: Vec<RowError>,
+    },
+    #[error("the import was cancelled; nothing was imported")]
+    Cancelled,
+    #[error("could not store the imported rows: {0}")]
+    Sink(#[source] SinkError),
+}
+
+fn list_errors(errors: &[RowError], total: usize) -> String {
+    let mut out = String::from(":");
+    for e in errors {
+        out.push_str("\n  ");
+        out.push_str(&e.to_string());
+    }
+    if total > errors.len() {
+        out.push_str(&format!("\n  ... and {} more", total - errors.len()));
+    }
+    out.push_str("\n  (use --skip-invalid to import the valid rows and report the rest)");
+    out
+}

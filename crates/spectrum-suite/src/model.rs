@@ -1,0 +1,164 @@
+//! The values a suite is made of. Serialised with serde in exactly the shapes the
+//! importers read (see METHOD.md §1), so a built suite can be imported unchanged.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::validity::ValidityRule;
+
+/// Whether a task is trained on or kept aside for evaluation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Split {
+    Train,
+    #[serde(alias = "held-out", alias = "heldout", alias = "test")]
+    HeldOut,
+}
+
+impl Split {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::HeldOut => "held_out",
+        }
+    }
+
+    /// Parses the names users type: `train`, `held_out`, `held-out`, `heldout`, `test`.
+    pub fn parse(s: &str) -> Option<Split> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "train" => Some(Split::Train),
+            "held_out" | "held-out" | "heldout" | "test" => Some(Split::HeldOut),
+            _ => None,
+        }
+    }
+}
+
+/// Which evaluation family a task belongs to first. Every task can still yield
+/// training sequences; the kind says what else it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    /// Sequences of samples: scored for in-context steerability.
+    Sequence,
+    /// Prompts with target distributions over options.
+    Distribution,
+    /// A validity rule and examples: sampled for validity and diversity.
+    DiverseValid,
+}
+
+impl TaskKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskKind::Sequence => "sequence",
+            TaskKind::Distribution => "distribution",
+            TaskKind::DiverseValid => "diverse_valid",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TaskKind> {
+        match s.trim().to_ascii_lowercase().replace('-', "_").as_str() {
+            "sequence" => Some(TaskKind::Sequence),
+            "distribution" => Some(TaskKind::Distribution),
+            "diverse_valid" => Some(TaskKind::DiverseValid),
+            _ => None,
+        }
+    }
+}
+
+/// One data-generating process, as listed in a suite's `tasks.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDef {
+    pub task: String,
+    /// Free text; the built-in suite uses `numbers_random`, `urns`, `diverse_valid`
+    /// and `input_output`, imported suites may use METHOD.md's categories.
+    pub category: String,
+    pub split: Split,
+    pub kind: TaskKind,
+    /// Alternative descriptions; a sequence uses one of them, chosen by seed.
+    /// Parametrised tasks write their parameters as `{name}` placeholders.
+    pub descriptions: Vec<String>,
+}
+
+/// The role of one message in a sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Description,
+    Input,
+    Output,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Description => "description",
+            Role::Input => "input",
+            Role::Output => "output",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+        }
+    }
+}
+
+/// One training or evaluation row: many samples from one task.
+///
+/// Invariant (checked by the importers): at most one description, first; then
+/// either outputs only, or input/output pairs; at least one output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sequence {
+    pub task: String,
+    pub messages: Vec<Message>,
+    /// Fields of the source row that are not part of the format (`id`, `seed`...),
+    /// kept as they were.
+    #[serde(flatten, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+impl Sequence {
+    /// Number of outputs, i.e. examples, in the sequence.
+    pub fn examples(&self) -> usize {
+        self.messages
+            .iter()
+            .filter(|m| m.role == Role::Output)
+            .count()
+    }
+}
+
+/// A prompt with a target distribution over options (METHOD.md §4.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistributionItem {
+    pub task: String,
+    pub description: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub input: String,
+    pub options: Vec<String>,
+    pub probs: Vec<f64>,
+    /// Options have a natural order (Likert items, counts): enables Wasserstein-1.
+    #[serde(default)]
+    pub ordinal: bool,
+    #[serde(flatten, skip_serializing_if = "Map::is_empty")]
+    pub metadata: Map<String, Value>,
+}
+
+/// A diverse-valid task: a description, three example outputs and the rule that
+/// decides whether a sampled output is valid (METHOD.md §4.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValidityTask {
+    pub task: String,
+    pub description: String,
+    pub examples: Vec<String>,
+    pub rule: ValidityRule,
+}
