@@ -1,0 +1,93 @@
+//! The facade every front end (CLI, desktop app) calls. Each public method is
+//! one use case; it opens what it needs, does the work, and returns plain
+//! serialisable values. Long work takes a progress callback and a cancel flag.
+
+mod datasets;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+pub use datasets::{ImportOutcome, ImportRequest};
+pub use spectrum_store::{DatasetDetail, DatasetSummary, TaskSummary};
+pub use spectrum_suite::builtin::SuiteConfig;
+pub use spectrum_suite::import::{
+    ImportError, ImportOptions, ImportReport, Progress, RowError, SHAPE_NAMES, Shape,
+};
+pub use spectrum_suite::{Split, TaskKind};
+
+use spectrum_store::Store;
+
+/// Spectrum Studio, bound to one experiment store.
+#[derive(Debug, Clone)]
+pub struct Studio {
+    store_path: PathBuf,
+}
+
+impl Studio {
+    /// Uses the store at `store`, or the default one in the OS data folder.
+    pub fn new(store: Option<PathBuf>) -> Result<Studio> {
+        let store_path = match store {
+            Some(p) => p,
+            None => default_store_path()?,
+        };
+        Ok(Studio { store_path })
+    }
+
+    pub fn store_path(&self) -> &Path {
+        &self.store_path
+    }
+
+    fn store(&self) -> Result<Store> {
+        Ok(Store::open(&self.store_path)?)
+    }
+
+    /// Generates the built-in suite into `out` as importable files.
+    pub fn build_suite(&self, config: &SuiteConfig, out: &Path) -> Result<Vec<PathBuf>> {
+        let suite = spectrum_suite::builtin::build(config);
+        spectrum_suite::builtin::write(&suite, out)
+            .with_context(|| format!("cannot write the suite into {}", out.display()))
+    }
+
+    pub fn datasets(&self) -> Result<Vec<DatasetSummary>> {
+        Ok(self.store()?.datasets()?)
+    }
+
+    pub fn dataset(&self, id_or_name: &str) -> Result<DatasetDetail> {
+        let store = self.store()?;
+        let found = find(&store, id_or_name)?;
+        store
+            .dataset_detail(found.id)?
+            .with_context(|| format!("dataset {id_or_name:?} disappeared while reading it"))
+    }
+
+    /// Removes a dataset and everything it holds; returns what was removed.
+    pub fn remove_dataset(&self, id_or_name: &str) -> Result<DatasetSummary> {
+        let mut store = self.store()?;
+        let found = find(&store, id_or_name)?;
+        store.remove_dataset(found.id)?;
+        Ok(found)
+    }
+
+    pub fn tasks(&self, split: Option<Split>, dataset: Option<&str>) -> Result<Vec<TaskSummary>> {
+        let store = self.store()?;
+        let dataset_id = dataset.map(|d| find(&store, d).map(|d| d.id)).transpose()?;
+        Ok(store.tasks(&spectrum_store::TaskFilter { split, dataset_id })?)
+    }
+}
+
+fn find(store: &Store, id_or_name: &str) -> Result<DatasetSummary> {
+    store.find_dataset(id_or_name)?.with_context(|| {
+        format!(
+            "no dataset {id_or_name:?} in {} (fix: `spectrum datasets list` shows ids and names)",
+            store.path().display()
+        )
+    })
+}
+
+/// `<OS data folder>/spectrum-studio/store.sqlite3`, e.g. `~/.local/share/spectrum-studio/` on Linux.
+pub fn default_store_path() -> Result<PathBuf> {
+    let dirs = directories::ProjectDirs::from("org", "Spectrum Studio", "spectrum-studio")
+        .context("cannot find a home folder for the store (fix: pass --store PATH)")?;
+    Ok(dirs.data_dir().join("store.sqlite3"))
+}

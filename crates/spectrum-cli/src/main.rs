@@ -1,0 +1,153 @@
+//! `spectrum`: the command line of Spectrum Studio. Parses arguments, calls the
+//! `spectrum-app` facade, and prints results: tables for people, JSON (`--json`)
+//! for programs. Messages and progress go to stderr, results to stdout.
+
+mod args;
+mod output;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use spectrum_app::{ImportError, ImportOutcome, ImportRequest, Progress, Studio};
+
+use args::{Cli, Command, DatasetsCommand, SuiteCommand, TasksCommand};
+use output::Output;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output { json: cli.json };
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // First Ctrl-C asks the running job to stop cleanly; a second one exits at once.
+        let _ = ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\ncancelling... (press Ctrl-C again to quit at once)");
+        });
+    }
+    match run(cli, &out, &cancel) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let cancelled = matches!(
+                e.downcast_ref::<ImportError>(),
+                Some(ImportError::Cancelled)
+            );
+            out.error(&e);
+            if cancelled {
+                ExitCode::from(130)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
+    let studio = Studio::new(cli.store)?;
+    match cli.command {
+        Command::Import(a) => {
+            let request = ImportRequest {
+                paths: a.paths.clone(),
+                name: a.name.clone(),
+                options: a.options()?,
+            };
+            let outcome = import_with_progress(&studio, &request, out, cancel)?;
+            out.import(&outcome)
+        }
+        Command::Datasets { command } => match command {
+            DatasetsCommand::List => out.datasets(&studio.datasets()?),
+            DatasetsCommand::Show { dataset } => out.dataset(&studio.dataset(&dataset)?),
+            DatasetsCommand::Remove { dataset } => {
+                let removed = studio.remove_dataset(&dataset)?;
+                out.removed(&removed)
+            }
+        },
+        Command::Tasks {
+            command: TasksCommand::List { split, dataset },
+        } => out.tasks(&studio.tasks(split.map(Into::into), dataset.as_deref())?),
+        Command::Suite {
+            command: SuiteCommand::Build(a),
+        } => {
+            let files = studio.build_suite(&a.knobs.config(), &a.out)?;
+            out.suite_files(&files)
+        }
+        Command::Demo(a) => demo(&studio, a, out, cancel),
+    }
+}
+
+fn import_with_progress(
+    studio: &Studio,
+    request: &ImportRequest,
+    out: &Output,
+    cancel: &AtomicBool,
+) -> Result<ImportOutcome> {
+    let started = Instant::now();
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} importing [{bar:30}] {bytes}/{total_bytes} {msg} ({eta} left)",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let mut shown = false;
+    let mut on_progress = |p: Progress| {
+        bar.set_length(p.bytes_total);
+        bar.set_position(p.bytes_done);
+        bar.set_message(format!("{} rows", p.rows));
+        // Only imports that last more than a second get a bar.
+        if !shown && !out.json && started.elapsed() > Duration::from_secs(1) {
+            bar.set_draw_target(ProgressDrawTarget::stderr());
+            shown = true;
+        }
+    };
+    let result = studio.import(request, &mut on_progress, cancel);
+    bar.finish_and_clear();
+    result
+}
+
+fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -> Result<()> {
+    let dir = match a.out {
+        Some(dir) => dir,
+        None => studio
+            .store_path()
+            .parent()
+            .map(|p| p.join("demo-suite"))
+            .unwrap_or_else(|| "demo-suite".into()),
+    };
+    let config = a.knobs.config();
+    out.note(&format!(
+        "1/2 building the built-in suite (seed {}, {} sequences per task) in {}",
+        config.seed,
+        config.size,
+        dir.display()
+    ));
+    studio.build_suite(&config, &dir)?;
+    out.note(&format!(
+        "2/2 importing it into {}",
+        studio.store_path().display()
+    ));
+    let request = ImportRequest {
+        paths: vec![dir],
+        name: Some("builtin-suite".into()),
+        options: Default::default(),
+    };
+    let outcome = import_with_progress(studio, &request, out, cancel)?;
+    out.import(&outcome)?;
+    let dataset = match &outcome {
+        ImportOutcome::Imported { dataset, .. } | ImportOutcome::AlreadyImported { dataset } => {
+            dataset
+        }
+    };
+    let tasks = studio.tasks(None, Some(&dataset.id.to_string()))?;
+    out.tasks(&tasks)?;
+    out.note("next: `spectrum tasks list --split held_out` shows the evaluation tasks");
+    Ok(())
+}

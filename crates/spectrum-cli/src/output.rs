@@ -1,0 +1,249 @@
+//! Everything the CLI prints: aligned tables or JSON on stdout, notes and
+//! errors on stderr.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use serde::Serialize;
+use spectrum_app::{DatasetDetail, DatasetSummary, ImportError, ImportOutcome, TaskSummary};
+
+pub struct Output {
+    pub json: bool,
+}
+
+/// Prints rows as columns padded to their widest cell.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    rows.into_iter().for_each(line);
+}
+
+impl Output {
+    fn print_json<T: Serialize>(&self, value: &T) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+
+    pub fn note(&self, message: &str) {
+        eprintln!("{message}");
+    }
+
+    pub fn error(&self, error: &anyhow::Error) {
+        // The first line is the reason; invalid imports list their rows below it.
+        let rows = match error.downcast_ref::<ImportError>() {
+            Some(ImportError::Invalid {
+                errors, rejected, ..
+            }) => Some((errors, *rejected)),
+            _ => None,
+        };
+        if self.json {
+            let value = serde_json::json!({
+                "error": {
+                    "message": format!("{error:#}"),
+                    "rejected": rows.map(|(_, n)| n),
+                    "rows": rows.map(|(e, _)| e),
+                }
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        eprintln!("error: {error:#}");
+    }
+
+    pub fn import(&self, outcome: &ImportOutcome) -> Result<()> {
+        if self.json {
+            return self.print_json(outcome);
+        }
+        match outcome {
+            ImportOutcome::AlreadyImported { dataset } => {
+                self.note(&format!(
+                    "already imported: this content is dataset {} {:?} (imported {}); nothing to do",
+                    dataset.id, dataset.name, dataset.imported_at
+                ));
+            }
+            ImportOutcome::Imported { dataset, report } => {
+                for f in &report.files {
+                    let how = if f.detected { "detected" } else { "forced" };
+                    let rejected = if f.rejected > 0 {
+                        format!(", {} rejected", f.rejected)
+                    } else {
+                        String::new()
+                    };
+                    self.note(&format!(
+                        "{}: {} as {} ({how}): {} rows, {} imported{rejected}",
+                        f.path,
+                        f.format.as_str(),
+                        f.shape.as_str(),
+                        f.rows,
+                        f.imported
+                    ));
+                }
+                if report.rejected > 0 {
+                    self.note(&format!("{} invalid row(s) skipped:", report.rejected));
+                    for e in &report.errors {
+                        self.note(&format!("  {e}"));
+                    }
+                    if report.rejected > report.errors.len() {
+                        self.note(&format!(
+                            "  ... and {} more",
+                            report.rejected - report.errors.len()
+                        ));
+                    }
+                }
+                let c = &report.counts;
+                println!(
+                    "imported dataset {} {:?}: {} tasks, {} sequences, {} distribution items, {} diverse-valid tasks",
+                    dataset.id,
+                    dataset.name,
+                    c.tasks,
+                    c.sequences,
+                    c.distribution_items,
+                    c.validity_tasks
+                );
+            }
+        }
+        Ok(())
+    }
+
+    pub fn datasets(&self, datasets: &[DatasetSummary]) -> Result<()> {
+        if self.json {
+            return self.print_json(&datasets);
+        }
+        if datasets.is_empty() {
+            self.note("no datasets yet: `spectrum import FILE` or `spectrum demo` adds one");
+            return Ok(());
+        }
+        let rows = datasets
+            .iter()
+            .map(|d| {
+                vec![
+                    d.id.to_string(),
+                    d.name.clone(),
+                    d.tasks.to_string(),
+                    d.sequences.to_string(),
+                    d.distribution_items.to_string(),
+                    d.validity_tasks.to_string(),
+                    d.imported_at.clone(),
+                    d.source.clone(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "ID",
+                "NAME",
+                "TASKS",
+                "SEQUENCES",
+                "DIST_ITEMS",
+                "VALIDITY",
+                "IMPORTED",
+                "SOURCE",
+            ],
+            rows,
+        );
+        Ok(())
+    }
+
+    pub fn dataset(&self, d: &DatasetDetail) -> Result<()> {
+        if self.json {
+            return self.print_json(d);
+        }
+        let s = &d.summary;
+        println!("dataset {} {:?}", s.id, s.name);
+        println!("  source:   {}", s.source);
+        println!("  imported: {}", s.imported_at);
+        println!("  content:  blake3 {}", s.content_hash);
+        println!("  files:");
+        for f in d.files.as_array().into_iter().flatten() {
+            println!(
+                "    {} ({}, {} shape): {} rows, {} imported, {} rejected",
+                f["path"].as_str().unwrap_or("?"),
+                f["format"].as_str().unwrap_or("?"),
+                f["shape"].as_str().unwrap_or("?"),
+                f["rows"],
+                f["imported"],
+                f["rejected"]
+            );
+        }
+        println!();
+        self.tasks(&d.tasks)
+    }
+
+    pub fn removed(&self, d: &DatasetSummary) -> Result<()> {
+        if self.json {
+            return self.print_json(d);
+        }
+        println!(
+            "removed dataset {} {:?} ({} tasks, {} sequences)",
+            d.id, d.name, d.tasks, d.sequences
+        );
+        Ok(())
+    }
+
+    pub fn tasks(&self, tasks: &[TaskSummary]) -> Result<()> {
+        if self.json {
+            return self.print_json(&tasks);
+        }
+        if tasks.is_empty() {
+            self.note("no tasks match");
+            return Ok(());
+        }
+        let rows = tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.dataset.clone(),
+                    t.category.clone(),
+                    t.split.clone(),
+                    t.kind.clone(),
+                    t.descriptions.to_string(),
+                    t.sequences.to_string(),
+                    t.distribution_items.to_string(),
+                    t.validity_tasks.to_string(),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "TASK",
+                "DATASET",
+                "CATEGORY",
+                "SPLIT",
+                "KIND",
+                "DESCR",
+                "SEQUENCES",
+                "DIST_ITEMS",
+                "VALIDITY",
+            ],
+            rows,
+        );
+        Ok(())
+    }
+
+    pub fn suite_files(&self, files: &[PathBuf]) -> Result<()> {
+        if self.json {
+            return self.print_json(&files);
+        }
+        for f in files {
+            println!("{}", f.display());
+        }
+        self.note("import them with: spectrum import <that folder>");
+        Ok(())
+    }
+}

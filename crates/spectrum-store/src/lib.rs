@@ -1,0 +1,250 @@
+//! The experiment store: one SQLite file holding datasets, tasks, models and runs.
+//!
+//! Opening a store turns on WAL and foreign keys and runs pending migrations.
+//! Writes that belong together (an import) happen in one transaction, so a crash
+//! leaves either all of them or none. Only this crate speaks SQL.
+
+mod datasets;
+mod migrations;
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::Connection;
+
+pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
+
+/// `PRAGMA application_id` of a Spectrum Studio store ("SPEC").
+const APPLICATION_ID: i32 = 0x5350_4543;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the folder for the store {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a SQLite database (fix: point --store at a Spectrum Studio store, or at a new file)", path.display())]
+    NotADatabase { path: PathBuf },
+    #[error("{}: this SQLite database belongs to another program (fix: use a new file for --store)", path.display())]
+    ForeignDatabase { path: PathBuf },
+    #[error(
+        "{}: the store was written by a newer Spectrum Studio (schema version {found}; this build knows up to {supported}); \
+         it was left untouched (fix: upgrade Spectrum Studio, or use another --store)",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+    #[error("{}: {source}", path.display())]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(sqlite)?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+        };
+        store.configure().map_err(|e| match e {
+            rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+                StoreError::NotADatabase {
+                    path: path.to_path_buf(),
+                }
+            }
+            other => sqlite(other),
+        })?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // WAL with synchronous=NORMAL: a committed transaction survives a crash of
+        // the process; readers never block the writer.
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", "NORMAL")?;
+        self.conn.pragma_update(None, "foreign_keys", true)?;
+        Ok(())
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version this build writes.
+    pub const SCHEMA_VERSION: i64 = migrations::MIGRATIONS.len() as i64;
+
+    fn migrate(&mut self) -> Result<()> {
+        let pragma = |name: &str| {
+            self.conn
+                .pragma_query_value(None, name, |r| r.get::<_, i64>(0))
+        };
+        let version = pragma("user_version").map_err(|e| self.sqlite(e))?;
+        let app_id = pragma("application_id").map_err(|e| self.sqlite(e))?;
+        let has_tables: bool = self
+            .conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE type = 'table')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        if app_id != APPLICATION_ID as i64 && (has_tables || app_id != 0) {
+            return Err(StoreError::ForeignDatabase {
+                path: self.path.clone(),
+            });
+        }
+        if version > Self::SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+                supported: Self::SCHEMA_VERSION,
+            });
+        }
+        for (i, sql) in migrations::MIGRATIONS
+            .iter()
+            .enumerate()
+            .skip(version as usize)
+        {
+            let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+                path: self.path.clone(),
+                source: e,
+            })?;
+            tx.execute_batch(sql)
+                .and_then(|_| tx.pragma_update(None, "application_id", APPLICATION_ID))
+                .and_then(|_| tx.pragma_update(None, "user_version", i as i64 + 1))
+                .and_then(|_| tx.commit())
+                .map_err(|e| StoreError::Sqlite {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+        }
+        Ok(())
+    }
+
+    /// The schema version recorded in the file.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| self.sqlite(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opening_creates_schema_with_wal_and_foreign_keys() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("nested/store.sqlite3");
+        let store = Store::open(&path).expect("open");
+        assert_eq!(
+            store.schema_version().expect("version"),
+            Store::SCHEMA_VERSION
+        );
+        let mode: String = store
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(mode, "wal");
+        let fk: i64 = store
+            .conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .expect("pragma");
+        assert_eq!(fk, 1);
+        drop(store);
+        // Reopening is a no-op migration.
+        assert_eq!(
+            Store::open(&path)
+                .expect("reopen")
+                .schema_version()
+                .expect("v"),
+            Store::SCHEMA_VERSION
+        );
+    }
+
+    #[test]
+    fn a_newer_store_is_refused_and_left_untouched() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.sqlite3");
+        drop(Store::open(&path).expect("open"));
+        {
+            let conn = Connection::open(&path).expect("raw open");
+            conn.pragma_update(None, "user_version", Store::SCHEMA_VERSION + 1)
+                .expect("bump");
+        }
+        let before = std::fs::read(&path).expect("read");
+        let err = Store::open(&path).expect_err("newer schema must be refused");
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, .. } if found == Store::SCHEMA_VERSION + 1),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer Spectrum Studio"), "{err}");
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            before,
+            "the file was modified"
+        );
+    }
+
+    #[test]
+    fn foreign_and_non_sqlite_files_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = dir.path().join("notes.txt");
+        std::fs::write(
+            &text,
+            "this is not a database, just some text that is long enough to have a header",
+        )
+        .expect("write");
+        assert!(matches!(
+            Store::open(&text),
+            Err(StoreError::NotADatabase { .. })
+        ));
+        let other = dir.path().join("other.db");
+        Connection::open(&other)
+            .expect("open")
+            .execute_batch("CREATE TABLE t (x)")
+            .expect("create");
+        assert!(matches!(
+            Store::open(&other),
+            Err(StoreError::ForeignDatabase { .. })
+        ));
+    }
+}

@@ -1,0 +1,80 @@
+//! The schema, as an ordered list of migrations. A store records how many it
+//! has applied in `PRAGMA user_version`; opening runs the missing ones, each in
+//! its own transaction. Never edit a released migration: append a new one.
+
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: datasets and what they hold; models and runs for the later stages.
+    r#"
+    CREATE TABLE datasets (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL,
+        source        TEXT NOT NULL,              -- the paths as the user gave them
+        import_key    TEXT NOT NULL UNIQUE,       -- content hash + options that change the result
+        content_hash  TEXT NOT NULL,
+        files         TEXT NOT NULL DEFAULT '[]', -- JSON: per-file format, shape and counts
+        imported_at   TEXT NOT NULL
+    );
+    CREATE TABLE tasks (
+        id            INTEGER PRIMARY KEY,
+        dataset_id    INTEGER NOT NULL REFERENCES datasets(id) ON DELETE CASCADE,
+        name          TEXT NOT NULL,
+        category      TEXT NOT NULL,
+        split         TEXT NOT NULL CHECK (split IN ('train', 'held_out')),
+        kind          TEXT NOT NULL CHECK (kind IN ('sequence', 'distribution', 'diverse_valid')),
+        descriptions  TEXT NOT NULL,              -- JSON array of strings
+        UNIQUE (dataset_id, name)
+    );
+    CREATE TABLE sequences (
+        id            INTEGER PRIMARY KEY,
+        task_id       INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        messages      TEXT NOT NULL,              -- JSON array of {role, content}
+        examples      INTEGER NOT NULL,           -- number of outputs
+        metadata      TEXT                        -- JSON object of extra fields, or NULL
+    );
+    CREATE INDEX sequences_by_task ON sequences(task_id);
+    CREATE TABLE distribution_items (
+        id            INTEGER PRIMARY KEY,
+        task_id       INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        description   TEXT NOT NULL,
+        input         TEXT NOT NULL,
+        options       TEXT NOT NULL,              -- JSON array of strings
+        probs         TEXT NOT NULL,              -- JSON array of numbers summing to 1
+        ordinal       INTEGER NOT NULL,
+        metadata      TEXT
+    );
+    CREATE INDEX distribution_items_by_task ON distribution_items(task_id);
+    CREATE TABLE validity_tasks (
+        id            INTEGER PRIMARY KEY,
+        task_id       INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+        description   TEXT NOT NULL,
+        examples      TEXT NOT NULL,              -- JSON array of strings
+        rule          TEXT NOT NULL               -- JSON validity rule
+    );
+    CREATE INDEX validity_tasks_by_task ON validity_tasks(task_id);
+    CREATE TABLE models (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT NOT NULL UNIQUE,
+        family        TEXT NOT NULL,
+        source        TEXT NOT NULL,
+        path          TEXT NOT NULL,
+        parameters    INTEGER NOT NULL,
+        dtype         TEXT NOT NULL,
+        content_hash  TEXT NOT NULL,
+        added_at      TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id            INTEGER PRIMARY KEY,
+        kind          TEXT NOT NULL CHECK (kind IN ('train', 'eval')),
+        status        TEXT NOT NULL CHECK (status IN ('running', 'finished', 'failed', 'cancelled')),
+        spec          TEXT NOT NULL,              -- JSON: the full run spec
+        spec_hash     TEXT NOT NULL,
+        model_id      INTEGER REFERENCES models(id) ON DELETE SET NULL,
+        seed          INTEGER NOT NULL,
+        device        TEXT NOT NULL,
+        app_version   TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        finished_at   TEXT,
+        error         TEXT
+    );
+    "#,
+];
