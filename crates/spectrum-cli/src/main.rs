@@ -18,6 +18,11 @@ use spectrum_app::{ImportError, ImportOutcome, ImportRequest, Progress, Studio};
 use args::{Cli, Command, DatasetsCommand, SuiteCommand, TasksCommand};
 use output::Output;
 
+// The importer parses on one thread and stores on another: mimalloc frees
+// memory across threads without the lock contention of the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let out = Output { json: cli.json };

@@ -9,6 +9,7 @@
 //! with `skip_invalid` bad rows are reported and left out.
 
 mod error;
+mod fast;
 mod fields;
 mod read;
 mod shape;
@@ -17,6 +18,7 @@ use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use serde_json::{Map, Value};
 
@@ -178,6 +180,8 @@ pub fn content_hash(files: &[PathBuf]) -> Result<String, ImportError> {
 
 /// Imports `files` (see [`files_to_import`]) into `sink`.
 ///
+/// Reading, parsing and validation run on a worker thread; `sink` and
+/// `progress` are called on the calling thread, so the two overlap.
 /// `progress` is called every few thousand rows; setting `cancel` stops the
 /// import with [`ImportError::Cancelled`] at the next such point.
 pub fn import(
@@ -191,44 +195,114 @@ pub fn import(
         .iter()
         .map(|f| std::fs::metadata(f).map_or(0, |m| m.len()))
         .sum();
-    let mut run = Run {
-        options,
-        sink,
-        progress,
-        cancel,
-        state: Progress {
-            bytes_done: 0,
-            bytes_total,
-            rows: 0,
-        },
-        report: ImportReport::default(),
-        tasks_seen: HashSet::new(),
-        tasks_defined: HashSet::new(),
-        failed: false,
-    };
-    for path in files {
-        run.file(path)?;
-    }
-    (run.progress)(run.state);
-    if run.failed && !options.skip_invalid {
-        return Err(ImportError::Invalid {
-            first_file: run
-                .report
-                .errors
-                .first()
-                .map(|e| e.file.clone())
-                .unwrap_or_default(),
-            rejected: run.report.rejected,
-            errors: run.report.errors,
+    std::thread::scope(|scope| {
+        let (sender, receiver) = mpsc::sync_channel::<Message>(8);
+        let reader = std::thread::Builder::new().name("import-reader".into());
+        let producer = reader.spawn_scoped(scope, move || {
+            let mut run = Run {
+                options,
+                out: Emitter {
+                    sender,
+                    batch: Vec::with_capacity(BATCH),
+                },
+                cancel,
+                state: Progress {
+                    bytes_done: 0,
+                    bytes_total,
+                    rows: 0,
+                },
+                report: ImportReport::default(),
+                tasks_seen: HashSet::new(),
+                tasks_defined: HashSet::new(),
+                failed: false,
+            };
+            for path in files {
+                run.file(path)?;
+            }
+            run.out.flush()?;
+            run.out.send(Message::Progress(run.state))?;
+            Ok((run.report, run.failed))
         });
+        let producer = match producer {
+            Ok(handle) => handle,
+            Err(e) => return Err(ImportError::Sink(Box::new(e))),
+        };
+        let mut sink_error = None;
+        'receive: for message in receiver.iter() {
+            match message {
+                Message::Items(items) => {
+                    for item in items {
+                        if let Err(e) = sink.accept(item) {
+                            sink_error = Some(e);
+                            break 'receive;
+                        }
+                    }
+                }
+                Message::Progress(p) => progress(p),
+            }
+        }
+        drop(receiver); // unblocks the producer if the sink failed
+        let produced = producer
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        if let Some(e) = sink_error {
+            return Err(ImportError::Sink(e));
+        }
+        let (report, failed) = produced?;
+        if failed && !options.skip_invalid {
+            return Err(ImportError::Invalid {
+                first_file: report
+                    .errors
+                    .first()
+                    .map(|e| e.file.clone())
+                    .unwrap_or_default(),
+                rejected: report.rejected,
+                errors: report.errors,
+            });
+        }
+        Ok(report)
+    })
+}
+
+/// Items travel to the sink in batches, to keep channel overhead off the hot path.
+const BATCH: usize = 256;
+
+enum Message {
+    Items(Vec<Item>),
+    Progress(Progress),
+}
+
+struct Emitter {
+    sender: mpsc::SyncSender<Message>,
+    batch: Vec<Item>,
+}
+
+impl Emitter {
+    fn push(&mut self, item: Item) -> Result<(), ImportError> {
+        self.batch.push(item);
+        if self.batch.len() >= BATCH {
+            self.flush()?;
+        }
+        Ok(())
     }
-    Ok(run.report)
+
+    fn flush(&mut self) -> Result<(), ImportError> {
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        self.send(Message::Items(batch))
+    }
+
+    /// Fails only when the receiving side stopped, i.e. the sink failed; the
+    /// caller reports the sink's error instead.
+    fn send(&self, message: Message) -> Result<(), ImportError> {
+        self.sender
+            .send(message)
+            .map_err(|_| ImportError::Cancelled)
+    }
 }
 
 struct Run<'a> {
     options: &'a ImportOptions,
-    sink: &'a mut dyn ItemSink,
-    progress: &'a mut dyn FnMut(Progress),
+    out: Emitter,
     cancel: &'a AtomicBool,
     state: Progress,
     report: ImportReport,
@@ -318,12 +392,10 @@ impl Run<'_> {
                         _ => Vec::new(),
                     },
                 };
-                self.sink
-                    .accept(Item::Task(implied))
-                    .map_err(ImportError::Sink)?;
+                self.out.push(Item::Task(implied))?;
             }
         }
-        self.sink.accept(item).map_err(ImportError::Sink)
+        self.out.push(item)
     }
 
     fn reject(&mut self, error: RowError) {
@@ -402,7 +474,7 @@ impl FileRun<'_, '_> {
                 return Err(ImportError::Cancelled);
             }
             run.state.bytes_done = self.bytes_before + bytes_done;
-            (run.progress)(run.state);
+            run.out.send(Message::Progress(run.state))?;
         }
         Ok(())
     }
@@ -413,6 +485,21 @@ impl FileRun<'_, '_> {
 }
 
 impl RowVisitor for FileRun<'_, '_> {
+    fn fast_row(&mut self, text: &str, bytes_done: u64) -> Result<bool, ImportError> {
+        if self.shape != Some(Shape::Messages) {
+            return Ok(false);
+        }
+        let Some(sequence) = fast::messages_row(text, &self.default_task) else {
+            return Ok(false);
+        };
+        self.tick(bytes_done)?;
+        self.run.accept(Item::Sequence(sequence), Shape::Messages)?;
+        if let Some(r) = self.file_report() {
+            r.imported += 1;
+        }
+        Ok(true)
+    }
+
     fn columns(&mut self, columns: &[String]) -> Result<(), ImportError> {
         let shape = self.set_shape(columns.iter().map(String::as_str))?;
         let missing: Vec<String> = shape

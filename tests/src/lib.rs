@@ -1,0 +1,104 @@
+//! Helpers for the system tests: build and locate the `spectrum` binary, run
+//! it against a private store, parse its JSON output.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The `spectrum` binary of this workspace, built once per test process in the
+/// profile the tests themselves were built with.
+pub fn spectrum_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        // tests run from target/<profile>/deps/<test-binary>
+        let exe = std::env::current_exe().expect("test executable path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args([
+            "build",
+            "--quiet",
+            "-p",
+            "spectrum-cli",
+            "--bin",
+            "spectrum",
+        ]);
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(status.success(), "building the spectrum binary failed");
+        profile_dir.join(format!("spectrum{}", std::env::consts::EXE_SUFFIX))
+    })
+}
+
+/// A private experiment store in a temporary folder.
+#[derive(Debug)]
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Sandbox {
+    fn default() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+}
+
+impl Sandbox {
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store.sqlite3")
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, content: &[u8]) -> PathBuf {
+        let path = self.path(name);
+        std::fs::write(&path, content).expect("write fixture");
+        path
+    }
+
+    /// `spectrum --store <store> args...`, with no environment store.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(spectrum_bin());
+        cmd.env_remove("SPECTRUM_STORE")
+            .arg("--store")
+            .arg(self.store())
+            .args(args)
+            .current_dir(self.dir.path());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run spectrum")
+    }
+
+    /// Runs a command that must succeed and returns its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "spectrum {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout")
+    }
+
+    /// Runs `--json args...`, which must succeed, and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--json"];
+        full.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&full)).expect("stdout is JSON")
+    }
+}
