@@ -238,17 +238,24 @@ fn failures_give_one_line_reasons_and_nonzero_exit() {
         assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
         assert!(stderr.contains(reason), "{args:?}: {stderr}");
     }
-    // A store written by a newer version is refused, not migrated.
+    // A store written by a newer version is refused, not migrated. The schema
+    // version is SQLite's user_version: four big-endian bytes at offset 60.
     sb.ok(&["datasets", "list"]);
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute('PRAGMA user_version=99'); c.commit()"])
-        .arg(sb.store())
-        .status();
-    if out.is_ok_and(|s| s.success()) {
-        let out = sb.run(&["datasets", "list"]);
-        assert_eq!(out.status.code(), Some(1));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("newer Spectrum Studio"));
-    }
+    let mut bytes = std::fs::read(sb.store()).expect("read store");
+    bytes[60..64].copy_from_slice(&99u32.to_be_bytes());
+    std::fs::write(sb.store(), &bytes).expect("write store");
+    let out = sb.run(&["datasets", "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("newer Spectrum Studio (schema version 99"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(sb.store()).expect("read store"),
+        bytes,
+        "the newer store was modified"
+    );
 }
 
 #[test]

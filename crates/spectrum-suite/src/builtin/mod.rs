@@ -157,7 +157,7 @@ fn distribution_item(
     );
     DistributionItem {
         task: spec.name.into(),
-        description: render(*rng.choose(spec.descriptions), &episode.params),
+        description: render(rng.choose::<&str>(spec.descriptions), &episode.params),
         input: spec.prompt.unwrap_or_default().to_string(),
         options,
         probs,

@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use crate::model::{Message, Sequence};
@@ -65,8 +65,6 @@ impl<'de> Visitor<'de> for RowVisitor {
                 }
             }
         }
-        // Drain nothing: serde_json checks the object is complete.
-        let _ = IgnoredAny;
         Ok(row)
     }
 }

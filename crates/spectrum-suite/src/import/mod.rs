@@ -469,7 +469,7 @@ impl FileRun<'_, '_> {
     fn tick(&mut self, bytes_done: u64) -> Result<(), ImportError> {
         let run = &mut self.run;
         run.state.rows += 1;
-        if run.state.rows % 4096 == 0 {
+        if run.state.rows.is_multiple_of(4096) {
             if run.cancel.load(Ordering::Relaxed) {
                 return Err(ImportError::Cancelled);
             }
@@ -545,7 +545,10 @@ impl RowVisitor for FileRun<'_, '_> {
         };
         let (shape, item) = match parsed {
             Ok(ok) => ok,
-            Err(problem) => return Ok(self.reject(problem, at)),
+            Err(problem) => {
+                self.reject(problem, at);
+                return Ok(());
+            }
         };
         if let Item::Task(def) = &item
             && !self.run.tasks_defined.insert(def.task.clone())
@@ -555,7 +558,8 @@ impl RowVisitor for FileRun<'_, '_> {
                 format!("task {:?} is defined twice", def.task),
                 "keep one definition per task",
             );
-            return Ok(self.reject(problem, at));
+            self.reject(problem, at);
+            return Ok(());
         }
         self.run.accept(item, shape)?;
         if let Some(r) = self.file_report() {
