@@ -1,0 +1,210 @@
+//! Model configuration, read from a Hugging Face `config.json`. One struct
+//! covers the decoder families we implement; `Family` says which one a
+//! checkpoint is and which of the family-specific switches apply.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::LmError;
+
+/// The model families Spectrum Studio can load and train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    /// Llama 2/3.x, SmolLM/SmolLM2, Mistral: RMSNorm, RoPE, SwiGLU, GQA.
+    Llama,
+    /// Qwen2/Qwen2.5: Llama with biases on the q/k/v projections.
+    Qwen2,
+    /// Qwen3: Llama with RMSNorm on queries and keys, per head.
+    Qwen3,
+}
+
+impl Family {
+    pub const SUPPORTED: &'static str = "llama (Llama 2/3, SmolLM, Mistral), qwen2, qwen3";
+
+    pub fn from_model_type(model_type: &str) -> Option<Family> {
+        match model_type {
+            "llama" | "mistral" | "smollm" | "smollm2" => Some(Family::Llama),
+            "qwen2" => Some(Family::Qwen2),
+            "qwen3" => Some(Family::Qwen3),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Llama => "llama",
+            Family::Qwen2 => "qwen2",
+            Family::Qwen3 => "qwen3",
+        }
+    }
+}
+
+/// The fields of `config.json` the decoder uses (others are ignored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Biases on q/k/v (Qwen2 always has them; Llama may set `attention_bias`).
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub bos_token_id: Option<u32>,
+    #[serde(default)]
+    pub eos_token_id: Option<serde_json::Value>,
+    #[serde(default)]
+    pub hidden_act: Option<String>,
+    #[serde(default)]
+    pub architectures: Vec<String>,
+    /// Only `rope_type: "default"` (or none) is supported; see [`ModelConfig::check`].
+    #[serde(default)]
+    pub rope_scaling: Option<serde_json::Value>,
+    #[serde(default)]
+    pub torch_dtype: Option<String>,
+}
+
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_theta() -> f64 {
+    10_000.0
+}
+fn default_positions() -> usize {
+    4096
+}
+
+impl ModelConfig {
+    pub fn from_file(path: &Path) -> Result<ModelConfig, LmError> {
+        let text = std::fs::read_to_string(path).map_err(|e| LmError::io(path, e))?;
+        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| LmError::BadFile {
+            path: path.to_path_buf(),
+            message: format!("not a model config.json: {e}"),
+        })?;
+        cfg.check(path)?;
+        Ok(cfg)
+    }
+
+    pub fn family(&self) -> Option<Family> {
+        Family::from_model_type(&self.model_type)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), LmError> {
+        if self.family().is_none() {
+            return Err(LmError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!(
+                    "architecture {:?} is not supported; supported: {}",
+                    self.model_type,
+                    Family::SUPPORTED
+                ),
+            });
+        }
+        if let Some(scaling) = &self.rope_scaling {
+            let kind = scaling
+                .get("rope_type")
+                .or_else(|| scaling.get("type"))
+                .and_then(|v| v.as_str());
+            if !matches!(kind, None | Some("default")) {
+                return Err(LmError::Unsupported {
+                    path: path.to_path_buf(),
+                    message: format!(
+                        "rope scaling {kind:?} is not supported yet (only default RoPE)"
+                    ),
+                });
+            }
+        }
+        if self.hidden_act.as_deref().is_some_and(|a| a != "silu") {
+            return Err(LmError::Unsupported {
+                path: path.to_path_buf(),
+                message: format!(
+                    "activation {:?} is not supported for this family (expected silu)",
+                    self.hidden_act
+                ),
+            });
+        }
+        if self.num_attention_heads == 0 || !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+            return Err(LmError::BadFile {
+                path: path.to_path_buf(),
+                message: "num_attention_heads must be a positive multiple of num_key_value_heads"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads
+            .unwrap_or(self.num_attention_heads)
+            .max(1)
+    }
+
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+
+    /// Whether q/k/v carry biases.
+    pub fn qkv_bias(&self) -> bool {
+        self.family() == Some(Family::Qwen2) || self.attention_bias
+    }
+
+    /// Whether queries and keys are RMS-normalised per head (Qwen3).
+    pub fn qk_norm(&self) -> bool {
+        self.family() == Some(Family::Qwen3)
+    }
+
+    /// The end-of-sequence ids (`eos_token_id` may be a number or a list).
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match &self.eos_token_id {
+            Some(serde_json::Value::Number(n)) => {
+                n.as_u64().map(|n| vec![n as u32]).unwrap_or_default()
+            }
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64().map(|n| n as u32))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Parameter count implied by the shapes (embeddings counted once when tied).
+    pub fn parameters(&self) -> u64 {
+        let (h, i, l, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.num_hidden_layers as u64,
+            self.vocab_size as u64,
+        );
+        let (q, kv) = (
+            (self.num_attention_heads * self.head_dim()) as u64,
+            (self.kv_heads() * self.head_dim()) as u64,
+        );
+        let attn = h * q + 2 * h * kv + q * h + if self.qkv_bias() { q + 2 * kv } else { 0 };
+        let norms = 2 * h
+            + if self.qk_norm() {
+                2 * self.head_dim() as u64
+            } else {
+                0
+            };
+        let layer = attn + 3 * h * i + norms;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + l * layer + h + head
+    }
+}

@@ -1,0 +1,318 @@
+//! The [`LanguageModel`] trait (what evaluation needs from a model) and
+//! [`LocalModel`], its implementation on a candle model in this process.
+//!
+//! Scoring is one forward pass per sequence: every output's loss comes from the
+//! same pass. Option scoring runs the shared prompt once and scores all options
+//! from its KV cache. Sampling runs the prompt once and decodes `n` samples as
+//! one batch.
+
+use candle_core::{D, DType, Device, IndexOp, Tensor};
+use serde::{Deserialize, Serialize};
+use spectrum_suite::Rng;
+
+use crate::Result;
+use crate::models::{CausalLm, Mode};
+use crate::template::Rendered;
+use crate::tokenizer::TextTokenizer;
+
+/// Per-token results of teacher-forced scoring. Entry `i` is about token
+/// `i + 1` of the sequence (the first token is never predicted).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenScores {
+    pub logprobs: Vec<f32>,
+    /// Whether the token is the arg-max of its predicted distribution.
+    pub hits: Vec<bool>,
+}
+
+/// One output's summary (METHOD.md §4.1).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OutputScore {
+    pub index: usize,
+    /// Summed negative log-likelihood of the loss tokens; `None` where the output carries no loss.
+    pub loss: Option<f64>,
+    /// 1 if every loss token is the arg-max; `None` where the output carries no loss.
+    pub acc: Option<u8>,
+    pub tokens: usize,
+}
+
+/// How to sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SamplingParams {
+    pub n: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    /// 0: no top-k cut.
+    pub top_k: usize,
+    pub seed: u64,
+    pub max_tokens: usize,
+    /// Token ids that end a sample (not included in it).
+    pub stop_ids: Vec<u32>,
+    /// Strings that end a sample; the text is cut before them.
+    pub stop_strings: Vec<String>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            n: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            top_k: 0,
+            seed: 0,
+            max_tokens: 64,
+            stop_ids: Vec::new(),
+            stop_strings: Vec::new(),
+        }
+    }
+}
+
+/// What evaluation needs from a model; a remote server can implement it too.
+pub trait LanguageModel {
+    /// Teacher-forced scores of each token sequence.
+    fn score_tokens(&mut self, batch: &[Vec<u32>]) -> Result<Vec<TokenScores>>;
+    /// Sum of log-probabilities of each option's tokens after `prompt` (no end token).
+    fn option_logprobs(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>>;
+    /// `params.n` continuations of `prompt`, as token ids (stop token excluded).
+    fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>>;
+}
+
+/// Per-output losses of a rendered sequence from its token scores.
+pub fn output_scores(rendered: &Rendered, scores: &TokenScores) -> Vec<OutputScore> {
+    rendered
+        .outputs
+        .iter()
+        .map(|span| {
+            let tokens = span.end - span.start;
+            if !span.loss || tokens == 0 {
+                return OutputScore {
+                    index: span.index,
+                    loss: None,
+                    acc: None,
+                    tokens,
+                };
+            }
+            // Token p is scored at entry p - 1.
+            let range = span.start - 1..span.end - 1;
+            let loss = -scores.logprobs[range.clone()]
+                .iter()
+                .map(|&l| l as f64)
+                .sum::<f64>();
+            let acc = scores.hits[range].iter().all(|&h| h) as u8;
+            OutputScore {
+                index: span.index,
+                loss: Some(loss),
+                acc: Some(acc),
+                tokens,
+            }
+        })
+        .collect()
+}
+
+/// A candle model and its tokenizer, in this process.
+#[derive(Debug)]
+pub struct LocalModel {
+    pub model: CausalLm,
+    pub tokenizer: TextTokenizer,
+}
+
+impl LocalModel {
+    fn device(&self) -> Device {
+        self.model.device().clone()
+    }
+
+    /// Right-pads `batch` into ids [b, T] and a key mask [b, T].
+    fn pad(&self, batch: &[Vec<u32>]) -> Result<(Tensor, Tensor, usize)> {
+        let width = batch.iter().map(Vec::len).max().unwrap_or(0);
+        let mut ids = Vec::with_capacity(batch.len() * width);
+        let mut mask = Vec::with_capacity(batch.len() * width);
+        for seq in batch {
+            ids.extend(
+                seq.iter()
+                    .copied()
+                    .chain(std::iter::repeat_n(0, width - seq.len())),
+            );
+            mask.extend((0..width).map(|i| (i < seq.len()) as u8 as f32));
+        }
+        let device = self.device();
+        Ok((
+            Tensor::from_vec(ids, (batch.len(), width), &device)?,
+            Tensor::from_vec(mask, (batch.len(), width), &device)?,
+            width,
+        ))
+    }
+}
+
+/// Log-probabilities and arg-max hits of `targets` under `logits` [n, V] (f32 math).
+fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Vec<bool>)> {
+    let logits = logits.to_dtype(DType::F32)?;
+    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
+    let idx = Tensor::from_vec(targets.to_vec(), (targets.len(), 1), logits.device())?;
+    let picked: Vec<f32> = logp.gather(&idx, 1)?.squeeze(1)?.to_vec1()?;
+    let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
+    let hits = argmax.iter().zip(targets).map(|(a, t)| a == t).collect();
+    Ok((picked, hits))
+}
+
+impl LanguageModel for LocalModel {
+    fn score_tokens(&mut self, batch: &[Vec<u32>]) -> Result<Vec<TokenScores>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.model.set_mode(Mode::Inference);
+        let (ids, mask, _) = self.pad(batch)?;
+        let logits = self.model.forward(&ids, Some(&mask))?;
+        self.model.clear_kv_cache();
+        let mut out = Vec::with_capacity(batch.len());
+        for (b, seq) in batch.iter().enumerate() {
+            if seq.len() < 2 {
+                out.push(TokenScores {
+                    logprobs: Vec::new(),
+                    hits: Vec::new(),
+                });
+                continue;
+            }
+            let rows = logits.i((b, 0..seq.len() - 1))?;
+            let (logprobs, hits) = gather_scores(&rows, &seq[1..])?;
+            out.push(TokenScores { logprobs, hits });
+        }
+        Ok(out)
+    }
+
+    fn option_logprobs(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>> {
+        if options.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.model.set_mode(Mode::Inference);
+        let device = self.device();
+        let p = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &device)?;
+        let prompt_logits = self.model.forward(&p, None)?;
+        let last = prompt_logits.i((0, prompt.len() - 1))?.unsqueeze(0)?;
+        // The first token of every option is predicted by the prompt's last position.
+        let firsts: Vec<u32> = options
+            .iter()
+            .map(|o| o.first().copied().unwrap_or(0))
+            .collect();
+        let last = last
+            .broadcast_as((options.len(), last.dim(1)?))?
+            .contiguous()?;
+        let (first_lp, _) = gather_scores(&last, &firsts)?;
+        let mut totals: Vec<f64> = first_lp.iter().map(|&l| l as f64).collect();
+        let longest = options.iter().map(Vec::len).max().unwrap_or(0);
+        if longest > 1 {
+            self.model.expand_kv_cache(options.len())?;
+            let (ids, opt_mask, width) = self.pad(options)?;
+            let prompt_mask = Tensor::ones((options.len(), prompt.len()), DType::F32, &device)?;
+            let mask = Tensor::cat(&[&prompt_mask, &opt_mask], 1)?;
+            let logits = self.model.forward(&ids, Some(&mask))?;
+            for (k, option) in options.iter().enumerate() {
+                if option.len() > 1 {
+                    let rows = logits.i((k, 0..option.len() - 1))?;
+                    let (lp, _) = gather_scores(&rows, &option[1..])?;
+                    totals[k] += lp.iter().map(|&l| l as f64).sum::<f64>();
+                }
+            }
+            debug_assert!(width >= 1);
+        }
+        for (k, option) in options.iter().enumerate() {
+            if option.is_empty() {
+                totals[k] = 0.0; // the empty continuation has probability 1
+            }
+        }
+        self.model.clear_kv_cache();
+        Ok(totals)
+    }
+
+    fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
+        let n = params.n.max(1);
+        self.model.set_mode(Mode::Inference);
+        let device = self.device();
+        let p = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &device)?;
+        let logits = self.model.forward(&p, None)?;
+        let mut last = logits
+            .i((0, prompt.len() - 1))?
+            .unsqueeze(0)?
+            .broadcast_as((n, logits.dim(2)?))?
+            .contiguous()?;
+        self.model.expand_kv_cache(n)?;
+        let mut rngs: Vec<Rng> = (0..n)
+            .map(|i| Rng::new(params.seed.wrapping_add(i as u64 * 0x9E37_79B9)))
+            .collect();
+        let mut samples: Vec<Vec<u32>> = vec![Vec::new(); n];
+        let mut done = vec![false; n];
+        for _ in 0..params.max_tokens {
+            let rows: Vec<Vec<f32>> = last.to_dtype(DType::F32)?.to_vec2()?;
+            let mut next = Vec::with_capacity(n);
+            for (i, row) in rows.iter().enumerate() {
+                let token = if done[i] {
+                    0
+                } else {
+                    sample_token(row, params, &mut rngs[i])
+                };
+                if !done[i] {
+                    if params.stop_ids.contains(&token) {
+                        done[i] = true;
+                    } else {
+                        samples[i].push(token);
+                        if !params.stop_strings.is_empty() {
+                            let text = self.tokenizer.decode(&samples[i])?;
+                            if params
+                                .stop_strings
+                                .iter()
+                                .any(|s| text.contains(s.as_str()))
+                            {
+                                done[i] = true;
+                            }
+                        }
+                    }
+                }
+                next.push(token);
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            let ids = Tensor::from_vec(next, (n, 1), &device)?;
+            last = self.model.forward(&ids, None)?.squeeze(1)?;
+        }
+        self.model.clear_kv_cache();
+        Ok(samples)
+    }
+}
+
+/// Draws one token id from `logits` with temperature, top-k and top-p.
+pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u32 {
+    if params.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let t = params.temperature as f32;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut order: Vec<(u32, f32)> = logits
+        .iter()
+        .enumerate()
+        .map(|(i, &l)| (i as u32, ((l - max) / t).exp()))
+        .collect();
+    order.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if params.top_k > 0 {
+        order.truncate(params.top_k);
+    }
+    let total: f32 = order.iter().map(|x| x.1).sum();
+    if params.top_p < 1.0 {
+        let mut acc = 0.0;
+        let keep = order
+            .iter()
+            .position(|x| {
+                acc += x.1 / total;
+                acc >= params.top_p as f32
+            })
+            .map_or(order.len(), |i| i + 1);
+        order.truncate(keep);
+    }
+    let weights: Vec<f64> = order.iter().map(|x| x.1 as f64).collect();
+    order[rng.weighted(&weights)].0
+}
+
+fn argmax(xs: &[f32]) -> u32 {
+    xs.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i as u32)
+}

@@ -1,0 +1,161 @@
+//! Linear layers with optional LoRA adapters (Hu et al. 2021, as in PEFT):
+//! `y = x Wᵀ + b + (alpha / r) · dropout(x) Aᵀ Bᵀ`, with A random and B zero at
+//! the start, so an adapted model begins exactly where its base model is.
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::Result;
+
+/// Which projections get adapters, and how big they are.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f32,
+    /// Projection names: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    /// The reference's LoRA setting (METHOD.md §3): r = 16, alpha = 80 on q and v.
+    fn default() -> Self {
+        LoraConfig {
+            rank: 16,
+            alpha: 80.0,
+            dropout: 0.0,
+            targets: vec!["q_proj".into(), "v_proj".into()],
+        }
+    }
+}
+
+impl LoraConfig {
+    pub fn scale(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Adapter {
+    a: Tensor,
+    b: Tensor,
+    scale: f64,
+    dropout: f32,
+}
+
+/// A linear layer; base weights come from the checkpoint, adapters (if any)
+/// from a separate, trainable variable store.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    adapter: Option<Adapter>,
+}
+
+/// Where adapters are created (a `VarMap`-backed builder) and with what settings.
+#[derive(Clone)]
+pub struct AdapterSite<'a> {
+    pub config: &'a LoraConfig,
+    pub vb: VarBuilder<'a>,
+}
+
+impl std::fmt::Debug for AdapterSite<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdapterSite")
+            .field("config", self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Linear {
+    /// Loads `{vb}.weight` (and `.bias`); adds an adapter named like PEFT's
+    /// (`{site}.lora_A.weight`, `{site}.lora_B.weight`) when `name` is a target.
+    pub fn load(
+        vb: VarBuilder,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+        name: &str,
+        site: Option<&AdapterSite>,
+    ) -> Result<Linear> {
+        let weight = vb.get((out_dim, in_dim), "weight")?;
+        let bias = if bias {
+            Some(vb.get(out_dim, "bias")?)
+        } else {
+            None
+        };
+        let adapter = match site {
+            Some(site) if site.config.targets.iter().any(|t| t == name) => {
+                let r = site.config.rank;
+                // PEFT initialises A with kaiming-uniform(a = sqrt(5)): U(-1/sqrt(in), 1/sqrt(in)).
+                let bound = 1.0 / (in_dim as f64).sqrt();
+                let a = site.vb.get_with_hints(
+                    (r, in_dim),
+                    "lora_A.weight",
+                    Init::Uniform {
+                        lo: -bound,
+                        up: bound,
+                    },
+                )?;
+                let b = site
+                    .vb
+                    .get_with_hints((out_dim, r), "lora_B.weight", Init::Const(0.0))?;
+                Some(Adapter {
+                    a,
+                    b,
+                    scale: site.config.scale(),
+                    dropout: site.config.dropout,
+                })
+            }
+            _ => None,
+        };
+        Ok(Linear {
+            weight,
+            bias,
+            adapter,
+        })
+    }
+
+    /// A plain linear layer from a weight (used for tied embeddings).
+    pub fn from_weight(weight: Tensor) -> Linear {
+        Linear {
+            weight,
+            bias: None,
+            adapter: None,
+        }
+    }
+
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let w = match x.dims() {
+            [b, _, _] => self.weight.broadcast_left(*b)?.t()?,
+            _ => self.weight.t()?,
+        };
+        let mut y = x.matmul(&w)?;
+        if let Some(bias) = &self.bias {
+            y = y.broadcast_add(bias)?;
+        }
+        if let Some(ad) = &self.adapter {
+            let x = if train && ad.dropout > 0.0 {
+                candle_nn::ops::dropout(x, ad.dropout)?
+            } else {
+                x.clone()
+            };
+            let (a, b) = match x.dims() {
+                [n, _, _] => (ad.a.broadcast_left(*n)?.t()?, ad.b.broadcast_left(*n)?.t()?),
+                _ => (ad.a.t()?, ad.b.t()?),
+            };
+            y = (y + (x.matmul(&a)?.matmul(&b)? * ad.scale)?)?;
+        }
+        Ok(y)
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_t(x, false).map_err(|e| match e {
+            crate::LmError::Candle(c) => c,
+            other => candle_core::Error::Msg(other.to_string()),
+        })
+    }
+}

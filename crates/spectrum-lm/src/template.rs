@@ -1,0 +1,337 @@
+//! Prompt templates (METHOD.md §2): a sequence of description/input/output
+//! messages becomes token ids and a loss mask.
+//!
+//! Text is tokenised segment by segment (never the joined string), only the
+//! first segment gets BOS (if the tokenizer adds one at all), and each output's
+//! loss tokens are recorded as a span so per-output losses come from one pass.
+
+use minijinja::{Environment, context};
+use serde::{Deserialize, Serialize};
+use spectrum_suite::{Message, Role};
+
+use crate::tokenizer::TextTokenizer;
+use crate::{LmError, Result};
+
+/// The three prompt formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptFormat {
+    /// The trained format: turns named description/input/output with the model's turn tokens.
+    Spectrum,
+    /// `Description: ...\n\nInput: ...\n\nOutput: ...` for pretrained baselines.
+    Colon,
+    /// The model's own chat template, for instruct baselines.
+    Chat,
+}
+
+impl PromptFormat {
+    pub fn parse(s: &str) -> Option<PromptFormat> {
+        match s {
+            "spectrum" => Some(PromptFormat::Spectrum),
+            "colon" => Some(PromptFormat::Colon),
+            "chat" => Some(PromptFormat::Chat),
+            _ => None,
+        }
+    }
+}
+
+/// The token range of one output's loss segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct OutputSpan {
+    /// Index of the output in the sequence (0-based, counting outputs only).
+    pub index: usize,
+    /// Token positions `start..end` of the output's loss segment.
+    pub start: usize,
+    pub end: usize,
+    /// Whether the output carries loss (the first output of a spectrum-format
+    /// sequence without a description does not).
+    pub loss: bool,
+}
+
+/// A rendered sequence: token ids, a per-token loss flag, and output spans.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub ids: Vec<u32>,
+    /// `loss[i]`: token `i` is a training target.
+    pub loss: Vec<bool>,
+    pub outputs: Vec<OutputSpan>,
+    /// Outputs dropped because they did not fit the token budget.
+    pub truncated: usize,
+}
+
+impl Rendered {
+    pub fn loss_tokens(&self) -> usize {
+        self.loss.iter().filter(|&&l| l).count()
+    }
+}
+
+/// The system prompt of the chat format: it explains the roles to an instruct model.
+pub const CHAT_SYSTEM_PROMPT: &str = "You simulate a data-generating process. The description below says what it is. \
+Each user message is an input (\"Generate\" when there is none); reply with one output, and nothing else.";
+
+#[derive(Debug, Clone)]
+struct Segment {
+    text: String,
+    loss: bool,
+    /// The output this segment carries loss for.
+    output: Option<usize>,
+    /// Segments of one example share a group; truncation keeps whole groups.
+    group: usize,
+}
+
+/// Turn markers of the spectrum format, chosen from the tokenizer's special tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Turns {
+    ChatMl,
+    Gemma,
+    Llama3,
+}
+
+impl Turns {
+    fn detect(tok: &TextTokenizer) -> Result<Turns> {
+        let has = |t: &str| tok.token_id(t).is_some();
+        if has("<|im_start|>") && has("<|im_end|>") {
+            Ok(Turns::ChatMl)
+        } else if has("<start_of_turn>") && has("<end_of_turn>") {
+            Ok(Turns::Gemma)
+        } else if has("<|start_header_id|>") && has("<|eot_id|>") {
+            Ok(Turns::Llama3)
+        } else {
+            Err(LmError::Template(
+                "the tokenizer has no ChatML, Gemma or Llama-3 turn tokens for the spectrum format; use the colon format".into(),
+            ))
+        }
+    }
+
+    /// (header, end of turn, separator after the turn).
+    fn parts(self, role: &str) -> (String, &'static str, &'static str) {
+        match self {
+            Turns::ChatMl => (format!("<|im_start|>{role}\n"), "<|im_end|>", "\n"),
+            Turns::Gemma => (format!("<start_of_turn>{role}\n"), "<end_of_turn>", "\n"),
+            Turns::Llama3 => (
+                format!("<|start_header_id|>{role}<|end_header_id|>\n\n"),
+                "<|eot_id|>",
+                "",
+            ),
+        }
+    }
+}
+
+/// Renders `messages` (validated: METHOD.md §1) in `format`. With a `budget`,
+/// keeps the description and as many whole examples as fit in that many tokens.
+pub fn render(
+    tok: &TextTokenizer,
+    format: PromptFormat,
+    messages: &[Message],
+    budget: Option<usize>,
+) -> Result<Rendered> {
+    let segments = match format {
+        PromptFormat::Spectrum => spectrum_segments(Turns::detect(tok)?, messages),
+        PromptFormat::Colon => colon_segments(messages),
+        PromptFormat::Chat => chat_segments(tok, messages)?,
+    };
+    tokenize(tok, &segments, budget)
+}
+
+/// Groups: 0 for the description, then one per example (its input and output).
+fn examples(messages: &[Message]) -> (Option<&str>, Vec<(Option<&str>, &str)>) {
+    let mut description = None;
+    let mut pending = None;
+    let mut out = Vec::new();
+    for m in messages {
+        match m.role {
+            Role::Description => description = Some(m.content.as_str()),
+            Role::Input => pending = Some(m.content.as_str()),
+            Role::Output => out.push((pending.take(), m.content.as_str())),
+        }
+    }
+    (description, out)
+}
+
+fn seg(text: String, loss: bool, output: Option<usize>, group: usize) -> Segment {
+    Segment {
+        text,
+        loss,
+        output,
+        group,
+    }
+}
+
+fn spectrum_segments(turns: Turns, messages: &[Message]) -> Vec<Segment> {
+    let (description, examples) = examples(messages);
+    let mut s = Vec::new();
+    if let Some(d) = description {
+        let (h, end, sep) = turns.parts("description");
+        s.push(seg(format!("{h}{d}{end}{sep}"), false, None, 0));
+    }
+    for (j, (input, output)) in examples.iter().enumerate() {
+        let g = j + 1;
+        if let Some(x) = input {
+            let (h, end, sep) = turns.parts("input");
+            s.push(seg(format!("{h}{x}{end}{sep}"), false, None, g));
+        }
+        let (h, end, sep) = turns.parts("output");
+        s.push(seg(h, false, None, g));
+        // Nothing steers the first output when there is no description.
+        let loss = description.is_some() || j > 0;
+        s.push(seg(format!("{output}{end}"), loss, Some(j), g));
+        if !sep.is_empty() {
+            s.push(seg(sep.to_string(), false, None, g));
+        }
+    }
+    s
+}
+
+fn colon_segments(messages: &[Message]) -> Vec<Segment> {
+    let (description, examples) = examples(messages);
+    let mut s = Vec::new();
+    if let Some(d) = description {
+        s.push(seg(format!("Description: {d}\n\n"), false, None, 0));
+    }
+    for (j, (input, output)) in examples.iter().enumerate() {
+        let g = j + 1;
+        if let Some(x) = input {
+            s.push(seg(format!("Input: {x}\n\n"), false, None, g));
+        }
+        s.push(seg("Output:".into(), false, None, g));
+        s.push(seg(format!(" {}\n\n", output.trim()), true, Some(j), g));
+    }
+    s
+}
+
+/// The chat format: the model's own template renders system, user and assistant
+/// turns; each assistant turn's content and end-of-turn marker carry loss. The
+/// spans are found by rendering growing prefixes of the conversation.
+fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segment>> {
+    let template = tok.chat_template.as_deref().ok_or_else(|| {
+        LmError::Template("the model has no chat template (tokenizer_config.json chat_template); use the spectrum or colon format".into())
+    })?;
+    let (description, examples) = examples(messages);
+    let mut system = CHAT_SYSTEM_PROMPT.to_string();
+    let mut first_scored = 0;
+    match description {
+        Some(d) => system.push_str(&format!("\n\nDescription: {d}")),
+        None => {
+            // No description: the first output becomes an example in the system prompt.
+            if let Some((input, output)) = examples.first() {
+                match input {
+                    Some(x) => system
+                        .push_str(&format!("\n\nExample input: {x}\nExample output: {output}")),
+                    None => system.push_str(&format!("\n\nExample output: {output}")),
+                }
+                first_scored = 1;
+            }
+        }
+    }
+    let mut env = Environment::new();
+    env.add_function(
+        "raise_exception",
+        |msg: String| -> std::result::Result<String, minijinja::Error> {
+            Err(minijinja::Error::new(
+                minijinja::ErrorKind::InvalidOperation,
+                msg,
+            ))
+        },
+    );
+    env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
+    env.add_template("chat", template)
+        .map_err(|e| LmError::Template(format!("chat template does not parse: {e}")))?;
+    let tmpl = env
+        .get_template("chat")
+        .map_err(|e| LmError::Template(e.to_string()))?;
+    let bos = tok.bos_token.clone().unwrap_or_default();
+    let eos = tok.eos_token.clone().unwrap_or_default();
+    let render = |msgs: &[serde_json::Value], generation: bool| -> Result<String> {
+        tmpl.render(context! { messages => msgs, add_generation_prompt => generation, bos_token => bos, eos_token => eos })
+            .map_err(|e| LmError::Template(format!("chat template failed: {e}")))
+    };
+    let mut conversation = vec![serde_json::json!({"role": "system", "content": system})];
+    let mut segments = Vec::new();
+    let mut done = String::new();
+    for (j, (input, output)) in examples.iter().enumerate().skip(first_scored) {
+        conversation
+            .push(serde_json::json!({"role": "user", "content": input.unwrap_or("Generate")}));
+        let prompt = render(&conversation, true)?;
+        conversation.push(serde_json::json!({"role": "assistant", "content": output}));
+        let with_answer = render(&conversation, false)?;
+        let (Some(before), Some(after)) = (
+            prompt.strip_prefix(done.as_str()),
+            with_answer.strip_prefix(prompt.as_str()),
+        ) else {
+            return Err(LmError::Template(
+                "the chat template is not prefix-stable (a later turn rewrites earlier text)"
+                    .into(),
+            ));
+        };
+        // Trailing whitespace after the end-of-turn marker carries no loss.
+        let answer = after.trim_end();
+        let g = j + 1;
+        // BOS (if the template writes it) is added by the tokenizer step instead.
+        let before = if done.is_empty() {
+            before
+                .strip_prefix(tok.bos_token.as_deref().unwrap_or("\u{0}"))
+                .unwrap_or(before)
+        } else {
+            before
+        };
+        segments.push(seg(
+            before.to_string(),
+            false,
+            None,
+            if done.is_empty() { 0 } else { g },
+        ));
+        segments.push(seg(answer.to_string(), true, Some(j), g));
+        let tail = &after[answer.len()..];
+        if !tail.is_empty() {
+            segments.push(seg(tail.to_string(), false, None, g));
+        }
+        done = with_answer;
+    }
+    Ok(segments)
+}
+
+fn tokenize(tok: &TextTokenizer, segments: &[Segment], budget: Option<usize>) -> Result<Rendered> {
+    let mut r = Rendered {
+        ids: Vec::new(),
+        loss: Vec::new(),
+        outputs: Vec::new(),
+        truncated: 0,
+    };
+    if let Some(bos) = tok.bos {
+        r.ids.push(bos);
+        r.loss.push(false);
+    }
+    let limit = budget.unwrap_or(usize::MAX);
+    let mut i = 0;
+    while i < segments.len() {
+        // Tokenise one group (the description, or one example) and keep it only if it fits.
+        let group = segments[i].group;
+        let mut ids = Vec::new();
+        let mut loss = Vec::new();
+        let mut spans = Vec::new();
+        while i < segments.len() && segments[i].group == group {
+            let s = &segments[i];
+            let t = tok.encode(&s.text)?;
+            let start = r.ids.len() + ids.len();
+            if let Some(index) = s.output {
+                spans.push(OutputSpan {
+                    index,
+                    start,
+                    end: start + t.len(),
+                    loss: s.loss,
+                });
+            }
+            loss.extend(std::iter::repeat_n(s.loss, t.len()));
+            ids.extend(t);
+            i += 1;
+        }
+        if r.ids.len() + ids.len() > limit {
+            r.truncated = segments[i..].iter().filter(|s| s.output.is_some()).count() + spans.len();
+            break;
+        }
+        r.ids.extend(ids);
+        r.loss.extend(loss);
+        r.outputs.extend(spans);
+    }
+    Ok(r)
+}

@@ -1,0 +1,117 @@
+//! Shared helpers: tiny models whose weights follow a formula that
+//! scripts/record_reference.py computes too, so no weights are stored.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::{VarBuilder, VarMap};
+use spectrum_lm::ModelConfig;
+
+pub struct Reference {
+    pub config: ModelConfig,
+    pub shapes: Vec<(String, Vec<usize>)>,
+    pub ids: Vec<Vec<u32>>,
+    pub mask: Vec<Vec<u32>>,
+    pub logits: Vec<Vec<Vec<f64>>>,
+}
+
+pub fn reference(family: &str) -> Reference {
+    let path = format!(
+        "{}/tests/reference/tiny_{family}.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("reference file"))
+            .expect("json");
+    let shapes = v["shapes"]
+        .as_object()
+        .expect("shapes")
+        .iter()
+        .map(|(k, s)| {
+            (
+                k.clone(),
+                s.as_array()
+                    .expect("shape")
+                    .iter()
+                    .map(|d| d.as_u64().expect("dim") as usize)
+                    .collect(),
+            )
+        })
+        .collect();
+    Reference {
+        config: serde_json::from_value(v["config"].clone()).expect("config"),
+        shapes,
+        ids: serde_json::from_value(v["ids"].clone()).expect("ids"),
+        mask: serde_json::from_value(v["mask"].clone()).expect("mask"),
+        logits: serde_json::from_value(v["logits"].clone()).expect("logits"),
+    }
+}
+
+/// value[k] = scale * sin(0.37 k + phase(name)), as in record_reference.py.
+pub fn weight(name: &str, shape: &[usize], dtype: DType) -> Tensor {
+    let phase = (name.bytes().map(u64::from).sum::<u64>() % 1000) as f64 * 0.1;
+    let n: usize = shape.iter().product();
+    let values: Vec<f64> = (0..n)
+        .map(|k| {
+            let s = (0.37 * k as f64 + phase).sin();
+            if name.ends_with("norm.weight") {
+                1.0 + 0.1 * s
+            } else if name.ends_with(".bias") {
+                0.05 * s
+            } else {
+                0.08 * s
+            }
+        })
+        .collect();
+    let t = Tensor::from_vec(values, shape, &Device::Cpu).expect("tensor");
+    // Like the script: computed in f64, rounded to f32 first.
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.to_dtype(dtype))
+        .expect("dtype")
+}
+
+pub fn tensors(r: &Reference, dtype: DType) -> HashMap<String, Tensor> {
+    r.shapes
+        .iter()
+        .map(|(name, shape)| (name.clone(), weight(name, shape, dtype)))
+        .collect()
+}
+
+pub fn vb(r: &Reference, dtype: DType) -> VarBuilder<'static> {
+    VarBuilder::from_tensors(tensors(r, dtype), dtype, &Device::Cpu)
+}
+
+/// Weights as trainable variables (for gradient checks).
+pub fn varmap(r: &Reference, dtype: DType) -> VarMap {
+    let map = VarMap::new();
+    {
+        let mut data = map.data().lock().expect("lock");
+        for (name, t) in tensors(r, dtype) {
+            data.insert(name, Var::from_tensor(&t).expect("var"));
+        }
+    }
+    map
+}
+
+pub fn ids_tensor(ids: &[Vec<u32>]) -> Tensor {
+    let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+    Tensor::from_vec(flat, (ids.len(), ids[0].len()), &Device::Cpu).expect("ids")
+}
+
+pub fn mask_tensor(mask: &[Vec<u32>]) -> Tensor {
+    let flat: Vec<f32> = mask.iter().flatten().map(|&m| m as f32).collect();
+    Tensor::from_vec(flat, (mask.len(), mask[0].len()), &Device::Cpu).expect("mask")
+}
+
+/// |a - b| <= tol * max(1, |b|) for every element.
+pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths differ");
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (a - b).abs() <= tol * b.abs().max(1.0),
+            "{what}[{i}]: got {a}, want {b} (tolerance {tol})"
+        );
+    }
+}

@@ -1,0 +1,251 @@
+//! The model families against Hugging Face transformers, and the properties
+//! training and fast inference rely on: gradients (checked by finite
+//! differences), KV-cache and padding invariance, training vs inference kernels.
+
+mod common;
+
+use candle_core::{DType, Device, IndexOp, Tensor};
+use candle_nn::VarMap;
+use common::*;
+use spectrum_lm::lora::{AdapterSite, LoraConfig};
+use spectrum_lm::models::{CausalLm, Mode};
+
+fn logits_at(logits: &Tensor, b: usize, t: usize) -> Vec<f64> {
+    logits
+        .i((b, t))
+        .and_then(|r| r.to_dtype(DType::F64))
+        .and_then(|r| r.to_vec1())
+        .expect("row")
+}
+
+/// Logits of tiny random models agree with transformers (values recorded by
+/// scripts/record_reference.py) within 1e-4 relative, in f32, with padding.
+#[test]
+fn tiny_models_match_transformers() {
+    for family in ["llama", "qwen2", "qwen3"] {
+        let r = reference(family);
+        assert_eq!(r.config.family().map(|f| f.as_str()), Some(family));
+        let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+        let logits = model
+            .forward(&ids_tensor(&r.ids), Some(&mask_tensor(&r.mask)))
+            .expect("forward");
+        for (b, row) in r.mask.iter().enumerate() {
+            for (t, &m) in row.iter().enumerate() {
+                if m == 1 {
+                    assert_close(
+                        &logits_at(&logits, b, t),
+                        &r.logits[b][t],
+                        1e-4,
+                        &format!("{family} logits[{b}][{t}]"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn training_kernels_match_inference_kernels() {
+    for family in ["llama", "qwen3"] {
+        let r = reference(family);
+        let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+        let ids = ids_tensor(&r.ids);
+        let mask = mask_tensor(&r.mask);
+        let fast = model.forward(&ids, Some(&mask)).expect("inference");
+        model.set_mode(Mode::Training);
+        let slow = model.forward(&ids, Some(&mask)).expect("training");
+        let diff = (fast - slow)
+            .expect("sub")
+            .abs()
+            .expect("abs")
+            .max_all()
+            .expect("max")
+            .to_scalar::<f32>()
+            .expect("scalar");
+        assert!(diff < 1e-5, "{family}: kernels differ by {diff}");
+    }
+}
+
+#[test]
+fn kv_cache_gives_the_same_logits_as_one_pass() {
+    let r = reference("qwen2");
+    let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+    let seq = ids_tensor(&r.ids[..1]);
+    let full = model.forward(&seq, None).expect("full");
+    model.clear_kv_cache();
+    let first = model
+        .forward(&seq.narrow(1, 0, 5).expect("narrow"), None)
+        .expect("prefix");
+    let second = model
+        .forward(&seq.narrow(1, 5, 3).expect("narrow"), None)
+        .expect("rest");
+    assert_eq!(model.cached_len(), 8);
+    let stitched = Tensor::cat(&[first, second], 1).expect("cat");
+    let diff = (full - stitched)
+        .expect("sub")
+        .abs()
+        .expect("abs")
+        .max_all()
+        .expect("max")
+        .to_scalar::<f32>()
+        .expect("scalar");
+    assert!(diff < 1e-5, "cached decoding differs by {diff}");
+}
+
+#[test]
+fn padding_does_not_change_a_sequence() {
+    let r = reference("llama");
+    let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+    let alone = model
+        .forward(&ids_tensor(&[r.ids[1][..5].to_vec()]), None)
+        .expect("alone");
+    model.clear_kv_cache();
+    let batch = model
+        .forward(&ids_tensor(&r.ids), Some(&mask_tensor(&r.mask)))
+        .expect("batch");
+    for t in 0..5 {
+        assert_close(
+            &logits_at(&batch, 1, t),
+            &logits_at(&alone, 0, t),
+            1e-5,
+            &format!("padded row, position {t}"),
+        );
+    }
+}
+
+/// A scalar loss of the model's output: cross-entropy on the next tokens.
+fn loss(model: &mut CausalLm, ids: &Tensor) -> Tensor {
+    let logits = model.forward(ids, None).expect("forward");
+    let (b, t, v) = logits.dims3().expect("dims");
+    let inputs = logits
+        .narrow(1, 0, t - 1)
+        .expect("narrow")
+        .reshape((b * (t - 1), v))
+        .expect("reshape");
+    let targets = ids
+        .narrow(1, 1, t - 1)
+        .expect("narrow")
+        .contiguous()
+        .expect("contiguous")
+        .flatten_all()
+        .expect("flat");
+    candle_nn::loss::cross_entropy(&inputs, &targets).expect("ce")
+}
+
+/// Gradients from backpropagation agree with central finite differences
+/// (f64, h = 1e-5) for entries of every kind of weight, so every layer trains.
+#[test]
+fn gradients_match_finite_differences() {
+    let r = reference("qwen3");
+    let dtype = DType::F64;
+    let vars = varmap(&r, dtype);
+    let vb = candle_nn::VarBuilder::from_varmap(&vars, dtype, &Device::Cpu);
+    let mut model = CausalLm::load(&r.config, vb, None).expect("load");
+    model.set_mode(Mode::Training);
+    let ids = ids_tensor(&r.ids[..1]);
+    let grads = loss(&mut model, &ids).backward().expect("backward");
+    let data = vars.data().lock().expect("lock").clone();
+    let mut checked = 0;
+    for name in [
+        "model.embed_tokens.weight",
+        "model.layers.0.self_attn.q_proj.weight",
+        "model.layers.0.self_attn.k_norm.weight",
+        "model.layers.1.mlp.gate_proj.weight",
+        "model.layers.1.post_attention_layernorm.weight",
+        "model.norm.weight",
+        "lm_head.weight",
+    ] {
+        let var = &data[name];
+        let grad = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name} received no gradient"));
+        let grad: Vec<f64> = grad.flatten_all().and_then(|g| g.to_vec1()).expect("grad");
+        let original = var.as_tensor().copy().expect("copy");
+        let flat: Vec<f64> = original
+            .flatten_all()
+            .and_then(|t| t.to_vec1())
+            .expect("values");
+        let k = flat.len() / 3; // an entry away from the edges
+        let h = 1e-5;
+        let mut at = |delta: f64| {
+            let mut v = flat.clone();
+            v[k] += delta;
+            var.set(&Tensor::from_vec(v, original.shape(), &Device::Cpu).expect("t"))
+                .expect("set");
+            let l = loss(&mut model, &ids).to_scalar::<f64>().expect("scalar");
+            var.set(&original).expect("restore");
+            l
+        };
+        let numeric = (at(h) - at(-h)) / (2.0 * h);
+        assert!(
+            (grad[k] - numeric).abs() <= 1e-6 + 1e-4 * numeric.abs(),
+            "{name}[{k}]: backprop {} vs finite difference {numeric}",
+            grad[k]
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 7);
+}
+
+/// LoRA adapters start as a no-op (B = 0) and are the only thing that trains.
+#[test]
+fn lora_adapters_start_at_the_base_model_and_receive_gradients() {
+    let r = reference("llama");
+    let mut base = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+    let ids = ids_tensor(&r.ids[..1]);
+    let base_logits = base.forward(&ids, None).expect("forward");
+
+    let adapters = VarMap::new();
+    let config = LoraConfig {
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        ..LoraConfig::default()
+    };
+    let site = AdapterSite {
+        config: &config,
+        vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+    };
+    let mut adapted =
+        CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("load with adapters");
+    let logits = adapted.forward(&ids, None).expect("forward");
+    let diff = (base_logits - logits)
+        .expect("sub")
+        .abs()
+        .expect("abs")
+        .max_all()
+        .expect("max")
+        .to_scalar::<f32>()
+        .expect("s");
+    assert_eq!(diff, 0.0, "a fresh adapter must not change the model");
+
+    let names: Vec<String> = adapters
+        .data()
+        .lock()
+        .expect("lock")
+        .keys()
+        .cloned()
+        .collect();
+    // 2 layers x 3 targets x (A, B), named as PEFT names them.
+    assert_eq!(names.len(), 12, "{names:?}");
+    assert!(
+        names.contains(
+            &"base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight".to_string()
+        ),
+        "{names:?}"
+    );
+    adapted.set_mode(Mode::Training);
+    let grads = loss(&mut adapted, &ids).backward().expect("backward");
+    for (name, var) in adapters.data().lock().expect("lock").iter() {
+        let g = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name}: no gradient"));
+        let norm = g
+            .sqr()
+            .and_then(|g| g.sum_all())
+            .and_then(|s| s.to_scalar::<f32>())
+            .expect("norm");
+        // B starts at zero, so A's gradient is zero at step 0; B's is not.
+        if name.ends_with("lora_B.weight") {
+            assert!(norm > 0.0, "{name}: zero gradient");
+        }
+    }
+}

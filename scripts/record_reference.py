@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Records reference values from Hugging Face transformers (PyTorch) for the
+spectrum-lm tests. The tests compare our candle implementation against them.
+
+Tiny models: weights follow a formula both sides compute (see `formula_weight`
+here and `tiny::weight` in crates/spectrum-lm/tests/reference.rs), so no weights
+are stored; only the recorded logits are.
+
+    bench/.venv/bin/pip install torch transformers
+    bench/.venv/bin/python scripts/record_reference.py [--default-model DIR]
+
+DIR is the default model as `spectrum model default` installs it (an HF folder
+converted from the GGUF); with it, the script also records per-token
+log-probabilities of a fixed token sequence under that model.
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+import transformers
+
+OUT = Path(__file__).resolve().parent.parent / "crates" / "spectrum-lm" / "tests" / "reference"
+
+TINY = {
+    "llama": dict(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=10000.0,
+                  max_position_embeddings=64, tie_word_embeddings=False, hidden_act="silu"),
+    "qwen2": dict(model_type="qwen2", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                  max_position_embeddings=64, tie_word_embeddings=True, hidden_act="silu"),
+    "qwen3": dict(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                  max_position_embeddings=64, tie_word_embeddings=False, hidden_act="silu"),
+}
+
+# Two sequences; the second is shorter and right-padded with id 0 (mask 0).
+IDS = [[1, 5, 9, 13, 2, 40, 63, 7], [3, 3, 17, 29, 51, 0, 0, 0]]
+MASK = [[1] * 8, [1] * 5 + [0] * 3]
+
+
+def formula_weight(name: str, shape) -> torch.Tensor:
+    """value[k] = scale * sin(0.37 k + phase(name)) (+1 for norm weights), in float64, then float32."""
+    phase = (sum(name.encode()) % 1000) * 0.1
+    n = math.prod(shape)
+    k = torch.arange(n, dtype=torch.float64)
+    values = torch.sin(0.37 * k + phase)
+    if name.endswith("norm.weight"):
+        values = 1.0 + 0.1 * values
+    elif name.endswith(".bias"):
+        values = 0.05 * values
+    else:
+        values = 0.08 * values
+    return values.reshape(shape).to(torch.float32)
+
+
+def tiny(family: str) -> None:
+    cfg_dict = TINY[family]
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}[family]
+    config = cls(**{k: v for k, v in cfg_dict.items() if k != "model_type"})
+    config._attn_implementation = "eager"
+    model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
+    state = {name: formula_weight(name, tuple(t.shape)) for name, t in model.state_dict().items()}
+    if config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    model.load_state_dict(state, strict=False)
+    model.eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK))
+    record = {
+        "source": f"transformers {transformers.__version__}, torch {torch.__version__}, eager attention, float32",
+        "config": cfg_dict,
+        "shapes": {name: list(t.shape) for name, t in sorted(state.items())},
+        "ids": IDS,
+        "mask": MASK,
+        "logits": out.logits.tolist(),
+    }
+    (OUT / f"tiny_{family}.json").write_text(json.dumps(record))
+    print(f"tiny {family}: {len(state)} tensors, logits {tuple(out.logits.shape)}")
+
+
+def default_model(path: Path) -> None:
+    tok = transformers.AutoTokenizer.from_pretrained(path)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, torch_dtype=torch.float32, attn_implementation="eager")
+    model.eval()
+    text = "<|im_start|>description\nFlip a fair coin.<|im_end|>\n<|im_start|>output\nheads<|im_end|>\n<|im_start|>output\ntails<|im_end|>\n"
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0]
+    logp = torch.log_softmax(logits, dim=-1)
+    record = {
+        "source": f"transformers {transformers.__version__}, torch {torch.__version__}, float32, {path.name}",
+        "text": text,
+        "ids": ids,
+        # Entry i is about token i + 1.
+        "token_logprobs": [logp[i, ids[i + 1]].item() for i in range(len(ids) - 1)],
+        "argmax": logits.argmax(-1).tolist(),
+        "logits_head": logits[:, :16].tolist(),
+        "logsumexp": torch.logsumexp(logits, -1).tolist(),
+        "greedy": tok.decode(model.generate(torch.tensor([tok("The capital of France is")["input_ids"]]),
+                                            max_new_tokens=8, do_sample=False)[0]),
+    }
+    (OUT / "default_model.json").write_text(json.dumps(record))
+    print(f"default model: {len(ids)} tokens; greedy: {record['greedy']!r}")
+
+
+def gguf_dequant(path: Path) -> None:
+    """Dequantises a few tensors of the default GGUF with the `gguf` package."""
+    import gguf
+    import numpy as np
+
+    reader = gguf.GGUFReader(str(path))
+    record = {"source": f"gguf {gguf.__version__ if hasattr(gguf, '__version__') else ''} GGUFReader + quants.dequantize", "tensors": {}}
+    wanted = {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_down.weight", "blk.3.attn_k.weight", "output_norm.weight"}
+    for t in reader.tensors:
+        if t.name in wanted:
+            values = gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float64).reshape(-1)
+            record["tensors"][t.name] = {
+                "type": t.tensor_type.name,
+                "count": int(values.size),
+                "sum": float(values.sum()),
+                "sum_abs": float(np.abs(values).sum()),
+                "head": values[:64].tolist(),
+            }
+    (OUT / "gguf_dequant.json").write_text(json.dumps(record))
+    print("gguf:", {k: v["type"] for k, v in record["tensors"].items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--default-model", type=Path)
+    parser.add_argument("--gguf", type=Path, help="the default model's GGUF file, for the dequantisation check")
+    args = parser.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for family in TINY:
+        tiny(family)
+    if args.default_model:
+        default_model(args.default_model)
+    if args.gguf:
+        gguf_dequant(args.gguf)
+
+
+if __name__ == "__main__":
+    main()
