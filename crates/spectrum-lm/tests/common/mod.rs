@@ -9,6 +9,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use spectrum_lm::ModelConfig;
 
+#[derive(Debug)]
 pub struct Reference {
     pub config: ModelConfig,
     pub shapes: Vec<(String, Vec<usize>)>,
