@@ -4,6 +4,7 @@
 //! adapters, scoring and sampling behind the [`LanguageModel`] trait.
 
 pub mod config;
+pub mod default_model;
 pub mod engine;
 mod error;
 pub mod gguf;
