@@ -139,7 +139,9 @@ impl ModelConfig {
                 ),
             });
         }
-        if self.num_attention_heads == 0 || !self.num_attention_heads.is_multiple_of(self.kv_heads()) {
+        if self.num_attention_heads == 0
+            || !self.num_attention_heads.is_multiple_of(self.kv_heads())
+        {
             return Err(LmError::BadFile {
                 path: path.to_path_buf(),
                 message: "num_attention_heads must be a positive multiple of num_key_value_heads"

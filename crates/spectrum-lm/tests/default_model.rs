@@ -17,10 +17,14 @@ use spectrum_suite::{Message, Role};
 fn installed() -> &'static DefaultModel {
     static MODEL: OnceLock<DefaultModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models").join(spectrum_lm::default_model::NAME);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+            .join("models")
+            .join(spectrum_lm::default_model::NAME);
         let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
         let model = DefaultModel::new(dir, python);
-        model.install(&mut |step| eprintln!("default model: {step}")).expect("install the default model");
+        model
+            .install(&mut |step| eprintln!("default model: {step}"))
+            .expect("install the default model");
         model
     })
 }
@@ -32,13 +36,21 @@ fn reference(name: &str) -> serde_json::Value {
 
 fn load() -> LocalModel {
     let dir = ModelDir::open(&installed().dir).expect("model folder");
-    assert_eq!(dir.config.parameters(), 134_515_008, "SmolLM2-135M has 134.5M parameters (tied embeddings)");
+    assert_eq!(
+        dir.config.parameters(),
+        134_515_008,
+        "SmolLM2-135M has 134.5M parameters (tied embeddings)"
+    );
     let (model, tokenizer) = dir.load(DType::F32, &Device::Cpu, None).expect("load");
     LocalModel { model, tokenizer }
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 #[test]
@@ -47,7 +59,11 @@ fn rebuilt_tokenizer_and_dequantised_weights_match_transformers() {
     let r = reference("default_model");
     let text = r["text"].as_str().expect("text");
     let want_ids: Vec<u32> = serde_json::from_value(r["ids"].clone()).expect("ids");
-    assert_eq!(lm.tokenizer.encode(text).expect("encode"), want_ids, "tokenizer rebuilt from GGUF metadata differs from HF's");
+    assert_eq!(
+        lm.tokenizer.encode(text).expect("encode"),
+        want_ids,
+        "tokenizer rebuilt from GGUF metadata differs from HF's"
+    );
 
     // The spectrum template renders this very text, segment by segment.
     let messages = [
@@ -58,13 +74,23 @@ fn rebuilt_tokenizer_and_dequantised_weights_match_transformers() {
     let rendered = render(&lm.tokenizer, PromptFormat::Spectrum, &messages, None).expect("render");
     assert_eq!(rendered.ids, want_ids);
 
-    let scores = lm.score_tokens(std::slice::from_ref(&want_ids)).expect("score");
+    let scores = lm
+        .score_tokens(std::slice::from_ref(&want_ids))
+        .expect("score");
     let want_logprobs = floats(&r["token_logprobs"]);
     for (i, (got, want)) in scores[0].logprobs.iter().zip(&want_logprobs).enumerate() {
-        assert!((*got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0), "token {}: logprob {got} vs transformers {want}", i + 1);
+        assert!(
+            (*got as f64 - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "token {}: logprob {got} vs transformers {want}",
+            i + 1
+        );
     }
     let argmax: Vec<u32> = serde_json::from_value(r["argmax"].clone()).expect("argmax");
-    let hits: Vec<bool> = want_ids[1..].iter().zip(&argmax).map(|(t, a)| t == a).collect();
+    let hits: Vec<bool> = want_ids[1..]
+        .iter()
+        .zip(&argmax)
+        .map(|(t, a)| t == a)
+        .collect();
     assert_eq!(scores[0].hits, hits);
 
     // Per-output losses are the sums of their loss tokens' NLL (<|im_end|> included).
@@ -72,9 +98,15 @@ fn rebuilt_tokenizer_and_dequantised_weights_match_transformers() {
     assert_eq!(outputs.len(), 2);
     for out in &outputs {
         let span = rendered.outputs[out.index];
-        let want: f64 = -want_logprobs[span.start - 1..span.end - 1].iter().sum::<f64>();
+        let want: f64 = -want_logprobs[span.start - 1..span.end - 1]
+            .iter()
+            .sum::<f64>();
         let got = out.loss.expect("has loss");
-        assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "output {}: loss {got} vs {want}", out.index);
+        assert!(
+            (got - want).abs() <= 1e-4 * want.abs().max(1.0),
+            "output {}: loss {got} vs {want}",
+            out.index
+        );
         assert_eq!(out.tokens, 2, "'heads'/'tails' + <|im_end|>");
     }
 }
@@ -85,7 +117,12 @@ fn greedy_generation_matches_transformers() {
     let r = reference("default_model");
     let prompt = "The capital of France is";
     let ids = lm.tokenizer.encode(prompt).expect("encode");
-    let params = SamplingParams { n: 1, temperature: 0.0, max_tokens: 8, ..SamplingParams::default() };
+    let params = SamplingParams {
+        n: 1,
+        temperature: 0.0,
+        max_tokens: 8,
+        ..SamplingParams::default()
+    };
     let out = lm.sample(&ids, &params).expect("sample");
     let text = format!("{prompt}{}", lm.tokenizer.decode(&out[0]).expect("decode"));
     assert_eq!(text, r["greedy"].as_str().expect("greedy"));
@@ -103,20 +140,44 @@ fn gguf_dequantisation_matches_the_gguf_package() {
     let tensors = r["tensors"].as_object().expect("tensors");
     assert!(tensors.len() >= 4);
     for (name, want) in tensors {
-        let q = content.tensor(&mut file, name, &Device::Cpu).expect("tensor");
+        let q = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .expect("tensor");
         // candle writes Q4K where gguf writes Q4_K.
         let ours = format!("{:?}", q.dtype());
-        let ours = if ours.ends_with('K') { format!("{}_K", &ours[..ours.len() - 1]) } else { ours };
+        let ours = if ours.ends_with('K') {
+            format!("{}_K", &ours[..ours.len() - 1])
+        } else {
+            ours
+        };
         assert_eq!(ours, want["type"].as_str().expect("type"), "{name}");
-        let values: Vec<f32> = q.dequantize(&Device::Cpu).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).expect("values");
-        assert_eq!(values.len() as u64, want["count"].as_u64().expect("count"), "{name}");
+        let values: Vec<f32> = q
+            .dequantize(&Device::Cpu)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1())
+            .expect("values");
+        assert_eq!(
+            values.len() as u64,
+            want["count"].as_u64().expect("count"),
+            "{name}"
+        );
         for (i, (got, w)) in values.iter().zip(floats(&want["head"])).enumerate() {
-            assert!((*got as f64 - w).abs() <= 1e-6 * w.abs().max(1.0), "{name}[{i}]: {got} vs {w}");
+            assert!(
+                (*got as f64 - w).abs() <= 1e-6 * w.abs().max(1.0),
+                "{name}[{i}]: {got} vs {w}"
+            );
         }
         let sum: f64 = values.iter().map(|&v| v as f64).sum();
         let want_sum = want["sum_abs"].as_f64().expect("sum");
         let sum_abs: f64 = values.iter().map(|&v| (v as f64).abs()).sum();
-        assert!((sum_abs - want_sum).abs() <= 1e-6 * want_sum, "{name}: sum |x| {sum_abs} vs {want_sum}");
-        assert!((sum - want["sum"].as_f64().expect("sum")).abs() <= 1e-3 * want_sum / values.len() as f64 * 100.0, "{name}: sum");
+        assert!(
+            (sum_abs - want_sum).abs() <= 1e-6 * want_sum,
+            "{name}: sum |x| {sum_abs} vs {want_sum}"
+        );
+        assert!(
+            (sum - want["sum"].as_f64().expect("sum")).abs()
+                <= 1e-3 * want_sum / values.len() as f64 * 100.0,
+            "{name}: sum"
+        );
     }
 }

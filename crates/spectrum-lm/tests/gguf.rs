@@ -1,0 +1,356 @@
+//! GGUF import round trips: a model built in code is written as a GGUF the way
+//! llama.cpp writes one (q/k rows permuted for Llama), imported, and must give
+//! the logits of the original; the tokenizer is rebuilt from the metadata.
+
+mod common;
+
+use candle_core::quantized::gguf_file::{self, Value};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Device, Tensor};
+use common::*;
+use spectrum_lm::hf::ModelDir;
+use spectrum_lm::models::CausalLm;
+use spectrum_lm::{LmError, ModelConfig};
+
+fn gguf_name(hf: &str) -> String {
+    let map = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+    ];
+    if let Some((_, g)) = map.iter().find(|(h, _)| *h == hf) {
+        return g.to_string();
+    }
+    let rest = hf.strip_prefix("model.layers.").expect("layer tensor");
+    let (layer, tail) = rest.split_once('.').expect("layer");
+    let parts = [
+        ("self_attn.q_proj", "attn_q"),
+        ("self_attn.k_proj", "attn_k"),
+        ("self_attn.v_proj", "attn_v"),
+        ("self_attn.o_proj", "attn_output"),
+        ("self_attn.q_norm", "attn_q_norm"),
+        ("self_attn.k_norm", "attn_k_norm"),
+        ("mlp.gate_proj", "ffn_gate"),
+        ("mlp.up_proj", "ffn_up"),
+        ("mlp.down_proj", "ffn_down"),
+        ("input_layernorm", "attn_norm"),
+        ("post_attention_layernorm", "ffn_norm"),
+    ];
+    let (part, kind) = tail.rsplit_once('.').expect("kind");
+    let g = parts
+        .iter()
+        .find(|(h, _)| *h == part)
+        .expect("known part")
+        .1;
+    format!("blk.{layer}.{g}.{kind}")
+}
+
+/// llama.cpp's `permute` of q/k rows (convert_hf_to_gguf.py).
+fn permute(w: &Tensor, heads: usize) -> Tensor {
+    let (out, inp) = w.dims2().expect("2d");
+    w.reshape((heads, 2, out / heads / 2, inp))
+        .and_then(|t| t.transpose(1, 2))
+        .and_then(|t| t.reshape((out, inp)))
+        .expect("permute")
+}
+
+fn tiny_config(family: &str) -> ModelConfig {
+    let mut cfg = reference(family).config;
+    cfg.vocab_size = vocab().len();
+    cfg
+}
+
+fn shapes(cfg: &ModelConfig, family: &str) -> Vec<(String, Vec<usize>)> {
+    // The reference shapes, with the vocabulary resized.
+    reference(family)
+        .shapes
+        .into_iter()
+        .map(|(name, mut shape)| {
+            if name.contains("embed_tokens") || name.starts_with("lm_head") {
+                shape[0] = cfg.vocab_size;
+            }
+            (name, shape)
+        })
+        .collect()
+}
+
+fn write_gguf(
+    path: &std::path::Path,
+    family: &str,
+    cfg: &ModelConfig,
+    dtype: GgmlDType,
+    extra: &[(&str, Value)],
+) {
+    let mut tensors = Vec::new();
+    for (name, shape) in shapes(cfg, family) {
+        let mut t = weight(&name, &shape, DType::F32);
+        if family == "llama" && name.ends_with("q_proj.weight") {
+            t = permute(&t, cfg.num_attention_heads);
+        }
+        if family == "llama" && name.ends_with("k_proj.weight") {
+            t = permute(&t, cfg.kv_heads());
+        }
+        let q = if shape.len() == 2 {
+            QTensor::quantize(&t, dtype)
+        } else {
+            QTensor::quantize(&t, GgmlDType::F32)
+        }
+        .expect("quantize");
+        tensors.push((gguf_name(&name), q));
+    }
+    let arch = family.to_string();
+    let key = |k: &str| format!("{arch}.{k}");
+    let mut meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.clone())),
+        (key("embedding_length"), Value::U32(cfg.hidden_size as u32)),
+        (key("feed_forward_length"), Value::U32(cfg.intermediate_size as u32)),
+        (key("block_count"), Value::U32(cfg.num_hidden_layers as u32)),
+        (key("attention.head_count"), Value::U32(cfg.num_attention_heads as u32)),
+        (key("attention.head_count_kv"), Value::U32(cfg.kv_heads() as u32)),
+        (key("attention.key_length"), Value::U32(cfg.head_dim() as u32)),
+        (key("attention.layer_norm_rms_epsilon"), Value::F32(cfg.rms_norm_eps as f32)),
+        (key("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
+        (key("context_length"), Value::U32(cfg.max_position_embeddings as u32)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("smollm".into())),
+        ("tokenizer.ggml.tokens".into(), Value::Array(vocab().into_iter().map(Value::String).collect())),
+        ("tokenizer.ggml.token_type".into(), Value::Array((0..vocab().len()).map(|i| Value::I32(if i < 3 { 3 } else { 1 })).collect())),
+        ("tokenizer.ggml.merges".into(), Value::Array(MERGES.iter().map(|m| Value::String(m.to_string())).collect())),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(2)),
+        ("tokenizer.chat_template".into(), Value::String("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}".into())),
+    ];
+    for (k, v) in extra {
+        meta.retain(|(name, _)| name != k);
+        meta.push((k.to_string(), v.clone()));
+    }
+    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = std::fs::File::create(path).expect("create");
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs).expect("write gguf");
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
+
+#[test]
+fn llama_and_qwen2_gguf_import_gives_the_original_model() {
+    for family in ["llama", "qwen2"] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = tiny_config(family);
+        let path = dir.path().join("tiny.gguf");
+        write_gguf(&path, family, &cfg, GgmlDType::F32, &[]);
+        let out = dir.path().join("hf");
+        let imported = spectrum_lm::gguf::import_gguf(&path, &out).expect("import");
+        assert_eq!(imported.architecture, family);
+
+        let tensors = shapes(&cfg, family)
+            .into_iter()
+            .map(|(n, s)| {
+                let t = weight(&n, &s, DType::F32);
+                (n, t)
+            })
+            .collect();
+        let mut original = CausalLm::load(
+            &cfg,
+            candle_nn::VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu),
+            None,
+        )
+        .expect("load");
+        let model_dir = ModelDir::open(&out).expect("open imported");
+        assert_eq!(
+            model_dir.config.tie_word_embeddings, cfg.tie_word_embeddings,
+            "{family}"
+        );
+        let (mut model, tokenizer) = model_dir
+            .load(DType::F32, &Device::Cpu, None)
+            .expect("load imported");
+        let ids = Tensor::new(&[[1u32, 20, 40, 60, 80, 100, 120, 2]], &Device::Cpu).expect("ids");
+        let diff = max_diff(
+            &original.forward(&ids, None).expect("fwd"),
+            &model.forward(&ids, None).expect("fwd"),
+        );
+        assert!(diff < 1e-5, "{family}: imported model differs by {diff}");
+
+        // The byte-level BPE tokenizer: merges apply, specials match whole, bytes round-trip.
+        assert_eq!(
+            tokenizer.encode("head").expect("encode"),
+            vec![vocab().len() as u32 - 1]
+        );
+        let ids = tokenizer
+            .encode("<|im_start|>output\nhead 42 é<|im_end|>")
+            .expect("encode");
+        assert_eq!(ids[0], 1);
+        assert_eq!(*ids.last().expect("last"), 2);
+        assert_eq!(
+            tokenizer.decode(&ids[1..ids.len() - 1]).expect("decode"),
+            "output\nhead 42 é"
+        );
+        assert_eq!(tokenizer.eos, vec![2]);
+        assert!(tokenizer.chat_template.is_some());
+    }
+}
+
+#[test]
+fn quantised_gguf_imports_close_to_the_original() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = tiny_config("qwen2");
+    cfg.intermediate_size = 64; // Q8_0 needs rows in blocks of 32
+    let path = dir.path().join("q8.gguf");
+    // Shapes follow the config, so they are rebuilt for the wider MLP.
+    write_gguf_with(&path, &cfg);
+    let out = dir.path().join("hf");
+    let imported = spectrum_lm::gguf::import_gguf(&path, &out).expect("import");
+    assert!(
+        imported.tensor_types.contains(&"Q8_0".to_string()),
+        "{:?}",
+        imported.tensor_types
+    );
+    let loaded = ModelDir::open(&out)
+        .expect("open")
+        .load_tensors(DType::F32, &Device::Cpu)
+        .expect("tensors");
+    let w = &loaded["model.layers.0.mlp.down_proj.weight"];
+    let original = weight("model.layers.0.mlp.down_proj.weight", &[32, 64], DType::F32);
+    // Q8_0 keeps 8 bits per value with one scale per 32: error below 1% of the block maximum.
+    assert!(
+        max_diff(w, &original) < 0.08 / 127.0,
+        "Q8_0 round trip error {}",
+        max_diff(w, &original)
+    );
+}
+
+fn write_gguf_with(path: &std::path::Path, cfg: &ModelConfig) {
+    let mut tensors = Vec::new();
+    let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
+    let hd = cfg.head_dim();
+    let mut shapes: Vec<(String, Vec<usize>)> = vec![
+        ("model.embed_tokens.weight".into(), vec![v, h]),
+        ("model.norm.weight".into(), vec![h]),
+    ];
+    for l in 0..cfg.num_hidden_layers {
+        let p = format!("model.layers.{l}");
+        for (n, s) in [
+            (
+                "self_attn.q_proj.weight",
+                vec![cfg.num_attention_heads * hd, h],
+            ),
+            ("self_attn.q_proj.bias", vec![cfg.num_attention_heads * hd]),
+            ("self_attn.k_proj.weight", vec![cfg.kv_heads() * hd, h]),
+            ("self_attn.k_proj.bias", vec![cfg.kv_heads() * hd]),
+            ("self_attn.v_proj.weight", vec![cfg.kv_heads() * hd, h]),
+            ("self_attn.v_proj.bias", vec![cfg.kv_heads() * hd]),
+            (
+                "self_attn.o_proj.weight",
+                vec![h, cfg.num_attention_heads * hd],
+            ),
+            ("mlp.gate_proj.weight", vec![i, h]),
+            ("mlp.up_proj.weight", vec![i, h]),
+            ("mlp.down_proj.weight", vec![h, i]),
+            ("input_layernorm.weight", vec![h]),
+            ("post_attention_layernorm.weight", vec![h]),
+        ] {
+            shapes.push((format!("{p}.{n}"), s));
+        }
+    }
+    for (name, shape) in shapes {
+        let t = weight(&name, &shape, DType::F32);
+        let q = if shape.len() == 2 {
+            QTensor::quantize(&t, GgmlDType::Q8_0)
+        } else {
+            QTensor::quantize(&t, GgmlDType::F32)
+        }
+        .expect("quantize");
+        tensors.push((gguf_name(&name), q));
+    }
+    let meta = [
+        ("general.architecture", Value::String("qwen2".into())),
+        ("qwen2.embedding_length", Value::U32(h as u32)),
+        ("qwen2.feed_forward_length", Value::U32(i as u32)),
+        (
+            "qwen2.block_count",
+            Value::U32(cfg.num_hidden_layers as u32),
+        ),
+        (
+            "qwen2.attention.head_count",
+            Value::U32(cfg.num_attention_heads as u32),
+        ),
+        (
+            "qwen2.attention.head_count_kv",
+            Value::U32(cfg.kv_heads() as u32),
+        ),
+        ("qwen2.context_length", Value::U32(64)),
+        ("tokenizer.ggml.model", Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.tokens",
+            Value::Array(vocab().into_iter().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.merges",
+            Value::Array(
+                MERGES
+                    .iter()
+                    .map(|m| Value::String(m.to_string()))
+                    .collect(),
+            ),
+        ),
+    ];
+    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(
+        &mut std::fs::File::create(path).expect("create"),
+        &meta_refs,
+        &tensor_refs,
+    )
+    .expect("write");
+}
+
+#[test]
+fn bad_gguf_files_get_clear_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = tiny_config("llama");
+    let path = dir.path().join("tiny.gguf");
+    write_gguf(&path, "llama", &cfg, GgmlDType::F32, &[]);
+    let bytes = std::fs::read(&path).expect("read");
+
+    let truncated = dir.path().join("truncated.gguf");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let err =
+        spectrum_lm::gguf::import_gguf(&truncated, &dir.path().join("a")).expect_err("truncated");
+    assert!(err.to_string().contains("truncated.gguf"), "{err}");
+
+    let other = dir.path().join("gpt2.gguf");
+    write_gguf(
+        &other,
+        "llama",
+        &cfg,
+        GgmlDType::F32,
+        &[("general.architecture", Value::String("gpt2".into()))],
+    );
+    let err = spectrum_lm::gguf::import_gguf(&other, &dir.path().join("b")).expect_err("arch");
+    assert!(
+        matches!(err, LmError::Unsupported { .. })
+            && err.to_string().contains("supported: llama, qwen2, qwen3"),
+        "{err}"
+    );
+
+    let spm = dir.path().join("spm.gguf");
+    write_gguf(
+        &spm,
+        "llama",
+        &cfg,
+        GgmlDType::F32,
+        &[("tokenizer.ggml.model", Value::String("llama".into()))],
+    );
+    let err = spectrum_lm::gguf::import_gguf(&spm, &dir.path().join("c")).expect_err("tokenizer");
+    assert!(
+        err.to_string()
+            .contains("tokenizer model \"llama\" is not supported"),
+        "{err}"
+    );
+}

@@ -1,0 +1,164 @@
+//! Prompt templates: token ids, loss masks and output spans (METHOD.md §2),
+//! checked against hand-written expectations.
+
+mod common;
+
+use common::tiny_tokenizer;
+use spectrum_lm::template::{PromptFormat, render};
+use spectrum_suite::{Message, Role};
+
+fn msg(role: Role, content: &str) -> Message {
+    Message::new(role, content)
+}
+
+/// The text of the loss tokens of each output, decoded.
+fn loss_texts(
+    format: PromptFormat,
+    messages: &[Message],
+    template: Option<&str>,
+) -> Vec<(String, bool)> {
+    let tok = tiny_tokenizer(template);
+    let r = render(&tok, format, messages, None).expect("render");
+    // Loss flags agree with the spans.
+    for (i, &l) in r.loss.iter().enumerate() {
+        let in_loss_span = r
+            .outputs
+            .iter()
+            .any(|s| s.loss && (s.start..s.end).contains(&i));
+        assert_eq!(l, in_loss_span, "token {i}");
+    }
+    r.outputs
+        .iter()
+        .map(|s| (tok.decode(&r.ids[s.start..s.end]).expect("decode"), s.loss))
+        .collect()
+}
+
+fn full_text(format: PromptFormat, messages: &[Message], template: Option<&str>) -> String {
+    let tok = tiny_tokenizer(template);
+    let r = render(&tok, format, messages, None).expect("render");
+    tok.decode(&r.ids).expect("decode")
+}
+
+#[test]
+fn spectrum_format_chatml() {
+    let m = [
+        msg(Role::Description, "Flip a coin."),
+        msg(Role::Input, "Flip 1"),
+        msg(Role::Output, "heads"),
+        msg(Role::Input, "Flip 2"),
+        msg(Role::Output, "tails"),
+    ];
+    assert_eq!(
+        full_text(PromptFormat::Spectrum, &m, None),
+        "<|im_start|>description\nFlip a coin.<|im_end|>\n<|im_start|>input\nFlip 1<|im_end|>\n<|im_start|>output\nheads<|im_end|>\n\
+         <|im_start|>input\nFlip 2<|im_end|>\n<|im_start|>output\ntails<|im_end|>\n"
+    );
+    assert_eq!(
+        loss_texts(PromptFormat::Spectrum, &m, None),
+        [
+            ("heads<|im_end|>".into(), true),
+            ("tails<|im_end|>".into(), true)
+        ]
+    );
+}
+
+#[test]
+fn without_a_description_the_first_output_has_no_loss_in_spectrum_only() {
+    let m = [msg(Role::Output, "heads"), msg(Role::Output, "tails")];
+    assert_eq!(
+        loss_texts(PromptFormat::Spectrum, &m, None),
+        [
+            ("heads<|im_end|>".into(), false),
+            ("tails<|im_end|>".into(), true)
+        ]
+    );
+    // The colon format scores every output.
+    assert_eq!(
+        loss_texts(PromptFormat::Colon, &m, None),
+        [(" heads\n\n".into(), true), (" tails\n\n".into(), true)]
+    );
+}
+
+#[test]
+fn colon_format_strips_outputs() {
+    let m = [
+        msg(Role::Description, "Roll a die."),
+        msg(Role::Input, "d6"),
+        msg(Role::Output, "  4 "),
+    ];
+    assert_eq!(
+        full_text(PromptFormat::Colon, &m, None),
+        "Description: Roll a die.\n\nInput: d6\n\nOutput: 4\n\n"
+    );
+    assert_eq!(
+        loss_texts(PromptFormat::Colon, &m, None),
+        [(" 4\n\n".into(), true)]
+    );
+}
+
+#[test]
+fn tokenisation_is_segment_by_segment() {
+    // Each segment is tokenised on its own; the text is unchanged.
+    let tok = tiny_tokenizer(None);
+    let m = [msg(Role::Description, "he"), msg(Role::Output, "ad")];
+    let r = render(&tok, PromptFormat::Colon, &m, None).expect("render");
+    let joined = tok
+        .encode("Description: he\n\nOutput: ad\n\n")
+        .expect("encode");
+    let separate: Vec<u32> = ["Description: he\n\n", "Output:", " ad\n\n"]
+        .iter()
+        .flat_map(|s| tok.encode(s).expect("encode"))
+        .collect();
+    assert_eq!(r.ids, separate);
+    assert_eq!(
+        tok.decode(&r.ids).expect("decode"),
+        tok.decode(&joined).expect("decode")
+    );
+}
+
+const CHATML_TEMPLATE: &str = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}";
+
+#[test]
+fn chat_format_uses_the_models_template() {
+    let m = [
+        msg(Role::Description, "Name a colour."),
+        msg(Role::Output, "red"),
+        msg(Role::Output, "blue"),
+    ];
+    let text = full_text(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE));
+    assert!(
+        text.starts_with("<|im_start|>system\nYou simulate a data-generating process."),
+        "{text}"
+    );
+    assert!(text.contains("Description: Name a colour.<|im_end|>\n<|im_start|>user\nGenerate<|im_end|>\n<|im_start|>assistant\nred<|im_end|>"), "{text}");
+    assert_eq!(
+        loss_texts(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE)),
+        [
+            ("red<|im_end|>".into(), true),
+            ("blue<|im_end|>".into(), true)
+        ]
+    );
+    // Without a description the first output becomes an example in the system prompt.
+    let m = [msg(Role::Output, "red"), msg(Role::Output, "blue")];
+    let text = full_text(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE));
+    assert!(text.contains("Example output: red<|im_end|>"), "{text}");
+    assert_eq!(
+        loss_texts(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE)),
+        [("blue<|im_end|>".into(), true)]
+    );
+}
+
+#[test]
+fn budget_truncates_at_example_boundaries() {
+    let tok = tiny_tokenizer(None);
+    let m: Vec<Message> = std::iter::once(msg(Role::Description, "Pick a letter."))
+        .chain((0..10).map(|i| msg(Role::Output, &"abcdefghij"[i..i + 1])))
+        .collect();
+    let full = render(&tok, PromptFormat::Spectrum, &m, None).expect("render");
+    let budget = full.outputs[4].end + 1; // room for 5 examples and their newline
+    let cut = render(&tok, PromptFormat::Spectrum, &m, Some(budget)).expect("render");
+    assert_eq!(cut.outputs.len(), 5);
+    assert_eq!(cut.truncated, 5);
+    assert!(cut.ids.len() <= budget);
+    assert_eq!(cut.ids[..], full.ids[..cut.ids.len()]);
+}
