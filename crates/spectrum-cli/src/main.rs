@@ -13,9 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use spectrum_app::{ImportError, ImportOutcome, ImportRequest, Progress, Studio};
+use spectrum_app::{
+    GenerateRequest, ImportError, ImportOutcome, ImportRequest, Progress, PromptSource,
+    SamplingParams, ScoreRequest, Studio,
+};
 
-use args::{Cli, Command, DatasetsCommand, SuiteCommand, TasksCommand};
+use args::{Cli, Command, DatasetsCommand, ModelCommand, SuiteCommand, TasksCommand};
 use output::Output;
 
 // The importer parses on one thread and stores on another: mimalloc frees
@@ -55,7 +58,8 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
-    let studio = Studio::new(cli.store)?;
+    let studio = Studio::new(cli.store)?.with_python(cli.python);
+    let mut note = |m: &str| out.note(m);
     match cli.command {
         Command::Import(a) => {
             let request = ImportRequest {
@@ -82,6 +86,58 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
         } => {
             let files = studio.build_suite(&a.knobs.config(), &a.out)?;
             out.suite_files(&files)
+        }
+        Command::Model { command } => match command {
+            ModelCommand::Default => out.model(&studio.install_default_model(&mut note)?),
+            ModelCommand::Add { source, name } => {
+                out.model(&studio.add_model(&source, name.as_deref(), &mut note)?)
+            }
+            ModelCommand::List => out.models(&studio.models()?),
+            ModelCommand::Show { model } => out.model(&studio.model(&model)?),
+            ModelCommand::Remove { model } => out.removed_model(&studio.remove_model(&model)?),
+        },
+        Command::Score(a) => {
+            let request = ScoreRequest {
+                model: a.model.model.clone(),
+                format: a.model.format(),
+                file: a.file.clone(),
+                budget: a.budget,
+                batch_tokens: a.batch_tokens,
+                device: a.model.device,
+            };
+            let mut table = output::ScoreTable::default();
+            studio.score(
+                &request,
+                &mut note,
+                &mut |row| out.scored_row(&row, &mut table),
+                cancel,
+            )?;
+            out.score_summary(&table);
+            Ok(())
+        }
+        Command::Generate(a) => {
+            let prompt = match (&a.prompt, &a.task) {
+                (Some(text), _) => PromptSource::Text(text.clone()),
+                (None, Some(task)) => PromptSource::Task(task.clone()),
+                (None, None) => anyhow::bail!("give --prompt TEXT or --task NAME"),
+            };
+            let params = SamplingParams {
+                n: a.n,
+                temperature: a.temperature,
+                top_p: a.top_p,
+                top_k: a.top_k,
+                seed: a.seed,
+                max_tokens: a.max_tokens,
+                ..SamplingParams::default()
+            };
+            let request = GenerateRequest {
+                model: a.model.model.clone(),
+                format: a.model.format(),
+                prompt,
+                params,
+                device: a.model.device,
+            };
+            out.samples(&studio.generate(&request, &mut note)?)
         }
         Command::Demo(a) => demo(&studio, a, out, cancel),
     }
@@ -153,6 +209,10 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let tasks = studio.tasks(None, Some(&dataset.id.to_string()))?;
     out.tasks(&tasks)?;
-    out.note("next: `spectrum tasks list --split held_out` shows the evaluation tasks");
+    out.note("3/3 installing the default model (SmolLM2-135M-Instruct)");
+    let model = studio.install_default_model(&mut |m| out.note(m))?;
+    out.model(&model)?;
+    out.note("next: `spectrum tasks list --split held_out` shows the evaluation tasks;");
+    out.note("      `spectrum generate --task us_state -n 5` samples the default model");
     Ok(())
 }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::Serialize;
-use spectrum_app::{DatasetDetail, DatasetSummary, ImportError, ImportOutcome, TaskSummary};
+use spectrum_app::{
+    DatasetDetail, DatasetSummary, ImportError, ImportOutcome, ModelRecord, OutputScore, ScoredRow,
+    TaskSummary,
+};
 
 pub struct Output {
     pub json: bool,
@@ -244,6 +247,129 @@ impl Output {
             println!("{}", f.display());
         }
         self.note("import them with: spectrum import <that folder>");
+        Ok(())
+    }
+}
+
+/// Running totals for the human-readable score table.
+#[derive(Debug, Default)]
+pub struct ScoreTable {
+    rows: usize,
+    loss_sum: f64,
+    acc_sum: f64,
+    scored: usize,
+}
+
+impl Output {
+    pub fn model(&self, m: &ModelRecord) -> Result<()> {
+        if self.json {
+            return self.print_json(m);
+        }
+        println!("model {} {:?}", m.id, m.name);
+        println!("  family:     {}", m.family);
+        println!("  parameters: {:.1}M", m.parameters as f64 / 1e6);
+        println!("  dtype:      {}", m.dtype);
+        println!("  path:       {}", m.path);
+        println!("  source:     {}", m.source);
+        println!("  sha256:     {}", m.content_hash);
+        Ok(())
+    }
+
+    pub fn models(&self, models: &[ModelRecord]) -> Result<()> {
+        if self.json {
+            return self.print_json(&models);
+        }
+        if models.is_empty() {
+            self.note("no models yet: `spectrum model default` installs the default one");
+            return Ok(());
+        }
+        let rows = models
+            .iter()
+            .map(|m| {
+                vec![
+                    m.id.to_string(),
+                    m.name.clone(),
+                    m.family.clone(),
+                    format!("{:.1}M", m.parameters as f64 / 1e6),
+                    m.dtype.clone(),
+                    m.source.clone(),
+                ]
+            })
+            .collect();
+        table(&["ID", "NAME", "FAMILY", "PARAMS", "DTYPE", "SOURCE"], rows);
+        Ok(())
+    }
+
+    pub fn removed_model(&self, m: &ModelRecord) -> Result<()> {
+        if self.json {
+            return self.print_json(m);
+        }
+        println!("removed model {} {:?}", m.id, m.name);
+        Ok(())
+    }
+
+    /// One line per row: JSON with --json, else id, outputs, mean loss and accuracy over outputs 1..
+    pub fn scored_row(&self, row: &ScoredRow, totals: &mut ScoreTable) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string(row)?);
+            return Ok(());
+        }
+        if totals.rows == 0 {
+            println!(
+                "{:<16} {:>7} {:>10} {:>8}",
+                "ID", "OUTPUTS", "MEAN_LOSS", "MEAN_ACC"
+            );
+        }
+        totals.rows += 1;
+        // METHOD.md §4.1: means over outputs with index >= 1.
+        let scored: Vec<&OutputScore> = row
+            .outputs
+            .iter()
+            .filter(|o| o.index >= 1 && o.loss.is_some())
+            .collect();
+        let n = scored.len().max(1) as f64;
+        let loss = scored.iter().filter_map(|o| o.loss).sum::<f64>() / n;
+        let acc = scored
+            .iter()
+            .filter_map(|o| o.acc)
+            .map(f64::from)
+            .sum::<f64>()
+            / n;
+        totals.loss_sum += scored.iter().filter_map(|o| o.loss).sum::<f64>();
+        totals.acc_sum += scored
+            .iter()
+            .filter_map(|o| o.acc)
+            .map(f64::from)
+            .sum::<f64>();
+        totals.scored += scored.len();
+        let id = row.id.as_ref().map_or_else(
+            || format!("#{}", totals.rows),
+            |v| v.as_str().map_or_else(|| v.to_string(), str::to_string),
+        );
+        println!("{id:<16} {:>7} {loss:>10.4} {acc:>8.3}", row.outputs.len());
+        Ok(())
+    }
+
+    pub fn score_summary(&self, totals: &ScoreTable) {
+        if !self.json && totals.scored > 0 {
+            let n = totals.scored as f64;
+            println!(
+                "{:<16} {:>7} {:>10.4} {:>8.3}",
+                "all",
+                totals.scored,
+                totals.loss_sum / n,
+                totals.acc_sum / n
+            );
+        }
+    }
+
+    pub fn samples(&self, samples: &[String]) -> Result<()> {
+        if self.json {
+            return self.print_json(&samples);
+        }
+        for s in samples {
+            println!("{s}");
+        }
         Ok(())
     }
 }

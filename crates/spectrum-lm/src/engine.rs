@@ -285,10 +285,16 @@ pub fn sample_token(logits: &[f32], params: &SamplingParams, rng: &mut Rng) -> u
     }
     let t = params.temperature as f32;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut order: Vec<(u32, f32)> = logits
-        .iter()
+    let probs: Vec<f32> = logits.iter().map(|&l| ((l - max) / t).exp()).collect();
+    if params.top_k == 0 && params.top_p >= 1.0 {
+        // Plain sampling: no need to sort the vocabulary.
+        let weights: Vec<f64> = probs.iter().map(|&p| p as f64).collect();
+        return rng.weighted(&weights) as u32;
+    }
+    let mut order: Vec<(u32, f32)> = probs
+        .into_iter()
         .enumerate()
-        .map(|(i, &l)| (i as u32, ((l - max) / t).exp()))
+        .map(|(i, p)| (i as u32, p))
         .collect();
     order.sort_by(|a, b| b.1.total_cmp(&a.1));
     if params.top_k > 0 {

@@ -24,6 +24,8 @@ pub enum LmError {
     Tokenizer(String),
     #[error("template: {0}")]
     Template(String),
+    #[error("device: {0}")]
+    Device(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

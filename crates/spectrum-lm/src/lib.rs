@@ -18,3 +18,45 @@ pub use config::{Family, ModelConfig};
 pub use engine::{LanguageModel, LocalModel, OutputScore, SamplingParams, TokenScores};
 pub use error::{LmError, Result};
 pub use template::{PromptFormat, Rendered};
+
+use std::path::Path;
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl DeviceSpec {
+    /// The candle device, or a clear error when this build lacks the backend.
+    pub fn device(self) -> Result<candle_core::Device> {
+        Ok(match self {
+            DeviceSpec::Cpu => candle_core::Device::Cpu,
+            DeviceSpec::Cuda(i) => candle_core::Device::new_cuda(i).map_err(|e| {
+                LmError::Device(format!("CUDA device {i} is not available ({e}); build with `--features cuda` on a machine with CUDA"))
+            })?,
+            DeviceSpec::Metal => candle_core::Device::new_metal(0).map_err(|e| {
+                LmError::Device(format!("Metal is not available ({e}); build with `--features metal` on macOS"))
+            })?,
+        })
+    }
+
+    /// f32 on the CPU, bf16 on GPUs.
+    pub fn dtype(self) -> candle_core::DType {
+        match self {
+            DeviceSpec::Cpu => candle_core::DType::F32,
+            _ => candle_core::DType::BF16,
+        }
+    }
+}
+
+/// Loads a Hugging Face model folder for inference on `device`.
+pub fn load_local(dir: &Path, device: DeviceSpec) -> Result<LocalModel> {
+    let model_dir = hf::ModelDir::open(dir)?;
+    let (model, tokenizer) = model_dir.load(device.dtype(), &device.device()?, None)?;
+    Ok(LocalModel { model, tokenizer })
+}

@@ -335,3 +335,73 @@ fn tokenize(tok: &TextTokenizer, segments: &[Segment], budget: Option<usize>) ->
     }
     Ok(r)
 }
+
+/// A prompt that asks for the next output after `messages`, and how that
+/// output ends: the tokens to feed, the stop token ids and stop strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationPrompt {
+    pub ids: Vec<u32>,
+    pub stop_ids: Vec<u32>,
+    pub stop_strings: Vec<String>,
+}
+
+/// Renders `messages` (which may hold no output yet) and opens the next output.
+pub fn generation_prompt(
+    tok: &TextTokenizer,
+    format: PromptFormat,
+    messages: &[Message],
+) -> Result<GenerationPrompt> {
+    let rendered_ids = |msgs: &[Message]| -> Result<Vec<u32>> {
+        let segments = match format {
+            PromptFormat::Spectrum => spectrum_segments(Turns::detect(tok)?, msgs),
+            PromptFormat::Colon => colon_segments(msgs),
+            PromptFormat::Chat => Vec::new(),
+        };
+        Ok(tokenize(tok, &segments, None)?.ids)
+    };
+    let mut eos = tok.eos.clone();
+    match format {
+        PromptFormat::Spectrum => {
+            let turns = Turns::detect(tok)?;
+            let mut ids = rendered_ids(messages)?;
+            let (header, end, _) = turns.parts("output");
+            ids.extend(tok.encode(&header)?);
+            let mut stop_ids: Vec<u32> = tok.encode(end)?;
+            stop_ids.append(&mut eos);
+            Ok(GenerationPrompt {
+                ids,
+                stop_ids,
+                stop_strings: vec!["\n".into()],
+            })
+        }
+        PromptFormat::Colon => {
+            let mut ids = rendered_ids(messages)?;
+            ids.extend(tok.encode("Output:")?);
+            Ok(GenerationPrompt {
+                ids,
+                stop_ids: eos,
+                stop_strings: vec!["\n".into()],
+            })
+        }
+        PromptFormat::Chat => {
+            // The chat renderer needs an assistant turn to find spans: render the
+            // conversation with a placeholder answer and keep what precedes it.
+            let mut with_answer = messages.to_vec();
+            with_answer.push(Message::new(Role::Output, "\u{2063}"));
+            let segments = chat_segments(tok, &with_answer)?;
+            let last = segments
+                .iter()
+                .rposition(|s| s.loss)
+                .ok_or_else(|| LmError::Template("nothing to prompt".into()))?;
+            let mut ids = tok.bos.into_iter().collect::<Vec<_>>();
+            for s in &segments[..last] {
+                ids.extend(tok.encode(&s.text)?);
+            }
+            Ok(GenerationPrompt {
+                ids,
+                stop_ids: eos,
+                stop_strings: vec!["\n".into()],
+            })
+        }
+    }
+}

@@ -349,3 +349,55 @@ impl Drop for ImportTx<'_> {
         }
     }
 }
+
+impl Store {
+    /// A description to prompt a task with: from its first sequence that has one,
+    /// else its diverse-valid definition, else its first listed description.
+    /// `None` if no task has this name.
+    pub fn task_description(&self, task: &str) -> Result<Option<String>> {
+        let ids: Vec<i64> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM tasks WHERE name = ?1 ORDER BY id")
+                .map_err(|e| self.sqlite(e))?;
+            stmt.query_map([task], |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.sqlite(e))?
+        };
+        let Some(&task_id) = ids.first() else {
+            return Ok(None);
+        };
+        let from_sequence: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT json_extract(messages, '$[0].content') FROM sequences
+                 WHERE task_id = ?1 AND json_extract(messages, '$[0].role') = 'description' ORDER BY id LIMIT 1",
+                [task_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        if from_sequence.is_some() {
+            return Ok(from_sequence);
+        }
+        let from_validity: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT description FROM validity_tasks WHERE task_id = ?1 LIMIT 1",
+                [task_id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        if from_validity.is_some() {
+            return Ok(from_validity);
+        }
+        self.conn
+            .query_row(
+                "SELECT json_extract(descriptions, '$[0]') FROM tasks WHERE id = ?1",
+                [task_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sqlite(e))
+    }
+}

@@ -6,12 +6,14 @@
 
 mod datasets;
 mod migrations;
+mod models;
 
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
+pub use models::{ModelRecord, NewModel};
 
 /// `PRAGMA application_id` of a Spectrum Studio store ("SPEC").
 const APPLICATION_ID: i32 = 0x5350_4543;
