@@ -34,6 +34,12 @@ TINY = {
     "qwen3": dict(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, rope_theta=1000000.0,
                   max_position_embeddings=64, tie_word_embeddings=False, hidden_act="silu"),
+    "gemma3": dict(model_type="gemma3_text", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, rope_theta=1000000.0,
+                   rope_local_base_freq=10000.0, sliding_window=4, query_pre_attn_scalar=16,
+                   layer_types=["sliding_attention", "sliding_attention", "full_attention"],
+                   final_logit_softcapping=30.0, max_position_embeddings=64, tie_word_embeddings=True,
+                   hidden_activation="gelu_pytorch_tanh"),
 }
 
 # Two sequences; the second is shorter and right-padded with id 0 (mask 0).
@@ -48,7 +54,7 @@ def formula_weight(name: str, shape) -> torch.Tensor:
     k = torch.arange(n, dtype=torch.float64)
     values = torch.sin(0.37 * k + phase)
     if name.endswith("norm.weight"):
-        values = 1.0 + 0.1 * values
+        values = 1.0 + 0.1 * values  # Gemma's (1 + w) norms then scale by about 2: fine for a test
     elif name.endswith(".bias"):
         values = 0.05 * values
     else:
@@ -58,7 +64,8 @@ def formula_weight(name: str, shape) -> torch.Tensor:
 
 def tiny(family: str) -> None:
     cfg_dict = TINY[family]
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config}[family]
+    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
+           "gemma3": transformers.Gemma3TextConfig}[family]
     config = cls(**{k: v for k, v in cfg_dict.items() if k != "model_type"})
     config._attn_implementation = "eager"
     model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)

@@ -19,7 +19,11 @@ fn default_model() -> &'static PathBuf {
             .args(["model", "default"])
             .output()
             .expect("run spectrum model default");
-        assert!(out.status.success(), "installing the default model failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "installing the default model failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         tmp.join("models").join("SmolLM2-135M-Instruct")
     })
 }
@@ -42,10 +46,26 @@ fn score_prints_one_json_line_per_row_in_input_order() {
         r#"{"task": "die", "messages": [{"role": "input", "content": "d6"}, {"role": "output", "content": "4"}]}"#,
     ];
     let file = sb.write("rows.jsonl", rows.join("\n").as_bytes());
-    let out = sb.ok(&["--json", "score", "--model", "smol", file.to_str().expect("utf-8")]);
-    let lines: Vec<serde_json::Value> = out.lines().map(|l| serde_json::from_str(l).expect("json line")).collect();
+    let out = sb.ok(&[
+        "--json",
+        "score",
+        "--model",
+        "smol",
+        file.to_str().expect("utf-8"),
+    ]);
+    let lines: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json line"))
+        .collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!((lines[0]["id"].as_str(), lines[1]["id"].as_str(), &lines[2]["id"]), (Some("b"), Some("a"), &serde_json::Value::Null));
+    assert_eq!(
+        (
+            lines[0]["id"].as_str(),
+            lines[1]["id"].as_str(),
+            &lines[2]["id"]
+        ),
+        (Some("b"), Some("a"), &serde_json::Value::Null)
+    );
     // Spectrum format: no description, so the first output carries no loss.
     let first = &lines[0]["outputs"];
     assert_eq!(first.as_array().expect("outputs").len(), 3);
@@ -55,23 +75,63 @@ fn score_prints_one_json_line_per_row_in_input_order() {
         assert!(matches!(o["acc"].as_u64(), Some(0 | 1)));
         assert_eq!(o["tokens"], 2, "word + <|im_end|>");
     }
-    assert!(lines[1]["outputs"][0]["loss"].as_f64().is_some(), "with a description the first output has loss");
+    assert!(
+        lines[1]["outputs"][0]["loss"].as_f64().is_some(),
+        "with a description the first output has loss"
+    );
     // The colon format scores every output.
-    let colon = sb.ok(&["--json", "score", "--model", "smol", "--format", "colon", file.to_str().expect("utf-8")]);
-    let first: serde_json::Value = serde_json::from_str(colon.lines().next().expect("line")).expect("json");
+    let colon = sb.ok(&[
+        "--json",
+        "score",
+        "--model",
+        "smol",
+        "--format",
+        "colon",
+        file.to_str().expect("utf-8"),
+    ]);
+    let first: serde_json::Value =
+        serde_json::from_str(colon.lines().next().expect("line")).expect("json");
     assert!(first["outputs"][0]["loss"].as_f64().is_some());
     // The human table ends with the mean over outputs 1..
     let table = sb.ok(&["score", "--model", "smol", file.to_str().expect("utf-8")]);
-    assert!(table.lines().next().expect("header").contains("MEAN_LOSS") && table.lines().last().expect("all").starts_with("all"), "{table}");
+    assert!(
+        table.lines().next().expect("header").contains("MEAN_LOSS")
+            && table.lines().last().expect("all").starts_with("all"),
+        "{table}"
+    );
 }
 
 #[test]
 fn generate_continues_a_prompt_greedily() {
     let sb = with_model();
-    let out = sb.json(&["generate", "--model", "smol", "--prompt", "The capital of France is", "-n", "2", "--temperature", "0", "--max-tokens", "3"]);
+    let out = sb.json(&[
+        "generate",
+        "--model",
+        "smol",
+        "--prompt",
+        "The capital of France is",
+        "-n",
+        "2",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "3",
+    ]);
     assert_eq!(out, serde_json::json!(["Paris.", "Paris."]));
     // Sampling is reproducible by seed.
-    let args = ["generate", "--model", "smol", "--prompt", "My favourite colour is", "-n", "3", "--max-tokens", "5", "--seed", "7"];
+    let args = [
+        "generate",
+        "--model",
+        "smol",
+        "--prompt",
+        "My favourite colour is",
+        "-n",
+        "3",
+        "--max-tokens",
+        "5",
+        "--seed",
+        "7",
+    ];
     assert_eq!(sb.json(&args), sb.json(&args));
 }
 
@@ -83,7 +143,10 @@ fn registry_lists_shows_and_removes_without_deleting_user_folders() {
     assert_eq!(sb.json(&["model", "show", "smol"])["name"], "smol");
     sb.ok(&["model", "remove", "smol"]);
     assert_eq!(sb.json(&["model", "list"]), serde_json::json!([]));
-    assert!(default_model().join("model.safetensors").exists(), "a folder the user added must not be deleted");
+    assert!(
+        default_model().join("model.safetensors").exists(),
+        "a folder the user added must not be deleted"
+    );
 }
 
 #[test]
@@ -97,38 +160,109 @@ fn broken_model_folders_get_clear_errors() {
             std::fs::copy(src.join(f), dir.join(f)).expect("copy");
         }
         // The weights are large: link them.
-        std::os::unix::fs::symlink(src.join("model.safetensors"), dir.join("model.safetensors")).expect("link");
+        std::os::unix::fs::symlink(src.join("model.safetensors"), dir.join("model.safetensors"))
+            .expect("link");
         dir
     };
     let fail = |args: &[&str], needle: &str| {
         let out = sb.run(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in {stderr}");
+        assert!(
+            stderr.contains(needle),
+            "{args:?}: expected {needle:?} in {stderr}"
+        );
     };
     // Truncated weights.
     let dir = copy("truncated");
     let bytes = std::fs::read(src.join("model.safetensors")).expect("read");
     std::fs::remove_file(dir.join("model.safetensors")).expect("unlink");
     std::fs::write(dir.join("model.safetensors"), &bytes[..4096]).expect("write");
-    sb.write("x.jsonl", br#"{"task": "t", "messages": [{"role": "output", "content": "a"}]}"#);
-    fail(&["score", "--model", dir.to_str().expect("utf-8"), "x.jsonl"], "truncated or corrupt safetensors");
+    sb.write(
+        "x.jsonl",
+        br#"{"task": "t", "messages": [{"role": "output", "content": "a"}]}"#,
+    );
+    fail(
+        &["score", "--model", dir.to_str().expect("utf-8"), "x.jsonl"],
+        "truncated or corrupt safetensors",
+    );
     // No tokenizer.
     let dir = copy("no-tokenizer");
     std::fs::remove_file(dir.join("tokenizer.json")).expect("rm");
-    fail(&["model", "add", dir.to_str().expect("utf-8")], "missing tokenizer.json");
+    fail(
+        &["model", "add", dir.to_str().expect("utf-8")],
+        "missing tokenizer.json",
+    );
     // Unknown architecture.
     let dir = copy("gpt2");
-    let config = std::fs::read_to_string(dir.join("config.json")).expect("read").replace("\"llama\"", "\"gpt2\"");
+    let config = std::fs::read_to_string(dir.join("config.json"))
+        .expect("read")
+        .replace("\"llama\"", "\"gpt2\"");
     std::fs::write(dir.join("config.json"), config).expect("write");
-    fail(&["model", "add", dir.to_str().expect("utf-8")], "architecture \"gpt2\" is not supported; supported: llama");
+    fail(
+        &["model", "add", dir.to_str().expect("utf-8")],
+        "architecture \"gpt2\" is not supported; supported: llama",
+    );
     // Pickle only.
     let dir = copy("pickle");
     std::fs::remove_file(dir.join("model.safetensors")).expect("unlink");
     std::fs::write(dir.join("pytorch_model.bin"), b"not really").expect("write");
-    fail(&["model", "add", dir.to_str().expect("utf-8")], "only safetensors are loaded");
+    fail(
+        &["model", "add", dir.to_str().expect("utf-8")],
+        "only safetensors are loaded",
+    );
     // A GGUF that is not one.
     let fake = sb.write("fake.gguf", b"GGUF but not really");
-    fail(&["model", "add", fake.to_str().expect("utf-8")], "not a readable GGUF file");
-    fail(&["model", "add", "hf:HuggingFaceTB/SmolLM2-135M"], "Hugging Face hub");
+    fail(
+        &["model", "add", fake.to_str().expect("utf-8")],
+        "not a readable GGUF file",
+    );
+    fail(
+        &["model", "add", "hf:HuggingFaceTB/SmolLM2-135M"],
+        "Hugging Face hub",
+    );
+}
+
+#[test]
+fn demo_builds_imports_and_installs_the_default_model() {
+    let sb = Sandbox::default();
+    // The demo installs the default model beside the store; reuse the shared copy.
+    std::fs::create_dir_all(sb.path("models")).expect("mkdir");
+    std::os::unix::fs::symlink(default_model(), sb.path("models/SmolLM2-135M-Instruct"))
+        .expect("link");
+    let out = sb.run(&["demo", "--size", "4"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for step in [
+        "1/3 building",
+        "2/3 importing",
+        "3/3 installing the default model",
+    ] {
+        assert!(stderr.contains(step), "{stderr}");
+    }
+    let datasets = sb.json(&["datasets", "list"]);
+    assert_eq!(datasets[0]["name"], "builtin-suite");
+    assert_eq!(
+        datasets[0]["sequences"],
+        4 * datasets[0]["tasks"].as_u64().expect("tasks")
+    );
+    assert_eq!(
+        sb.json(&["model", "list"])[0]["name"],
+        "SmolLM2-135M-Instruct"
+    );
+    // Running it again changes nothing.
+    let again = sb.run(&["demo", "--size", "4"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already imported"));
+    assert_eq!(
+        sb.json(&["datasets", "list"])
+            .as_array()
+            .expect("array")
+            .len(),
+        1
+    );
 }

@@ -185,14 +185,14 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let config = a.knobs.config();
     out.note(&format!(
-        "1/2 building the built-in suite (seed {}, {} sequences per task) in {}",
+        "1/3 building the built-in suite (seed {}, {} sequences per task) in {}",
         config.seed,
         config.size,
         dir.display()
     ));
     studio.build_suite(&config, &dir)?;
     out.note(&format!(
-        "2/2 importing it into {}",
+        "2/3 importing it into {}",
         studio.store_path().display()
     ));
     let request = ImportRequest {

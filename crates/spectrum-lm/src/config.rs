@@ -18,16 +18,20 @@ pub enum Family {
     Qwen2,
     /// Qwen3: Llama with RMSNorm on queries and keys, per head.
     Qwen3,
+    /// Gemma 3 (text): sandwich norms, GELU, interleaved sliding-window attention.
+    Gemma3,
 }
 
 impl Family {
-    pub const SUPPORTED: &'static str = "llama (Llama 2/3, SmolLM, Mistral), qwen2, qwen3";
+    pub const SUPPORTED: &'static str =
+        "llama (Llama 2/3, SmolLM, Mistral), qwen2, qwen3, gemma3_text (Gemma 3)";
 
     pub fn from_model_type(model_type: &str) -> Option<Family> {
         match model_type {
             "llama" | "mistral" | "smollm" | "smollm2" => Some(Family::Llama),
             "qwen2" => Some(Family::Qwen2),
             "qwen3" => Some(Family::Qwen3),
+            "gemma3_text" => Some(Family::Gemma3),
             _ => None,
         }
     }
@@ -37,6 +41,7 @@ impl Family {
             Family::Llama => "llama",
             Family::Qwen2 => "qwen2",
             Family::Qwen3 => "qwen3",
+            Family::Gemma3 => "gemma3",
         }
     }
 }
@@ -78,6 +83,27 @@ pub struct ModelConfig {
     pub rope_scaling: Option<serde_json::Value>,
     #[serde(default)]
     pub torch_dtype: Option<String>,
+    /// Gemma 3: the activation is named `hidden_activation`.
+    #[serde(default)]
+    pub hidden_activation: Option<String>,
+    /// Gemma 3: RoPE base of the sliding-window layers.
+    #[serde(default)]
+    pub rope_local_base_freq: Option<f64>,
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    /// Gemma 3: every n-th layer is a full-attention layer (older configs).
+    #[serde(default)]
+    pub sliding_window_pattern: Option<usize>,
+    /// `sliding_attention` or `full_attention` per layer (newer configs).
+    #[serde(default)]
+    pub layer_types: Option<Vec<String>>,
+    /// Gemma 3: attention scores are scaled by 1/sqrt(this).
+    #[serde(default)]
+    pub query_pre_attn_scalar: Option<f64>,
+    #[serde(default)]
+    pub final_logit_softcapping: Option<f64>,
+    #[serde(default)]
+    pub attn_logit_softcapping: Option<f64>,
 }
 
 fn default_eps() -> f64 {
@@ -167,9 +193,18 @@ impl ModelConfig {
         self.family() == Some(Family::Qwen2) || self.attention_bias
     }
 
-    /// Whether queries and keys are RMS-normalised per head (Qwen3).
+    /// Whether queries and keys are RMS-normalised per head (Qwen3, Gemma 3).
     pub fn qk_norm(&self) -> bool {
-        self.family() == Some(Family::Qwen3)
+        matches!(self.family(), Some(Family::Qwen3 | Family::Gemma3))
+    }
+
+    /// Gemma 3: whether layer `i` attends within a sliding window.
+    pub fn is_sliding_layer(&self, i: usize) -> bool {
+        match (&self.layer_types, self.sliding_window_pattern) {
+            (Some(types), _) => types.get(i).is_some_and(|t| t == "sliding_attention"),
+            (None, Some(n)) if n > 0 => !(i + 1).is_multiple_of(n),
+            _ => self.family() == Some(Family::Gemma3) && !(i + 1).is_multiple_of(6),
+        }
     }
 
     /// The end-of-sequence ids (`eos_token_id` may be a number or a list).

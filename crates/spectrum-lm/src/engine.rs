@@ -6,7 +6,7 @@
 //! from its KV cache. Sampling runs the prompt once and decodes `n` samples as
 //! one batch.
 
-use candle_core::{D, DType, Device, IndexOp, Tensor};
+use candle_core::{DType, Device, IndexOp, Tensor};
 use serde::{Deserialize, Serialize};
 use spectrum_suite::Rng;
 
@@ -121,7 +121,7 @@ impl LocalModel {
     }
 
     /// Right-pads `batch` into ids [b, T] and a key mask [b, T].
-    fn pad(&self, batch: &[Vec<u32>]) -> Result<(Tensor, Tensor, usize)> {
+    fn pad(&self, batch: &[Vec<u32>]) -> Result<(Tensor, Tensor)> {
         let width = batch.iter().map(Vec::len).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * width);
         let mut mask = Vec::with_capacity(batch.len() * width);
@@ -137,20 +137,51 @@ impl LocalModel {
         Ok((
             Tensor::from_vec(ids, (batch.len(), width), &device)?,
             Tensor::from_vec(mask, (batch.len(), width), &device)?,
-            width,
         ))
     }
 }
 
-/// Log-probabilities and arg-max hits of `targets` under `logits` [n, V] (f32 math).
+/// Log-probabilities and arg-max hits of `targets` under `logits` [n, V]: one
+/// pass per row (max, log-sum-exp, arg-max) instead of a full log-softmax
+/// tensor, with the rows split across the machine's threads.
 fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Vec<bool>)> {
-    let logits = logits.to_dtype(DType::F32)?;
-    let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-    let idx = Tensor::from_vec(targets.to_vec(), (targets.len(), 1), logits.device())?;
-    let picked: Vec<f32> = logp.gather(&idx, 1)?.squeeze(1)?.to_vec1()?;
-    let argmax: Vec<u32> = logits.argmax(D::Minus1)?.to_vec1()?;
-    let hits = argmax.iter().zip(targets).map(|(a, t)| a == t).collect();
-    Ok((picked, hits))
+    let vocab = logits.dim(1)?;
+    let flat: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(targets.len().max(1));
+    let per = targets.len().div_ceil(threads);
+    let mut out: Vec<(f32, bool)> = vec![(0.0, false); targets.len()];
+    std::thread::scope(|scope| {
+        for (chunk, (rows, targets)) in out
+            .chunks_mut(per)
+            .zip(flat.chunks(per * vocab).zip(targets.chunks(per)))
+        {
+            scope.spawn(move || {
+                for ((slot, row), &target) in chunk.iter_mut().zip(rows.chunks(vocab)).zip(targets)
+                {
+                    *slot = row_score(row, target as usize);
+                }
+            });
+        }
+    });
+    Ok(out.into_iter().unzip())
+}
+
+/// (log p(target), target is the arg-max) for one row of logits.
+fn row_score(row: &[f32], target: usize) -> (f32, bool) {
+    let (mut best, mut best_i) = (f32::NEG_INFINITY, 0usize);
+    for (i, &x) in row.iter().enumerate() {
+        if x > best {
+            best = x;
+            best_i = i;
+        }
+    }
+    let sum: f64 = row.iter().map(|&x| (x - best).exp() as f64).sum();
+    (
+        (row[target] as f64 - best as f64 - sum.ln()) as f32,
+        best_i == target,
+    )
 }
 
 impl LanguageModel for LocalModel {
@@ -159,7 +190,7 @@ impl LanguageModel for LocalModel {
             return Ok(Vec::new());
         }
         self.model.set_mode(Mode::Inference);
-        let (ids, mask, _) = self.pad(batch)?;
+        let (ids, mask) = self.pad(batch)?;
         let logits = self.model.forward(&ids, Some(&mask))?;
         self.model.clear_kv_cache();
         let mut out = Vec::with_capacity(batch.len());
@@ -200,7 +231,7 @@ impl LanguageModel for LocalModel {
         let longest = options.iter().map(Vec::len).max().unwrap_or(0);
         if longest > 1 {
             self.model.expand_kv_cache(options.len())?;
-            let (ids, opt_mask, width) = self.pad(options)?;
+            let (ids, opt_mask) = self.pad(options)?;
             let prompt_mask = Tensor::ones((options.len(), prompt.len()), DType::F32, &device)?;
             let mask = Tensor::cat(&[&prompt_mask, &opt_mask], 1)?;
             let logits = self.model.forward(&ids, Some(&mask))?;
@@ -211,7 +242,6 @@ impl LanguageModel for LocalModel {
                     totals[k] += lp.iter().map(|&l| l as f64).sum::<f64>();
                 }
             }
-            debug_assert!(width >= 1);
         }
         for (k, option) in options.iter().enumerate() {
             if option.is_empty() {

@@ -127,27 +127,27 @@ impl Linear {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let w = match x.dims() {
-            [b, _, _] => self.weight.broadcast_left(*b)?.t()?,
-            _ => self.weight.t()?,
-        };
-        let mut y = x.matmul(&w)?;
+        // One large matrix multiply over all rows beats a batch of small ones:
+        // [b, t, in] -> [b * t, in] x [in, out] -> [b, t, out].
+        let dims = x.dims().to_vec();
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
+        let mut y = x2.matmul(&self.weight.t()?)?;
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }
         if let Some(ad) = &self.adapter {
-            let x = if train && ad.dropout > 0.0 {
-                candle_nn::ops::dropout(x, ad.dropout)?
+            let xa = if train && ad.dropout > 0.0 {
+                candle_nn::ops::dropout(&x2, ad.dropout)?
             } else {
-                x.clone()
+                x2.clone()
             };
-            let (a, b) = match x.dims() {
-                [n, _, _] => (ad.a.broadcast_left(*n)?.t()?, ad.b.broadcast_left(*n)?.t()?),
-                _ => (ad.a.t()?, ad.b.t()?),
-            };
-            y = (y + (x.matmul(&a)?.matmul(&b)? * ad.scale)?)?;
+            y = (y + (xa.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)? * ad.scale)?)?;
         }
-        Ok(y)
+        let mut out_dims = dims;
+        let last = out_dims.len() - 1;
+        out_dims[last] = y.dim(1)?;
+        Ok(y.reshape(out_dims)?)
     }
 }
 

@@ -181,3 +181,56 @@ fn gguf_dequantisation_matches_the_gguf_package() {
         );
     }
 }
+
+/// Option scoring from the prompt's KV cache equals scoring prompt + option in one pass.
+#[test]
+fn option_scores_from_the_shared_prompt_equal_full_passes() {
+    let mut lm = load();
+    let prompt = lm.tokenizer.encode("<|im_start|>description\nAn urn holds 3 red balls and 1 blue ball.<|im_end|>\n<|im_start|>output\n").expect("encode");
+    let options: Vec<Vec<u32>> = ["red", "blue", "dark green"]
+        .iter()
+        .map(|o| lm.tokenizer.encode(o).expect("encode"))
+        .collect();
+    assert!(options[2].len() > 1, "a multi-token option");
+    let shared = lm.option_logprobs(&prompt, &options).expect("options");
+    for (option, got) in options.iter().zip(&shared) {
+        let full: Vec<u32> = prompt.iter().chain(option).copied().collect();
+        let scores = lm.score_tokens(&[full]).expect("score");
+        let want: f64 = scores[0].logprobs[prompt.len() - 1..]
+            .iter()
+            .map(|&l| l as f64)
+            .sum();
+        assert!(
+            (got - want).abs() < 1e-4,
+            "option {option:?}: {got} from the cache vs {want} in one pass"
+        );
+    }
+    // Top-k 1 sampling is greedy decoding.
+    let ids = lm
+        .tokenizer
+        .encode("The capital of France is")
+        .expect("encode");
+    let greedy = lm
+        .sample(
+            &ids,
+            &SamplingParams {
+                temperature: 0.0,
+                max_tokens: 4,
+                ..SamplingParams::default()
+            },
+        )
+        .expect("greedy");
+    let top1 = lm
+        .sample(
+            &ids,
+            &SamplingParams {
+                top_k: 1,
+                max_tokens: 4,
+                n: 3,
+                seed: 9,
+                ..SamplingParams::default()
+            },
+        )
+        .expect("top-1");
+    assert!(top1.iter().all(|s| *s == greedy[0]));
+}

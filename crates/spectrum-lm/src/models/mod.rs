@@ -1,7 +1,127 @@
 //! Model families, written for training as well as inference: every operation
 //! has a backward pass in training mode, and the fused inference kernels
 //! (RMSNorm, RoPE, softmax) are used only when no gradient is needed.
+//!
+//! One family per file; [`CausalLm`] is the model whatever its family, with
+//! the KV cache inside it.
 
+mod common;
+pub mod gemma3;
 pub mod llama;
 
-pub use llama::{CausalLm, Mode};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+pub use common::Mode;
+
+use crate::Result;
+use crate::config::{Family, ModelConfig};
+use crate::lora::AdapterSite;
+
+#[derive(Debug, Clone)]
+enum Net {
+    Llama(llama::Llama),
+    Gemma3(gemma3::Gemma3),
+}
+
+/// A decoder-only causal language model of any supported family.
+#[derive(Debug, Clone)]
+pub struct CausalLm {
+    net: Net,
+    config: ModelConfig,
+    mode: Mode,
+    cached: usize,
+    device: Device,
+    dtype: DType,
+}
+
+impl CausalLm {
+    /// Builds the model from checkpoint weights in `vb`; `adapters` adds LoRA
+    /// adapters (created in their own variable store) to the targeted projections.
+    pub fn load(
+        cfg: &ModelConfig,
+        vb: VarBuilder,
+        adapters: Option<&AdapterSite>,
+    ) -> Result<CausalLm> {
+        let (device, dtype) = (vb.device().clone(), vb.dtype());
+        let net = match cfg.family() {
+            Some(Family::Gemma3) => Net::Gemma3(gemma3::Gemma3::load(cfg, vb, adapters)?),
+            _ => Net::Llama(llama::Llama::load(cfg, vb, adapters)?),
+        };
+        Ok(CausalLm {
+            net,
+            config: cfg.clone(),
+            mode: Mode::Inference,
+            cached: 0,
+            device,
+            dtype,
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Training mode uses differentiable kernels and no KV cache.
+    pub fn set_mode(&mut self, mode: Mode) {
+        self.mode = mode;
+        self.clear_kv_cache();
+    }
+
+    fn attention_layers(&mut self) -> Box<dyn Iterator<Item = &mut common::Attention> + '_> {
+        match &mut self.net {
+            Net::Llama(m) => Box::new(m.attention_layers()),
+            Net::Gemma3(m) => Box::new(m.attention_layers()),
+        }
+    }
+
+    pub fn clear_kv_cache(&mut self) {
+        self.cached = 0;
+        for a in self.attention_layers() {
+            a.cache = None;
+        }
+    }
+
+    /// How many positions the KV cache holds.
+    pub fn cached_len(&self) -> usize {
+        self.cached
+    }
+
+    /// Repeats a batch-1 KV cache `n` times along the batch, so `n` continuations
+    /// of one prompt can run together.
+    pub fn expand_kv_cache(&mut self, n: usize) -> Result<()> {
+        for a in self.attention_layers() {
+            a.expand_cache(n)?;
+        }
+        Ok(())
+    }
+
+    /// Logits for every position: `input_ids` is [batch, seq] (u32); `key_mask`
+    /// is [batch, cached + seq] with 1 for real tokens and 0 for padding (None:
+    /// no padding). In inference mode the keys and values are appended to the cache.
+    pub fn forward(&mut self, input_ids: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let t = input_ids.dim(1)?;
+        let offset = if self.mode == Mode::Inference {
+            self.cached
+        } else {
+            0
+        };
+        let (mode, dtype, device) = (self.mode, self.dtype, self.device.clone());
+        let logits = match &mut self.net {
+            Net::Llama(m) => m.forward(input_ids, key_mask, offset, mode, dtype, &device)?,
+            Net::Gemma3(m) => m.forward(input_ids, key_mask, offset, mode, dtype, &device)?,
+        };
+        if self.mode == Mode::Inference {
+            self.cached += t;
+        }
+        Ok(logits)
+    }
+}

@@ -1,0 +1,155 @@
+//! Scoring and generation throughput on the default model (SmolLM2-135M, f32,
+//! CPU), side by side with Hugging Face transformers on PyTorch in the same run
+//! (same token ids, same batch), plus the achieved GFLOP/s against this
+//! machine's measured matrix-multiply rate.
+//!
+//!     cargo bench -p spectrum-lm --bench throughput
+//!
+//! Needs the default model (`spectrum model default`) and a Python with torch
+//! and transformers (`SPECTRUM_BENCH_PYTHON`, default bench/.venv/bin/python).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use spectrum_lm::{DeviceSpec, LanguageModel, SamplingParams};
+use spectrum_suite::Rng;
+
+const SEQUENCES: usize = 16;
+const LENGTH: usize = 256;
+const BATCH: usize = 4;
+const PROMPT: usize = 32;
+const SAMPLES: usize = 8;
+const NEW_TOKENS: usize = 64;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model_dir = std::env::var("SPECTRUM_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let default =
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models/SmolLM2-135M-Instruct");
+            let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
+            spectrum_lm::default_model::DefaultModel::new(default.clone(), python)
+                .install(&mut |s| eprintln!("{s}"))
+                .expect("default model");
+            default
+        });
+    let python = std::env::var("SPECTRUM_BENCH_PYTHON")
+        .unwrap_or_else(|_| root.join("bench/.venv/bin/python").display().to_string());
+
+    let mut rng = Rng::new(42);
+    let sequences: Vec<Vec<u32>> = (0..SEQUENCES)
+        .map(|_| {
+            (0..LENGTH)
+                .map(|_| 100 + rng.below(40_000) as u32)
+                .collect()
+        })
+        .collect();
+    let prompt: Vec<u32> = sequences[0][..PROMPT].to_vec();
+    let ids_file = std::env::temp_dir().join("spectrum-bench-ids.json");
+    std::fs::write(&ids_file, serde_json::json!({"sequences": sequences, "prompt": prompt, "batch": BATCH, "samples": SAMPLES, "new_tokens": NEW_TOKENS}).to_string()).expect("write ids");
+
+    let mut lm = spectrum_lm::load_local(&model_dir, DeviceSpec::Cpu).expect("load model");
+    let params = lm.model.config().parameters() as f64;
+
+    // Scoring: best of 3.
+    let score_secs = best_of(3, || {
+        for batch in sequences.chunks(BATCH) {
+            lm.score_tokens(batch).expect("score");
+        }
+    });
+    let score_tps = (SEQUENCES * LENGTH) as f64 / score_secs;
+
+    // Generation: sampled, no stop, fixed length.
+    let sampling = SamplingParams {
+        n: SAMPLES,
+        temperature: 1.0,
+        max_tokens: NEW_TOKENS,
+        seed: 1,
+        ..SamplingParams::default()
+    };
+    let gen_secs = best_of(3, || {
+        let out = lm.sample(&prompt, &sampling).expect("sample");
+        assert!(out.iter().all(|s| s.len() == NEW_TOKENS));
+    });
+    let gen_tps = (SAMPLES * NEW_TOKENS) as f64 / gen_secs;
+
+    let matmul = matmul_gflops();
+    let torch = Command::new(&python)
+        .arg(root.join("bench/lm_torch.py"))
+        .arg(&model_dir)
+        .arg(&ids_file)
+        .output()
+        .expect("run the PyTorch baseline");
+    assert!(
+        torch.status.success(),
+        "PyTorch baseline failed:\n{}",
+        String::from_utf8_lossy(&torch.stderr)
+    );
+    let t: serde_json::Value = serde_json::from_slice(&torch.stdout).expect("baseline JSON");
+    let (t_score, t_gen) = (
+        t["score_tokens_per_s"].as_f64().expect("score"),
+        t["generate_tokens_per_s"].as_f64().expect("gen"),
+    );
+
+    let gflops = |tps: f64| 2.0 * params * tps / 1e9;
+    println!(
+        "\nSmolLM2-135M ({:.1}M parameters), f32, CPU, {} threads",
+        params / 1e6,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("matrix multiply (2048x2048, candle): {matmul:.1} GFLOP/s\n");
+    println!(
+        "{:<44} {:>12} {:>12} {:>8}",
+        "", "spectrum", "PyTorch", "ratio"
+    );
+    println!(
+        "{:<44} {:>12.0} {:>12.0} {:>7.2}x",
+        format!("scoring tokens/s ({SEQUENCES} x {LENGTH}, batch {BATCH})"),
+        score_tps,
+        t_score,
+        score_tps / t_score
+    );
+    println!(
+        "{:<44} {:>12.1} {:>12.1} {:>7.2}x",
+        format!("generation tokens/s ({SAMPLES} samples x {NEW_TOKENS})"),
+        gen_tps,
+        t_gen,
+        gen_tps / t_gen
+    );
+    println!(
+        "\nscoring achieves {:.1} GFLOP/s = {:.0}% of the matmul rate (2 x params x tokens)",
+        gflops(score_tps),
+        100.0 * gflops(score_tps) / matmul
+    );
+    println!(
+        "generation achieves {:.1} GFLOP/s = {:.0}% of the matmul rate",
+        gflops(gen_tps),
+        100.0 * gflops(gen_tps) / matmul
+    );
+}
+
+fn best_of(n: usize, mut f: impl FnMut()) -> f64 {
+    f(); // warm up
+    (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min)
+}
+
+fn matmul_gflops() -> f64 {
+    let n = 2048;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("a");
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("b");
+    let secs = best_of(3, || {
+        a.matmul(&b)
+            .and_then(|c| c.to_dtype(DType::F32))
+            .expect("matmul");
+    });
+    2.0 * (n as f64).powi(3) / secs / 1e9
+}

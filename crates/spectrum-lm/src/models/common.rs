@@ -1,0 +1,357 @@
+//! Building blocks shared by the decoder families: RMSNorm, rotary embeddings,
+//! grouped-query attention with a KV cache, gated MLPs and attention masks.
+//! In training mode every block uses differentiable kernels; in inference mode
+//! the fused ones.
+
+use candle_core::{D, DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::Result;
+use crate::lora::{AdapterSite, Linear};
+
+/// Whether gradients must flow (differentiable ops) or not (fused kernels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Inference,
+    Training,
+}
+
+/// RMSNorm; Gemma scales by `1 + weight` (`offset` 1), Llama by `weight`.
+#[derive(Debug, Clone)]
+pub(crate) struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+    offset: f64,
+}
+
+impl RmsNorm {
+    pub fn load(vb: VarBuilder, size: usize, eps: f64, offset: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: vb.get(size, "weight")?,
+            eps,
+            offset,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let alpha = if self.offset != 0.0 {
+            (&self.weight + self.offset)?
+        } else {
+            self.weight.clone()
+        };
+        Ok(match mode {
+            Mode::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, &alpha, self.eps as f32)?,
+            Mode::Training => candle_nn::ops::rms_norm_slow(x, &alpha, self.eps as f32)?,
+        })
+    }
+}
+
+/// Rotary position embeddings (the "rotate half" layout of Hugging Face models).
+#[derive(Debug, Clone)]
+pub(crate) struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    pub fn new(
+        theta: f64,
+        head_dim: usize,
+        positions: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Rotary> {
+        let inv_freq: Vec<f32> = (0..head_dim)
+            .step_by(2)
+            .map(|i| 1.0 / theta.powf(i as f64 / head_dim as f64) as f32)
+            .collect();
+        let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
+        let positions = Tensor::arange(0u32, positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((positions, 1))?;
+        let freqs = positions.matmul(&inv_freq)?;
+        Ok(Rotary {
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    /// Rotates `x` [batch, heads, seq, head_dim] for positions `offset..offset+seq`.
+    pub fn apply(&self, x: &Tensor, offset: usize, mode: Mode) -> Result<Tensor> {
+        let seq = x.dim(2)?;
+        let cos = self.cos.narrow(0, offset, seq)?;
+        let sin = self.sin.narrow(0, offset, seq)?;
+        Ok(match mode {
+            Mode::Inference => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?,
+            Mode::Training => candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?,
+        })
+    }
+}
+
+/// Shapes and switches of one attention layer.
+#[derive(Debug, Clone)]
+pub(crate) struct AttentionSpec {
+    pub hidden: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub qkv_bias: bool,
+    /// Per-head RMSNorm on queries and keys (Qwen3, Gemma 3): (eps, offset).
+    pub qk_norm: Option<(f64, f64)>,
+    /// Scores are multiplied by this (1/sqrt(head_dim) unless the family says otherwise).
+    pub scale: f64,
+}
+
+/// Grouped-query self-attention with a KV cache.
+#[derive(Debug, Clone)]
+pub(crate) struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    q_norm: Option<RmsNorm>,
+    k_norm: Option<RmsNorm>,
+    spec: AttentionSpec,
+    pub cache: Option<(Tensor, Tensor)>,
+}
+
+/// A LoRA site for the projection `name` under `site`.
+pub(crate) fn sub_site<'a>(site: Option<&AdapterSite<'a>>, name: &str) -> Option<AdapterSite<'a>> {
+    site.map(|s| AdapterSite {
+        config: s.config,
+        vb: s.vb.pp(name),
+    })
+}
+
+impl Attention {
+    pub fn load(
+        vb: VarBuilder,
+        spec: AttentionSpec,
+        site: Option<&AdapterSite>,
+    ) -> Result<Attention> {
+        let AttentionSpec {
+            hidden: h,
+            heads,
+            kv_heads: kv,
+            head_dim: hd,
+            qkv_bias: bias,
+            ..
+        } = spec;
+        let q = Linear::load(
+            vb.pp("q_proj"),
+            h,
+            heads * hd,
+            bias,
+            "q_proj",
+            sub_site(site, "q_proj").as_ref(),
+        )?;
+        let k = Linear::load(
+            vb.pp("k_proj"),
+            h,
+            kv * hd,
+            bias,
+            "k_proj",
+            sub_site(site, "k_proj").as_ref(),
+        )?;
+        let v = Linear::load(
+            vb.pp("v_proj"),
+            h,
+            kv * hd,
+            bias,
+            "v_proj",
+            sub_site(site, "v_proj").as_ref(),
+        )?;
+        let o = Linear::load(
+            vb.pp("o_proj"),
+            heads * hd,
+            h,
+            false,
+            "o_proj",
+            sub_site(site, "o_proj").as_ref(),
+        )?;
+        let (q_norm, k_norm) = match spec.qk_norm {
+            Some((eps, offset)) => (
+                Some(RmsNorm::load(vb.pp("q_norm"), hd, eps, offset)?),
+                Some(RmsNorm::load(vb.pp("k_norm"), hd, eps, offset)?),
+            ),
+            None => (None, None),
+        };
+        Ok(Attention {
+            q,
+            k,
+            v,
+            o,
+            q_norm,
+            k_norm,
+            spec,
+            cache: None,
+        })
+    }
+
+    /// `mask` is [b or 1, 1, t, cached + t], additive.
+    pub fn forward(
+        &mut self,
+        x: &Tensor,
+        mask: &Tensor,
+        rotary: &Rotary,
+        offset: usize,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
+        let train = mode == Mode::Training;
+        let AttentionSpec {
+            heads,
+            kv_heads,
+            head_dim,
+            scale,
+            ..
+        } = self.spec;
+        let shape = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, head_dim))?.transpose(1, 2)?)
+        };
+        let mut q = shape(self.q.forward_t(x, train)?, heads)?;
+        let mut k = shape(self.k.forward_t(x, train)?, kv_heads)?;
+        let v = shape(self.v.forward_t(x, train)?, kv_heads)?.contiguous()?;
+        if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
+            q = qn.forward(&q, mode)?;
+            k = kn.forward(&k, mode)?;
+        }
+        let q = rotary.apply(&q, offset, mode)?;
+        let k = rotary.apply(&k, offset, mode)?;
+        let (k, v) = match &self.cache {
+            Some((ck, cv)) if mode == Mode::Inference => {
+                (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?)
+            }
+            _ => (k, v),
+        };
+        if mode == Mode::Inference {
+            self.cache = Some((k.clone(), v.clone()));
+        }
+        // Grouped-query attention without copying keys and values per head:
+        // the query heads of one key/value head are stacked along the rows.
+        let groups = heads / kv_heads;
+        let total = k.dim(2)?;
+        let q = q
+            .contiguous()?
+            .reshape((b, kv_heads, groups * t, head_dim))?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, kv_heads, groups, t, total))?;
+        let scores = scores.broadcast_add(&mask.unsqueeze(1)?)?;
+        let probs = match mode {
+            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
+            Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1)?,
+        };
+        let probs = probs.reshape((b, kv_heads, groups * t, total))?;
+        let out = probs.matmul(&v)?.reshape((b, heads, t, head_dim))?;
+        let out = out.transpose(1, 2)?.reshape((b, t, heads * head_dim))?;
+        self.o.forward_t(&out, train)
+    }
+
+    /// Repeats a batch-1 cache `n` times along the batch.
+    pub fn expand_cache(&mut self, n: usize) -> Result<()> {
+        if let Some((k, v)) = &self.cache {
+            let expand = |t: &Tensor| -> Result<Tensor> {
+                let (_, h, s, d) = t.dims4()?;
+                Ok(t.narrow(0, 0, 1)?
+                    .broadcast_as((n, h, s, d))?
+                    .contiguous()?)
+            };
+            self.cache = Some((expand(k)?, expand(v)?));
+        }
+        Ok(())
+    }
+}
+
+/// The activation of a gated MLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    Silu,
+    /// GELU, tanh approximation (`gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// `down(act(gate(x)) * up(x))`.
+#[derive(Debug, Clone)]
+pub(crate) struct Mlp {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    pub fn load(
+        vb: VarBuilder,
+        hidden: usize,
+        inner: usize,
+        act: Activation,
+        site: Option<&AdapterSite>,
+    ) -> Result<Mlp> {
+        Ok(Mlp {
+            gate: Linear::load(
+                vb.pp("gate_proj"),
+                hidden,
+                inner,
+                false,
+                "gate_proj",
+                sub_site(site, "gate_proj").as_ref(),
+            )?,
+            up: Linear::load(
+                vb.pp("up_proj"),
+                hidden,
+                inner,
+                false,
+                "up_proj",
+                sub_site(site, "up_proj").as_ref(),
+            )?,
+            down: Linear::load(
+                vb.pp("down_proj"),
+                inner,
+                hidden,
+                false,
+                "down_proj",
+                sub_site(site, "down_proj").as_ref(),
+            )?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let gate = self.gate.forward_t(x, train)?;
+        let gate = match self.act {
+            Activation::Silu => candle_nn::ops::silu(&gate)?,
+            Activation::GeluTanh => gate.gelu()?,
+        };
+        self.down
+            .forward_t(&(gate * self.up.forward_t(x, train)?)?, train)
+    }
+}
+
+/// Additive mask [batch, 1, seq, offset + seq]: 0 where query i may attend to
+/// key j (causal, within `window` positions if set, key not padding), -1e9 elsewhere.
+pub(crate) fn attention_mask(
+    b: usize,
+    t: usize,
+    offset: usize,
+    key_mask: Option<&Tensor>,
+    window: Option<usize>,
+    dtype: DType,
+    device: &Device,
+) -> Result<Tensor> {
+    let total = offset + t;
+    let causal: Vec<f32> = (0..t)
+        .flat_map(|i| {
+            (0..total).map(move |j| {
+                let q = offset + i;
+                let visible = j <= q && window.is_none_or(|w| q - j < w);
+                if visible { 0.0 } else { f32::NEG_INFINITY }
+            })
+        })
+        .collect();
+    let mut mask = Tensor::from_vec(causal, (1, 1, t, total), device)?;
+    if let Some(keys) = key_mask {
+        // 1 -> 0, 0 -> -1e9 (finite, so that 0 * it stays 0 where the key is real).
+        let keys = keys.to_dtype(DType::F32)?.reshape((b, 1, 1, total))?;
+        mask = mask.broadcast_add(&((keys - 1.0)? * 1e9)?)?;
+    }
+    Ok(mask.to_dtype(dtype)?)
+}
