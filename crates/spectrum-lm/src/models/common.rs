@@ -16,6 +16,15 @@ pub enum Mode {
     Training,
 }
 
+/// What one forward pass is: where it starts in the cache, in which mode, on what.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass<'a> {
+    pub offset: usize,
+    pub mode: Mode,
+    pub dtype: DType,
+    pub device: &'a Device,
+}
+
 /// RMSNorm; Gemma scales by `1 + weight` (`offset` 1), Llama by `weight`.
 #[derive(Debug, Clone)]
 pub(crate) struct RmsNorm {

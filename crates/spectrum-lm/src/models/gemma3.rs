@@ -3,11 +3,12 @@
 //! MLPs, and interleaved attention: most layers see a sliding window of keys
 //! with local RoPE, every n-th layer sees all keys with global RoPE.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Mlp, Mode, RmsNorm, Rotary, attention_mask, sub_site,
+    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, attention_mask,
+    sub_site,
 };
 use super::llama::{layer_site, lm_head};
 use crate::Result;
@@ -119,11 +120,14 @@ impl Gemma3 {
         &mut self,
         ids: &Tensor,
         key_mask: Option<&Tensor>,
-        offset: usize,
-        mode: Mode,
-        dtype: DType,
-        device: &Device,
+        pass: &Pass,
     ) -> Result<Tensor> {
+        let Pass {
+            offset,
+            mode,
+            dtype,
+            device,
+        } = *pass;
         let (b, t) = ids.dims2()?;
         let full = attention_mask(b, t, offset, key_mask, None, dtype, device)?;
         let local = attention_mask(b, t, offset, key_mask, Some(self.window), dtype, device)?;

@@ -5,11 +5,12 @@
 //! Weights are addressed by their Hugging Face checkpoint names
 //! (`model.layers.0.self_attn.q_proj.weight`...).
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{Module, Tensor};
 use candle_nn::{Embedding, VarBuilder};
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Mlp, Mode, RmsNorm, Rotary, attention_mask, sub_site,
+    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, attention_mask,
+    sub_site,
 };
 use crate::Result;
 use crate::config::ModelConfig;
@@ -126,11 +127,14 @@ impl Llama {
         &mut self,
         ids: &Tensor,
         key_mask: Option<&Tensor>,
-        offset: usize,
-        mode: Mode,
-        dtype: DType,
-        device: &Device,
+        pass: &Pass,
     ) -> Result<Tensor> {
+        let Pass {
+            offset,
+            mode,
+            dtype,
+            device,
+        } = *pass;
         let (b, t) = ids.dims2()?;
         let mask = attention_mask(b, t, offset, key_mask, None, dtype, device)?;
         let train = mode == Mode::Training;

@@ -114,10 +114,15 @@ impl CausalLm {
         } else {
             0
         };
-        let (mode, dtype, device) = (self.mode, self.dtype, self.device.clone());
+        let pass = common::Pass {
+            offset,
+            mode: self.mode,
+            dtype: self.dtype,
+            device: &self.device,
+        };
         let logits = match &mut self.net {
-            Net::Llama(m) => m.forward(input_ids, key_mask, offset, mode, dtype, &device)?,
-            Net::Gemma3(m) => m.forward(input_ids, key_mask, offset, mode, dtype, &device)?,
+            Net::Llama(m) => m.forward(input_ids, key_mask, &pass)?,
+            Net::Gemma3(m) => m.forward(input_ids, key_mask, &pass)?,
         };
         if self.mode == Mode::Inference {
             self.cached += t;
