@@ -52,10 +52,12 @@ impl Studio {
             return self.install_default_model(progress);
         }
         if let Some(repo) = spec.strip_prefix("hf:") {
-            bail!(
-                "downloading {repo} needs the Hugging Face hub, which this build cannot reach (fix: download the folder, \
-                 e.g. `huggingface-cli download {repo} --local-dir DIR`, then `spectrum model add DIR`)"
+            let dir = spectrum_lm::hub::download(repo, progress)?;
+            let name = name.map_or_else(
+                || repo.rsplit('/').next().unwrap_or(repo).to_string(),
+                str::to_string,
             );
+            return self.register(&dir, &name, spec);
         }
         let path = PathBuf::from(spec);
         if path
@@ -145,11 +147,7 @@ impl Studio {
     /// a registered name or id, a folder, or a GGUF file (imported on first use).
     pub fn resolve_model(&self, spec: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         if spec == "default" {
-            let dir = self.models_dir().join(default_model::NAME);
-            if !DefaultModel::new(dir.clone(), self.python.clone()).is_installed() {
-                self.install_default_model(progress)?;
-            }
-            return Ok(dir);
+            return Ok(PathBuf::from(self.install_default_model(progress)?.path));
         }
         if let Some(found) = self.store()?.find_model(spec)? {
             return Ok(PathBuf::from(found.path));

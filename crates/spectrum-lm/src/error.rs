@@ -26,6 +26,11 @@ pub enum LmError {
     Template(String),
     #[error("device: {0}")]
     Device(String),
+    #[error(
+        "hf:{repo}: cannot download from the Hugging Face hub: {message} (fix: check the name and your network; \
+         offline, download the folder elsewhere and `spectrum model add DIR`)"
+    )]
+    Hub { repo: String, message: String },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -9,6 +9,8 @@ pub mod engine;
 mod error;
 pub mod gguf;
 pub mod hf;
+#[cfg(feature = "hub")]
+pub mod hub;
 pub mod lora;
 pub mod models;
 pub mod template;
