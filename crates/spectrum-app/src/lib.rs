@@ -22,6 +22,20 @@ pub use spectrum_suite::{Split, TaskKind};
 
 use spectrum_store::Store;
 
+/// Long work stopped because its cancel flag was set; nothing was kept.
+#[derive(Debug, thiserror::Error)]
+#[error("{0} was cancelled")]
+pub struct Cancelled(pub &'static str);
+
+/// Whether `error` means the user cancelled (exit status 130 in the CLI).
+pub fn is_cancelled(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<Cancelled>().is_some()
+        || matches!(
+            error.downcast_ref::<ImportError>(),
+            Some(ImportError::Cancelled)
+        )
+}
+
 /// Spectrum Studio, bound to one experiment store.
 #[derive(Debug, Clone)]
 pub struct Studio {

@@ -14,8 +14,8 @@ use anyhow::Result;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
-    GenerateRequest, ImportError, ImportOutcome, ImportRequest, Progress, PromptSource,
-    SamplingParams, ScoreRequest, Studio,
+    GenerateRequest, ImportOutcome, ImportRequest, Progress, PromptSource, SamplingParams,
+    ScoreRequest, Studio,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, SuiteCommand, TasksCommand};
@@ -43,10 +43,7 @@ fn main() -> ExitCode {
     match run(cli, &out, &cancel) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let cancelled = matches!(
-                e.downcast_ref::<ImportError>(),
-                Some(ImportError::Cancelled)
-            );
+            let cancelled = spectrum_app::is_cancelled(&e);
             out.error(&e);
             if cancelled {
                 ExitCode::from(130)
