@@ -108,6 +108,9 @@ pub fn output_scores(rendered: &Rendered, scores: &TokenScores) -> Vec<OutputSco
         .collect()
 }
 
+/// Positions turned into logits at a time when scoring.
+const LOGIT_CHUNK: usize = 256;
+
 /// A candle model and its tokenizer, in this process.
 #[derive(Debug)]
 pub struct LocalModel {
@@ -191,20 +194,25 @@ impl LanguageModel for LocalModel {
         }
         self.model.set_mode(Mode::Inference);
         let (ids, mask) = self.pad(batch)?;
-        let logits = self.model.forward(&ids, Some(&mask))?;
+        let hidden = self.model.forward_hidden(&ids, Some(&mask))?;
         self.model.clear_kv_cache();
         let mut out = Vec::with_capacity(batch.len());
         for (b, seq) in batch.iter().enumerate() {
-            if seq.len() < 2 {
-                out.push(TokenScores {
-                    logprobs: Vec::new(),
-                    hits: Vec::new(),
-                });
-                continue;
+            let mut scores = TokenScores {
+                logprobs: Vec::with_capacity(seq.len()),
+                hits: Vec::with_capacity(seq.len()),
+            };
+            // Logits in chunks of positions: memory stays at LOGIT_CHUNK x vocabulary.
+            let mut start = 0;
+            while start + 1 < seq.len() {
+                let end = (start + LOGIT_CHUNK).min(seq.len() - 1);
+                let logits = self.model.logits(&hidden.i((b, start..end))?)?;
+                let (lp, hits) = gather_scores(&logits, &seq[start + 1..end + 1])?;
+                scores.logprobs.extend(lp);
+                scores.hits.extend(hits);
+                start = end;
             }
-            let rows = logits.i((b, 0..seq.len() - 1))?;
-            let (logprobs, hits) = gather_scores(&rows, &seq[1..])?;
-            out.push(TokenScores { logprobs, hits });
+            out.push(scores);
         }
         Ok(out)
     }
@@ -216,8 +224,11 @@ impl LanguageModel for LocalModel {
         self.model.set_mode(Mode::Inference);
         let device = self.device();
         let p = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &device)?;
-        let prompt_logits = self.model.forward(&p, None)?;
-        let last = prompt_logits.i((0, prompt.len() - 1))?.unsqueeze(0)?;
+        // Only the prompt's last position predicts anything we need.
+        let hidden = self.model.forward_hidden(&p, None)?;
+        let last = self
+            .model
+            .logits(&hidden.i((0, prompt.len() - 1))?.unsqueeze(0)?)?;
         // The first token of every option is predicted by the prompt's last position.
         let firsts: Vec<u32> = options
             .iter()
@@ -257,12 +268,11 @@ impl LanguageModel for LocalModel {
         self.model.set_mode(Mode::Inference);
         let device = self.device();
         let p = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &device)?;
-        let logits = self.model.forward(&p, None)?;
-        let mut last = logits
-            .i((0, prompt.len() - 1))?
-            .unsqueeze(0)?
-            .broadcast_as((n, logits.dim(2)?))?
-            .contiguous()?;
+        let hidden = self.model.forward_hidden(&p, None)?;
+        let logits = self
+            .model
+            .logits(&hidden.i((0, prompt.len() - 1))?.unsqueeze(0)?)?;
+        let mut last = logits.broadcast_as((n, logits.dim(1)?))?.contiguous()?;
         self.model.expand_kv_cache(n)?;
         let mut rngs: Vec<Rng> = (0..n)
             .map(|i| Rng::new(params.seed.wrapping_add(i as u64 * 0x9E37_79B9)))

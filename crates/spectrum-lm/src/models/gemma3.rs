@@ -151,8 +151,12 @@ impl Gemma3 {
             let h = block.mlp.forward(&h, train)?;
             x = (x + block.post_ff_norm.forward(&h, mode)?)?;
         }
-        let x = self.norm.forward(&x, mode)?;
-        let logits = self.lm_head.forward_t(&x, train)?;
+        self.norm.forward(&x, mode)
+    }
+
+    /// Logits from final hidden states (soft-capped if the model says so).
+    pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        let logits = self.lm_head.forward_t(hidden, train)?;
         Ok(match self.final_softcap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,

@@ -145,7 +145,11 @@ impl Llama {
             let h = block.post_norm.forward(&x, mode)?;
             x = (x + block.mlp.forward(&h, train)?)?;
         }
-        let x = self.norm.forward(&x, mode)?;
-        self.lm_head.forward_t(&x, train)
+        self.norm.forward(&x, mode)
+    }
+
+    /// Logits from final hidden states.
+    pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        self.lm_head.forward_t(hidden, train)
     }
 }

@@ -108,6 +108,17 @@ impl CausalLm {
     /// is [batch, cached + seq] with 1 for real tokens and 0 for padding (None:
     /// no padding). In inference mode the keys and values are appended to the cache.
     pub fn forward(&mut self, input_ids: &Tensor, key_mask: Option<&Tensor>) -> Result<Tensor> {
+        let hidden = self.forward_hidden(input_ids, key_mask)?;
+        self.logits(&hidden)
+    }
+
+    /// The final hidden states [batch, seq, hidden] (after the last norm), for
+    /// callers that turn only some positions into logits, or do it in chunks.
+    pub fn forward_hidden(
+        &mut self,
+        input_ids: &Tensor,
+        key_mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
         let t = input_ids.dim(1)?;
         let offset = if self.mode == Mode::Inference {
             self.cached
@@ -120,13 +131,22 @@ impl CausalLm {
             dtype: self.dtype,
             device: &self.device,
         };
-        let logits = match &mut self.net {
+        let hidden = match &mut self.net {
             Net::Llama(m) => m.forward(input_ids, key_mask, &pass)?,
             Net::Gemma3(m) => m.forward(input_ids, key_mask, &pass)?,
         };
         if self.mode == Mode::Inference {
             self.cached += t;
         }
-        Ok(logits)
+        Ok(hidden)
+    }
+
+    /// Logits [.., vocab] from hidden states [.., hidden].
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        let train = self.mode == Mode::Training;
+        match &self.net {
+            Net::Llama(m) => m.head(hidden, train),
+            Net::Gemma3(m) => m.head(hidden, train),
+        }
     }
 }
