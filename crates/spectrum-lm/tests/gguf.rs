@@ -130,14 +130,6 @@ fn write_gguf(
     gguf_file::write(&mut file, &meta_refs, &tensor_refs).expect("write gguf");
 }
 
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .and_then(|d| d.abs())
-        .and_then(|d| d.max_all())
-        .and_then(|d| d.to_scalar::<f32>())
-        .expect("diff")
-}
-
 #[test]
 fn llama_and_qwen2_gguf_import_gives_the_original_model() {
     for family in ["llama", "qwen2"] {

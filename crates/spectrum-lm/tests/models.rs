@@ -54,14 +54,7 @@ fn training_kernels_match_inference_kernels() {
         let fast = model.forward(&ids, Some(&mask)).expect("inference");
         model.set_mode(Mode::Training);
         let slow = model.forward(&ids, Some(&mask)).expect("training");
-        let diff = (fast - slow)
-            .expect("sub")
-            .abs()
-            .expect("abs")
-            .max_all()
-            .expect("max")
-            .to_scalar::<f32>()
-            .expect("scalar");
+        let diff = max_diff(&fast, &slow);
         assert!(diff < 1e-5, "{family}: kernels differ by {diff}");
     }
 }
@@ -81,14 +74,7 @@ fn kv_cache_gives_the_same_logits_as_one_pass() {
         .expect("rest");
     assert_eq!(model.cached_len(), 8);
     let stitched = Tensor::cat(&[first, second], 1).expect("cat");
-    let diff = (full - stitched)
-        .expect("sub")
-        .abs()
-        .expect("abs")
-        .max_all()
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("scalar");
+    let diff = max_diff(&full, &stitched);
     assert!(diff < 1e-5, "cached decoding differs by {diff}");
 }
 
@@ -228,14 +214,7 @@ fn lora_adapters_start_at_the_base_model_and_receive_gradients() {
     let mut adapted =
         CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("load with adapters");
     let logits = adapted.forward(&ids, None).expect("forward");
-    let diff = (base_logits - logits)
-        .expect("sub")
-        .abs()
-        .expect("abs")
-        .max_all()
-        .expect("max")
-        .to_scalar::<f32>()
-        .expect("s");
+    let diff = max_diff(&base_logits, &logits);
     assert_eq!(diff, 0.0, "a fresh adapter must not change the model");
 
     let names: Vec<String> = adapters

@@ -168,3 +168,12 @@ pub fn tiny_tokenizer(chat_template: Option<&str>) -> spectrum_lm::tokenizer::Te
     };
     spectrum_lm::tokenizer::TextTokenizer::new(inner, &config)
 }
+
+/// The largest absolute difference between two tensors.
+pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b)
+        .and_then(|d| d.abs())
+        .and_then(|d| d.max_all())
+        .and_then(|d| d.to_scalar::<f32>())
+        .expect("diff")
+}
