@@ -171,6 +171,15 @@ fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Vec<bool
     Ok(out.into_iter().unzip())
 }
 
+fn check_prompt(prompt: &[u32]) -> Result<()> {
+    if prompt.is_empty() {
+        return Err(crate::LmError::Template(
+            "the prompt has no tokens: give some text to continue".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// (log p(target), target is the arg-max) for one row of logits.
 fn row_score(row: &[f32], target: usize) -> (f32, bool) {
     let (mut best, mut best_i) = (f32::NEG_INFINITY, 0usize);
@@ -221,6 +230,7 @@ impl LanguageModel for LocalModel {
         if options.is_empty() {
             return Ok(Vec::new());
         }
+        check_prompt(prompt)?;
         self.model.set_mode(Mode::Inference);
         let device = self.device();
         let p = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &device)?;
@@ -264,6 +274,7 @@ impl LanguageModel for LocalModel {
     }
 
     fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
+        check_prompt(prompt)?;
         let n = params.n.max(1);
         self.model.set_mode(Mode::Inference);
         let device = self.device();

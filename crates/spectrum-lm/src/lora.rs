@@ -2,7 +2,7 @@
 //! `y = x Wᵀ + b + (alpha / r) · dropout(x) Aᵀ Bᵀ`, with A random and B zero at
 //! the start, so an adapted model begins exactly where its base model is.
 
-use candle_core::{Module, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -148,14 +148,5 @@ impl Linear {
         let last = out_dims.len() - 1;
         out_dims[last] = y.dim(1)?;
         Ok(y.reshape(out_dims)?)
-    }
-}
-
-impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.forward_t(x, false).map_err(|e| match e {
-            crate::LmError::Candle(c) => c,
-            other => candle_core::Error::Msg(other.to_string()),
-        })
     }
 }

@@ -166,7 +166,7 @@ impl Store {
         match found.len() {
             0 => Ok(None),
             1 => Ok(found.into_iter().next()),
-            _ => Err(StoreError::Corrupt(format!(
+            _ => Err(StoreError::Ambiguous(format!(
                 "{} datasets are named {id_or_name:?} (ids {}); name one by its id",
                 found.len(),
                 found

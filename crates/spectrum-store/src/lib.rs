@@ -48,6 +48,9 @@ pub enum StoreError {
     },
     #[error("{0}")]
     Corrupt(String),
+    /// A name that several records share.
+    #[error("{0}")]
+    Ambiguous(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

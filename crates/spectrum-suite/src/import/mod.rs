@@ -332,7 +332,8 @@ impl Run<'_> {
             shape: None,
             detected: false,
             bytes_before,
-            report_index: None,
+            imported: 0,
+            rejected: 0,
         };
         let rows = match format {
             Format::Jsonl => read::read_jsonl(path, &mut file)?,
@@ -341,28 +342,23 @@ impl Run<'_> {
             Format::Tsv => read::read_csv(path, b'\t', &mut file)?,
             Format::Parquet => read::read_parquet(path, &mut file)?,
         };
-        let (shape, detected, index) = (file.shape, file.detected, file.report_index);
+        let (shape, detected, imported, rejected) =
+            (file.shape, file.detected, file.imported, file.rejected);
         if rows == 0 {
             return Err(ImportError::Empty {
                 path: path.to_path_buf(),
             });
         }
-        let shape = match shape {
-            Some(s) => s,
-            // Every row was unreadable: the errors are already listed.
-            None => self.options.shape.unwrap_or(Shape::Messages),
-        };
-        let entry = match index {
-            Some(i) => &mut self.report.files[i],
-            None => {
-                self.report
-                    .files
-                    .push(new_file_report(path, format, shape, detected));
-                self.report.files.last_mut().expect("just pushed")
-            }
-        };
-        entry.format = format;
-        entry.rows = rows;
+        self.report.files.push(FileReport {
+            path: path.display().to_string(),
+            format,
+            // No row was readable: the errors are listed; report the shape asked for.
+            shape: shape.or(self.options.shape).unwrap_or(Shape::Messages),
+            detected,
+            rows,
+            imported,
+            rejected,
+        });
         self.state.bytes_done = bytes_before + std::fs::metadata(path).map_or(0, |m| m.len());
         Ok(())
     }
@@ -407,18 +403,6 @@ impl Run<'_> {
     }
 }
 
-fn new_file_report(path: &Path, format: Format, shape: Shape, detected: bool) -> FileReport {
-    FileReport {
-        path: path.display().to_string(),
-        format,
-        shape,
-        detected,
-        rows: 0,
-        imported: 0,
-        rejected: 0,
-    }
-}
-
 struct FileRun<'r, 'a> {
     run: &'r mut Run<'a>,
     path: &'r Path,
@@ -427,7 +411,8 @@ struct FileRun<'r, 'a> {
     shape: Option<Shape>,
     detected: bool,
     bytes_before: u64,
-    report_index: Option<usize>,
+    imported: u64,
+    rejected: u64,
 }
 
 impl FileRun<'_, '_> {
@@ -457,12 +442,6 @@ impl FileRun<'_, '_> {
         };
         self.shape = Some(shape);
         self.detected = detected;
-        let format = Format::from_path(self.path).unwrap_or(Format::Jsonl);
-        self.run
-            .report
-            .files
-            .push(new_file_report(self.path, format, shape, detected));
-        self.report_index = Some(self.run.report.files.len() - 1);
         Ok(shape)
     }
 
@@ -478,10 +457,6 @@ impl FileRun<'_, '_> {
         }
         Ok(())
     }
-
-    fn file_report(&mut self) -> Option<&mut FileReport> {
-        self.report_index.map(|i| &mut self.run.report.files[i])
-    }
 }
 
 impl RowVisitor for FileRun<'_, '_> {
@@ -494,9 +469,7 @@ impl RowVisitor for FileRun<'_, '_> {
         };
         self.tick(bytes_done)?;
         self.run.accept(Item::Sequence(sequence), Shape::Messages)?;
-        if let Some(r) = self.file_report() {
-            r.imported += 1;
-        }
+        self.imported += 1;
         Ok(true)
     }
 
@@ -562,9 +535,7 @@ impl RowVisitor for FileRun<'_, '_> {
             return Ok(());
         }
         self.run.accept(item, shape)?;
-        if let Some(r) = self.file_report() {
-            r.imported += 1;
-        }
+        self.imported += 1;
         Ok(())
     }
 }
@@ -572,8 +543,6 @@ impl RowVisitor for FileRun<'_, '_> {
 impl FileRun<'_, '_> {
     fn reject(&mut self, problem: Problem, at: Location) {
         self.run.reject(problem.at(&self.name, at));
-        if let Some(r) = self.file_report() {
-            r.rejected += 1;
-        }
+        self.rejected += 1;
     }
 }
