@@ -12,20 +12,31 @@ use sha2::{Digest, Sha256};
 use crate::config::ModelConfig;
 use crate::lora::AdapterSite;
 use crate::models::CausalLm;
+use crate::peft::AdapterDir;
 use crate::tokenizer::TextTokenizer;
 use crate::{LmError, Result};
 
 /// A checked model folder: its config and the weight files to read.
 #[derive(Debug, Clone)]
 pub struct ModelDir {
+    /// The folder with config, weights and tokenizer (an adapter's base model).
     pub dir: PathBuf,
     pub config: ModelConfig,
     pub weights: Vec<PathBuf>,
+    /// A PEFT LoRA adapter merged into the weights when they load.
+    pub adapter: Option<AdapterDir>,
 }
 
 impl ModelDir {
     /// Checks that `dir` holds a model we can load, naming what is missing.
+    /// A PEFT adapter folder opens as its base model plus the adapter.
     pub fn open(dir: &Path) -> Result<ModelDir> {
+        if AdapterDir::is_adapter(dir) {
+            let adapter = AdapterDir::open(dir)?;
+            let mut base = ModelDir::open(&adapter.base)?;
+            base.adapter = Some(adapter);
+            return Ok(base);
+        }
         if !dir.is_dir() {
             return Err(LmError::Missing {
                 path: dir.to_path_buf(),
@@ -54,6 +65,7 @@ impl ModelDir {
             dir: dir.to_path_buf(),
             config,
             weights,
+            adapter: None,
         })
     }
 
@@ -71,6 +83,9 @@ impl ModelDir {
             for (name, t) in tensors {
                 all.insert(name, t.to_dtype(dtype)?);
             }
+        }
+        if let Some(adapter) = &self.adapter {
+            adapter.merge_into(&mut all)?;
         }
         Ok(all)
     }
@@ -93,11 +108,29 @@ impl ModelDir {
         Ok((model, TextTokenizer::from_dir(&self.dir)?))
     }
 
+    /// The dtype the weights are stored in (of the first tensor of the first file).
+    pub fn stored_dtype(&self) -> Result<DType> {
+        let path = &self.weights[0];
+        let header = safetensors_header(path)?;
+        let dtype = header
+            .as_object()
+            .and_then(|o| o.iter().find(|(k, _)| *k != "__metadata__"))
+            .and_then(|(_, v)| v.get("dtype"))
+            .and_then(|d| d.as_str())
+            .unwrap_or("F32");
+        Ok(match dtype {
+            "BF16" => DType::BF16,
+            "F16" => DType::F16,
+            _ => DType::F32,
+        })
+    }
+
     /// SHA-256 over the config and weight files, in order (hex).
     pub fn content_hash(&self) -> Result<String> {
         let mut hasher = Sha256::new();
         let mut files = vec![self.dir.join("config.json")];
         files.extend(self.weights.iter().cloned());
+        files.extend(self.adapter.as_ref().map(AdapterDir::weights_path));
         for f in files {
             let mut file = std::fs::File::open(&f).map_err(|e| LmError::io(&f, e))?;
             std::io::copy(&mut file, &mut hasher).map_err(|e| LmError::io(&f, e))?;
@@ -149,4 +182,25 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
             "download the model's .safetensors files into the folder".into()
         },
     })
+}
+
+/// The JSON header of a safetensors file (read without the tensors).
+fn safetensors_header(path: &Path) -> Result<serde_json::Value> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| LmError::io(path, e))?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len)
+        .map_err(|e| LmError::io(path, e))?;
+    let len = u64::from_le_bytes(len);
+    if len > 100_000_000 {
+        return Err(LmError::bad(
+            path,
+            "not a safetensors file (header too long)",
+        ));
+    }
+    let mut header = vec![0u8; len as usize];
+    file.read_exact(&mut header)
+        .map_err(|e| LmError::bad(path, format!("truncated safetensors header ({e})")))?;
+    serde_json::from_slice(&header)
+        .map_err(|e| LmError::bad(path, format!("corrupt safetensors header ({e})")))
 }

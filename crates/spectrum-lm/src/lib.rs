@@ -13,7 +13,9 @@ pub mod hf;
 pub mod hub;
 pub mod lora;
 pub mod models;
+pub mod peft;
 pub mod template;
+pub mod tiny;
 pub mod tokenizer;
 
 pub use config::{Family, ModelConfig};

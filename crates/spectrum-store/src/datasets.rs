@@ -401,3 +401,43 @@ impl Store {
             .map_err(|e| self.sqlite(e))
     }
 }
+
+impl Store {
+    /// The sequences of a task, in import order.
+    pub fn task_sequences(&self, task_id: i64) -> Result<Vec<Vec<spectrum_suite::Message>>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT messages FROM sequences WHERE task_id = ?1 ORDER BY id")
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([task_id], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = Vec::new();
+        for text in rows {
+            let text = text.map_err(|e| self.sqlite(e))?;
+            out.push(serde_json::from_str(&text).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "a sequence of task {task_id} is not valid JSON: {e}"
+                ))
+            })?);
+        }
+        Ok(out)
+    }
+
+    /// The alternative descriptions listed for a task.
+    pub fn task_descriptions(&self, task_id: i64) -> Result<Vec<String>> {
+        let text: String = self
+            .conn
+            .query_row(
+                "SELECT descriptions FROM tasks WHERE id = ?1",
+                [task_id],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        serde_json::from_str(&text).map_err(|e| {
+            StoreError::Corrupt(format!(
+                "task {task_id}: descriptions are not a JSON list: {e}"
+            ))
+        })
+    }
+}

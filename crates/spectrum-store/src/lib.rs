@@ -7,6 +7,7 @@
 mod datasets;
 mod migrations;
 mod models;
+mod runs;
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +15,7 @@ use rusqlite::Connection;
 
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
 pub use models::{ModelRecord, NewModel};
+pub use runs::{EvalMetrics, NewRun, RunRecord, StepMetrics};
 
 /// `PRAGMA application_id` of a Spectrum Studio store ("SPEC").
 const APPLICATION_ID: i32 = 0x5350_4543;

@@ -77,4 +77,32 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         error         TEXT
     );
     "#,
+    // 2: training runs: where their files are, how far they got, their metrics.
+    r#"
+    ALTER TABLE runs ADD COLUMN name TEXT;
+    ALTER TABLE runs ADD COLUMN out_dir TEXT;
+    ALTER TABLE runs ADD COLUMN step INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN total_steps INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN updated_at TEXT;
+    ALTER TABLE runs ADD COLUMN result_model_id INTEGER REFERENCES models(id) ON DELETE SET NULL;
+    CREATE TABLE run_steps (
+        run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step          INTEGER NOT NULL,
+        loss          REAL NOT NULL,
+        lr            REAL NOT NULL,
+        grad_norm     REAL NOT NULL,
+        tokens        INTEGER NOT NULL,           -- loss tokens in the step
+        tokens_per_s  REAL NOT NULL,              -- all tokens (with context) per second
+        elapsed_s     REAL NOT NULL,
+        PRIMARY KEY (run_id, step)
+    );
+    CREATE TABLE run_evals (
+        run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        step          INTEGER NOT NULL,
+        loss          REAL NOT NULL,              -- mean loss of outputs with index >= 1
+        acc           REAL NOT NULL,
+        outputs       INTEGER NOT NULL,
+        PRIMARY KEY (run_id, step)
+    );
+    "#,
 ];

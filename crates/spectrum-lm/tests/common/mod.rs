@@ -117,49 +117,11 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     }
 }
 
-/// GPT-2's byte-to-unicode table: the 256 symbols of a byte-level BPE vocabulary.
-pub fn byte_symbols() -> Vec<String> {
-    let mut bytes: Vec<u32> = (b'!' as u32..=b'~' as u32)
-        .chain(0xA1..=0xAC)
-        .chain(0xAE..=0xFF)
-        .collect();
-    let mut chars = bytes.clone();
-    let mut extra = 0;
-    for b in 0..256u32 {
-        if !bytes.contains(&b) {
-            bytes.push(b);
-            chars.push(256 + extra);
-            extra += 1;
-        }
-    }
-    let mut pairs: Vec<(u32, u32)> = bytes.into_iter().zip(chars).collect();
-    pairs.sort();
-    pairs
-        .into_iter()
-        .map(|(_, c)| char::from_u32(c).expect("char").to_string())
-        .collect()
-}
-
-pub const SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
-pub const MERGES: [&str; 3] = ["h e", "he a", "hea d"];
-
-/// A byte-level BPE vocabulary: 3 specials, 256 bytes, and the merged tokens.
-pub fn vocab() -> Vec<String> {
-    let mut tokens: Vec<String> = SPECIALS.iter().map(|s| s.to_string()).collect();
-    tokens.extend(byte_symbols());
-    tokens.extend(MERGES.iter().map(|m| m.replace(' ', "")));
-    tokens
-}
+pub use spectrum_lm::tiny::{MERGES, vocab};
 
 /// A byte-level BPE tokenizer with ChatML specials, built in code.
 pub fn tiny_tokenizer(chat_template: Option<&str>) -> spectrum_lm::tokenizer::TextTokenizer {
-    let tokens = vocab();
-    let types: Vec<i64> = (0..tokens.len())
-        .map(|i| if i < 3 { 3 } else { 1 })
-        .collect();
-    let merges: Vec<String> = MERGES.iter().map(|m| m.to_string()).collect();
-    let json = spectrum_lm::gguf::bpe_tokenizer_json(&tokens, &merges, &types, "smollm")
-        .expect("tokenizer json");
+    let json = spectrum_lm::tiny::tokenizer_json();
     let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes()).expect("tokenizer");
     let config = spectrum_lm::tokenizer::TokenizerConfig {
         chat_template: chat_template.map(|t| serde_json::Value::String(t.into())),

@@ -1,0 +1,301 @@
+//! Runs (training and, later, evaluation jobs): their spec, status, progress,
+//! and per-step metrics. Metrics are written as the run goes, one row per
+//! step, so a crash loses nothing that was recorded.
+
+use rusqlite::{OptionalExtension, params};
+use serde::Serialize;
+
+use crate::{Result, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub kind: String,
+    pub name: String,
+    pub spec: serde_json::Value,
+    pub spec_hash: String,
+    pub model_id: Option<i64>,
+    pub seed: i64,
+    pub device: String,
+    pub app_version: String,
+    pub out_dir: String,
+    pub total_steps: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: i64,
+    pub kind: String,
+    pub name: String,
+    /// `running`, `finished`, `failed` or `cancelled`. A process killed mid-run
+    /// leaves `running`; `updated_at` tells how long ago it was heard from.
+    pub status: String,
+    pub spec: serde_json::Value,
+    pub model: Option<String>,
+    pub seed: i64,
+    pub device: String,
+    pub out_dir: String,
+    pub step: i64,
+    pub total_steps: i64,
+    pub created_at: String,
+    pub updated_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub error: Option<String>,
+    /// The registered model the run produced.
+    pub result_model: Option<String>,
+}
+
+/// One optimiser step.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct StepMetrics {
+    pub step: i64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    /// Loss tokens in the step.
+    pub tokens: i64,
+    /// All tokens processed per second (context included).
+    pub tokens_per_s: f64,
+    pub elapsed_s: f64,
+}
+
+/// A held-out evaluation during training (METHOD.md §4.1, outputs with index >= 1).
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct EvalMetrics {
+    pub step: i64,
+    pub loss: f64,
+    pub acc: f64,
+    pub outputs: i64,
+}
+
+const SELECT: &str = "
+    SELECT r.id, r.kind, COALESCE(r.name, 'run-' || r.id), r.status, r.spec, m.name, r.seed, r.device,
+           COALESCE(r.out_dir, ''), r.step, r.total_steps, r.created_at, r.updated_at, r.finished_at,
+           r.error, tm.name
+    FROM runs r
+    LEFT JOIN models m ON m.id = r.model_id
+    LEFT JOIN models tm ON tm.id = r.result_model_id";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
+    let spec: String = r.get(4)?;
+    Ok(RunRecord {
+        id: r.get(0)?,
+        kind: r.get(1)?,
+        name: r.get(2)?,
+        status: r.get(3)?,
+        spec: serde_json::from_str(&spec).unwrap_or(serde_json::Value::String(spec)),
+        model: r.get(5)?,
+        seed: r.get(6)?,
+        device: r.get(7)?,
+        out_dir: r.get(8)?,
+        step: r.get(9)?,
+        total_steps: r.get(10)?,
+        created_at: r.get(11)?,
+        updated_at: r.get(12)?,
+        finished_at: r.get(13)?,
+        error: r.get(14)?,
+        result_model: r.get(15)?,
+    })
+}
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
+
+impl Store {
+    /// Records a new run as `running`.
+    pub fn create_run(&mut self, run: &NewRun) -> Result<RunRecord> {
+        let id: i64 = self
+            .conn
+            .query_row(
+                &format!(
+                    "INSERT INTO runs (kind, name, status, spec, spec_hash, model_id, seed, device, app_version,
+                                   created_at, updated_at, out_dir, total_steps)
+                     VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NOW}, ?9, ?10) RETURNING id"
+                ),
+                params![
+                    run.kind,
+                    run.name,
+                    run.spec.to_string(),
+                    run.spec_hash,
+                    run.model_id,
+                    run.seed,
+                    run.device,
+                    run.app_version,
+                    run.out_dir,
+                    run.total_steps
+                ],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.sqlite(e))?;
+        self.run(id)?
+            .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished after insert")))
+    }
+
+    pub fn run(&self, id: i64) -> Result<Option<RunRecord>> {
+        self.conn
+            .query_row(&format!("{SELECT} WHERE r.id = ?1"), [id], row)
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Finds a run by id or name (the newest of that name).
+    pub fn find_run(&self, id_or_name: &str) -> Result<Option<RunRecord>> {
+        let id = id_or_name.parse::<i64>().ok();
+        self.conn
+            .query_row(
+                &format!("{SELECT} WHERE r.id = ?1 OR r.name = ?2 ORDER BY r.id = ?1 DESC, r.id DESC LIMIT 1"),
+                params![id, id_or_name],
+                row,
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Runs, newest first; `kind` filters (`train`, `eval`).
+    pub fn runs(&self, kind: Option<&str>) -> Result<Vec<RunRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!(
+                "{SELECT} WHERE ?1 IS NULL OR r.kind = ?1 ORDER BY r.id DESC"
+            ))
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt.query_map([kind], row).map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Sets the status; a terminal status (`finished`, `failed`, `cancelled`)
+    /// also sets `finished_at`; `running` clears the error.
+    pub fn set_run_status(&mut self, id: i64, status: &str, error: Option<&str>) -> Result<()> {
+        let terminal = status != "running";
+        self.conn
+            .execute(
+                &format!(
+                    "UPDATE runs SET status = ?2, error = ?3, updated_at = {NOW},
+                     finished_at = CASE WHEN ?4 THEN {NOW} ELSE NULL END WHERE id = ?1"
+                ),
+                params![id, status, error, terminal],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    pub fn set_run_result_model(&mut self, id: i64, model_id: i64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE runs SET result_model_id = ?2 WHERE id = ?1",
+                params![id, model_id],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    /// Records a step's metrics (replacing a row of the same step, as a resumed
+    /// run recomputes the steps after its checkpoint) and the run's progress.
+    pub fn record_step(&mut self, run_id: i64, m: &StepMetrics) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        tx.execute(
+            "INSERT OR REPLACE INTO run_steps (run_id, step, loss, lr, grad_norm, tokens, tokens_per_s, elapsed_s)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![run_id, m.step, m.loss, m.lr, m.grad_norm, m.tokens, m.tokens_per_s, m.elapsed_s],
+        )
+        .and_then(|_| {
+            tx.execute(
+                &format!("UPDATE runs SET step = ?2, updated_at = {NOW} WHERE id = ?1"),
+                params![run_id, m.step],
+            )
+        })
+        .and_then(|_| tx.commit())
+        .map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+
+    pub fn record_eval(&mut self, run_id: i64, m: &EvalMetrics) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO run_evals (run_id, step, loss, acc, outputs) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, m.step, m.loss, m.acc, m.outputs],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    /// Forgets metrics after `step` (a resumed run recomputes them) and sets
+    /// the run's progress back to `step`.
+    pub fn rewind_run(&mut self, run_id: i64, step: i64) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN")
+            .and_then(|_| {
+                self.conn.execute(
+                    "DELETE FROM run_steps WHERE run_id = ?1 AND step > ?2",
+                    params![run_id, step],
+                )
+            })
+            .and_then(|_| {
+                self.conn.execute(
+                    "DELETE FROM run_evals WHERE run_id = ?1 AND step > ?2",
+                    params![run_id, step],
+                )
+            })
+            .and_then(|_| {
+                self.conn.execute(
+                    "UPDATE runs SET step = ?2 WHERE id = ?1",
+                    params![run_id, step],
+                )
+            })
+            .and_then(|_| self.conn.execute_batch("COMMIT"))
+            .map_err(|e| {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                self.sqlite(e)
+            })
+    }
+
+    pub fn run_steps(&self, run_id: i64) -> Result<Vec<StepMetrics>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT step, loss, lr, grad_norm, tokens, tokens_per_s, elapsed_s FROM run_steps
+                 WHERE run_id = ?1 ORDER BY step",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(StepMetrics {
+                    step: r.get(0)?,
+                    loss: r.get(1)?,
+                    lr: r.get(2)?,
+                    grad_norm: r.get(3)?,
+                    tokens: r.get(4)?,
+                    tokens_per_s: r.get(5)?,
+                    elapsed_s: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    pub fn run_evals(&self, run_id: i64) -> Result<Vec<EvalMetrics>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT step, loss, acc, outputs FROM run_evals WHERE run_id = ?1 ORDER BY step",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                Ok(EvalMetrics {
+                    step: r.get(0)?,
+                    loss: r.get(1)?,
+                    acc: r.get(2)?,
+                    outputs: r.get(3)?,
+                })
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sqlite(e))
+    }
+}

@@ -1,0 +1,83 @@
+//! Exports of a trained checkpoint: a LoRA adapter in PEFT's layout (loadable
+//! with `peft` on the base model, and by `spectrum model add`), or a merged
+//! Hugging Face folder (config, safetensors, tokenizer) that transformers loads.
+
+use std::path::Path;
+
+use candle_core::{DType, Device};
+use spectrum_lm::hf::ModelDir;
+use spectrum_lm::peft;
+
+use crate::checkpoint::Checkpoint;
+use crate::spec::Method;
+use crate::{Result, TrainError};
+
+/// Tokenizer and generation files copied next to merged weights.
+const SIDE_FILES: [&str; 5] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "generation_config.json",
+    "chat_template.jinja",
+];
+
+/// Writes the LoRA adapter of `ckpt` as a PEFT folder in `out`.
+pub fn export_peft(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path) -> Result<()> {
+    let Method::Lora(cfg) = method else {
+        return Err(TrainError::Spec(
+            "this run fine-tuned every weight, so it has no adapter to export (fix: export --merged)".into(),
+        ));
+    };
+    peft::write(out, &ckpt.trainable()?, cfg, base)?;
+    Ok(())
+}
+
+/// Writes the base model with the checkpoint's weights (merged LoRA, or the
+/// fully tuned weights) as a Hugging Face folder in `out`, in the base's dtype.
+pub fn export_merged(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path) -> Result<()> {
+    let md = ModelDir::open(base)?;
+    let mut tensors = md.load_tensors(DType::F32, &Device::Cpu)?;
+    let trained = ckpt.trainable()?;
+    match method {
+        Method::Lora(cfg) => peft::merge(&mut tensors, &trained, cfg.scale()).map_err(|m| {
+            TrainError::Checkpoint {
+                path: ckpt.dir.clone(),
+                message: m,
+            }
+        })?,
+        Method::Full => {
+            for (name, t) in trained {
+                if !tensors.contains_key(&name) {
+                    return Err(TrainError::Checkpoint {
+                        path: ckpt.dir.clone(),
+                        message: format!("{name} is not a weight of the base model"),
+                    });
+                }
+                tensors.insert(name, t);
+            }
+        }
+    }
+    let dtype = md.stored_dtype()?;
+    let tensors = tensors
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.to_dtype(dtype)?)))
+        .collect::<candle_core::Result<std::collections::HashMap<_, _>>>()?;
+    std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
+    candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
+    let cfg_path = md.dir.join("config.json");
+    std::fs::copy(&cfg_path, out.join("config.json")).map_err(|e| io(&cfg_path, e))?;
+    for f in SIDE_FILES {
+        let src = md.dir.join(f);
+        if src.exists() {
+            std::fs::copy(&src, out.join(f)).map_err(|e| io(&src, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn io(path: &Path, e: std::io::Error) -> TrainError {
+    TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}

@@ -1,0 +1,40 @@
+//! Spectrum Tuning (METHOD.md §3) on the engine of `spectrum-lm`: a run spec,
+//! training data materialised by seed, the loop (AdamW, schedule, gradient
+//! accumulation and clipping, held-out loss), checkpoints that resume exactly,
+//! and exports (PEFT adapters, merged Hugging Face folders).
+//!
+//! The crate knows nothing of the store or of front ends: a job gets its data
+//! as values and reports through events; `spectrum-app` wires both.
+
+pub mod checkpoint;
+pub mod data;
+pub mod export;
+pub mod optim;
+pub mod spec;
+pub mod trainer;
+
+use std::path::PathBuf;
+
+pub use checkpoint::Checkpoint;
+pub use data::SourceSequence;
+pub use spec::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
+pub use trainer::{EvalMetrics, Event, Outcome, StepMetrics, TrainJob, Trainable, train};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("run spec: {0}")]
+    Spec(String),
+    #[error("training data: {0}")]
+    Data(String),
+    #[error("checkpoint {}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Lm(#[from] spectrum_lm::LmError),
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    /// A front end's event handler failed (e.g. the store could not be written).
+    #[error("{0}")]
+    Events(String),
+}
+
+pub type Result<T, E = TrainError> = std::result::Result<T, E>;

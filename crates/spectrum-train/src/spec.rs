@@ -1,0 +1,313 @@
+//! What a training run is: every setting, with defaults sized for the
+//! default model on a laptop CPU, and the paper's reference preset.
+
+use serde::{Deserialize, Serialize};
+use spectrum_lm::lora::LoraConfig;
+use spectrum_lm::{DeviceSpec, PromptFormat};
+
+/// Which tasks to train on. Empty `names` and `categories`: every train task.
+/// Held-out tasks are never trained on.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TaskSelection {
+    /// Only tasks of this dataset (id or name); all datasets when `None`.
+    pub dataset: Option<String>,
+    pub names: Vec<String>,
+    pub categories: Vec<String>,
+}
+
+/// LoRA adapters on chosen projections, or every weight.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    Lora(LoraConfig),
+    Full,
+}
+
+/// How the learning rate decays after warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decay {
+    Linear,
+    Cosine,
+    Constant,
+}
+
+/// How long to train.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Length {
+    Steps(usize),
+    Epochs(f64),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunSpec {
+    pub tasks: TaskSelection,
+    pub format: PromptFormat,
+    /// Token budget per sequence (examples are cut at example boundaries).
+    pub max_tokens: usize,
+    /// Probability that a sequence keeps its description.
+    pub description_prob: f64,
+    pub method: Method,
+    pub learning_rate: f64,
+    pub warmup_steps: usize,
+    pub decay: Decay,
+    /// Sequences per forward pass.
+    pub micro_batch: usize,
+    /// Micro-batches per optimiser step (effective batch = micro_batch x grad_accum).
+    pub grad_accum: usize,
+    pub length: Length,
+    /// Clip the global gradient norm to this (0: no clipping).
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    /// `f32`, `bf16` or `f16`; `None`: f32 on the CPU, bf16 on GPUs.
+    pub dtype: Option<String>,
+    pub device: DeviceSpec,
+    pub seed: u64,
+    /// Held-out loss every this many steps (and at the start and the end).
+    pub eval_every: usize,
+    /// Held-out sequences in the fixed evaluation sample.
+    pub eval_sequences: usize,
+    pub checkpoint_every: usize,
+    /// Checkpoints kept on disk (the newest ones).
+    pub keep_checkpoints: usize,
+}
+
+impl Default for RunSpec {
+    /// The CPU default: LoRA on every projection of the default model, sized to
+    /// finish in about 15 minutes on a 2-core CPU (README, BENCHMARKS.md).
+    fn default() -> Self {
+        RunSpec {
+            tasks: TaskSelection::default(),
+            format: PromptFormat::Spectrum,
+            max_tokens: 1024,
+            description_prob: 0.8,
+            method: Method::Lora(LoraConfig {
+                rank: 16,
+                alpha: 32.0,
+                dropout: 0.0,
+                targets: [
+                    "q_proj",
+                    "k_proj",
+                    "v_proj",
+                    "o_proj",
+                    "gate_proj",
+                    "up_proj",
+                    "down_proj",
+                ]
+                .map(String::from)
+                .to_vec(),
+            }),
+            learning_rate: 1e-3,
+            warmup_steps: 5,
+            decay: Decay::Cosine,
+            micro_batch: 4,
+            grad_accum: 2,
+            length: Length::Steps(60),
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            dtype: None,
+            device: DeviceSpec::Cpu,
+            seed: 0,
+            eval_every: 20,
+            eval_sequences: 24,
+            checkpoint_every: 20,
+            keep_checkpoints: 2,
+        }
+    }
+}
+
+/// Names of the presets `preset` knows.
+pub const PRESETS: [&str; 2] = ["cpu", "paper"];
+
+impl RunSpec {
+    /// `cpu` (the default) or `paper`: METHOD.md §3's reference
+    /// hyper-parameters (full fine-tune, lr 3e-6, linear decay, one epoch,
+    /// 1024 tokens, effective batch 1024 sequences, bf16, clipping 1.0).
+    pub fn preset(name: &str) -> Option<RunSpec> {
+        match name {
+            "cpu" | "default" => Some(RunSpec::default()),
+            "paper" => Some(RunSpec {
+                method: Method::Full,
+                learning_rate: 3e-6,
+                warmup_steps: 0,
+                decay: Decay::Linear,
+                micro_batch: 8,
+                grad_accum: 128,
+                length: Length::Epochs(1.0),
+                dtype: Some("bf16".into()),
+                eval_every: 10,
+                checkpoint_every: 10,
+                ..RunSpec::default()
+            }),
+            _ => None,
+        }
+    }
+
+    /// Checks the settings, naming the one that is wrong and how to fix it.
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("max_tokens", self.max_tokens),
+            ("micro_batch", self.micro_batch),
+            ("grad_accum", self.grad_accum),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+            ("keep_checkpoints", self.keep_checkpoints),
+        ];
+        if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} must be at least 1"));
+        }
+        if !(0.0..=1.0).contains(&self.description_prob) {
+            return Err("description_prob must be between 0 and 1".into());
+        }
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err("learning_rate must be a positive number".into());
+        }
+        if self.max_grad_norm < 0.0 || self.weight_decay < 0.0 {
+            return Err("max_grad_norm and weight_decay cannot be negative".into());
+        }
+        match self.length {
+            Length::Steps(0) => return Err("steps must be at least 1".into()),
+            Length::Epochs(e) if !(e > 0.0 && e.is_finite()) => {
+                return Err("epochs must be a positive number".into());
+            }
+            _ => {}
+        }
+        if let Method::Lora(l) = &self.method {
+            const KNOWN: [&str; 7] = [
+                "q_proj",
+                "k_proj",
+                "v_proj",
+                "o_proj",
+                "gate_proj",
+                "up_proj",
+                "down_proj",
+            ];
+            if l.rank == 0 {
+                return Err("LoRA rank must be at least 1".into());
+            }
+            if l.targets.is_empty() {
+                return Err(format!(
+                    "LoRA needs at least one target module (one of {})",
+                    KNOWN.join(", ")
+                ));
+            }
+            if let Some(t) = l.targets.iter().find(|t| !KNOWN.contains(&t.as_str())) {
+                return Err(format!(
+                    "unknown LoRA target module {t:?} (known: {})",
+                    KNOWN.join(", ")
+                ));
+            }
+            if !(0.0..1.0).contains(&l.dropout) {
+                return Err("LoRA dropout must be in [0, 1)".into());
+            }
+        }
+        if let Some(d) = &self.dtype
+            && !["f32", "bf16", "f16"].contains(&d.as_str())
+        {
+            return Err(format!("dtype {d:?} is not one of f32, bf16, f16"));
+        }
+        Ok(())
+    }
+
+    pub fn dtype(&self) -> candle_core::DType {
+        match self.dtype.as_deref() {
+            Some("bf16") => candle_core::DType::BF16,
+            Some("f16") => candle_core::DType::F16,
+            Some(_) => candle_core::DType::F32,
+            None => self.device.dtype(),
+        }
+    }
+
+    /// Sequences per optimiser step.
+    pub fn effective_batch(&self) -> usize {
+        self.micro_batch * self.grad_accum
+    }
+
+    /// The learning rate of update `t` (1-based) out of `total`: linear
+    /// warm-up to the peak over `warmup_steps`, then the decay to 0.
+    pub fn lr_at(&self, t: usize, total: usize) -> f64 {
+        let w = self.warmup_steps.min(total.saturating_sub(1));
+        if t <= w {
+            return self.learning_rate * t as f64 / w.max(1) as f64;
+        }
+        let progress = (t - w - 1) as f64 / (total - w).max(1) as f64;
+        self.learning_rate
+            * match self.decay {
+                Decay::Linear => 1.0 - progress,
+                Decay::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+                Decay::Constant => 1.0,
+            }
+    }
+
+    /// A stable hash of the settings that change the result.
+    pub fn hash(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(serde_json::to_vec(self).unwrap_or_default());
+        format!("{:x}", h.finalize())[..16].to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_warms_up_then_decays_to_near_zero() {
+        let spec = RunSpec {
+            learning_rate: 1.0,
+            warmup_steps: 4,
+            decay: Decay::Linear,
+            ..RunSpec::default()
+        };
+        let lrs: Vec<f64> = (1..=10).map(|t| spec.lr_at(t, 10)).collect();
+        assert_eq!(&lrs[..4], &[0.25, 0.5, 0.75, 1.0]);
+        assert_eq!(lrs[4], 1.0);
+        assert!((lrs[9] - 1.0 / 6.0).abs() < 1e-12, "{lrs:?}");
+        assert!(lrs.windows(2).skip(4).all(|w| w[1] < w[0]));
+        let cosine = RunSpec {
+            decay: Decay::Cosine,
+            ..spec
+        };
+        assert_eq!(cosine.lr_at(5, 10), 1.0);
+        assert!(cosine.lr_at(10, 10) < 0.1);
+    }
+
+    #[test]
+    fn presets_are_valid_and_bad_settings_are_named() {
+        for p in PRESETS {
+            RunSpec::preset(p).expect("preset").validate().expect(p);
+        }
+        let bad = RunSpec {
+            method: Method::Lora(LoraConfig {
+                targets: vec!["qproj".into()],
+                ..LoraConfig::default()
+            }),
+            ..RunSpec::default()
+        };
+        let e = bad.validate().expect_err("unknown target");
+        assert!(e.contains("qproj") && e.contains("q_proj"), "{e}");
+        let e = RunSpec {
+            grad_accum: 0,
+            ..RunSpec::default()
+        }
+        .validate()
+        .expect_err("zero");
+        assert!(e.contains("grad_accum"), "{e}");
+    }
+
+    #[test]
+    fn specs_round_trip_through_json_with_defaults_for_missing_fields() {
+        let spec: RunSpec =
+            serde_json::from_str(r#"{"learning_rate": 0.01, "method": "full"}"#).expect("json");
+        assert_eq!(spec.learning_rate, 0.01);
+        assert_eq!(spec.method, Method::Full);
+        assert_eq!(spec.max_tokens, 1024);
+        let back: RunSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).expect("ser")).expect("de");
+        assert_eq!(back, spec);
+    }
+}

@@ -1,0 +1,290 @@
+//! Training on tiny models built in code, with the built-in suite as data.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use candle_core::{DType, Device, Tensor};
+use spectrum_lm::lora::LoraConfig;
+use spectrum_suite::Split;
+use spectrum_suite::builtin::{SuiteConfig, build};
+use spectrum_train::{
+    Checkpoint, Event, Length, Method, RunSpec, SourceSequence, StepMetrics, TrainJob, checkpoint,
+    export, train,
+};
+
+struct Data {
+    train: Vec<SourceSequence>,
+    held_out: Vec<Vec<spectrum_suite::Message>>,
+}
+
+fn data() -> Data {
+    let suite = build(&SuiteConfig {
+        size: 4,
+        min_examples: 4,
+        max_examples: 10,
+        ..SuiteConfig::default()
+    });
+    let split: HashMap<&str, Split> = suite
+        .tasks
+        .iter()
+        .map(|t| (t.task.as_str(), t.split))
+        .collect();
+    let mut d = Data {
+        train: Vec::new(),
+        held_out: Vec::new(),
+    };
+    for s in &suite.sequences {
+        match split[s.task.as_str()] {
+            Split::Train => d.train.push(SourceSequence {
+                task: s.task.clone(),
+                messages: s.messages.clone(),
+                fallback_descriptions: Vec::new(),
+            }),
+            Split::HeldOut if d.held_out.len() < 8 => d.held_out.push(s.messages.clone()),
+            Split::HeldOut => {}
+        }
+    }
+    d
+}
+
+fn tiny_model(dir: &Path) {
+    spectrum_lm::tiny::write_model(dir, 32, 2, 1).expect("tiny model");
+}
+
+fn spec(method: Method, steps: usize) -> RunSpec {
+    RunSpec {
+        method,
+        learning_rate: 1e-2,
+        warmup_steps: 2,
+        micro_batch: 4,
+        grad_accum: 2,
+        max_tokens: 192,
+        length: Length::Steps(steps),
+        eval_every: steps,
+        checkpoint_every: 2,
+        keep_checkpoints: 2,
+        ..RunSpec::default()
+    }
+}
+
+struct Log {
+    steps: Vec<StepMetrics>,
+    evals: Vec<f64>,
+}
+
+fn run(
+    spec: &RunSpec,
+    model: &Path,
+    run_dir: &Path,
+    d: &Data,
+    cancel_after: Option<usize>,
+) -> (Log, spectrum_train::Outcome) {
+    let mut log = Log {
+        steps: Vec::new(),
+        evals: Vec::new(),
+    };
+    let cancel = AtomicBool::new(false);
+    let job = TrainJob {
+        spec,
+        model_dir: model,
+        train: &d.train,
+        held_out: &d.held_out,
+        run_dir,
+    };
+    let outcome = train(
+        &job,
+        &mut |e| {
+            match e {
+                Event::Step(m) => {
+                    if Some(m.step) == cancel_after {
+                        cancel.store(true, Ordering::Relaxed);
+                    }
+                    log.steps.push(m);
+                }
+                Event::Eval(m) => log.evals.push(m.loss),
+                _ => {}
+            }
+            Ok(())
+        },
+        &cancel,
+    )
+    .expect("train");
+    (log, outcome)
+}
+
+fn mean(xs: &[f64]) -> f64 {
+    xs.iter().sum::<f64>() / xs.len() as f64
+}
+
+#[test]
+fn full_fine_tuning_lowers_training_and_held_out_loss() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let (log, outcome) = run(
+        &spec(Method::Full, 16),
+        &model,
+        &tmp.path().join("run"),
+        &d,
+        None,
+    );
+    assert_eq!(outcome.step, 16);
+    assert!(!outcome.cancelled);
+    let losses: Vec<f64> = log.steps.iter().map(|m| m.loss).collect();
+    assert!(
+        mean(&losses[12..]) < 0.8 * mean(&losses[..4]),
+        "training loss did not fall: {losses:?}"
+    );
+    assert_eq!(log.evals.len(), 2, "held-out loss before and after");
+    assert!(
+        log.evals[1] < log.evals[0],
+        "held-out loss did not fall: {:?}",
+        log.evals
+    );
+    assert!(
+        log.steps
+            .iter()
+            .all(|m| m.grad_norm.is_finite() && m.tokens > 0)
+    );
+}
+
+#[test]
+fn lora_changes_only_the_adapted_projections() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let method = Method::Lora(LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    });
+    let run_dir = tmp.path().join("run");
+    let (log, outcome) = run(&spec(method.clone(), 6), &model, &run_dir, &data(), None);
+    assert!(log.steps.last().expect("steps").loss < log.steps[0].loss);
+    let ckpt = Checkpoint {
+        dir: outcome.checkpoint.clone(),
+    };
+    let trained = ckpt.trainable().expect("weights");
+    assert_eq!(trained.len(), 2 * 2 * 2, "2 layers x 2 targets x (A, B)");
+    assert!(
+        trained
+            .keys()
+            .all(|k| k.starts_with("base_model.model.model.layers.")
+                && (k.contains(".lora_A.") || k.contains(".lora_B.")))
+    );
+
+    let merged = tmp.path().join("merged");
+    export::export_merged(&ckpt, &method, &model, &merged).expect("merge");
+    let load = |dir: &Path| -> HashMap<String, Tensor> {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).expect("load")
+    };
+    let (base, tuned) = (load(&model), load(&merged));
+    assert_eq!(base.len(), tuned.len());
+    for (name, b) in &base {
+        let diff = (b - &tuned[name])
+            .and_then(|d| d.abs())
+            .and_then(|d| d.max_all())
+            .and_then(|d| d.to_dtype(DType::F32))
+            .and_then(|d| d.to_scalar::<f32>())
+            .expect("diff");
+        let adapted = name.contains("q_proj") || name.contains("v_proj");
+        assert_eq!(diff > 0.0, adapted, "{name}: changed by {diff}");
+    }
+    // The merged folder loads like any model and the adapter folder loads as base + adapter.
+    let peft = tmp.path().join("peft");
+    export::export_peft(&ckpt, &method, &model, &peft).expect("peft");
+    let ids = vec![vec![1u32, 40, 41, 42, 2, 10, 11]];
+    let logits = |dir: &Path| {
+        use spectrum_lm::LanguageModel;
+        let mut m = spectrum_lm::load_local(dir, spectrum_lm::DeviceSpec::Cpu).expect("load");
+        m.score_tokens(&ids).expect("score")[0].logprobs.clone()
+    };
+    let (a, b) = (logits(&merged), logits(&peft));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+    assert_ne!(logits(&model), a, "the tuned model differs from the base");
+}
+
+#[test]
+fn a_resumed_run_matches_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let method = Method::Lora(LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+    });
+    let s = spec(method, 7);
+    let (whole, whole_out) = run(&s, &model, &tmp.path().join("whole"), &d, None);
+
+    let parts = tmp.path().join("parts");
+    let (first, first_out) = run(&s, &model, &parts, &d, Some(3));
+    assert!(first_out.cancelled);
+    assert_eq!(first_out.step, 3, "cancel stops within one step");
+    assert_eq!(
+        Checkpoint::step_of(&first_out.checkpoint),
+        Some(3),
+        "a cancelled run leaves a checkpoint of its last step"
+    );
+    let (second, second_out) = run(&s, &model, &parts, &d, None);
+    assert_eq!(second_out.step, 7);
+    assert_eq!(second.steps[0].step, 4, "resumed after the checkpoint");
+
+    let losses = |l: &[StepMetrics]| {
+        l.iter()
+            .map(|m| (m.step, m.loss, m.grad_norm))
+            .collect::<Vec<_>>()
+    };
+    let mut resumed = losses(&first.steps);
+    resumed.extend(losses(&second.steps));
+    assert_eq!(resumed, losses(&whole.steps), "same losses, bit for bit");
+
+    let w1 = Checkpoint {
+        dir: whole_out.checkpoint,
+    }
+    .trainable()
+    .expect("w");
+    let w2 = Checkpoint {
+        dir: second_out.checkpoint,
+    }
+    .trainable()
+    .expect("w");
+    for (k, a) in &w1 {
+        let a: Vec<f32> = a.flatten_all().and_then(|t| t.to_vec1()).expect("v");
+        let b: Vec<f32> = w2[k].flatten_all().and_then(|t| t.to_vec1()).expect("v");
+        assert_eq!(a, b, "{k}");
+    }
+    // Only the newest checkpoints are kept.
+    let kept = checkpoint::list(&parts.join("checkpoints")).expect("list");
+    assert_eq!(kept.len(), 2);
+}
+
+#[test]
+fn a_resume_with_other_settings_is_refused() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let run_dir = tmp.path().join("run");
+    run(&spec(Method::Full, 2), &model, &run_dir, &d, None);
+    let other = RunSpec {
+        learning_rate: 0.5,
+        ..spec(Method::Full, 4)
+    };
+    let job = TrainJob {
+        spec: &other,
+        model_dir: &model,
+        train: &d.train,
+        held_out: &d.held_out,
+        run_dir: &run_dir,
+    };
+    let e = train(&job, &mut |_| Ok(()), &AtomicBool::new(false)).expect_err("refused");
+    assert!(e.to_string().contains("other settings"), "{e}");
+}
