@@ -5,6 +5,7 @@
 mod datasets;
 mod inference;
 mod models;
+mod training;
 
 use std::path::{Path, PathBuf};
 
@@ -12,13 +13,18 @@ use anyhow::{Context, Result};
 
 pub use datasets::{ImportOutcome, ImportRequest};
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
+pub use spectrum_lm::lora::LoraConfig;
 pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
-pub use spectrum_store::{DatasetDetail, DatasetSummary, ModelRecord, TaskSummary};
+pub use spectrum_store::{
+    DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunRecord, StepMetrics, TaskSummary,
+};
 pub use spectrum_suite::builtin::SuiteConfig;
 pub use spectrum_suite::import::{
     ImportError, ImportOptions, ImportReport, Progress, RowError, SHAPE_NAMES, Shape,
 };
 pub use spectrum_suite::{Split, TaskKind};
+pub use spectrum_train::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
+pub use training::{RunDetail, TrainOutcome, TrainProgress, TrainRequest};
 
 use spectrum_store::Store;
 

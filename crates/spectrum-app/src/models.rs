@@ -97,7 +97,7 @@ impl Studio {
         self.register(&dir, &name, &dir.display().to_string())
     }
 
-    fn register(&self, dir: &Path, name: &str, source: &str) -> Result<ModelRecord> {
+    pub(crate) fn register(&self, dir: &Path, name: &str, source: &str) -> Result<ModelRecord> {
         let model = ModelDir::open(dir)?;
         let family = model
             .config

@@ -100,8 +100,135 @@ pub enum Command {
     Score(ScoreArgs),
     /// Sample outputs from a model, for a raw prompt or for a task of the store.
     Generate(GenerateArgs),
-    /// Run the main job on the built-in defaults: build the suite, import it, install the default model.
+    /// Spectrum-tune a model on the store's train tasks, or resume a run.
+    ///
+    /// Defaults (the `cpu` preset) train LoRA adapters on the default model in
+    /// about 15 minutes on a 2-core CPU; `--preset paper` is METHOD.md's
+    /// reference setting. Flags override the preset; `--spec FILE.json` reads
+    /// any subset of the settings (`spectrum runs show RUN --json` prints them).
+    /// Ctrl-C stops within one step and keeps a checkpoint; `--resume RUN`
+    /// continues a cancelled, failed or killed run exactly where it stopped.
+    Train(Box<TrainArgs>),
+    /// List and inspect training runs.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
+    /// Write a run's tuned model as a PEFT adapter folder and/or a merged Hugging Face folder.
+    Export(ExportArgs),
+    /// Run the main job on the built-in defaults: build the suite, import it, install the default model, tune it.
     Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Continue this run (id or name) from its newest checkpoint; other flags are ignored.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
+    /// Base model: a registered name or id, a folder, a .gguf file, or `default`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Name of the run and of the tuned model it registers (default: MODEL-spectrum).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Starting settings: cpu (LoRA, ~15 min on 2 cores) or paper (full fine-tune, lr 3e-6, 1 epoch, bf16).
+    #[arg(long, default_value = "cpu", value_parser = spectrum_app::PRESETS)]
+    pub preset: String,
+    /// A JSON file with any of the run settings (applied over the preset, under the flags).
+    #[arg(long, value_name = "FILE.json")]
+    pub spec: Option<PathBuf>,
+    /// Only tasks of this dataset (id or name).
+    #[arg(long)]
+    pub dataset: Option<String>,
+    /// Train on these tasks only (comma-separated); held-out tasks are refused.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Train on the train tasks of these categories (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub categories: Vec<String>,
+    /// Fine-tune every weight instead of LoRA adapters.
+    #[arg(long)]
+    pub full: bool,
+    #[arg(long)]
+    pub lora_rank: Option<usize>,
+    #[arg(long)]
+    pub lora_alpha: Option<f64>,
+    #[arg(long)]
+    pub lora_dropout: Option<f32>,
+    /// Projections that get adapters (comma-separated: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj).
+    #[arg(long, value_delimiter = ',')]
+    pub lora_targets: Vec<String>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// Learning-rate decay after warm-up.
+    #[arg(long, value_parser = ["linear", "cosine", "constant"])]
+    pub decay: Option<String>,
+    /// Sequences per forward pass.
+    #[arg(long)]
+    pub micro_batch: Option<usize>,
+    /// Micro-batches per optimiser step.
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Optimiser steps to train.
+    #[arg(long, conflicts_with = "epochs")]
+    pub steps: Option<usize>,
+    /// Passes over the training sequences (instead of --steps).
+    #[arg(long)]
+    pub epochs: Option<f64>,
+    /// Token budget per sequence (whole examples are kept).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Probability that a training sequence keeps its description.
+    #[arg(long, value_parser = probability)]
+    pub description_prob: Option<f64>,
+    /// Clip the global gradient norm (0: off).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// f32, bf16 or f16 (default: f32 on the CPU, bf16 on GPUs).
+    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: Option<String>,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, value_parser = device)]
+    pub device: Option<spectrum_app::DeviceSpec>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Held-out loss every N steps.
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Held-out sequences in the fixed evaluation sample.
+    #[arg(long)]
+    pub eval_sequences: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One line per run: status, progress, base model, tuned model.
+    List,
+    /// A run's settings, status, per-step metrics and held-out losses.
+    Show {
+        /// Run id or name.
+        run: String,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["peft", "merged"])))]
+pub struct ExportArgs {
+    /// Run id or name.
+    pub run: String,
+    /// Write the LoRA adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub peft: Option<PathBuf>,
+    /// Write the tuned model as a Hugging Face folder (config, safetensors, tokenizer).
+    #[arg(long, value_name = "DIR")]
+    pub merged: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -346,4 +473,110 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 48)]
     pub max_tokens: usize,
+}
+
+impl TrainArgs {
+    /// The preset, then the `--spec` file, then the flags.
+    pub fn run_spec(&self) -> Result<spectrum_app::RunSpec> {
+        use spectrum_app::{Decay, Length, LoraConfig, Method, RunSpec};
+        let mut spec = RunSpec::preset(&self.preset)
+            .ok_or_else(|| anyhow::anyhow!("unknown preset {:?}", self.preset))?;
+        if let Some(path) = &self.spec {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("{}: cannot read the run spec: {e}", path.display())
+            })?;
+            let overlay: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: line {}, column {}: not valid JSON ({e}) (fix: the file is a JSON object of run settings, e.g. {{\"learning_rate\": 0.001}})",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?;
+            let serde_json::Value::Object(overlay) = overlay else {
+                bail!(
+                    "{}: the run spec must be a JSON object of settings",
+                    path.display()
+                );
+            };
+            let mut base = serde_json::to_value(&spec)?;
+            for (k, v) in overlay {
+                if base.get(&k).is_none() {
+                    bail!(
+                        "{}: unknown setting {k:?} (fix: `spectrum runs show RUN --json` prints every setting with its name)",
+                        path.display()
+                    );
+                }
+                base[k] = v;
+            }
+            spec = serde_json::from_value(base)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        if let Some(d) = &self.dataset {
+            spec.tasks.dataset = Some(d.clone());
+        }
+        if !self.tasks.is_empty() {
+            spec.tasks.names = self.tasks.clone();
+        }
+        if !self.categories.is_empty() {
+            spec.tasks.categories = self.categories.clone();
+        }
+        if self.full {
+            spec.method = Method::Full;
+        } else if self.lora_rank.is_some()
+            || self.lora_alpha.is_some()
+            || self.lora_dropout.is_some()
+            || !self.lora_targets.is_empty()
+        {
+            let mut lora = match &spec.method {
+                Method::Lora(l) => l.clone(),
+                Method::Full => LoraConfig::default(),
+            };
+            lora.rank = self.lora_rank.unwrap_or(lora.rank);
+            lora.alpha = self.lora_alpha.unwrap_or(lora.alpha);
+            lora.dropout = self.lora_dropout.unwrap_or(lora.dropout);
+            if !self.lora_targets.is_empty() {
+                lora.targets = self.lora_targets.clone();
+            }
+            spec.method = Method::Lora(lora);
+        }
+        macro_rules! set {
+            ($($field:ident <- $flag:ident),* $(,)?) => {
+                $(if let Some(v) = self.$flag.clone() { spec.$field = v; })*
+            };
+        }
+        set!(
+            learning_rate <- lr,
+            warmup_steps <- warmup_steps,
+            micro_batch <- micro_batch,
+            grad_accum <- grad_accum,
+            max_tokens <- max_tokens,
+            description_prob <- description_prob,
+            max_grad_norm <- max_grad_norm,
+            weight_decay <- weight_decay,
+            device <- device,
+            seed <- seed,
+            eval_every <- eval_every,
+            eval_sequences <- eval_sequences,
+            checkpoint_every <- checkpoint_every,
+        );
+        if let Some(d) = &self.dtype {
+            spec.dtype = Some(d.clone());
+        }
+        if let Some(d) = &self.decay {
+            spec.decay = match d.as_str() {
+                "linear" => Decay::Linear,
+                "constant" => Decay::Constant,
+                _ => Decay::Cosine,
+            };
+        }
+        if let Some(n) = self.steps {
+            spec.length = Length::Steps(n);
+        }
+        if let Some(e) = self.epochs {
+            spec.length = Length::Epochs(e);
+        }
+        spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(spec)
+    }
 }

@@ -14,11 +14,11 @@ use anyhow::Result;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
-    GenerateRequest, ImportOutcome, ImportRequest, Progress, PromptSource, SamplingParams,
-    ScoreRequest, Studio,
+    Cancelled, GenerateRequest, ImportOutcome, ImportRequest, Progress, PromptSource,
+    SamplingParams, ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
 };
 
-use args::{Cli, Command, DatasetsCommand, ModelCommand, SuiteCommand, TasksCommand};
+use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
 use output::Output;
 
 // The importer parses on one thread and stores on another: mimalloc frees
@@ -136,8 +136,106 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             };
             out.samples(&studio.generate(&request, &mut note)?)
         }
+        Command::Train(a) => {
+            let outcome = match &a.resume {
+                Some(run) => train_with_progress(out, |p, _| studio.resume(run, p, cancel))?,
+                None => {
+                    let request = TrainRequest {
+                        spec: a.run_spec()?,
+                        model: a.model.clone(),
+                        name: a.name.clone(),
+                    };
+                    train_with_progress(out, |p, n| studio.train(&request, p, n, cancel))?
+                }
+            };
+            out.trained(&outcome)?;
+            if outcome.cancelled {
+                return Err(Cancelled("training").into());
+            }
+            Ok(())
+        }
+        Command::Runs { command } => match command {
+            RunsCommand::List => out.runs(&studio.runs()?),
+            RunsCommand::Show { run } => out.run_detail(&studio.run_detail(&run)?),
+        },
+        Command::Export(a) => {
+            let run = studio.export_run(&a.run, a.peft.as_deref(), a.merged.as_deref())?;
+            for (what, dir) in [("PEFT adapter", &a.peft), ("merged model", &a.merged)] {
+                if let Some(dir) = dir {
+                    out.note(&format!(
+                        "wrote the {what} of run {} to {}",
+                        run.id,
+                        dir.display()
+                    ));
+                }
+            }
+            Ok(())
+        }
         Command::Demo(a) => demo(&studio, a, out, cancel),
     }
+}
+
+/// Runs a training job with a progress bar (steps, loss, ETA) on stderr;
+/// held-out losses and checkpoints are printed above it.
+fn train_with_progress(
+    out: &Output,
+    job: impl FnOnce(&mut dyn FnMut(&TrainProgress), &mut dyn FnMut(&str)) -> Result<TrainOutcome>,
+) -> Result<TrainOutcome> {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if !out.json {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    let mut on_progress = |p: &TrainProgress| match p {
+        TrainProgress::Started {
+            run,
+            name,
+            start_step,
+            total_steps,
+            trainable_parameters,
+            train_sequences,
+        } => {
+            bar.set_length(*total_steps as u64);
+            bar.set_position(*start_step as u64);
+            let verb = if *start_step > 0 {
+                "resuming"
+            } else {
+                "training"
+            };
+            bar.println(format!(
+                "{verb} run {run} ({name}) at step {start_step}/{total_steps}: {:.2}M trainable parameters, {train_sequences} training sequences",
+                *trainable_parameters as f64 / 1e6
+            ));
+        }
+        TrainProgress::Step { metrics, eta_s, .. } => {
+            bar.set_position(metrics.step as u64);
+            bar.set_message(format!(
+                "loss {:.3}  lr {:.2e}  {:.0} tok/s  {} left",
+                metrics.loss,
+                metrics.lr,
+                metrics.tokens_per_s,
+                output::duration(*eta_s)
+            ));
+        }
+        TrainProgress::Eval(m) => bar.println(format!(
+            "step {:>5}: held-out loss {:.4} (acc {:.3}, {} outputs with index >= 1)",
+            m.step, m.loss, m.acc, m.outputs
+        )),
+        TrainProgress::Checkpoint { step, path } => {
+            bar.println(format!("step {step:>5}: checkpoint {}", path.display()))
+        }
+        TrainProgress::Registering { name } => {
+            bar.println(format!("registering the tuned model as {name:?}"))
+        }
+    };
+    let mut on_note = |m: &str| bar.println(m);
+    let result = job(&mut on_progress, &mut on_note);
+    bar.finish_and_clear();
+    result
 }
 
 fn import_with_progress(

@@ -6,12 +6,22 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use spectrum_app::{
-    DatasetDetail, DatasetSummary, ImportError, ImportOutcome, ModelRecord, OutputScore, ScoredRow,
-    TaskSummary,
+    DatasetDetail, DatasetSummary, ImportError, ImportOutcome, ModelRecord, OutputScore, RunDetail,
+    RunRecord, ScoredRow, TaskSummary, TrainOutcome,
 };
 
 pub struct Output {
     pub json: bool,
+}
+
+/// `1h 02m`, `3m 05s`, `42s`.
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 /// Prints rows as columns padded to their widest cell.
@@ -369,6 +379,139 @@ impl Output {
         }
         for s in samples {
             println!("{s}");
+        }
+        Ok(())
+    }
+
+    pub fn trained(&self, o: &TrainOutcome) -> Result<()> {
+        if self.json {
+            return self.print_json(o);
+        }
+        let r = &o.run;
+        if o.cancelled {
+            self.note(&format!(
+                "cancelled run {} ({}) at step {}/{}; a checkpoint of that step is kept. Continue with `spectrum train --resume {}`",
+                r.id, r.name, r.step, r.total_steps, r.id
+            ));
+            return Ok(());
+        }
+        if let (Some(first), Some(last)) = (o.evals.first(), o.evals.last()) {
+            self.note(&format!(
+                "held-out loss (outputs with index >= 1): {:.4} at step {} -> {:.4} at step {}",
+                first.loss, first.step, last.loss, last.step
+            ));
+        }
+        if let Some(m) = &o.model {
+            self.note(&format!(
+                "finished run {} ({} steps); the tuned model is registered as {:?} ({})",
+                r.id, r.step, m.name, m.path
+            ));
+            self.note(&format!(
+                "next: `spectrum generate --model {} --task us_state -n 5`, or `spectrum export {} --merged DIR`",
+                m.name, r.id
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn runs(&self, runs: &[RunRecord]) -> Result<()> {
+        if self.json {
+            return self.print_json(&runs);
+        }
+        if runs.is_empty() {
+            self.note("no runs yet: `spectrum train` starts one");
+            return Ok(());
+        }
+        let rows = runs
+            .iter()
+            .map(|r| {
+                vec![
+                    r.id.to_string(),
+                    r.name.clone(),
+                    r.kind.clone(),
+                    r.status.clone(),
+                    format!("{}/{}", r.step, r.total_steps),
+                    r.model.clone().unwrap_or_else(|| "-".into()),
+                    r.result_model.clone().unwrap_or_else(|| "-".into()),
+                    r.updated_at.clone().unwrap_or_else(|| r.created_at.clone()),
+                ]
+            })
+            .collect();
+        table(
+            &[
+                "ID",
+                "NAME",
+                "KIND",
+                "STATUS",
+                "STEP",
+                "BASE",
+                "TUNED MODEL",
+                "UPDATED",
+            ],
+            rows,
+        );
+        Ok(())
+    }
+
+    pub fn run_detail(&self, d: &RunDetail) -> Result<()> {
+        if self.json {
+            return self.print_json(d);
+        }
+        let r = &d.run;
+        println!(
+            "run {} ({}): {} {}, step {}/{}",
+            r.id, r.name, r.kind, r.status, r.step, r.total_steps
+        );
+        println!("base model: {}", r.model.as_deref().unwrap_or("-"));
+        println!("tuned model: {}", r.result_model.as_deref().unwrap_or("-"));
+        println!(
+            "created {}, updated {}",
+            r.created_at,
+            r.updated_at.as_deref().unwrap_or("-")
+        );
+        if let Some(e) = &r.error {
+            println!("error: {e}");
+        }
+        println!("folder: {}", r.out_dir);
+        println!("settings: {}", serde_json::to_string(&r.spec["spec"])?);
+        if !d.evals.is_empty() {
+            println!();
+            table(
+                &["STEP", "HELD-OUT LOSS", "ACC", "OUTPUTS"],
+                d.evals
+                    .iter()
+                    .map(|e| {
+                        vec![
+                            e.step.to_string(),
+                            format!("{:.4}", e.loss),
+                            format!("{:.3}", e.acc),
+                            e.outputs.to_string(),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        if !d.steps.is_empty() {
+            println!();
+            table(
+                &["STEP", "LOSS", "LR", "GRAD NORM", "TOKENS/S", "ELAPSED"],
+                d.steps
+                    .iter()
+                    .map(|m| {
+                        vec![
+                            m.step.to_string(),
+                            format!("{:.4}", m.loss),
+                            format!("{:.2e}", m.lr),
+                            format!("{:.3}", m.grad_norm),
+                            format!("{:.0}", m.tokens_per_s),
+                            duration(m.elapsed_s),
+                        ]
+                    })
+                    .collect(),
+            );
+        }
+        for c in &d.checkpoints {
+            println!("checkpoint {}", c.display());
         }
         Ok(())
     }

@@ -249,3 +249,52 @@ fn lora_adapters_start_at_the_base_model_and_receive_gradients() {
         }
     }
 }
+
+/// With frozen base weights the linear layers skip the weight gradient (a
+/// custom op on the CPU); the adapters' gradients must equal those of the plain
+/// path, where the base weights are variables too.
+#[test]
+fn frozen_base_weights_give_the_same_adapter_gradients() {
+    let r = reference("qwen3");
+    let ids = ids_tensor(&r.ids[..1]);
+    let config = LoraConfig {
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        ..LoraConfig::default()
+    };
+    let adapters = VarMap::new();
+    let site = AdapterSite {
+        config: &config,
+        vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+    };
+    let mut frozen =
+        CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("frozen base");
+    // Non-zero B so that A receives a gradient too.
+    for (name, var) in adapters.data().lock().expect("lock").iter() {
+        if name.ends_with("lora_B.weight") {
+            let t = (var.as_tensor().ones_like().expect("ones") * 0.01).expect("scale");
+            var.set(&t).expect("set");
+        }
+    }
+    let base = varmap(&r, DType::F32);
+    let vb_vars = candle_nn::VarBuilder::from_varmap(&base, DType::F32, &Device::Cpu);
+    let mut plain = CausalLm::load(&r.config, vb_vars, Some(&site)).expect("variable base");
+    frozen.set_mode(Mode::Training);
+    plain.set_mode(Mode::Training);
+    let g1 = loss(&mut frozen, &ids).backward().expect("backward");
+    let g2 = loss(&mut plain, &ids).backward().expect("backward");
+    for (name, var) in adapters.data().lock().expect("lock").iter() {
+        let a = g1.get(var.as_tensor()).expect("frozen-path gradient");
+        let b = g2.get(var.as_tensor()).expect("plain-path gradient");
+        let scale = b
+            .abs()
+            .and_then(|t| t.max_all())
+            .and_then(|t| t.to_scalar::<f32>())
+            .expect("max");
+        assert!(scale > 0.0, "{name}: zero gradient");
+        assert!(
+            max_diff(a, b) <= 1e-5 * scale.max(1.0),
+            "{name}: {} vs scale {scale}",
+            max_diff(a, b)
+        );
+    }
+}

@@ -424,6 +424,15 @@ impl Store {
         Ok(out)
     }
 
+    pub fn task_name(&self, task_id: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row("SELECT name FROM tasks WHERE id = ?1", [task_id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
     /// The alternative descriptions listed for a task.
     pub fn task_descriptions(&self, task_id: i64) -> Result<Vec<String>> {
         let text: String = self

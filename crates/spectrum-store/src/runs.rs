@@ -178,6 +178,23 @@ impl Store {
         Ok(())
     }
 
+    /// Records where the run keeps its files and how far it is.
+    pub fn set_run_progress(
+        &mut self,
+        id: i64,
+        step: i64,
+        total_steps: i64,
+        out_dir: &str,
+    ) -> Result<()> {
+        self.conn
+            .execute(
+                &format!("UPDATE runs SET step = ?2, total_steps = ?3, out_dir = ?4, updated_at = {NOW} WHERE id = ?1"),
+                params![id, step, total_steps, out_dir],
+            )
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
     pub fn set_run_result_model(&mut self, id: i64, model_id: i64) -> Result<()> {
         self.conn
             .execute(

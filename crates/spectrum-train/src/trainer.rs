@@ -226,6 +226,53 @@ impl Trainable {
         Ok((nll, n, tokens))
     }
 
+    /// One optimiser step over the micro-batches `micro` (the effective batch):
+    /// the loss is the mean over all their loss tokens, gradients accumulate
+    /// across micro-batches, are clipped to `max_norm`, and AdamW updates at
+    /// `lr`. `None` (nothing changed) when `cancel` was set before a micro-batch.
+    pub fn step(
+        &mut self,
+        opt: &mut AdamW,
+        micro: &[Vec<Item>],
+        lr: f64,
+        max_norm: f64,
+        cancel: &AtomicBool,
+    ) -> Result<Option<StepDone>> {
+        let loss_tokens: usize = micro.iter().flatten().map(Item::loss_tokens).sum();
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
+        let (mut nll_total, mut tokens) = (0.0, 0);
+        for batch in micro {
+            if cancel.load(Ordering::Relaxed) {
+                return Ok(None);
+            }
+            let (nll, _, n_tokens) = self.batch_nll(batch)?;
+            nll_total += nll.to_scalar::<f32>()? as f64;
+            tokens += n_tokens;
+            let store = (nll / loss_tokens as f64)?.backward()?;
+            for (slot, var) in grads.iter_mut().zip(&self.vars) {
+                if let Some(g) = store.get(var.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(acc) => (acc + g)?,
+                        None => g.clone(),
+                    });
+                }
+            }
+        }
+        let mut grads: Vec<Tensor> = grads
+            .into_iter()
+            .zip(&self.vars)
+            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+            .collect::<candle_core::Result<_>>()?;
+        let grad_norm = clip_grad_norm(&mut grads, max_norm)?;
+        opt.step(&self.vars, &grads, lr)?;
+        Ok(Some(StepDone {
+            loss: nll_total / loss_tokens.max(1) as f64,
+            grad_norm,
+            loss_tokens,
+            tokens,
+        }))
+    }
+
     /// Held-out loss and accuracy over outputs with index >= 1 (METHOD.md §4.1).
     pub fn evaluate(
         &mut self,
@@ -256,6 +303,17 @@ impl Trainable {
             outputs,
         })
     }
+}
+
+/// What one optimiser step did.
+#[derive(Debug, Clone, Copy)]
+pub struct StepDone {
+    /// Mean cross-entropy over the loss tokens.
+    pub loss: f64,
+    pub grad_norm: f64,
+    pub loss_tokens: usize,
+    /// All tokens (context included).
+    pub tokens: usize,
 }
 
 fn poisoned() -> TrainError {
@@ -398,58 +456,35 @@ pub fn train(
         )
     };
     let mut cancelled = false;
-    'steps: while step < total_steps {
+    while step < total_steps {
         let started = Instant::now();
         let cursor_before = stream.cursor;
         let mut micro = Vec::with_capacity(spec.grad_accum);
         for _ in 0..spec.grad_accum {
             micro.push(stream.next()?);
         }
-        let loss_tokens: usize = micro.iter().flatten().map(Item::loss_tokens).sum();
-        let mut grads: Vec<Option<Tensor>> = vec![None; model.vars.len()];
-        let (mut nll_total, mut tokens) = (0.0, 0);
-        for batch in &micro {
-            if cancel.load(Ordering::Relaxed) {
-                stream.cursor = cursor_before;
-                cancelled = true;
-                break 'steps;
-            }
-            let (nll, _, n_tokens) = model.batch_nll(batch)?;
-            nll_total += nll.to_scalar::<f32>()? as f64;
-            tokens += n_tokens;
-            let store = (nll / loss_tokens as f64)?.backward()?;
-            for (slot, var) in grads.iter_mut().zip(&model.vars) {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    *slot = Some(match slot.take() {
-                        Some(acc) => (acc + g)?,
-                        None => g.clone(),
-                    });
-                }
-            }
-        }
-        let mut grads: Vec<Tensor> = grads
-            .into_iter()
-            .zip(&model.vars)
-            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<_>>()?;
-        let grad_norm = clip_grad_norm(&mut grads, spec.max_grad_norm)?;
         let lr = spec.lr_at(step + 1, total_steps);
-        opt.step(&model.vars, &grads, lr)?;
+        let Some(done) = model.step(&mut opt, &micro, lr, spec.max_grad_norm, cancel)? else {
+            stream.cursor = cursor_before;
+            cancelled = true;
+            break;
+        };
         step += 1;
         let seconds = started.elapsed().as_secs_f64();
         elapsed += seconds;
         events(Event::Step(StepMetrics {
             step,
-            loss: nll_total / loss_tokens as f64,
+            loss: done.loss,
             lr,
-            grad_norm,
-            tokens: loss_tokens,
-            tokens_per_s: tokens as f64 / seconds.max(1e-9),
+            grad_norm: done.grad_norm,
+            tokens: done.loss_tokens,
+            tokens_per_s: done.tokens as f64 / seconds.max(1e-9),
             elapsed_s: elapsed,
         }))?;
-        if !nll_total.is_finite() {
+        if !done.loss.is_finite() {
             return Err(TrainError::Data(format!(
-                "the loss became {nll_total} at step {step} (fix: lower the learning rate, or use f32)"
+                "the loss became {} at step {step} (fix: lower the learning rate, or use f32)",
+                done.loss
             )));
         }
         if (step % spec.eval_every == 0 || step == total_steps)

@@ -117,6 +117,7 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
     }
 }
 
+#[allow(unused_imports)]
 pub use spectrum_lm::tiny::{MERGES, vocab};
 
 /// A byte-level BPE tokenizer with ChatML specials, built in code.

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""PyTorch baseline for crates/spectrum-train/benches/train_throughput.rs: the
+same token ids, loss masks and micro-batch, with transformers (+ peft for LoRA)
+on the CPU in f32: forward, mean cross-entropy over the loss tokens, backward,
+gradient clipping to 1.0, AdamW. One warm-up step, then the timed steps.
+
+    python bench/train_torch.py MODEL_DIR BATCH_JSON lora|full
+
+Prints a JSON object: tokens per second and peak resident memory (MiB)."""
+
+import json
+import resource
+import sys
+import time
+
+import torch
+import transformers
+
+
+def main():
+    model_dir, batch_file, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    spec = json.load(open(batch_file))
+    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    if mode == "lora":
+        import peft
+
+        lora = spec["lora"]
+        config = peft.LoraConfig(r=lora["rank"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                                 target_modules=lora["targets"], task_type="CAUSAL_LM")
+        model = peft.get_peft_model(model, config)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
+    ids = torch.tensor(spec["ids"])
+    loss_mask = torch.tensor(spec["loss"])
+    # Token p is predicted by position p - 1; positions without loss get -100.
+    labels = torch.where(loss_mask, ids, torch.full_like(ids, -100))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        logits = model(input_ids=ids).logits
+        loss = torch.nn.functional.cross_entropy(
+            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+    step()
+    start = time.perf_counter()
+    for _ in range(spec["steps"]):
+        step()
+    secs = time.perf_counter() - start
+    print(json.dumps({
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "tokens_per_s": spec["steps"] * ids.numel() / secs,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+
+
+if __name__ == "__main__":
+    main()

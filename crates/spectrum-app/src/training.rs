@@ -1,0 +1,525 @@
+//! Training use cases: start a Spectrum Tuning run, resume it, list and show
+//! runs, export what they produced. The loop lives in `spectrum-train`; this
+//! file resolves the tasks and the model, feeds the loop from the store, and
+//! writes its metrics back as they come.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use spectrum_store::{
+    EvalMetrics, ModelRecord, NewRun, RunRecord, StepMetrics, Store, TaskFilter, TaskSummary,
+};
+use spectrum_suite::{Message, Rng, Split};
+use spectrum_train::{
+    Checkpoint, Event, Method, RunSpec, SourceSequence, TrainError, TrainJob, checkpoint, export,
+};
+
+use crate::Studio;
+
+/// What `train` needs: the settings, the base model (as `--model` takes it)
+/// and, optionally, the name of the run and of the tuned model it registers.
+#[derive(Debug, Clone)]
+pub struct TrainRequest {
+    pub spec: RunSpec,
+    pub model: String,
+    pub name: Option<String>,
+}
+
+/// What a run record's `spec` column holds: the settings and what they resolved to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredRun {
+    spec: RunSpec,
+    model_path: PathBuf,
+    train_tasks: Vec<i64>,
+    held_out_tasks: Vec<i64>,
+}
+
+/// Progress of a training job, for progress bars and the desktop app.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TrainProgress {
+    Started {
+        run: i64,
+        name: String,
+        start_step: usize,
+        total_steps: usize,
+        trainable_parameters: usize,
+        train_sequences: usize,
+    },
+    Step {
+        total_steps: usize,
+        /// Seconds left at this session's pace.
+        eta_s: f64,
+        metrics: StepMetrics,
+    },
+    Eval(EvalMetrics),
+    Checkpoint {
+        step: usize,
+        path: PathBuf,
+    },
+    /// The finished run's model is being written and registered.
+    Registering {
+        name: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    pub run: RunRecord,
+    pub cancelled: bool,
+    /// The registered tuned model (absent when cancelled).
+    pub model: Option<ModelRecord>,
+    pub evals: Vec<EvalMetrics>,
+}
+
+/// A run with its metrics and checkpoints.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunDetail {
+    pub run: RunRecord,
+    pub steps: Vec<StepMetrics>,
+    pub evals: Vec<EvalMetrics>,
+    pub checkpoints: Vec<PathBuf>,
+}
+
+impl Studio {
+    /// Where a run keeps its checkpoints and the model it produces.
+    fn run_dir(&self, id: i64) -> PathBuf {
+        self.store_path
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("runs")
+            .join(id.to_string())
+    }
+
+    /// Starts a Spectrum Tuning run and trains until it finishes or `cancel` is set.
+    pub fn train(
+        &self,
+        request: &TrainRequest,
+        progress: &mut dyn FnMut(&TrainProgress),
+        note: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<TrainOutcome> {
+        let spec = &request.spec;
+        spec.validate()
+            .map_err(|e| anyhow::anyhow!("run spec: {e}"))?;
+        let model_path = self.resolve_model(&request.model, note)?;
+        let mut store = self.store()?;
+        let (train_tasks, held_out_tasks) = resolve_tasks(&store, &spec.tasks)?;
+        let base = store
+            .models()?
+            .into_iter()
+            .find(|m| Path::new(&m.path) == model_path);
+        let name = unique_name(
+            &store,
+            request.name.clone().unwrap_or_else(|| {
+                let base_name = base.as_ref().map_or_else(
+                    || {
+                        model_path
+                            .file_name()
+                            .map_or("model".into(), |n| n.to_string_lossy().into_owned())
+                    },
+                    |m| m.name.clone(),
+                );
+                format!("{base_name}-spectrum")
+            }),
+        )?;
+        let stored = StoredRun {
+            spec: spec.clone(),
+            model_path: model_path.clone(),
+            train_tasks: train_tasks.iter().map(|t| t.id).collect(),
+            held_out_tasks: held_out_tasks.iter().map(|t| t.id).collect(),
+        };
+        let run = store.create_run(&NewRun {
+            kind: "train".into(),
+            name,
+            spec: serde_json::to_value(&stored)?,
+            spec_hash: spec.hash(),
+            model_id: base.map(|m| m.id),
+            seed: spec.seed as i64,
+            device: format!("{:?}", spec.device).to_lowercase(),
+            app_version: env!("CARGO_PKG_VERSION").into(),
+            out_dir: String::new(),
+            total_steps: 0,
+        })?;
+        drop(store);
+        self.execute(run, stored, progress, cancel)
+    }
+
+    /// Continues an unfinished run from its newest checkpoint (after a crash, a
+    /// kill or a cancel); with a fixed seed on the CPU the losses equal those of
+    /// an uninterrupted run.
+    pub fn resume(
+        &self,
+        run: &str,
+        progress: &mut dyn FnMut(&TrainProgress),
+        cancel: &AtomicBool,
+    ) -> Result<TrainOutcome> {
+        let mut store = self.store()?;
+        let record = find_run(&store, run)?;
+        if record.status == "finished" {
+            bail!(
+                "run {} ({}) has already finished (fix: `spectrum export {}` to write its model, or start a new run)",
+                record.id,
+                record.name,
+                record.id
+            );
+        }
+        let stored: StoredRun = serde_json::from_value(record.spec.clone()).with_context(|| {
+            format!(
+                "run {}: its stored spec is not readable by this version",
+                record.id
+            )
+        })?;
+        let dir = self.run_dir(record.id);
+        let step = match checkpoint::latest(&dir.join("checkpoints"))? {
+            Some(c) => c.state()?.step,
+            None => 0,
+        };
+        store.rewind_run(record.id, step as i64)?;
+        store.set_run_status(record.id, "running", None)?;
+        drop(store);
+        self.execute(record, stored, progress, cancel)
+    }
+
+    fn execute(
+        &self,
+        run: RunRecord,
+        stored: StoredRun,
+        progress: &mut dyn FnMut(&TrainProgress),
+        cancel: &AtomicBool,
+    ) -> Result<TrainOutcome> {
+        let result = self.execute_inner(&run, &stored, progress, cancel);
+        let mut store = self.store()?;
+        match &result {
+            Ok(true) => {}
+            Ok(false) => store.set_run_status(run.id, "cancelled", None)?,
+            Err(e) => store.set_run_status(run.id, "failed", Some(&format!("{e:#}")))?,
+        }
+        let cancelled = !result?;
+        let record = store
+            .run(run.id)?
+            .context("the run vanished from the store")?;
+        let model = match &record.result_model {
+            Some(name) if !cancelled => store.find_model(name)?,
+            _ => None,
+        };
+        Ok(TrainOutcome {
+            evals: store.run_evals(run.id)?,
+            run: record,
+            cancelled,
+            model,
+        })
+    }
+
+    /// Trains; `Ok(false)` when cancelled.
+    fn execute_inner(
+        &self,
+        run: &RunRecord,
+        stored: &StoredRun,
+        progress: &mut dyn FnMut(&TrainProgress),
+        cancel: &AtomicBool,
+    ) -> Result<bool> {
+        let mut store = self.store()?;
+        let spec = &stored.spec;
+        let (train, held_out) = load_data(&store, stored)?;
+        let dir = self.run_dir(run.id);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let job = TrainJob {
+            spec,
+            model_dir: &stored.model_path,
+            train: &train,
+            held_out: &held_out,
+            run_dir: &dir,
+        };
+        let session = Instant::now();
+        let mut first_step = None;
+        let mut total = 0;
+        let mut on_event = |e: Event| -> spectrum_train::Result<()> {
+            let events_error = |e: spectrum_store::StoreError| TrainError::Events(e.to_string());
+            match e {
+                Event::Started {
+                    start_step,
+                    total_steps,
+                    trainable_parameters,
+                    train_sequences,
+                    ..
+                } => {
+                    total = total_steps;
+                    store
+                        .set_run_progress(
+                            run.id,
+                            start_step as i64,
+                            total_steps as i64,
+                            &dir.display().to_string(),
+                        )
+                        .map_err(events_error)?;
+                    progress(&TrainProgress::Started {
+                        run: run.id,
+                        name: run.name.clone(),
+                        start_step,
+                        total_steps,
+                        trainable_parameters,
+                        train_sequences,
+                    });
+                }
+                Event::Step(m) => {
+                    let metrics = StepMetrics {
+                        step: m.step as i64,
+                        loss: m.loss,
+                        lr: m.lr,
+                        grad_norm: m.grad_norm,
+                        tokens: m.tokens as i64,
+                        tokens_per_s: m.tokens_per_s,
+                        elapsed_s: m.elapsed_s,
+                    };
+                    store.record_step(run.id, &metrics).map_err(events_error)?;
+                    let first = *first_step.get_or_insert(m.step - 1);
+                    let per_step = session.elapsed().as_secs_f64() / (m.step - first) as f64;
+                    progress(&TrainProgress::Step {
+                        total_steps: total,
+                        eta_s: per_step * (total - m.step) as f64,
+                        metrics,
+                    });
+                }
+                Event::Eval(m) => {
+                    let metrics = EvalMetrics {
+                        step: m.step as i64,
+                        loss: m.loss,
+                        acc: m.acc,
+                        outputs: m.outputs as i64,
+                    };
+                    store.record_eval(run.id, &metrics).map_err(events_error)?;
+                    progress(&TrainProgress::Eval(metrics));
+                }
+                Event::Checkpoint { step, path } => {
+                    progress(&TrainProgress::Checkpoint { step, path })
+                }
+            }
+            Ok(())
+        };
+        let outcome = spectrum_train::train(&job, &mut on_event, cancel)?;
+        if outcome.cancelled {
+            return Ok(false);
+        }
+        progress(&TrainProgress::Registering {
+            name: run.name.clone(),
+        });
+        let ckpt = Checkpoint {
+            dir: outcome.checkpoint,
+        };
+        let model_dir = match &spec.method {
+            Method::Lora(_) => {
+                let out = dir.join("adapter");
+                export::export_peft(&ckpt, &spec.method, &stored.model_path, &out)?;
+                out
+            }
+            Method::Full => {
+                let out = dir.join("model");
+                export::export_merged(&ckpt, &spec.method, &stored.model_path, &out)?;
+                out
+            }
+        };
+        let model = self.register(&model_dir, &run.name, &format!("run:{}", run.id))?;
+        let mut store = self.store()?;
+        store.set_run_result_model(run.id, model.id)?;
+        store.set_run_status(run.id, "finished", None)?;
+        Ok(true)
+    }
+
+    pub fn runs(&self) -> Result<Vec<RunRecord>> {
+        Ok(self.store()?.runs(None)?)
+    }
+
+    pub fn run_detail(&self, run: &str) -> Result<RunDetail> {
+        let store = self.store()?;
+        let record = find_run(&store, run)?;
+        let checkpoints = checkpoint::list(&self.run_dir(record.id).join("checkpoints"))?
+            .into_iter()
+            .map(|c| c.dir)
+            .collect();
+        Ok(RunDetail {
+            steps: store.run_steps(record.id)?,
+            evals: store.run_evals(record.id)?,
+            run: record,
+            checkpoints,
+        })
+    }
+
+    /// Writes a run's newest checkpoint as a PEFT adapter folder and/or a
+    /// merged Hugging Face folder.
+    pub fn export_run(
+        &self,
+        run: &str,
+        peft: Option<&Path>,
+        merged: Option<&Path>,
+    ) -> Result<RunRecord> {
+        if peft.is_none() && merged.is_none() {
+            bail!("nothing to export: give --peft DIR and/or --merged DIR");
+        }
+        let store = self.store()?;
+        let record = find_run(&store, run)?;
+        let stored: StoredRun = serde_json::from_value(record.spec.clone()).with_context(|| {
+            format!(
+                "run {}: its stored spec is not readable by this version",
+                record.id
+            )
+        })?;
+        let ckpt = checkpoint::latest(&self.run_dir(record.id).join("checkpoints"))?.with_context(
+            || {
+                format!(
+                    "run {} has no checkpoint yet (fix: `spectrum train --resume {}`)",
+                    record.id, record.id
+                )
+            },
+        )?;
+        for out in [peft, merged].into_iter().flatten() {
+            if out.exists()
+                && std::fs::read_dir(out)
+                    .map(|mut d| d.next().is_some())
+                    .unwrap_or(true)
+            {
+                bail!(
+                    "{}: the folder exists and is not empty; nothing was overwritten (fix: choose a new folder)",
+                    out.display()
+                );
+            }
+        }
+        if let Some(out) = peft {
+            export::export_peft(&ckpt, &stored.spec.method, &stored.model_path, out)?;
+        }
+        if let Some(out) = merged {
+            export::export_merged(&ckpt, &stored.spec.method, &stored.model_path, out)?;
+        }
+        Ok(record)
+    }
+}
+
+fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
+    store
+        .find_run(run)?
+        .with_context(|| format!("no run {run:?} (fix: `spectrum runs list` shows them)"))
+}
+
+/// `name`, or `name-2`, `name-3`... if a model or run already has it.
+fn unique_name(store: &Store, name: String) -> Result<String> {
+    let taken = |n: &str| -> Result<bool> {
+        Ok(store.find_model(n)?.is_some() || store.find_run(n)?.is_some())
+    };
+    if !taken(&name)? {
+        return Ok(name);
+    }
+    for i in 2.. {
+        let candidate = format!("{name}-{i}");
+        if !taken(&candidate)? {
+            return Ok(candidate);
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+/// The train tasks a selection names, and the held-out tasks of the same
+/// datasets (for the held-out loss). Held-out tasks are never trained on.
+fn resolve_tasks(
+    store: &Store,
+    sel: &spectrum_train::TaskSelection,
+) -> Result<(Vec<TaskSummary>, Vec<TaskSummary>)> {
+    let dataset_id = match &sel.dataset {
+        Some(d) => Some(
+            store
+                .find_dataset(d)?
+                .with_context(|| {
+                    format!("no dataset {d:?} (fix: `spectrum datasets list` shows them)")
+                })?
+                .id,
+        ),
+        None => None,
+    };
+    let all = store.tasks(&TaskFilter {
+        dataset_id,
+        split: None,
+    })?;
+    if all.is_empty() {
+        bail!(
+            "no tasks to train on: the store holds none (fix: `spectrum import FILES`, or `spectrum demo` for the built-in suite)"
+        );
+    }
+    let is_train = |t: &TaskSummary| t.split == Split::Train.as_str();
+    for name in &sel.names {
+        let matching: Vec<&TaskSummary> = all.iter().filter(|t| &t.name == name).collect();
+        if matching.is_empty() {
+            bail!(
+                "no task {name:?} (fix: `spectrum tasks list --split train` shows the tasks you can train on)"
+            );
+        }
+        if matching.iter().any(|t| !is_train(t)) {
+            bail!(
+                "task {name:?} is held out: held-out tasks are kept for evaluation and are never trained on (fix: drop it from --tasks; `spectrum tasks list --split train` shows the train tasks)"
+            );
+        }
+    }
+    for category in &sel.categories {
+        if !all.iter().any(|t| &t.category == category && is_train(t)) {
+            bail!(
+                "no train task in category {category:?} (fix: `spectrum tasks list` shows the categories)"
+            );
+        }
+    }
+    let train: Vec<TaskSummary> = all
+        .iter()
+        .filter(|t| is_train(t) && t.sequences > 0)
+        .filter(|t| {
+            (sel.names.is_empty() && sel.categories.is_empty())
+                || sel.names.contains(&t.name)
+                || sel.categories.contains(&t.category)
+        })
+        .cloned()
+        .collect();
+    if train.is_empty() {
+        bail!(
+            "the selected tasks have no sequences to train on (fix: import `messages` rows for them)"
+        );
+    }
+    let datasets: Vec<i64> = train.iter().map(|t| t.dataset_id).collect();
+    let held_out = all
+        .into_iter()
+        .filter(|t| !is_train(t) && t.sequences > 0 && datasets.contains(&t.dataset_id))
+        .collect();
+    Ok((train, held_out))
+}
+
+/// Loads the run's sequences, and the fixed held-out sample (seed 42).
+fn load_data(
+    store: &Store,
+    stored: &StoredRun,
+) -> Result<(Vec<SourceSequence>, Vec<Vec<Message>>)> {
+    let mut train = Vec::new();
+    for &task in &stored.train_tasks {
+        let name = store
+            .task_name(task)?
+            .with_context(|| format!("task {task} of this run was removed from the store (its dataset was deleted); the run cannot continue"))?;
+        let fallback: Vec<String> = store
+            .task_descriptions(task)?
+            .into_iter()
+            .filter(|d| !d.contains('{'))
+            .collect();
+        for messages in store.task_sequences(task)? {
+            train.push(SourceSequence {
+                task: name.clone(),
+                messages,
+                fallback_descriptions: fallback.clone(),
+            });
+        }
+    }
+    let mut held_out = Vec::new();
+    for &task in &stored.held_out_tasks {
+        held_out.extend(store.task_sequences(task)?);
+    }
+    let mut rng = Rng::new(42);
+    rng.shuffle(&mut held_out);
+    held_out.truncate(stored.spec.eval_sequences);
+    Ok((train, held_out))
+}

@@ -1,0 +1,226 @@
+//! Training throughput and peak memory on the default model (SmolLM2-135M, f32,
+//! CPU), LoRA and full fine-tuning, side by side in one run with a PyTorch +
+//! transformers (+ peft) loop doing the same work: the same token ids and loss
+//! masks, the same micro-batches, forward + backward + clipping + AdamW.
+//!
+//!     cargo bench -p spectrum-train --bench train_throughput
+//!
+//! Needs the default model (`spectrum model default`) and a Python with torch,
+//! transformers and peft (`SPECTRUM_BENCH_PYTHON`, default bench/.venv/bin/python).
+//! Each configuration runs in its own process so peak memory is its own.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use spectrum_lm::lora::LoraConfig;
+use spectrum_suite::Rng;
+use spectrum_train::data::Item;
+use spectrum_train::optim::AdamW;
+use spectrum_train::{Method, RunSpec, Trainable};
+
+// The allocator the `spectrum` binary uses: it keeps freed memory for reuse
+// instead of returning it to the OS and faulting it back in, zeroed, each step.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const BATCH: usize = 4;
+const LENGTH: usize = 256;
+const STEPS: usize = 3;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model_dir = std::env::var("SPECTRUM_BENCH_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            let default =
+                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models/SmolLM2-135M-Instruct");
+            let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
+            spectrum_lm::default_model::DefaultModel::new(default.clone(), python)
+                .install(&mut |s| eprintln!("{s}"))
+                .expect("default model");
+            default
+        });
+    let batch_file = std::env::temp_dir().join("spectrum-train-bench.json");
+    if let Ok(mode) = std::env::var("SPECTRUM_BENCH_CHILD") {
+        let report = child(&mode, &model_dir, &batch_file);
+        println!("{report}");
+        return;
+    }
+
+    // Token ids and loss masks: loss on the last third of each sequence, like
+    // the outputs of a Spectrum sequence.
+    let mut rng = Rng::new(7);
+    let items: Vec<Item> = (0..BATCH)
+        .map(|_| Item {
+            ids: (0..LENGTH)
+                .map(|_| 100 + rng.below(40_000) as u32)
+                .collect(),
+            loss: (0..LENGTH).map(|p| p >= 2 * LENGTH / 3).collect(),
+        })
+        .collect();
+    let spec = serde_json::json!({
+        "ids": items.iter().map(|i| &i.ids).collect::<Vec<_>>(),
+        "loss": items.iter().map(|i| &i.loss).collect::<Vec<_>>(),
+        "steps": STEPS,
+        "lora": lora(),
+    });
+    std::fs::write(&batch_file, spec.to_string()).expect("write the batch");
+
+    let python = std::env::var("SPECTRUM_BENCH_PYTHON")
+        .unwrap_or_else(|_| root.join("bench/.venv/bin/python").display().to_string());
+    let exe = std::env::current_exe().expect("own path");
+    let run = |program: &Path, args: &[&str], mode: &str| -> serde_json::Value {
+        let out = Command::new(program)
+            .args(args)
+            .env("SPECTRUM_BENCH_CHILD", mode)
+            .output()
+            .expect("run a benchmark process");
+        assert!(
+            out.status.success(),
+            "{} {mode} failed:\n{}",
+            program.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON report")
+    };
+    let script = root.join("bench/train_torch.py");
+    let model_arg = model_dir.display().to_string();
+    let batch_arg = batch_file.display().to_string();
+    let matmul = matmul_gflops();
+    println!(
+        "\nSmolLM2-135M, f32, CPU, {} threads; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third)",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+    println!("matrix multiply (2048x2048, candle): {matmul:.1} GFLOP/s\n");
+    println!(
+        "{:<24} {:>10} {:>10} {:>7}   {:>10} {:>10} {:>7}   {:>9}",
+        "", "tokens/s", "PyTorch", "ratio", "peak MiB", "PyTorch", "ratio", "% matmul"
+    );
+    for mode in ["lora", "full"] {
+        let ours = run(&exe, &[], mode);
+        let theirs = run(
+            Path::new(&python),
+            &[&script.display().to_string(), &model_arg, &batch_arg, mode],
+            mode,
+        );
+        let (a, b) = (
+            ours["tokens_per_s"].as_f64().unwrap_or(0.0),
+            theirs["tokens_per_s"].as_f64().unwrap_or(0.0),
+        );
+        let (ma, mb) = (
+            ours["peak_mib"].as_f64().unwrap_or(0.0),
+            theirs["peak_mib"].as_f64().unwrap_or(0.0),
+        );
+        // Forward 2 x params x tokens, backward about twice that (LoRA: the
+        // weight gradients are skipped, about 1 x more instead of 2 x).
+        let params = ours["parameters"].as_f64().unwrap_or(0.0);
+        let flops_per_token = if mode == "lora" { 4.0 } else { 6.0 } * params;
+        println!(
+            "{:<24} {:>10.0} {:>10.0} {:>6.2}x   {:>10.0} {:>10.0} {:>6.2}x   {:>8.0}%",
+            format!("{mode} training"),
+            a,
+            b,
+            a / b,
+            ma,
+            mb,
+            ma / mb,
+            100.0 * flops_per_token * a / 1e9 / matmul
+        );
+    }
+    println!(
+        "\n% matmul: achieved GFLOP/s (forward 2x, backward 2x (LoRA) or 4x (full) params per token) over the matmul rate"
+    );
+}
+
+fn lora() -> serde_json::Value {
+    serde_json::to_value(LoraConfig {
+        rank: 16,
+        alpha: 32.0,
+        dropout: 0.0,
+        targets: [
+            "q_proj",
+            "k_proj",
+            "v_proj",
+            "o_proj",
+            "gate_proj",
+            "up_proj",
+            "down_proj",
+        ]
+        .map(String::from)
+        .to_vec(),
+    })
+    .expect("json")
+}
+
+/// One configuration, in this process: load, warm up one step, time `STEPS`.
+fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(batch_file).expect("batch")).expect("json");
+    let items: Vec<Item> = serde_json::from_value::<Vec<Vec<u32>>>(spec["ids"].clone())
+        .expect("ids")
+        .into_iter()
+        .zip(serde_json::from_value::<Vec<Vec<bool>>>(spec["loss"].clone()).expect("loss"))
+        .map(|(ids, loss)| Item { ids, loss })
+        .collect();
+    let method = if mode == "lora" {
+        Method::Lora(serde_json::from_value(spec["lora"].clone()).expect("lora"))
+    } else {
+        Method::Full
+    };
+    let run = RunSpec {
+        method,
+        ..RunSpec::default()
+    };
+    let mut model = Trainable::load(&run, model_dir).expect("load");
+    model.lm.model.set_mode(spectrum_lm::models::Mode::Training);
+    let mut opt = AdamW::new(&model.vars, 0.0).expect("optimizer");
+    let cancel = AtomicBool::new(false);
+    let micro = vec![items];
+    model
+        .step(&mut opt, &micro, 1e-4, 1.0, &cancel)
+        .expect("warm-up");
+    let start = Instant::now();
+    for _ in 0..STEPS {
+        model
+            .step(&mut opt, &micro, 1e-4, 1.0, &cancel)
+            .expect("step");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    serde_json::json!({
+        "tokens_per_s": (STEPS * BATCH * LENGTH) as f64 / secs,
+        "peak_mib": peak_rss_mib(),
+        "parameters": model.lm.model.config().parameters(),
+    })
+}
+
+/// Peak resident memory of this process (VmHWM), in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn matmul_gflops() -> f64 {
+    let n = 2048;
+    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("a");
+    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("b");
+    let mut best = f64::INFINITY;
+    for _ in 0..4 {
+        let t = Instant::now();
+        a.matmul(&b)
+            .and_then(|c| c.to_dtype(DType::F32))
+            .expect("matmul");
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
