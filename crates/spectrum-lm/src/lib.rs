@@ -13,6 +13,7 @@ pub mod hf;
 pub mod hub;
 pub mod lora;
 pub mod models;
+pub mod ops;
 pub mod peft;
 pub mod template;
 pub mod tiny;

@@ -2,7 +2,7 @@
 //! `y = x Wᵀ + b + (alpha / r) · dropout(x) Aᵀ Bᵀ`, with A random and B zero at
 //! the start, so an adapted model begins exactly where its base model is.
 
-use candle_core::{CpuStorage, Layout, Shape, Storage, Tensor};
+use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -132,7 +132,7 @@ impl Linear {
         let dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
-        let mut y = frozen_aware_matmul(&x2, &self.weight)?;
+        let mut y = crate::ops::frozen_aware_matmul(&x2, &self.weight)?;
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
         }
@@ -148,68 +148,5 @@ impl Linear {
         let last = out_dims.len() - 1;
         out_dims[last] = y.dim(1)?;
         Ok(y.reshape(out_dims)?)
-    }
-}
-
-/// `x Wᵀ`. When `x` needs a gradient but `W` is frozen (not a variable: LoRA
-/// training), candle's matmul backward would still compute `∂L/∂W` (as many
-/// FLOPs as the forward pass, and the result kept in memory until the end of
-/// backward). On the CPU a custom op whose backward returns only `∂L/∂x`
-/// avoids that; other devices use the plain matmul.
-pub fn frozen_aware_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    let f32_cpu = x.device().is_cpu() && x.dtype() == candle_core::DType::F32;
-    if f32_cpu && x.track_op() && !w.is_variable() && !w.track_op() {
-        return Ok(x
-            .contiguous()?
-            .apply_op1(FrozenLinear { weight: w.clone() })?);
-    }
-    Ok(x.matmul(&w.t()?)?)
-}
-
-/// `y = x Wᵀ` with a gradient for `x` only.
-struct FrozenLinear {
-    weight: Tensor,
-}
-
-impl candle_core::CustomOp1 for FrozenLinear {
-    fn name(&self) -> &'static str {
-        "frozen-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        if !layout.is_contiguous() {
-            candle_core::bail!("frozen-linear expects a contiguous input");
-        }
-        let (offset, n) = (layout.start_offset(), layout.shape().elem_count());
-        let all = storage.as_slice::<f32>()?.len();
-        let x = Tensor::from_storage(
-            Storage::Cpu(storage.clone()),
-            all,
-            candle_core::op::BackpropOp::none(),
-            false,
-        )
-        .narrow(0, offset, n)?
-        .reshape(layout.shape())?;
-        let y = x.matmul(&self.weight.t()?)?.contiguous()?;
-        let (guard, y_layout) = y.storage_and_layout();
-        match &*guard {
-            Storage::Cpu(out) if y_layout.start_offset() == 0 => {
-                Ok((out.clone(), y.shape().clone()))
-            }
-            _ => candle_core::bail!("frozen-linear: unexpected output storage"),
-        }
-    }
-
-    fn bwd(
-        &self,
-        _arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.weight)?))
     }
 }

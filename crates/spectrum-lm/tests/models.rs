@@ -298,3 +298,46 @@ fn frozen_base_weights_give_the_same_adapter_gradients() {
         );
     }
 }
+
+/// In f32 on the CPU, training uses fused custom ops (softmax with a backward
+/// pass); their gradients must agree with the composed f64 ops.
+#[test]
+fn fused_f32_training_ops_give_the_f64_gradients() {
+    for family in ["llama", "gemma3"] {
+        let r = reference(family);
+        let ids = ids_tensor(&r.ids[..1]);
+        let grads = |dtype: DType| -> Vec<(String, Vec<f64>)> {
+            let vars = varmap(&r, dtype);
+            let vb = candle_nn::VarBuilder::from_varmap(&vars, dtype, &Device::Cpu);
+            let mut model = CausalLm::load(&r.config, vb, None).expect("load");
+            model.set_mode(Mode::Training);
+            let g = loss(&mut model, &ids).backward().expect("backward");
+            let data = vars.data().lock().expect("lock");
+            let mut out: Vec<(String, Vec<f64>)> = data
+                .iter()
+                .map(|(name, var)| {
+                    let grad = g.get(var.as_tensor()).expect("gradient");
+                    let v: Vec<f64> = grad
+                        .to_dtype(DType::F64)
+                        .and_then(|t| t.flatten_all())
+                        .and_then(|t| t.to_vec1())
+                        .expect("values");
+                    (name.clone(), v)
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        for ((name, a), (_, b)) in grads(DType::F32).iter().zip(grads(DType::F64)) {
+            let scale = b.iter().fold(0f64, |m, x| m.max(x.abs())).max(1e-6);
+            let diff = a
+                .iter()
+                .zip(&b)
+                .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 1e-3 * scale,
+                "{family} {name}: {diff} vs scale {scale}"
+            );
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //! In training mode every block uses differentiable kernels; in inference mode
 //! the fused ones.
 
-use candle_core::{D, DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::Result;
@@ -243,12 +243,12 @@ impl Attention {
         let q = q
             .contiguous()?
             .reshape((b, kv_heads, groups * t, head_dim))?;
-        let scores = (q.matmul(&k.t()?)? * scale)?.reshape((b, kv_heads, groups, t, total))?;
+        // Scaling the queries (t x head_dim) is cheaper than scaling the scores (t x total).
+        let scores = (q * scale)?
+            .matmul(&k.t()?)?
+            .reshape((b, kv_heads, groups, t, total))?;
         let scores = scores.broadcast_add(&mask.unsqueeze(1)?)?;
-        let probs = match mode {
-            Mode::Inference => candle_nn::ops::softmax_last_dim(&scores)?,
-            Mode::Training => candle_nn::ops::softmax(&scores, D::Minus1)?,
-        };
+        let probs = crate::ops::softmax_last_dim(&scores)?;
         let probs = probs.reshape((b, kv_heads, groups * t, total))?;
         let out = probs.matmul(&v)?.reshape((b, heads, t, head_dim))?;
         let out = out.transpose(1, 2)?.reshape((b, t, heads * head_dim))?;

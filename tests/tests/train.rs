@@ -1,0 +1,343 @@
+//! Training through the CLI on a tiny model built in code: a run killed with
+//! SIGKILL resumes to the same losses as an uninterrupted one, Ctrl-C keeps a
+//! checkpoint, held-out tasks are refused, exports load as models.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use spectrum_system_tests::Sandbox;
+
+/// A sandbox with a small built-in suite imported and a tiny model registered as `tiny`.
+fn setup() -> Sandbox {
+    let sb = Sandbox::default();
+    let suite = sb.path("suite");
+    sb.ok(&[
+        "suite",
+        "build",
+        "--out",
+        suite.to_str().expect("utf-8"),
+        "--size",
+        "6",
+    ]);
+    sb.ok(&["import", suite.to_str().expect("utf-8")]);
+    let model = sb.path("tiny");
+    spectrum_lm::tiny::write_model(&model, 32, 2, 3).expect("tiny model");
+    sb.ok(&[
+        "model",
+        "add",
+        model.to_str().expect("utf-8"),
+        "--name",
+        "tiny",
+    ]);
+    sb
+}
+
+const TRAIN: [&str; 18] = [
+    "train",
+    "--model",
+    "tiny",
+    "--micro-batch",
+    "2",
+    "--grad-accum",
+    "1",
+    "--max-tokens",
+    "128",
+    "--lr",
+    "0.01",
+    "--eval-every",
+    "50",
+    "--eval-sequences",
+    "4",
+    "--checkpoint-every",
+    "10",
+    "--full",
+];
+
+fn train_args<'a>(name: &'a str, steps: &'a str) -> Vec<&'a str> {
+    let mut args = TRAIN.to_vec();
+    args.extend(["--name", name, "--steps", steps]);
+    args
+}
+
+fn losses(sb: &Sandbox, run: &str) -> Vec<(i64, f64)> {
+    let detail = sb.json(&["runs", "show", run]);
+    detail["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["step"].as_i64().expect("step"),
+                s["loss"].as_f64().expect("loss"),
+            )
+        })
+        .collect()
+}
+
+/// Waits until the run folder holds a checkpoint of at least `step`.
+fn wait_for_checkpoint(dir: &Path, step: usize, child: &mut std::process::Child) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let found = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()?
+                    .strip_prefix("step-")?
+                    .parse::<usize>()
+                    .ok()
+            })
+            .any(|s| s >= step);
+        if found {
+            return;
+        }
+        assert!(
+            child.try_wait().expect("poll").is_none(),
+            "the run ended before it could be stopped"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint after five minutes"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn run_dir(sb: &Sandbox, run: &str) -> PathBuf {
+    PathBuf::from(
+        sb.json(&["runs", "show", run])["run"]["out_dir"]
+            .as_str()
+            .expect("out_dir"),
+    )
+}
+
+#[test]
+fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
+    let sb = setup();
+    sb.json(&train_args("whole", "200"));
+    let whole = losses(&sb, "whole");
+    assert_eq!(whole.len(), 200);
+
+    let mut child = sb
+        .command(&train_args("parts", "200"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start training");
+    // The run folder is known once the run is recorded.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dir = loop {
+        let runs = sb.json(&["runs", "list"]);
+        if let Some(dir) = runs
+            .as_array()
+            .and_then(|r| r.iter().find(|r| r["name"] == "parts"))
+            .and_then(|r| r["out_dir"].as_str())
+            .filter(|d| !d.is_empty())
+        {
+            break PathBuf::from(dir);
+        }
+        assert!(Instant::now() < deadline, "the run was not recorded");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_checkpoint(&dir.join("checkpoints"), 30, &mut child);
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    let killed = sb.json(&["runs", "show", "parts"]);
+    assert_eq!(
+        killed["run"]["status"], "running",
+        "a killed run cannot record its end"
+    );
+    let stopped_at = killed["run"]["step"].as_i64().expect("step");
+    assert!(stopped_at < 200, "killed before the end");
+
+    let resumed = sb.json(&["train", "--resume", "parts"]);
+    assert_eq!(resumed["run"]["status"], "finished");
+    assert_eq!(resumed["model"]["name"], "parts");
+    assert_eq!(
+        losses(&sb, "parts"),
+        whole,
+        "same losses, step for step, bit for bit"
+    );
+}
+
+#[test]
+fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
+    let sb = setup();
+    let mut child = sb
+        .command(&train_args("stopped", "5000"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start training");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let dir = loop {
+        let runs = sb.json(&["runs", "list"]);
+        if let Some(d) = runs
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(|r| r["out_dir"].as_str())
+            .filter(|d| !d.is_empty())
+        {
+            break PathBuf::from(d);
+        }
+        assert!(Instant::now() < deadline, "the run was not recorded");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    wait_for_checkpoint(&dir.join("checkpoints"), 10, &mut child);
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--resume"),
+        "tells how to continue: {stderr}"
+    );
+    let detail = sb.json(&["runs", "show", "stopped"]);
+    assert_eq!(detail["run"]["status"], "cancelled");
+    let step = detail["run"]["step"].as_i64().expect("step");
+    let newest = detail["checkpoints"]
+        .as_array()
+        .expect("checkpoints")
+        .last()
+        .expect("a checkpoint")
+        .as_str()
+        .expect("path")
+        .to_string();
+    assert!(
+        newest.ends_with(&format!("step-{step:06}")),
+        "the last step is checkpointed: {newest}"
+    );
+    assert_eq!(run_dir(&sb, "stopped"), dir);
+}
+
+#[test]
+fn held_out_tasks_are_refused_and_nothing_is_recorded() {
+    let sb = setup();
+    let held_out = sb.json(&["tasks", "list", "--split", "held_out"]);
+    let name = held_out[0]["name"]
+        .as_str()
+        .expect("a held-out task")
+        .to_string();
+    let mut args = train_args("bad", "2");
+    args.extend(["--tasks", &name]);
+    let out = sb.run(&args);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("held out") && stderr.contains(&name),
+        "{stderr}"
+    );
+    assert_eq!(sb.json(&["runs", "list"]), serde_json::json!([]));
+
+    let out = sb.run(&["train", "--model", "tiny", "--lora-targets", "qproj"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown LoRA target module \"qproj\""));
+    let spec = sb.write(
+        "spec.json",
+        b"{\"learning_rate\": 0.01,\n \"lerning_rate\": 2}",
+    );
+    let out = sb.run(&[
+        "train",
+        "--model",
+        "tiny",
+        "--spec",
+        spec.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("spec.json") && stderr.contains("lerning_rate"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn lora_runs_register_their_adapter_and_export_both_ways() {
+    let sb = setup();
+    let mut args = train_args("lora", "4");
+    args.retain(|a| *a != "--full");
+    args.extend(["--lora-rank", "4", "--lora-targets", "q_proj,v_proj"]);
+    let outcome = sb.json(&args);
+    assert_eq!(outcome["run"]["status"], "finished");
+    let evals = outcome["evals"].as_array().expect("evals");
+    assert_eq!(evals.first().expect("before")["step"], 0);
+    assert_eq!(evals.last().expect("after")["step"], 4);
+    let adapter = PathBuf::from(outcome["model"]["path"].as_str().expect("path"));
+    assert!(adapter.join("adapter_config.json").exists());
+
+    let peft = sb.path("peft");
+    let merged = sb.path("merged");
+    sb.ok(&[
+        "export",
+        "lora",
+        "--peft",
+        peft.to_str().expect("utf-8"),
+        "--merged",
+        merged.to_str().expect("utf-8"),
+    ]);
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        assert!(peft.join(f).exists(), "{f}");
+    }
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(merged.join(f).exists(), "{f}");
+    }
+    let again = sb.run(&[
+        "export",
+        "lora",
+        "--merged",
+        merged.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("not empty"),
+        "never overwrites"
+    );
+    // The tuned model, the merged export and the adapter export all score alike.
+    sb.ok(&[
+        "model",
+        "add",
+        merged.to_str().expect("utf-8"),
+        "--name",
+        "merged",
+    ]);
+    sb.ok(&[
+        "model",
+        "add",
+        peft.to_str().expect("utf-8"),
+        "--name",
+        "adapter",
+    ]);
+    let rows = sb.write("rows.jsonl", br#"{"task": "t", "messages": [{"role": "description", "content": "Say hi."}, {"role": "output", "content": "hi"}, {"role": "output", "content": "hello"}]}"#);
+    let score = |model: &str| -> f64 {
+        let out = sb.ok(&[
+            "--json",
+            "score",
+            "--model",
+            model,
+            rows.to_str().expect("utf-8"),
+        ]);
+        let line: serde_json::Value =
+            serde_json::from_str(out.lines().next().expect("a line")).expect("json");
+        line["outputs"][1]["loss"].as_f64().expect("loss")
+    };
+    let (tuned, m, a, base) = (
+        score("lora"),
+        score("merged"),
+        score("adapter"),
+        score("tiny"),
+    );
+    assert!(
+        (tuned - m).abs() < 1e-4 && (tuned - a).abs() < 1e-4,
+        "{tuned} {m} {a}"
+    );
+    assert!((tuned - base).abs() > 1e-6, "training changed the model");
+}
