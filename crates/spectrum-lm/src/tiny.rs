@@ -76,6 +76,7 @@ pub fn config(hidden: usize, layers: usize) -> ModelConfig {
         "rope_theta": 10000.0,
         "max_position_embeddings": 4096,
         "tie_word_embeddings": true,
+        "hidden_act": "silu",
         "bos_token_id": 0,
         "eos_token_id": 2,
         "torch_dtype": "float32"
@@ -130,7 +131,11 @@ pub fn write_model(dir: &Path, hidden: usize, layers: usize, seed: u64) -> Resul
             serde_json::to_string_pretty(value).map_err(|e| LmError::bad(&path, e.to_string()))?;
         std::fs::write(&path, text).map_err(|e| LmError::io(&path, e))
     };
-    let cfg_json = serde_json::to_value(&cfg).map_err(|e| LmError::bad(dir, e.to_string()))?;
+    let mut cfg_json = serde_json::to_value(&cfg).map_err(|e| LmError::bad(dir, e.to_string()))?;
+    // transformers rejects `null` for fields it types strictly: leave them out.
+    if let Some(o) = cfg_json.as_object_mut() {
+        o.retain(|_, v| !v.is_null());
+    }
     write("config.json", &cfg_json)?;
     write("tokenizer.json", &tokenizer_json())?;
     write(
