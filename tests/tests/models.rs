@@ -226,13 +226,25 @@ fn broken_model_folders_get_clear_errors() {
 }
 
 #[test]
-fn demo_builds_imports_and_installs_the_default_model() {
+fn demo_builds_imports_installs_and_tunes_the_default_model() {
     let sb = Sandbox::default();
     // The demo installs the default model beside the store; reuse the shared copy.
     std::fs::create_dir_all(sb.path("models")).expect("mkdir");
     std::os::unix::fs::symlink(default_model(), sb.path("models/SmolLM2-135M-Instruct"))
         .expect("link");
-    let out = sb.run(&["demo", "--size", "4"]);
+    // A short tuning run: the full one takes about 15 minutes.
+    let quick = [
+        "demo",
+        "--size",
+        "4",
+        "--steps",
+        "1",
+        "--max-tokens",
+        "192",
+        "--eval-sequences",
+        "2",
+    ];
+    let out = sb.run(&quick);
     assert!(
         out.status.success(),
         "{}",
@@ -240,9 +252,11 @@ fn demo_builds_imports_and_installs_the_default_model() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     for step in [
-        "1/3 building",
-        "2/3 importing",
-        "3/3 installing the default model",
+        "1/4 building",
+        "2/4 importing",
+        "3/4 installing the default model",
+        "4/4 Spectrum-tuning it",
+        "held-out loss (outputs with index >= 1)",
     ] {
         assert!(stderr.contains(step), "{stderr}");
     }
@@ -252,19 +266,28 @@ fn demo_builds_imports_and_installs_the_default_model() {
         datasets[0]["sequences"],
         4 * datasets[0]["tasks"].as_u64().expect("tasks")
     );
-    assert_eq!(
-        sb.json(&["model", "list"])[0]["name"],
-        "SmolLM2-135M-Instruct"
-    );
+    let models = sb.json(&["model", "list"]);
+    assert_eq!(models[0]["name"], "SmolLM2-135M-Instruct");
+    assert_eq!(models[1]["name"], "SmolLM2-135M-Instruct-spectrum");
+    let runs = sb.json(&["runs", "list"]);
+    assert_eq!(runs[0]["status"], "finished");
     // Running it again changes nothing.
-    let again = sb.run(&["demo", "--size", "4"]);
+    let again = sb.run(&quick);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stderr).contains("already imported"));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("already imported") && stderr.contains("already tuned"),
+        "{stderr}"
+    );
     assert_eq!(
         sb.json(&["datasets", "list"])
             .as_array()
             .expect("array")
             .len(),
+        1
+    );
+    assert_eq!(
+        sb.json(&["runs", "list"]).as_array().expect("array").len(),
         1
     );
 }

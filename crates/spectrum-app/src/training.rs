@@ -108,6 +108,11 @@ impl Studio {
         let model_path = self.resolve_model(&request.model, note)?;
         let mut store = self.store()?;
         let (train_tasks, held_out_tasks) = resolve_tasks(&store, &spec.tasks)?;
+        if held_out_tasks.is_empty() {
+            note(
+                "the selected datasets have no held-out tasks with sequences: the held-out loss will not be measured",
+            );
+        }
         let base = store
             .models()?
             .into_iter()

@@ -117,6 +117,8 @@ pub enum Command {
     /// Write a run's tuned model as a PEFT adapter folder and/or a merged Hugging Face folder.
     Export(ExportArgs),
     /// Run the main job on the built-in defaults: build the suite, import it, install the default model, tune it.
+    ///
+    /// Running it again reuses what is done: an interrupted tuning run resumes.
     Demo(DemoArgs),
 }
 
@@ -377,6 +379,29 @@ pub struct DemoArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub knobs: SuiteKnobs,
+    /// Optimiser steps of the tuning run (default: the cpu preset's).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Token budget per training sequence (default: the cpu preset's).
+    #[arg(long)]
+    pub max_tokens: Option<usize>,
+    /// Held-out sequences for the held-out loss (default: the cpu preset's).
+    #[arg(long)]
+    pub eval_sequences: Option<usize>,
+}
+
+impl DemoArgs {
+    /// The cpu preset on the demo's dataset, with the demo's overrides.
+    pub fn run_spec(&self, dataset: i64) -> spectrum_app::RunSpec {
+        let mut spec = spectrum_app::RunSpec::default();
+        spec.tasks.dataset = Some(dataset.to_string());
+        if let Some(n) = self.steps {
+            spec.length = spectrum_app::Length::Steps(n);
+        }
+        spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
+        spec.eval_sequences = self.eval_sequences.unwrap_or(spec.eval_sequences);
+        spec
+    }
 }
 
 #[derive(Debug, Subcommand)]

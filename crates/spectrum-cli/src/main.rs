@@ -190,6 +190,15 @@ fn train_with_progress(
     if !out.json {
         bar.set_draw_target(ProgressDrawTarget::stderr());
     }
+    // Above the bar on a terminal; plain lines when stderr is a file or a pipe
+    // (a hidden bar drops what is printed through it).
+    let say = |m: String| {
+        if bar.is_hidden() {
+            eprintln!("{m}");
+        } else {
+            bar.println(m);
+        }
+    };
     let mut on_progress = |p: &TrainProgress| match p {
         TrainProgress::Started {
             run,
@@ -206,33 +215,41 @@ fn train_with_progress(
             } else {
                 "training"
             };
-            bar.println(format!(
+            say(format!(
                 "{verb} run {run} ({name}) at step {start_step}/{total_steps}: {:.2}M trainable parameters, {train_sequences} training sequences",
                 *trainable_parameters as f64 / 1e6
             ));
         }
-        TrainProgress::Step { metrics, eta_s, .. } => {
+        TrainProgress::Step {
+            metrics,
+            eta_s,
+            total_steps,
+        } => {
             bar.set_position(metrics.step as u64);
-            bar.set_message(format!(
+            let line = format!(
                 "loss {:.3}  lr {:.2e}  {:.0} tok/s  {} left",
                 metrics.loss,
                 metrics.lr,
                 metrics.tokens_per_s,
                 output::duration(*eta_s)
-            ));
+            );
+            if bar.is_hidden() {
+                say(format!("step {}/{}: {line}", metrics.step, total_steps));
+            }
+            bar.set_message(line);
         }
-        TrainProgress::Eval(m) => bar.println(format!(
+        TrainProgress::Eval(m) => say(format!(
             "step {:>5}: held-out loss {:.4} (acc {:.3}, {} outputs with index >= 1)",
             m.step, m.loss, m.acc, m.outputs
         )),
         TrainProgress::Checkpoint { step, path } => {
-            bar.println(format!("step {step:>5}: checkpoint {}", path.display()))
+            say(format!("step {step:>5}: checkpoint {}", path.display()))
         }
         TrainProgress::Registering { name } => {
-            bar.println(format!("registering the tuned model as {name:?}"))
+            say(format!("registering the tuned model as {name:?}"))
         }
     };
-    let mut on_note = |m: &str| bar.println(m);
+    let mut on_note = |m: &str| say(m.to_string());
     let result = job(&mut on_progress, &mut on_note);
     bar.finish_and_clear();
     result
@@ -270,7 +287,7 @@ fn import_with_progress(
 }
 
 fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -> Result<()> {
-    let dir = match a.out {
+    let dir = match a.out.clone() {
         Some(dir) => dir,
         None => studio
             .store_path()
@@ -280,14 +297,14 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let config = a.knobs.config();
     out.note(&format!(
-        "1/3 building the built-in suite (seed {}, {} sequences per task) in {}",
+        "1/4 building the built-in suite (seed {}, {} sequences per task) in {}",
         config.seed,
         config.size,
         dir.display()
     ));
     studio.build_suite(&config, &dir)?;
     out.note(&format!(
-        "2/3 importing it into {}",
+        "2/4 importing it into {}",
         studio.store_path().display()
     ));
     let request = ImportRequest {
@@ -304,10 +321,47 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let tasks = studio.tasks(None, Some(&dataset.id.to_string()))?;
     out.tasks(&tasks)?;
-    out.note("3/3 installing the default model (SmolLM2-135M-Instruct)");
+    out.note("3/4 installing the default model (SmolLM2-135M-Instruct)");
     let model = studio.install_default_model(&mut |m| out.note(m))?;
     out.model(&model)?;
-    out.note("next: `spectrum tasks list --split held_out` shows the evaluation tasks;");
-    out.note("      `spectrum generate --task us_state -n 5` samples the default model");
+    let spec = a.run_spec(dataset.id);
+    let steps = match spec.length {
+        spectrum_app::Length::Steps(n) => n,
+        spectrum_app::Length::Epochs(_) => 0,
+    };
+    out.note(&format!(
+        "4/4 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 15 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
+    ));
+    let wanted = serde_json::to_value(&spec)?;
+    let earlier = studio.runs()?.into_iter().find(|r| {
+        r.kind == "train" && r.model.as_deref() == Some(&model.name) && r.spec["spec"] == wanted
+    });
+    let outcome = match earlier {
+        Some(run) if run.status == "finished" => {
+            out.note(&format!("already tuned: run {} ({})", run.id, run.name));
+            None
+        }
+        Some(run) => Some(train_with_progress(out, |p, _| {
+            studio.resume(&run.id.to_string(), p, cancel)
+        })?),
+        None => {
+            let request = TrainRequest {
+                spec,
+                model: model.name.clone(),
+                name: None,
+            };
+            Some(train_with_progress(out, |p, n| {
+                studio.train(&request, p, n, cancel)
+            })?)
+        }
+    };
+    if let Some(outcome) = outcome {
+        out.trained(&outcome)?;
+        if outcome.cancelled {
+            return Err(Cancelled("the demo").into());
+        }
+    }
+    out.note("next: `spectrum runs list` shows the run; `spectrum tasks list --split held_out` the evaluation tasks;");
+    out.note("      `spectrum generate --model SmolLM2-135M-Instruct-spectrum --task us_state -n 5` samples the tuned model");
     Ok(())
 }

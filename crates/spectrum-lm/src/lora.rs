@@ -142,7 +142,9 @@ impl Linear {
             } else {
                 x2.clone()
             };
-            y = (y + (xa.matmul(&ad.a.t()?)?.matmul(&ad.b.t()?)? * ad.scale)?)?;
+            // Scaling B (out x r) instead of the product (rows x out) keeps one
+            // activation-sized tensor less for backward.
+            y = (y + xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?)?;
         }
         let mut out_dims = dims;
         let last = out_dims.len() - 1;
