@@ -23,8 +23,7 @@ pub enum Family {
 }
 
 impl Family {
-    pub const SUPPORTED: &'static str =
-        "llama (Llama 2/3, SmolLM, Mistral), qwen2, qwen3, gemma3_text (Gemma 3)";
+    pub const SUPPORTED: &'static str = "llama (Llama 2/3, SmolLM, Mistral), qwen2, qwen3, gemma3_text and gemma3 (Gemma 3; the language model of multimodal checkpoints)";
 
     pub fn from_model_type(model_type: &str) -> Option<Family> {
         match model_type {
@@ -104,6 +103,10 @@ pub struct ModelConfig {
     pub final_logit_softcapping: Option<f64>,
     #[serde(default)]
     pub attn_logit_softcapping: Option<f64>,
+    /// The config came from a multimodal checkpoint (Gemma 3 `model_type: gemma3`
+    /// with a `text_config`): only its language model is loaded.
+    #[serde(skip)]
+    pub multimodal: bool,
 }
 
 fn default_eps() -> f64 {
@@ -119,10 +122,42 @@ fn default_positions() -> usize {
 impl ModelConfig {
     pub fn from_file(path: &Path) -> Result<ModelConfig, LmError> {
         let text = std::fs::read_to_string(path).map_err(|e| LmError::io(path, e))?;
-        let cfg: ModelConfig = serde_json::from_str(&text).map_err(|e| LmError::BadFile {
+        let bad = |e: serde_json::Error| LmError::BadFile {
             path: path.to_path_buf(),
             message: format!("not a model config.json: {e}"),
-        })?;
+        };
+        let mut value: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+        // A multimodal Gemma 3 checkpoint: its language model is described by
+        // `text_config` (which may leave out what Gemma3TextConfig defaults).
+        let multimodal = value["model_type"] == "gemma3" && value["text_config"].is_object();
+        if multimodal {
+            let mut text_config = value["text_config"].take();
+            let defaults = [
+                ("model_type", serde_json::json!("gemma3_text")),
+                ("tie_word_embeddings", serde_json::json!(true)),
+                ("vocab_size", serde_json::json!(262_208)),
+                ("rope_theta", serde_json::json!(1_000_000.0)),
+                ("rope_local_base_freq", serde_json::json!(10_000.0)),
+                ("query_pre_attn_scalar", serde_json::json!(256)),
+                ("sliding_window", serde_json::json!(4096)),
+                ("hidden_activation", serde_json::json!("gelu_pytorch_tanh")),
+                ("max_position_embeddings", serde_json::json!(131_072)),
+            ];
+            for (key, default) in defaults {
+                if text_config.get(key).is_none_or(|v| v.is_null()) {
+                    text_config[key] = value
+                        .get(key)
+                        .filter(|v| !v.is_null())
+                        .cloned()
+                        .unwrap_or(default);
+                }
+            }
+            text_config["model_type"] = serde_json::json!("gemma3_text");
+            text_config["architectures"] = serde_json::json!(["Gemma3ForCausalLM"]);
+            value = text_config;
+        }
+        let mut cfg: ModelConfig = serde_json::from_value(value).map_err(bad)?;
+        cfg.multimodal = multimodal;
         cfg.check(path)?;
         Ok(cfg)
     }

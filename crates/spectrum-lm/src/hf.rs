@@ -81,6 +81,16 @@ impl ModelDir {
                 )
             })?;
             for (name, t) in tensors {
+                let name = if self.config.multimodal {
+                    // Only the language model of a multimodal checkpoint:
+                    // `language_model.model.X` (or `model.language_model.X`) -> `model.X`.
+                    match text_weight_name(&name) {
+                        Some(n) => n,
+                        None => continue,
+                    }
+                } else {
+                    name
+                };
                 all.insert(name, t.to_dtype(dtype)?);
             }
         }
@@ -203,4 +213,15 @@ fn safetensors_header(path: &Path) -> Result<serde_json::Value> {
         .map_err(|e| LmError::bad(path, format!("truncated safetensors header ({e})")))?;
     serde_json::from_slice(&header)
         .map_err(|e| LmError::bad(path, format!("corrupt safetensors header ({e})")))
+}
+
+/// The text-model name of a multimodal Gemma 3 weight; `None` for vision weights.
+fn text_weight_name(name: &str) -> Option<String> {
+    if let Some(rest) = name.strip_prefix("language_model.") {
+        return Some(rest.to_string());
+    }
+    if let Some(rest) = name.strip_prefix("model.language_model.") {
+        return Some(format!("model.{rest}"));
+    }
+    (name == "lm_head.weight").then(|| name.to_string())
 }

@@ -341,3 +341,44 @@ fn fused_f32_training_ops_give_the_f64_gradients() {
         }
     }
 }
+
+/// A multimodal Gemma 3 checkpoint (`model_type: gemma3`, `text_config`,
+/// `language_model.`-prefixed weights, vision weights) loads as its language model.
+#[test]
+fn multimodal_gemma3_checkpoints_load_their_language_model() {
+    let r = reference("gemma3");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let text = serde_json::to_value(&r.config).expect("config");
+    let config = serde_json::json!({
+        "model_type": "gemma3",
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "text_config": text,
+        "vision_config": {"hidden_size": 8},
+    });
+    std::fs::write(tmp.path().join("config.json"), config.to_string()).expect("config");
+    let mut weights: std::collections::HashMap<String, Tensor> = tensors(&r, DType::F32)
+        .into_iter()
+        .map(|(k, v)| (format!("language_model.{k}"), v))
+        .collect();
+    weights.insert(
+        "vision_tower.patch.weight".into(),
+        Tensor::zeros((2, 2), DType::F32, &Device::Cpu).expect("zeros"),
+    );
+    candle_core::safetensors::save(&weights, tmp.path().join("model.safetensors")).expect("save");
+    std::fs::write(
+        tmp.path().join("tokenizer.json"),
+        spectrum_lm::tiny::tokenizer_json().to_string(),
+    )
+    .expect("tokenizer");
+    let dir = spectrum_lm::hf::ModelDir::open(tmp.path()).expect("open");
+    assert!(dir.config.multimodal);
+    assert_eq!(dir.config.family(), Some(spectrum_lm::Family::Gemma3));
+    let (mut model, _) = dir.load(DType::F32, &Device::Cpu, None).expect("load");
+    let ids = ids_tensor(&r.ids[..1]);
+    let mut plain = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("plain");
+    let diff = max_diff(
+        &model.forward(&ids, None).expect("forward"),
+        &plain.forward(&ids, None).expect("forward"),
+    );
+    assert_eq!(diff, 0.0);
+}

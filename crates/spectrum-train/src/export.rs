@@ -65,7 +65,19 @@ pub fn export_merged(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path
     std::fs::create_dir_all(out).map_err(|e| io(out, e))?;
     candle_core::safetensors::save(&tensors, out.join("model.safetensors"))?;
     let cfg_path = md.dir.join("config.json");
-    std::fs::copy(&cfg_path, out.join("config.json")).map_err(|e| io(&cfg_path, e))?;
+    if md.config.multimodal {
+        // Only the language model was loaded: describe the export as the text model.
+        let mut cfg = serde_json::to_value(&md.config)
+            .map_err(|e| TrainError::Spec(format!("cannot write config.json: {e}")))?;
+        if let Some(o) = cfg.as_object_mut() {
+            o.retain(|_, v| !v.is_null());
+        }
+        let text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
+        let path = out.join("config.json");
+        std::fs::write(&path, text).map_err(|e| io(&path, e))?;
+    } else {
+        std::fs::copy(&cfg_path, out.join("config.json")).map_err(|e| io(&cfg_path, e))?;
+    }
     for f in SIDE_FILES {
         let src = md.dir.join(f);
         if src.exists() {
