@@ -173,6 +173,9 @@ pub struct TrainArgs {
     /// Micro-batches per optimiser step.
     #[arg(long)]
     pub grad_accum: Option<usize>,
+    /// Padded tokens per forward pass at most (long micro-batches run in pieces; bounds memory).
+    #[arg(long)]
+    pub max_batch_tokens: Option<usize>,
     /// Optimiser steps to train.
     #[arg(long, conflicts_with = "epochs")]
     pub steps: Option<usize>,
@@ -575,6 +578,7 @@ impl TrainArgs {
             warmup_steps <- warmup_steps,
             micro_batch <- micro_batch,
             grad_accum <- grad_accum,
+            max_batch_tokens <- max_batch_tokens,
             max_tokens <- max_tokens,
             description_prob <- description_prob,
             max_grad_norm <- max_grad_norm,

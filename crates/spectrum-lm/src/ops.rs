@@ -4,9 +4,12 @@
 //! - [`frozen_aware_matmul`]: `x Wᵀ` with a gradient for `x` only when `W` is
 //!   frozen (LoRA training). candle's matmul backward always computes `∂L/∂W`
 //!   too: as many FLOPs as the forward pass, kept in memory until the end.
-//! - [`softmax_last_dim`]: the fused softmax kernel with a backward pass
-//!   (`dx = y ⊙ (dy − Σ dy ⊙ y)`), so attention keeps one tensor per layer for
-//!   backward instead of the five intermediates of the composed softmax.
+//! - [`masked_softmax`]: `softmax(scores + mask)` with the fused kernel and a
+//!   backward pass (`dx = y ⊙ (dy − Σ dy ⊙ y)`). The composed version keeps five
+//!   score-sized intermediates per layer, and candle also stores a score-sized
+//!   gradient for the constant mask until backward ends (gigabytes at 1,024 tokens).
+//! - [`rope`]: the fused rotary kernel; its backward is the inverse rotation
+//!   (sine negated). The composed one stores gradients for the constant cos/sin.
 //!
 //! Both run their forward pass through candle's own kernels on the input's
 //! storage; other devices and dtypes use the plain operations.
@@ -83,22 +86,32 @@ impl candle_core::CustomOp1 for FrozenLinear {
     }
 }
 
-/// Softmax over the last dimension, differentiable, fused where it can be.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    if !x.track_op() {
-        return Ok(candle_nn::ops::softmax_last_dim(&x.contiguous()?)?);
+/// `softmax(scores + mask)` over the last dimension; `mask` broadcasts to
+/// `scores` and is constant. Differentiable, fused where it can be.
+pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    if !scores.track_op() {
+        return Ok(candle_nn::ops::softmax_last_dim(
+            &scores.broadcast_add(mask)?,
+        )?);
     }
-    if f32_cpu(x) {
-        return Ok(x.contiguous()?.apply_op1(Softmax)?);
+    if f32_cpu(scores) && !mask.track_op() {
+        return Ok(scores
+            .contiguous()?
+            .apply_op1(MaskedSoftmax { mask: mask.clone() })?);
     }
-    Ok(candle_nn::ops::softmax(x, D::Minus1)?)
+    Ok(candle_nn::ops::softmax(
+        &scores.broadcast_add(mask)?,
+        D::Minus1,
+    )?)
 }
 
-struct Softmax;
+struct MaskedSoftmax {
+    mask: Tensor,
+}
 
-impl candle_core::CustomOp1 for Softmax {
+impl candle_core::CustomOp1 for MaskedSoftmax {
     fn name(&self) -> &'static str {
-        "softmax-last-dim"
+        "masked-softmax"
     }
 
     fn cpu_fwd(
@@ -106,11 +119,55 @@ impl candle_core::CustomOp1 for Softmax {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        on_storage(storage, layout, candle_nn::ops::softmax_last_dim)
+        on_storage(storage, layout, |x| {
+            candle_nn::ops::softmax_last_dim(&x.broadcast_add(&self.mask)?)
+        })
     }
 
     fn bwd(&self, _arg: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
         Ok(Some((y * dy.broadcast_sub(&dot)?)?))
+    }
+}
+
+/// Rotary embeddings ("rotate half" layout) of `x` [batch, heads, seq, head_dim]
+/// with `cos`/`sin` [seq, head_dim / 2]. Differentiable, fused where it can be.
+pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    if !x.track_op() {
+        return Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, cos, sin)?);
+    }
+    if f32_cpu(x) && !cos.track_op() && !sin.track_op() {
+        return Ok(x.contiguous()?.apply_op1(Rope {
+            cos: cos.contiguous()?,
+            sin: sin.contiguous()?,
+        })?);
+    }
+    Ok(candle_nn::rotary_emb::rope_slow(x, cos, sin)?)
+}
+
+struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl candle_core::CustomOp1 for Rope {
+    fn name(&self) -> &'static str {
+        "rope"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        on_storage(storage, layout, |x| {
+            candle_nn::rotary_emb::rope(x, &self.cos, &self.sin)
+        })
+    }
+
+    fn bwd(&self, _arg: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // A rotation's transpose is the rotation by the opposite angle.
+        let dx = candle_nn::rotary_emb::rope(&dy.contiguous()?, &self.cos, &self.sin.neg()?)?;
+        Ok(Some(dx))
     }
 }

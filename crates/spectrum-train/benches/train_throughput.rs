@@ -181,12 +181,12 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     let cancel = AtomicBool::new(false);
     let micro = vec![items];
     model
-        .step(&mut opt, &micro, 1e-4, 1.0, &cancel)
+        .step(&mut opt, &micro, 1e-4, 1.0, usize::MAX, &cancel)
         .expect("warm-up");
     let start = Instant::now();
     for _ in 0..STEPS {
         model
-            .step(&mut opt, &micro, 1e-4, 1.0, &cancel)
+            .step(&mut opt, &micro, 1e-4, 1.0, usize::MAX, &cancel)
             .expect("step");
     }
     let secs = start.elapsed().as_secs_f64();

@@ -58,6 +58,9 @@ pub struct RunSpec {
     pub micro_batch: usize,
     /// Micro-batches per optimiser step (effective batch = micro_batch x grad_accum).
     pub grad_accum: usize,
+    /// Padded tokens per forward pass at most: a micro-batch of long sequences
+    /// runs in pieces (the same gradient, less memory).
+    pub max_batch_tokens: usize,
     pub length: Length,
     /// Clip the global gradient norm to this (0: no clipping).
     pub max_grad_norm: f64,
@@ -105,6 +108,7 @@ impl Default for RunSpec {
             decay: Decay::Cosine,
             micro_batch: 4,
             grad_accum: 2,
+            max_batch_tokens: 2048,
             length: Length::Steps(24),
             max_grad_norm: 1.0,
             weight_decay: 0.0,
@@ -152,6 +156,7 @@ impl RunSpec {
             ("max_tokens", self.max_tokens),
             ("micro_batch", self.micro_batch),
             ("grad_accum", self.grad_accum),
+            ("max_batch_tokens", self.max_batch_tokens),
             ("eval_every", self.eval_every),
             ("checkpoint_every", self.checkpoint_every),
             ("keep_checkpoints", self.keep_checkpoints),

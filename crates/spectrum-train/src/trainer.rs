@@ -236,12 +236,16 @@ impl Trainable {
         micro: &[Vec<Item>],
         lr: f64,
         max_norm: f64,
+        max_batch_tokens: usize,
         cancel: &AtomicBool,
     ) -> Result<Option<StepDone>> {
         let loss_tokens: usize = micro.iter().flatten().map(Item::loss_tokens).sum();
         let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
         let (mut nll_total, mut tokens) = (0.0, 0);
-        for batch in micro {
+        let pieces = micro
+            .iter()
+            .flat_map(|b| split_by_tokens(b, max_batch_tokens));
+        for batch in pieces {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(None);
             }
@@ -303,6 +307,27 @@ impl Trainable {
             outputs,
         })
     }
+}
+
+/// Consecutive pieces of `batch` whose padded size (sequences x longest) stays
+/// within `max_tokens` (a single longer sequence is a piece of its own).
+pub fn split_by_tokens(batch: &[Item], max_tokens: usize) -> Vec<&[Item]> {
+    let mut pieces = Vec::new();
+    let (mut start, mut longest) = (0, 0);
+    for (i, item) in batch.iter().enumerate() {
+        let widest = longest.max(item.ids.len());
+        if i > start && widest * (i + 1 - start) > max_tokens {
+            pieces.push(&batch[start..i]);
+            start = i;
+            longest = item.ids.len();
+        } else {
+            longest = widest;
+        }
+    }
+    if start < batch.len() {
+        pieces.push(&batch[start..]);
+    }
+    pieces
 }
 
 /// What one optimiser step did.
@@ -464,7 +489,15 @@ pub fn train(
             micro.push(stream.next()?);
         }
         let lr = spec.lr_at(step + 1, total_steps);
-        let Some(done) = model.step(&mut opt, &micro, lr, spec.max_grad_norm, cancel)? else {
+        let Some(done) = model.step(
+            &mut opt,
+            &micro,
+            lr,
+            spec.max_grad_norm,
+            spec.max_batch_tokens,
+            cancel,
+        )?
+        else {
             stream.cursor = cursor_before;
             cancelled = true;
             break;
@@ -519,4 +552,37 @@ pub fn train(
         cancelled,
         checkpoint: last_checkpoint.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(len: usize) -> Item {
+        Item {
+            ids: vec![1; len],
+            loss: vec![true; len],
+        }
+    }
+
+    #[test]
+    fn micro_batches_split_by_padded_tokens() {
+        let batch: Vec<Item> = [100, 200, 300, 900, 1000].map(item).to_vec();
+        let lens = |pieces: Vec<&[Item]>| -> Vec<Vec<usize>> {
+            pieces
+                .iter()
+                .map(|p| p.iter().map(|i| i.ids.len()).collect())
+                .collect()
+        };
+        assert_eq!(
+            lens(split_by_tokens(&batch, 1000)),
+            vec![vec![100, 200, 300], vec![900], vec![1000]]
+        );
+        assert_eq!(lens(split_by_tokens(&batch, 10_000)).len(), 1);
+        assert_eq!(
+            lens(split_by_tokens(&batch, 10)).len(),
+            5,
+            "one long sequence per piece"
+        );
+    }
 }

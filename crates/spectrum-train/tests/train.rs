@@ -288,3 +288,27 @@ fn a_resume_with_other_settings_is_refused() {
     let e = train(&job, &mut |_| Ok(()), &AtomicBool::new(false)).expect_err("refused");
     assert!(e.to_string().contains("other settings"), "{e}");
 }
+
+#[test]
+fn splitting_micro_batches_by_tokens_gives_the_same_steps() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let whole = spec(Method::Full, 3);
+    let split = RunSpec {
+        max_batch_tokens: 100,
+        ..whole.clone()
+    };
+    let (a, _) = run(&whole, &model, &tmp.path().join("a"), &d, None);
+    let (b, _) = run(&split, &model, &tmp.path().join("b"), &d, None);
+    for (x, y) in a.steps.iter().zip(&b.steps) {
+        assert!((x.loss - y.loss).abs() < 1e-5, "{} vs {}", x.loss, y.loss);
+        assert!(
+            (x.grad_norm - y.grad_norm).abs() < 1e-4,
+            "{} vs {}",
+            x.grad_norm,
+            y.grad_norm
+        );
+    }
+}

@@ -90,10 +90,10 @@ impl Rotary {
         let seq = x.dim(2)?;
         let cos = self.cos.narrow(0, offset, seq)?;
         let sin = self.sin.narrow(0, offset, seq)?;
-        Ok(match mode {
-            Mode::Inference => candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?,
-            Mode::Training => candle_nn::rotary_emb::rope_slow(x, &cos, &sin)?,
-        })
+        match mode {
+            Mode::Inference => Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?),
+            Mode::Training => crate::ops::rope(x, &cos, &sin),
+        }
     }
 }
 
@@ -247,8 +247,7 @@ impl Attention {
         let scores = (q * scale)?
             .matmul(&k.t()?)?
             .reshape((b, kv_heads, groups, t, total))?;
-        let scores = scores.broadcast_add(&mask.unsqueeze(1)?)?;
-        let probs = crate::ops::softmax_last_dim(&scores)?;
+        let probs = crate::ops::masked_softmax(&scores, &mask.unsqueeze(1)?)?;
         let probs = probs.reshape((b, kv_heads, groups * t, total))?;
         let out = probs.matmul(&v)?.reshape((b, heads, t, head_dim))?;
         let out = out.transpose(1, 2)?.reshape((b, t, heads * head_dim))?;
