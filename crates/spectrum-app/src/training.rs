@@ -240,7 +240,9 @@ impl Studio {
             held_out: &held_out,
             run_dir: &dir,
         };
-        let session = Instant::now();
+        // The pace is measured from the first step on (loading the model and the
+        // held-out loss before training are not steps); later evaluations count.
+        let mut session = Instant::now();
         let mut first_step = None;
         let mut total = 0;
         let mut on_event = |e: Event| -> spectrum_train::Result<()> {
@@ -291,6 +293,9 @@ impl Studio {
                     });
                 }
                 Event::Eval(m) => {
+                    if first_step.is_none() {
+                        session = Instant::now();
+                    }
                     let metrics = EvalMetrics {
                         step: m.step as i64,
                         loss: m.loss,
