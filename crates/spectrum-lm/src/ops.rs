@@ -10,6 +10,9 @@
 //!   gradient for the constant mask until backward ends (gigabytes at 1,024 tokens).
 //! - [`rope`]: the fused rotary kernel; its backward is the inverse rotation
 //!   (sine negated). The composed one stores gradients for the constant cos/sin.
+//! - [`rms_norm`]: the fused RMSNorm kernel with a frozen scale (LoRA) and a
+//!   hand-written backward; the composed one keeps four activation-sized
+//!   tensors per norm and a gradient for the frozen scale.
 //!
 //! Both run their forward pass through candle's own kernels on the input's
 //! storage; other devices and dtypes use the plain operations.
@@ -169,5 +172,54 @@ impl candle_core::CustomOp1 for Rope {
         // A rotation's transpose is the rotation by the opposite angle.
         let dx = candle_nn::rotary_emb::rope(&dy.contiguous()?, &self.cos, &self.sin.neg()?)?;
         Ok(Some(dx))
+    }
+}
+
+/// RMSNorm `x / sqrt(mean(x²) + eps) * alpha` over the last dimension, with a
+/// constant `alpha`. Differentiable, fused where it can be.
+pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
+    if !x.track_op() {
+        return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, alpha, eps)?);
+    }
+    if f32_cpu(x) && !alpha.track_op() && !alpha.is_variable() {
+        return Ok(x.contiguous()?.apply_op1(RmsNorm {
+            alpha: alpha.clone(),
+            eps,
+        })?);
+    }
+    Ok(candle_nn::ops::rms_norm_slow(x, alpha, eps)?)
+}
+
+struct RmsNorm {
+    alpha: Tensor,
+    eps: f32,
+}
+
+impl candle_core::CustomOp1 for RmsNorm {
+    fn name(&self) -> &'static str {
+        "rms-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        on_storage(storage, layout, |x| {
+            candle_nn::ops::rms_norm(x, &self.alpha, self.eps)
+        })
+    }
+
+    /// With `r = sqrt(mean(x²) + eps)` and `g = alpha ⊙ dy`:
+    /// `dx = g / r − x · Σ(g ⊙ x) / (n r³)`.
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let n = x.dim(D::Minus1)? as f64;
+        let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
+            .sqrt()?
+            .recip()?;
+        let g = dy.broadcast_mul(&self.alpha)?;
+        let dot = (&g * x)?.sum_keepdim(D::Minus1)?;
+        let coef = ((dot * inv.powf(3.0)?)? / n)?;
+        Ok(Some((g.broadcast_mul(&inv)? - x.broadcast_mul(&coef)?)?))
     }
 }

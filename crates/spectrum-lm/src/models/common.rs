@@ -50,7 +50,7 @@ impl RmsNorm {
         };
         Ok(match mode {
             Mode::Inference => candle_nn::ops::rms_norm(&x.contiguous()?, &alpha, self.eps as f32)?,
-            Mode::Training => candle_nn::ops::rms_norm_slow(x, &alpha, self.eps as f32)?,
+            Mode::Training => crate::ops::rms_norm(x, &alpha, self.eps as f32)?,
         })
     }
 }
