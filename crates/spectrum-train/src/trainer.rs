@@ -277,15 +277,21 @@ impl Trainable {
         }))
     }
 
-    /// Held-out loss and accuracy over outputs with index >= 1 (METHOD.md §4.1).
+    /// Held-out loss and accuracy over outputs with index >= 1 (METHOD.md §4.1);
+    /// `None` when `cancel` was set before a batch.
     pub fn evaluate(
         &mut self,
         sample: &[Rendered],
         batch: usize,
         step: usize,
-    ) -> Result<EvalMetrics> {
+        cancel: &AtomicBool,
+    ) -> Result<Option<EvalMetrics>> {
         let (mut loss, mut acc, mut outputs) = (0.0, 0.0, 0usize);
         for chunk in sample.chunks(batch.max(1)) {
+            if cancel.load(Ordering::Relaxed) {
+                self.lm.model.set_mode(Mode::Training);
+                return Ok(None);
+            }
             let ids: Vec<Vec<u32>> = chunk.iter().map(|r| r.ids.clone()).collect();
             let scores = self.lm.score_tokens(&ids)?;
             for (rendered, s) in chunk.iter().zip(&scores) {
@@ -300,12 +306,12 @@ impl Trainable {
         }
         self.lm.model.set_mode(Mode::Training);
         let n = outputs.max(1) as f64;
-        Ok(EvalMetrics {
+        Ok(Some(EvalMetrics {
             step,
             loss: loss / n,
             acc: acc / n,
             outputs,
-        })
+        }))
     }
 }
 
@@ -457,7 +463,7 @@ pub fn train(
         if held_out.is_empty() {
             return Ok(None);
         }
-        Ok(Some(model.evaluate(&held_out, spec.micro_batch, step)?))
+        model.evaluate(&held_out, spec.micro_batch, step, cancel)
     };
     if step == 0
         && let Some(m) = evaluate(&mut model, 0)?
