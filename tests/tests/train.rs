@@ -240,6 +240,13 @@ fn held_out_tasks_are_refused_and_nothing_is_recorded() {
         "{stderr}"
     );
     assert_eq!(sb.json(&["runs", "list"]), serde_json::json!([]));
+    let out = sb.run(&["train", "--model", "tiny", "--device", "cuda"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"));
+    assert_eq!(
+        sb.json(&["runs", "list"]),
+        serde_json::json!([]),
+        "nothing recorded"
+    );
 
     let out = sb.run(&["train", "--model", "tiny", "--lora-targets", "qproj"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown LoRA target module \"qproj\""));

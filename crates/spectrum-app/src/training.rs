@@ -105,6 +105,8 @@ impl Studio {
         let spec = &request.spec;
         spec.validate()
             .map_err(|e| anyhow::anyhow!("run spec: {e}"))?;
+        // A device this build or machine lacks is refused before a run is recorded.
+        spec.device.device()?;
         let model_path = self.resolve_model(&request.model, note)?;
         let mut store = self.store()?;
         let (train_tasks, held_out_tasks) = resolve_tasks(&store, &spec.tasks)?;

@@ -472,6 +472,12 @@ impl Output {
         if let Some(e) = &r.error {
             println!("error: {e}");
         }
+        if r.kind == "train" && r.status != "finished" {
+            println!(
+                "if no `spectrum train` process is working on it (cancelled, crashed or killed), continue with `spectrum train --resume {}`",
+                r.id
+            );
+        }
         println!("folder: {}", r.out_dir);
         println!("settings: {}", serde_json::to_string(&r.spec["spec"])?);
         if !d.evals.is_empty() {
