@@ -76,6 +76,8 @@ fn main() {
         let out = Command::new(program)
             .args(args)
             .env("SPECTRUM_BENCH_CHILD", mode)
+            // As the `spectrum` binary runs (it sets this for itself at start).
+            .env("MIMALLOC_PURGE_DELAY", "-1")
             .output()
             .expect("run a benchmark process");
         assert!(
