@@ -32,23 +32,76 @@ fn on_storage(
     layout: &Layout,
     f: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
+    storage_of(f(&tensor_of(storage, layout)?)?)
+}
+
+/// A tensor over a custom op's CPU input (sharing nothing with the graph).
+fn tensor_of(storage: &CpuStorage, layout: &Layout) -> candle_core::Result<Tensor> {
     if !layout.is_contiguous() {
         candle_core::bail!("expected a contiguous input");
     }
     let all = storage.as_slice::<f32>()?.len();
-    let x = Tensor::from_storage(
+    Tensor::from_storage(
         Storage::Cpu(storage.clone()),
         all,
         candle_core::op::BackpropOp::none(),
         false,
     )
     .narrow(0, layout.start_offset(), layout.shape().elem_count())?
-    .reshape(layout.shape())?;
-    let y = f(&x)?.contiguous()?;
+    .reshape(layout.shape())
+}
+
+/// The storage of a contiguous result, for a custom op to return.
+fn storage_of(y: Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
+    let y = y.contiguous()?;
     let (guard, y_layout) = y.storage_and_layout();
     match &*guard {
         Storage::Cpu(out) if y_layout.start_offset() == 0 => Ok((out.clone(), y.shape().clone())),
         _ => candle_core::bail!("unexpected output storage"),
+    }
+}
+
+/// `silu(gate) ⊙ up` (the SwiGLU of Llama-family MLPs). Differentiable, fused
+/// where it can be: keeps only its two inputs for backward.
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if f32_cpu(gate) && (gate.track_op() || up.track_op()) && gate.dims() == up.dims() {
+        return Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?);
+    }
+    Ok((candle_nn::ops::silu(gate)? * up)?)
+}
+
+struct SwiGlu;
+
+impl candle_core::CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (gate, up) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?);
+        storage_of((gate.silu()? * up)?)
+    }
+
+    /// `d gate = dy ⊙ up ⊙ σ(g) (1 + g (1 − σ(g)))`, `d up = dy ⊙ silu(g)`.
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let sig = candle_nn::ops::sigmoid(gate)?;
+        let silu = (gate * &sig)?;
+        let dsilu = (&sig * ((gate * (1.0 - &sig)?)? + 1.0)?)?;
+        let d_gate = ((dy * up)? * dsilu)?;
+        let d_up = (dy * silu)?;
+        Ok((Some(d_gate), Some(d_up)))
     }
 }
 

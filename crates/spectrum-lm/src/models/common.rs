@@ -325,12 +325,12 @@ impl Mlp {
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let gate = self.gate.forward_t(x, train)?;
-        let gate = match self.act {
-            Activation::Silu => candle_nn::ops::silu(&gate)?,
-            Activation::GeluTanh => gate.gelu()?,
+        let up = self.up.forward_t(x, train)?;
+        let hidden = match self.act {
+            Activation::Silu => crate::ops::swiglu(&gate, &up)?,
+            Activation::GeluTanh => (gate.gelu()? * up)?,
         };
-        self.down
-            .forward_t(&(gate * self.up.forward_t(x, train)?)?, train)
+        self.down.forward_t(&hidden, train)
     }
 }
 
