@@ -37,6 +37,17 @@ struct StoredRun {
     held_out_tasks: Vec<i64>,
 }
 
+impl StoredRun {
+    fn of(record: &RunRecord) -> Result<StoredRun> {
+        serde_json::from_value(record.spec.clone()).with_context(|| {
+            format!(
+                "run {}: its stored spec is not readable by this version",
+                record.id
+            )
+        })
+    }
+}
+
 /// Progress of a training job, for progress bars and the desktop app.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -174,12 +185,7 @@ impl Studio {
                 record.id
             );
         }
-        let stored: StoredRun = serde_json::from_value(record.spec.clone()).with_context(|| {
-            format!(
-                "run {}: its stored spec is not readable by this version",
-                record.id
-            )
-        })?;
+        let stored = StoredRun::of(&record)?;
         let dir = self.run_dir(record.id);
         let step = match checkpoint::latest(&dir.join("checkpoints"))? {
             Some(c) => c.state()?.step,
@@ -374,12 +380,7 @@ impl Studio {
         }
         let store = self.store()?;
         let record = find_run(&store, run)?;
-        let stored: StoredRun = serde_json::from_value(record.spec.clone()).with_context(|| {
-            format!(
-                "run {}: its stored spec is not readable by this version",
-                record.id
-            )
-        })?;
+        let stored = StoredRun::of(&record)?;
         let ckpt = checkpoint::latest(&self.run_dir(record.id).join("checkpoints"))?.with_context(
             || {
                 format!(

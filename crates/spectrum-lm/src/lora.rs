@@ -8,6 +8,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::Result;
 
+/// Every projection a LoRA adapter can target, in checkpoint order.
+pub const PROJECTIONS: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
 /// Which projections get adapters, and how big they are.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LoraConfig {

@@ -15,7 +15,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use spectrum_lm::lora::LoraConfig;
 use spectrum_suite::Rng;
 use spectrum_train::data::Item;
 use spectrum_train::optim::AdamW;
@@ -138,24 +137,12 @@ fn main() {
     );
 }
 
+/// The `cpu` preset's LoRA setting.
 fn lora() -> serde_json::Value {
-    serde_json::to_value(LoraConfig {
-        rank: 16,
-        alpha: 32.0,
-        dropout: 0.0,
-        targets: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-        .map(String::from)
-        .to_vec(),
-    })
-    .expect("json")
+    match RunSpec::default().method {
+        Method::Lora(config) => serde_json::to_value(config).expect("json"),
+        Method::Full => unreachable!("the cpu preset trains LoRA adapters"),
+    }
 }
 
 /// One configuration, in this process: load, warm up one step, time `STEPS`.

@@ -2,7 +2,7 @@
 //! default model on a laptop CPU, and the paper's reference preset.
 
 use serde::{Deserialize, Serialize};
-use spectrum_lm::lora::LoraConfig;
+use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
 use spectrum_lm::{DeviceSpec, PromptFormat};
 
 /// Which tasks to train on. Empty `names` and `categories`: every train task.
@@ -91,17 +91,7 @@ impl Default for RunSpec {
                 rank: 16,
                 alpha: 32.0,
                 dropout: 0.0,
-                targets: [
-                    "q_proj",
-                    "k_proj",
-                    "v_proj",
-                    "o_proj",
-                    "gate_proj",
-                    "up_proj",
-                    "down_proj",
-                ]
-                .map(String::from)
-                .to_vec(),
+                targets: PROJECTIONS.map(String::from).to_vec(),
             }),
             learning_rate: 1e-3,
             warmup_steps: 4,
@@ -181,28 +171,23 @@ impl RunSpec {
             _ => {}
         }
         if let Method::Lora(l) = &self.method {
-            const KNOWN: [&str; 7] = [
-                "q_proj",
-                "k_proj",
-                "v_proj",
-                "o_proj",
-                "gate_proj",
-                "up_proj",
-                "down_proj",
-            ];
             if l.rank == 0 {
                 return Err("LoRA rank must be at least 1".into());
             }
             if l.targets.is_empty() {
                 return Err(format!(
                     "LoRA needs at least one target module (one of {})",
-                    KNOWN.join(", ")
+                    PROJECTIONS.join(", ")
                 ));
             }
-            if let Some(t) = l.targets.iter().find(|t| !KNOWN.contains(&t.as_str())) {
+            if let Some(t) = l
+                .targets
+                .iter()
+                .find(|t| !PROJECTIONS.contains(&t.as_str()))
+            {
                 return Err(format!(
                     "unknown LoRA target module {t:?} (known: {})",
-                    KNOWN.join(", ")
+                    PROJECTIONS.join(", ")
                 ));
             }
             if !(0.0..1.0).contains(&l.dropout) {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use spectrum_lm::lora::LoraConfig;
+use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
 use spectrum_suite::Rng;
 use spectrum_train::{Checkpoint, Method, checkpoint, export};
 
@@ -20,17 +20,7 @@ pub fn method() -> Method {
         rank: 4,
         alpha: 8.0,
         dropout: 0.0,
-        targets: [
-            "q_proj",
-            "k_proj",
-            "v_proj",
-            "o_proj",
-            "gate_proj",
-            "up_proj",
-            "down_proj",
-        ]
-        .map(String::from)
-        .to_vec(),
+        targets: PROJECTIONS.map(String::from).to_vec(),
     })
 }
 
