@@ -22,6 +22,8 @@ pub struct TokenScores {
     pub logprobs: Vec<f32>,
     /// Whether the token is the arg-max of its predicted distribution.
     pub hits: Vec<bool>,
+    /// Log-probability of the arg-max token (the model's confidence, for calibration).
+    pub top_logprobs: Vec<f32>,
 }
 
 /// One output's summary (METHOD.md §4.1).
@@ -144,17 +146,17 @@ impl LocalModel {
     }
 }
 
-/// Log-probabilities and arg-max hits of `targets` under `logits` [n, V]: one
-/// pass per row (max, log-sum-exp, arg-max) instead of a full log-softmax
-/// tensor, with the rows split across the machine's threads.
-fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Vec<bool>)> {
+/// Scores of `targets` under `logits` [n, V]: one pass per row (max,
+/// log-sum-exp, arg-max) instead of a full log-softmax tensor, with the rows
+/// split across the machine's threads.
+fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<Vec<RowScore>> {
     let vocab = logits.dim(1)?;
     let flat: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(targets.len().max(1));
     let per = targets.len().div_ceil(threads);
-    let mut out: Vec<(f32, bool)> = vec![(0.0, false); targets.len()];
+    let mut out = vec![RowScore::default(); targets.len()];
     std::thread::scope(|scope| {
         for (chunk, (rows, targets)) in out
             .chunks_mut(per)
@@ -168,7 +170,7 @@ fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<(Vec<f32>, Vec<bool
             });
         }
     });
-    Ok(out.into_iter().unzip())
+    Ok(out)
 }
 
 fn check_prompt(prompt: &[u32]) -> Result<()> {
@@ -180,8 +182,16 @@ fn check_prompt(prompt: &[u32]) -> Result<()> {
     Ok(())
 }
 
-/// (log p(target), target is the arg-max) for one row of logits.
-fn row_score(row: &[f32], target: usize) -> (f32, bool) {
+/// One predicted position: log p(target), whether the target is the arg-max,
+/// and the arg-max's log-probability.
+#[derive(Debug, Clone, Copy, Default)]
+struct RowScore {
+    logprob: f32,
+    hit: bool,
+    top: f32,
+}
+
+fn row_score(row: &[f32], target: usize) -> RowScore {
     let (mut best, mut best_i) = (f32::NEG_INFINITY, 0usize);
     for (i, &x) in row.iter().enumerate() {
         if x > best {
@@ -190,10 +200,11 @@ fn row_score(row: &[f32], target: usize) -> (f32, bool) {
         }
     }
     let sum: f64 = row.iter().map(|&x| (x - best).exp() as f64).sum();
-    (
-        (row[target] as f64 - best as f64 - sum.ln()) as f32,
-        best_i == target,
-    )
+    RowScore {
+        logprob: (row[target] as f64 - best as f64 - sum.ln()) as f32,
+        hit: best_i == target,
+        top: -sum.ln() as f32,
+    }
 }
 
 impl LanguageModel for LocalModel {
@@ -210,15 +221,18 @@ impl LanguageModel for LocalModel {
             let mut scores = TokenScores {
                 logprobs: Vec::with_capacity(seq.len()),
                 hits: Vec::with_capacity(seq.len()),
+                top_logprobs: Vec::with_capacity(seq.len()),
             };
             // Logits in chunks of positions: memory stays at LOGIT_CHUNK x vocabulary.
             let mut start = 0;
             while start + 1 < seq.len() {
                 let end = (start + LOGIT_CHUNK).min(seq.len() - 1);
                 let logits = self.model.logits(&hidden.i((b, start..end))?)?;
-                let (lp, hits) = gather_scores(&logits, &seq[start + 1..end + 1])?;
-                scores.logprobs.extend(lp);
-                scores.hits.extend(hits);
+                for r in gather_scores(&logits, &seq[start + 1..end + 1])? {
+                    scores.logprobs.push(r.logprob);
+                    scores.hits.push(r.hit);
+                    scores.top_logprobs.push(r.top);
+                }
                 start = end;
             }
             out.push(scores);
@@ -247,8 +261,10 @@ impl LanguageModel for LocalModel {
         let last = last
             .broadcast_as((options.len(), last.dim(1)?))?
             .contiguous()?;
-        let (first_lp, _) = gather_scores(&last, &firsts)?;
-        let mut totals: Vec<f64> = first_lp.iter().map(|&l| l as f64).collect();
+        let mut totals: Vec<f64> = gather_scores(&last, &firsts)?
+            .iter()
+            .map(|r| r.logprob as f64)
+            .collect();
         let longest = options.iter().map(Vec::len).max().unwrap_or(0);
         if longest > 1 {
             self.model.expand_kv_cache(options.len())?;
@@ -259,8 +275,8 @@ impl LanguageModel for LocalModel {
             for (k, option) in options.iter().enumerate() {
                 if option.len() > 1 {
                     let rows = logits.i((k, 0..option.len() - 1))?;
-                    let (lp, _) = gather_scores(&rows, &option[1..])?;
-                    totals[k] += lp.iter().map(|&l| l as f64).sum::<f64>();
+                    let scores = gather_scores(&rows, &option[1..])?;
+                    totals[k] += scores.iter().map(|r| r.logprob as f64).sum::<f64>();
                 }
             }
         }

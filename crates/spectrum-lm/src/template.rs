@@ -336,6 +336,15 @@ fn tokenize(tok: &TextTokenizer, segments: &[Segment], budget: Option<usize>) ->
     Ok(r)
 }
 
+/// The text that follows a [`generation_prompt`] for an output `y` in `format`,
+/// without its end marker: what option scoring scores after the prompt.
+pub fn output_text(format: PromptFormat, output: &str) -> String {
+    match format {
+        PromptFormat::Colon => format!(" {}", output.trim()),
+        PromptFormat::Spectrum | PromptFormat::Chat => output.to_string(),
+    }
+}
+
 /// A prompt that asks for the next output after `messages`, and how that
 /// output ends: the tokens to feed, the stop token ids and stop strings.
 #[derive(Debug, Clone, PartialEq)]

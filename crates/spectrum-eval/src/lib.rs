@@ -1,0 +1,198 @@
+//! The three evaluation families of METHOD.md §4, over the
+//! [`LanguageModel`](spectrum_lm::LanguageModel) trait:
+//!
+//! - [`steer`]: in-context steerability (per-output loss and accuracy from one
+//!   forward pass per sequence, the steerability curve, calibration);
+//! - [`dist`]: distributional alignment (option probabilities from the shared
+//!   prompt's KV cache against target distributions);
+//! - [`valid`]: validity and diversity of samples (yield), with a temperature sweep.
+//!
+//! [`metrics`] holds the pure metric functions, [`stats`] the bootstrap used to
+//! compare runs. Nothing here touches SQLite: the app stores what these return.
+
+pub mod dist;
+pub mod metrics;
+pub mod stats;
+pub mod steer;
+pub mod valid;
+
+use serde::{Deserialize, Serialize};
+
+/// The evaluation families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Family {
+    Steer,
+    Dist,
+    Valid,
+}
+
+impl Family {
+    pub const ALL: [Family; 3] = [Family::Steer, Family::Dist, Family::Valid];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Steer => "steer",
+            Family::Dist => "dist",
+            Family::Valid => "valid",
+        }
+    }
+
+    /// Parses `steer`, `dist`, `valid` and their long names.
+    pub fn parse(s: &str) -> Option<Family> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "steer" | "steerability" => Some(Family::Steer),
+            "dist" | "distribution" | "distributional" => Some(Family::Dist),
+            "valid" | "validity" | "diversity" | "yield" => Some(Family::Valid),
+            _ => None,
+        }
+    }
+}
+
+/// Evaluation sizes: `quick` runs in minutes on a CPU with the default model,
+/// `full` uses the reference sizes of METHOD.md §4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    Quick,
+    Standard,
+    Full,
+}
+
+impl Profile {
+    pub fn parse(s: &str) -> Option<Profile> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "quick" => Some(Profile::Quick),
+            "standard" => Some(Profile::Standard),
+            "full" => Some(Profile::Full),
+            _ => None,
+        }
+    }
+
+    pub fn settings(self) -> Settings {
+        match self {
+            Profile::Quick => Settings {
+                budget: 512,
+                max_sequences: 12,
+                max_items: 24,
+                samples: 40,
+                temperatures: vec![0.7, 1.0, 1.3],
+                ..Settings::default()
+            },
+            Profile::Standard => Settings {
+                budget: 1024,
+                max_sequences: 100,
+                max_items: 200,
+                samples: 100,
+                temperatures: vec![0.5, 0.7, 1.0, 1.3, 1.6],
+                ..Settings::default()
+            },
+            Profile::Full => Settings::default(),
+        }
+    }
+}
+
+/// What an evaluation does, in numbers. The defaults are the reference sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Token budget per steerability sequence (the k rule counts examples within it).
+    pub budget: usize,
+    /// Steerability sequences per task, at most.
+    pub max_sequences: usize,
+    /// Distributional items per task, at most.
+    pub max_items: usize,
+    /// Samples per task, prompt setting and temperature.
+    pub samples: usize,
+    /// The temperature sweep; 1.0 is the headline setting.
+    pub temperatures: Vec<f64>,
+    /// Tokens a sample may run to before it is cut.
+    pub max_new_tokens: usize,
+    /// Padded tokens per scoring forward pass.
+    pub batch_tokens: usize,
+    /// Seed of every choice of sequences, items and samples.
+    pub seed: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            budget: 2048,
+            max_sequences: 1000,
+            max_items: 1000,
+            samples: 100,
+            temperatures: vec![0.3, 0.5, 0.7, 1.0, 1.3, 1.6, 2.0],
+            max_new_tokens: 48,
+            batch_tokens: 4096,
+            seed: 42,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks the numbers; the message says which one is wrong and how to fix it.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: &str| Err(EvalError::Settings(m.to_string()));
+        if self.budget < 16 {
+            return bad("budget must be at least 16 tokens");
+        }
+        if self.max_sequences == 0 || self.max_items == 0 || self.samples == 0 {
+            return bad("max_sequences, max_items and samples must be at least 1");
+        }
+        if self.temperatures.is_empty() || self.temperatures.iter().any(|t| t.is_nan() || *t <= 0.0)
+        {
+            return bad("temperatures must be a non-empty list of numbers above 0");
+        }
+        if self.max_new_tokens == 0 || self.batch_tokens == 0 {
+            return bad("max_new_tokens and batch_tokens must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Lm(#[from] spectrum_lm::LmError),
+    #[error("cancelled")]
+    Cancelled,
+    #[error("task {task}: {reason}")]
+    Task { task: String, reason: String },
+    #[error("invalid settings: {0}")]
+    Settings(String),
+}
+
+pub type Result<T, E = EvalError> = std::result::Result<T, E>;
+
+/// What every family runs with: the model, its tokenizer, the prompt format,
+/// the sizes, and the flag that cancels between batches.
+#[allow(missing_debug_implementations)]
+pub struct Evaluator<'a> {
+    pub lm: &'a mut dyn spectrum_lm::LanguageModel,
+    pub tok: &'a spectrum_lm::tokenizer::TextTokenizer,
+    pub format: spectrum_lm::PromptFormat,
+    pub settings: &'a Settings,
+    pub cancel: &'a std::sync::atomic::AtomicBool,
+}
+
+/// Work done within one task, for progress bars: `done` of `total` units
+/// (sequences, items or sample batches).
+pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+
+impl Evaluator<'_> {
+    fn check(&self) -> Result<()> {
+        if self.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(EvalError::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Up to `max` indices of `0..n`, chosen by `seed` and `task`, in a seeded order.
+fn sample_indices(n: usize, max: usize, seed: u64, task: &str) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    spectrum_suite::Rng::derive(seed, task).shuffle(&mut order);
+    order.truncate(max);
+    order
+}
