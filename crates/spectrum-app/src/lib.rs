@@ -2,7 +2,9 @@
 //! one use case; it opens what it needs, does the work, and returns plain
 //! serialisable values. Long work takes a progress callback and a cancel flag.
 
+mod compare;
 mod datasets;
+mod evaluation;
 mod inference;
 mod models;
 mod training;
@@ -11,8 +13,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+pub use compare::{CandidateComparison, CompareRow, Comparison, RunRef, Tally};
 pub use datasets::{ImportOutcome, ImportRequest};
+pub use evaluation::{
+    DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, ValidOverall,
+    ValidReport,
+};
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
+pub use spectrum_eval::metrics::MeanSe;
+pub use spectrum_eval::stats::{Interval, Verdict};
+pub use spectrum_eval::{Family, Profile, Settings as EvalSettings};
 pub use spectrum_lm::lora::LoraConfig;
 pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
 pub use spectrum_store::{

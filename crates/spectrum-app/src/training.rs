@@ -411,14 +411,14 @@ impl Studio {
     }
 }
 
-fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
+pub(crate) fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
     store
         .find_run(run)?
         .with_context(|| format!("no run {run:?} (fix: `spectrum runs list` shows them)"))
 }
 
 /// `name`, or `name-2`, `name-3`... if a model or run already has it.
-fn unique_name(store: &Store, name: String) -> Result<String> {
+pub(crate) fn unique_name(store: &Store, name: String) -> Result<String> {
     let taken = |n: &str| -> Result<bool> {
         Ok(store.find_model(n)?.is_some() || store.find_run(n)?.is_some())
     };

@@ -109,7 +109,28 @@ pub enum Command {
     /// Ctrl-C stops within one step and keeps a checkpoint; `--resume RUN`
     /// continues a cancelled, failed or killed run exactly where it stopped.
     Train(Box<TrainArgs>),
-    /// List and inspect training runs.
+    /// Evaluate a model on held-out tasks: steerability, distributional alignment, validity and diversity.
+    ///
+    /// Every output, item and sample is kept in the store (`spectrum runs show
+    /// RUN --json` prints them); Ctrl-C keeps the finished tasks. Profiles:
+    /// quick (minutes on a CPU with the default model), standard, full (the
+    /// reference sizes of METHOD.md §4). The paper's comparison is three runs:
+    /// a pretrained model with --template colon, an instruct model with
+    /// --template chat, the Spectrum-tuned model with --template spectrum,
+    /// then `spectrum compare`.
+    Eval(Box<EvalArgs>),
+    /// Line evaluation runs up against the first (the baseline), per family and task.
+    ///
+    /// Differences come with 95% bootstrap intervals (paired on sequences and
+    /// items; samples are resampled per run) and a win/tie/loss count over each
+    /// task's headline metric: steer loss, dist JS, valid yield (both prompt
+    /// parts, temperature 1).
+    Compare {
+        /// Evaluation runs (ids or names); the first is the baseline.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<String>,
+    },
+    /// List and inspect training and evaluation runs.
     Runs {
         #[command(subcommand)]
         command: RunsCommand,
@@ -212,11 +233,98 @@ pub struct TrainArgs {
     pub checkpoint_every: Option<usize>,
 }
 
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// A registered model (name or id), a Hugging Face folder, a .gguf file, or `default`.
+    #[arg(long, default_value = "default")]
+    pub model: String,
+    /// Families, comma-separated: steer, dist, valid.
+    #[arg(long, value_delimiter = ',', default_value = "steer,dist,valid", value_parser = family)]
+    pub family: Vec<spectrum_app::Family>,
+    /// Tasks, comma-separated: held-out, train, all, task names, categories or datasets.
+    #[arg(long, value_delimiter = ',', default_value = "held-out")]
+    pub tasks: Vec<String>,
+    /// quick, standard or full.
+    #[arg(long, default_value = "quick", value_parser = ["quick", "standard", "full"])]
+    pub profile: String,
+    /// Prompt format: spectrum (tuned models), colon (pretrained), chat (instruct).
+    #[arg(long, default_value = "spectrum", value_parser = ["spectrum", "colon", "chat"])]
+    pub template: String,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: spectrum_app::DeviceSpec,
+    /// Name of the run (default: eval-MODEL-TEMPLATE).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Token budget of a steerability sequence (the profile's by default).
+    #[arg(long)]
+    pub budget: Option<usize>,
+    /// Steerability sequences per task, at most.
+    #[arg(long)]
+    pub max_sequences: Option<usize>,
+    /// Distributional items per task, at most.
+    #[arg(long)]
+    pub max_items: Option<usize>,
+    /// Samples per task, prompt setting and temperature.
+    #[arg(long)]
+    pub samples: Option<usize>,
+    /// The temperature sweep, comma-separated (e.g. 0.7,1,1.3).
+    #[arg(long, value_delimiter = ',')]
+    pub temperatures: Option<Vec<f64>>,
+    /// Tokens a sample may run to.
+    #[arg(long)]
+    pub max_new_tokens: Option<usize>,
+    /// Seed of every choice of sequences, items and samples.
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+fn family(s: &str) -> Result<spectrum_app::Family, String> {
+    spectrum_app::Family::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a family; use steer, dist or valid"))
+}
+
+impl EvalArgs {
+    pub fn request(&self) -> spectrum_app::EvalRequest {
+        let profile =
+            spectrum_app::Profile::parse(&self.profile).unwrap_or(spectrum_app::Profile::Quick);
+        let mut settings = profile.settings();
+        let set = |slot: &mut usize, v: Option<usize>| {
+            if let Some(v) = v {
+                *slot = v;
+            }
+        };
+        set(&mut settings.budget, self.budget);
+        set(&mut settings.max_sequences, self.max_sequences);
+        set(&mut settings.max_items, self.max_items);
+        set(&mut settings.samples, self.samples);
+        set(&mut settings.max_new_tokens, self.max_new_tokens);
+        if let Some(t) = &self.temperatures {
+            settings.temperatures = t.clone();
+        }
+        if let Some(seed) = self.seed {
+            settings.seed = seed;
+        }
+        spectrum_app::EvalRequest {
+            model: self.model.clone(),
+            families: self.family.clone(),
+            tasks: self.tasks.clone(),
+            format: spectrum_app::PromptFormat::parse(&self.template)
+                .unwrap_or(spectrum_app::PromptFormat::Spectrum),
+            profile,
+            settings,
+            device: self.device,
+            name: self.name.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// One line per run: status, progress, base model, tuned model.
     List,
-    /// A run's settings, status, per-step metrics and held-out losses.
+    /// A run's settings and status; a training run's per-step metrics and
+    /// held-out losses; an evaluation run's results (all rows with --json).
     Show {
         /// Run id or name.
         run: String,

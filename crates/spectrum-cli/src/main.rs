@@ -14,8 +14,8 @@ use anyhow::Result;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
-    Cancelled, GenerateRequest, ImportOutcome, ImportRequest, Progress, PromptSource,
-    SamplingParams, ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
+    Cancelled, EvalProgress, EvalReport, GenerateRequest, ImportOutcome, ImportRequest, Progress,
+    PromptSource, SamplingParams, ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
@@ -178,9 +178,29 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             }
             Ok(())
         }
+        Command::Eval(a) => {
+            let request = a.request();
+            let result = eval_with_progress(out, |p, n| studio.evaluate(&request, p, n, cancel));
+            match result {
+                Ok(report) => out.eval_report(&report),
+                Err(e) if spectrum_app::is_cancelled(&e) => {
+                    out.note("cancelled: the finished tasks are kept (`spectrum runs list` shows the run)");
+                    Err(e)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Command::Compare { runs } => out.comparison(&studio.compare(&runs)?),
         Command::Runs { command } => match command {
             RunsCommand::List => out.runs(&studio.runs()?),
-            RunsCommand::Show { run } => out.run_detail(&studio.run_detail(&run)?),
+            RunsCommand::Show { run } => {
+                let detail = studio.run_detail(&run)?;
+                if detail.run.kind == "eval" {
+                    out.eval_report(&studio.eval_report(&detail.run.id.to_string())?)
+                } else {
+                    out.run_detail(&detail)
+                }
+            }
         },
         Command::Export(a) => {
             let run = studio.export_run(&a.run, a.peft.as_deref(), a.merged.as_deref())?;
@@ -274,6 +294,53 @@ fn train_with_progress(
         }
     };
     let mut on_note = |m: &str| say(m.to_string());
+    let result = job(&mut on_progress, &mut on_note);
+    bar.finish_and_clear();
+    result
+}
+
+/// Runs an evaluation with a progress bar over its (family, task) pairs.
+fn eval_with_progress(
+    out: &Output,
+    job: impl FnOnce(&mut dyn FnMut(&EvalProgress), &mut dyn FnMut(&str)) -> Result<EvalReport>,
+) -> Result<EvalReport> {
+    const UNIT: u64 = 1000;
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{bar:30}] {msg} ({eta} left)")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    if !out.json {
+        bar.set_draw_target(ProgressDrawTarget::stderr());
+    }
+    let mut current = String::new();
+    let mut on_progress = |p: &EvalProgress| {
+        bar.set_length(p.tasks_total as u64 * UNIT);
+        let within = (p.done as u64 * UNIT) / p.total.max(1) as u64;
+        bar.set_position(p.tasks_done as u64 * UNIT + within);
+        let what = format!(
+            "{}/{} {} {}",
+            p.tasks_done + 1,
+            p.tasks_total,
+            p.family.as_str(),
+            p.task
+        );
+        if what != current {
+            if bar.is_hidden() {
+                eprintln!("{what}");
+            }
+            current = what.clone();
+        }
+        bar.set_message(format!("{what} {}/{}", p.done, p.total));
+    };
+    let mut on_note = |m: &str| {
+        if bar.is_hidden() {
+            eprintln!("{m}");
+        } else {
+            bar.println(m);
+        }
+    };
     let result = job(&mut on_progress, &mut on_note);
     bar.finish_and_clear();
     result

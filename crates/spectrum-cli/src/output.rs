@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use spectrum_app::{
-    DatasetDetail, DatasetSummary, ImportError, ImportOutcome, ModelRecord, OutputScore, RunDetail,
-    RunRecord, ScoredRow, TaskSummary, TrainOutcome,
+    Comparison, DatasetDetail, DatasetSummary, EvalReport, ImportError, ImportOutcome, MeanSe,
+    ModelRecord, OutputScore, RunDetail, RunRecord, ScoredRow, TaskSummary, TrainOutcome, Verdict,
 };
 
 pub struct Output {
@@ -518,6 +518,247 @@ impl Output {
         }
         for c in &d.checkpoints {
             println!("checkpoint {}", c.display());
+        }
+        Ok(())
+    }
+}
+
+/// `1.234 ± 0.056`, or `1.234` without a standard error.
+fn mean_se(m: &MeanSe, digits: usize) -> String {
+    match m.se {
+        Some(se) => format!("{:.digits$} ± {se:.digits$}", m.mean),
+        None => format!("{:.digits$}", m.mean),
+    }
+}
+
+fn opt(x: Option<f64>, digits: usize) -> String {
+    x.map_or_else(|| "-".into(), |x| format!("{x:.digits$}"))
+}
+
+impl Output {
+    /// An evaluation run: per-family tables (all rows with --json).
+    pub fn eval_report(&self, r: &EvalReport) -> Result<()> {
+        if self.json {
+            return self.print_json(r);
+        }
+        println!(
+            "evaluation run {} ({}): {}, model {}, template {}, profile {}",
+            r.run,
+            r.name,
+            r.status,
+            r.model,
+            format!("{:?}", r.template).to_lowercase(),
+            format!("{:?}", r.profile).to_lowercase()
+        );
+        if let Some(s) = &r.steer {
+            println!(
+                "\nSTEERABILITY: loss and accuracy of outputs with index >= 1 (mean ± standard error)"
+            );
+            let rows = s
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.task.clone(),
+                        t.k.to_string(),
+                        t.sequences.to_string(),
+                        mean_se(&t.loss, 3),
+                        mean_se(&t.acc, 3),
+                        opt(t.ece, 3),
+                    ]
+                })
+                .collect();
+            table(&["TASK", "K", "SEQUENCES", "LOSS", "ACC", "ECE"], rows);
+            println!(
+                "all tasks: loss {}, acc {}",
+                mean_se(&s.loss, 3),
+                mean_se(&s.acc, 3)
+            );
+        }
+        if let Some(d) = &r.dist {
+            println!(
+                "\nDISTRIBUTIONAL ALIGNMENT: model vs target over the options (JS in nats; lower is better)"
+            );
+            let rows = d
+                .tasks
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.task.clone(),
+                        t.items.to_string(),
+                        mean_se(&t.js, 4),
+                        format!("{:.4}", t.kl.mean),
+                        format!("{:.4}", t.reverse_kl.mean),
+                        format!("{:.4}", t.tv.mean),
+                        format!("{:.4}", t.cross_entropy.mean),
+                        format!("{:.2}", t.mode_match.mean),
+                        format!("{:.3}", t.coverage.mean),
+                        opt(t.wasserstein.map(|w| w.mean), 4),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "TASK", "ITEMS", "JS", "KL", "REV KL", "TV", "CE", "MODE", "COVERAGE", "W1",
+                ],
+                rows,
+            );
+            println!(
+                "all tasks: JS {}, TV {}, coverage {}",
+                mean_se(&d.js, 4),
+                mean_se(&d.tv, 4),
+                mean_se(&d.coverage, 3)
+            );
+            for t in d.tasks.iter().filter(|t| t.unclean_boundaries > 0) {
+                println!(
+                    "note: {}: {} items where tokenising prompt + option as one string splits the boundary differently (scored segment by segment, as in training)",
+                    t.task, t.unclean_boundaries
+                );
+            }
+        }
+        if let Some(v) = &r.valid {
+            println!(
+                "\nVALIDITY AND DIVERSITY: averaged over tasks (valid, unique and coverage as fractions)"
+            );
+            let rows = v
+                .overall
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.setting.as_str().to_string(),
+                        format!("{}", c.temperature),
+                        c.tasks.to_string(),
+                        format!("{:.3}", c.percent_valid),
+                        format!("{:.3}", c.unique_pct),
+                        format!("{:.1}", c.yield_),
+                        opt(c.coverage_pct, 3),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "PROMPT",
+                    "TEMPERATURE",
+                    "TASKS",
+                    "VALID",
+                    "UNIQUE",
+                    "YIELD",
+                    "COVERAGE",
+                ],
+                rows,
+            );
+            let rows = v
+                .tasks
+                .iter()
+                .flat_map(|t| {
+                    t.cells.iter().filter(|c| c.temperature == 1.0).map(|c| {
+                        vec![
+                            t.task.clone(),
+                            c.setting.as_str().to_string(),
+                            format!("{}/{}", c.stats.valid, c.stats.n),
+                            c.stats.yield_.to_string(),
+                            opt(c.stats.coverage_pct, 3),
+                        ]
+                    })
+                })
+                .collect::<Vec<_>>();
+            if !rows.is_empty() {
+                println!();
+                table(
+                    &["TASK (T=1)", "PROMPT", "VALID", "YIELD", "COVERAGE"],
+                    rows,
+                );
+            }
+        }
+        for s in &r.skipped {
+            println!("skipped: {} {}: {}", s.family.as_str(), s.task, s.reason);
+        }
+        if r.unfinished > 0 {
+            println!(
+                "{} planned task evaluations did not finish ({})",
+                r.unfinished, r.status
+            );
+        }
+        Ok(())
+    }
+
+    /// Runs against a baseline: per-task differences with intervals, and tallies.
+    pub fn comparison(&self, c: &Comparison) -> Result<()> {
+        if self.json {
+            return self.print_json(c);
+        }
+        let b = &c.baseline;
+        println!(
+            "baseline: run {} ({}), {} with the {} template",
+            b.run,
+            b.name,
+            b.model,
+            format!("{:?}", b.template).to_lowercase()
+        );
+        for cand in &c.candidates {
+            let r = &cand.run;
+            println!(
+                "\nrun {} ({}), {} with the {} template, minus the baseline (95% bootstrap interval):",
+                r.run,
+                r.name,
+                r.model,
+                format!("{:?}", r.template).to_lowercase()
+            );
+            let rows = cand
+                .rows
+                .iter()
+                .map(|row| {
+                    let better = if row.lower_is_better {
+                        "lower"
+                    } else {
+                        "higher"
+                    };
+                    vec![
+                        row.family.as_str().to_string(),
+                        row.task.clone(),
+                        format!("{} ({better} is better)", row.metric),
+                        format!("{:.4}", row.baseline),
+                        format!("{:.4}", row.candidate),
+                        format!(
+                            "{:+.4} [{:+.4}, {:+.4}]",
+                            row.interval.diff, row.interval.lo, row.interval.hi
+                        ),
+                        match row.verdict {
+                            Verdict::Win => "win",
+                            Verdict::Tie => "tie",
+                            Verdict::Loss => "loss",
+                        }
+                        .to_string(),
+                    ]
+                })
+                .collect();
+            table(
+                &[
+                    "FAMILY",
+                    "TASK",
+                    "METRIC",
+                    "BASELINE",
+                    "RUN",
+                    "DIFFERENCE",
+                    "VERDICT",
+                ],
+                rows,
+            );
+            for (family, t) in &cand.tally {
+                println!(
+                    "{}: {} wins, {} ties, {} losses",
+                    family.as_str(),
+                    t.win,
+                    t.tie,
+                    t.loss
+                );
+            }
+        }
+        if c.unpaired_units > 0 {
+            println!(
+                "note: {} sequences or items were in only one of two runs and were left out of the pairing",
+                c.unpaired_units
+            );
         }
         Ok(())
     }

@@ -450,3 +450,128 @@ impl Store {
         })
     }
 }
+
+/// Parses a JSON column, naming the table and task when it is not what it should be.
+fn column<T: serde::de::DeserializeOwned>(text: &str, what: &str, task_id: i64) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| StoreError::Corrupt(format!("{what} of task {task_id} is not valid: {e}")))
+}
+
+fn metadata(
+    text: Option<String>,
+    task_id: i64,
+) -> Result<serde_json::Map<String, serde_json::Value>> {
+    text.map_or(Ok(serde_json::Map::new()), |t| {
+        column(&t, "metadata", task_id)
+    })
+}
+
+impl Store {
+    /// The sequences of a task with their ids (the `id` field of the source
+    /// row, else `#<row id>`), in import order.
+    pub fn task_sequences_with_ids(
+        &self,
+        task_id: i64,
+    ) -> Result<Vec<(String, Vec<spectrum_suite::Message>)>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, messages, json_extract(metadata, '$.id') FROM sequences WHERE task_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([task_id], |r| {
+                let id: i64 = r.get(0)?;
+                let named: Option<rusqlite::types::Value> = r.get(2)?;
+                let name = match named {
+                    Some(rusqlite::types::Value::Text(s)) => s,
+                    Some(rusqlite::types::Value::Integer(i)) => i.to_string(),
+                    Some(rusqlite::types::Value::Real(x)) => x.to_string(),
+                    _ => format!("#{id}"),
+                };
+                Ok((name, r.get::<_, String>(1)?))
+            })
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (name, text) = row.map_err(|e| self.sqlite(e))?;
+            out.push((name, column(&text, "a sequence", task_id)?));
+        }
+        Ok(out)
+    }
+
+    /// The distribution items of a task, in import order.
+    pub fn task_distribution_items(
+        &self,
+        task_id: i64,
+    ) -> Result<Vec<spectrum_suite::DistributionItem>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.name, x.description, x.input, x.options, x.probs, x.ordinal, x.metadata
+                 FROM distribution_items x JOIN tasks t ON t.id = x.task_id WHERE x.task_id = ?1 ORDER BY x.id",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        type Row = (String, String, String, String, String, bool, Option<String>);
+        let rows = stmt
+            .query_map([task_id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (task, description, input, options, probs, ordinal, meta): Row =
+                row.map_err(|e| self.sqlite(e))?;
+            out.push(spectrum_suite::DistributionItem {
+                task,
+                description,
+                input,
+                options: column(&options, "the options of an item", task_id)?,
+                probs: column(&probs, "the probabilities of an item", task_id)?,
+                ordinal,
+                metadata: metadata(meta, task_id)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The diverse-valid definitions of a task (description, examples, rule).
+    pub fn task_validity(&self, task_id: i64) -> Result<Vec<spectrum_suite::ValidityTask>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT t.name, v.description, v.examples, v.rule
+                 FROM validity_tasks v JOIN tasks t ON t.id = v.task_id WHERE v.task_id = ?1 ORDER BY v.id",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([task_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (task, description, examples, rule) = row.map_err(|e| self.sqlite(e))?;
+            out.push(spectrum_suite::ValidityTask {
+                task,
+                description,
+                examples: column(&examples, "the examples of a diverse-valid task", task_id)?,
+                rule: column(&rule, "the validity rule", task_id)?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -105,4 +105,45 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, step)
     );
     "#,
+    // 3: evaluation results: per-task summaries and every output, item and
+    // sample behind them, as JSON records with typed views for SQL users.
+    r#"
+    CREATE TABLE eval_tasks (
+        run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        family        TEXT NOT NULL CHECK (family IN ('steer', 'dist', 'valid')),
+        task          TEXT NOT NULL,
+        summary       TEXT NOT NULL,              -- JSON: the task's summary
+        PRIMARY KEY (run_id, family, task)
+    );
+    CREATE TABLE eval_rows (
+        run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        family        TEXT NOT NULL,
+        task          TEXT NOT NULL,
+        position      INTEGER NOT NULL,
+        record        TEXT NOT NULL,              -- JSON: one output, item or sample
+        PRIMARY KEY (run_id, family, task, position)
+    );
+    CREATE VIEW eval_outputs AS
+        SELECT run_id, task, json_extract(record, '$.sequence') AS sequence,
+               json_extract(record, '$.index') AS output_index,
+               json_extract(record, '$.loss') AS loss, json_extract(record, '$.acc') AS acc,
+               json_extract(record, '$.tokens') AS tokens
+        FROM eval_rows WHERE family = 'steer';
+    CREATE VIEW eval_items AS
+        SELECT run_id, task, json_extract(record, '$.id') AS item,
+               json_extract(record, '$.options') AS options, json_extract(record, '$.target') AS target,
+               json_extract(record, '$.p') AS p, json_extract(record, '$.q') AS q,
+               json_extract(record, '$.coverage') AS coverage, json_extract(record, '$.js') AS js,
+               json_extract(record, '$.kl') AS kl, json_extract(record, '$.reverse_kl') AS reverse_kl,
+               json_extract(record, '$.tv') AS tv, json_extract(record, '$.cross_entropy') AS cross_entropy,
+               json_extract(record, '$.mode_match') AS mode_match,
+               json_extract(record, '$.wasserstein') AS wasserstein
+        FROM eval_rows WHERE family = 'dist';
+    CREATE VIEW eval_samples AS
+        SELECT run_id, task, json_extract(record, '$.setting') AS setting,
+               json_extract(record, '$.temperature') AS temperature,
+               json_extract(record, '$.index') AS sample_index,
+               json_extract(record, '$.text') AS text, json_extract(record, '$.valid') AS valid
+        FROM eval_rows WHERE family = 'valid';
+    "#,
 ];

@@ -316,3 +316,103 @@ impl Store {
             .map_err(|e| self.sqlite(e))
     }
 }
+
+/// One finished task of an evaluation run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalTaskRecord {
+    pub family: String,
+    pub task: String,
+    pub summary: serde_json::Value,
+}
+
+impl Store {
+    /// Records one finished task of an evaluation run, its summary and every
+    /// row behind it, in one transaction (replacing an earlier record of it).
+    pub fn record_eval_task(
+        &mut self,
+        run_id: i64,
+        family: &str,
+        task: &str,
+        summary: &serde_json::Value,
+        rows: &[serde_json::Value],
+    ) -> Result<()> {
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let write = move || -> rusqlite::Result<()> {
+            let key = params![run_id, family, task];
+            tx.execute(
+                "DELETE FROM eval_rows WHERE run_id = ?1 AND family = ?2 AND task = ?3",
+                key,
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO eval_tasks (run_id, family, task, summary) VALUES (?1, ?2, ?3, ?4)",
+                params![run_id, family, task, summary.to_string()],
+            )?;
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO eval_rows (run_id, family, task, position, record) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?;
+            for (i, row) in rows.iter().enumerate() {
+                insert.execute(params![run_id, family, task, i as i64, row.to_string()])?;
+            }
+            drop(insert);
+            tx.commit()
+        };
+        write().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })
+    }
+
+    /// The finished tasks of an evaluation run, by family then task.
+    pub fn eval_tasks(&self, run_id: i64) -> Result<Vec<EvalTaskRecord>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT family, task, summary FROM eval_tasks WHERE run_id = ?1
+                 ORDER BY CASE family WHEN 'steer' THEN 0 WHEN 'dist' THEN 1 ELSE 2 END, task",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map([run_id], |r| {
+                let summary: String = r.get(2)?;
+                Ok(EvalTaskRecord {
+                    family: r.get(0)?,
+                    task: r.get(1)?,
+                    summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<_>>()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The rows (outputs, items or samples) behind one task of an evaluation run, in order.
+    pub fn eval_rows(
+        &self,
+        run_id: i64,
+        family: &str,
+        task: &str,
+    ) -> Result<Vec<serde_json::Value>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT record FROM eval_rows WHERE run_id = ?1 AND family = ?2 AND task = ?3 ORDER BY position",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map(params![run_id, family, task], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = Vec::new();
+        for text in rows {
+            let text = text.map_err(|e| self.sqlite(e))?;
+            out.push(serde_json::from_str(&text).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "an evaluation row of run {run_id} is not JSON: {e}"
+                ))
+            })?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,536 @@
+//! Evaluation use cases: run the three families of METHOD.md §4 on a model,
+//! keep every output, item and sample in the store, read runs back.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use spectrum_eval::dist::DistSummary;
+use spectrum_eval::metrics::{MeanSe, mean_se};
+use spectrum_eval::steer::{EvalSequence, SteerSummary};
+use spectrum_eval::valid::{Setting, ValidSummary};
+use spectrum_eval::{EvalError, Evaluator, Family, Profile, Settings};
+use spectrum_lm::{DeviceSpec, PromptFormat};
+use spectrum_store::{NewRun, RunRecord, Store, TaskFilter, TaskSummary};
+use spectrum_suite::Split;
+
+use crate::training::{find_run, unique_name};
+use crate::{Cancelled, Studio};
+
+/// What to evaluate, on what, how.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// `default`, a registered model, a folder or a GGUF file.
+    pub model: String,
+    pub families: Vec<Family>,
+    /// Task selectors: `held-out` (the default when empty), `train`, `all`,
+    /// task names, categories or dataset names.
+    pub tasks: Vec<String>,
+    pub format: PromptFormat,
+    pub profile: Profile,
+    /// The profile's settings with the user's overrides.
+    pub settings: Settings,
+    pub device: DeviceSpec,
+    pub name: Option<String>,
+}
+
+/// Where an evaluation is.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalProgress {
+    pub run_id: i64,
+    pub family: Family,
+    pub task: String,
+    /// Units (sequences, items, sample batches) of this task done, of `total`.
+    pub done: usize,
+    pub total: usize,
+    /// Tasks finished before this one, of `tasks_total`.
+    pub tasks_done: usize,
+    pub tasks_total: usize,
+}
+
+/// One (family, task) the run evaluates.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Planned {
+    family: Family,
+    task: String,
+    task_id: i64,
+}
+
+/// The spec stored with an evaluation run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredEval {
+    model: String,
+    model_path: PathBuf,
+    template: PromptFormat,
+    profile: Profile,
+    settings: Settings,
+    families: Vec<Family>,
+    tasks: Vec<String>,
+    plan: Vec<Planned>,
+}
+
+/// A task a family could not evaluate, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    pub family: Family,
+    pub task: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SteerReport {
+    /// Means over tasks (equal weight) of the task means of outputs with index >= 1.
+    pub loss: MeanSe,
+    pub acc: MeanSe,
+    pub tasks: Vec<SteerSummary>,
+    /// Every scored output, with its task.
+    pub outputs: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DistReport {
+    /// Means over tasks (equal weight).
+    pub js: MeanSe,
+    pub tv: MeanSe,
+    pub coverage: MeanSe,
+    pub tasks: Vec<DistSummary>,
+    /// Every item, with its task: id, options, target, p, coverage, q, js, kl, tv...
+    pub items: Vec<Value>,
+}
+
+/// Validity and diversity of one (setting, temperature) averaged over tasks
+/// with equal weight (METHOD.md §4.3).
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidOverall {
+    pub setting: Setting,
+    pub temperature: f64,
+    pub tasks: usize,
+    pub percent_valid: f64,
+    pub unique_pct: f64,
+    #[serde(rename = "yield")]
+    pub yield_: f64,
+    /// Over the closed-set tasks only.
+    pub coverage_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidReport {
+    pub overall: Vec<ValidOverall>,
+    pub tasks: Vec<ValidSummary>,
+    /// Every sample with its verdict and task.
+    pub samples: Vec<Value>,
+}
+
+/// An evaluation run and everything it produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub run: i64,
+    pub name: String,
+    pub status: String,
+    pub model: String,
+    pub template: PromptFormat,
+    pub profile: Profile,
+    pub settings: Settings,
+    pub steer: Option<SteerReport>,
+    pub dist: Option<DistReport>,
+    pub valid: Option<ValidReport>,
+    pub skipped: Vec<Skipped>,
+    /// Planned (family, task) pairs not finished (a cancelled or failed run).
+    pub unfinished: usize,
+}
+
+/// Which tasks the selectors name. An empty list means the held-out tasks.
+fn select_tasks(store: &Store, selectors: &[String]) -> Result<Vec<TaskSummary>> {
+    let all = store.tasks(&TaskFilter::default())?;
+    if all.is_empty() {
+        bail!(
+            "the store holds no tasks (fix: `spectrum import FILES`, or `spectrum demo` for the built-in suite)"
+        );
+    }
+    let selectors: Vec<String> = if selectors.is_empty() {
+        vec!["held-out".into()]
+    } else {
+        selectors.to_vec()
+    };
+    let mut chosen: Vec<TaskSummary> = Vec::new();
+    for sel in &selectors {
+        let matched: Vec<&TaskSummary> = if sel == "all" {
+            all.iter().collect()
+        } else if let Some(split) = Split::parse(sel) {
+            all.iter().filter(|t| t.split == split.as_str()).collect()
+        } else {
+            let by_name: Vec<&TaskSummary> = all.iter().filter(|t| &t.name == sel).collect();
+            if !by_name.is_empty() {
+                by_name
+            } else {
+                all.iter()
+                    .filter(|t| &t.category == sel || &t.dataset == sel)
+                    .collect()
+            }
+        };
+        if matched.is_empty() {
+            bail!(
+                "no task, category or dataset {sel:?} (fix: `spectrum tasks list` shows them; `held-out`, `train` and `all` select by split)"
+            );
+        }
+        for t in matched {
+            // A task imported twice under one name: the newest import wins.
+            chosen.retain(|c| c.name != t.name);
+            chosen.push(t.clone());
+        }
+    }
+    Ok(chosen)
+}
+
+fn plan(tasks: &[TaskSummary], families: &[Family]) -> Vec<Planned> {
+    let mut plan = Vec::new();
+    for &family in families {
+        for t in tasks {
+            let has = match family {
+                Family::Steer => t.sequences > 0,
+                Family::Dist => t.distribution_items > 0,
+                Family::Valid => t.validity_tasks > 0,
+            };
+            if has {
+                plan.push(Planned {
+                    family,
+                    task: t.name.clone(),
+                    task_id: t.id,
+                });
+            }
+        }
+    }
+    plan
+}
+
+/// The row JSON with its task added in front.
+fn with_task(task: &str, row: &impl Serialize) -> Result<Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("task".into(), Value::String(task.to_string()));
+    if let Value::Object(fields) = serde_json::to_value(row)? {
+        object.extend(fields);
+    }
+    Ok(Value::Object(object))
+}
+
+impl Studio {
+    /// Evaluates a model: every planned (family, task) in turn, each task's
+    /// results stored as soon as it finishes, so a cancel keeps finished tasks.
+    pub fn evaluate(
+        &self,
+        request: &EvalRequest,
+        progress: &mut dyn FnMut(&EvalProgress),
+        note: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<EvalReport> {
+        request.settings.validate()?;
+        if request.families.is_empty() {
+            bail!("no evaluation family chosen (fix: --family steer,dist,valid)");
+        }
+        // A device this build or machine lacks is refused before a run is recorded.
+        request.device.device()?;
+        let mut store = self.store()?;
+        let tasks = select_tasks(&store, &request.tasks)?;
+        let plan = plan(&tasks, &request.families);
+        if plan.is_empty() {
+            let names: Vec<&str> = request.families.iter().map(|f| f.as_str()).collect();
+            bail!(
+                "none of the {} selected tasks has data for {} (steer needs sequences, dist distribution items, valid diverse-valid definitions; fix: `spectrum tasks list` shows what each task holds)",
+                tasks.len(),
+                names.join(", ")
+            );
+        }
+        let model_path = self.resolve_model(&request.model, note)?;
+        let base = store
+            .models()?
+            .into_iter()
+            .find(|m| Path::new(&m.path) == model_path);
+        let model_name = base
+            .as_ref()
+            .map_or_else(|| model_path.display().to_string(), |m| m.name.clone());
+        let format_name = format!("{:?}", request.format).to_lowercase();
+        let name = unique_name(
+            &store,
+            request
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("eval-{model_name}-{format_name}")),
+        )?;
+        let stored = StoredEval {
+            model: model_name,
+            model_path: model_path.clone(),
+            template: request.format,
+            profile: request.profile,
+            settings: request.settings.clone(),
+            families: request.families.clone(),
+            tasks: request.tasks.clone(),
+            plan,
+        };
+        let spec = serde_json::to_value(&stored)?;
+        let run = store.create_run(&NewRun {
+            kind: "eval".into(),
+            name,
+            spec_hash: spec_hash(&spec.to_string()),
+            spec,
+            model_id: base.map(|m| m.id),
+            seed: request.settings.seed as i64,
+            device: format!("{:?}", request.device).to_lowercase(),
+            app_version: env!("CARGO_PKG_VERSION").into(),
+            out_dir: String::new(),
+            total_steps: stored.plan.len() as i64,
+        })?;
+        note(&format!(
+            "evaluation run {} ({}): {} task evaluations, profile {}, template {format_name}",
+            run.id,
+            run.name,
+            stored.plan.len(),
+            format!("{:?}", request.profile).to_lowercase()
+        ));
+        let result = self.run_plan(
+            &mut store,
+            &run,
+            &stored,
+            request.device,
+            progress,
+            note,
+            cancel,
+        );
+        match &result {
+            Ok(()) => store.set_run_status(run.id, "finished", None)?,
+            Err(e) if e.downcast_ref::<Cancelled>().is_some() => {
+                store.set_run_status(run.id, "cancelled", None)?
+            }
+            Err(e) => store.set_run_status(run.id, "failed", Some(&format!("{e:#}")))?,
+        }
+        result?;
+        self.eval_report(&run.id.to_string())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_plan(
+        &self,
+        store: &mut Store,
+        run: &RunRecord,
+        stored: &StoredEval,
+        device: DeviceSpec,
+        progress: &mut dyn FnMut(&EvalProgress),
+        note: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<()> {
+        note(&format!("loading {}", stored.model_path.display()));
+        let mut lm = spectrum_lm::load_local(&stored.model_path, device)?;
+        let tok = lm.tokenizer.clone();
+        let mut ev = Evaluator {
+            lm: &mut lm,
+            tok: &tok,
+            format: stored.template,
+            settings: &stored.settings,
+            cancel,
+        };
+        let total = stored.plan.len();
+        for (i, planned) in stored.plan.iter().enumerate() {
+            let (family, task) = (planned.family, planned.task.as_str());
+            let mut report = |done: usize, units: usize| {
+                progress(&EvalProgress {
+                    run_id: run.id,
+                    family,
+                    task: task.to_string(),
+                    done,
+                    total: units,
+                    tasks_done: i,
+                    tasks_total: total,
+                })
+            };
+            report(0, 1);
+            let outcome = match family {
+                Family::Steer => {
+                    let sequences: Vec<EvalSequence> = store
+                        .task_sequences_with_ids(planned.task_id)?
+                        .into_iter()
+                        .map(|(id, messages)| EvalSequence { id, messages })
+                        .collect();
+                    spectrum_eval::steer::evaluate(&mut ev, task, &sequences, &mut report)
+                        .map(|r| (to_json(&r.summary), r.outputs.iter().map(to_json).collect()))
+                }
+                Family::Dist => {
+                    let items = store.task_distribution_items(planned.task_id)?;
+                    spectrum_eval::dist::evaluate(&mut ev, task, &items, &mut report)
+                        .map(|r| (to_json(&r.summary), r.items.iter().map(to_json).collect()))
+                }
+                Family::Valid => {
+                    let defs = store.task_validity(planned.task_id)?;
+                    let Some(def) = defs.first() else {
+                        continue;
+                    };
+                    if defs.len() > 1 {
+                        note(&format!(
+                            "{task}: {} diverse-valid definitions, the first is used",
+                            defs.len()
+                        ));
+                    }
+                    spectrum_eval::valid::evaluate(&mut ev, def, &mut report)
+                        .map(|r| (to_json(&r.summary), r.samples.iter().map(to_json).collect()))
+                }
+            };
+            let (summary, rows): (Value, Vec<Value>) = match outcome {
+                Ok(done) => done,
+                Err(EvalError::Cancelled) => return Err(Cancelled("the evaluation").into()),
+                Err(EvalError::Task { task, reason }) => {
+                    note(&format!("{} {task}: skipped: {reason}", family.as_str()));
+                    (
+                        serde_json::json!({ "task": task, "skipped": reason }),
+                        Vec::new(),
+                    )
+                }
+                Err(e) => return Err(e).with_context(|| format!("{} {task}", family.as_str())),
+            };
+            store.record_eval_task(run.id, family.as_str(), task, &summary, &rows)?;
+            store.set_run_progress(run.id, i as i64 + 1, total as i64, "")?;
+        }
+        Ok(())
+    }
+
+    /// An evaluation run and all its results, as stored.
+    pub fn eval_report(&self, run: &str) -> Result<EvalReport> {
+        let store = self.store()?;
+        let record = find_run(&store, run)?;
+        if record.kind != "eval" {
+            bail!(
+                "run {} ({}) is a {} run, not an evaluation (fix: `spectrum runs list` shows each run's kind)",
+                record.id,
+                record.name,
+                record.kind
+            );
+        }
+        let stored: StoredEval = serde_json::from_value(record.spec.clone())
+            .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;
+        let finished = store.eval_tasks(record.id)?;
+        let mut skipped = Vec::new();
+        let (mut steer, mut dist, mut valid) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut outputs, mut items, mut samples) = (Vec::new(), Vec::new(), Vec::new());
+        for t in &finished {
+            let family = Family::parse(&t.family).context("unknown family in the store")?;
+            if let Some(reason) = t.summary.get("skipped").and_then(Value::as_str) {
+                skipped.push(Skipped {
+                    family,
+                    task: t.task.clone(),
+                    reason: reason.to_string(),
+                });
+                continue;
+            }
+            let rows = store.eval_rows(record.id, &t.family, &t.task)?;
+            let rows = rows
+                .iter()
+                .map(|r| with_task(&t.task, r))
+                .collect::<Result<Vec<_>>>()?;
+            let corrupt = || {
+                format!(
+                    "run {}: the {} summary of {} is not readable",
+                    record.id, t.family, t.task
+                )
+            };
+            match family {
+                Family::Steer => {
+                    steer.push(
+                        serde_json::from_value::<SteerSummary>(t.summary.clone())
+                            .with_context(corrupt)?,
+                    );
+                    outputs.extend(rows);
+                }
+                Family::Dist => {
+                    dist.push(
+                        serde_json::from_value::<DistSummary>(t.summary.clone())
+                            .with_context(corrupt)?,
+                    );
+                    items.extend(rows);
+                }
+                Family::Valid => {
+                    valid.push(
+                        serde_json::from_value::<ValidSummary>(t.summary.clone())
+                            .with_context(corrupt)?,
+                    );
+                    samples.extend(rows);
+                }
+            }
+        }
+        let over = |xs: Vec<f64>| mean_se(&xs);
+        Ok(EvalReport {
+            run: record.id,
+            name: record.name.clone(),
+            status: record.status.clone(),
+            model: stored.model.clone(),
+            template: stored.template,
+            profile: stored.profile,
+            unfinished: stored.plan.len().saturating_sub(finished.len()),
+            settings: stored.settings,
+            steer: (!steer.is_empty()).then(|| SteerReport {
+                loss: over(steer.iter().map(|s| s.loss.mean).collect()),
+                acc: over(steer.iter().map(|s| s.acc.mean).collect()),
+                tasks: steer,
+                outputs,
+            }),
+            dist: (!dist.is_empty()).then(|| DistReport {
+                js: over(dist.iter().map(|s| s.js.mean).collect()),
+                tv: over(dist.iter().map(|s| s.tv.mean).collect()),
+                coverage: over(dist.iter().map(|s| s.coverage.mean).collect()),
+                tasks: dist,
+                items,
+            }),
+            valid: (!valid.is_empty()).then(|| ValidReport {
+                overall: valid_overall(&valid),
+                tasks: valid,
+                samples,
+            }),
+            skipped,
+        })
+    }
+}
+
+fn to_json(x: &impl Serialize) -> Value {
+    serde_json::to_value(x).unwrap_or(Value::Null)
+}
+
+fn spec_hash(text: &str) -> String {
+    use sha2::Digest;
+    format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
+}
+
+/// METHOD.md §4.3: each (setting, temperature) averaged over tasks with equal weight.
+fn valid_overall(tasks: &[ValidSummary]) -> Vec<ValidOverall> {
+    let mut keys: Vec<(Setting, f64)> = Vec::new();
+    for t in tasks {
+        for c in &t.cells {
+            if !keys
+                .iter()
+                .any(|k| k.0 == c.setting && k.1 == c.temperature)
+            {
+                keys.push((c.setting, c.temperature));
+            }
+        }
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    keys.into_iter()
+        .map(|(setting, temperature)| {
+            let cells: Vec<_> = tasks
+                .iter()
+                .flat_map(|t| &t.cells)
+                .filter(|c| c.setting == setting && c.temperature == temperature)
+                .map(|c| &c.stats)
+                .collect();
+            let n = cells.len() as f64;
+            let closed: Vec<f64> = cells.iter().filter_map(|c| c.coverage_pct).collect();
+            ValidOverall {
+                setting,
+                temperature,
+                tasks: cells.len(),
+                percent_valid: cells.iter().map(|c| c.percent_valid).sum::<f64>() / n,
+                unique_pct: cells.iter().map(|c| c.unique_pct).sum::<f64>() / n,
+                yield_: cells.iter().map(|c| c.yield_ as f64).sum::<f64>() / n,
+                coverage_pct: (!closed.is_empty())
+                    .then(|| closed.iter().sum::<f64>() / closed.len() as f64),
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,234 @@
+//! Evaluation through the CLI on a tiny model built in code: the JSON document
+//! the issue specifies, results kept in the store and shown by `runs show`,
+//! `compare` on two runs, any imported task evaluated by name, clear errors.
+
+use spectrum_system_tests::Sandbox;
+
+/// A sandbox with a small built-in suite imported and a tiny model registered as `tiny`.
+fn setup() -> Sandbox {
+    let sb = Sandbox::default();
+    let suite = sb.path("suite");
+    sb.ok(&[
+        "suite",
+        "build",
+        "--out",
+        suite.to_str().expect("utf-8"),
+        "--size",
+        "8",
+    ]);
+    sb.ok(&["import", suite.to_str().expect("utf-8")]);
+    let model = sb.path("tiny");
+    spectrum_lm::tiny::write_model(&model, 32, 2, 3).expect("tiny model");
+    sb.ok(&[
+        "model",
+        "add",
+        model.to_str().expect("utf-8"),
+        "--name",
+        "tiny",
+    ]);
+    sb
+}
+
+const EVAL: [&str; 12] = [
+    "eval",
+    "--model",
+    "tiny",
+    "--budget",
+    "256",
+    "--max-sequences",
+    "4",
+    "--samples",
+    "8",
+    "--temperatures",
+    "1",
+    "--max-new-tokens",
+];
+
+fn eval(sb: &Sandbox, extra: &[&str]) -> serde_json::Value {
+    let mut args = EVAL.to_vec();
+    args.push("8");
+    args.extend_from_slice(extra);
+    sb.json(&args)
+}
+
+#[test]
+fn eval_json_holds_every_family_and_is_kept_in_the_store() {
+    let sb = setup();
+    let report = eval(&sb, &["--name", "first"]);
+    assert_eq!(report["status"], "finished");
+    assert_eq!(report["template"], "spectrum");
+    let run = report["run"].as_i64().expect("run id");
+
+    // Steerability: the 8 held-out tasks, k examples each, outputs with tasks.
+    let steer = &report["steer"];
+    let tasks = steer["tasks"].as_array().expect("steer tasks");
+    assert_eq!(tasks.len(), 8, "{tasks:?}");
+    for t in tasks {
+        let k = t["k"].as_u64().expect("k");
+        assert!(k >= 2);
+        assert_eq!(t["curve"].as_array().expect("curve").len() as u64, k);
+        assert!(t["loss"]["mean"].as_f64().expect("loss") > 0.0);
+    }
+    let outputs = steer["outputs"].as_array().expect("outputs");
+    assert!(
+        outputs
+            .iter()
+            .all(|o| o["task"].is_string() && o["sequence"].is_string())
+    );
+
+    // Distributional items carry id, options, p, coverage, q, js, kl, tv.
+    let items = report["dist"]["items"].as_array().expect("items");
+    assert!(!items.is_empty());
+    for item in items {
+        for key in ["id", "options", "p", "coverage", "q", "js", "kl", "tv"] {
+            assert!(!item[key].is_null(), "item lacks {key}: {item}");
+        }
+        let p: Vec<f64> = serde_json::from_value(item["p"].clone()).expect("p");
+        let q: Vec<f64> = serde_json::from_value(item["q"].clone()).expect("q");
+        let coverage = item["coverage"].as_f64().expect("coverage");
+        assert!((p.iter().sum::<f64>() - coverage).abs() < 1e-9);
+        assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let js = item["js"].as_f64().expect("js");
+        assert!((0.0..=std::f64::consts::LN_2).contains(&js));
+    }
+
+    // Validity: every sample stored with its verdict, 3 settings x 1 temperature.
+    let valid = &report["valid"];
+    let samples = valid["samples"].as_array().expect("samples");
+    let valid_tasks = valid["tasks"].as_array().expect("valid tasks").len();
+    assert_eq!(samples.len(), valid_tasks * 3 * 8);
+    assert!(
+        samples
+            .iter()
+            .all(|s| s["valid"].is_boolean() && s["text"].is_string())
+    );
+    assert_eq!(valid["overall"].as_array().expect("overall").len(), 3);
+
+    // The same document comes back from the store.
+    let shown = sb.json(&["runs", "show", &run.to_string()]);
+    assert_eq!(shown["steer"]["tasks"], report["steer"]["tasks"]);
+    assert_eq!(shown["dist"]["items"], report["dist"]["items"]);
+    let table = sb.ok(&["runs", "show", "first"]);
+    assert!(
+        table.contains("STEERABILITY") && table.contains("DISTRIBUTIONAL"),
+        "{table}"
+    );
+    let list = sb.ok(&["runs", "list"]);
+    assert!(list.contains("first") && list.contains("eval"), "{list}");
+
+    // Same seed, same results.
+    let again = eval(&sb, &["--name", "second"]);
+    assert_eq!(again["steer"]["tasks"], report["steer"]["tasks"]);
+    assert_eq!(again["valid"]["samples"], report["valid"]["samples"]);
+
+    // Compare: identical runs tie everywhere.
+    let cmp = sb.json(&["compare", "first", "second"]);
+    let tally = &cmp["candidates"][0]["tally"];
+    assert_eq!(tally["steer"]["tie"].as_u64(), Some(8), "{tally}");
+    assert_eq!(tally["steer"]["win"].as_u64(), Some(0));
+    let text = sb.ok(&["compare", "first", "second"]);
+    assert!(text.contains("wins") && text.contains("ties"), "{text}");
+}
+
+#[test]
+fn templates_are_factors_and_tasks_are_chosen_by_name() {
+    let sb = setup();
+    let colon = eval(
+        &sb,
+        &[
+            "--template",
+            "colon",
+            "--family",
+            "dist",
+            "--tasks",
+            "urn_red_count",
+        ],
+    );
+    assert_eq!(colon["template"], "colon");
+    assert!(colon["steer"].is_null() && colon["valid"].is_null());
+    let tasks = colon["dist"]["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 1);
+    assert_eq!(tasks[0]["task"], "urn_red_count");
+    let chat = eval(
+        &sb,
+        &[
+            "--template",
+            "chat",
+            "--family",
+            "dist",
+            "--tasks",
+            "urn_red_count",
+        ],
+    );
+    assert_eq!(chat["template"], "chat");
+    // Another prompt, other probabilities.
+    assert_ne!(
+        chat["dist"]["items"][0]["p"],
+        colon["dist"]["items"][0]["p"]
+    );
+}
+
+#[test]
+fn an_imported_distribution_file_is_evaluated_by_task_name() {
+    let sb = Sandbox::default();
+    let file = sb.write(
+        "coins.jsonl",
+        br#"{"task": "weighted_coin", "description": "A coin that lands heads 70% of the time.", "options": ["heads", "tails"], "probs": [0.7, 0.3], "id": "c1"}
+{"task": "weighted_coin", "description": "A coin that lands heads 20% of the time.", "options": ["heads", "tails"], "probs": [0.2, 0.8], "id": "c2"}
+"#,
+    );
+    sb.ok(&[
+        "import",
+        file.to_str().expect("utf-8"),
+        "--split",
+        "held-out",
+    ]);
+    let model = sb.path("tiny");
+    spectrum_lm::tiny::write_model(&model, 32, 2, 3).expect("tiny model");
+    let report = sb.json(&[
+        "eval",
+        "--model",
+        model.to_str().expect("utf-8"),
+        "--tasks",
+        "weighted_coin",
+        "--family",
+        "dist",
+    ]);
+    let items = report["dist"]["items"].as_array().expect("items");
+    let mut ids: Vec<&str> = items
+        .iter()
+        .map(|i| i["id"].as_str().expect("id"))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["c1", "c2"]);
+    assert_eq!(items[0]["options"], serde_json::json!(["heads", "tails"]));
+}
+
+#[test]
+fn bad_requests_name_the_fix_and_record_nothing() {
+    let sb = setup();
+    let out = sb.run(&["eval", "--model", "tiny", "--tasks", "no_such_task"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no_such_task") && err.contains("spectrum tasks list"),
+        "{err}"
+    );
+    let out = sb.run(&["eval", "--model", "tiny", "--family", "vibes"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("steer, dist or valid"));
+    let out = sb.run(&["eval", "--model", "tiny", "--temperatures", "0"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("temperatures"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sb.run(&["compare", "1", "2"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("spectrum runs list"));
+    assert!(
+        sb.ok(&["runs", "list"]).contains("no runs yet")
+            || sb
+                .json(&["runs", "list"])
+                .as_array()
+                .is_some_and(|r| r.is_empty())
+    );
+}
