@@ -226,7 +226,7 @@ fn broken_model_folders_get_clear_errors() {
 }
 
 #[test]
-fn demo_builds_imports_installs_and_tunes_the_default_model() {
+fn demo_builds_imports_installs_tunes_and_evaluates_the_default_model() {
     let sb = Sandbox::default();
     // The demo installs the default model beside the store; reuse the shared copy.
     std::fs::create_dir_all(sb.path("models")).expect("mkdir");
@@ -243,6 +243,8 @@ fn demo_builds_imports_installs_and_tunes_the_default_model() {
         "192",
         "--eval-sequences",
         "2",
+        "--eval-size",
+        "2",
     ];
     let out = sb.run(&quick);
     assert!(
@@ -252,11 +254,12 @@ fn demo_builds_imports_installs_and_tunes_the_default_model() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     for step in [
-        "1/4 building",
-        "2/4 importing",
-        "3/4 installing the default model",
-        "4/4 Spectrum-tuning it",
+        "1/5 building",
+        "2/5 importing",
+        "3/5 installing the default model",
+        "4/5 Spectrum-tuning it",
         "held-out loss (outputs with index >= 1)",
+        "5/5 evaluating on the held-out tasks",
     ] {
         assert!(stderr.contains(step), "{stderr}");
     }
@@ -269,14 +272,30 @@ fn demo_builds_imports_installs_and_tunes_the_default_model() {
     let models = sb.json(&["model", "list"]);
     assert_eq!(models[0]["name"], "SmolLM2-135M-Instruct");
     assert_eq!(models[1]["name"], "SmolLM2-135M-Instruct-spectrum");
+    // One training run, then two evaluations (instruct + chat, tuned + spectrum), compared.
     let runs = sb.json(&["runs", "list"]);
-    assert_eq!(runs[0]["status"], "finished");
+    assert_eq!(runs.as_array().expect("array").len(), 3);
+    assert!(
+        runs.as_array()
+            .expect("array")
+            .iter()
+            .all(|r| r["status"] == "finished")
+    );
+    assert_eq!(runs[0]["kind"], "eval");
+    assert_eq!(runs[2]["kind"], "train");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("baseline:") && stdout.contains("wins"),
+        "{stdout}"
+    );
     // Running it again changes nothing.
     let again = sb.run(&quick);
     assert!(again.status.success());
     let stderr = String::from_utf8_lossy(&again.stderr);
     assert!(
-        stderr.contains("already imported") && stderr.contains("already tuned"),
+        stderr.contains("already imported")
+            && stderr.contains("already tuned")
+            && stderr.contains("already evaluated"),
         "{stderr}"
     );
     assert_eq!(
@@ -288,6 +307,6 @@ fn demo_builds_imports_installs_and_tunes_the_default_model() {
     );
     assert_eq!(
         sb.json(&["runs", "list"]).as_array().expect("array").len(),
-        1
+        3
     );
 }

@@ -392,6 +392,28 @@ impl Studio {
         Ok(())
     }
 
+    /// A finished evaluation of the same model, template, families, tasks and
+    /// settings as `request`, if there is one (the demo reuses it).
+    pub fn finished_eval(&self, request: &EvalRequest) -> Result<Option<EvalReport>> {
+        let store = self.store()?;
+        let path = self.resolve_model(&request.model, &mut |_| {})?;
+        for run in store.runs(Some("eval"))? {
+            let Ok(s) = serde_json::from_value::<StoredEval>(run.spec.clone()) else {
+                continue;
+            };
+            if run.status == "finished"
+                && s.model_path == path
+                && s.template == request.format
+                && s.settings == request.settings
+                && s.families == request.families
+                && s.tasks == request.tasks
+            {
+                return self.eval_report(&run.id.to_string()).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
     /// An evaluation run and all its results, as stored.
     pub fn eval_report(&self, run: &str) -> Result<EvalReport> {
         let store = self.store()?;

@@ -137,7 +137,7 @@ pub enum Command {
     },
     /// Write a run's tuned model as a PEFT adapter folder and/or a merged Hugging Face folder.
     Export(ExportArgs),
-    /// Run the main job on the built-in defaults: build the suite, import it, install the default model, tune it.
+    /// Run the main job on the built-in defaults: build the suite, import it, install the default model, tune it, evaluate base vs tuned.
     ///
     /// Running it again reuses what is done: an interrupted tuning run resumes.
     Demo(DemoArgs),
@@ -499,6 +499,10 @@ pub struct DemoArgs {
     /// Held-out sequences for the held-out loss (default: the cpu preset's).
     #[arg(long)]
     pub eval_sequences: Option<usize>,
+    /// Shrinks the final evaluation to N sequences, items and samples per
+    /// task at temperature 1 (default: the quick profile).
+    #[arg(long, value_name = "N")]
+    pub eval_size: Option<usize>,
 }
 
 impl DemoArgs {

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
-    Cancelled, EvalProgress, EvalReport, GenerateRequest, ImportOutcome, ImportRequest, Progress,
-    PromptSource, SamplingParams, ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
+    Cancelled, EvalProgress, EvalReport, EvalRequest, Family, GenerateRequest, ImportOutcome,
+    ImportRequest, Progress, PromptFormat, PromptSource, SamplingParams, ScoreRequest, Studio,
+    TrainOutcome, TrainProgress, TrainRequest,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
@@ -388,14 +389,14 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let config = a.knobs.config();
     out.note(&format!(
-        "1/4 building the built-in suite (seed {}, {} sequences per task) in {}",
+        "1/5 building the built-in suite (seed {}, {} sequences per task) in {}",
         config.seed,
         config.size,
         dir.display()
     ));
     studio.build_suite(&config, &dir)?;
     out.note(&format!(
-        "2/4 importing it into {}",
+        "2/5 importing it into {}",
         studio.store_path().display()
     ));
     let request = ImportRequest {
@@ -412,7 +413,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let tasks = studio.tasks(None, Some(&dataset.id.to_string()))?;
     out.tasks(&tasks)?;
-    out.note("3/4 installing the default model (SmolLM2-135M-Instruct)");
+    out.note("3/5 installing the default model (SmolLM2-135M-Instruct)");
     let model = studio.install_default_model(&mut |m| out.note(m))?;
     out.model(&model)?;
     let spec = a.run_spec(dataset.id);
@@ -421,15 +422,17 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         spectrum_app::Length::Epochs(_) => 0,
     };
     out.note(&format!(
-        "4/4 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 15 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
+        "4/5 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 15 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
     ));
     let wanted = serde_json::to_value(&spec)?;
+    let mut tuned = None;
     let earlier = studio.runs()?.into_iter().find(|r| {
         r.kind == "train" && r.model.as_deref() == Some(&model.name) && r.spec["spec"] == wanted
     });
     let outcome = match earlier {
         Some(run) if run.status == "finished" => {
             out.note(&format!("already tuned: run {} ({})", run.id, run.name));
+            tuned = run.result_model.clone();
             None
         }
         Some(run) => Some(train_with_progress(out, |p, _| {
@@ -451,8 +454,53 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         if outcome.cancelled {
             return Err(Cancelled("the demo").into());
         }
+        tuned = outcome.model.map(|m| m.name);
     }
-    out.note("next: `spectrum runs list` shows the run; `spectrum tasks list --split held_out` the evaluation tasks;");
-    out.note("      `spectrum generate --model SmolLM2-135M-Instruct-spectrum --task us_state -n 5` samples the tuned model");
+    let tuned = tuned.context("the tuning run registered no model")?;
+    let profile = spectrum_app::Profile::Quick;
+    let mut settings = profile.settings();
+    if let Some(n) = a.eval_size {
+        (settings.max_sequences, settings.max_items, settings.samples) = (n, n, n);
+        settings.temperatures = vec![1.0];
+    }
+    out.note(&format!(
+        "5/5 evaluating on the held-out tasks ({} profile): the instruct model with its chat template, then the tuned model with the spectrum template",
+        format!("{profile:?}").to_lowercase()
+    ));
+    let mut runs = Vec::new();
+    for (model, format) in [
+        (model.name.clone(), PromptFormat::Chat),
+        (tuned.clone(), PromptFormat::Spectrum),
+    ] {
+        let request = EvalRequest {
+            model,
+            families: Family::ALL.to_vec(),
+            tasks: vec!["held-out".into()],
+            format,
+            profile,
+            settings: settings.clone(),
+            device: Default::default(),
+            name: None,
+        };
+        let report = match studio.finished_eval(&request)? {
+            Some(report) => {
+                out.note(&format!(
+                    "already evaluated: run {} ({})",
+                    report.run, report.name
+                ));
+                report
+            }
+            None => eval_with_progress(out, |p, n| studio.evaluate(&request, p, n, cancel))?,
+        };
+        runs.push(report.run.to_string());
+    }
+    out.comparison(&studio.compare(&runs)?)?;
+    out.note(&format!(
+        "next: `spectrum runs show {}` shows the tuned model's evaluation; `spectrum eval --help` evaluates any model;",
+        runs[1]
+    ));
+    out.note(&format!(
+        "      `spectrum generate --model {tuned} --task us_state -n 5` samples the tuned model"
+    ));
     Ok(())
 }
