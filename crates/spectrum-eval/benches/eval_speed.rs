@@ -193,13 +193,21 @@ fn main() {
                 r.outputs
                     .iter()
                     .map(|span| {
+                        // The prefix that ends with this output; its tokens are scored at
+                        // entries start - 1 .. end - 1.
                         let s = lm
                             .score_tokens(&[r.ids[..span.end].to_vec()])
                             .expect("score");
-                        spectrum_lm::engine::output_scores(r, &s[0])
-                            .into_iter()
-                            .find(|o| o.index == span.index)
-                            .expect("output")
+                        let loss = -s[0].logprobs[span.start - 1..span.end - 1]
+                            .iter()
+                            .map(|&l| l as f64)
+                            .sum::<f64>();
+                        spectrum_lm::OutputScore {
+                            index: span.index,
+                            loss: span.loss.then_some(loss),
+                            acc: None,
+                            tokens: span.end - span.start,
+                        }
                     })
                     .collect::<Vec<_>>()
             })

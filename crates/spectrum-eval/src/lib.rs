@@ -75,8 +75,9 @@ impl Profile {
                 budget: 512,
                 max_sequences: 12,
                 max_items: 24,
-                samples: 40,
+                samples: 32,
                 temperatures: vec![0.7, 1.0, 1.3],
+                max_new_tokens: 32,
                 ..Settings::default()
             },
             Profile::Standard => Settings {

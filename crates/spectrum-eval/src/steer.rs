@@ -87,8 +87,8 @@ pub fn first_examples(messages: &[Message], k: usize) -> Vec<Message> {
     out
 }
 
-/// The sequences a task is scored on: k by the rule, then up to
-/// `settings.max_sequences` of those with k examples, chosen by seed, cut to k.
+/// The sequences a task is scored on: k by the rule, then the first
+/// `settings.max_sequences` with k examples in an order chosen by seed, cut to k.
 pub fn prepare(
     tok: &TextTokenizer,
     format: PromptFormat,
@@ -108,10 +108,16 @@ pub fn prepare(
             settings.budget
         ),
     })?;
-    let eligible: Vec<usize> = (0..sequences.len()).filter(|&i| fits[i] >= k).collect();
+    // The seeded order covers every sequence, so runs whose k differs (another
+    // template or tokenizer) still choose mostly the same sequences to pair on.
     let mut chosen = Vec::new();
-    for pick in sample_indices(eligible.len(), settings.max_sequences, settings.seed, task) {
-        let s = &sequences[eligible[pick]];
+    let order = sample_indices(sequences.len(), sequences.len(), settings.seed, task);
+    for i in order
+        .into_iter()
+        .filter(|&i| fits[i] >= k)
+        .take(settings.max_sequences)
+    {
+        let s = &sequences[i];
         let messages = first_examples(&s.messages, k);
         chosen.push((
             s.id.clone(),
