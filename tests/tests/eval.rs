@@ -232,3 +232,64 @@ fn bad_requests_name_the_fix_and_record_nothing() {
                 .is_some_and(|r| r.is_empty())
     );
 }
+
+#[test]
+fn ctrl_c_keeps_the_finished_tasks() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let sb = setup();
+    // Steerability finishes in a moment; the sampling after it runs long.
+    let child = sb
+        .command(&[
+            "eval",
+            "--model",
+            "tiny",
+            "--family",
+            "steer,valid",
+            "--budget",
+            "256",
+            "--samples",
+            "3000",
+            "--max-new-tokens",
+            "64",
+            "--name",
+            "stopped",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the evaluation");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let runs = sb.json(&["runs", "list"]);
+        let step = runs
+            .as_array()
+            .and_then(|r| r.first())
+            .and_then(|r| r["step"].as_i64());
+        if step.is_some_and(|s| s >= 8) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "steerability did not finish: {runs}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("finished tasks are kept"));
+    let report = sb.json(&["runs", "show", "stopped"]);
+    assert_eq!(report["status"], "cancelled");
+    assert_eq!(report["steer"]["tasks"].as_array().expect("kept").len(), 8);
+    assert!(report["unfinished"].as_u64().expect("unfinished") >= 1);
+}

@@ -316,6 +316,7 @@ fn eval_with_progress(
         bar.set_draw_target(ProgressDrawTarget::stderr());
     }
     let mut current = String::new();
+    let started = Instant::now();
     let mut on_progress = |p: &EvalProgress| {
         bar.set_length(p.tasks_total as u64 * UNIT);
         let within = (p.done as u64 * UNIT) / p.total.max(1) as u64;
@@ -329,7 +330,15 @@ fn eval_with_progress(
         );
         if what != current {
             if bar.is_hidden() {
-                eprintln!("{what}");
+                // Plain lines (stderr is not a terminal): the estimate from the pace so far.
+                let done = p.tasks_done as f64 / p.tasks_total.max(1) as f64;
+                let elapsed = started.elapsed().as_secs_f64();
+                if done > 0.0 {
+                    let left = elapsed * (1.0 - done) / done;
+                    eprintln!("{what} (about {} left)", output::duration(left));
+                } else {
+                    eprintln!("{what}");
+                }
             }
             current = what.clone();
         }

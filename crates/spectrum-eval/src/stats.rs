@@ -78,7 +78,12 @@ pub fn paired(diffs: &[f64], seed: u64) -> Option<Interval> {
 }
 
 /// Unpaired bootstrap of `stat(candidate) - stat(baseline)`, each resampled on
-/// its own (samples of two runs are independent draws).
+/// its own (samples of two runs are independent draws). A count of distinct
+/// strings (yield) shrinks when samples are drawn with replacement, which
+/// would put the whole interval below the observed difference; so the draws
+/// are scaled by observed / mean of the draws. Scaling never changes a draw's
+/// sign, so the verdict is that of the plain percentile interval (for a yield
+/// difference, a conservative one), and means are left as they are.
 pub fn unpaired<T>(
     baseline: &[T],
     candidate: &[T],
@@ -95,15 +100,19 @@ pub fn unpaired<T>(
             .collect();
         stat(&pick)
     };
-    let draws = (0..RESAMPLES)
+    let mut draws: Vec<f64> = (0..RESAMPLES)
         .map(|_| draw(candidate, &mut rng) - draw(baseline, &mut rng))
         .collect();
     let all = |xs: &[T]| stat(&xs.iter().collect::<Vec<_>>());
-    Some(interval(
-        all(candidate) - all(baseline),
-        draws,
-        candidate.len(),
-    ))
+    let observed = all(candidate) - all(baseline);
+    let mean = draws.iter().sum::<f64>() / RESAMPLES as f64;
+    let scale = observed / mean;
+    if scale.is_finite() && scale > 0.0 {
+        for d in &mut draws {
+            *d *= scale;
+        }
+    }
+    Some(interval(observed, draws, candidate.len()))
 }
 
 #[cfg(test)]
@@ -136,5 +145,24 @@ mod tests {
         assert!((i.diff - 0.5).abs() < 1e-12);
         assert!(i.lo > 0.2 && i.hi < 0.8, "{i:?}");
         assert_eq!(i.verdict(false), Verdict::Win);
+    }
+
+    #[test]
+    fn a_count_of_distinct_values_stays_inside_its_interval() {
+        // 32 distinct strings against 16 repeated twice: resampling shrinks both
+        // counts, the shifted interval still holds the observed difference.
+        let a: Vec<u32> = (0..32).map(|i| i / 2).collect();
+        let b: Vec<u32> = (0..32).collect();
+        let distinct =
+            |xs: &[&u32]| xs.iter().collect::<std::collections::HashSet<_>>().len() as f64;
+        let i = unpaired(&a, &b, distinct, 5).expect("interval");
+        assert_eq!(i.diff, 16.0);
+        assert!(i.lo < 16.0 && 16.0 < i.hi, "{i:?}");
+        // One valid sample against none is not a win.
+        let none = vec![false; 32];
+        let one: Vec<bool> = (0..32).map(|i| i == 0).collect();
+        let valid = |xs: &[&bool]| xs.iter().filter(|v| ***v).count().min(1) as f64;
+        let i = unpaired(&none, &one, valid, 5).expect("interval");
+        assert_eq!(i.verdict(false), Verdict::Tie, "{i:?}");
     }
 }
