@@ -102,3 +102,17 @@ impl Sandbox {
         serde_json::from_str(&self.ok(&full)).expect("stdout is JSON")
     }
 }
+
+/// Sends Ctrl-C (SIGINT) to a running `spectrum` and waits for it; it must
+/// exit with status 130. Returns its stderr.
+pub fn interrupt(child: std::process::Child) -> String {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("kill -INT");
+    assert!(status.success());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    stderr
+}

@@ -72,19 +72,7 @@ fn killed_import_leaves_nothing_and_the_store_stays_usable() {
 fn ctrl_c_cancels_an_import_cleanly() {
     let sb = Sandbox::default();
     let child = start_large_import(&sb, 1 << 20);
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = spectrum_system_tests::interrupt(child);
     assert!(
         stderr.contains("cancelled; nothing was imported"),
         "{stderr}"

@@ -275,19 +275,8 @@ fn ctrl_c_keeps_the_finished_tasks() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("finished tasks are kept"));
+    let stderr = spectrum_system_tests::interrupt(child);
+    assert!(stderr.contains("finished tasks are kept"), "{stderr}");
     let report = sb.json(&["runs", "show", "stopped"]);
     assert_eq!(report["status"], "cancelled");
     assert_eq!(report["steer"]["tasks"].as_array().expect("kept").len(), 8);

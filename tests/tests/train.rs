@@ -187,19 +187,7 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
         std::thread::sleep(Duration::from_millis(10));
     };
     wait_for_checkpoint(&dir.join("checkpoints"), 10, &mut child);
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .expect("kill -INT");
-    assert!(status.success());
-    let out = child.wait_with_output().expect("wait");
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = spectrum_system_tests::interrupt(child);
     assert!(
         stderr.contains("--resume"),
         "tells how to continue: {stderr}"
