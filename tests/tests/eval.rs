@@ -282,3 +282,91 @@ fn ctrl_c_keeps_the_finished_tasks() {
     assert_eq!(report["steer"]["tasks"].as_array().expect("kept").len(), 8);
     assert!(report["unfinished"].as_u64().expect("unfinished") >= 1);
 }
+
+#[test]
+fn report_and_charts_of_stored_runs() {
+    let sb = setup();
+    eval(&sb, &["--name", "a"]);
+    eval(&sb, &["--name", "b", "--template", "colon"]);
+    let pdf = sb.path("out/report.pdf");
+    let pdf_s = pdf.to_str().expect("utf-8");
+    let report = [
+        "report",
+        "a",
+        "b",
+        "--out",
+        pdf_s,
+        "--created",
+        "2026-01-02",
+    ];
+    sb.ok(&report);
+    let first = std::fs::read(&pdf).expect("the report");
+    sb.ok(&report);
+    assert_eq!(
+        first,
+        std::fs::read(&pdf).expect("again"),
+        "same runs and date, same bytes"
+    );
+    let text = std::process::Command::new("pdftotext")
+        .args([pdf_s, "-"])
+        .output()
+        .expect("pdftotext (Debian: poppler-utils)");
+    let text = String::from_utf8_lossy(&text.stdout);
+    for needle in [
+        "Summary",
+        "In-context steerability",
+        "Distributional alignment",
+        "Validity and diversity",
+        "urn_red_count",
+        "element_symbol",
+        "a (spectrum)",
+        "b (colon)",
+        "wins",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle:?} missing from the report:\n{text}"
+        );
+    }
+    // One section only.
+    sb.ok(&["report", "a", "--out", pdf_s, "--sections", "summary"]);
+    let short = std::process::Command::new("pdfinfo")
+        .arg(pdf_s)
+        .output()
+        .expect("pdfinfo");
+    assert!(String::from_utf8_lossy(&short.stdout).contains("Pages:           3"));
+
+    let svg = sb.path("steer.svg");
+    sb.ok(&[
+        "chart",
+        "steer",
+        "a",
+        "b",
+        "--out",
+        svg.to_str().expect("utf-8"),
+    ]);
+    let content = std::fs::read_to_string(&svg).expect("svg");
+    assert!(
+        content.starts_with("<svg") && content.contains("zipf_rank"),
+        "{content}"
+    );
+    let png = sb.path("heat.png");
+    sb.ok(&[
+        "chart",
+        "heatmap",
+        "a",
+        "b",
+        "--task",
+        "dist",
+        "--out",
+        png.to_str().expect("utf-8"),
+    ]);
+    assert!(std::fs::read(&png).expect("png").starts_with(b"\x89PNG"));
+
+    let err = |args: &[&str]| String::from_utf8_lossy(&sb.run(args).stderr).into_owned();
+    assert!(err(&["chart", "steer", "a", "--out", "x.txt"]).contains(".svg or .png"));
+    assert!(err(&["chart", "training", "a", "--out", "x.svg"]).contains("training run"));
+    assert!(
+        err(&["report", "a", "--out", pdf_s, "--sections", "bogus"]).contains("summary, steer")
+    );
+}

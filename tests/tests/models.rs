@@ -254,12 +254,13 @@ fn demo_builds_imports_installs_tunes_and_evaluates_the_default_model() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     for step in [
-        "1/5 building",
-        "2/5 importing",
-        "3/5 installing the default model",
-        "4/5 Spectrum-tuning it",
+        "1/6 building",
+        "2/6 importing",
+        "3/6 installing the default model",
+        "4/6 Spectrum-tuning it",
         "held-out loss (outputs with index >= 1)",
-        "5/5 evaluating on the held-out tasks",
+        "5/6 evaluating on the held-out tasks",
+        "6/6 writing the PDF report",
     ] {
         assert!(stderr.contains(step), "{stderr}");
     }

@@ -130,6 +130,8 @@ pub struct EvalReport {
     pub name: String,
     pub status: String,
     pub model: String,
+    /// The model folder the run evaluated.
+    pub model_path: PathBuf,
     pub template: PromptFormat,
     pub profile: Profile,
     pub settings: Settings,
@@ -483,6 +485,7 @@ impl Studio {
             name: record.name.clone(),
             status: record.status.clone(),
             model: stored.model.clone(),
+            model_path: stored.model_path.clone(),
             template: stored.template,
             profile: stored.profile,
             unfinished: stored.plan.len().saturating_sub(finished.len()),

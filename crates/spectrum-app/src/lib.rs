@@ -7,6 +7,7 @@ mod datasets;
 mod evaluation;
 mod inference;
 mod models;
+mod report;
 mod training;
 
 use std::path::{Path, PathBuf};
@@ -20,6 +21,7 @@ pub use evaluation::{
     ValidReport,
 };
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
+pub use report::{CHART_KINDS, ReportRequest, SECTIONS};
 pub use spectrum_eval::metrics::MeanSe;
 pub use spectrum_eval::stats::{Interval, Verdict};
 pub use spectrum_eval::{Family, Profile, Settings as EvalSettings};

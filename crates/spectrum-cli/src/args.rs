@@ -130,6 +130,22 @@ pub enum Command {
         #[arg(required = true, num_args = 2..)]
         runs: Vec<String>,
     },
+    /// Write the PDF report of evaluation and training runs.
+    ///
+    /// Title page (runs, models and datasets with content hashes), a summary of
+    /// the three families with confidence intervals against the baseline,
+    /// steerability curves, model vs target distributions, the validity-diversity
+    /// trade-off, per-task tables and heatmaps, training curves, the prompt
+    /// templates with a rendered example, and every run's spec. Text is real
+    /// text; charts are vector graphics.
+    Report(ReportArgs),
+    /// Draw one chart of stored runs as SVG or PNG (by the file's extension).
+    ///
+    /// Kinds: steer (steerability curves), items (model vs target bars of a
+    /// distributional task), js (JS divergence per item), validity (validity vs
+    /// yield over the temperature sweep), heatmap (tasks x runs against the
+    /// baseline; --task steer, dist or valid picks the metric), training.
+    Chart(ChartArgs),
     /// List and inspect training and evaluation runs.
     Runs {
         #[command(subcommand)]
@@ -137,7 +153,7 @@ pub enum Command {
     },
     /// Write a run's tuned model as a PEFT adapter folder and/or a merged Hugging Face folder.
     Export(ExportArgs),
-    /// Run the main job on the built-in defaults: build the suite, import it, install the default model, tune it, evaluate base vs tuned.
+    /// Run the main job on the built-in defaults: build the suite, import it, install the default model, tune it, evaluate base vs tuned, write the PDF report.
     ///
     /// Running it again reuses what is done: an interrupted tuning run resumes.
     Demo(DemoArgs),
@@ -317,6 +333,61 @@ impl EvalArgs {
             name: self.name.clone(),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// Evaluation and training runs (ids or names).
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    /// The PDF to write.
+    #[arg(long, value_name = "FILE.pdf")]
+    pub out: PathBuf,
+    /// The run differences are taken against (default: the first evaluation run).
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<String>,
+    /// Sections, comma-separated: summary, steer, dist, valid, tasks, training, templates, appendix.
+    #[arg(long, value_delimiter = ',')]
+    pub sections: Vec<String>,
+    /// Creation date written into the PDF, as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC); the
+    /// same runs and date give the same bytes. Default: now.
+    #[arg(long, value_parser = date)]
+    pub created: Option<(u16, u8, u8, u8, u8, u8)>,
+}
+
+fn date(s: &str) -> Result<(u16, u8, u8, u8, u8, u8), String> {
+    let bad = || format!("{s:?} is not a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS");
+    let (day, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let d: Vec<&str> = day.split('-').collect();
+    let t: Vec<&str> = time.trim_end_matches('Z').split(':').collect();
+    if d.len() != 3 || t.len() != 3 {
+        return Err(bad());
+    }
+    let n = |x: &str| x.parse::<u16>().map_err(|_| bad());
+    let (y, mo, dd, h, mi, se) = (n(d[0])?, n(d[1])?, n(d[2])?, n(t[0])?, n(t[1])?, n(t[2])?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&dd) || h > 23 || mi > 59 || se > 59 {
+        return Err(bad());
+    }
+    Ok((y, mo as u8, dd as u8, h as u8, mi as u8, se as u8))
+}
+
+#[derive(Debug, Args)]
+pub struct ChartArgs {
+    /// steer, items, js, validity, heatmap or training.
+    #[arg(value_parser = spectrum_app::CHART_KINDS)]
+    pub kind: String,
+    /// Runs (ids or names).
+    #[arg(required = true)]
+    pub runs: Vec<String>,
+    /// The file to write: .svg or .png.
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// One task (steer, items), or the family of a heatmap (steer, dist, valid).
+    #[arg(long)]
+    pub task: Option<String>,
+    /// The run differences are taken against (heatmap).
+    #[arg(long, value_name = "RUN")]
+    pub baseline: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -5,6 +5,7 @@
 mod args;
 mod output;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +16,8 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
     Cancelled, EvalProgress, EvalReport, EvalRequest, Family, GenerateRequest, ImportOutcome,
-    ImportRequest, Progress, PromptFormat, PromptSource, SamplingParams, ScoreRequest, Studio,
-    TrainOutcome, TrainProgress, TrainRequest,
+    ImportRequest, Progress, PromptFormat, PromptSource, ReportRequest, SamplingParams,
+    ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
@@ -192,6 +193,29 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             }
         }
         Command::Compare { runs } => out.comparison(&studio.compare(&runs)?),
+        Command::Report(a) => {
+            let request = ReportRequest {
+                runs: a.runs,
+                baseline: a.baseline,
+                sections: a.sections,
+                out: a.out,
+                created: a.created,
+            };
+            let path = studio.report(&request, &mut note)?;
+            out.note(&format!("wrote {}", path.display()));
+            Ok(())
+        }
+        Command::Chart(a) => {
+            studio.chart(
+                &a.kind,
+                &a.runs,
+                a.task.as_deref(),
+                a.baseline.as_deref(),
+                &a.out,
+            )?;
+            out.note(&format!("wrote {}", a.out.display()));
+            Ok(())
+        }
         Command::Runs { command } => match command {
             RunsCommand::List => out.runs(&studio.runs()?),
             RunsCommand::Show { run } => {
@@ -398,14 +422,14 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let config = a.knobs.config();
     out.note(&format!(
-        "1/5 building the built-in suite (seed {}, {} sequences per task) in {}",
+        "1/6 building the built-in suite (seed {}, {} sequences per task) in {}",
         config.seed,
         config.size,
         dir.display()
     ));
     studio.build_suite(&config, &dir)?;
     out.note(&format!(
-        "2/5 importing it into {}",
+        "2/6 importing it into {}",
         studio.store_path().display()
     ));
     let request = ImportRequest {
@@ -422,7 +446,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
     };
     let tasks = studio.tasks(None, Some(&dataset.id.to_string()))?;
     out.tasks(&tasks)?;
-    out.note("3/5 installing the default model (SmolLM2-135M-Instruct)");
+    out.note("3/6 installing the default model (SmolLM2-135M-Instruct)");
     let model = studio.install_default_model(&mut |m| out.note(m))?;
     out.model(&model)?;
     let spec = a.run_spec(dataset.id);
@@ -431,10 +455,11 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         spectrum_app::Length::Epochs(_) => 0,
     };
     out.note(&format!(
-        "4/5 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 15 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
+        "4/6 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 15 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
     ));
     let wanted = serde_json::to_value(&spec)?;
     let mut tuned = None;
+    let mut tuned_run = 0;
     let earlier = studio.runs()?.into_iter().find(|r| {
         r.kind == "train" && r.model.as_deref() == Some(&model.name) && r.spec["spec"] == wanted
     });
@@ -442,6 +467,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         Some(run) if run.status == "finished" => {
             out.note(&format!("already tuned: run {} ({})", run.id, run.name));
             tuned = run.result_model.clone();
+            tuned_run = run.id;
             None
         }
         Some(run) => Some(train_with_progress(out, |p, _| {
@@ -464,6 +490,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
             return Err(Cancelled("the demo").into());
         }
         tuned = outcome.model.map(|m| m.name);
+        tuned_run = outcome.run.id;
     }
     let tuned = tuned.context("the tuning run registered no model")?;
     let profile = spectrum_app::Profile::Quick;
@@ -473,7 +500,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         settings.temperatures = vec![1.0];
     }
     out.note(&format!(
-        "5/5 evaluating on the held-out tasks ({} profile): the instruct model with its chat template, then the tuned model with the spectrum template",
+        "5/6 evaluating on the held-out tasks ({} profile): the instruct model with its chat template, then the tuned model with the spectrum template",
         format!("{profile:?}").to_lowercase()
     ));
     let mut runs = Vec::new();
@@ -504,8 +531,29 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         runs.push(report.run.to_string());
     }
     out.comparison(&studio.compare(&runs)?)?;
+    let report = studio.store_path().parent().map_or_else(
+        || PathBuf::from("demo-report.pdf"),
+        |p| p.join("demo-report.pdf"),
+    );
     out.note(&format!(
-        "next: `spectrum runs show {}` shows the tuned model's evaluation; `spectrum eval --help` evaluates any model;",
+        "6/6 writing the PDF report to {}",
+        report.display()
+    ));
+    let mut report_runs = runs.clone();
+    report_runs.push(tuned_run.to_string());
+    studio.report(
+        &ReportRequest {
+            runs: report_runs,
+            baseline: None,
+            sections: Vec::new(),
+            out: report.clone(),
+            created: None,
+        },
+        &mut |m| out.note(m),
+    )?;
+    out.note(&format!(
+        "next: open {}; `spectrum runs show {}` shows the tuned model's evaluation; `spectrum eval --help` evaluates any model;",
+        report.display(),
         runs[1]
     ));
     out.note(&format!(

@@ -266,8 +266,10 @@ fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segmen
         // Trailing whitespace after the end-of-turn marker carries no loss.
         let answer = after.trim_end();
         let g = j + 1;
-        // BOS (if the template writes it) is added by the tokenizer step instead.
-        let before = if done.is_empty() {
+        // BOS (if the template writes it) is added by the tokenizer step instead,
+        // when the tokenizer adds one; otherwise the text stays (SmolLM2 names
+        // `<|im_start|>` its bos_token but never adds it).
+        let before = if done.is_empty() && tok.bos.is_some() {
             before
                 .strip_prefix(tok.bos_token.as_deref().unwrap_or("\u{0}"))
                 .unwrap_or(before)

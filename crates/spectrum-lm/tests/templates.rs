@@ -149,6 +149,29 @@ fn chat_format_uses_the_models_template() {
 }
 
 #[test]
+fn a_bos_token_the_tokenizer_never_adds_stays_in_the_chat_text() {
+    // SmolLM2-Instruct names `<|im_start|>` its bos_token but does not add BOS:
+    // the template's leading `<|im_start|>` must stay.
+    let json = spectrum_lm::tiny::tokenizer_json();
+    let inner = tokenizers::Tokenizer::from_bytes(json.to_string().as_bytes()).expect("tokenizer");
+    let config = spectrum_lm::tokenizer::TokenizerConfig {
+        chat_template: Some(serde_json::Value::String(CHATML_TEMPLATE.into())),
+        bos_token: Some(serde_json::Value::String("<|im_start|>".into())),
+        eos_token: Some(serde_json::Value::String("<|im_end|>".into())),
+        add_bos_token: Some(false),
+    };
+    let tok = spectrum_lm::tokenizer::TextTokenizer::new(inner, &config);
+    assert_eq!(tok.bos, None);
+    let m = [
+        msg(Role::Description, "Name a colour."),
+        msg(Role::Output, "red"),
+    ];
+    let r = render(&tok, PromptFormat::Chat, &m, None).expect("render");
+    let text = tok.decode(&r.ids).expect("decode");
+    assert!(text.starts_with("<|im_start|>system\n"), "{text}");
+}
+
+#[test]
 fn budget_truncates_at_example_boundaries() {
     let tok = tiny_tokenizer(None);
     let m: Vec<Message> = std::iter::once(msg(Role::Description, "Pick a letter."))

@@ -1,0 +1,925 @@
+//! Reports and charts of stored runs: turns evaluation and training runs into
+//! `spectrum-report` figures and the PDF document.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use spectrum_eval::valid::Setting;
+use spectrum_lm::template;
+use spectrum_report::{Block, Chart, DocumentSpec, Figure, ItemBars, Panel, Section, Series};
+use spectrum_suite::{Message, Role};
+
+use crate::{EvalReport, RunDetail, Studio};
+
+/// The figures one can ask for.
+pub const CHART_KINDS: [&str; 6] = ["steer", "items", "js", "validity", "heatmap", "training"];
+
+/// The report's sections, in order.
+pub const SECTIONS: [&str; 8] = [
+    "summary",
+    "steer",
+    "dist",
+    "valid",
+    "tasks",
+    "training",
+    "templates",
+    "appendix",
+];
+
+#[derive(Debug, Clone)]
+pub struct ReportRequest {
+    /// Evaluation and training runs (ids or names).
+    pub runs: Vec<String>,
+    /// The run differences are taken against (default: the first evaluation run).
+    pub baseline: Option<String>,
+    /// Sections to include (default: all of [`SECTIONS`]).
+    pub sections: Vec<String>,
+    pub out: PathBuf,
+    /// The creation date written into the PDF (UTC); default: now. Fixed for identical bytes.
+    pub created: Option<(u16, u8, u8, u8, u8, u8)>,
+}
+
+/// The runs of a report, split by kind, with the baseline first among the evaluations.
+struct Runs {
+    evals: Vec<EvalReport>,
+    trains: Vec<RunDetail>,
+}
+
+impl Runs {
+    fn names(&self) -> Vec<String> {
+        self.evals
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} ({})",
+                    r.name,
+                    format!("{:?}", r.template).to_lowercase()
+                )
+            })
+            .collect()
+    }
+
+    fn tasks(&self, family: impl Fn(&EvalReport) -> Vec<String>) -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for r in &self.evals {
+            for t in family(r) {
+                if seen.insert(t.clone()) {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn steer_tasks(r: &EvalReport) -> Vec<String> {
+    r.steer.as_ref().map_or(Vec::new(), |s| {
+        s.tasks.iter().map(|t| t.task.clone()).collect()
+    })
+}
+fn dist_tasks(r: &EvalReport) -> Vec<String> {
+    r.dist.as_ref().map_or(Vec::new(), |s| {
+        s.tasks.iter().map(|t| t.task.clone()).collect()
+    })
+}
+fn valid_tasks(r: &EvalReport) -> Vec<String> {
+    r.valid.as_ref().map_or(Vec::new(), |s| {
+        s.tasks.iter().map(|t| t.task.clone()).collect()
+    })
+}
+
+fn f(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:.digits$}")
+    } else {
+        "-".into()
+    }
+}
+
+fn mse(m: &spectrum_eval::metrics::MeanSe, digits: usize) -> String {
+    match m.se {
+        Some(se) => format!("{} ± {}", f(m.mean, digits), f(se, digits)),
+        None => f(m.mean, digits),
+    }
+}
+
+/// Steerability curves: one panel per task, runs overlaid.
+fn steer_figure(runs: &Runs, tasks: &[String], metric: &str) -> Figure {
+    let panels = tasks
+        .iter()
+        .map(|task| Panel {
+            title: task.clone(),
+            series: runs
+                .evals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                    Some(Series {
+                        run: i,
+                        points: t
+                            .curve
+                            .iter()
+                            .map(|p| {
+                                let m = if metric == "acc" { &p.acc } else { &p.loss };
+                                (p.index as f64, m.mean, m.se.unwrap_or(0.0))
+                            })
+                            .collect(),
+                    })
+                })
+                .collect(),
+        })
+        .collect::<Vec<_>>();
+    let rows = panels.len().div_ceil(3).max(1) as u32;
+    Figure {
+        title: format!("Steerability: {metric} of output j given outputs 0..j-1 (mean ± s.e.)"),
+        runs: runs.names(),
+        chart: Chart::Steer {
+            metric: if metric == "acc" {
+                "accuracy".into()
+            } else {
+                "loss (nats)".into()
+            },
+            panels,
+        },
+        width: 640,
+        height: 70 + 200 * rows,
+    }
+}
+
+fn item_rows<'a>(r: &'a EvalReport, task: &str) -> Vec<&'a Value> {
+    r.dist.as_ref().map_or(Vec::new(), |d| {
+        d.items.iter().filter(|i| i["task"] == task).collect()
+    })
+}
+
+fn floats(v: &Value) -> Vec<f64> {
+    v.as_array()
+        .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_f64).collect())
+}
+
+/// Model vs target bars for the first `n` items of a task (the baseline's item order).
+fn items_figure(runs: &Runs, task: &str, n: usize) -> Option<Figure> {
+    let base = runs.evals.iter().find(|r| !item_rows(r, task).is_empty())?;
+    let items: Vec<ItemBars> = item_rows(base, task)
+        .into_iter()
+        .take(n)
+        .map(|item| ItemBars {
+            title: item["id"].as_str().unwrap_or("?").to_string(),
+            options: item["options"].as_array().map_or(Vec::new(), |a| {
+                a.iter()
+                    .filter_map(|o| o.as_str().map(String::from))
+                    .collect()
+            }),
+            target: floats(&item["target"]),
+            models: runs
+                .evals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let same = item_rows(r, task)
+                        .into_iter()
+                        .find(|x| x["id"] == item["id"])?;
+                    Some((i, floats(&same["q"])))
+                })
+                .collect(),
+        })
+        .collect();
+    let rows = items.len().div_ceil(3).max(1) as u32;
+    let mut names = vec!["target".to_string()];
+    names.extend(runs.names());
+    Some(Figure {
+        title: format!("{task}: model distribution (normalised over the options) vs target"),
+        // The target is drawn in grey; runs keep their colours.
+        runs: runs.names(),
+        chart: Chart::Items { items },
+        width: 640,
+        height: 70 + 190 * rows,
+    })
+}
+
+fn js_figure(runs: &Runs) -> Figure {
+    Figure {
+        title: "Distributional alignment: JS divergence of every item (line: median)".into(),
+        runs: runs.names(),
+        chart: Chart::JsSpread {
+            runs: runs
+                .evals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let d = r.dist.as_ref()?;
+                    Some((i, d.items.iter().filter_map(|x| x["js"].as_f64()).collect()))
+                })
+                .collect(),
+        },
+        width: 640,
+        height: 300,
+    }
+}
+
+fn validity_figure(runs: &Runs) -> Figure {
+    let panels = Setting::ALL
+        .iter()
+        .map(|&setting| Panel {
+            title: format!("prompt: {}", setting.as_str()),
+            series: runs
+                .evals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let v = r.valid.as_ref()?;
+                    Some(Series {
+                        run: i,
+                        points: v
+                            .overall
+                            .iter()
+                            .filter(|c| c.setting == setting)
+                            .map(|c| (c.yield_, c.percent_valid, c.temperature))
+                            .collect(),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    Figure {
+        title: "Validity vs diversity across the temperature sweep (averaged over tasks)".into(),
+        runs: runs.names(),
+        chart: Chart::Validity { panels },
+        width: 640,
+        height: 260,
+    }
+}
+
+/// Tasks x runs heatmap of a headline metric, coloured by the difference from the baseline.
+fn heatmap_figure(runs: &Runs, family: &str) -> Figure {
+    let (metric, lower, tasks): (&str, bool, Vec<String>) = match family {
+        "dist" => ("JS divergence", true, runs.tasks(dist_tasks)),
+        "valid" => (
+            "yield (both prompts, T = 1)",
+            false,
+            runs.tasks(valid_tasks),
+        ),
+        _ => (
+            "steerability loss (index >= 1)",
+            true,
+            runs.tasks(steer_tasks),
+        ),
+    };
+    let value = |r: &EvalReport, task: &str| -> Option<f64> {
+        match family {
+            "dist" => Some(
+                r.dist
+                    .as_ref()?
+                    .tasks
+                    .iter()
+                    .find(|t| t.task == task)?
+                    .js
+                    .mean,
+            ),
+            "valid" => {
+                let t = r.valid.as_ref()?.tasks.iter().find(|t| t.task == task)?;
+                let c = t
+                    .cells
+                    .iter()
+                    .find(|c| c.setting == Setting::Both && c.temperature == 1.0)?;
+                Some(c.stats.yield_ as f64)
+            }
+            _ => Some(
+                r.steer
+                    .as_ref()?
+                    .tasks
+                    .iter()
+                    .find(|t| t.task == task)?
+                    .loss
+                    .mean,
+            ),
+        }
+    };
+    let values = tasks
+        .iter()
+        .map(|t| runs.evals.iter().map(|r| value(r, t)).collect())
+        .collect();
+    let height = 140 + 22 * tasks.len().max(1) as u32;
+    Figure {
+        title: format!("Per task: {metric}"),
+        runs: runs.names(),
+        chart: Chart::Heatmap {
+            metric: metric.into(),
+            lower_is_better: lower,
+            tasks,
+            values,
+            baseline: 0,
+        },
+        width: 640,
+        height,
+    }
+}
+
+fn training_figure(t: &RunDetail) -> Figure {
+    Figure {
+        title: format!("Training run {} ({})", t.run.id, t.run.name),
+        runs: Vec::new(),
+        chart: Chart::Training {
+            steps: t
+                .steps
+                .iter()
+                .map(|s| (s.step as f64, s.loss, s.lr))
+                .collect(),
+            evals: t.evals.iter().map(|e| (e.step as f64, e.loss)).collect(),
+        },
+        width: 640,
+        height: 260,
+    }
+}
+
+/// A held-out example rendered in a run's template, loss tokens in [[ ]].
+fn rendered_example(r: &EvalReport) -> Result<String> {
+    // An adapter folder's tokenizer is its base model's.
+    let dir = spectrum_lm::hf::ModelDir::open(&r.model_path)?.dir;
+    let tok = spectrum_lm::tokenizer::TextTokenizer::from_dir(&dir)
+        .with_context(|| format!("the tokenizer of {}", dir.display()))?;
+    let messages = vec![
+        Message::new(
+            Role::Description,
+            "Flip a coin that lands heads 70% of the time.",
+        ),
+        Message::new(Role::Output, "heads"),
+        Message::new(Role::Output, "tails"),
+    ];
+    let rendered = template::render(&tok, r.template, &messages, None)?;
+    let mut text = String::new();
+    let mut i = 0;
+    while i < rendered.ids.len() {
+        let start = i;
+        let loss = rendered.loss[i];
+        while i < rendered.ids.len() && rendered.loss[i] == loss {
+            i += 1;
+        }
+        let piece = tok.decode(&rendered.ids[start..i])?;
+        if loss {
+            text.push_str(&format!("[[{piece}]]"));
+        } else {
+            text.push_str(&piece);
+        }
+    }
+    Ok(text)
+}
+
+impl Studio {
+    fn report_runs(&self, runs: &[String], baseline: Option<&str>) -> Result<Runs> {
+        if runs.is_empty() {
+            bail!("no runs given (fix: `spectrum runs list` shows them)");
+        }
+        let mut out = Runs {
+            evals: Vec::new(),
+            trains: Vec::new(),
+        };
+        for r in runs {
+            let detail = self.run_detail(r)?;
+            if detail.run.kind == "eval" {
+                out.evals
+                    .push(self.eval_report(&detail.run.id.to_string())?);
+            } else {
+                out.trains.push(detail);
+            }
+        }
+        if let Some(b) = baseline {
+            let id = self.run_detail(b)?.run.id;
+            let at = out.evals.iter().position(|r| r.run == id).with_context(|| {
+                format!("the baseline {b:?} is not one of the evaluation runs of the report (fix: list it among the runs)")
+            })?;
+            let base = out.evals.remove(at);
+            out.evals.insert(0, base);
+        }
+        Ok(out)
+    }
+
+    /// One figure of stored runs, written as SVG or PNG by the file's extension.
+    pub fn chart(
+        &self,
+        kind: &str,
+        runs: &[String],
+        task: Option<&str>,
+        baseline: Option<&str>,
+        out: &Path,
+    ) -> Result<()> {
+        let runs = self.report_runs(runs, baseline)?;
+        let need_eval = || -> Result<()> {
+            if runs.evals.is_empty() {
+                bail!(
+                    "a {kind} chart needs evaluation runs (fix: `spectrum runs list` shows each run's kind)"
+                );
+            }
+            Ok(())
+        };
+        let figure = match kind {
+            "steer" => {
+                need_eval()?;
+                let tasks = match task {
+                    Some(t) => vec![t.to_string()],
+                    None => runs.tasks(steer_tasks),
+                };
+                steer_figure(&runs, &tasks, "loss")
+            }
+            "items" => {
+                need_eval()?;
+                let task = match task {
+                    Some(t) => t.to_string(),
+                    None => runs
+                        .tasks(dist_tasks)
+                        .into_iter()
+                        .next()
+                        .context("the runs have no distributional results")?,
+                };
+                items_figure(&runs, &task, 9).with_context(|| {
+                    format!("no distributional items of task {task:?} in these runs")
+                })?
+            }
+            "js" => {
+                need_eval()?;
+                js_figure(&runs)
+            }
+            "validity" => {
+                need_eval()?;
+                validity_figure(&runs)
+            }
+            "heatmap" => {
+                need_eval()?;
+                heatmap_figure(&runs, task.unwrap_or("steer"))
+            }
+            "training" => training_figure(
+                runs.trains
+                    .first()
+                    .context("a training chart needs a training run")?,
+            ),
+            _ => bail!(
+                "no chart kind {kind:?}; the kinds are {}",
+                CHART_KINDS.join(", ")
+            ),
+        };
+        write_figure(&figure, out)
+    }
+
+    /// Writes the PDF report of `request.runs`.
+    pub fn report(
+        &self,
+        request: &ReportRequest,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<PathBuf> {
+        for s in &request.sections {
+            if !SECTIONS.contains(&s.as_str()) {
+                bail!(
+                    "no report section {s:?}; the sections are {}",
+                    SECTIONS.join(", ")
+                );
+            }
+        }
+        let want = |s: &str| request.sections.is_empty() || request.sections.iter().any(|x| x == s);
+        let runs = self.report_runs(&request.runs, request.baseline.as_deref())?;
+        progress(&format!(
+            "{} evaluation and {} training runs",
+            runs.evals.len(),
+            runs.trains.len()
+        ));
+        let store = self.store()?;
+        let models = store.models()?;
+        let mut sections = Vec::new();
+        let version = env!("CARGO_PKG_VERSION");
+        let created = request.created.unwrap_or_else(now);
+        let mut title_lines = vec![format!(
+            "Created {:04}-{:02}-{:02} {:02}:{:02} UTC by Spectrum Studio {version}.",
+            created.0, created.1, created.2, created.3, created.4
+        )];
+        for r in &runs.evals {
+            let hash = models
+                .iter()
+                .find(|m| Path::new(&m.path) == r.model_path)
+                .map_or("-".into(), |m| m.content_hash.clone());
+            title_lines.push(format!(
+                "Evaluation run {} ({}): model {} (content hash {}), template {}, profile {}, status {}.",
+                r.run,
+                r.name,
+                r.model,
+                shorten_hash(&hash),
+                format!("{:?}", r.template).to_lowercase(),
+                format!("{:?}", r.profile).to_lowercase(),
+                r.status
+            ));
+        }
+        for t in &runs.trains {
+            title_lines.push(format!(
+                "Training run {} ({}): base model {}, tuned model {}, status {}, step {}/{}.",
+                t.run.id,
+                t.run.name,
+                t.run.model.as_deref().unwrap_or("-"),
+                t.run.result_model.as_deref().unwrap_or("-"),
+                t.run.status,
+                t.run.step,
+                t.run.total_steps
+            ));
+        }
+        for d in store.datasets()? {
+            title_lines.push(format!(
+                "Dataset {} ({}): {} tasks, content hash {}.",
+                d.id,
+                d.name,
+                d.tasks,
+                shorten_hash(&d.content_hash)
+            ));
+        }
+        let names = runs.names();
+        if want("summary") && !runs.evals.is_empty() {
+            let rows = runs
+                .evals
+                .iter()
+                .zip(&names)
+                .map(|(r, name)| {
+                    let both = r.valid.as_ref().and_then(|v| {
+                        v.overall
+                            .iter()
+                            .find(|c| c.setting == Setting::Both && c.temperature == 1.0)
+                    });
+                    vec![
+                        name.clone(),
+                        r.steer.as_ref().map_or("-".into(), |s| mse(&s.loss, 3)),
+                        r.steer.as_ref().map_or("-".into(), |s| f(s.acc.mean, 3)),
+                        r.dist.as_ref().map_or("-".into(), |d| mse(&d.js, 4)),
+                        r.dist
+                            .as_ref()
+                            .map_or("-".into(), |d| f(d.coverage.mean, 3)),
+                        both.map_or("-".into(), |c| {
+                            format!("{} / {}", f(c.percent_valid, 2), f(c.yield_, 1))
+                        }),
+                    ]
+                })
+                .collect();
+            let mut blocks = vec![
+                Block::Text("Means over tasks with equal weight; ± is the standard error over tasks. Steerability: loss (nats) and accuracy of outputs with index >= 1. Distributional: JS divergence (natural log) and mass on the valid options. Validity: fraction valid / yield (distinct valid outputs) with description and examples in the prompt, temperature 1.".into()),
+                Block::Table {
+                    header: ["run", "steer loss", "steer acc", "dist JS", "coverage", "valid / yield"].map(String::from).to_vec(),
+                    rows,
+                    widths: vec![0.36, 0.16, 0.09, 0.17, 0.09, 0.13],
+                },
+            ];
+            if runs.evals.len() > 1 {
+                let ids: Vec<String> = runs.evals.iter().map(|r| r.run.to_string()).collect();
+                let cmp = self.compare(&ids)?;
+                blocks.push(Block::Heading(format!(
+                    "Against the baseline, {}",
+                    names[0]
+                )));
+                blocks.push(Block::Text("Differences are run minus baseline with 95% bootstrap intervals (paired on sequences and items). A task is a win when the whole interval lies on the better side of zero.".into()));
+                let mut rows = Vec::new();
+                for c in &cmp.candidates {
+                    for (family, t) in &c.tally {
+                        rows.push(vec![
+                            format!(
+                                "{} ({})",
+                                c.run.name,
+                                format!("{:?}", c.run.template).to_lowercase()
+                            ),
+                            family.as_str().to_string(),
+                            t.win.to_string(),
+                            t.tie.to_string(),
+                            t.loss.to_string(),
+                        ]);
+                    }
+                }
+                blocks.push(Block::Table {
+                    header: ["run", "family", "wins", "ties", "losses"]
+                        .map(String::from)
+                        .to_vec(),
+                    rows,
+                    widths: vec![0.46, 0.14, 0.13, 0.13, 0.14],
+                });
+                for c in &cmp.candidates {
+                    blocks.push(Block::Heading(format!(
+                        "{} ({}) minus the baseline",
+                        c.run.name,
+                        format!("{:?}", c.run.template).to_lowercase()
+                    )));
+                    let rows = c
+                        .rows
+                        .iter()
+                        .filter(|r| r.headline)
+                        .map(|r| {
+                            vec![
+                                r.family.as_str().to_string(),
+                                r.task.clone(),
+                                r.metric.clone(),
+                                format!("{:.3}", r.baseline),
+                                format!("{:.3}", r.candidate),
+                                format!(
+                                    "{:+.3} [{:+.3}, {:+.3}]",
+                                    r.interval.diff, r.interval.lo, r.interval.hi
+                                ),
+                                format!("{:?}", r.verdict).to_lowercase(),
+                            ]
+                        })
+                        .collect();
+                    blocks.push(Block::Table {
+                        header: [
+                            "family",
+                            "task",
+                            "metric",
+                            "baseline",
+                            "run",
+                            "difference [95% CI]",
+                            "",
+                        ]
+                        .map(String::from)
+                        .to_vec(),
+                        rows,
+                        widths: vec![0.08, 0.3, 0.12, 0.1, 0.1, 0.24, 0.06],
+                    });
+                }
+            }
+            sections.push(Section {
+                title: "Summary".into(),
+                blocks,
+            });
+        }
+        if want("steer") && runs.evals.iter().any(|r| r.steer.is_some()) {
+            progress("steerability");
+            let tasks = runs.tasks(steer_tasks);
+            let mut blocks = Vec::new();
+            for chunk in tasks.chunks(9) {
+                blocks.push(Block::Figure {
+                    svg: steer_figure(&runs, chunk, "loss").svg()?,
+                    caption: "Loss of each output given the earlier outputs of its sequence; bands: ± one standard error over sequences. Lower is better; a falling curve means the model follows its context.".into(),
+                });
+            }
+            let rows = tasks
+                .iter()
+                .flat_map(|task| {
+                    runs.evals.iter().zip(&names).filter_map(move |(r, name)| {
+                        let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                        Some(vec![
+                            task.clone(),
+                            name.clone(),
+                            t.k.to_string(),
+                            t.sequences.to_string(),
+                            mse(&t.loss, 3),
+                            mse(&t.acc, 3),
+                            t.ece.map_or("-".into(), |e| f(e, 3)),
+                        ])
+                    })
+                })
+                .collect();
+            blocks.push(Block::Heading("Per task".into()));
+            blocks.push(Block::Table {
+                header: ["task", "run", "k", "seqs", "loss", "acc", "ECE"]
+                    .map(String::from)
+                    .to_vec(),
+                rows,
+                widths: vec![0.19, 0.33, 0.05, 0.06, 0.15, 0.14, 0.08],
+            });
+            sections.push(Section {
+                title: "In-context steerability".into(),
+                blocks,
+            });
+        }
+        if want("dist") && runs.evals.iter().any(|r| r.dist.is_some()) {
+            progress("distributional alignment");
+            let mut blocks = vec![Block::Figure {
+                svg: js_figure(&runs).svg()?,
+                caption: "Each dot is one item; lower is better.".into(),
+            }];
+            for task in runs.tasks(dist_tasks) {
+                if let Some(fig) = items_figure(&runs, &task, 6) {
+                    blocks.push(Block::Figure { svg: fig.svg()?, caption: format!("{task}: grey bars are the target, coloured bars each run's distribution.") });
+                }
+            }
+            let rows = runs
+                .tasks(dist_tasks)
+                .iter()
+                .flat_map(|task| {
+                    runs.evals.iter().zip(&names).filter_map(move |(r, name)| {
+                        let t = r.dist.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                        Some(vec![
+                            task.clone(),
+                            name.clone(),
+                            t.items.to_string(),
+                            mse(&t.js, 4),
+                            f(t.kl.mean, 3),
+                            f(t.tv.mean, 3),
+                            f(t.mode_match.mean, 2),
+                            f(t.coverage.mean, 3),
+                            t.wasserstein.map_or("-".into(), |w| f(w.mean, 3)),
+                        ])
+                    })
+                })
+                .collect();
+            blocks.push(Block::Heading("Per task".into()));
+            blocks.push(Block::Table {
+                header: [
+                    "task", "run", "items", "JS", "KL", "TV", "mode", "coverage", "W1",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+                widths: vec![0.15, 0.27, 0.06, 0.15, 0.07, 0.07, 0.07, 0.09, 0.07],
+            });
+            sections.push(Section {
+                title: "Distributional alignment".into(),
+                blocks,
+            });
+        }
+        if want("valid") && runs.evals.iter().any(|r| r.valid.is_some()) {
+            progress("validity and diversity");
+            let mut blocks = vec![Block::Figure {
+                svg: validity_figure(&runs).svg()?,
+                caption:
+                    "Each point is one temperature of the sweep; up and to the right is better."
+                        .into(),
+            }];
+            let rows = runs
+                .tasks(valid_tasks)
+                .iter()
+                .flat_map(|task| {
+                    runs.evals.iter().zip(&names).flat_map(move |(r, name)| {
+                        r.valid
+                            .as_ref()
+                            .and_then(|v| v.tasks.iter().find(|t| &t.task == task))
+                            .map_or(Vec::new(), |t| {
+                                t.cells
+                                    .iter()
+                                    .filter(|c| c.temperature == 1.0)
+                                    .map(|c| {
+                                        vec![
+                                            task.clone(),
+                                            name.clone(),
+                                            c.setting.as_str().to_string(),
+                                            format!("{}/{}", c.stats.valid, c.stats.n),
+                                            f(c.stats.unique_pct, 2),
+                                            c.stats.yield_.to_string(),
+                                            c.stats.coverage_pct.map_or("-".into(), |x| f(x, 3)),
+                                        ]
+                                    })
+                                    .collect()
+                            })
+                    })
+                })
+                .collect();
+            blocks.push(Block::Heading("Per task at temperature 1".into()));
+            blocks.push(Block::Table {
+                header: [
+                    "task", "run", "prompt", "valid", "unique", "yield", "coverage",
+                ]
+                .map(String::from)
+                .to_vec(),
+                rows,
+                widths: vec![0.18, 0.3, 0.13, 0.1, 0.09, 0.09, 0.11],
+            });
+            sections.push(Section {
+                title: "Validity and diversity".into(),
+                blocks,
+            });
+        }
+        if want("tasks") && runs.evals.len() > 1 {
+            progress("task breakdown");
+            let mut blocks = Vec::new();
+            for family in ["steer", "dist", "valid"] {
+                let fig = heatmap_figure(&runs, family);
+                if matches!(&fig.chart, Chart::Heatmap { tasks, .. } if tasks.is_empty()) {
+                    continue;
+                }
+                blocks.push(Block::Figure {
+                    svg: fig.svg()?,
+                    caption: format!("Differences from the baseline, {}.", names[0]),
+                });
+            }
+            sections.push(Section {
+                title: "Task breakdown".into(),
+                blocks,
+            });
+        }
+        if want("training") && !runs.trains.is_empty() {
+            let mut blocks = Vec::new();
+            for t in &runs.trains {
+                blocks.push(Block::Figure { svg: training_figure(t).svg()?, caption: "Training loss is per loss token; the held-out loss is per output with index >= 1.".into() });
+            }
+            sections.push(Section {
+                title: "Training".into(),
+                blocks,
+            });
+        }
+        if want("templates") && !runs.evals.is_empty() {
+            let mut blocks = vec![Block::Text("How each run's prompts look: a short sequence rendered by the run's template with its model's tokenizer. Text in [[ ]] carries loss (is scored). The chat template adds this system prompt:".into()), Block::Code(template::CHAT_SYSTEM_PROMPT.into())];
+            let mut done = BTreeSet::new();
+            for r in &runs.evals {
+                if !done.insert((r.model_path.clone(), format!("{:?}", r.template))) {
+                    continue;
+                }
+                blocks.push(Block::Heading(format!(
+                    "{} with the {} template",
+                    r.model,
+                    format!("{:?}", r.template).to_lowercase()
+                )));
+                match rendered_example(r) {
+                    Ok(text) => blocks.push(Block::Code(text)),
+                    Err(e) => blocks.push(Block::Text(format!("(not available: {e:#})"))),
+                }
+            }
+            sections.push(Section {
+                title: "Prompt templates".into(),
+                blocks,
+            });
+        }
+        if want("appendix") {
+            let mut blocks = Vec::new();
+            for r in request.runs.iter() {
+                let d = self.run_detail(r)?;
+                blocks.push(Block::Heading(format!(
+                    "Run {} ({}), {}",
+                    d.run.id, d.run.name, d.run.kind
+                )));
+                blocks.push(Block::Code(serde_json::to_string_pretty(&d.run.spec)?));
+            }
+            sections.push(Section {
+                title: "Appendix: run specifications".into(),
+                blocks,
+            });
+        }
+        progress(&format!("writing {}", request.out.display()));
+        let spec = DocumentSpec {
+            title: format!(
+                "Spectrum Studio report: {}",
+                runs.evals
+                    .iter()
+                    .map(|r| r.name.as_str())
+                    .chain(runs.trains.iter().map(|t| t.run.name.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            title_lines,
+            created,
+            producer: format!("Spectrum Studio {version}"),
+            sections,
+        };
+        let bytes = spectrum_report::pdf::render(&spec)?;
+        write_new(&request.out, &bytes)?;
+        Ok(request.out.clone())
+    }
+}
+
+fn shorten_hash(h: &str) -> String {
+    h.chars().take(16).collect()
+}
+
+/// The current UTC time as (year, month, day, hour, minute, second).
+fn now() -> (u16, u8, u8, u8, u8, u8) {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = (yoe + era * 400 + (month <= 2) as i64) as u16;
+    (
+        year,
+        month,
+        day,
+        (rem / 3600) as u8,
+        (rem % 3600 / 60) as u8,
+        (rem % 60) as u8,
+    )
+}
+
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn write_figure(figure: &Figure, out: &Path) -> Result<()> {
+    match out
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("svg") => write_new(out, figure.svg()?.as_bytes()),
+        Some("png") => {
+            if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            Ok(figure.png(out, 2)?)
+        }
+        _ => bail!("{}: the chart file must end in .svg or .png", out.display()),
+    }
+}
