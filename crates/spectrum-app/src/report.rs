@@ -653,6 +653,12 @@ impl Studio {
                     caption: "Loss of each output given the earlier outputs of its sequence; bands: ± one standard error over sequences. Lower is better; a falling curve means the model follows its context.".into(),
                 });
             }
+            for chunk in tasks.chunks(9) {
+                blocks.push(Block::Figure {
+                    svg: steer_figure(&runs, chunk, "acc").svg()?,
+                    caption: "Accuracy of each output (every token the arg-max) given the earlier outputs; bands: ± one standard error. Higher is better.".into(),
+                });
+            }
             let rows = tasks
                 .iter()
                 .flat_map(|task| {
