@@ -249,7 +249,7 @@ fn ctrl_c_keeps_the_finished_tasks() {
             "--budget",
             "256",
             "--samples",
-            "3000",
+            "300",
             "--max-new-tokens",
             "64",
             "--name",
@@ -281,6 +281,23 @@ fn ctrl_c_keeps_the_finished_tasks() {
     assert_eq!(report["status"], "cancelled");
     assert_eq!(report["steer"]["tasks"].as_array().expect("kept").len(), 8);
     assert!(report["unfinished"].as_u64().expect("unfinished") >= 1);
+    // Resuming keeps what was done and runs the rest with the run's settings.
+    let resumed = sb.json(&["eval", "--resume", "stopped"]);
+    assert_eq!(resumed["run"], report["run"]);
+    assert_eq!(resumed["status"], "finished");
+    assert_eq!(resumed["unfinished"], 0);
+    assert_eq!(resumed["steer"]["tasks"], report["steer"]["tasks"]);
+    let samples = resumed["valid"]["samples"]
+        .as_array()
+        .expect("samples")
+        .len();
+    assert_eq!(
+        samples,
+        2 * 3 * 3 * 300,
+        "two tasks x three prompts x three temperatures"
+    );
+    let again = sb.run(&["eval", "--resume", "stopped"]);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
 }
 
 #[test]
@@ -349,6 +366,20 @@ fn report_and_charts_of_stored_runs() {
     assert!(
         content.starts_with("<svg") && content.contains("zipf_rank"),
         "{content}"
+    );
+    sb.ok(&[
+        "chart",
+        "steer",
+        "a",
+        "--metric",
+        "acc",
+        "--out",
+        svg.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        std::fs::read_to_string(&svg)
+            .expect("svg")
+            .contains("accuracy")
     );
     let png = sb.path("heat.png");
     sb.ok(&[

@@ -69,6 +69,8 @@ struct StoredEval {
     families: Vec<Family>,
     tasks: Vec<String>,
     plan: Vec<Planned>,
+    #[serde(default)]
+    device: DeviceSpec,
 }
 
 /// A task a family could not evaluate, and why.
@@ -269,6 +271,7 @@ impl Studio {
             families: request.families.clone(),
             tasks: request.tasks.clone(),
             plan,
+            device: request.device,
         };
         let spec = serde_json::to_value(&stored)?;
         let run = store.create_run(&NewRun {
@@ -290,15 +293,61 @@ impl Studio {
             stored.plan.len(),
             format!("{:?}", request.profile).to_lowercase()
         ));
-        let result = self.run_plan(
-            &mut store,
-            &run,
-            &stored,
-            request.device,
-            progress,
-            note,
-            cancel,
-        );
+        self.execute_eval(&mut store, &run, &stored, progress, note, cancel)
+    }
+
+    /// Continues a cancelled, failed or killed evaluation: the tasks it finished
+    /// are kept, the others run with the run's own settings.
+    pub fn resume_eval(
+        &self,
+        run: &str,
+        progress: &mut dyn FnMut(&EvalProgress),
+        note: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<EvalReport> {
+        let mut store = self.store()?;
+        let record = find_run(&store, run)?;
+        if record.kind != "eval" {
+            bail!(
+                "run {} ({}) is a {} run (fix: `spectrum train --resume {}` continues training runs)",
+                record.id,
+                record.name,
+                record.kind,
+                record.id
+            );
+        }
+        if record.status == "finished" {
+            bail!(
+                "evaluation run {} ({}) has already finished (fix: `spectrum runs show {}` shows it)",
+                record.id,
+                record.name,
+                record.id
+            );
+        }
+        let stored: StoredEval = serde_json::from_value(record.spec.clone())
+            .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;
+        stored.device.device()?;
+        store.set_run_status(record.id, "running", None)?;
+        note(&format!(
+            "resuming evaluation run {} ({}): {} of {} task evaluations done",
+            record.id,
+            record.name,
+            store.eval_tasks(record.id)?.len(),
+            stored.plan.len()
+        ));
+        self.execute_eval(&mut store, &record, &stored, progress, note, cancel)
+    }
+
+    fn execute_eval(
+        &self,
+        store: &mut Store,
+        run: &RunRecord,
+        stored: &StoredEval,
+        progress: &mut dyn FnMut(&EvalProgress),
+        note: &mut dyn FnMut(&str),
+        cancel: &AtomicBool,
+    ) -> Result<EvalReport> {
+        let result = self.run_plan(store, run, stored, stored.device, progress, note, cancel);
         match &result {
             Ok(()) => store.set_run_status(run.id, "finished", None)?,
             Err(e) if e.downcast_ref::<Cancelled>().is_some() => {
@@ -332,8 +381,16 @@ impl Studio {
             cancel,
         };
         let total = stored.plan.len();
+        let finished: Vec<(String, String)> = store
+            .eval_tasks(run.id)?
+            .into_iter()
+            .map(|t| (t.family, t.task))
+            .collect();
         for (i, planned) in stored.plan.iter().enumerate() {
             let (family, task) = (planned.family, planned.task.as_str());
+            if finished.contains(&(family.as_str().to_string(), task.to_string())) {
+                continue;
+            }
             let mut report = |done: usize, units: usize| {
                 progress(&EvalProgress {
                     run_id: run.id,

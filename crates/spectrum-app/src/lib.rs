@@ -21,7 +21,7 @@ pub use evaluation::{
     ValidReport,
 };
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
-pub use report::{CHART_KINDS, ReportRequest, SECTIONS};
+pub use report::{CHART_KINDS, ChartRequest, ReportRequest, SECTIONS};
 pub use spectrum_eval::metrics::MeanSe;
 pub use spectrum_eval::stats::{Interval, Verdict};
 pub use spectrum_eval::{Family, Profile, Settings as EvalSettings};

@@ -28,6 +28,20 @@ pub const SECTIONS: [&str; 8] = [
     "appendix",
 ];
 
+/// One chart of stored runs.
+#[derive(Debug, Clone)]
+pub struct ChartRequest {
+    /// One of [`CHART_KINDS`].
+    pub kind: String,
+    pub runs: Vec<String>,
+    /// One task (steer, items), or the family of a heatmap (steer, dist, valid).
+    pub task: Option<String>,
+    /// The run differences are taken against (heatmap).
+    pub baseline: Option<String>,
+    /// `loss` or `acc` (steer).
+    pub metric: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct ReportRequest {
     /// Evaluation and training runs (ids or names).
@@ -399,15 +413,9 @@ impl Studio {
     }
 
     /// One figure of stored runs, written as SVG or PNG by the file's extension.
-    pub fn chart(
-        &self,
-        kind: &str,
-        runs: &[String],
-        task: Option<&str>,
-        baseline: Option<&str>,
-        out: &Path,
-    ) -> Result<()> {
-        let runs = self.report_runs(runs, baseline)?;
+    pub fn chart(&self, request: &ChartRequest, out: &Path) -> Result<()> {
+        let (kind, task) = (request.kind.as_str(), request.task.as_deref());
+        let runs = self.report_runs(&request.runs, request.baseline.as_deref())?;
         let need_eval = || -> Result<()> {
             if runs.evals.is_empty() {
                 bail!(
@@ -423,7 +431,7 @@ impl Studio {
                     Some(t) => vec![t.to_string()],
                     None => runs.tasks(steer_tasks),
                 };
-                steer_figure(&runs, &tasks, "loss")
+                steer_figure(&runs, &tasks, &request.metric)
             }
             "items" => {
                 need_eval()?;

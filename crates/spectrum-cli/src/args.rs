@@ -251,6 +251,10 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// Continue this evaluation run (id or name) after a cancel, crash or kill: its
+    /// finished tasks are kept, the rest run with its settings; other flags are ignored.
+    #[arg(long, value_name = "RUN")]
+    pub resume: Option<String>,
     /// A registered model (name or id), a Hugging Face folder, a .gguf file, or `default`.
     #[arg(long, default_value = "default")]
     pub model: String,
@@ -388,6 +392,9 @@ pub struct ChartArgs {
     /// The run differences are taken against (heatmap).
     #[arg(long, value_name = "RUN")]
     pub baseline: Option<String>,
+    /// What a steer chart shows: loss or acc.
+    #[arg(long, default_value = "loss", value_parser = ["loss", "acc"])]
+    pub metric: String,
 }
 
 #[derive(Debug, Subcommand)]

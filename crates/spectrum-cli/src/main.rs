@@ -15,9 +15,9 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
-    Cancelled, EvalProgress, EvalReport, EvalRequest, Family, GenerateRequest, ImportOutcome,
-    ImportRequest, Progress, PromptFormat, PromptSource, ReportRequest, SamplingParams,
-    ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
+    Cancelled, ChartRequest, EvalProgress, EvalReport, EvalRequest, Family, GenerateRequest,
+    ImportOutcome, ImportRequest, Progress, PromptFormat, PromptSource, ReportRequest,
+    SamplingParams, ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
@@ -181,12 +181,17 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             Ok(())
         }
         Command::Eval(a) => {
-            let request = a.request();
-            let result = eval_with_progress(out, |p, n| studio.evaluate(&request, p, n, cancel));
+            let result = match &a.resume {
+                Some(run) => eval_with_progress(out, |p, n| studio.resume_eval(run, p, n, cancel)),
+                None => {
+                    let request = a.request();
+                    eval_with_progress(out, |p, n| studio.evaluate(&request, p, n, cancel))
+                }
+            };
             match result {
                 Ok(report) => out.eval_report(&report),
                 Err(e) if spectrum_app::is_cancelled(&e) => {
-                    out.note("cancelled: the finished tasks are kept (`spectrum runs list` shows the run)");
+                    out.note("cancelled: the finished tasks are kept; `spectrum eval --resume RUN` continues (`spectrum runs list` shows the run)");
                     Err(e)
                 }
                 Err(e) => Err(e),
@@ -206,13 +211,14 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             Ok(())
         }
         Command::Chart(a) => {
-            studio.chart(
-                &a.kind,
-                &a.runs,
-                a.task.as_deref(),
-                a.baseline.as_deref(),
-                &a.out,
-            )?;
+            let chart = ChartRequest {
+                kind: a.kind.clone(),
+                runs: a.runs.clone(),
+                task: a.task.clone(),
+                baseline: a.baseline.clone(),
+                metric: a.metric.clone(),
+            };
+            studio.chart(&chart, &a.out)?;
             out.note(&format!("wrote {}", a.out.display()));
             Ok(())
         }
