@@ -99,7 +99,10 @@ pub fn prepare(
     let mut fits = Vec::with_capacity(sequences.len());
     for s in sequences {
         let r = template::render(tok, format, &s.messages, Some(settings.budget))?;
-        fits.push(r.outputs.len());
+        // Examples that fit, by index: the chat format moves a sequence's first
+        // example into the system prompt when there is no description, so its
+        // spans start at index 1.
+        fits.push(r.outputs.last().map_or(0, |o| o.index + 1));
     }
     let k = choose_k(&fits).ok_or_else(|| EvalError::Task {
         task: task.to_string(),
