@@ -6,6 +6,7 @@
 //! deficiencies); run `i` of a report has colour `i` in every chart.
 
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
@@ -158,7 +159,16 @@ impl Figure {
         if !(matches!(self.chart, Chart::Training { .. }) || self.runs.is_empty()) {
             let width = root.dim_in_pixel().0 as i32;
             let (mut x, mut y) = (px(10.0), title_h + px(8.0));
-            for (i, name) in self.runs.iter().enumerate() {
+            // Item bars draw the target in grey before the runs.
+            let target =
+                matches!(self.chart, Chart::Items { .. }).then(|| ("target".to_string(), TARGET));
+            let entries = target.into_iter().chain(
+                self.runs
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (n.clone(), colour(i))),
+            );
+            for (name, c) in entries {
                 let w = px(30.0) + px(6.4 * name.chars().count() as f64);
                 if x + w > width && x > px(10.0) {
                     x = px(10.0);
@@ -166,7 +176,7 @@ impl Figure {
                 }
                 root.draw(&Rectangle::new(
                     [(x, y - px(5.0)), (x + px(14.0), y + px(5.0))],
-                    colour(i).filled(),
+                    c.filled(),
                 ))
                 .map_err(err)?;
                 root.draw(&Text::new(
@@ -283,24 +293,17 @@ impl Ctx {
             .iter()
             .flat_map(|s| s.points.iter().flat_map(|q| [q.1 - q.2, q.1 + q.2]));
         let (y0, y1) = range(ys, 0.08);
-        let mut chart = ChartBuilder::on(area)
-            .caption(&p.title, self.font(12.0))
-            .margin(self.px(6.0))
-            .x_label_area_size(self.px(30.0))
-            .y_label_area_size(self.px(42.0))
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_desc("output index (examples in context)")
-            .y_desc(metric)
-            .label_style(self.font(10.0))
-            .axis_desc_style(self.font(10.0))
-            .x_labels(6)
-            .y_labels(5)
-            .draw()
-            .map_err(err)?;
+        let mut chart = self.plane(
+            area,
+            Axes {
+                caption: &p.title,
+                x: x0..x1,
+                y: y0..y1,
+                x_desc: "output index (examples in context)",
+                y_desc: metric,
+                ..Axes::default()
+            },
+        )?;
         for s in &p.series {
             let c = colour(s.run);
             let mut band: Vec<(f64, f64)> = s.points.iter().map(|q| (q.0, q.1 + q.2)).collect();
@@ -334,23 +337,17 @@ impl Ctx {
             .fold(0.0, f64::max)
             .max(0.05)
             * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption(&item.title, self.font(11.0))
-            .margin(self.px(6.0))
-            .x_label_area_size(self.px(34.0))
-            .y_label_area_size(self.px(38.0))
-            .build_cartesian_2d(0f64..n as f64, 0f64..top)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_label_formatter(&|_| String::new())
-            .y_desc("probability")
-            .label_style(self.font(9.0))
-            .axis_desc_style(self.font(10.0))
-            .draw()
-            .map_err(err)?;
+        let mut chart = self.plane(
+            area,
+            Axes {
+                caption: &item.title,
+                x: 0.0..n as f64,
+                y: 0.0..top,
+                y_desc: "probability",
+                categories: true,
+                ..Axes::default()
+            },
+        )?;
         // Option names centred under their groups of bars.
         let base = area.get_base_pixel();
         let per = (chart.backend_coord(&(1.0, 0.0)).0 - chart.backend_coord(&(0.0, 0.0)).0) as f64;
@@ -396,22 +393,16 @@ impl Ctx {
             * 1.08;
         let n = data.len().max(1);
         let _ = runs;
-        let mut chart = ChartBuilder::on(area)
-            .margin(self.px(8.0))
-            .x_label_area_size(self.px(8.0))
-            .y_label_area_size(self.px(46.0))
-            .build_cartesian_2d(0f64..n as f64, 0f64..top)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_label_formatter(&|_| String::new())
-            .y_desc("JS divergence per item (nats)")
-            .label_style(self.font(10.0))
-            .axis_desc_style(self.font(10.0))
-            .draw()
-            .map_err(err)?;
+        let mut chart = self.plane(
+            area,
+            Axes {
+                x: 0.0..n as f64,
+                y: 0.0..top,
+                y_desc: "JS divergence per item (nats)",
+                categories: true,
+                ..Axes::default()
+            },
+        )?;
         for (slot, (run, values)) in data.iter().enumerate() {
             let c = colour(*run);
             // Deterministic jitter: spread the points by their rank.
@@ -445,22 +436,17 @@ impl Ctx {
                 .chain([0.0]),
             0.06,
         );
-        let mut chart = ChartBuilder::on(area)
-            .caption(&p.title, self.font(12.0))
-            .margin(self.px(6.0))
-            .x_label_area_size(self.px(30.0))
-            .y_label_area_size(self.px(40.0))
-            .build_cartesian_2d(x0..x1, -0.02f64..1.02f64)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_desc("yield (distinct valid outputs)")
-            .y_desc("fraction valid")
-            .label_style(self.font(10.0))
-            .axis_desc_style(self.font(10.0))
-            .draw()
-            .map_err(err)?;
+        let mut chart = self.plane(
+            area,
+            Axes {
+                caption: &p.title,
+                x: x0..x1,
+                y: -0.02..1.02,
+                x_desc: "yield (distinct valid outputs)",
+                y_desc: "fraction valid",
+                ..Axes::default()
+            },
+        )?;
         for s in &p.series {
             let c = colour(s.run);
             chart
@@ -605,22 +591,17 @@ impl Ctx {
             steps.iter().map(|s| s.1).chain(evals.iter().map(|e| e.1)),
             0.08,
         );
-        let mut chart = ChartBuilder::on(&left)
-            .caption("loss", self.font(12.0))
-            .margin(self.px(6.0))
-            .x_label_area_size(self.px(30.0))
-            .y_label_area_size(self.px(42.0))
-            .build_cartesian_2d(x0..x1, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_desc("step")
-            .y_desc("loss (nats per token / per output)")
-            .label_style(self.font(10.0))
-            .axis_desc_style(self.font(10.0))
-            .draw()
-            .map_err(err)?;
+        let mut chart = self.plane(
+            &left,
+            Axes {
+                caption: "loss",
+                x: x0..x1,
+                y: y0..y1,
+                x_desc: "step",
+                y_desc: "loss (nats per token / per output)",
+                ..Axes::default()
+            },
+        )?;
         chart
             .draw_series(LineSeries::new(
                 steps.iter().map(|s| (s.0, s.1)),
@@ -652,27 +633,101 @@ impl Ctx {
             .draw()
             .map_err(err)?;
         let (l0, l1) = range(steps.iter().map(|s| s.2).chain([0.0]), 0.05);
-        let mut lr = ChartBuilder::on(&right)
-            .caption("learning rate", self.font(12.0))
-            .margin(self.px(6.0))
-            .x_label_area_size(self.px(30.0))
-            .y_label_area_size(self.px(52.0))
-            .build_cartesian_2d(x0..x1, l0..l1)
-            .map_err(err)?;
-        lr.configure_mesh()
-            .light_line_style(RGBColor(235, 235, 235))
-            .x_desc("step")
-            .y_label_formatter(&|v| format!("{v:.1e}"))
-            .label_style(self.font(10.0))
-            .axis_desc_style(self.font(10.0))
-            .draw()
-            .map_err(err)?;
+        let mut lr = self.plane(
+            &right,
+            Axes {
+                caption: "learning rate",
+                x: x0..x1,
+                y: l0..l1,
+                x_desc: "step",
+                scientific_y: true,
+                ..Axes::default()
+            },
+        )?;
         lr.draw_series(LineSeries::new(
             steps.iter().map(|s| (s.0, s.2)),
             colour(2).stroke_width(self.px(2.0) as u32),
         ))
         .map_err(err)?;
         Ok(())
+    }
+}
+
+/// How a plane's axes look.
+struct Axes<'s> {
+    caption: &'s str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &'s str,
+    y_desc: &'s str,
+    /// The x axis holds categories: no x grid and no x tick labels (the chart writes its own).
+    categories: bool,
+    /// y tick labels as 1.0e-3.
+    scientific_y: bool,
+}
+
+impl Default for Axes<'_> {
+    fn default() -> Self {
+        Axes {
+            caption: "",
+            x: 0.0..1.0,
+            y: 0.0..1.0,
+            x_desc: "",
+            y_desc: "",
+            categories: false,
+            scientific_y: false,
+        }
+    }
+}
+
+type Plane<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+impl Ctx {
+    /// A plane with its grid, tick labels and axis descriptions drawn.
+    fn plane<'a, DB: DrawingBackend>(
+        &self,
+        area: &'a DrawingArea<DB, Shift>,
+        axes: Axes,
+    ) -> Result<Plane<'a, DB>> {
+        let mut builder = ChartBuilder::on(area);
+        if !axes.caption.is_empty() {
+            builder.caption(axes.caption, self.font(12.0));
+        }
+        let x_area = if axes.categories && axes.x_desc.is_empty() {
+            30.0
+        } else {
+            32.0
+        };
+        let mut chart = builder
+            .margin(self.px(6.0))
+            .x_label_area_size(self.px(x_area))
+            .y_label_area_size(self.px(if axes.scientific_y { 52.0 } else { 44.0 }))
+            .build_cartesian_2d(axes.x, axes.y)
+            .map_err(err)?;
+        let blank = |_: &f64| String::new();
+        let scientific = |v: &f64| {
+            if v.abs() < 1e-12 {
+                "0".to_string()
+            } else {
+                format!("{v:.1e}")
+            }
+        };
+        let mut mesh = chart.configure_mesh();
+        mesh.light_line_style(RGBColor(235, 235, 235))
+            .x_desc(axes.x_desc)
+            .y_desc(axes.y_desc)
+            .label_style(self.font(10.0))
+            .axis_desc_style(self.font(10.0))
+            .x_labels(6)
+            .y_labels(6);
+        if axes.categories {
+            mesh.disable_x_mesh().x_label_formatter(&blank);
+        }
+        if axes.scientific_y {
+            mesh.y_label_formatter(&scientific);
+        }
+        mesh.draw().map_err(err)?;
+        Ok(chart)
     }
 }
 
