@@ -53,6 +53,33 @@ impl Default for Sandbox {
 }
 
 impl Sandbox {
+    /// A sandbox with the built-in suite (`size` sequences per task) imported
+    /// and a tiny model built in code registered as `tiny`.
+    pub fn with_suite_and_tiny_model(size: usize) -> Sandbox {
+        let sb = Sandbox::default();
+        let suite = sb.path("suite");
+        let suite = suite.to_str().expect("utf-8");
+        sb.ok(&[
+            "suite",
+            "build",
+            "--out",
+            suite,
+            "--size",
+            &size.to_string(),
+        ]);
+        sb.ok(&["import", suite]);
+        let model = sb.path("tiny");
+        spectrum_lm::tiny::write_model(&model, 32, 2, 3).expect("tiny model");
+        sb.ok(&[
+            "model",
+            "add",
+            model.to_str().expect("utf-8"),
+            "--name",
+            "tiny",
+        ]);
+        sb
+    }
+
     pub fn store(&self) -> PathBuf {
         self.dir.path().join("store.sqlite3")
     }

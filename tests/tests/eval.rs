@@ -4,31 +4,6 @@
 
 use spectrum_system_tests::Sandbox;
 
-/// A sandbox with a small built-in suite imported and a tiny model registered as `tiny`.
-fn setup() -> Sandbox {
-    let sb = Sandbox::default();
-    let suite = sb.path("suite");
-    sb.ok(&[
-        "suite",
-        "build",
-        "--out",
-        suite.to_str().expect("utf-8"),
-        "--size",
-        "8",
-    ]);
-    sb.ok(&["import", suite.to_str().expect("utf-8")]);
-    let model = sb.path("tiny");
-    spectrum_lm::tiny::write_model(&model, 32, 2, 3).expect("tiny model");
-    sb.ok(&[
-        "model",
-        "add",
-        model.to_str().expect("utf-8"),
-        "--name",
-        "tiny",
-    ]);
-    sb
-}
-
 const EVAL: [&str; 12] = [
     "eval",
     "--model",
@@ -53,7 +28,7 @@ fn eval(sb: &Sandbox, extra: &[&str]) -> serde_json::Value {
 
 #[test]
 fn eval_json_holds_every_family_and_is_kept_in_the_store() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(8);
     let report = eval(&sb, &["--name", "first"]);
     assert_eq!(report["status"], "finished");
     assert_eq!(report["template"], "spectrum");
@@ -132,7 +107,7 @@ fn eval_json_holds_every_family_and_is_kept_in_the_store() {
 
 #[test]
 fn templates_are_factors_and_tasks_are_chosen_by_name() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(8);
     let colon = eval(
         &sb,
         &[
@@ -206,7 +181,7 @@ fn an_imported_distribution_file_is_evaluated_by_task_name() {
 
 #[test]
 fn bad_requests_name_the_fix_and_record_nothing() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(8);
     let out = sb.run(&["eval", "--model", "tiny", "--tasks", "no_such_task"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -237,7 +212,7 @@ fn bad_requests_name_the_fix_and_record_nothing() {
 fn ctrl_c_keeps_the_finished_tasks() {
     use std::process::Stdio;
     use std::time::{Duration, Instant};
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(8);
     // Steerability finishes in a moment; the sampling after it runs long.
     let child = sb
         .command(&[
@@ -302,7 +277,7 @@ fn ctrl_c_keeps_the_finished_tasks() {
 
 #[test]
 fn report_and_charts_of_stored_runs() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(8);
     eval(&sb, &["--name", "a"]);
     eval(&sb, &["--name", "b", "--template", "colon"]);
     let pdf = sb.path("out/report.pdf");

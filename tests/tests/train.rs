@@ -8,31 +8,6 @@ use std::time::{Duration, Instant};
 
 use spectrum_system_tests::Sandbox;
 
-/// A sandbox with a small built-in suite imported and a tiny model registered as `tiny`.
-fn setup() -> Sandbox {
-    let sb = Sandbox::default();
-    let suite = sb.path("suite");
-    sb.ok(&[
-        "suite",
-        "build",
-        "--out",
-        suite.to_str().expect("utf-8"),
-        "--size",
-        "6",
-    ]);
-    sb.ok(&["import", suite.to_str().expect("utf-8")]);
-    let model = sb.path("tiny");
-    spectrum_lm::tiny::write_model(&model, 32, 2, 3).expect("tiny model");
-    sb.ok(&[
-        "model",
-        "add",
-        model.to_str().expect("utf-8"),
-        "--name",
-        "tiny",
-    ]);
-    sb
-}
-
 const TRAIN: [&str; 18] = [
     "train",
     "--model",
@@ -116,7 +91,7 @@ fn run_dir(sb: &Sandbox, run: &str) -> PathBuf {
 
 #[test]
 fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(6);
     sb.json(&train_args("whole", "200"));
     let whole = losses(&sb, "whole");
     assert_eq!(whole.len(), 200);
@@ -165,7 +140,7 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
 
 #[test]
 fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(6);
     let mut child = sb
         .command(&train_args("stopped", "5000"))
         .stdout(Stdio::null())
@@ -212,7 +187,7 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
 
 #[test]
 fn held_out_tasks_are_refused_and_nothing_is_recorded() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(6);
     let held_out = sb.json(&["tasks", "list", "--split", "held_out"]);
     let name = held_out[0]["name"]
         .as_str()
@@ -258,7 +233,7 @@ fn held_out_tasks_are_refused_and_nothing_is_recorded() {
 
 #[test]
 fn lora_runs_register_their_adapter_and_export_both_ways() {
-    let sb = setup();
+    let sb = Sandbox::with_suite_and_tiny_model(6);
     let mut args = train_args("lora", "4");
     args.retain(|a| *a != "--full");
     args.extend(["--lora-rank", "4", "--lora-targets", "q_proj,v_proj"]);

@@ -203,11 +203,8 @@ fn items_figure(runs: &Runs, task: &str, n: usize) -> Option<Figure> {
         })
         .collect();
     let rows = items.len().div_ceil(3).max(1) as u32;
-    let mut names = vec!["target".to_string()];
-    names.extend(runs.names());
     Some(Figure {
         title: format!("{task}: model distribution (normalised over the options) vs target"),
-        // The target is drawn in grey; runs keep their colours.
         runs: runs.names(),
         chart: Chart::Items { items },
         width: 640,

@@ -14,31 +14,16 @@
 //! Needs the default model (installed into target/tmp on first use, or
 //! `SPECTRUM_BENCH_MODEL=DIR`).
 
-use std::path::PathBuf;
 use std::time::Instant;
 
 use spectrum_eval::{dist, steer};
-use spectrum_lm::template::{self, PromptFormat};
+use spectrum_lm::template::PromptFormat;
 use spectrum_lm::{DeviceSpec, LanguageModel};
 use spectrum_suite::builtin::{self, SuiteConfig};
 use spectrum_suite::{DistributionItem, Split};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn model_dir() -> PathBuf {
-    std::env::var("SPECTRUM_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let dir =
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models/SmolLM2-135M-Instruct");
-            let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
-            spectrum_lm::default_model::DefaultModel::new(dir.clone(), python)
-                .install(&mut |s| eprintln!("{s}"))
-                .expect("default model");
-            dir
-        })
-}
 
 fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();
@@ -47,7 +32,7 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
 }
 
 fn main() {
-    let dir = model_dir();
+    let dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
     let mut lm = spectrum_lm::load_local(&dir, DeviceSpec::Cpu).expect("model");
     let tok = lm.tokenizer.clone();
     let format = PromptFormat::Spectrum;
@@ -103,18 +88,8 @@ fn main() {
         let prepared: Vec<(Vec<u32>, Vec<Vec<u32>>)> = items
             .iter()
             .map(|item| {
-                let prompt =
-                    template::generation_prompt(&tok, format, &dist::prompt_messages(item))
-                        .expect("prompt");
-                let options = item
-                    .options
-                    .iter()
-                    .map(|o| {
-                        tok.encode(&template::output_text(format, o))
-                            .expect("encode")
-                    })
-                    .collect();
-                (prompt.ids, options)
+                let (prompt, options, _) = dist::item_tokens(&tok, format, item).expect("tokens");
+                (prompt, options)
             })
             .collect();
         // Warm up both paths once.

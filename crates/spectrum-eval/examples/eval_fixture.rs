@@ -9,7 +9,6 @@ mod fixture;
 use serde_json::json;
 use spectrum_eval::{Settings, dist, steer};
 use spectrum_lm::PromptFormat;
-use spectrum_lm::template;
 
 fn main() {
     let out = std::path::PathBuf::from(
@@ -38,18 +37,9 @@ fn main() {
             }));
         }
         for item in fixture::items() {
-            let prompt = template::generation_prompt(&tok, format, &dist::prompt_messages(&item))
-                .expect("prompt");
-            let options: Vec<Vec<u32>> = item
-                .options
-                .iter()
-                .map(|o| {
-                    tok.encode(&template::output_text(format, o))
-                        .expect("encode")
-                })
-                .collect();
+            let (prompt, options, _) = dist::item_tokens(&tok, format, &item).expect("tokens");
             items.push(json!({
-                "format": format, "id": dist::item_id(&item, 0), "prompt": prompt.ids,
+                "format": format, "id": dist::item_id(&item, 0), "prompt": prompt,
                 "options": options, "target": item.probs, "ordinal": item.ordinal,
             }));
         }

@@ -72,15 +72,16 @@ pub fn prompt_messages(item: &DistributionItem) -> Vec<Message> {
     messages
 }
 
-/// Scores one item.
-pub fn score_item(
-    lm: &mut dyn LanguageModel,
+/// The tokens an item is scored on: the prompt (description and input, then
+/// the opened output) and each option's tokens as they follow it, without the
+/// end marker. Also whether tokenising prompt + option as one string (as the
+/// reference does) would give the same tokens after the prompt for every option.
+pub fn item_tokens(
     tok: &TextTokenizer,
     format: PromptFormat,
     item: &DistributionItem,
-    id: String,
-) -> Result<DistItem> {
-    let prompt = template::generation_prompt(tok, format, &prompt_messages(item))?;
+) -> Result<(Vec<u32>, Vec<Vec<u32>>, bool)> {
+    let prompt = template::generation_prompt(tok, format, &prompt_messages(item))?.ids;
     let texts: Vec<String> = item
         .options
         .iter()
@@ -90,19 +91,27 @@ pub fn score_item(
         .iter()
         .map(|t| tok.encode(t))
         .collect::<Result<_, _>>()?;
-    // The reference tokenises prompt + option as one string: check that it
-    // would see the same tokens after the prompt as we score.
-    let skip = tok
-        .bos
-        .map_or(0, |b| (prompt.ids.first() == Some(&b)) as usize);
-    let prompt_text = tok.decode(&prompt.ids[skip..])?;
+    let skip = tok.bos.map_or(0, |b| (prompt.first() == Some(&b)) as usize);
+    let prompt_text = tok.decode(&prompt[skip..])?;
     let mut boundary_clean = true;
     for (text, ids) in texts.iter().zip(&options) {
         let joined = tok.encode(&format!("{prompt_text}{text}"))?;
-        let expected = prompt.ids[skip..].iter().chain(ids.iter());
+        let expected = prompt[skip..].iter().chain(ids.iter());
         boundary_clean &= joined.iter().eq(expected);
     }
-    let logprobs = lm.option_logprobs(&prompt.ids, &options)?;
+    Ok((prompt, options, boundary_clean))
+}
+
+/// Scores one item.
+pub fn score_item(
+    lm: &mut dyn LanguageModel,
+    tok: &TextTokenizer,
+    format: PromptFormat,
+    item: &DistributionItem,
+    id: String,
+) -> Result<DistItem> {
+    let (prompt, options, boundary_clean) = item_tokens(tok, format, item)?;
+    let logprobs = lm.option_logprobs(&prompt, &options)?;
     Ok(DistItem {
         id,
         options: item.options.clone(),

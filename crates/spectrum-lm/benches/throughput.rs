@@ -43,17 +43,7 @@ const NEW_TOKENS: usize = 64;
 fn main() {
     keep_freed_memory();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let model_dir = std::env::var("SPECTRUM_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let default =
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models/SmolLM2-135M-Instruct");
-            let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
-            spectrum_lm::default_model::DefaultModel::new(default.clone(), python)
-                .install(&mut |s| eprintln!("{s}"))
-                .expect("default model");
-            default
-        });
+    let model_dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
     let python = std::env::var("SPECTRUM_BENCH_PYTHON")
         .unwrap_or_else(|_| root.join("bench/.venv/bin/python").display().to_string());
 

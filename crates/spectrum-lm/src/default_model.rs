@@ -129,6 +129,22 @@ impl DefaultModel {
     }
 }
 
+/// The default model for benchmarks: `SPECTRUM_BENCH_MODEL` if set, else the
+/// default model installed (on first use) into `<tmp>/models/` with the
+/// Python of `SPECTRUM_PYTHON` (default `python3`). Panics when it cannot be
+/// installed: a benchmark has nothing to measure without it.
+pub fn for_benchmarks(tmp: impl AsRef<Path>) -> PathBuf {
+    if let Ok(dir) = std::env::var("SPECTRUM_BENCH_MODEL") {
+        return PathBuf::from(dir);
+    }
+    let dir = tmp.as_ref().join("models/SmolLM2-135M-Instruct");
+    let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
+    if let Err(e) = DefaultModel::new(dir.clone(), python).install(&mut |s| eprintln!("{s}")) {
+        panic!("the default model is needed for this benchmark: {e}");
+    }
+    dir
+}
+
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut f = std::fs::File::open(path).map_err(|e| LmError::io(path, e))?;
     let mut hasher = Sha256::new();

@@ -195,10 +195,8 @@ impl Figure {
             Chart::Steer { metric, panels } => {
                 ctx.panels(&body, panels, |area, p| ctx.curve(area, p, metric))
             }
-            Chart::Items { items } => {
-                ctx.grid(&body, items, |area, item| ctx.bars(area, item, &self.runs))
-            }
-            Chart::JsSpread { runs } => ctx.spread(&body, runs, &self.runs),
+            Chart::Items { items } => ctx.grid(&body, items, |area, item| ctx.bars(area, item)),
+            Chart::JsSpread { runs } => ctx.spread(&body, runs),
             Chart::Validity { panels } => {
                 ctx.panels(&body, panels, |area, p| ctx.validity(area, p))
             }
@@ -325,7 +323,6 @@ impl Ctx {
         &self,
         area: &DrawingArea<DB, Shift>,
         item: &ItemBars,
-        runs: &[String],
     ) -> Result<()> {
         let n = item.options.len();
         let groups = item.models.len() + 1;
@@ -373,7 +370,6 @@ impl Ctx {
         };
         draw(0, &item.target, TARGET.filled())?;
         for (g, (run, q)) in item.models.iter().enumerate() {
-            let _ = runs;
             draw(g + 1, q, colour(*run).filled())?;
         }
         Ok(())
@@ -383,7 +379,6 @@ impl Ctx {
         &self,
         area: &DrawingArea<DB, Shift>,
         data: &[(usize, Vec<f64>)],
-        runs: &[String],
     ) -> Result<()> {
         let top = data
             .iter()
@@ -392,7 +387,6 @@ impl Ctx {
             .max(0.01)
             * 1.08;
         let n = data.len().max(1);
-        let _ = runs;
         let mut chart = self.plane(
             area,
             Axes {
@@ -406,11 +400,9 @@ impl Ctx {
         for (slot, (run, values)) in data.iter().enumerate() {
             let c = colour(*run);
             // Deterministic jitter: spread the points by their rank.
-            let k = values.len().max(1) as f64;
             chart
                 .draw_series(values.iter().enumerate().map(|(i, &v)| {
                     let x = slot as f64 + 0.25 + 0.5 * ((i as f64 * 0.618_034) % 1.0);
-                    let _ = k;
                     Circle::new((x, v), self.px(2.5) as u32, c.mix(0.55).filled())
                 }))
                 .map_err(err)?;

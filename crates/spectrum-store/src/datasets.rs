@@ -405,23 +405,11 @@ impl Store {
 impl Store {
     /// The sequences of a task, in import order.
     pub fn task_sequences(&self, task_id: i64) -> Result<Vec<Vec<spectrum_suite::Message>>> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT messages FROM sequences WHERE task_id = ?1 ORDER BY id")
-            .map_err(|e| self.sqlite(e))?;
-        let rows = stmt
-            .query_map([task_id], |r| r.get::<_, String>(0))
-            .map_err(|e| self.sqlite(e))?;
-        let mut out = Vec::new();
-        for text in rows {
-            let text = text.map_err(|e| self.sqlite(e))?;
-            out.push(serde_json::from_str(&text).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "a sequence of task {task_id} is not valid JSON: {e}"
-                ))
-            })?);
-        }
-        Ok(out)
+        self.json_rows(
+            "SELECT messages FROM sequences WHERE task_id = ?1 ORDER BY id",
+            [task_id],
+            &format!("a sequence of task {task_id}"),
+        )
     }
 
     pub fn task_name(&self, task_id: i64) -> Result<Option<String>> {

@@ -114,6 +114,29 @@ impl Store {
         }
     }
 
+    /// Runs `sql`, whose one column holds JSON text, and parses every row;
+    /// `what` names a row in the error when one does not parse.
+    fn json_rows<T: serde::de::DeserializeOwned>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        what: &str,
+    ) -> Result<Vec<T>> {
+        let mut stmt = self.conn.prepare(sql).map_err(|e| self.sqlite(e))?;
+        let rows = stmt
+            .query_map(params, |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?;
+        let mut out = Vec::new();
+        for text in rows {
+            let text = text.map_err(|e| self.sqlite(e))?;
+            out.push(
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("{what} is not valid JSON: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+
     /// The schema version this build writes.
     pub const SCHEMA_VERSION: i64 = migrations::MIGRATIONS.len() as i64;
 

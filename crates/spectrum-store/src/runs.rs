@@ -395,24 +395,10 @@ impl Store {
         family: &str,
         task: &str,
     ) -> Result<Vec<serde_json::Value>> {
-        let mut stmt = self
-            .conn
-            .prepare(
-                "SELECT record FROM eval_rows WHERE run_id = ?1 AND family = ?2 AND task = ?3 ORDER BY position",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let rows = stmt
-            .query_map(params![run_id, family, task], |r| r.get::<_, String>(0))
-            .map_err(|e| self.sqlite(e))?;
-        let mut out = Vec::new();
-        for text in rows {
-            let text = text.map_err(|e| self.sqlite(e))?;
-            out.push(serde_json::from_str(&text).map_err(|e| {
-                StoreError::Corrupt(format!(
-                    "an evaluation row of run {run_id} is not JSON: {e}"
-                ))
-            })?);
-        }
-        Ok(out)
+        self.json_rows(
+            "SELECT record FROM eval_rows WHERE run_id = ?1 AND family = ?2 AND task = ?3 ORDER BY position",
+            params![run_id, family, task],
+            &format!("an evaluation row of run {run_id}"),
+        )
     }
 }

@@ -31,17 +31,7 @@ const STEPS: usize = 3;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let model_dir = std::env::var("SPECTRUM_BENCH_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            let default =
-                PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("models/SmolLM2-135M-Instruct");
-            let python = std::env::var("SPECTRUM_PYTHON").unwrap_or_else(|_| "python3".into());
-            spectrum_lm::default_model::DefaultModel::new(default.clone(), python)
-                .install(&mut |s| eprintln!("{s}"))
-                .expect("default model");
-            default
-        });
+    let model_dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
     let batch_file = std::env::temp_dir().join("spectrum-train-bench.json");
     if let Ok(mode) = std::env::var("SPECTRUM_BENCH_CHILD") {
         let report = child(&mode, &model_dir, &batch_file);
