@@ -14,7 +14,7 @@ use crate::{EvalReport, Studio};
 
 /// One metric of one task: baseline and candidate values and the interval of
 /// their difference (candidate - baseline).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct CompareRow {
     pub family: Family,
     pub task: String,
@@ -29,14 +29,14 @@ pub struct CompareRow {
     pub headline: bool,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, ts_rs::TS)]
 pub struct Tally {
     pub win: usize,
     pub tie: usize,
     pub loss: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RunRef {
     pub run: i64,
     pub name: String,
@@ -55,7 +55,7 @@ impl RunRef {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct CandidateComparison {
     pub run: RunRef,
     pub rows: Vec<CompareRow>,
@@ -63,7 +63,7 @@ pub struct CandidateComparison {
     pub tally: BTreeMap<Family, Tally>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Comparison {
     pub baseline: RunRef,
     pub candidates: Vec<CandidateComparison>,

@@ -20,7 +20,7 @@ pub struct ImportRequest {
     pub options: ImportOptions,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum ImportOutcome {
     Imported {
@@ -75,7 +75,7 @@ impl Studio {
 }
 
 /// Options that change what an import produces are part of its identity.
-fn import_key(content_hash: &str, o: &ImportOptions) -> String {
+pub(crate) fn import_key(content_hash: &str, o: &ImportOptions) -> String {
     let shape = o.shape.map_or("auto", |s| s.as_str());
     let task = o.task.as_deref().unwrap_or("");
     format!(

@@ -37,7 +37,7 @@ pub struct EvalRequest {
 }
 
 /// Where an evaluation is.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct EvalProgress {
     pub run_id: i64,
     pub family: Family,
@@ -74,14 +74,14 @@ struct StoredEval {
 }
 
 /// A task a family could not evaluate, and why.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Skipped {
     pub family: Family,
     pub task: String,
     pub reason: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct SteerReport {
     /// Means over tasks (equal weight) of the task means of outputs with index >= 1.
     pub loss: MeanSe,
@@ -91,7 +91,7 @@ pub struct SteerReport {
     pub outputs: Vec<Value>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct DistReport {
     /// Means over tasks (equal weight).
     pub js: MeanSe,
@@ -104,7 +104,7 @@ pub struct DistReport {
 
 /// Validity and diversity of one (setting, temperature) averaged over tasks
 /// with equal weight (METHOD.md §4.3).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ValidOverall {
     pub setting: Setting,
     pub temperature: f64,
@@ -117,7 +117,7 @@ pub struct ValidOverall {
     pub coverage_pct: Option<f64>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ValidReport {
     pub overall: Vec<ValidOverall>,
     pub tasks: Vec<ValidSummary>,
@@ -126,7 +126,7 @@ pub struct ValidReport {
 }
 
 /// An evaluation run and everything it produced.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct EvalReport {
     pub run: i64,
     pub name: String,

@@ -6,6 +6,7 @@ mod compare;
 mod datasets;
 mod evaluation;
 mod inference;
+mod library;
 mod models;
 mod report;
 mod training;
@@ -21,6 +22,7 @@ pub use evaluation::{
     ValidReport,
 };
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
+pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
 pub use report::{CHART_KINDS, ChartRequest, ReportRequest, SECTIONS};
 pub use spectrum_eval::metrics::MeanSe;
 pub use spectrum_eval::stats::{Interval, Verdict};
@@ -137,4 +139,35 @@ pub fn default_store_path() -> Result<PathBuf> {
     let dirs = directories::ProjectDirs::from("org", "Spectrum Studio", "spectrum-studio")
         .context("cannot find a home folder for the store (fix: pass --store PATH)")?;
     Ok(dirs.data_dir().join("store.sqlite3"))
+}
+
+/// mimalloc reads its options from the environment when the process starts.
+/// Training frees and re-allocates activation-sized buffers every step, and
+/// returning them to the OS only to fault them back in, zeroed, cost a third
+/// of each step (BENCHMARKS.md). So a front end's `main` calls this first: the binary re-executes itself once with
+/// `MIMALLOC_PURGE_DELAY=-1` (keep freed memory for reuse), unless it is set.
+#[cfg(unix)]
+pub fn keep_freed_memory() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        return;
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        // `exec` only returns if it failed; then the defaults stay.
+        let _ = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("MIMALLOC_PURGE_DELAY", "-1")
+            .exec();
+    }
+}
+
+#[cfg(not(unix))]
+pub fn keep_freed_memory() {}
+
+/// The rows of an [`EvalReport`] (`outputs`, `items`, `samples`) are these
+/// types as JSON, each with a `task` field added.
+pub mod eval_rows {
+    pub use spectrum_eval::dist::DistItem;
+    pub use spectrum_eval::steer::SteerOutput;
+    pub use spectrum_eval::valid::Sample;
 }

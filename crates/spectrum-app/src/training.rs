@@ -49,7 +49,7 @@ impl StoredRun {
 }
 
 /// Progress of a training job, for progress bars and the desktop app.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TrainProgress {
     Started {
@@ -77,7 +77,7 @@ pub enum TrainProgress {
     },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct TrainOutcome {
     pub run: RunRecord,
     pub cancelled: bool,
@@ -87,7 +87,7 @@ pub struct TrainOutcome {
 }
 
 /// A run with its metrics and checkpoints.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RunDetail {
     pub run: RunRecord,
     pub steps: Vec<StepMetrics>,

@@ -28,31 +28,8 @@ use output::Output;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// mimalloc reads its options from the environment when the process starts.
-/// Training frees and re-allocates activation-sized buffers every step, and
-/// returning them to the OS only to fault them back in, zeroed, cost a third
-/// of each step (BENCHMARKS.md). So the binary re-executes itself once with
-/// `MIMALLOC_PURGE_DELAY=-1` (keep freed memory for reuse), unless it is set.
-#[cfg(unix)]
-fn keep_freed_memory() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        // `exec` only returns if it failed; then the defaults stay.
-        let _ = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("MIMALLOC_PURGE_DELAY", "-1")
-            .exec();
-    }
-}
-
-#[cfg(not(unix))]
-fn keep_freed_memory() {}
-
 fn main() -> ExitCode {
-    keep_freed_memory();
+    spectrum_app::keep_freed_memory();
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let cancel = Arc::new(AtomicBool::new(false));

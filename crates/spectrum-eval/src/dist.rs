@@ -12,7 +12,7 @@ use crate::metrics::{Alignment, MeanSe, alignment, mean_se};
 use crate::{EvalError, Evaluator, Progress, Result, sample_indices};
 
 /// One scored item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct DistItem {
     pub id: String,
     pub options: Vec<String>,
@@ -28,7 +28,7 @@ pub struct DistItem {
 }
 
 /// A task's means over its items, each with its standard error.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct DistSummary {
     pub task: String,
     pub items: usize,

@@ -19,7 +19,9 @@ pub mod valid;
 use serde::{Deserialize, Serialize};
 
 /// The evaluation families.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
     Steer,
@@ -51,7 +53,7 @@ impl Family {
 
 /// Evaluation sizes: `quick` runs in minutes on a CPU with the default model,
 /// `full` uses the reference sizes of METHOD.md §4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     Quick,
@@ -94,7 +96,7 @@ impl Profile {
 }
 
 /// What an evaluation does, in numbers. The defaults are the reference sizes.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Token budget per steerability sequence (the k rule counts examples within it).

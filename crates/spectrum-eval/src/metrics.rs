@@ -68,7 +68,7 @@ pub fn argmax(p: &[f64]) -> usize {
 }
 
 /// Everything METHOD.md §4.2 reports for one distributional item.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Alignment {
     /// Option probabilities before normalising: p(o) = exp(sum of token log-probs).
     pub p: Vec<f64>,
@@ -145,7 +145,7 @@ pub fn ece(confidence: &[f64], correct: &[bool], bins: usize) -> Option<f64> {
 }
 
 /// Mean and standard error (sample standard deviation / sqrt n) of `xs`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct MeanSe {
     pub mean: f64,
     /// `None` with fewer than two values.
@@ -168,7 +168,7 @@ pub fn mean_se(xs: &[f64]) -> MeanSe {
 }
 
 /// Validity and diversity of one batch of samples (METHOD.md §4.3); fractions in [0, 1].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Yield {
     pub n: usize,
     pub valid: usize,

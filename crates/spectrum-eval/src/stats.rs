@@ -7,7 +7,7 @@ use spectrum_suite::Rng;
 pub const RESAMPLES: usize = 2000;
 
 /// A difference (candidate minus baseline) with its 95% percentile interval.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Interval {
     pub diff: f64,
     pub lo: f64,
@@ -17,7 +17,7 @@ pub struct Interval {
 }
 
 /// Whether the candidate is better than the baseline, by the interval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     Win,

@@ -19,7 +19,7 @@ pub struct EvalSequence {
 }
 
 /// One scored output.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct SteerOutput {
     pub sequence: String,
     pub index: usize,
@@ -31,7 +31,7 @@ pub struct SteerOutput {
 }
 
 /// One point of the steerability curve: output index j over all sequences.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct CurvePoint {
     pub index: usize,
     pub loss: MeanSe,
@@ -39,7 +39,7 @@ pub struct CurvePoint {
 }
 
 /// A task's steerability summary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct SteerSummary {
     pub task: String,
     /// Examples per sequence, by the k rule.

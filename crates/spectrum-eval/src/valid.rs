@@ -11,7 +11,9 @@ use crate::metrics::{Yield, yield_stats};
 use crate::{EvalError, Evaluator, Progress, Result};
 
 /// What the prompt shows the model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Setting {
     Description,
@@ -52,7 +54,7 @@ impl Setting {
 }
 
 /// One sample and its verdict.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Sample {
     pub setting: Setting,
     pub temperature: f64,
@@ -62,7 +64,7 @@ pub struct Sample {
 }
 
 /// The statistics of one (setting, temperature) cell of a task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Cell {
     pub setting: Setting,
     pub temperature: f64,
@@ -70,7 +72,7 @@ pub struct Cell {
     pub stats: Yield,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ValidSummary {
     pub task: String,
     /// Size of the valid set for closed-set tasks.

@@ -27,7 +27,9 @@ pub use template::{PromptFormat, Rendered};
 use std::path::Path;
 
 /// Where a model runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceSpec {
     #[default]

@@ -20,7 +20,7 @@ pub const PROJECTIONS: [&str; 7] = [
 ];
 
 /// Which projections get adapters, and how big they are.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,

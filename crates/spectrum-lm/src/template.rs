@@ -13,7 +13,7 @@ use crate::tokenizer::TextTokenizer;
 use crate::{LmError, Result};
 
 /// The three prompt formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptFormat {
     /// The trained format: turns named description/input/output with the model's turn tokens.

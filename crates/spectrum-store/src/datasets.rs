@@ -22,7 +22,7 @@ pub struct NewDataset {
     pub imported_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct DatasetSummary {
     pub id: i64,
     pub name: String,
@@ -35,7 +35,7 @@ pub struct DatasetSummary {
     pub validity_tasks: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct DatasetDetail {
     #[serde(flatten)]
     pub summary: DatasetSummary,
@@ -44,7 +44,7 @@ pub struct DatasetDetail {
     pub tasks: Vec<TaskSummary>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct TaskSummary {
     pub id: i64,
     pub dataset_id: i64,

@@ -21,7 +21,7 @@ pub struct NewModel {
     pub added_at: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct ModelRecord {
     pub id: i64,
     pub name: String,

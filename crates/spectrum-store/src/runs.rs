@@ -21,7 +21,7 @@ pub struct NewRun {
     pub total_steps: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct RunRecord {
     pub id: i64,
     pub kind: String,
@@ -45,7 +45,7 @@ pub struct RunRecord {
 }
 
 /// One optimiser step.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct StepMetrics {
     pub step: i64,
     pub loss: f64,
@@ -59,7 +59,7 @@ pub struct StepMetrics {
 }
 
 /// A held-out evaluation during training (METHOD.md §4.1, outputs with index >= 1).
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct EvalMetrics {
     pub step: i64,
     pub loss: f64,

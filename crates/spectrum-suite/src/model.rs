@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use crate::validity::ValidityRule;
 
 /// Whether a task is trained on or kept aside for evaluation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     Train,
@@ -35,7 +35,7 @@ impl Split {
 
 /// Which evaluation family a task belongs to first. Every task can still yield
 /// training sequences; the kind says what else it carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskKind {
     /// Sequences of samples: scored for in-context steerability.
@@ -80,7 +80,7 @@ pub struct TaskDef {
 }
 
 /// The role of one message in a sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Description,
@@ -98,7 +98,7 @@ impl Role {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Message {
     pub role: Role,
     pub content: String,

@@ -7,7 +7,7 @@ use spectrum_lm::{DeviceSpec, PromptFormat};
 
 /// Which tasks to train on. Empty `names` and `categories`: every train task.
 /// Held-out tasks are never trained on.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct TaskSelection {
     /// Only tasks of this dataset (id or name); all datasets when `None`.
@@ -17,7 +17,7 @@ pub struct TaskSelection {
 }
 
 /// LoRA adapters on chosen projections, or every weight.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     Lora(LoraConfig),
@@ -25,7 +25,7 @@ pub enum Method {
 }
 
 /// How the learning rate decays after warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Decay {
     Linear,
@@ -34,14 +34,14 @@ pub enum Decay {
 }
 
 /// How long to train.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Length {
     Steps(usize),
     Epochs(f64),
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default)]
 pub struct RunSpec {
     pub tasks: TaskSelection,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Where in a file a row starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
 #[serde(tag = "unit", content = "number", rename_all = "snake_case")]
 pub enum Location {
     /// A line of a JSONL or CSV file (1-based, the CSV header is line 1).
@@ -56,7 +56,7 @@ impl Problem {
 }
 
 /// One rejected row.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, ts_rs::TS)]
 pub struct RowError {
     pub file: String,
     pub location: Location,

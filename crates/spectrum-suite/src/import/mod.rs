@@ -79,7 +79,7 @@ pub struct Progress {
 }
 
 /// What one file held.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, ts_rs::TS)]
 pub struct FileReport {
     pub path: String,
     pub format: Format,
@@ -91,7 +91,7 @@ pub struct FileReport {
     pub rejected: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, ts_rs::TS)]
 pub struct Counts {
     pub tasks: u64,
     pub sequences: u64,
@@ -99,7 +99,7 @@ pub struct Counts {
     pub validity_tasks: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, ts_rs::TS)]
 pub struct ImportReport {
     pub files: Vec<FileReport>,
     pub counts: Counts,

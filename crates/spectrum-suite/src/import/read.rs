@@ -12,7 +12,7 @@ use super::error::{ImportError, Location, Problem};
 use super::fields::kind_of;
 
 /// The file formats the importer reads, chosen by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Jsonl,

@@ -13,7 +13,9 @@ use crate::model::{
 use crate::validity::ValidityRule;
 
 /// What the rows of a file hold.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Shape {
     /// Task definitions: `task`, `category`, `split`, `kind`, `descriptions`.

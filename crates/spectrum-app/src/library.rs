@@ -1,0 +1,163 @@
+//! What the Library view shows: an import preview before anything is written,
+//! and a task's content.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use spectrum_suite::import::{self, Item, ItemSink, Progress, SinkError};
+use spectrum_suite::{Message, ValidityRule};
+
+use crate::{ImportReport, ImportRequest, Studio, TaskSummary};
+
+/// What an import would do, worked out without touching the store.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct ImportPreview {
+    /// Per file: format, detected shape, rows; every rejected row with its reason
+    /// (the preview reads with `skip_invalid` so that it can list them all).
+    pub report: ImportReport,
+    /// The tasks the files hold, by name.
+    pub tasks: Vec<PreviewTask>,
+    /// Whether this content was imported before with the same options.
+    pub already_imported: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, ts_rs::TS)]
+pub struct PreviewTask {
+    pub name: String,
+    /// From the task's definition row; `None` when the file has none and the
+    /// import options decide.
+    pub category: Option<String>,
+    pub split: Option<String>,
+    pub sequences: usize,
+    pub distribution_items: usize,
+    pub validity_tasks: usize,
+}
+
+/// Counts items per task instead of storing them.
+#[derive(Default)]
+struct Tally(BTreeMap<String, PreviewTask>);
+
+impl ItemSink for Tally {
+    fn accept(&mut self, item: Item) -> Result<(), SinkError> {
+        let name = item.task().to_string();
+        let task = self.0.entry(name.clone()).or_insert_with(|| PreviewTask {
+            name,
+            ..PreviewTask::default()
+        });
+        match item {
+            Item::Task(def) => {
+                task.category = Some(def.category);
+                task.split = Some(def.split.as_str().to_string());
+            }
+            Item::Sequence(_) => task.sequences += 1,
+            Item::Distribution(_) => task.distribution_items += 1,
+            Item::Validity(_) => task.validity_tasks += 1,
+        }
+        Ok(())
+    }
+}
+
+/// A task and (the first rows of) what it holds.
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct TaskDetail {
+    pub task: TaskSummary,
+    pub descriptions: Vec<String>,
+    /// Up to `limit` sequences: (id, messages).
+    pub sequences: Vec<TaskSequence>,
+    pub distribution_items: Vec<TaskItem>,
+    pub validity: Vec<TaskValidity>,
+}
+
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct TaskSequence {
+    pub id: String,
+    pub messages: Vec<Message>,
+}
+
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct TaskItem {
+    pub description: String,
+    pub input: String,
+    pub options: Vec<String>,
+    pub probs: Vec<f64>,
+    pub ordinal: bool,
+}
+
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct TaskValidity {
+    pub description: String,
+    pub examples: Vec<String>,
+    pub rule: ValidityRule,
+}
+
+impl Studio {
+    /// Reads the files as `import` would, without writing: shapes, counts per
+    /// task, and every rejected row (up to `error_limit`) with its reason.
+    pub fn preview_import(
+        &self,
+        request: &ImportRequest,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &AtomicBool,
+    ) -> Result<ImportPreview> {
+        let files = import::files_to_import(&request.paths)?;
+        let mut options = request.options.clone();
+        options.skip_invalid = true;
+        let mut tally = Tally::default();
+        let report = import::import(&files, &options, &mut tally, progress, cancel)?;
+        let content_hash = import::content_hash(&files)?;
+        let key = crate::datasets::import_key(&content_hash, &request.options);
+        let already_imported = self.store()?.dataset_by_import_key(&key)?.map(|d| d.name);
+        Ok(ImportPreview {
+            report,
+            tasks: tally.0.into_values().collect(),
+            already_imported,
+        })
+    }
+
+    /// A task with its descriptions and its first `limit` rows of each kind.
+    pub fn task_detail(&self, task_id: i64, limit: usize) -> Result<TaskDetail> {
+        let store = self.store()?;
+        let task = store
+            .tasks(&spectrum_store::TaskFilter::default())?
+            .into_iter()
+            .find(|t| t.id == task_id)
+            .with_context(|| format!("no task with id {task_id} (fix: reload the task list)"))?;
+        let sequences = store
+            .task_sequences_with_ids(task_id)?
+            .into_iter()
+            .take(limit)
+            .map(|(id, messages)| TaskSequence { id, messages })
+            .collect();
+        let distribution_items = store
+            .task_distribution_items(task_id)?
+            .into_iter()
+            .take(limit)
+            .map(|d| TaskItem {
+                description: d.description,
+                input: d.input,
+                options: d.options,
+                probs: d.probs,
+                ordinal: d.ordinal,
+            })
+            .collect();
+        let validity = store
+            .task_validity(task_id)?
+            .into_iter()
+            .take(limit)
+            .map(|v| TaskValidity {
+                description: v.description,
+                examples: v.examples,
+                rule: v.rule,
+            })
+            .collect();
+        Ok(TaskDetail {
+            descriptions: store.task_descriptions(task_id)?,
+            task,
+            sequences,
+            distribution_items,
+            validity,
+        })
+    }
+}

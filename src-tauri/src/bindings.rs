@@ -1,0 +1,100 @@
+//! TypeScript for every type that crosses the IPC boundary, written as one
+//! file, `ui/src/lib/bindings.ts`. The `bindings_are_current` test fails when
+//! the committed file differs from what the Rust types produce;
+//! `SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings` rewrites it.
+
+use std::collections::BTreeMap;
+
+use ts_rs::{Config, TS, TypeVisitor};
+
+use crate::dto::*;
+
+/// Collects declarations of a type and everything it refers to, by name.
+struct Collect<'c> {
+    cfg: &'c Config,
+    decls: BTreeMap<String, String>,
+}
+
+impl TypeVisitor for Collect<'_> {
+    fn visit<T: TS + 'static + ?Sized>(&mut self) {
+        if T::output_path().is_none() {
+            return;
+        }
+        let name = T::ident(self.cfg);
+        if self.decls.contains_key(&name) {
+            return;
+        }
+        self.decls.insert(name, T::decl(self.cfg));
+        T::visit_dependencies(self);
+    }
+}
+
+/// The file's content: a header, then `export type` declarations sorted by name.
+pub fn render() -> String {
+    // Integers that JSON carries (ids, counts, steps) fit a JS number.
+    let cfg = Config::new().with_large_int("number");
+    let mut c = Collect {
+        cfg: &cfg,
+        decls: BTreeMap::new(),
+    };
+    c.visit::<UiError>();
+    c.visit::<JobEvent>();
+    c.visit::<JobInfo>();
+    c.visit::<Dropped>();
+    c.visit::<AppInfo>();
+    c.visit::<ImportOptionsDto>();
+    c.visit::<TrainDefaults>();
+    c.visit::<TrainRequestDto>();
+    c.visit::<EvalRequestDto>();
+    c.visit::<EvalDefaults>();
+    c.visit::<ReportRequestDto>();
+    c.visit::<ReportOptions>();
+    c.visit::<PickKind>();
+    c.visit::<spectrum_app::ImportPreview>();
+    c.visit::<spectrum_app::ImportOutcome>();
+    c.visit::<spectrum_app::DatasetSummary>();
+    c.visit::<spectrum_app::TaskSummary>();
+    c.visit::<spectrum_app::TaskDetail>();
+    c.visit::<spectrum_app::ModelRecord>();
+    c.visit::<spectrum_app::TrainOutcome>();
+    c.visit::<spectrum_app::RunRecord>();
+    c.visit::<spectrum_app::RunDetail>();
+    c.visit::<spectrum_app::EvalReport>();
+    c.visit::<spectrum_app::Comparison>();
+    // The rows of an evaluation report (JSON values with a `task` field added).
+    c.visit::<spectrum_app::eval_rows::SteerOutput>();
+    c.visit::<spectrum_app::eval_rows::DistItem>();
+    c.visit::<spectrum_app::eval_rows::Sample>();
+    let mut out = String::from(
+        "// Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.\n\
+         // Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings\n",
+    );
+    for decl in c.decls.values() {
+        out.push('\n');
+        out.push_str("export ");
+        out.push_str(decl.trim());
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn bindings_are_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/bindings.ts");
+        let fresh = super::render();
+        if std::env::var_os("SPECTRUM_BLESS").is_some() {
+            std::fs::write(&path, &fresh).expect("write bindings");
+            return;
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "{} is out of date with the Rust types (fix: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings, then commit it)",
+            path.display()
+        );
+    }
+}

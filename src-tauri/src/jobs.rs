@@ -1,0 +1,168 @@
+//! Background jobs: long work (import, training, evaluation, report) runs on its
+//! own thread and talks to the UI through a Tauri channel. The UI thread and the
+//! async runtime never run a training or scoring step.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tauri::ipc::Channel;
+
+use crate::dto::{JobEvent, JobInfo, UiError};
+
+struct Job {
+    info: JobInfo,
+    cancel: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// The jobs of this window, by id.
+#[derive(Default)]
+pub struct Jobs {
+    next: AtomicU64,
+    jobs: Mutex<BTreeMap<u64, Job>>,
+}
+
+impl std::fmt::Debug for Jobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jobs")
+            .field("running", &self.list())
+            .finish()
+    }
+}
+
+/// What a job's body gets: a way to report progress and its cancel flag.
+#[derive(Clone)]
+pub struct Context {
+    channel: Channel<JobEvent>,
+    pub cancel: Arc<AtomicBool>,
+    last_note: Arc<Mutex<Option<Instant>>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("cancel", &self.cancel)
+            .finish()
+    }
+}
+
+impl Context {
+    pub fn send(&self, event: JobEvent) {
+        // The window may be gone (closing); the job still finishes or cancels.
+        let _ = self.channel.send(event);
+    }
+
+    /// A free-text progress line, at most 20 per second.
+    pub fn note(&self, text: &str) {
+        let mut last = self.last_note.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < Duration::from_millis(50)) {
+            return;
+        }
+        *last = Some(Instant::now());
+        self.send(JobEvent::Note {
+            text: text.to_string(),
+        });
+    }
+}
+
+impl Jobs {
+    /// Starts `body` on a new thread; its result (or error) ends the job as a
+    /// `done`, `failed` or `cancelled` event on `channel`.
+    pub fn start<T, F>(
+        self: &Arc<Self>,
+        kind: &str,
+        label: String,
+        channel: Channel<JobEvent>,
+        body: F,
+    ) -> Result<u64, UiError>
+    where
+        T: Serialize,
+        F: FnOnce(&Context) -> anyhow::Result<T> + Send + 'static,
+    {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let ctx = Context {
+            channel,
+            cancel: cancel.clone(),
+            last_note: Arc::default(),
+        };
+        let info = JobInfo {
+            id,
+            kind: kind.to_string(),
+            label,
+        };
+        let jobs = Arc::clone(self);
+        // Hold the lock while spawning so that the thread cannot finish (and
+        // remove itself) before it is registered.
+        let mut map = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        let thread = std::thread::Builder::new()
+            .name(format!("job-{id}-{kind}"))
+            .spawn(move || {
+                let event = match body(&ctx) {
+                    Ok(value) => match serde_json::to_value(value) {
+                        Ok(result) => JobEvent::Done { result },
+                        Err(e) => JobEvent::Failed {
+                            error: UiError::internal(e.to_string()),
+                        },
+                    },
+                    Err(e) if spectrum_app::is_cancelled(&e) => JobEvent::Cancelled,
+                    Err(_) if ctx.cancel.load(Ordering::Relaxed) => JobEvent::Cancelled,
+                    Err(e) => JobEvent::Failed {
+                        error: UiError::from(e),
+                    },
+                };
+                ctx.send(event);
+                jobs.jobs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&id);
+            })
+            .map_err(|e| UiError::internal(format!("cannot start a thread: {e}")))?;
+        map.insert(
+            id,
+            Job {
+                info,
+                cancel,
+                thread: Some(thread),
+            },
+        );
+        Ok(id)
+    }
+
+    pub fn cancel(&self, id: u64) -> bool {
+        let map = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        match map.get(&id) {
+            Some(job) => {
+                job.cancel.store(true, Ordering::Relaxed);
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn list(&self) -> Vec<JobInfo> {
+        let map = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().map(|j| j.info.clone()).collect()
+    }
+
+    /// Cancels every job and waits for its thread: the app exits with no work
+    /// half-written (training stops within one step and keeps a checkpoint).
+    pub fn shutdown(&self) {
+        let threads: Vec<JoinHandle<()>> = {
+            let mut map = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
+            map.values_mut()
+                .filter_map(|job| {
+                    job.cancel.store(true, Ordering::Relaxed);
+                    job.thread.take()
+                })
+                .collect()
+        };
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,19 @@
+// No console window on Windows release builds.
+#![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
+
+use std::process::ExitCode;
+
+// Same allocator and settings as the CLI: training reuses freed buffers.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    spectrum_app::keep_freed_memory();
+    match spectrum_studio::run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spectrum-studio: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

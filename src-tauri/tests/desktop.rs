@@ -1,0 +1,373 @@
+//! The real app, driven through WebDriver (tauri-driver -> WebKitWebDriver)
+//! under a private Xvfb display: import the built-in suite through the drop
+//! path (the tour), train a tiny model and watch the live chart, evaluate the
+//! base and tuned models, open every results view, export a PDF. Screenshots
+//! of each view land in `target/screenshots/desktop/`.
+//!
+//! Needs Xvfb, WebKitWebDriver (Debian: xvfb, webkit2gtk-driver) and
+//! tauri-driver (`cargo install tauri-driver --locked`); `.ci/run` installs them.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// Kills a helper process when the test ends, however it ends.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn tool(name: &str, fix: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(Path::new(&home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{name} is not installed (fix: {fix}); .ci/run installs it"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52f-4a8fe2f6dc9c";
+
+/// A minimal W3C WebDriver client over HTTP.
+struct Driver {
+    base: String,
+    shots: PathBuf,
+}
+
+impl Driver {
+    fn request(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let req = ureq::request(method, &url).timeout(Duration::from_secs(120));
+        let response = match body {
+            Some(b) => req.send_json(b),
+            None => req.call(),
+        };
+        match response {
+            Ok(r) => r.into_json::<Value>().expect("JSON from the driver")["value"].take(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!(
+                    "{method} {path}: HTTP {code}: {}",
+                    r.into_string().unwrap_or_default()
+                )
+            }
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    fn find(&self, css: &str) -> Option<String> {
+        let url = format!("{}/element", self.base);
+        let r = ureq::post(&url)
+            .timeout(Duration::from_secs(30))
+            .send_json(json!({"using": "css selector", "value": css}));
+        match r {
+            Ok(r) => r.into_json::<Value>().ok()?["value"][ELEMENT]
+                .as_str()
+                .map(String::from),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits until `css` matches an element (and `ready` holds for it).
+    fn wait(&self, css: &str, secs: u64, ready: impl Fn(&Driver, &str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(id) = self.find(css)
+                && ready(self, &id)
+            {
+                return id;
+            }
+            if Instant::now() > deadline {
+                self.screenshot("timeout");
+                panic!(
+                    "{css} did not appear within {secs} s; page text:\n{}",
+                    self.text("body")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn present(&self, css: &str, secs: u64) -> String {
+        self.wait(css, secs, |_, _| true)
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.wait(css, 60, |d, id| {
+            d.request("GET", &format!("/element/{id}/enabled"), None) == json!(true)
+        });
+        self.request("POST", &format!("/element/{id}/click"), Some(json!({})));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+
+    fn attr(&self, id: &str, name: &str) -> Option<String> {
+        self.request("GET", &format!("/element/{id}/attribute/{name}"), None)
+            .as_str()
+            .map(String::from)
+    }
+
+    fn text(&self, css: &str) -> String {
+        match self.find(css) {
+            Some(id) => self
+                .request("GET", &format!("/element/{id}/text"), None)
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            None => String::new(),
+        }
+    }
+
+    fn set(&self, css: &str, value: &str) {
+        let id = self.present(css, 30);
+        self.request("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.request(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": value })),
+        );
+    }
+
+    fn points(&self, css: &str) -> usize {
+        self.find(css)
+            .and_then(|id| self.attr(&id, "data-points"))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    fn screenshot(&self, name: &str) {
+        std::thread::sleep(Duration::from_millis(800));
+        let b64 = self.request("GET", "/screenshot", None);
+        let png = decode_base64(b64.as_str().unwrap_or_default());
+        std::fs::write(self.shots.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits: Vec<u32> = s.bytes().filter_map(value).collect();
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, d)| acc | d << (18 - 6 * i));
+        let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&bytes[..chunk.len().saturating_sub(1)]);
+    }
+    out
+}
+
+#[test]
+fn the_whole_workflow_in_the_desktop_app() {
+    let xvfb = tool("Xvfb", "apt-get install xvfb");
+    let webkit = tool("WebKitWebDriver", "apt-get install webkit2gtk-driver");
+    let tauri_driver = tool("tauri-driver", "cargo install tauri-driver --locked");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("store.sqlite3");
+    let tiny = dir.path().join("tiny");
+    spectrum_lm::tiny::write_model(&tiny, 32, 2, 3).expect("tiny model");
+    spectrum_app::Studio::new(Some(store.clone()))
+        .expect("studio")
+        .add_model(tiny.to_str().expect("utf-8"), Some("tiny"), &mut |_| {})
+        .expect("register the tiny model");
+
+    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/desktop");
+    std::fs::create_dir_all(&shots).expect("screenshot folder");
+
+    let display = format!(":{}", 90 + std::process::id() % 800);
+    let _xvfb = Guard(
+        Command::new(xvfb)
+            .args([
+                display.as_str(),
+                "-screen",
+                "0",
+                "1440x900x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start Xvfb"),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+
+    let port = free_port();
+    let native = free_port();
+    let _driver = Guard(
+        Command::new(tauri_driver)
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+                "--native-driver",
+            ])
+            .arg(webkit)
+            .env("DISPLAY", &display)
+            .env("SPECTRUM_STORE", &store)
+            .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start tauri-driver"),
+    );
+    let root = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ureq::get(&format!("{root}/status")).call().is_err() {
+        assert!(Instant::now() < deadline, "tauri-driver did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let app = PathBuf::from(env!("CARGO_BIN_EXE_spectrum-studio"));
+    let session = ureq::post(&format!("{root}/session"))
+        .timeout(Duration::from_secs(120))
+        .send_json(
+            json!({"capabilities": {"alwaysMatch": {"tauri:options": {"application": app}}}}),
+        )
+        .expect("a WebDriver session")
+        .into_json::<Value>()
+        .expect("session JSON");
+    let sid = session["value"]["sessionId"]
+        .as_str()
+        .expect("session id")
+        .to_string();
+    let d = Driver {
+        base: format!("{root}/session/{sid}"),
+        shots,
+    };
+
+    // Library: the tour builds the suite and hands it over like a drop.
+    d.click("[data-testid=tour-start]");
+    d.present("[data-testid=preview-counts]", 120);
+    assert!(
+        d.text("[data-testid=preview-counts]")
+            .starts_with("31 tasks"),
+        "{}",
+        d.text("[data-testid=import-preview]")
+    );
+    d.screenshot("01-library-preview");
+    d.click("[data-testid=import-confirm]");
+    d.present("[data-testid=import-done]", 120);
+    d.present("[data-testid=datasets]", 30);
+    d.screenshot("02-library");
+
+    // Models.
+    d.click("[data-testid=nav-models]");
+    d.present("[data-testid=models]", 30);
+    assert!(d.text("[data-testid=models]").contains("tiny"));
+    d.screenshot("03-models");
+
+    // Train: a few steps; the live chart receives the points.
+    d.click("[data-testid=nav-train]");
+    d.set("[data-testid=train-steps]", "12");
+    d.set("[data-testid=train-eval-every]", "4");
+    d.click("[data-testid=train-start]");
+    d.wait("[data-testid=train-chart]", 120, |d, _| {
+        d.points("[data-testid=train-chart]") > 0
+    });
+    d.present("[data-testid=train-outcome]", 300);
+    let outcome = d.text("[data-testid=train-outcome]");
+    assert!(outcome.starts_with("Finished"), "{outcome}");
+    // 12 loss points, 12 learning-rate points, held-out evaluations.
+    assert!(d.points("[data-testid=train-chart]") >= 24 + 2);
+    d.screenshot("04-train");
+
+    // Evaluate the base and the tuned model (quick profile).
+    d.click("[data-testid=nav-evaluate]");
+    d.click("[data-testid=eval-model-tiny]");
+    let tuned = d.present("[data-testid^=eval-model-tiny-]", 30);
+    d.request("POST", &format!("/element/{tuned}/click"), Some(json!({})));
+    d.click("[data-testid=eval-start]");
+    d.wait("[data-testid=eval-progress]", 600, |d, _| {
+        d.text("[data-testid=eval-progress]")
+            .matches("Finished")
+            .count()
+            >= 2
+    });
+    d.screenshot("05-evaluate");
+
+    // Results: select both evaluation runs and the training run.
+    d.click("[data-testid=nav-results]");
+    d.present("[data-testid=runs]", 30);
+    for id in 1..=3 {
+        if let Some(el) = d.find(&format!("[data-testid=select-run-{id}]")) {
+            let checked = d.request("GET", &format!("/element/{el}/selected"), None);
+            if checked != json!(true) {
+                d.request("POST", &format!("/element/{el}/click"), Some(json!({})));
+            }
+        }
+    }
+    d.click("[data-testid=tab-steer]");
+    d.wait("[data-testid=steer-chart]", 60, |d, _| {
+        d.points("[data-testid=steer-chart]") > 0
+    });
+    d.screenshot("06-results-steer");
+    d.click("[data-testid=tab-dist]");
+    d.wait("[data-testid=js-chart]", 60, |d, _| {
+        d.points("[data-testid=js-chart]") > 0
+    });
+    d.click("ul.items li:first-child button");
+    d.present("[data-testid=item-chart]", 30);
+    d.screenshot("07-results-dist");
+    d.click("[data-testid=tab-valid]");
+    d.wait("[data-testid=valid-chart]", 60, |d, _| {
+        d.points("[data-testid=valid-chart]") > 0
+    });
+    d.screenshot("08-results-valid");
+    d.click("[data-testid=tab-breakdown]");
+    d.wait("[data-testid=heatmap-chart]", 60, |d, _| {
+        d.points("[data-testid=heatmap-chart]") > 0
+    });
+    d.screenshot("09-results-breakdown");
+    d.click("[data-testid=tab-training]");
+    d.wait("[data-testid=training-chart]", 60, |d, _| {
+        d.points("[data-testid=training-chart]") > 0
+    });
+    d.screenshot("10-results-training");
+
+    // Report: the selection carries over; export into reports/ beside the store.
+    d.click("[data-testid=nav-report]");
+    d.click("[data-testid=report-export]");
+    d.present("[data-testid=report-done]", 300);
+    let written = d.text("[data-testid=report-done]");
+    let path = written.trim_start_matches("Wrote ").trim();
+    let pdf = std::fs::read(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(pdf.starts_with(b"%PDF-"), "{path} is not a PDF");
+    assert!(Path::new(path).starts_with(dir.path().join("reports")));
+    d.screenshot("11-report");
+
+    // No error was shown on the way.
+    assert!(
+        d.find("[data-testid=error]").is_none(),
+        "{}",
+        d.text("[data-testid=error]")
+    );
+    d.request("DELETE", "", None);
+}

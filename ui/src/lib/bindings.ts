@@ -1,0 +1,511 @@
+// Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.
+// Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings
+
+export type AppInfo = { version: string, store: string, 
+/**
+ * Nothing imported yet: the UI offers the tour.
+ */
+first_run: boolean, 
+/**
+ * Training and evaluation runs left `running` by a process that is gone.
+ */
+interrupted: Array<RunRecord>, };
+
+export type CandidateComparison = { run: RunRef, rows: Array<CompareRow>, 
+/**
+ * Per family, over the headline rows.
+ */
+tally: { [key in Family]?: Tally }, };
+
+export type Cell = { setting: Setting, temperature: number, n: number, valid: number, 
+/**
+ * valid / n.
+ */
+percent_valid: number, 
+/**
+ * Distinct valid strings / valid (0 when nothing is valid).
+ */
+unique_pct: number, 
+/**
+ * Number of distinct valid strings among the n.
+ */
+yield: number, 
+/**
+ * Distinct valid / size of the valid set, for closed-set tasks.
+ */
+coverage_pct: number | null, };
+
+export type CompareRow = { family: Family, task: string, metric: string, lower_is_better: boolean, baseline: number, candidate: number, interval: Interval, verdict: Verdict, 
+/**
+ * Whether this row counts in the win/tie/loss tally (one headline metric
+ * per family and task: steer loss, dist JS, valid yield at temperature 1).
+ */
+headline: boolean, };
+
+export type Comparison = { baseline: RunRef, candidates: Array<CandidateComparison>, 
+/**
+ * Paired units (sequences, items) that only one of two runs had.
+ */
+unpaired_units: number, };
+
+export type Counts = { tasks: number, sequences: number, distribution_items: number, validity_tasks: number, };
+
+export type CurvePoint = { index: number, loss: MeanSe, acc: MeanSe, };
+
+export type DatasetSummary = { id: number, name: string, source: string, content_hash: string, imported_at: string, tasks: number, sequences: number, distribution_items: number, validity_tasks: number, };
+
+export type Decay = "linear" | "cosine" | "constant";
+
+export type DeviceSpec = "cpu" | { "cuda": number } | "metal";
+
+export type DistItem = { id: string, options: Array<string>, 
+/**
+ * The target distribution, as given.
+ */
+target: Array<number>, 
+/**
+ * False where tokenising prompt + option as one string would split the
+ * boundary differently from our segment-wise tokens (METHOD.md §4.2 asks
+ * to say so rather than guess); the scores are the segment-wise ones, the
+ * same tokens training sees.
+ */
+boundary_clean: boolean, 
+/**
+ * Option probabilities before normalising: p(o) = exp(sum of token log-probs).
+ */
+p: Array<number>, 
+/**
+ * Mass on the valid options: sum of `p`.
+ */
+coverage: number, 
+/**
+ * The model distribution p / coverage.
+ */
+q: Array<number>, 
+/**
+ * JS(target, q) after smoothing, natural log.
+ */
+js: number, 
+/**
+ * KL(target || q) after smoothing.
+ */
+kl: number, 
+/**
+ * KL(q || target) after smoothing.
+ */
+reverse_kl: number, tv: number, 
+/**
+ * H(target, q) after smoothing.
+ */
+cross_entropy: number, 
+/**
+ * Whether the most likely option of the model is the target's.
+ */
+mode_match: boolean, 
+/**
+ * Wasserstein-1 over option positions, for ordinal options only.
+ */
+wasserstein: number | null, };
+
+export type DistReport = { 
+/**
+ * Means over tasks (equal weight).
+ */
+js: MeanSe, tv: MeanSe, coverage: MeanSe, tasks: Array<DistSummary>, 
+/**
+ * Every item, with its task: id, options, target, p, coverage, q, js, kl, tv...
+ */
+items: Array<JsonValue>, };
+
+export type DistSummary = { task: string, items: number, js: MeanSe, kl: MeanSe, reverse_kl: MeanSe, tv: MeanSe, cross_entropy: MeanSe, mode_match: MeanSe, coverage: MeanSe, 
+/**
+ * Ordinal tasks only.
+ */
+wasserstein: MeanSe | null, 
+/**
+ * Items whose prompt/option token boundary is not clean.
+ */
+unclean_boundaries: number, };
+
+export type Dropped = { paths: Array<string>, 
+/**
+ * Every path is a GGUF file or a model folder (has config.json): the
+ * Models view takes them; otherwise the Library's import preview does.
+ */
+model: boolean, };
+
+export type EvalDefaults = { profiles: Array<[Profile, Settings]>, };
+
+export type EvalMetrics = { step: number, loss: number, acc: number, outputs: number, };
+
+export type EvalProgress = { run_id: number, family: Family, task: string, 
+/**
+ * Units (sequences, items, sample batches) of this task done, of `total`.
+ */
+done: number, total: number, 
+/**
+ * Tasks finished before this one, of `tasks_total`.
+ */
+tasks_done: number, tasks_total: number, };
+
+export type EvalReport = { run: number, name: string, status: string, model: string, 
+/**
+ * The model folder the run evaluated.
+ */
+model_path: string, template: PromptFormat, profile: Profile, settings: Settings, steer: SteerReport | null, dist: DistReport | null, valid: ValidReport | null, skipped: Array<Skipped>, 
+/**
+ * Planned (family, task) pairs not finished (a cancelled or failed run).
+ */
+unfinished: number, };
+
+export type EvalRequestDto = { 
+/**
+ * A registered model's name.
+ */
+model: string, families: Array<Family>, 
+/**
+ * `held-out` (default when empty), `train`, `all`, task or dataset names.
+ */
+tasks: Array<string>, format: PromptFormat, profile: Profile, 
+/**
+ * The profile's settings, edited; `None`: the profile's own.
+ */
+settings: Settings | null, name: string | null, };
+
+export type Family = "steer" | "dist" | "valid";
+
+export type FileReport = { path: string, format: Format, shape: Shape, 
+/**
+ * Whether the shape was detected (true) or forced with `--as` (false).
+ */
+detected: boolean, rows: number, imported: number, rejected: number, };
+
+export type Format = "jsonl" | "json" | "csv" | "tsv" | "parquet";
+
+export type ImportOptionsDto = { name: string | null, 
+/**
+ * Force a shape (`sequences`, `distribution`...) instead of detecting it.
+ */
+shape: string | null, skip_invalid: boolean, 
+/**
+ * Split and category for tasks no definition row describes.
+ */
+split: Split, category: string | null, };
+
+export type ImportOutcome = { "outcome": "imported", dataset: DatasetSummary, report: ImportReport, } | { "outcome": "already_imported", dataset: DatasetSummary, };
+
+export type ImportPreview = { 
+/**
+ * Per file: format, detected shape, rows; every rejected row with its reason
+ * (the preview reads with `skip_invalid` so that it can list them all).
+ */
+report: ImportReport, 
+/**
+ * The tasks the files hold, by name.
+ */
+tasks: Array<PreviewTask>, 
+/**
+ * Whether this content was imported before with the same options.
+ */
+already_imported: string | null, };
+
+export type ImportProgress = { bytes_done: number, bytes_total: number, rows: number, };
+
+export type ImportReport = { files: Array<FileReport>, counts: Counts, 
+/**
+ * Rows left out (only with `skip_invalid`).
+ */
+rejected: number, 
+/**
+ * The first `error_limit` of them.
+ */
+errors: Array<RowError>, };
+
+export type Interval = { diff: number, lo: number, hi: number, 
+/**
+ * Units (paired sequences or items; samples per run when unpaired).
+ */
+n: number, };
+
+export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JsonValue, } | { "type": "failed", error: UiError, } | { "type": "cancelled" };
+
+export type JobInfo = { id: number, 
+/**
+ * `preview`, `import`, `model`, `train`, `eval`, `report`.
+ */
+kind: string, label: string, };
+
+export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
+
+export type Length = { "steps": number } | { "epochs": number };
+
+export type Location = { "unit": "line", "number": number } | { "unit": "element", "number": { index: number, line: number, } } | { "unit": "row", "number": number };
+
+export type LoraConfig = { rank: number, alpha: number, dropout: number, 
+/**
+ * Projection names: `q_proj`, `k_proj`, `v_proj`, `o_proj`, `gate_proj`, `up_proj`, `down_proj`.
+ */
+targets: Array<string>, };
+
+export type MeanSe = { mean: number, 
+/**
+ * `None` with fewer than two values.
+ */
+se: number | null, n: number, };
+
+export type Message = { role: Role, content: string, };
+
+export type Method = { "lora": LoraConfig } | "full";
+
+export type ModelRecord = { id: number, name: string, family: string, source: string, path: string, parameters: number, dtype: string, content_hash: string, added_at: string, };
+
+export type PickKind = "data_files" | "data_folder" | "model_folder" | "gguf_file";
+
+export type Preset = { name: string, spec: RunSpec, };
+
+export type PreviewTask = { name: string, 
+/**
+ * From the task's definition row; `None` when the file has none and the
+ * import options decide.
+ */
+category: string | null, split: string | null, sequences: number, distribution_items: number, validity_tasks: number, };
+
+export type Profile = "quick" | "standard" | "full";
+
+export type PromptFormat = "spectrum" | "colon" | "chat";
+
+export type ReportOptions = { sections: Array<string>, };
+
+export type ReportRequestDto = { runs: Array<string>, baseline: string | null, 
+/**
+ * Empty: every section.
+ */
+sections: Array<string>, 
+/**
+ * A path the save dialog returned; `None`: `reports/` beside the store.
+ */
+out: string | null, };
+
+export type Role = "description" | "input" | "output";
+
+export type RowError = { file: string, location: Location, field: string | null, message: string, fix: string, };
+
+export type RunDetail = { run: RunRecord, steps: Array<StepMetrics>, evals: Array<EvalMetrics>, checkpoints: Array<string>, };
+
+export type RunRecord = { id: number, kind: string, name: string, 
+/**
+ * `running`, `finished`, `failed` or `cancelled`. A process killed mid-run
+ * leaves `running`; `updated_at` tells how long ago it was heard from.
+ */
+status: string, spec: JsonValue, model: string | null, seed: number, device: string, out_dir: string, step: number, total_steps: number, created_at: string, updated_at: string | null, finished_at: string | null, error: string | null, 
+/**
+ * The registered model the run produced.
+ */
+result_model: string | null, };
+
+export type RunRef = { run: number, name: string, model: string, template: PromptFormat, };
+
+export type RunSpec = { tasks: TaskSelection, format: PromptFormat, 
+/**
+ * Token budget per sequence (examples are cut at example boundaries).
+ */
+max_tokens: number, 
+/**
+ * Probability that a sequence keeps its description.
+ */
+description_prob: number, method: Method, learning_rate: number, warmup_steps: number, decay: Decay, 
+/**
+ * Sequences per forward pass.
+ */
+micro_batch: number, 
+/**
+ * Micro-batches per optimiser step (effective batch = micro_batch x grad_accum).
+ */
+grad_accum: number, 
+/**
+ * Padded tokens per forward pass at most: a micro-batch of long sequences
+ * runs in pieces (the same gradient, less memory).
+ */
+max_batch_tokens: number, length: Length, 
+/**
+ * Clip the global gradient norm to this (0: no clipping).
+ */
+max_grad_norm: number, weight_decay: number, 
+/**
+ * `f32`, `bf16` or `f16`; `None`: f32 on the CPU, bf16 on GPUs.
+ */
+dtype: string | null, device: DeviceSpec, seed: number, 
+/**
+ * Held-out loss every this many steps (and at the start and the end).
+ */
+eval_every: number, 
+/**
+ * Held-out sequences in the fixed evaluation sample.
+ */
+eval_sequences: number, checkpoint_every: number, 
+/**
+ * Checkpoints kept on disk (the newest ones).
+ */
+keep_checkpoints: number, };
+
+export type Sample = { setting: Setting, temperature: number, index: number, text: string, valid: boolean, };
+
+export type Setting = "description" | "examples" | "both";
+
+export type Settings = { 
+/**
+ * Token budget per steerability sequence (the k rule counts examples within it).
+ */
+budget: number, 
+/**
+ * Steerability sequences per task, at most.
+ */
+max_sequences: number, 
+/**
+ * Distributional items per task, at most.
+ */
+max_items: number, 
+/**
+ * Samples per task, prompt setting and temperature.
+ */
+samples: number, 
+/**
+ * The temperature sweep; 1.0 is the headline setting.
+ */
+temperatures: Array<number>, 
+/**
+ * Tokens a sample may run to before it is cut.
+ */
+max_new_tokens: number, 
+/**
+ * Padded tokens per scoring forward pass.
+ */
+batch_tokens: number, 
+/**
+ * Seed of every choice of sequences, items and samples.
+ */
+seed: number, };
+
+export type Shape = "tasks" | "messages" | "rows" | "distribution" | "diverse_valid";
+
+export type Skipped = { family: Family, task: string, reason: string, };
+
+export type Split = "train" | "held_out";
+
+export type SteerOutput = { sequence: string, index: number, 
+/**
+ * Summed NLL of the output's loss tokens (end of turn included); `None`
+ * where the format gives the output no loss.
+ */
+loss: number | null, acc: number | null, tokens: number, };
+
+export type SteerReport = { 
+/**
+ * Means over tasks (equal weight) of the task means of outputs with index >= 1.
+ */
+loss: MeanSe, acc: MeanSe, tasks: Array<SteerSummary>, 
+/**
+ * Every scored output, with its task.
+ */
+outputs: Array<JsonValue>, };
+
+export type SteerSummary = { task: string, 
+/**
+ * Examples per sequence, by the k rule.
+ */
+k: number, sequences: number, 
+/**
+ * Mean loss over outputs with index >= 1; the standard error is over
+ * per-sequence means (outputs of one sequence are not independent).
+ */
+loss: MeanSe, acc: MeanSe, 
+/**
+ * Expected calibration error (10 equal-count bins) of the loss tokens of
+ * outputs with index >= 1: confidence = probability of the arg-max token,
+ * correct = the target is the arg-max.
+ */
+ece: number | null, curve: Array<CurvePoint>, };
+
+export type StepMetrics = { step: number, loss: number, lr: number, grad_norm: number, 
+/**
+ * Loss tokens in the step.
+ */
+tokens: number, 
+/**
+ * All tokens processed per second (context included).
+ */
+tokens_per_s: number, elapsed_s: number, };
+
+export type Tally = { win: number, tie: number, loss: number, };
+
+export type TaskDetail = { task: TaskSummary, descriptions: Array<string>, 
+/**
+ * Up to `limit` sequences: (id, messages).
+ */
+sequences: Array<TaskSequence>, distribution_items: Array<TaskItem>, validity: Array<TaskValidity>, };
+
+export type TaskItem = { description: string, input: string, options: Array<string>, probs: Array<number>, ordinal: boolean, };
+
+export type TaskSelection = { 
+/**
+ * Only tasks of this dataset (id or name); all datasets when `None`.
+ */
+dataset: string | null, names: Array<string>, categories: Array<string>, };
+
+export type TaskSequence = { id: string, messages: Array<Message>, };
+
+export type TaskSummary = { id: number, dataset_id: number, dataset: string, name: string, category: string, split: string, kind: string, descriptions: number, sequences: number, distribution_items: number, validity_tasks: number, };
+
+export type TaskValidity = { description: string, examples: Array<string>, rule: ValidityRule, };
+
+export type TrainDefaults = { presets: Array<Preset>, };
+
+export type TrainOutcome = { run: RunRecord, cancelled: boolean, 
+/**
+ * The registered tuned model (absent when cancelled).
+ */
+model: ModelRecord | null, evals: Array<EvalMetrics>, };
+
+export type TrainProgress = { "event": "started", run: number, name: string, start_step: number, total_steps: number, trainable_parameters: number, train_sequences: number, } | { "event": "step", total_steps: number, 
+/**
+ * Seconds left at this session's pace.
+ */
+eta_s: number, metrics: StepMetrics, } | { "event": "eval" } & EvalMetrics | { "event": "checkpoint", step: number, path: string, } | { "event": "registering", name: string, };
+
+export type TrainRequestDto = { spec: RunSpec, 
+/**
+ * A registered model's name.
+ */
+model: string, name: string | null, };
+
+export type UiError = { 
+/**
+ * `bad_input`, `not_found`, `not_allowed`, `cancelled`, `busy` or `internal`.
+ */
+code: string, message: string, 
+/**
+ * The fix, when the engine names one (its `(fix: ...)` part).
+ */
+fix: string | null, };
+
+export type ValidOverall = { setting: Setting, temperature: number, tasks: number, percent_valid: number, unique_pct: number, yield: number, 
+/**
+ * Over the closed-set tasks only.
+ */
+coverage_pct: number | null, };
+
+export type ValidReport = { overall: Array<ValidOverall>, tasks: Array<ValidSummary>, 
+/**
+ * Every sample with its verdict and task.
+ */
+samples: Array<JsonValue>, };
+
+export type ValidSummary = { task: string, 
+/**
+ * Size of the valid set for closed-set tasks.
+ */
+valid_set_size: number | null, cells: Array<Cell>, };
+
+export type ValidityRule = { "type": "closed_set", values: Array<string>, case_sensitive?: boolean, } | { "type": "integer_range", min: number, max: number, } | { "type": "prime", min?: number | null, max?: number | null, } | { "type": "regex", pattern: string, } | { "type": "email" } | { "type": "phone" };
+
+export type Verdict = "win" | "tie" | "loss";

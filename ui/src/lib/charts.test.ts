@@ -1,0 +1,111 @@
+import { describe, expect, it } from "vitest";
+import type { Comparison, CompareRow, EvalReport, RunDetail, SteerSummary } from "./bindings";
+import { heatmapOption, itemOption, jsHistogramOption, steerCurve, steerOption, trainingOption, validityOption } from "./charts";
+
+const ms = (mean: number, se: number | null = null) => ({ mean, se, n: 3 });
+
+function task(name: string, losses: number[]): SteerSummary {
+  return {
+    task: name, k: losses.length, sequences: 3, loss: ms(0), acc: ms(0), ece: null,
+    curve: losses.map((l, index) => ({ index, loss: ms(l, 0.1), acc: ms(1 - l / 10) })),
+  };
+}
+
+function report(name: string, run: number, steer: SteerSummary[], extra: Partial<EvalReport> = {}): EvalReport {
+  return {
+    run, name, status: "finished", model: "m", model_path: "/m", template: "spectrum", profile: "quick",
+    settings: { budget: 1, max_sequences: 1, max_items: 1, samples: 1, temperatures: [1], max_new_tokens: 1, batch_tokens: 1, seed: 0 },
+    steer: { loss: ms(0), acc: ms(0), tasks: steer, outputs: [] }, dist: null, valid: null, skipped: [],
+    ...extra,
+  } as EvalReport;
+}
+
+describe("steerability curves", () => {
+  it("takes one task's curve as stored", () => {
+    const r = report("a", 1, [task("t1", [3, 2, 1]), task("t2", [5, 4])]);
+    expect(steerCurve(r, "t1", "loss")).toEqual([
+      { index: 0, mean: 3, se: 0.1 }, { index: 1, mean: 2, se: 0.1 }, { index: 2, mean: 1, se: 0.1 },
+    ]);
+  });
+
+  it("averages tasks with equal weight, s.e. over tasks", () => {
+    const r = report("a", 1, [task("t1", [3, 2, 1]), task("t2", [5, 4])]);
+    const c = steerCurve(r, null, "loss");
+    expect(c.map((p) => p.mean)).toEqual([4, 3, 1]);
+    // Two tasks at index 0: values 3 and 5, sd sqrt(2), s.e. sqrt(2)/sqrt(2) = 1.
+    expect(c[0].se).toBeCloseTo(1, 12);
+    expect(c[2].se).toBeNull();
+  });
+
+  it("draws a band (lower + width) and a line per run", () => {
+    const a = report("a", 1, [task("t", [3, 2])]);
+    const b = report("b", 2, [task("t", [3, 1, 0.5])]);
+    const o = steerOption([a, b], "t", "loss") as { series: { name?: string; data: (number | null)[] }[]; xAxis: { data: number[] } };
+    expect(o.xAxis.data).toEqual([0, 1, 2]);
+    expect(o.series).toHaveLength(6);
+    expect(o.series[0].data[0]).toBeCloseTo(2.9);
+    expect(o.series[1].data[0]).toBeCloseTo(0.2);
+    expect(o.series[2]).toMatchObject({ name: "a", data: [3, 2, null] });
+    expect(o.series[5]).toMatchObject({ name: "b", data: [3, 1, 0.5] });
+  });
+});
+
+describe("distributions and validity", () => {
+  const item = (taskName: string, id: string, js: number) =>
+    ({ task: taskName, id, options: ["x", "y"], target: [0.5, 0.5], q: [0.9, 0.1], p: [0.9, 0.1], js });
+
+  it("bins item JS per run and filters by task", () => {
+    const a = report("a", 1, [], { dist: { js: ms(0), tv: ms(0), coverage: ms(1), tasks: [], items: [item("u", "1", 0.05), item("u", "2", 0.6), item("v", "3", 0.1)] } } as Partial<EvalReport>);
+    const o = jsHistogramOption([a], "u", 2) as { series: { data: number[] }[] };
+    expect(o.series[0].data).toEqual([1, 1]);
+    const all = jsHistogramOption([a], null, 2) as { series: { data: number[] }[] };
+    expect(all.series[0].data.reduce((s, v) => s + v, 0)).toBe(3);
+  });
+
+  it("puts the target beside each run's distribution", () => {
+    const o = itemOption([item("u", "1", 0.1) as never, null], ["a", "b"]) as { series: { name: string; data: number[] }[] };
+    expect(o.series.map((s) => s.name)).toEqual(["target", "a", "b"]);
+    expect(o.series[1].data).toEqual([0.9, 0.1]);
+    expect(o.series[2].data).toEqual([]);
+  });
+
+  it("draws one temperature line per setting, sorted by temperature", () => {
+    const overall = [
+      { setting: "examples", temperature: 1.5, tasks: 2, percent_valid: 60, unique_pct: 90, yield: 5, coverage_pct: null },
+      { setting: "examples", temperature: 0.5, tasks: 2, percent_valid: 95, unique_pct: 20, yield: 2, coverage_pct: null },
+      { setting: "both", temperature: 1, tasks: 2, percent_valid: 80, unique_pct: 50, yield: 4, coverage_pct: null },
+    ];
+    const a = report("a", 1, [], { valid: { overall, tasks: [], samples: [] } } as unknown as Partial<EvalReport>);
+    const o = validityOption([a]) as { series: { name: string; data: number[][] }[] };
+    expect(o.series.map((s) => s.name)).toEqual(["a · examples", "a · both"]);
+    expect(o.series[0].data).toEqual([[2, 95, 0.5], [5, 60, 1.5]]);
+  });
+});
+
+describe("breakdown and training", () => {
+  it("signs differences so that positive is better", () => {
+    const row = (t: string, lower: boolean, b: number, c: number): CompareRow => ({
+      family: "steer", task: t, metric: "loss", lower_is_better: lower, baseline: b, candidate: c,
+      interval: { low: 0, high: 0, level: 0.95 } as never, verdict: "tie", headline: true,
+    });
+    const c = {
+      baseline: { run: 1, name: "base" }, unpaired_units: 0,
+      candidates: [{ run: { run: 2, name: "tuned" }, rows: [row("t1", true, 3, 2), row("t2", true, 1, 1.5)], tally: {} }],
+    } as unknown as Comparison;
+    const o = heatmapOption(c, "steer") as { series: { data: number[][] }[]; yAxis: { data: string[] } };
+    expect(o.yAxis.data).toEqual(["t1", "t2"]);
+    expect(o.series[0].data).toEqual([[0, 0, 1], [0, 1, -0.5]]);
+  });
+
+  it("plots loss and learning rate by step, held-out loss at its evaluations", () => {
+    const d = {
+      run: { name: "r" }, checkpoints: [],
+      steps: [{ step: 1, loss: 3, lr: 1e-4, grad_norm: 1, tokens: 10, tokens_per_s: 5, elapsed_s: 1 }],
+      evals: [{ step: 0, loss: 3.5, acc: 0.1, outputs: 4 }],
+    } as unknown as RunDetail;
+    const o = trainingOption(d) as { series: { data: number[][] }[] };
+    expect(o.series[0].data).toEqual([[1, 3]]);
+    expect(o.series[1].data).toEqual([[0, 3.5]]);
+    expect(o.series[2].data).toEqual([[1, 1e-4]]);
+  });
+});

@@ -1,0 +1,207 @@
+// ECharts options for the Results views, built from the engine's reports.
+// Pure functions of their inputs (tested in charts.test.ts); Chart.svelte draws them.
+import type { EChartsCoreOption } from "echarts/core";
+import type { Comparison, CompareRow, DistItem, EvalReport, Family, RunDetail } from "./bindings";
+import { colour } from "./palette";
+import { histogram } from "./format";
+
+export type Metric = "loss" | "acc";
+
+/** One point of a curve: mean and standard error (null with one sequence). */
+export interface Point {
+  index: number;
+  mean: number;
+  se: number | null;
+}
+
+/**
+ * A run's steerability curve: by output index, for one task or, without a
+ * task, the mean over tasks (equal weight) of the task means at that index,
+ * with the standard error over tasks.
+ */
+export function steerCurve(report: EvalReport, task: string | null, metric: Metric): Point[] {
+  const tasks = (report.steer?.tasks ?? []).filter((t) => task == null || t.task === task);
+  if (task != null) {
+    return (tasks[0]?.curve ?? []).map((p) => ({ index: p.index, mean: p[metric].mean, se: p[metric].se }));
+  }
+  const byIndex = new Map<number, number[]>();
+  for (const t of tasks) {
+    for (const p of t.curve) {
+      const list = byIndex.get(p.index) ?? [];
+      list.push(p[metric].mean);
+      byIndex.set(p.index, list);
+    }
+  }
+  return [...byIndex.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([index, values]) => {
+      const mean = values.reduce((s, v) => s + v, 0) / values.length;
+      const se =
+        values.length > 1
+          ? Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (values.length - 1) / values.length)
+          : null;
+      return { index, mean, se };
+    });
+}
+
+const base = (title: string) => ({
+  animation: false,
+  title: { text: title, left: "center", textStyle: { fontSize: 13, fontWeight: 600 } },
+  tooltip: { trigger: "axis" },
+  legend: { bottom: 0, type: "scroll" },
+  grid: { left: 56, right: 24, top: 40, bottom: 56, containLabel: false },
+});
+
+/** Loss or accuracy against the number of examples before the output, runs overlaid, ±1 s.e. bands. */
+export function steerOption(reports: EvalReport[], task: string | null, metric: Metric): EChartsCoreOption {
+  const curves = reports.map((r) => steerCurve(r, task, metric));
+  const maxIndex = Math.max(0, ...curves.flatMap((c) => c.map((p) => p.index)));
+  const xs = Array.from({ length: maxIndex + 1 }, (_, i) => i);
+  const series = reports.flatMap((r, i) => {
+    const at = new Map(curves[i].map((p) => [p.index, p]));
+    const c = colour(i);
+    const stack = `band-${i}`;
+    const lower = xs.map((x) => {
+      const p = at.get(x);
+      return p ? p.mean - (p.se ?? 0) : null;
+    });
+    const width = xs.map((x) => {
+      const p = at.get(x);
+      return p ? 2 * (p.se ?? 0) : null;
+    });
+    return [
+      { type: "line", data: lower, stack, symbol: "none", lineStyle: { opacity: 0 }, silent: true, tooltip: { show: false } },
+      {
+        type: "line", data: width, stack, symbol: "none", lineStyle: { opacity: 0 },
+        areaStyle: { color: c, opacity: 0.15 }, silent: true, tooltip: { show: false },
+      },
+      {
+        name: r.name, type: "line", data: xs.map((x) => at.get(x)?.mean ?? null),
+        color: c, symbolSize: 5, connectNulls: true,
+      },
+    ];
+  });
+  return {
+    ...base(`${metric === "loss" ? "Loss (nats per output)" : "Accuracy"} by examples in context${task ? `: ${task}` : ""}`),
+    legend: { bottom: 0, type: "scroll", data: reports.map((r) => r.name) },
+    xAxis: { type: "category", data: xs, name: "examples before the output", nameLocation: "middle", nameGap: 28 },
+    yAxis: { type: "value", scale: true, name: metric, ...(metric === "acc" ? { min: 0, max: 1 } : {}) },
+    series,
+  };
+}
+
+/** One item's target distribution against each run's. `items[i]`: run i's row for the item. */
+export function itemOption(items: (DistItem | null)[], names: string[]): EChartsCoreOption {
+  const first = items.find((x) => x != null);
+  const options = first?.options ?? [];
+  return {
+    ...base(first ? `Item ${first.id}` : "Item"),
+    tooltip: { trigger: "axis", valueFormatter: (v: number) => (v == null ? "–" : v.toFixed(3)) },
+    xAxis: { type: "category", data: options, axisLabel: { interval: 0, rotate: options.length > 8 ? 40 : 0 } },
+    yAxis: { type: "value", name: "probability", min: 0 },
+    series: [
+      { name: "target", type: "bar", data: first?.target ?? [], color: "#999999" },
+      ...items.map((it, i) => ({ name: names[i], type: "bar", data: it?.q ?? [], color: colour(i) })),
+    ],
+  };
+}
+
+/** How items' Jensen-Shannon divergences (nats) spread, per run. */
+export function jsHistogramOption(reports: EvalReport[], task: string | null, bins = 12): EChartsCoreOption {
+  const per = reports.map((r) =>
+    (r.dist?.items ?? [])
+      .map((row) => row as unknown as DistItem & { task: string })
+      .filter((row) => task == null || row.task === task)
+      .map((row) => row.js),
+  );
+  const hi = Math.max(Math.LN2, ...per.flat().filter(Number.isFinite));
+  const hists = per.map((v) => histogram(v, bins, 0, hi));
+  const labels = hists[0]?.edges.map((e, i) => `${e.toFixed(2)}–${(e + hists[0].width).toFixed(2)}`) ?? [];
+  return {
+    ...base(`Jensen-Shannon divergence per item${task ? `: ${task}` : ""}`),
+    xAxis: { type: "category", data: labels, name: "JS (nats)", nameLocation: "middle", nameGap: 28 },
+    yAxis: { type: "value", name: "items", minInterval: 1 },
+    series: reports.map((r, i) => ({ name: r.name, type: "bar", data: hists[i].counts, color: colour(i) })),
+  };
+}
+
+/** Percent valid against yield, one line per run and setting through the temperature sweep. */
+export function validityOption(reports: EvalReport[]): EChartsCoreOption {
+  const series = reports.flatMap((r, i) => {
+    const settings = [...new Set((r.valid?.overall ?? []).map((o) => o.setting))];
+    return settings.map((s, j) => ({
+      name: `${r.name} · ${s}`,
+      type: "line",
+      color: colour(i),
+      lineStyle: { type: ["solid", "dashed", "dotted"][j % 3] },
+      symbolSize: 7,
+      label: { show: true, formatter: (p: { data: number[] }) => `T=${p.data[2]}`, fontSize: 9, position: "top" },
+      data: (r.valid?.overall ?? [])
+        .filter((o) => o.setting === s)
+        .sort((a, b) => a.temperature - b.temperature)
+        .map((o) => [o.yield, o.percent_valid, o.temperature]),
+    }));
+  });
+  return {
+    ...base("Validity against diversity (temperature sweep)"),
+    tooltip: { trigger: "item", formatter: (p: { seriesName: string; data: number[] }) =>
+      `${p.seriesName}<br/>T=${p.data[2]}: yield ${p.data[0].toFixed(1)}, valid ${p.data[1].toFixed(1)}%` },
+    xAxis: { type: "value", name: "yield (unique valid samples)", nameLocation: "middle", nameGap: 28, scale: true },
+    yAxis: { type: "value", name: "% valid", min: 0, max: 100 },
+    series,
+  };
+}
+
+/** The headline row of each task for a family, per candidate. */
+export function headlineRows(c: Comparison, family: Family): { tasks: string[]; rows: CompareRow[][] } {
+  const rows = c.candidates.map((cand) => cand.rows.filter((r) => r.family === family && r.headline));
+  const tasks = [...new Set(rows.flat().map((r) => r.task))].sort();
+  return { tasks, rows };
+}
+
+/**
+ * Tasks x runs, coloured by the difference from the baseline, signed so that
+ * positive means better (lower loss or JS, higher yield).
+ */
+export function heatmapOption(c: Comparison, family: Family): EChartsCoreOption {
+  const { tasks, rows } = headlineRows(c, family);
+  const data: [number, number, number][] = [];
+  rows.forEach((candRows, x) => {
+    for (const r of candRows) {
+      const better = r.lower_is_better ? r.baseline - r.candidate : r.candidate - r.baseline;
+      data.push([x, tasks.indexOf(r.task), Number(better.toFixed(4))]);
+    }
+  });
+  const extent = Math.max(1e-6, ...data.map((d) => Math.abs(d[2])));
+  const metric = rows.flat()[0]?.metric ?? "";
+  return {
+    animation: false,
+    title: { text: `Improvement over ${c.baseline.name} (${family}: ${metric})`, left: "center", textStyle: { fontSize: 13, fontWeight: 600 } },
+    tooltip: { formatter: (p: { data: number[] }) => `${tasks[p.data[1]]}: ${p.data[2] > 0 ? "+" : ""}${p.data[2]}` },
+    grid: { left: 150, right: 24, top: 40, bottom: 80 },
+    xAxis: { type: "category", data: c.candidates.map((x) => x.run.name), axisLabel: { interval: 0 } },
+    yAxis: { type: "category", data: tasks, axisLabel: { interval: 0 } },
+    visualMap: {
+      min: -extent, max: extent, calculable: true, orient: "horizontal", left: "center", bottom: 0,
+      inRange: { color: ["#D55E00", "#f4f4f4", "#009E73"] }, text: ["better", "worse"],
+    },
+    series: [{ type: "heatmap", data, label: { show: true, fontSize: 10 } }],
+  };
+}
+
+/** Training loss per step, held-out loss at its evaluations, learning rate on the right axis. */
+export function trainingOption(d: RunDetail): EChartsCoreOption {
+  return {
+    ...base(`Training: ${d.run.name}`),
+    xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: 0 },
+    yAxis: [
+      { type: "value", name: "loss", scale: true },
+      { type: "value", name: "learning rate", splitLine: { show: false }, axisLabel: { formatter: (v: number) => v.toExponential(0) } },
+    ],
+    series: [
+      { name: "train loss", type: "line", showSymbol: false, color: colour(0), data: d.steps.map((s) => [s.step, s.loss]) },
+      { name: "held-out loss (index ≥ 1)", type: "line", color: colour(1), symbolSize: 7, data: d.evals.map((e) => [e.step, e.loss]) },
+      { name: "learning rate", type: "line", yAxisIndex: 1, showSymbol: false, color: "#999999", lineStyle: { type: "dashed" }, data: d.steps.map((s) => [s.step, s.lr]) },
+    ],
+  };
+}

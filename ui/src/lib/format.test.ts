@@ -1,0 +1,41 @@
+import { describe, expect, it } from "vitest";
+import { bytes, duration, histogram, matches, meanSe, params, sortBy } from "./format";
+
+describe("format", () => {
+  it("prints a mean with its standard error", () => {
+    expect(meanSe({ mean: 1.23456, se: 0.01, n: 4 })).toBe("1.235 ± 0.010");
+    expect(meanSe({ mean: 2, se: null, n: 1 }, 1)).toBe("2.0");
+    expect(meanSe(null)).toBe("–");
+  });
+
+  it("prints durations, sizes and parameter counts", () => {
+    expect(duration(12.4)).toBe("12 s");
+    expect(duration(185)).toBe("3 min 05 s");
+    expect(duration(3720)).toBe("1 h 02 min");
+    expect(duration(-1)).toBe("–");
+    expect(bytes(512)).toBe("512 B");
+    expect(bytes(1536)).toBe("1.5 KB");
+    expect(params(134515008)).toBe("135M");
+    expect(params(7241732096)).toBe("7.2B");
+  });
+
+  it("bins values into equal-width bins, the maximum in the last bin", () => {
+    const h = histogram([0, 0.1, 0.5, 0.99, 1, 2], 4, 0, 1);
+    expect(h.counts).toEqual([2, 0, 1, 2]);
+    expect(h.edges).toEqual([0, 0.25, 0.5, 0.75]);
+    expect(histogram([], 3).counts).toEqual([0, 0, 0]);
+  });
+
+  it("sorts numbers and strings, nulls last either way", () => {
+    const rows = [{ a: 2, b: "x10" }, { a: null, b: "x9" }, { a: 1, b: "x1" }];
+    expect(sortBy(rows, "a", true).map((r) => r.a)).toEqual([1, 2, null]);
+    expect(sortBy(rows, "a", false).map((r) => r.a)).toEqual([2, 1, null]);
+    expect(sortBy(rows, "b", true).map((r) => r.b)).toEqual(["x1", "x9", "x10"]);
+  });
+
+  it("matches every word of a query", () => {
+    expect(matches("coin held", "coin_flip", "held_out")).toBe(true);
+    expect(matches("coin dice", "coin_flip", "held_out")).toBe(false);
+    expect(matches("", "anything")).toBe(true);
+  });
+});

@@ -1,0 +1,77 @@
+// Small pure helpers shared by the views; tested in format.test.ts.
+import type { MeanSe } from "./bindings";
+
+/** `0.1234 ± 0.0100`, with the standard error when there is one. */
+export function meanSe(m: MeanSe | null | undefined, digits = 3): string {
+  if (!m) return "–";
+  const mean = m.mean.toFixed(digits);
+  return m.se == null ? mean : `${mean} ± ${m.se.toFixed(digits)}`;
+}
+
+/** Seconds as `1 h 02 min`, `3 min 05 s` or `12 s`. */
+export function duration(seconds: number): string {
+  if (!Number.isFinite(seconds) || seconds < 0) return "–";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+}
+
+export function bytes(n: number): string {
+  const units = ["B", "KB", "MB", "GB", "TB"];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+/** 134515008 -> `135M`; 7241732096 -> `7.2B`. */
+export function params(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(1)}B`;
+  if (n >= 1e6) return `${Math.round(n / 1e6)}M`;
+  if (n >= 1e3) return `${Math.round(n / 1e3)}K`;
+  return String(n);
+}
+
+/** Equal-width bins over [lo, hi]: counts per bin and the bins' left edges. */
+export function histogram(values: number[], bins: number, lo?: number, hi?: number) {
+  const finite = values.filter(Number.isFinite);
+  const min = lo ?? (finite.length ? Math.min(...finite) : 0);
+  let max = hi ?? (finite.length ? Math.max(...finite) : 1);
+  if (max <= min) max = min + 1;
+  const width = (max - min) / bins;
+  const counts = new Array<number>(bins).fill(0);
+  for (const v of finite) {
+    if (v < min || v > max) continue;
+    counts[Math.min(bins - 1, Math.floor((v - min) / width))]++;
+  }
+  return { edges: counts.map((_, i) => min + i * width), width, counts };
+}
+
+/** Rows sorted by a key, strings and numbers alike, nulls last. */
+export function sortBy<T>(rows: T[], key: keyof T, ascending: boolean): T[] {
+  const sign = ascending ? 1 : -1;
+  return [...rows].sort((a, b) => {
+    const x = a[key] as unknown;
+    const y = b[key] as unknown;
+    if (x == null && y == null) return 0;
+    if (x == null) return 1;
+    if (y == null) return -1;
+    if (typeof x === "number" && typeof y === "number") return sign * (x - y);
+    return sign * String(x).localeCompare(String(y), undefined, { numeric: true });
+  });
+}
+
+/** Case-insensitive match of every word of `query` against any of `fields`. */
+export function matches(query: string, ...fields: (string | number | null | undefined)[]): boolean {
+  const hay = fields.map((f) => String(f ?? "").toLowerCase()).join(" ");
+  return query
+    .toLowerCase()
+    .split(/\s+/)
+    .filter(Boolean)
+    .every((w) => hay.includes(w));
+}
