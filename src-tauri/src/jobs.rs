@@ -161,6 +161,12 @@ impl Jobs {
                 })
                 .collect()
         };
+        if !threads.is_empty() {
+            eprintln!(
+                "spectrum-studio: cancelling {} job(s) before exit",
+                threads.len()
+            );
+        }
         for thread in threads {
             let _ = thread.join();
         }

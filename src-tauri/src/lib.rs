@@ -93,6 +93,10 @@ pub fn run() -> anyhow::Result<()> {
         })
         .invoke_handler(handler!())
         .build(tauri::generate_context!())?;
+    // SIGTERM, SIGINT and SIGHUP (logout, `kill`, Ctrl-C in a terminal) end
+    // the app like closing its window: jobs are cancelled and joined first.
+    let handle = app.handle().clone();
+    ctrlc::set_handler(move || handle.exit(0))?;
     app.run(|app, event| {
         if let RunEvent::Exit = event {
             app.state::<Shell>().jobs.shutdown();

@@ -1,8 +1,9 @@
 //! The real app, driven through WebDriver (tauri-driver -> WebKitWebDriver)
 //! under a private Xvfb display: import the built-in suite through the drop
 //! path (the tour), train a tiny model and watch the live chart, evaluate the
-//! base and tuned models, open every results view, export a PDF. Screenshots
-//! of each view land in `target/screenshots/desktop/`.
+//! base and tuned models, open every results view, export a PDF; and close
+//! the window mid-training, then reopen it. Screenshots of each view land in
+//! `target/screenshots/desktop*/`.
 //!
 //! Needs Xvfb, WebKitWebDriver (Debian: xvfb, webkit2gtk-driver) and
 //! tauri-driver (`cargo install tauri-driver --locked`); `.ci/run` installs them.
@@ -44,7 +45,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-const ELEMENT: &str = "element-6066-11e4-a52f-4a8fe2f6dc9c";
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// A minimal W3C WebDriver client over HTTP.
 struct Driver {
@@ -70,6 +71,13 @@ impl Driver {
             }
             Err(e) => panic!("{method} {path}: {e}"),
         }
+    }
+
+    /// Ends the session (closes the app if it still runs); errors are fine.
+    fn quit(&self) {
+        let _ = ureq::delete(&self.base)
+            .timeout(Duration::from_secs(30))
+            .call();
     }
 
     fn find(&self, css: &str) -> Option<String> {
@@ -183,85 +191,149 @@ fn decode_base64(s: &str) -> Vec<u8> {
     out
 }
 
+/// Xvfb and tauri-driver for one test, and the store the app opens.
+struct Desktop {
+    dir: tempfile::TempDir,
+    root: String,
+    shots: PathBuf,
+    // Dropped last: the driver (and the app) before the display.
+    _driver: Guard,
+    _xvfb: Guard,
+}
+
+impl Desktop {
+    /// A store with the tiny model registered as `tiny`.
+    fn start(name: &str) -> Desktop {
+        let xvfb = tool("Xvfb", "apt-get install xvfb");
+        let webkit = tool("WebKitWebDriver", "apt-get install webkit2gtk-driver");
+        let tauri_driver = tool("tauri-driver", "cargo install tauri-driver --locked");
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = dir.path().join("store.sqlite3");
+        let tiny = dir.path().join("tiny");
+        spectrum_lm::tiny::write_model(&tiny, 32, 2, 3).expect("tiny model");
+        spectrum_app::Studio::new(Some(store.clone()))
+            .expect("studio")
+            .add_model(tiny.to_str().expect("utf-8"), Some("tiny"), &mut |_| {})
+            .expect("register the tiny model");
+
+        let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../target/screenshots")
+            .join(name);
+        std::fs::create_dir_all(&shots).expect("screenshot folder");
+
+        // A display of our own: tests run in parallel.
+        let display = loop {
+            let n = 100 + free_port() % 20000;
+            if !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+                break format!(":{n}");
+            }
+        };
+        let xvfb = Guard(
+            Command::new(xvfb)
+                .args([
+                    display.as_str(),
+                    "-screen",
+                    "0",
+                    "1440x900x24",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start Xvfb"),
+        );
+        std::thread::sleep(Duration::from_millis(800));
+
+        let port = free_port();
+        let native = free_port();
+        let driver = Guard(
+            Command::new(tauri_driver)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--native-port",
+                    &native.to_string(),
+                    "--native-driver",
+                ])
+                .arg(webkit)
+                .env("DISPLAY", &display)
+                .env("SPECTRUM_STORE", &store)
+                .env_remove("WAYLAND_DISPLAY")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("start tauri-driver"),
+        );
+        let root = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while ureq::get(&format!("{root}/status")).call().is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver did not start");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Desktop {
+            dir,
+            root,
+            shots,
+            _driver: driver,
+            _xvfb: xvfb,
+        }
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store.sqlite3")
+    }
+
+    fn studio(&self) -> spectrum_app::Studio {
+        spectrum_app::Studio::new(Some(self.store())).expect("studio")
+    }
+
+    /// Starts the app in a new WebDriver session.
+    fn open(&self) -> Driver {
+        let app = PathBuf::from(env!("CARGO_BIN_EXE_spectrum-studio"));
+        let session = ureq::post(&format!("{}/session", self.root))
+            .timeout(Duration::from_secs(120))
+            .send_json(
+                json!({"capabilities": {"alwaysMatch": {"tauri:options": {"application": app}}}}),
+            )
+            .expect("a WebDriver session")
+            .into_json::<Value>()
+            .expect("session JSON");
+        let sid = session["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string();
+        Driver {
+            base: format!("{}/session/{sid}", self.root),
+            shots: self.shots.clone(),
+        }
+    }
+
+    /// The pids of app processes with this test's store.
+    fn app_pids(&self) -> Vec<String> {
+        let needle = format!("SPECTRUM_STORE={}", self.store().display());
+        std::fs::read_dir("/proc")
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|e| {
+                        std::fs::read(e.path().join("environ")).is_ok_and(|env| {
+                            env.split(|b| *b == 0).any(|var| var == needle.as_bytes())
+                        }) && std::fs::read_link(e.path().join("exe"))
+                            .is_ok_and(|exe| exe.ends_with("spectrum-studio"))
+                    })
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
 #[test]
 fn the_whole_workflow_in_the_desktop_app() {
-    let xvfb = tool("Xvfb", "apt-get install xvfb");
-    let webkit = tool("WebKitWebDriver", "apt-get install webkit2gtk-driver");
-    let tauri_driver = tool("tauri-driver", "cargo install tauri-driver --locked");
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = dir.path().join("store.sqlite3");
-    let tiny = dir.path().join("tiny");
-    spectrum_lm::tiny::write_model(&tiny, 32, 2, 3).expect("tiny model");
-    spectrum_app::Studio::new(Some(store.clone()))
-        .expect("studio")
-        .add_model(tiny.to_str().expect("utf-8"), Some("tiny"), &mut |_| {})
-        .expect("register the tiny model");
-
-    let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/screenshots/desktop");
-    std::fs::create_dir_all(&shots).expect("screenshot folder");
-
-    let display = format!(":{}", 90 + std::process::id() % 800);
-    let _xvfb = Guard(
-        Command::new(xvfb)
-            .args([
-                display.as_str(),
-                "-screen",
-                "0",
-                "1440x900x24",
-                "-nolisten",
-                "tcp",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start Xvfb"),
-    );
-    std::thread::sleep(Duration::from_millis(800));
-
-    let port = free_port();
-    let native = free_port();
-    let _driver = Guard(
-        Command::new(tauri_driver)
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-                "--native-driver",
-            ])
-            .arg(webkit)
-            .env("DISPLAY", &display)
-            .env("SPECTRUM_STORE", &store)
-            .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
-            .env_remove("WAYLAND_DISPLAY")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start tauri-driver"),
-    );
-    let root = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while ureq::get(&format!("{root}/status")).call().is_err() {
-        assert!(Instant::now() < deadline, "tauri-driver did not start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let app = PathBuf::from(env!("CARGO_BIN_EXE_spectrum-studio"));
-    let session = ureq::post(&format!("{root}/session"))
-        .timeout(Duration::from_secs(120))
-        .send_json(
-            json!({"capabilities": {"alwaysMatch": {"tauri:options": {"application": app}}}}),
-        )
-        .expect("a WebDriver session")
-        .into_json::<Value>()
-        .expect("session JSON");
-    let sid = session["value"]["sessionId"]
-        .as_str()
-        .expect("session id")
-        .to_string();
-    let d = Driver {
-        base: format!("{root}/session/{sid}"),
-        shots,
-    };
+    let desktop = Desktop::start("desktop");
+    let dir = &desktop.dir;
+    let d = desktop.open();
 
     // Library: the tour builds the suite and hands it over like a drop.
     d.click("[data-testid=tour-start]");
@@ -277,6 +349,9 @@ fn the_whole_workflow_in_the_desktop_app() {
     d.present("[data-testid=import-done]", 120);
     d.present("[data-testid=datasets]", 30);
     d.screenshot("02-library");
+    d.click("ul.tasks li:first-child button");
+    d.present(".messages, .bars", 30);
+    d.screenshot("02-library-task");
 
     // Models.
     d.click("[data-testid=nav-models]");
@@ -369,5 +444,71 @@ fn the_whole_workflow_in_the_desktop_app() {
         "{}",
         d.text("[data-testid=error]")
     );
-    d.request("DELETE", "", None);
+    d.quit();
+}
+
+#[test]
+fn closing_the_app_cancels_training_and_reopening_offers_resume() {
+    let desktop = Desktop::start("desktop-reopen");
+    let studio = desktop.studio();
+    let suite = desktop.dir.path().join("suite");
+    let config = spectrum_app::SuiteConfig {
+        size: 16,
+        ..Default::default()
+    };
+    studio.build_suite(&config, &suite).expect("suite");
+    let request = spectrum_app::ImportRequest {
+        paths: vec![suite],
+        name: None,
+        options: spectrum_app::ImportOptions::default(),
+    };
+    let never = std::sync::atomic::AtomicBool::new(false);
+    studio
+        .import(&request, &mut |_| {}, &never)
+        .expect("import");
+
+    // A long run, closed mid-way.
+    let d = desktop.open();
+    d.click("[data-testid=nav-train]");
+    d.set("[data-testid=train-steps]", "100000");
+    d.set("[data-testid=train-eval-every]", "100000");
+    d.click("[data-testid=train-start]");
+    d.wait("[data-testid=train-chart]", 120, |d, _| {
+        d.points("[data-testid=train-chart]") > 10
+    });
+    d.screenshot("01-training");
+    // End the app as the desktop session does at logout (SIGTERM).
+    let pids = desktop.app_pids();
+    assert_eq!(pids.len(), 1, "one app process");
+    let status = Command::new("kill")
+        .args(["-TERM", &pids[0]])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !desktop.app_pids().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the app is still running 60 s after its window closed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = studio.runs().expect("runs").remove(0);
+    assert_eq!(run.kind, "train");
+    assert_eq!(run.status, "cancelled", "{run:?}");
+    assert!(run.step > 0 && run.step < run.total_steps, "{run:?}");
+    let detail = studio.run_detail(&run.id.to_string()).expect("detail");
+    assert!(!detail.checkpoints.is_empty(), "no checkpoint after cancel");
+    d.quit();
+
+    // Reopened: the run is offered for resuming.
+    let d = desktop.open();
+    let panel = d.present("[data-testid=interrupted]", 30);
+    let text = d.text("[data-testid=interrupted]");
+    assert!(
+        text.contains(&run.name) && text.contains("Resume"),
+        "{text} ({panel})"
+    );
+    d.screenshot("02-reopened");
+    d.quit();
 }

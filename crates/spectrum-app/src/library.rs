@@ -161,3 +161,73 @@ impl Studio {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::{ImportOptions, ImportRequest};
+
+    fn request(paths: Vec<std::path::PathBuf>) -> ImportRequest {
+        ImportRequest {
+            paths,
+            name: None,
+            options: ImportOptions::default(),
+        }
+    }
+
+    #[test]
+    fn a_preview_lists_tasks_and_every_bad_row_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let studio = Studio::new(Some(dir.path().join("store.sqlite3"))).expect("studio");
+        let file = dir.path().join("chats.jsonl");
+        std::fs::write(
+            &file,
+            concat!(
+                r#"{"task": "a", "messages": [{"role": "output", "content": "1"}, {"role": "output", "content": "2"}]}"#,
+                "\n",
+                r#"{"task": "a", "messages": [{"role": "input", "content": "only input"}]}"#,
+                "\n",
+                "not json\n",
+                r#"{"task": "b", "messages": [{"role": "output", "content": "x"}]}"#,
+                "\n",
+            ),
+        )
+        .expect("write");
+        let never = AtomicBool::new(false);
+        let preview = studio
+            .preview_import(&request(vec![file.clone()]), &mut |_| {}, &never)
+            .expect("preview");
+        assert_eq!(preview.report.rejected, 2);
+        assert_eq!(preview.report.errors.len(), 2);
+        let lines: Vec<String> = preview
+            .report
+            .errors
+            .iter()
+            .map(|e| serde_json::to_string(&e.location).expect("json"))
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                r#"{"unit":"line","number":2}"#,
+                r#"{"unit":"line","number":3}"#
+            ]
+        );
+        let names: Vec<(&str, usize)> = preview
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.sequences))
+            .collect();
+        assert_eq!(names, [("a", 1), ("b", 1)]);
+        assert_eq!(preview.already_imported, None);
+        // Nothing was written: the import itself still refuses the bad rows.
+        assert!(studio.datasets().expect("datasets").is_empty());
+        assert!(
+            studio
+                .import(&request(vec![file]), &mut |_| {}, &never)
+                .is_err()
+        );
+        assert!(studio.datasets().expect("datasets").is_empty());
+    }
+}

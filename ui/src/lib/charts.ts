@@ -189,19 +189,28 @@ export function heatmapOption(c: Comparison, family: Family): EChartsCoreOption 
   };
 }
 
-/** Training loss per step, held-out loss at its evaluations, learning rate on the right axis. */
+/**
+ * Training loss per step (mean nats per loss token), held-out loss at its
+ * evaluations (mean summed nats per output with index >= 1: another scale, so
+ * its own axis) and the learning rate.
+ */
 export function trainingOption(d: RunDetail): EChartsCoreOption {
   return {
     ...base(`Training: ${d.run.name}`),
+    grid: { left: 56, right: 130, top: 40, bottom: 56 },
     xAxis: { type: "value", name: "step", nameLocation: "middle", nameGap: 28, min: 0 },
     yAxis: [
-      { type: "value", name: "loss", scale: true },
-      { type: "value", name: "learning rate", splitLine: { show: false }, axisLabel: { formatter: (v: number) => v.toExponential(0) } },
+      { type: "value", name: "train loss", scale: true, axisLine: { show: true, lineStyle: { color: colour(0) } } },
+      { type: "value", name: "held-out", scale: true, splitLine: { show: false }, axisLine: { show: true, lineStyle: { color: colour(1) } } },
+      {
+        type: "value", name: "lr", offset: 64, splitLine: { show: false }, axisLine: { show: true },
+        axisLabel: { formatter: (v: number) => v.toExponential(0) },
+      },
     ],
     series: [
-      { name: "train loss", type: "line", showSymbol: false, color: colour(0), data: d.steps.map((s) => [s.step, s.loss]) },
-      { name: "held-out loss (index ≥ 1)", type: "line", color: colour(1), symbolSize: 7, data: d.evals.map((e) => [e.step, e.loss]) },
-      { name: "learning rate", type: "line", yAxisIndex: 1, showSymbol: false, color: "#999999", lineStyle: { type: "dashed" }, data: d.steps.map((s) => [s.step, s.lr]) },
+      { name: "train loss (per token)", type: "line", showSymbol: false, color: colour(0), data: d.steps.map((s) => [s.step, s.loss]) },
+      { name: "held-out loss (per output, index ≥ 1)", type: "line", yAxisIndex: 1, color: colour(1), symbolSize: 7, data: d.evals.map((e) => [e.step, e.loss]) },
+      { name: "learning rate", type: "line", yAxisIndex: 2, showSymbol: false, color: "#999999", lineStyle: { type: "dashed" }, data: d.steps.map((s) => [s.step, s.lr]) },
     ],
   };
 }
