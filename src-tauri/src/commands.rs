@@ -90,10 +90,21 @@ fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 's
 #[tauri::command]
 pub fn app_info(shell: State<'_, Shell>) -> Res<AppInfo> {
     let studio = &shell.studio;
-    let first_run = studio.datasets()?.is_empty();
+    let datasets = studio.datasets()?.len();
+    let runs = studio.runs()?;
+    let finished = |kind: &str| {
+        runs.iter()
+            .filter(|r| r.kind == kind && r.status == "finished")
+            .count()
+    };
+    let tour = Tour {
+        datasets,
+        models: studio.models()?.len(),
+        trained: finished("train"),
+        evaluated: finished("eval"),
+    };
     let running: BTreeSet<String> = shell.jobs.list().into_iter().map(|j| j.label).collect();
-    let interrupted = studio
-        .runs()?
+    let interrupted = runs
         .into_iter()
         .filter(|r| matches!(r.status.as_str(), "running" | "cancelled"))
         .filter(|r| !running.contains(&r.name))
@@ -101,7 +112,8 @@ pub fn app_info(shell: State<'_, Shell>) -> Res<AppInfo> {
     Ok(AppInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         store: studio.store_path().display().to_string(),
-        first_run,
+        first_run: datasets == 0,
+        tour,
         interrupted,
     })
 }

@@ -154,8 +154,20 @@ pub struct AppInfo {
     pub store: String,
     /// Nothing imported yet: the UI offers the tour.
     pub first_run: bool,
+    /// How far the store is along the main job, for the tour's checklist.
+    pub tour: Tour,
     /// Training and evaluation runs left `running` by a process that is gone.
     pub interrupted: Vec<spectrum_app::RunRecord>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, TS)]
+pub struct Tour {
+    pub datasets: usize,
+    pub models: usize,
+    /// Finished training runs.
+    pub trained: usize,
+    /// Finished evaluation runs.
+    pub evaluated: usize,
 }
 
 /// How to read dropped or picked files.

@@ -426,6 +426,10 @@ fn the_whole_workflow_in_the_desktop_app() {
         d.points("[data-testid=training-chart]") > 0
     });
     d.screenshot("10-results-training");
+    d.click("[data-testid=tab-steer]");
+    d.click("button[aria-label='Toggle dark theme']");
+    d.screenshot("10-results-dark");
+    d.click("button[aria-label='Toggle dark theme']");
 
     // Report: the selection carries over; export into reports/ beside the store.
     d.click("[data-testid=nav-report]");

@@ -7,6 +7,10 @@ export type AppInfo = { version: string, store: string,
  */
 first_run: boolean, 
 /**
+ * How far the store is along the main job, for the tour's checklist.
+ */
+tour: Tour, 
+/**
  * Training and evaluation runs left `running` by a process that is gone.
  */
 interrupted: Array<RunRecord>, };
@@ -457,6 +461,16 @@ export type TaskSequence = { id: string, messages: Array<Message>, };
 export type TaskSummary = { id: number, dataset_id: number, dataset: string, name: string, category: string, split: string, kind: string, descriptions: number, sequences: number, distribution_items: number, validity_tasks: number, };
 
 export type TaskValidity = { description: string, examples: Array<string>, rule: ValidityRule, };
+
+export type Tour = { datasets: number, models: number, 
+/**
+ * Finished training runs.
+ */
+trained: number, 
+/**
+ * Finished evaluation runs.
+ */
+evaluated: number, };
 
 export type TrainDefaults = { presets: Array<Preset>, };
 
