@@ -20,6 +20,7 @@ const COMMANDS: &[&str] = &[
     "remove_dataset",
     "tasks",
     "task_detail",
+    "distribution_item",
     "models",
     "remove_model",
     "add_model",

@@ -7,9 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use spectrum_app::{
-    Comparison, DatasetSummary, DeviceSpec, EvalReport, EvalRequest, ImportOptions, ImportRequest,
-    ModelRecord, PRESETS, Profile, ReportRequest, RunDetail, RunRecord, RunSpec, SECTIONS, Shape,
-    Split, Studio, TaskDetail, TaskSummary, TrainRequest,
+    Comparison, DatasetSummary, EvalReport, EvalRequest, ImportOptions, ImportRequest, ModelRecord,
+    PRESETS, Profile, ReportRequest, RunDetail, RunRecord, RunSpec, SECTIONS, Shape, Split, Studio,
+    TaskDetail, TaskItem, TaskSummary, TrainRequest,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -308,6 +308,16 @@ pub fn task_detail(shell: State<'_, Shell>, id: i64) -> Res<TaskDetail> {
     Ok(shell.studio.task_detail(id, 50)?)
 }
 
+/// The prompt and target of the distribution item an evaluation row names.
+#[tauri::command]
+pub async fn distribution_item(
+    shell: State<'_, Shell>,
+    task: String,
+    id: String,
+) -> Res<Option<TaskItem>> {
+    Ok(shell.studio.distribution_item(&task, &id)?)
+}
+
 #[tauri::command]
 pub fn models(shell: State<'_, Shell>) -> Res<Vec<ModelRecord>> {
     Ok(shell.studio.models()?)
@@ -474,7 +484,7 @@ pub fn evaluate(
         format: request.format,
         profile: request.profile,
         settings: request.settings.unwrap_or(request.profile.settings()),
-        device: DeviceSpec::Cpu,
+        device: request.device,
         name: request.name.filter(|n| !n.trim().is_empty()),
     };
     shell.jobs.start("eval", label, channel, move |ctx| {

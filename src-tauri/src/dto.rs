@@ -3,7 +3,7 @@
 //! are generated (`bindings.rs`) into `ui/src/lib/bindings.ts`.
 
 use serde::{Deserialize, Serialize};
-use spectrum_app::{EvalSettings, Family, Profile, PromptFormat, RunSpec, Split};
+use spectrum_app::{DeviceSpec, EvalSettings, Family, Profile, PromptFormat, RunSpec, Split};
 use ts_rs::TS;
 
 /// An error as the UI shows it: what went wrong and what to do next.
@@ -212,6 +212,7 @@ pub struct EvalRequestDto {
     pub profile: Profile,
     /// The profile's settings, edited; `None`: the profile's own.
     pub settings: Option<EvalSettings>,
+    pub device: DeviceSpec,
     pub name: Option<String>,
 }
 

@@ -33,6 +33,7 @@ macro_rules! handler {
             commands::remove_dataset,
             commands::tasks,
             commands::task_detail,
+            commands::distribution_item,
             commands::models,
             commands::remove_model,
             commands::add_model,

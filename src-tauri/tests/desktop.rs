@@ -410,6 +410,7 @@ fn the_whole_workflow_in_the_desktop_app() {
     });
     d.click("ul.items li:first-child button");
     d.present("[data-testid=item-chart]", 30);
+    d.present("[data-testid=item-prompt]", 30);
     d.screenshot("07-results-dist");
     d.click("[data-testid=tab-valid]");
     d.wait("[data-testid=valid-chart]", 60, |d, _| {

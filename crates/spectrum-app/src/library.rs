@@ -78,6 +78,8 @@ pub struct TaskSequence {
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct TaskItem {
+    /// The id evaluation rows carry (`id` field, else `task/position`).
+    pub id: String,
     pub description: String,
     pub input: String,
     pub options: Vec<String>,
@@ -92,7 +94,38 @@ pub struct TaskValidity {
     pub rule: ValidityRule,
 }
 
+fn task_item(d: spectrum_suite::DistributionItem, position: usize) -> TaskItem {
+    TaskItem {
+        id: spectrum_eval::dist::item_id(&d, position),
+        description: d.description,
+        input: d.input,
+        options: d.options,
+        probs: d.probs,
+        ordinal: d.ordinal,
+    }
+}
+
 impl Studio {
+    /// The distribution item an evaluation row names (task name and item id),
+    /// with its prompt; `None` when no task of that name holds it any more.
+    pub fn distribution_item(&self, task: &str, id: &str) -> Result<Option<TaskItem>> {
+        let store = self.store()?;
+        for t in store.tasks(&spectrum_store::TaskFilter::default())? {
+            if t.name != task {
+                continue;
+            }
+            let items = store.task_distribution_items(t.id)?;
+            if let Some((i, d)) = items
+                .into_iter()
+                .enumerate()
+                .find(|(i, d)| spectrum_eval::dist::item_id(d, *i) == id)
+            {
+                return Ok(Some(task_item(d, i)));
+            }
+        }
+        Ok(None)
+    }
+
     /// Reads the files as `import` would, without writing: shapes, counts per
     /// task, and every rejected row (up to `error_limit`) with its reason.
     pub fn preview_import(
@@ -133,14 +166,9 @@ impl Studio {
         let distribution_items = store
             .task_distribution_items(task_id)?
             .into_iter()
+            .enumerate()
             .take(limit)
-            .map(|d| TaskItem {
-                description: d.description,
-                input: d.input,
-                options: d.options,
-                probs: d.probs,
-                ordinal: d.ordinal,
-            })
+            .map(|(i, d)| task_item(d, i))
             .collect();
         let validity = store
             .task_validity(task_id)?

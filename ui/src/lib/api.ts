@@ -4,7 +4,7 @@ import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
   AppInfo, Comparison, DatasetSummary, EvalDefaults, EvalReport, EvalRequestDto, ImportOptionsDto,
   ImportOutcome, ImportPreview, JobEvent, JobInfo, ModelRecord, PickKind, ReportOptions,
-  ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskSummary, TrainDefaults,
+  ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
   TrainOutcome, TrainRequestDto, UiError,
 } from "./bindings";
 
@@ -80,6 +80,7 @@ export const api = {
   removeDataset: (id: number) => call<DatasetSummary>("remove_dataset", { id }),
   tasks: (split: Split | null = null) => call<TaskSummary[]>("tasks", { split }),
   taskDetail: (id: number) => call<TaskDetail>("task_detail", { id }),
+  distributionItem: (task: string, id: string) => call<TaskItem | null>("distribution_item", { task, id }),
   models: () => call<ModelRecord[]>("models"),
   removeModel: (name: string) => call<ModelRecord>("remove_model", { name }),
   addModel: (path: string | null, name: string | null, on: (p: Progress) => void) =>

@@ -174,7 +174,7 @@ tasks: Array<string>, format: PromptFormat, profile: Profile,
 /**
  * The profile's settings, edited; `None`: the profile's own.
  */
-settings: Settings | null, name: string | null, };
+settings: Settings | null, device: DeviceSpec, name: string | null, };
 
 export type Family = "steer" | "dist" | "valid";
 
@@ -448,7 +448,11 @@ export type TaskDetail = { task: TaskSummary, descriptions: Array<string>,
  */
 sequences: Array<TaskSequence>, distribution_items: Array<TaskItem>, validity: Array<TaskValidity>, };
 
-export type TaskItem = { description: string, input: string, options: Array<string>, probs: Array<number>, ordinal: boolean, };
+export type TaskItem = { 
+/**
+ * The id evaluation rows carry (`id` field, else `task/position`).
+ */
+id: string, description: string, input: string, options: Array<string>, probs: Array<number>, ordinal: boolean, };
 
 export type TaskSelection = { 
 /**

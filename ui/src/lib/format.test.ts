@@ -39,3 +39,14 @@ describe("format", () => {
     expect(matches("", "anything")).toBe(true);
   });
 });
+
+describe("devices", () => {
+  it("round-trips cpu, cuda:N and metal", async () => {
+    const { parseDevice, deviceName } = await import("./format");
+    expect(parseDevice("cuda:1")).toEqual({ cuda: 1 });
+    expect(parseDevice("cuda")).toEqual({ cuda: 0 });
+    expect(parseDevice("metal")).toBe("metal");
+    expect(parseDevice("anything")).toBe("cpu");
+    for (const s of ["cpu", "cuda:0", "cuda:3", "metal"]) expect(deviceName(parseDevice(s))).toBe(s);
+  });
+});

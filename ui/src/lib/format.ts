@@ -1,5 +1,5 @@
 // Small pure helpers shared by the views; tested in format.test.ts.
-import type { MeanSe } from "./bindings";
+import type { DeviceSpec, MeanSe } from "./bindings";
 
 /** `0.1234 ± 0.0100`, with the standard error when there is one. */
 export function meanSe(m: MeanSe | null | undefined, digits = 3): string {
@@ -74,4 +74,15 @@ export function matches(query: string, ...fields: (string | number | null | unde
     .split(/\s+/)
     .filter(Boolean)
     .every((w) => hay.includes(w));
+}
+
+/** `cpu`, `cuda:N` or `metal` as the engine's DeviceSpec, and back. */
+export function parseDevice(s: string): DeviceSpec {
+  const cuda = /^cuda(?::(\d+))?$/.exec(s.trim());
+  if (cuda) return { cuda: Number(cuda[1] ?? 0) };
+  return s.trim() === "metal" ? "metal" : "cpu";
+}
+
+export function deviceName(d: DeviceSpec): string {
+  return typeof d === "object" ? `cuda:${d.cuda}` : d;
 }
