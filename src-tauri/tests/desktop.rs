@@ -2,7 +2,8 @@
 //! under a private Xvfb display: import the built-in suite through the drop
 //! path (the tour), train a tiny model and watch the live chart, evaluate the
 //! base and tuned models, open every results view, export a PDF; and close
-//! the window mid-training, then reopen it. Screenshots of each view land in
+//! the window mid-training (as a window manager asks), reopen it, resume,
+//! and end it with SIGTERM. Screenshots of each view land in
 //! `target/screenshots/desktop*/`.
 //!
 //! Needs Xvfb, WebKitWebDriver (Debian: xvfb, webkit2gtk-driver) and
@@ -194,6 +195,7 @@ fn decode_base64(s: &str) -> Vec<u8> {
 /// Xvfb and tauri-driver for one test, and the store the app opens.
 struct Desktop {
     dir: tempfile::TempDir,
+    display: String,
     root: String,
     shots: PathBuf,
     // Dropped last: the driver (and the app) before the display.
@@ -273,6 +275,7 @@ impl Desktop {
         }
         Desktop {
             dir,
+            display,
             root,
             shots,
             _driver: driver,
@@ -306,6 +309,64 @@ impl Desktop {
         Driver {
             base: format!("{}/session/{sid}", self.root),
             shots: self.shots.clone(),
+        }
+    }
+
+    /// Asks the app's window to close, as a window manager does when the user
+    /// clicks its close button (a WM_DELETE_WINDOW client message).
+    fn close_window(&self) {
+        use x11rb::connection::Connection;
+        use x11rb::protocol::xproto::{
+            AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, Window,
+        };
+
+        let (conn, screen) = x11rb::connect(Some(&self.display)).expect("connect to Xvfb");
+        let root = conn.setup().roots[screen].root;
+        // GTK names more than one window (the client leader too): ask each.
+        let mut todo: Vec<Window> = vec![root];
+        let mut named = Vec::new();
+        while let Some(w) = todo.pop() {
+            let name = conn
+                .get_property(false, w, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 256)
+                .expect("request")
+                .reply();
+            if name.is_ok_and(|n| n.value == b"Spectrum Studio") {
+                named.push(w);
+            }
+            todo.extend(
+                conn.query_tree(w)
+                    .expect("request")
+                    .reply()
+                    .expect("tree")
+                    .children,
+            );
+        }
+        assert!(!named.is_empty(), "no Spectrum Studio window");
+        let atom = |name: &[u8]| {
+            conn.intern_atom(false, name)
+                .expect("request")
+                .reply()
+                .expect("atom")
+                .atom
+        };
+        let (protocols, delete) = (atom(b"WM_PROTOCOLS"), atom(b"WM_DELETE_WINDOW"));
+        for window in named {
+            let event = ClientMessageEvent::new(32, window, protocols, [delete, 0, 0, 0, 0]);
+            conn.send_event(false, window, EventMask::NO_EVENT, event)
+                .expect("send WM_DELETE_WINDOW");
+        }
+        conn.flush().expect("flush");
+    }
+
+    /// Waits until no app process of this test is left.
+    fn wait_exit(&self, why: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.app_pids().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the app still runs 60 s after {why}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
     }
 
@@ -453,7 +514,7 @@ fn the_whole_workflow_in_the_desktop_app() {
 }
 
 #[test]
-fn closing_the_app_cancels_training_and_reopening_offers_resume() {
+fn closing_the_window_cancels_training_and_reopening_offers_resume() {
     let desktop = Desktop::start("desktop-reopen");
     let studio = desktop.studio();
     let suite = desktop.dir.path().join("suite");
@@ -482,22 +543,9 @@ fn closing_the_app_cancels_training_and_reopening_offers_resume() {
         d.points("[data-testid=train-chart]") > 10
     });
     d.screenshot("01-training");
-    // End the app as the desktop session does at logout (SIGTERM).
-    let pids = desktop.app_pids();
-    assert_eq!(pids.len(), 1, "one app process");
-    let status = Command::new("kill")
-        .args(["-TERM", &pids[0]])
-        .status()
-        .expect("kill");
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !desktop.app_pids().is_empty() {
-        assert!(
-            Instant::now() < deadline,
-            "the app is still running 60 s after its window closed"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    // The user closes the window.
+    desktop.close_window();
+    desktop.wait_exit("its window closed");
     let run = studio.runs().expect("runs").remove(0);
     assert_eq!(run.kind, "train");
     assert_eq!(run.status, "cancelled", "{run:?}");
@@ -515,5 +563,22 @@ fn closing_the_app_cancels_training_and_reopening_offers_resume() {
         "{text} ({panel})"
     );
     d.screenshot("02-reopened");
+
+    // Resumed, then ended as the desktop session does at logout (SIGTERM).
+    d.click("[data-testid=interrupted] button");
+    d.present("[data-testid=jobs]", 30);
+    std::thread::sleep(Duration::from_secs(2));
+    let pids = desktop.app_pids();
+    assert_eq!(pids.len(), 1, "one app process");
+    let status = Command::new("kill")
+        .args(["-TERM", &pids[0]])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    desktop.wait_exit("SIGTERM");
+    let resumed = studio.runs().expect("runs").remove(0);
+    assert_eq!(resumed.id, run.id);
+    assert_eq!(resumed.status, "cancelled", "{resumed:?}");
+    assert!(resumed.step >= run.step, "{resumed:?}");
     d.quit();
 }
