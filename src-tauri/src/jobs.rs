@@ -23,6 +23,8 @@ struct Job {
 #[derive(Default)]
 pub struct Jobs {
     next: AtomicU64,
+    /// Set at exit: jobs stop sending to a window that is going away.
+    closing: Arc<AtomicBool>,
     jobs: Mutex<BTreeMap<u64, Job>>,
 }
 
@@ -39,6 +41,7 @@ impl std::fmt::Debug for Jobs {
 pub struct Context {
     channel: Channel<JobEvent>,
     pub cancel: Arc<AtomicBool>,
+    closing: Arc<AtomicBool>,
     last_note: Arc<Mutex<Option<Instant>>>,
 }
 
@@ -52,7 +55,10 @@ impl std::fmt::Debug for Context {
 
 impl Context {
     pub fn send(&self, event: JobEvent) {
-        // The window may be gone (closing); the job still finishes or cancels.
+        // At exit the window is going away: the job only has to stop.
+        if self.closing.load(Ordering::Relaxed) {
+            return;
+        }
         let _ = self.channel.send(event);
     }
 
@@ -88,6 +94,7 @@ impl Jobs {
         let ctx = Context {
             channel,
             cancel: cancel.clone(),
+            closing: self.closing.clone(),
             last_note: Arc::default(),
         };
         let info = JobInfo {
@@ -152,6 +159,7 @@ impl Jobs {
     /// Cancels every job and waits for its thread: the app exits with no work
     /// half-written (training stops within one step and keeps a checkpoint).
     pub fn shutdown(&self) {
+        self.closing.store(true, Ordering::Relaxed);
         let threads: Vec<JoinHandle<()>> = {
             let mut map = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
             map.values_mut()
