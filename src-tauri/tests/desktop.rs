@@ -160,6 +160,13 @@ impl Driver {
             .unwrap_or(0)
     }
 
+    /// Opens a Results tab and waits until its chart has data points.
+    fn tab(&self, tab: &str, chart: &str) {
+        self.click(&format!("[data-testid=tab-{tab}]"));
+        let css = format!("[data-testid={chart}]");
+        self.wait(&css, 60, |d, _| d.points(&css) > 0);
+    }
+
     fn screenshot(&self, name: &str) {
         std::thread::sleep(Duration::from_millis(800));
         let b64 = self.request("GET", "/screenshot", None);
@@ -460,33 +467,18 @@ fn the_whole_workflow_in_the_desktop_app() {
             }
         }
     }
-    d.click("[data-testid=tab-steer]");
-    d.wait("[data-testid=steer-chart]", 60, |d, _| {
-        d.points("[data-testid=steer-chart]") > 0
-    });
+    d.tab("steer", "steer-chart");
     d.screenshot("06-results-steer");
-    d.click("[data-testid=tab-dist]");
-    d.wait("[data-testid=js-chart]", 60, |d, _| {
-        d.points("[data-testid=js-chart]") > 0
-    });
+    d.tab("dist", "js-chart");
     d.click("ul.items li:first-child button");
     d.present("[data-testid=item-chart]", 30);
     d.present("[data-testid=item-prompt]", 30);
     d.screenshot("07-results-dist");
-    d.click("[data-testid=tab-valid]");
-    d.wait("[data-testid=valid-chart]", 60, |d, _| {
-        d.points("[data-testid=valid-chart]") > 0
-    });
+    d.tab("valid", "valid-chart");
     d.screenshot("08-results-valid");
-    d.click("[data-testid=tab-breakdown]");
-    d.wait("[data-testid=heatmap-chart]", 60, |d, _| {
-        d.points("[data-testid=heatmap-chart]") > 0
-    });
+    d.tab("breakdown", "heatmap-chart");
     d.screenshot("09-results-breakdown");
-    d.click("[data-testid=tab-training]");
-    d.wait("[data-testid=training-chart]", 60, |d, _| {
-        d.points("[data-testid=training-chart]") > 0
-    });
+    d.tab("training", "training-chart");
     d.screenshot("10-results-training");
     d.click("[data-testid=tab-steer]");
     d.click("button[aria-label='Toggle dark theme']");
