@@ -24,6 +24,10 @@ pub struct TokenScores {
     pub hits: Vec<bool>,
     /// Log-probability of the arg-max token (the model's confidence, for calibration).
     pub top_logprobs: Vec<f32>,
+    /// The arg-max token.
+    pub top_ids: Vec<u32>,
+    /// 1 + the number of tokens more likely than this one.
+    pub ranks: Vec<u32>,
 }
 
 /// One output's summary (METHOD.md §4.1).
@@ -68,8 +72,9 @@ impl Default for SamplingParams {
     }
 }
 
-/// What evaluation needs from a model; a remote server can implement it too.
-pub trait LanguageModel {
+/// What evaluation needs from a model: [`LocalModel`] here, or a remote
+/// OpenAI-compatible server (`spectrum-openai`).
+pub trait LanguageModel: Send {
     /// Teacher-forced scores of each token sequence.
     fn score_tokens(&mut self, batch: &[Vec<u32>]) -> Result<Vec<TokenScores>>;
     /// Sum of log-probabilities of each option's tokens after `prompt` (no end token).
@@ -189,21 +194,27 @@ struct RowScore {
     logprob: f32,
     hit: bool,
     top: f32,
+    top_id: u32,
+    rank: u32,
 }
 
 fn row_score(row: &[f32], target: usize) -> RowScore {
-    let (mut best, mut best_i) = (f32::NEG_INFINITY, 0usize);
+    let (mut best, mut best_i, mut above) = (f32::NEG_INFINITY, 0usize, 0u32);
+    let own = row[target];
     for (i, &x) in row.iter().enumerate() {
         if x > best {
             best = x;
             best_i = i;
         }
+        above += (x > own) as u32;
     }
     let sum: f64 = row.iter().map(|&x| (x - best).exp() as f64).sum();
     RowScore {
         logprob: (row[target] as f64 - best as f64 - sum.ln()) as f32,
         hit: best_i == target,
         top: -sum.ln() as f32,
+        top_id: best_i as u32,
+        rank: above + 1,
     }
 }
 
@@ -213,6 +224,7 @@ impl LanguageModel for LocalModel {
             return Ok(Vec::new());
         }
         self.model.set_mode(Mode::Inference);
+        self.model.clear_kv_cache(); // a failed call may have left one
         let (ids, mask) = self.pad(batch)?;
         let hidden = self.model.forward_hidden(&ids, Some(&mask))?;
         self.model.clear_kv_cache();
@@ -222,6 +234,8 @@ impl LanguageModel for LocalModel {
                 logprobs: Vec::with_capacity(seq.len()),
                 hits: Vec::with_capacity(seq.len()),
                 top_logprobs: Vec::with_capacity(seq.len()),
+                top_ids: Vec::with_capacity(seq.len()),
+                ranks: Vec::with_capacity(seq.len()),
             };
             // Logits in chunks of positions: memory stays at LOGIT_CHUNK x vocabulary.
             let mut start = 0;
@@ -232,6 +246,8 @@ impl LanguageModel for LocalModel {
                     scores.logprobs.push(r.logprob);
                     scores.hits.push(r.hit);
                     scores.top_logprobs.push(r.top);
+                    scores.top_ids.push(r.top_id);
+                    scores.ranks.push(r.rank);
                 }
                 start = end;
             }
@@ -290,58 +306,122 @@ impl LanguageModel for LocalModel {
     }
 
     fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
-        check_prompt(prompt)?;
-        let n = params.n.max(1);
+        Ok(self
+            .sample_many(&[(prompt, params)])?
+            .pop()
+            .unwrap_or_default())
+    }
+}
+
+impl LocalModel {
+    /// Samples several prompts together, each with its own parameters: the
+    /// prompts are left-padded into one batch (so every last prompt token sits
+    /// in the same column, and rotary attention, which sees only relative
+    /// positions, is unchanged), prefilled once each, and decoded as one batch
+    /// of `sum(n)` rows. Row `i` of a request draws from `seed + i * 0x9E3779B9`,
+    /// so a request split into parts with shifted seeds samples the same
+    /// continuations. One request runs without any padding (the `sample` path).
+    pub fn sample_many(
+        &mut self,
+        requests: &[(&[u32], &SamplingParams)],
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (prompt, _) in requests {
+            check_prompt(prompt)?;
+        }
         self.model.set_mode(Mode::Inference);
+        self.model.clear_kv_cache(); // a failed call may have left one
         let device = self.device();
-        let p = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &device)?;
-        let hidden = self.model.forward_hidden(&p, None)?;
-        let logits = self
-            .model
-            .logits(&hidden.i((0, prompt.len() - 1))?.unsqueeze(0)?)?;
-        let mut last = logits.broadcast_as((n, logits.dim(1)?))?.contiguous()?;
-        self.model.expand_kv_cache(n)?;
-        let mut rngs: Vec<Rng> = (0..n)
-            .map(|i| Rng::new(params.seed.wrapping_add(i as u64 * 0x9E37_79B9)))
+        let width = requests.iter().map(|r| r.0.len()).max().unwrap_or(0);
+        let padded = requests.iter().any(|r| r.0.len() < width);
+        let mut ids = Vec::with_capacity(requests.len() * width);
+        let mut prompt_mask = Vec::with_capacity(requests.len() * width);
+        for (prompt, _) in requests {
+            let pad = width - prompt.len();
+            ids.extend(std::iter::repeat_n(0, pad).chain(prompt.iter().copied()));
+            prompt_mask.extend((0..width).map(|i| (i >= pad) as u8 as f32));
+        }
+        let p = Tensor::from_vec(ids, (requests.len(), width), &device)?;
+        let key_mask = Tensor::from_vec(prompt_mask, (requests.len(), width), &device)?;
+        let hidden = self.model.forward_hidden(&p, padded.then_some(&key_mask))?;
+        let logits = self.model.logits(&hidden.i((.., width - 1))?)?;
+        // One decoding row per sample: row -> its request.
+        let owner: Vec<usize> = requests
+            .iter()
+            .enumerate()
+            .flat_map(|(r, (_, params))| std::iter::repeat_n(r, params.n.max(1)))
             .collect();
-        let mut samples: Vec<Vec<u32>> = vec![Vec::new(); n];
-        let mut done = vec![false; n];
-        for _ in 0..params.max_tokens {
-            let rows: Vec<Vec<f32>> = last.to_dtype(DType::F32)?.to_vec2()?;
-            let mut next = Vec::with_capacity(n);
-            for (i, row) in rows.iter().enumerate() {
-                let token = if done[i] {
-                    0
+        let rows = owner.len();
+        let index = Tensor::from_vec(
+            owner.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+            rows,
+            &device,
+        )?;
+        let mut last = logits.index_select(&index, 0)?;
+        self.model.select_kv_rows(&index)?;
+        let mut mask = padded
+            .then(|| key_mask.index_select(&index, 0))
+            .transpose()?;
+        let mut rngs = Vec::with_capacity(rows);
+        for (r, (_, params)) in requests.iter().enumerate() {
+            let n = owner.iter().filter(|&&o| o == r).count();
+            rngs.extend((0..n).map(|i| Rng::new(params.seed.wrapping_add(i as u64 * 0x9E37_79B9))));
+        }
+        let mut samples: Vec<Vec<u32>> = vec![Vec::new(); rows];
+        let mut done = vec![false; rows];
+        let steps = requests.iter().map(|r| r.1.max_tokens).max().unwrap_or(0);
+        for _ in 0..steps {
+            let logits: Vec<Vec<f32>> = last.to_dtype(DType::F32)?.to_vec2()?;
+            let mut next = Vec::with_capacity(rows);
+            for (i, row) in logits.iter().enumerate() {
+                let params = requests[owner[i]].1;
+                if !done[i] && samples[i].len() >= params.max_tokens {
+                    done[i] = true;
+                }
+                if done[i] {
+                    next.push(0);
+                    continue;
+                }
+                let token = sample_token(row, params, &mut rngs[i]);
+                if params.stop_ids.contains(&token) {
+                    done[i] = true;
                 } else {
-                    sample_token(row, params, &mut rngs[i])
-                };
-                if !done[i] {
-                    if params.stop_ids.contains(&token) {
-                        done[i] = true;
-                    } else {
-                        samples[i].push(token);
-                        if !params.stop_strings.is_empty() {
-                            let text = self.tokenizer.decode(&samples[i])?;
-                            if params
-                                .stop_strings
-                                .iter()
-                                .any(|s| text.contains(s.as_str()))
-                            {
-                                done[i] = true;
-                            }
-                        }
-                    }
+                    samples[i].push(token);
+                    done[i] = self.hits_stop_string(&samples[i], params)?;
                 }
                 next.push(token);
             }
             if done.iter().all(|&d| d) {
                 break;
             }
-            let ids = Tensor::from_vec(next, (n, 1), &device)?;
-            last = self.model.forward(&ids, None)?.squeeze(1)?;
+            if let Some(m) = &mask {
+                mask = Some(Tensor::cat(
+                    &[m, &Tensor::ones((rows, 1), DType::F32, &device)?],
+                    1,
+                )?);
+            }
+            let ids = Tensor::from_vec(next, (rows, 1), &device)?;
+            last = self.model.forward(&ids, mask.as_ref())?.squeeze(1)?;
         }
         self.model.clear_kv_cache();
-        Ok(samples)
+        let mut out: Vec<Vec<Vec<u32>>> = vec![Vec::new(); requests.len()];
+        for (sample, r) in samples.into_iter().zip(owner) {
+            out[r].push(sample);
+        }
+        Ok(out)
+    }
+
+    fn hits_stop_string(&self, sample: &[u32], params: &SamplingParams) -> Result<bool> {
+        if params.stop_strings.is_empty() {
+            return Ok(false);
+        }
+        let text = self.tokenizer.decode(sample)?;
+        Ok(params
+            .stop_strings
+            .iter()
+            .any(|s| text.contains(s.as_str())))
     }
 }
 

@@ -31,6 +31,9 @@ pub enum LmError {
          offline, download the folder elsewhere and `spectrum model add DIR`)"
     )]
     Hub { repo: String, message: String },
+    /// A remote model server failed or answered something unusable.
+    #[error("{0}")]
+    Remote(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
 }

@@ -202,10 +202,56 @@ fn colon_segments(messages: &[Message]) -> Vec<Segment> {
 /// The chat format: the model's own template renders system, user and assistant
 /// turns; each assistant turn's content and end-of-turn marker carry loss. The
 /// spans are found by rendering growing prefixes of the conversation.
+/// A model's chat template (`tokenizer_config.json`), compiled once.
+#[derive(Debug)]
+pub struct ChatTemplate {
+    env: Environment<'static>,
+    bos: String,
+    eos: String,
+}
+
+impl ChatTemplate {
+    pub fn new(tok: &TextTokenizer) -> Result<ChatTemplate> {
+        let template = tok.chat_template.clone().ok_or_else(|| {
+            LmError::Template("the model has no chat template (tokenizer_config.json chat_template); use the spectrum or colon format".into())
+        })?;
+        let mut env = Environment::new();
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
+        env.add_template_owned("chat", template)
+            .map_err(|e| LmError::Template(format!("chat template does not parse: {e}")))?;
+        Ok(ChatTemplate {
+            env,
+            bos: tok.bos_token.clone().unwrap_or_default(),
+            eos: tok.eos_token.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The conversation (`{"role", "content"}` objects) as text, with the
+    /// assistant's turn opened when `add_generation_prompt`.
+    pub fn render(
+        &self,
+        messages: &[serde_json::Value],
+        add_generation_prompt: bool,
+    ) -> Result<String> {
+        let tmpl = self
+            .env
+            .get_template("chat")
+            .map_err(|e| LmError::Template(e.to_string()))?;
+        tmpl.render(context! { messages => messages, add_generation_prompt => add_generation_prompt, bos_token => &self.bos, eos_token => &self.eos })
+            .map_err(|e| LmError::Template(format!("chat template failed: {e}")))
+    }
+}
+
 fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segment>> {
-    let template = tok.chat_template.as_deref().ok_or_else(|| {
-        LmError::Template("the model has no chat template (tokenizer_config.json chat_template); use the spectrum or colon format".into())
-    })?;
     let (description, examples) = examples(messages);
     let mut system = CHAT_SYSTEM_PROMPT.to_string();
     let mut first_scored = 0;
@@ -223,28 +269,8 @@ fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segmen
             }
         }
     }
-    let mut env = Environment::new();
-    env.add_function(
-        "raise_exception",
-        |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        },
-    );
-    env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
-    env.add_template("chat", template)
-        .map_err(|e| LmError::Template(format!("chat template does not parse: {e}")))?;
-    let tmpl = env
-        .get_template("chat")
-        .map_err(|e| LmError::Template(e.to_string()))?;
-    let bos = tok.bos_token.clone().unwrap_or_default();
-    let eos = tok.eos_token.clone().unwrap_or_default();
-    let render = |msgs: &[serde_json::Value], generation: bool| -> Result<String> {
-        tmpl.render(context! { messages => msgs, add_generation_prompt => generation, bos_token => bos, eos_token => eos })
-            .map_err(|e| LmError::Template(format!("chat template failed: {e}")))
-    };
+    let chat = ChatTemplate::new(tok)?;
+    let render = |msgs: &[serde_json::Value], generation: bool| chat.render(msgs, generation);
     let mut conversation = vec![serde_json::json!({"role": "system", "content": system})];
     let mut segments = Vec::new();
     let mut done = String::new();

@@ -254,16 +254,10 @@ impl Attention {
         self.o.forward_t(&out, train)
     }
 
-    /// Repeats a batch-1 cache `n` times along the batch.
-    pub fn expand_cache(&mut self, n: usize) -> Result<()> {
+    /// Row `i` of the new cache is row `rows[i]` of the old one.
+    pub fn select_cache_rows(&mut self, rows: &Tensor) -> Result<()> {
         if let Some((k, v)) = &self.cache {
-            let expand = |t: &Tensor| -> Result<Tensor> {
-                let (_, h, s, d) = t.dims4()?;
-                Ok(t.narrow(0, 0, 1)?
-                    .broadcast_as((n, h, s, d))?
-                    .contiguous()?)
-            };
-            self.cache = Some((expand(k)?, expand(v)?));
+            self.cache = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));
         }
         Ok(())
     }

@@ -98,8 +98,15 @@ impl CausalLm {
     /// Repeats a batch-1 KV cache `n` times along the batch, so `n` continuations
     /// of one prompt can run together.
     pub fn expand_kv_cache(&mut self, n: usize) -> Result<()> {
+        let zeros = Tensor::zeros(n, DType::U32, &self.device)?;
+        self.select_kv_rows(&zeros)
+    }
+
+    /// Rebuilds the KV cache from rows of the cached batch (`rows` [n], u32):
+    /// row `i` of the new cache is row `rows[i]` of the old one.
+    pub fn select_kv_rows(&mut self, rows: &Tensor) -> Result<()> {
         for a in self.attention_layers() {
-            a.expand_cache(n)?;
+            a.select_cache_rows(rows)?;
         }
         Ok(())
     }

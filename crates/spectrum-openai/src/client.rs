@@ -1,0 +1,631 @@
+//! [`RemoteModel`]: the [`LanguageModel`] trait over OpenAI-compatible servers.
+//!
+//! Scoring sends token ids with `echo` and `logprobs` (and reads vLLM's
+//! `prompt_logprobs` where a server returns them); sampling sends the run's
+//! parameters (`n`, `temperature`, `top_p`, `top_k`, `seed`, `stop`,
+//! `stop_token_ids`) and re-tokenises the returned text with the model's
+//! tokenizer. Work is split across every endpoint, `concurrency` requests at a
+//! time each; 429 and 5xx answers and dropped connections are retried with
+//! exponential back-off (honouring `Retry-After`).
+//!
+//! API keys come from the environment (`api_key_env`, `OPENAI_API_KEY` by
+//! default) or the OS keyring (service `spectrum-studio`, user: the endpoint's
+//! URL); they are held in memory only.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use spectrum_lm::engine::{LanguageModel, SamplingParams, TokenScores};
+use spectrum_lm::tokenizer::TextTokenizer;
+use spectrum_lm::{LmError, Result};
+
+use crate::wire::{
+    CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody, ModelList, Prompt, Stop,
+    TokenizerFiles,
+};
+
+/// The file in a remote model's folder that says where it is served.
+pub const SPEC_FILE: &str = "remote.json";
+/// The OS keyring service API keys are stored under.
+pub const KEYRING_SERVICE: &str = "spectrum-studio";
+/// The seed offset between consecutive samples of one request (as `LocalModel` draws them).
+const SAMPLE_SEED_STRIDE: u64 = 0x9E37_79B9;
+
+/// Where and how a remote model is served (the folder's `remote.json`).
+/// Never holds a key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RemoteSpec {
+    /// Base URLs, each ending in `/v1`.
+    pub endpoints: Vec<String>,
+    /// The model name the servers know it by.
+    pub model: String,
+    /// Requests in flight per endpoint.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Seconds before a request is given up (and retried).
+    #[serde(default = "default_timeout")]
+    pub timeout_s: u64,
+    /// Retries after a 429, a 5xx or a dropped connection.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// The environment variable holding the API key (default `OPENAI_API_KEY`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+fn default_timeout() -> u64 {
+    300
+}
+fn default_retries() -> u32 {
+    4
+}
+
+fn remote(message: impl Into<String>) -> LmError {
+    LmError::Remote(message.into())
+}
+
+impl RemoteSpec {
+    /// Parses `openai:URL[,URL...]#MODEL`.
+    pub fn parse(spec: &str) -> Result<RemoteSpec> {
+        let usage = "write it as openai:http://HOST:PORT/v1#MODEL (several endpoints: openai:URL1,URL2#MODEL)";
+        let rest = spec
+            .strip_prefix("openai:")
+            .ok_or_else(|| remote(format!("{spec:?} is not a remote model (fix: {usage})")))?;
+        let (urls, model) = rest.rsplit_once('#').ok_or_else(|| {
+            remote(format!(
+                "{spec:?} names no model after '#' (fix: {usage}; `curl URL/models` lists the names a server knows)"
+            ))
+        })?;
+        if model.trim().is_empty() {
+            return Err(remote(format!(
+                "{spec:?}: the model name after '#' is empty (fix: {usage})"
+            )));
+        }
+        let endpoints: Vec<String> = urls
+            .split(',')
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(remote(format!("{spec:?} names no endpoint (fix: {usage})")));
+        }
+        for url in &endpoints {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(remote(format!(
+                    "{url:?} is not an http:// or https:// URL (fix: {usage})"
+                )));
+            }
+        }
+        Ok(RemoteSpec {
+            endpoints,
+            model: model.trim().to_string(),
+            concurrency: default_concurrency(),
+            timeout_s: default_timeout(),
+            retries: default_retries(),
+            api_key_env: None,
+        })
+    }
+
+    /// The `openai:...#model` form.
+    pub fn source(&self) -> String {
+        format!("openai:{}#{}", self.endpoints.join(","), self.model)
+    }
+
+    fn key_env(&self) -> &str {
+        self.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY")
+    }
+
+    /// The key for `endpoint`: the environment first, then the OS keyring.
+    fn api_key(&self, endpoint: &str) -> Option<String> {
+        if let Ok(key) = std::env::var(self.key_env())
+            && !key.trim().is_empty()
+        {
+            return Some(key.trim().to_string());
+        }
+        keyring::Entry::new(KEYRING_SERVICE, endpoint)
+            .and_then(|e| e.get_password())
+            .ok()
+    }
+
+    /// Reads `remote.json` from a remote model's folder.
+    pub fn read(dir: &Path) -> Result<RemoteSpec> {
+        let path = dir.join(SPEC_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| LmError::io(&path, e))?;
+        let spec: RemoteSpec = serde_json::from_str(&text).map_err(|e| {
+            LmError::bad(
+                &path,
+                format!("{e} (fix: remove the model and add it again with `spectrum model add openai:URL#MODEL`)"),
+            )
+        })?;
+        if spec.endpoints.is_empty() {
+            return Err(LmError::bad(&path, "no endpoints"));
+        }
+        Ok(spec)
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(SPEC_FILE);
+        let text = serde_json::to_string_pretty(self).map_err(|e| remote(e.to_string()))?;
+        std::fs::write(&path, text).map_err(|e| LmError::io(&path, e))
+    }
+}
+
+/// Stores `key` for `endpoint` in the OS keyring.
+pub fn store_api_key(endpoint: &str, key: &str) -> Result<()> {
+    keyring::Entry::new(KEYRING_SERVICE, endpoint.trim_end_matches('/'))
+        .and_then(|e| e.set_password(key))
+        .map_err(|e| {
+            remote(format!(
+                "cannot store the key in the OS keyring: {e} (fix: set the key in the environment instead, e.g. OPENAI_API_KEY)"
+            ))
+        })
+}
+
+/// Whether `dir` holds a remote model.
+pub fn is_remote(dir: &Path) -> bool {
+    dir.join(SPEC_FILE).is_file()
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    url: String,
+    key: Option<String>,
+}
+
+/// HTTP with retries, for one spec's endpoints.
+#[derive(Debug)]
+struct Http {
+    agent: ureq::Agent,
+    retries: u32,
+    key_env: String,
+}
+
+/// A model behind OpenAI-compatible servers.
+#[derive(Debug)]
+pub struct RemoteModel {
+    pub spec: RemoteSpec,
+    pub tokenizer: TextTokenizer,
+    endpoints: Vec<Endpoint>,
+    http: Http,
+}
+
+impl Http {
+    fn new(spec: &RemoteSpec) -> Http {
+        Http {
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(spec.timeout_s.max(1)))
+                .max_idle_connections_per_host(spec.concurrency.max(1) * 2)
+                .build(),
+            retries: spec.retries,
+            key_env: spec.key_env().to_string(),
+        }
+    }
+
+    fn get<T: serde::de::DeserializeOwned>(&self, endpoint: &Endpoint, path: &str) -> Result<T> {
+        self.request(endpoint, path, None)
+    }
+
+    fn post<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        body: &impl Serialize,
+    ) -> Result<T> {
+        let body = serde_json::to_value(body).map_err(|e| remote(e.to_string()))?;
+        self.request(endpoint, path, Some(&body))
+    }
+
+    /// One request with retries: 429, 5xx and transport failures are retried
+    /// after 0.5 s, 1 s, 2 s ... (at most 30 s, or what `Retry-After` asks).
+    fn request<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<T> {
+        let url = format!("{}{path}", endpoint.url);
+        let mut last = String::new();
+        for attempt in 0..=self.retries {
+            let mut req = match body {
+                Some(_) => self.agent.post(&url),
+                None => self.agent.get(&url),
+            };
+            if let Some(key) = &endpoint.key {
+                req = req.set("Authorization", &format!("Bearer {key}"));
+            }
+            let result = match body {
+                Some(b) => req.send_json(b),
+                None => req.call(),
+            };
+            let mut wait = Duration::from_millis(500 << attempt.min(6));
+            match result {
+                Ok(response) => {
+                    let text = response
+                        .into_string()
+                        .map_err(|e| remote(format!("{url}: cannot read the answer: {e}")))?;
+                    return serde_json::from_str(&text).map_err(|e| {
+                        remote(format!(
+                            "{url}: unexpected answer ({e}): {} (fix: is this an OpenAI-compatible server?)",
+                            preview(&text)
+                        ))
+                    });
+                }
+                Err(ureq::Error::Status(code, response)) => {
+                    if let Some(seconds) = response
+                        .header("retry-after")
+                        .and_then(|s| s.trim().parse::<u64>().ok())
+                    {
+                        wait = Duration::from_secs(seconds);
+                    }
+                    let text = response.into_string().unwrap_or_default();
+                    let message = serde_json::from_str::<ErrorBody>(&text)
+                        .map(|b| b.error.message)
+                        .unwrap_or_else(|_| preview(&text));
+                    last = format!("{url}: HTTP {code}: {message}");
+                    if code == 401 || code == 403 {
+                        return Err(remote(format!(
+                            "{last} (fix: set the API key in ${} or store it with `spectrum model key {}`)",
+                            self.key_env, endpoint.url
+                        )));
+                    }
+                    if code != 429 && code < 500 {
+                        return Err(remote(last));
+                    }
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    last = format!("{url}: {t}");
+                }
+            }
+            if attempt < self.retries {
+                std::thread::sleep(wait.min(Duration::from_secs(30)));
+            }
+        }
+        Err(remote(format!(
+            "{last} (after {} attempts; fix: check that the server runs and answers at {})",
+            self.retries + 1,
+            endpoint.url
+        )))
+    }
+}
+
+fn endpoints(spec: &RemoteSpec) -> Vec<Endpoint> {
+    spec.endpoints
+        .iter()
+        .map(|url| Endpoint {
+            url: url.clone(),
+            key: spec.api_key(url),
+        })
+        .collect()
+}
+
+impl RemoteModel {
+    pub fn new(spec: RemoteSpec, tokenizer: TextTokenizer) -> RemoteModel {
+        RemoteModel {
+            endpoints: endpoints(&spec),
+            http: Http::new(&spec),
+            spec,
+            tokenizer,
+        }
+    }
+
+    /// Opens a remote model's folder: `remote.json` and the tokenizer files.
+    pub fn open(dir: &Path) -> Result<RemoteModel> {
+        let spec = RemoteSpec::read(dir)?;
+        let tokenizer = TextTokenizer::from_dir(dir)?;
+        Ok(RemoteModel::new(spec, tokenizer))
+    }
+
+    /// The model names the first endpoint serves (`GET /models`).
+    pub fn served_models(&self) -> Result<Vec<String>> {
+        let list: ModelList = self.http.get(&self.endpoints[0], "/models")?;
+        Ok(list.data.into_iter().map(|m| m.id).collect())
+    }
+
+    /// Checks that every endpoint answers and serves the model.
+    pub fn check(&self) -> Result<()> {
+        for endpoint in &self.endpoints {
+            let list: ModelList = self.http.get(endpoint, "/models")?;
+            let names: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
+            if !names.contains(&self.spec.model.as_str()) {
+                return Err(remote(format!(
+                    "{} serves {}, not {:?} (fix: name one of those after '#')",
+                    endpoint.url,
+                    if names.is_empty() {
+                        "no model".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    self.spec.model
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Fetches the tokenizer from a `spectrum serve` endpoint into `dir`.
+    pub fn fetch_tokenizer(spec: &RemoteSpec, dir: &Path) -> Result<()> {
+        let http = Http::new(spec);
+        let endpoint = &endpoints(spec)[0];
+        let files: TokenizerFiles = http
+            .get(endpoint, &format!("/models/{}/tokenizer", spec.model))
+            .map_err(|e| {
+                remote(format!(
+                    "{e}; only `spectrum serve` hands out its tokenizer (fix: give the model's tokenizer with --tokenizer DIR, a folder holding tokenizer.json, or --tokenizer hf:ORG/NAME)"
+                ))
+            })?;
+        let write = |name: &str, value: &serde_json::Value| -> Result<()> {
+            let path = dir.join(name);
+            let text = serde_json::to_string(value).map_err(|e| remote(e.to_string()))?;
+            std::fs::write(&path, text).map_err(|e| LmError::io(&path, e))
+        };
+        write("tokenizer.json", &files.tokenizer)?;
+        if let Some(config) = &files.tokenizer_config {
+            write("tokenizer_config.json", config)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `jobs` on every endpoint, `concurrency` at a time each; results in
+    /// job order. The first failure stops the remaining jobs.
+    fn parallel<J: Send, T: Send>(
+        &self,
+        jobs: Vec<J>,
+        run: &(dyn Fn(&Endpoint, J) -> Result<T> + Sync),
+    ) -> Result<Vec<T>> {
+        let count = jobs.len();
+        let slots = (self.endpoints.len() * self.spec.concurrency.max(1)).min(count);
+        let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
+        let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
+        let failure: Mutex<Option<LmError>> = Mutex::new(None);
+        let failed = AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            for slot in 0..slots {
+                let endpoint = &self.endpoints[slot % self.endpoints.len()];
+                let (queue, results, failure, failed) = (&queue, &results, &failure, &failed);
+                scope.spawn(move || {
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some((i, job)) = queue.lock().ok().and_then(|mut q| q.pop_front())
+                        else {
+                            break;
+                        };
+                        match run(endpoint, job) {
+                            Ok(value) => {
+                                if let Ok(mut r) = results.lock() {
+                                    r[i] = Some(value);
+                                }
+                            }
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                if let Ok(mut f) = failure.lock() {
+                                    f.get_or_insert(e);
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = failure.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        results
+            .into_inner()
+            .map_err(|_| remote("a request thread panicked"))?
+            .into_iter()
+            .map(|r| r.ok_or_else(|| remote("a request was not answered")))
+            .collect()
+    }
+
+    fn completions(
+        &self,
+        endpoint: &Endpoint,
+        request: &CompletionRequest,
+    ) -> Result<Vec<CompletionChoice>> {
+        let response: CompletionResponse = self.http.post(endpoint, "/completions", request)?;
+        let mut choices = response.choices;
+        choices.sort_by_key(|c| c.index);
+        Ok(choices)
+    }
+
+    /// Scores of a few sequences in one request.
+    fn score_request(&self, endpoint: &Endpoint, batch: Vec<Vec<u32>>) -> Result<Vec<TokenScores>> {
+        let request = CompletionRequest {
+            model: self.spec.model.clone(),
+            prompt: Some(Prompt::TokenBatch(batch.clone())),
+            max_tokens: Some(0),
+            temperature: Some(0.0),
+            echo: true,
+            logprobs: Some(1),
+            ..CompletionRequest::default()
+        };
+        let choices = self.completions(endpoint, &request)?;
+        if choices.len() != batch.len() {
+            return Err(remote(format!(
+                "{}: asked to score {} prompts, got {} answers (fix: check that the server takes token-id prompts in a batch)",
+                endpoint.url,
+                batch.len(),
+                choices.len()
+            )));
+        }
+        batch
+            .iter()
+            .zip(&choices)
+            .map(|(seq, choice)| {
+                scores_from_choice(seq, choice).map_err(|why| {
+                    remote(format!(
+                        "{}: {why} (fix: serve the model with vLLM, SGLang or `spectrum serve`, which return prompt log-probabilities for echo + logprobs; llama.cpp's server does not, so only the `valid` family runs against it)",
+                        endpoint.url
+                    ))
+                })
+            })
+            .collect()
+    }
+
+    fn requests_per_call(&self, items: usize) -> usize {
+        let slots = self.endpoints.len() * self.spec.concurrency.max(1);
+        items.div_ceil(slots).clamp(1, 16)
+    }
+}
+
+/// Teacher-forced scores of `seq` from one completions choice: vLLM's
+/// `prompt_logprobs` if present, else the echoed `logprobs`.
+fn scores_from_choice(
+    seq: &[u32],
+    choice: &CompletionChoice,
+) -> std::result::Result<TokenScores, String> {
+    let n = seq.len().saturating_sub(1);
+    let mut scores = TokenScores {
+        logprobs: Vec::with_capacity(n),
+        hits: Vec::with_capacity(n),
+        top_logprobs: Vec::with_capacity(n),
+        top_ids: Vec::with_capacity(n),
+        ranks: Vec::with_capacity(n),
+    };
+    if let Some(entries) = choice
+        .prompt_logprobs
+        .as_ref()
+        .filter(|e| e.len() >= seq.len())
+    {
+        for (p, &token) in seq.iter().enumerate().skip(1) {
+            let entry = entries[p]
+                .as_ref()
+                .ok_or_else(|| format!("prompt_logprobs has no entry for token {p}"))?;
+            let own = entry
+                .get(&token.to_string())
+                .ok_or_else(|| format!("prompt_logprobs of token {p} lacks the token itself"))?;
+            let (top_id, top) = entry
+                .iter()
+                .map(|(id, lp)| (id.parse::<u32>().unwrap_or(u32::MAX), lp.logprob))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((token, own.logprob));
+            let rank = own.rank.map_or(0, |r| r as u32);
+            scores.logprobs.push(own.logprob as f32);
+            scores.hits.push(rank == 1 || own.logprob >= top);
+            scores.top_logprobs.push(top.max(own.logprob) as f32);
+            scores.top_ids.push(top_id);
+            scores.ranks.push(rank);
+        }
+        return Ok(scores);
+    }
+    let logprobs = choice
+        .logprobs
+        .as_ref()
+        .filter(|l| l.token_logprobs.len() >= seq.len())
+        .ok_or("the answer holds no log-probabilities for the prompt tokens")?;
+    for (p, &token) in seq.iter().enumerate().skip(1) {
+        let own = logprobs.token_logprobs[p]
+            .ok_or_else(|| format!("no log-probability for prompt token {p}"))?;
+        let top: Option<&BTreeMap<String, f64>> =
+            logprobs.top_logprobs.get(p).and_then(Option::as_ref);
+        let best = top
+            .and_then(|t| t.values().copied().max_by(f64::total_cmp))
+            .ok_or_else(|| format!("no top log-probabilities for prompt token {p}"))?;
+        let hit = own >= best;
+        scores.logprobs.push(own as f32);
+        scores.hits.push(hit);
+        scores.top_logprobs.push(best.max(own) as f32);
+        // Servers name the top token by its text only: known when it is this token.
+        scores.top_ids.push(if hit { token } else { u32::MAX });
+        scores.ranks.push(if hit { 1 } else { 0 });
+    }
+    Ok(scores)
+}
+
+impl LanguageModel for RemoteModel {
+    fn score_tokens(&mut self, batch: &[Vec<u32>]) -> Result<Vec<TokenScores>> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let per = self.requests_per_call(batch.len());
+        let jobs: Vec<Vec<Vec<u32>>> = batch.chunks(per).map(<[_]>::to_vec).collect();
+        let parts = self.parallel(jobs, &|endpoint, job| self.score_request(endpoint, job))?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    fn option_logprobs(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>> {
+        if prompt.is_empty() {
+            return Err(LmError::Template(
+                "the prompt has no tokens: give some text to continue".into(),
+            ));
+        }
+        let scored: Vec<usize> = (0..options.len())
+            .filter(|&k| !options[k].is_empty())
+            .collect();
+        let sequences: Vec<Vec<u32>> = scored
+            .iter()
+            .map(|&k| [prompt, &options[k]].concat())
+            .collect();
+        let scores = self.score_tokens(&sequences)?;
+        let mut totals = vec![0.0; options.len()]; // the empty continuation has probability 1
+        for (&k, s) in scored.iter().zip(&scores) {
+            let start = prompt.len() - 1;
+            totals[k] = s.logprobs[start..start + options[k].len()]
+                .iter()
+                .map(|&l| l as f64)
+                .sum();
+        }
+        Ok(totals)
+    }
+
+    fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
+        if prompt.is_empty() {
+            return Err(LmError::Template(
+                "the prompt has no tokens: give some text to continue".into(),
+            ));
+        }
+        let n = params.n.max(1);
+        let per = self.requests_per_call(n).max(n.div_ceil(64));
+        // Part j starts at sample `start`: its seed is shifted so that a server
+        // seeding samples as LocalModel does draws the same rows as one request.
+        let jobs: Vec<(usize, usize)> = (0..n)
+            .step_by(per)
+            .map(|start| (start, per.min(n - start)))
+            .collect();
+        let texts = self.parallel(jobs, &|endpoint, (start, count)| {
+            let request = CompletionRequest {
+                model: self.spec.model.clone(),
+                prompt: Some(Prompt::Tokens(prompt.to_vec())),
+                max_tokens: Some(params.max_tokens),
+                temperature: Some(params.temperature),
+                top_p: (params.top_p < 1.0).then_some(params.top_p),
+                top_k: (params.top_k > 0).then_some(params.top_k as i64),
+                n: Some(count),
+                seed: Some(params.seed.wrapping_add(start as u64 * SAMPLE_SEED_STRIDE)),
+                stop: (!params.stop_strings.is_empty())
+                    .then(|| Stop::Many(params.stop_strings.clone())),
+                stop_token_ids: (!params.stop_ids.is_empty()).then(|| params.stop_ids.clone()),
+                ..CompletionRequest::default()
+            };
+            let choices = self.completions(endpoint, &request)?;
+            if choices.len() != count {
+                return Err(remote(format!(
+                    "{}: asked for {count} samples, got {}",
+                    endpoint.url,
+                    choices.len()
+                )));
+            }
+            Ok(choices.into_iter().map(|c| c.text).collect::<Vec<_>>())
+        })?;
+        texts
+            .into_iter()
+            .flatten()
+            .map(|text| self.tokenizer.encode(&text))
+            .collect()
+    }
+}
+
+fn preview(text: &str) -> String {
+    let t = text.trim();
+    if t.chars().count() > 200 {
+        format!("{}...", t.chars().take(200).collect::<String>())
+    } else {
+        t.to_string()
+    }
+}
