@@ -371,10 +371,10 @@ impl Studio {
         cancel: &AtomicBool,
     ) -> Result<()> {
         note(&format!("loading {}", stored.model_path.display()));
-        let mut lm = spectrum_lm::load_local(&stored.model_path, device)?;
-        let tok = lm.tokenizer.clone();
+        let mut loaded = crate::models::load_model(&stored.model_path, device)?;
+        let tok = loaded.tokenizer.clone();
         let mut ev = Evaluator {
-            lm: &mut lm,
+            lm: loaded.lm.as_mut(),
             tok: &tok,
             format: stored.template,
             settings: &stored.settings,

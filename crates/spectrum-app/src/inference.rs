@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use serde::Serialize;
 use spectrum_lm::engine::output_scores;
 use spectrum_lm::template::{self, PromptFormat, Rendered};
-use spectrum_lm::{DeviceSpec, LanguageModel, OutputScore, SamplingParams};
+use spectrum_lm::{DeviceSpec, OutputScore, SamplingParams};
 use spectrum_suite::import::{self, ImportOptions, Item, Shape};
 use spectrum_suite::{Message, Role, Sequence};
 
@@ -82,12 +82,13 @@ impl Studio {
             .collect();
         let dir = self.resolve_model(&request.model, progress)?;
         progress(&format!("loading {}", dir.display()));
-        let mut lm = spectrum_lm::load_local(&dir, request.device)?;
+        let mut loaded = crate::models::load_model(&dir, request.device)?;
+        let lm = loaded.lm.as_mut();
         let rendered: Vec<Rendered> = sequences
             .iter()
             .map(|s| {
                 template::render(
-                    &lm.tokenizer,
+                    &loaded.tokenizer,
                     request.format,
                     &s.messages,
                     Some(request.budget),
@@ -143,27 +144,29 @@ impl Studio {
     ) -> Result<Vec<String>> {
         let dir = self.resolve_model(&request.model, progress)?;
         progress(&format!("loading {}", dir.display()));
-        let mut lm = spectrum_lm::load_local(&dir, request.device)?;
+        let mut loaded = crate::models::load_model(&dir, request.device)?;
+        let tokenizer = loaded.tokenizer.clone();
+        let lm = loaded.lm.as_mut();
         let (ids, mut params) = match &request.prompt {
-            PromptSource::Text(text) => (lm.tokenizer.encode(text)?, request.params.clone()),
+            PromptSource::Text(text) => (tokenizer.encode(text)?, request.params.clone()),
             PromptSource::Task(task) => {
                 let description = self.store()?.task_description(task)?.with_context(|| {
                     format!("no task {task:?} (fix: `spectrum tasks list` shows them)")
                 })?;
                 let messages = [Message::new(Role::Description, description)];
-                let prompt = template::generation_prompt(&lm.tokenizer, request.format, &messages)?;
+                let prompt = template::generation_prompt(&tokenizer, request.format, &messages)?;
                 let mut params = request.params.clone();
                 params.stop_ids.extend(prompt.stop_ids);
                 params.stop_strings.extend(prompt.stop_strings);
                 (prompt.ids, params)
             }
         };
-        params.stop_ids.extend(lm.tokenizer.eos.iter().copied());
+        params.stop_ids.extend(tokenizer.eos.iter().copied());
         let samples = lm.sample(&ids, &params)?;
         samples
             .iter()
             .map(|s| {
-                let text = lm.tokenizer.decode(s)?;
+                let text = tokenizer.decode(s)?;
                 // Cut at the first stop string, as the sampler stopped there.
                 let cut = params
                     .stop_strings

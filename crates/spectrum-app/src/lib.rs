@@ -9,6 +9,7 @@ mod inference;
 mod library;
 mod models;
 mod report;
+mod serve;
 mod training;
 
 use std::path::{Path, PathBuf};
@@ -23,12 +24,16 @@ pub use evaluation::{
 };
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
+pub use models::{LoadedModel, RemoteOptions, load_model};
 pub use report::{CHART_KINDS, ChartRequest, ReportRequest, SECTIONS};
+pub use serve::Serving;
 pub use spectrum_eval::metrics::MeanSe;
 pub use spectrum_eval::stats::{Interval, Verdict};
 pub use spectrum_eval::{Family, Profile, Settings as EvalSettings};
 pub use spectrum_lm::lora::LoraConfig;
 pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
+pub use spectrum_openai::ServeOptions;
+pub use spectrum_openai::client::store_api_key;
 pub use spectrum_store::{
     DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunRecord, StepMetrics, TaskSummary,
 };

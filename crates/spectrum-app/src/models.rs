@@ -7,6 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use spectrum_lm::default_model::{self, DefaultModel};
 use spectrum_lm::hf::ModelDir;
+use spectrum_lm::tokenizer::TextTokenizer;
+use spectrum_lm::{DeviceSpec, LanguageModel};
+use spectrum_openai::client::{self as remote, RemoteModel, RemoteSpec};
 use spectrum_store::{ModelRecord, NewModel};
 
 use crate::Studio;
@@ -41,13 +44,17 @@ impl Studio {
     }
 
     /// Registers a model: `default`, a Hugging Face folder, a `.gguf` file
-    /// (imported into the models folder), or `hf:ORG/NAME`.
+    /// (imported into the models folder), `hf:ORG/NAME`, or a remote model
+    /// `openai:URL[,URL...]#NAME` (see [`Studio::add_remote_model`]).
     pub fn add_model(
         &self,
         spec: &str,
         name: Option<&str>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<ModelRecord> {
+        if spec.starts_with("openai:") {
+            return self.add_remote_model(spec, name, &RemoteOptions::default(), progress);
+        }
         if spec == "default" {
             return self.install_default_model(progress);
         }
@@ -95,6 +102,90 @@ impl Studio {
                 .map_or("model".into(), |n| n.to_string_lossy().into_owned())
         });
         self.register(&dir, &name, &dir.display().to_string())
+    }
+
+    /// Registers a model served by OpenAI-compatible servers: checks that every
+    /// endpoint serves it, gets its tokenizer (`--tokenizer`, else from a
+    /// `spectrum serve` endpoint, else from the hub when the name is ORG/NAME),
+    /// probes for prompt log-probabilities, and keeps `remote.json` (never a key)
+    /// with the tokenizer in the models folder.
+    pub fn add_remote_model(
+        &self,
+        spec: &str,
+        name: Option<&str>,
+        options: &RemoteOptions,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<ModelRecord> {
+        let mut spec = RemoteSpec::parse(spec)?;
+        if let Some(c) = options.concurrency {
+            spec.concurrency = c.max(1);
+        }
+        if let Some(t) = options.timeout_s {
+            spec.timeout_s = t.max(1);
+        }
+        spec.api_key_env.clone_from(&options.api_key_env);
+        let name = name.map_or_else(|| spec.model.replace('/', "-"), str::to_string);
+        let mut store = self.store()?;
+        if store.find_model(&name)?.is_some() {
+            bail!(
+                "a model named {name:?} is registered already (fix: choose another with --name, or `spectrum model remove {name}`)"
+            );
+        }
+        let dir = self.models_dir().join(&name);
+        if dir.exists() {
+            bail!(
+                "{} exists already (fix: choose another --name, or delete the folder)",
+                dir.display()
+            );
+        }
+        let staging = self.models_dir().join(format!(".{name}.adding"));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging)
+            .with_context(|| format!("cannot create {}", staging.display()))?;
+        let result = (|| -> Result<()> {
+            progress(&format!(
+                "asking {} for its models",
+                spec.endpoints.join(", ")
+            ));
+            remote_tokenizer(&spec, options.tokenizer.as_deref(), &staging, progress)?;
+            spec.write(&staging)?;
+            let lm = RemoteModel::open(&staging)?;
+            lm.check()?;
+            progress("checking that the server returns prompt log-probabilities");
+            let mut probe = RemoteModel::open(&staging)?;
+            let ids = probe.tokenizer.encode("Spectrum probe")?;
+            if let Err(e) = probe.score_tokens(&[ids]) {
+                progress(&format!(
+                    "warning: {e}. The steer and dist evaluations need them; valid runs without."
+                ));
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        std::fs::rename(&staging, &dir)
+            .with_context(|| format!("cannot move {} to {}", staging.display(), dir.display()))?;
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+        for file in [remote::SPEC_FILE, "tokenizer.json"] {
+            let path = dir.join(file);
+            sha2::Digest::update(
+                &mut hasher,
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?,
+            );
+        }
+        let record = NewModel {
+            name,
+            family: "remote".into(),
+            source: spec.source(),
+            path: dir.display().to_string(),
+            parameters: 0,
+            dtype: "remote".into(),
+            content_hash: format!("{:x}", sha2::Digest::finalize(hasher)),
+            added_at: now(),
+        };
+        Ok(store.add_model(&record)?)
     }
 
     pub(crate) fn register(&self, dir: &Path, name: &str, source: &str) -> Result<ModelRecord> {
@@ -152,6 +243,9 @@ impl Studio {
         if let Some(found) = self.store()?.find_model(spec)? {
             return Ok(PathBuf::from(found.path));
         }
+        if spec.starts_with("openai:") {
+            return Ok(PathBuf::from(self.add_model(spec, None, progress)?.path));
+        }
         let path = PathBuf::from(spec);
         if path.is_dir() {
             return Ok(path);
@@ -163,4 +257,121 @@ impl Studio {
             "no model {spec:?}: not a registered model, a folder or a .gguf file (fix: `spectrum model list`, or `--model default`)"
         )
     }
+}
+
+/// How to reach a remote model, beyond its `openai:URL#NAME`.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteOptions {
+    /// A folder holding `tokenizer.json` (and `tokenizer_config.json`), or `hf:ORG/NAME`.
+    pub tokenizer: Option<String>,
+    /// The environment variable holding the API key (default `OPENAI_API_KEY`).
+    pub api_key_env: Option<String>,
+    /// Requests in flight per endpoint (default 4).
+    pub concurrency: Option<usize>,
+    /// Seconds before a request is retried (default 300).
+    pub timeout_s: Option<u64>,
+}
+
+/// Puts the remote model's tokenizer files into `dir`.
+fn remote_tokenizer(
+    spec: &RemoteSpec,
+    given: Option<&str>,
+    dir: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let copy_from = |src: &Path| -> Result<()> {
+        let src = if src.is_file() {
+            src.parent().unwrap_or(Path::new("."))
+        } else {
+            src
+        };
+        for file in ["tokenizer.json", "tokenizer_config.json"] {
+            let from = src.join(file);
+            if from.is_file() {
+                std::fs::copy(&from, dir.join(file))
+                    .with_context(|| format!("cannot copy {}", from.display()))?;
+            } else if file == "tokenizer.json" {
+                bail!(
+                    "{}: no tokenizer.json (fix: give --tokenizer a folder that holds the model's tokenizer.json)",
+                    src.display()
+                );
+            }
+        }
+        Ok(())
+    };
+    match given {
+        Some(repo) if repo.starts_with("hf:") => {
+            copy_from(&hub_tokenizer(&repo[3..], progress)?)?;
+        }
+        Some(path) => copy_from(Path::new(path))?,
+        None => {
+            if let Err(served) = RemoteModel::fetch_tokenizer(spec, dir) {
+                if !spec.model.contains('/') {
+                    return Err(served.into());
+                }
+                progress(&format!(
+                    "the server has no tokenizer for us; trying hf:{}",
+                    spec.model
+                ));
+                copy_from(
+                    &hub_tokenizer(&spec.model, progress).with_context(|| served.to_string())?,
+                )?;
+            }
+        }
+    }
+    TextTokenizer::from_dir(dir)
+        .map(|_| ())
+        .with_context(|| format!("the tokenizer for {}", spec.source()))
+}
+
+fn hub_tokenizer(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    Ok(spectrum_lm::hub::download_tokenizer(repo, progress)?)
+}
+
+/// A model ready for scoring and sampling, local or remote, with its tokenizer.
+pub struct LoadedModel {
+    pub lm: Box<dyn LanguageModel>,
+    pub tokenizer: TextTokenizer,
+    /// Served by remote servers (the device is theirs).
+    pub remote: bool,
+}
+
+impl std::fmt::Debug for LoadedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedModel")
+            .field("remote", &self.remote)
+            .finish()
+    }
+}
+
+/// Opens the model in `dir`: a remote model's `remote.json`, else a model folder on `device`.
+pub fn load_model(dir: &Path, device: DeviceSpec) -> Result<LoadedModel> {
+    if remote::is_remote(dir) {
+        let lm = RemoteModel::open(dir)?;
+        let tokenizer = lm.tokenizer.clone();
+        return Ok(LoadedModel {
+            lm: Box::new(lm),
+            tokenizer,
+            remote: true,
+        });
+    }
+    let lm = spectrum_lm::load_local(dir, device)?;
+    let tokenizer = lm.tokenizer.clone();
+    Ok(LoadedModel {
+        lm: Box::new(lm),
+        tokenizer,
+        remote: false,
+    })
+}
+
+/// Fails with a clear message when `dir` is a remote model (training needs weights).
+pub fn require_weights(dir: &Path) -> Result<()> {
+    if remote::is_remote(dir) {
+        let spec = RemoteSpec::read(dir)?;
+        bail!(
+            "{} is served remotely: training needs its weights here (fix: add the weights folder with `spectrum model add DIR`, or train on a cluster with `spectrum export-job`)",
+            spec.source()
+        );
+    }
+    Ok(())
 }

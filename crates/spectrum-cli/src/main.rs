@@ -89,13 +89,65 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
         }
         Command::Model { command } => match command {
             ModelCommand::Default => out.model(&studio.install_default_model(&mut note)?),
-            ModelCommand::Add { source, name } => {
-                out.model(&studio.add_model(&source, name.as_deref(), &mut note)?)
+            ModelCommand::Add {
+                source,
+                name,
+                tokenizer,
+                api_key_env,
+                concurrency,
+                timeout,
+            } => {
+                let record = if source.starts_with("openai:") {
+                    let options = spectrum_app::RemoteOptions {
+                        tokenizer,
+                        api_key_env: Some(api_key_env),
+                        concurrency: Some(concurrency),
+                        timeout_s: Some(timeout),
+                    };
+                    studio.add_remote_model(&source, name.as_deref(), &options, &mut note)?
+                } else {
+                    studio.add_model(&source, name.as_deref(), &mut note)?
+                };
+                out.model(&record)
+            }
+            ModelCommand::Key { url } => {
+                eprintln!("API key for {url} (read from stdin, stored in the OS keyring):");
+                let mut key = String::new();
+                std::io::stdin().read_line(&mut key)?;
+                spectrum_app::store_api_key(&url, key.trim())?;
+                eprintln!("stored");
+                Ok(())
             }
             ModelCommand::List => out.models(&studio.models()?),
             ModelCommand::Show { model } => out.model(&studio.model(&model)?),
             ModelCommand::Remove { model } => out.removed_model(&studio.remove_model(&model)?),
         },
+        Command::Serve(a) => {
+            let api_key = match &a.api_key_env {
+                Some(var) => Some(std::env::var(var).map_err(|_| {
+                    anyhow::anyhow!(
+                        "--api-key-env {var}: ${var} is not set (fix: export {var}=KEY)"
+                    )
+                })?),
+                None => None,
+            };
+            let options = spectrum_app::ServeOptions {
+                host: a.host.clone(),
+                port: a.port,
+                api_key,
+                max_batch_tokens: a.max_batch_tokens,
+                max_batch_rows: a.max_batch_rows,
+            };
+            let server = studio.serve(&a.models, a.device, &options, &mut note)?;
+            let url = format!("http://{}/v1", server.addr());
+            out.serving(&url, &server.models);
+            while !cancel.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            eprintln!("stopping: finishing the requests in flight");
+            server.stop()?;
+            Ok(())
+        }
         Command::Score(a) => {
             let request = ScoreRequest {
                 model: a.model.model.clone(),

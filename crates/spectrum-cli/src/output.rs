@@ -271,14 +271,28 @@ pub struct ScoreTable {
 }
 
 impl Output {
+    /// The URL goes to stdout (JSON: `{"url", "models"}`) so scripts can read the port.
+    pub fn serving(&self, url: &str, models: &[String]) {
+        if self.json {
+            println!("{}", serde_json::json!({"url": url, "models": models}));
+        } else {
+            println!("serving {} at {url}", models.join(", "));
+        }
+        eprintln!("Ctrl-C or SIGTERM stops the server after the requests in flight");
+    }
+
     pub fn model(&self, m: &ModelRecord) -> Result<()> {
         if self.json {
             return self.print_json(m);
         }
         println!("model {} {:?}", m.id, m.name);
         println!("  family:     {}", m.family);
-        println!("  parameters: {:.1}M", m.parameters as f64 / 1e6);
-        println!("  dtype:      {}", m.dtype);
+        if m.family == "remote" {
+            println!("  parameters: (served remotely)");
+        } else {
+            println!("  parameters: {:.1}M", m.parameters as f64 / 1e6);
+            println!("  dtype:      {}", m.dtype);
+        }
         println!("  path:       {}", m.path);
         println!("  source:     {}", m.source);
         println!("  sha256:     {}", m.content_hash);

@@ -57,3 +57,21 @@ pub fn download(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
     let config = config.ok_or_else(|| hub_error(repo, "the repository has no config.json"))?;
     Ok(config.parent().map(PathBuf::from).unwrap_or_default())
 }
+
+/// Downloads only the tokenizer files of `repo` (for a model served remotely);
+/// returns the snapshot folder holding them.
+pub fn download_tokenizer(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_progress(false)
+        .with_retries(0)
+        .build()
+        .map_err(|e| hub_error(repo, e))?;
+    let model = api.model(repo.to_string());
+    progress(&format!("downloading {repo}/tokenizer.json"));
+    let path = model
+        .get("tokenizer.json")
+        .map_err(|e| hub_error(repo, e))?;
+    // Optional: chat template, BOS/EOS.
+    let _ = model.get("tokenizer_config.json");
+    Ok(path.parent().map(PathBuf::from).unwrap_or_default())
+}
