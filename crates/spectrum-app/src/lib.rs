@@ -42,6 +42,7 @@ pub use spectrum_suite::import::{
     ImportError, ImportOptions, ImportReport, Progress, RowError, SHAPE_NAMES, Shape,
 };
 pub use spectrum_suite::{Split, TaskKind};
+pub use spectrum_train::job::JobBundle;
 pub use spectrum_train::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
 pub use training::{RunDetail, TrainOutcome, TrainProgress, TrainRequest};
 

@@ -113,6 +113,31 @@ impl Studio {
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<TrainOutcome> {
+        let (run, stored) = self.create_run(request, note)?;
+        self.execute(run, stored, progress, cancel)
+    }
+
+    /// Records a training run (spec, tasks, model) without training: for
+    /// `spectrum export-job`, or `--resume` later. It is stored as stopped
+    /// before its first step (status `cancelled`, step 0).
+    pub fn plan_run(
+        &self,
+        request: &TrainRequest,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<RunRecord> {
+        let (run, _) = self.create_run(request, note)?;
+        let mut store = self.store()?;
+        store.set_run_status(run.id, "cancelled", None)?;
+        store
+            .run(run.id)?
+            .context("the run vanished from the store")
+    }
+
+    fn create_run(
+        &self,
+        request: &TrainRequest,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<(RunRecord, StoredRun)> {
         let spec = &request.spec;
         spec.validate()
             .map_err(|e| anyhow::anyhow!("run spec: {e}"))?;
@@ -163,8 +188,7 @@ impl Studio {
             out_dir: String::new(),
             total_steps: 0,
         })?;
-        drop(store);
-        self.execute(run, stored, progress, cancel)
+        Ok((run, stored))
     }
 
     /// Continues an unfinished run from its newest checkpoint (after a crash, a
@@ -409,6 +433,53 @@ impl Studio {
             export::export_merged(&ckpt, &stored.spec.method, &stored.model_path, out)?;
         }
         Ok(record)
+    }
+}
+
+impl Studio {
+    /// Writes a training run as a job for a distributed engine (`trl`): its
+    /// rendered data exactly as our trainer would use it, and a launcher.
+    /// `model` overrides how the engine finds the base model (default: its folder).
+    pub fn export_job(
+        &self,
+        run: &str,
+        engine: &str,
+        out: &Path,
+        model: Option<&str>,
+    ) -> Result<spectrum_train::job::JobBundle> {
+        if engine != "trl" {
+            bail!("no engine {engine:?} (fix: --engine trl)");
+        }
+        let store = self.store()?;
+        let record = find_run(&store, run)?;
+        if record.kind != "train" {
+            bail!(
+                "run {} ({}) is an evaluation; export-job takes a training run (fix: `spectrum train ... --no-start` records one without training)",
+                record.id,
+                record.name
+            );
+        }
+        let stored = StoredRun::of(&record)?;
+        if stored.model_path.join("adapter_config.json").is_file() {
+            bail!(
+                "the base model {} is a LoRA adapter (fix: `spectrum export RUN --merged DIR` its run, add that folder, and train on it)",
+                stored.model_path.display()
+            );
+        }
+        let (train, held_out) = load_data(&store, &stored)?;
+        let tokenizer = spectrum_lm::tokenizer::TextTokenizer::from_dir(&stored.model_path)?;
+        let model_ref =
+            model.map_or_else(|| stored.model_path.display().to_string(), str::to_string);
+        let input = spectrum_train::job::JobInput {
+            run_id: record.id,
+            run_name: &record.name,
+            spec: &stored.spec,
+            model: &model_ref,
+            tokenizer: &tokenizer,
+            train: &train,
+            held_out: &held_out,
+        };
+        Ok(spectrum_train::job::write_trl_bundle(&input, out)?)
     }
 }
 

@@ -119,6 +119,27 @@ pub enum Command {
     /// --template chat, the Spectrum-tuned model with --template spectrum,
     /// then `spectrum compare`.
     Eval(Box<EvalArgs>),
+    /// Write a training run as a job for a distributed engine (Hugging Face TRL + accelerate).
+    ///
+    /// The bundle holds the run's micro-batches in training order as token ids
+    /// and loss masks exactly as `spectrum train` uses them, the held-out
+    /// sample, job.json (the settings), train.py (TRL's SFTTrainer fed those
+    /// batches with the run's schedule), launch.sh and accelerate configs for
+    /// the CPU, every GPU of a machine, several machines, and DeepSpeed ZeRO-3.
+    /// Its README says how to run it and how to bring the model back
+    /// (`spectrum model add OUT/output/final`).
+    ExportJob {
+        /// A training run (id or name); `spectrum train --no-start` records one without training.
+        run: String,
+        #[arg(long, default_value = "trl", value_parser = ["trl"])]
+        engine: String,
+        /// A new (or empty) folder for the bundle.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// How the engine finds the base model (default: its folder here), e.g. a hub id.
+        #[arg(long, value_name = "PATH|HUB_ID")]
+        model: Option<String>,
+    },
     /// Serve registered models over the OpenAI-compatible API.
     ///
     /// POST /v1/completions (text or token-id prompts, echo, logprobs, n, seed,
@@ -172,6 +193,11 @@ pub struct TrainArgs {
     /// Continue this run (id or name) from its newest checkpoint; other flags are ignored.
     #[arg(long, value_name = "RUN")]
     pub resume: Option<String>,
+    /// Record the run (settings, tasks, model) without training: for
+    /// `spectrum export-job RUN`, or `--resume RUN` later (it is listed as
+    /// cancelled at step 0).
+    #[arg(long, conflicts_with = "resume")]
+    pub no_start: bool,
     /// Base model: a registered name or id, a folder, a .gguf file, or `default`.
     #[arg(long, default_value = "default")]
     pub model: String,

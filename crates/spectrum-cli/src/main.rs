@@ -191,6 +191,24 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             };
             out.samples(&studio.generate(&request, &mut note)?)
         }
+        Command::Train(a) if a.no_start => {
+            let request = TrainRequest {
+                spec: a.run_spec()?,
+                model: a.model.clone(),
+                name: a.name.clone(),
+            };
+            let run = studio.plan_run(&request, &mut note)?;
+            out.planned(&run)
+        }
+        Command::ExportJob {
+            run,
+            engine,
+            out: dir,
+            model,
+        } => {
+            let bundle = studio.export_job(&run, &engine, &dir, model.as_deref())?;
+            out.job_bundle(&bundle)
+        }
         Command::Train(a) => {
             let outcome = match &a.resume {
                 Some(run) => train_with_progress(out, |p, _| studio.resume(run, p, cancel))?,

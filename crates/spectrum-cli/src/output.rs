@@ -281,6 +281,31 @@ impl Output {
         eprintln!("Ctrl-C or SIGTERM stops the server after the requests in flight");
     }
 
+    pub fn planned(&self, run: &RunRecord) -> Result<()> {
+        if self.json {
+            return self.print_json(run);
+        }
+        println!("planned run {} {:?} (not started)", run.id, run.name);
+        println!(
+            "  next: `spectrum export-job {} --out DIR`, or `spectrum train --resume {}`",
+            run.id, run.id
+        );
+        Ok(())
+    }
+
+    pub fn job_bundle(&self, b: &spectrum_app::JobBundle) -> Result<()> {
+        if self.json {
+            return self.print_json(b);
+        }
+        println!("job bundle {}", b.dir.display());
+        println!(
+            "  {} steps, {} micro-batches, {} sequences, {} loss tokens; {} held-out sequences",
+            b.steps, b.micro_batches, b.train_sequences, b.loss_tokens, b.held_out_sequences
+        );
+        println!("  next: see {}", b.dir.join("README.md").display());
+        Ok(())
+    }
+
     pub fn model(&self, m: &ModelRecord) -> Result<()> {
         if self.json {
             return self.print_json(m);

@@ -9,6 +9,7 @@
 pub mod checkpoint;
 pub mod data;
 pub mod export;
+pub mod job;
 pub mod optim;
 pub mod spec;
 pub mod trainer;
@@ -18,7 +19,9 @@ use std::path::PathBuf;
 pub use checkpoint::Checkpoint;
 pub use data::SourceSequence;
 pub use spec::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
-pub use trainer::{EvalMetrics, Event, Outcome, StepMetrics, TrainJob, Trainable, train};
+pub use trainer::{
+    EvalMetrics, Event, Outcome, StepMetrics, TrainJob, Trainable, planned_steps, train,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -35,6 +38,9 @@ pub enum TrainError {
     /// A front end's event handler failed (e.g. the store could not be written).
     #[error("{0}")]
     Events(String),
+    /// Writing files (a job bundle) failed; the message names the file.
+    #[error("{0}")]
+    Io(String),
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

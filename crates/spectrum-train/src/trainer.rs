@@ -407,6 +407,32 @@ impl<'a> Stream<'a> {
     }
 }
 
+/// Optimiser steps of a run whose epoch holds `batches_per_epoch` micro-batches.
+fn total_steps(spec: &RunSpec, batches_per_epoch: usize) -> usize {
+    match spec.length {
+        Length::Steps(n) => n,
+        Length::Epochs(e) => {
+            ((e * batches_per_epoch as f64) / spec.grad_accum as f64).ceil() as usize
+        }
+    }
+    .max(1)
+}
+
+/// Every micro-batch a run trains on, grouped by optimiser step, in the order
+/// [`train`] consumes them (the same stream: epochs re-planned by seed).
+pub fn planned_steps(
+    sources: &[SourceSequence],
+    tok: &TextTokenizer,
+    spec: &RunSpec,
+) -> Result<Vec<Vec<Vec<Item>>>> {
+    spec.validate().map_err(TrainError::Spec)?;
+    let mut stream = Stream::new(sources, tok.clone(), spec)?;
+    let total = total_steps(spec, stream.plan.batches.len());
+    (0..total)
+        .map(|_| (0..spec.grad_accum).map(|_| stream.next()).collect())
+        .collect()
+}
+
 /// Runs (or resumes) the job until its last step or until `cancel` is set,
 /// checked before every micro-batch. A cancelled run stops within one step
 /// and saves a checkpoint of the last completed step.
@@ -421,13 +447,7 @@ pub fn train(
     model.lm.model.set_mode(Mode::Training);
     let mut stream = Stream::new(job.train, model.lm.tokenizer.clone(), spec)?;
     let batches_per_epoch = stream.plan.batches.len();
-    let total_steps = match spec.length {
-        Length::Steps(n) => n,
-        Length::Epochs(e) => {
-            ((e * batches_per_epoch as f64) / spec.grad_accum as f64).ceil() as usize
-        }
-    }
-    .max(1);
+    let total_steps = total_steps(spec, batches_per_epoch);
     let mut opt = AdamW::new(&model.vars, spec.weight_decay)?;
     let checkpoints = job.run_dir.join("checkpoints");
     let mut step = 0;
