@@ -24,6 +24,7 @@ const COMMANDS: &[&str] = &[
     "models",
     "remove_model",
     "add_model",
+    "add_remote_model",
     "train_defaults",
     "train",
     "resume_run",

@@ -50,6 +50,7 @@ pub fn render() -> String {
     c.visit::<ReportRequestDto>();
     c.visit::<ReportOptions>();
     c.visit::<PickKind>();
+    c.visit::<RemoteModelRequest>();
     c.visit::<spectrum_app::ImportPreview>();
     c.visit::<spectrum_app::ImportOutcome>();
     c.visit::<spectrum_app::DatasetSummary>();

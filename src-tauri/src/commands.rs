@@ -355,6 +355,40 @@ pub fn add_model(
     })
 }
 
+/// Job result: `ModelRecord`.
+#[tauri::command]
+pub fn add_remote_model(
+    shell: State<'_, Shell>,
+    request: RemoteModelRequest,
+    channel: Channel<JobEvent>,
+) -> Res<u64> {
+    let tokenizer = request
+        .tokenizer
+        .as_deref()
+        .map(|p| shell.check(p))
+        .transpose()?;
+    let endpoints: Vec<&str> = request
+        .endpoints
+        .split([',', ' ', '\n'])
+        .filter(|u| !u.trim().is_empty())
+        .collect();
+    let spec = format!("openai:{}#{}", endpoints.join(","), request.model.trim());
+    let options = spectrum_app::RemoteOptions {
+        tokenizer: tokenizer.map(|p| p.display().to_string()),
+        api_key_env: request.api_key_env.filter(|v| !v.trim().is_empty()),
+        concurrency: request.concurrency.map(|c| c as usize),
+        timeout_s: None,
+    };
+    let name = request.name.filter(|n| !n.trim().is_empty());
+    let studio = shell.studio.clone();
+    shell
+        .jobs
+        .start("model", spec.clone(), channel, move |ctx| {
+            let mut note = |s: &str| ctx.note(s);
+            studio.add_remote_model(&spec, name.as_deref(), &options, &mut note)
+        })
+}
+
 #[tauri::command]
 pub fn train_defaults() -> TrainDefaults {
     TrainDefaults {

@@ -236,6 +236,23 @@ pub struct ReportOptions {
     pub sections: Vec<String>,
 }
 
+/// A model on OpenAI-compatible servers (vLLM, SGLang, llama.cpp, `spectrum serve`).
+#[derive(Debug, Clone, Deserialize, TS)]
+pub struct RemoteModelRequest {
+    /// Base URLs ending in /v1, separated by commas or spaces.
+    pub endpoints: String,
+    /// The name the servers know the model by.
+    pub model: String,
+    /// Name in the registry (default: the served name).
+    pub name: Option<String>,
+    /// A granted folder holding tokenizer.json (default: asked of the server).
+    pub tokenizer: Option<String>,
+    /// The environment variable holding the API key (default OPENAI_API_KEY).
+    pub api_key_env: Option<String>,
+    /// Requests in flight per endpoint.
+    pub concurrency: Option<u32>,
+}
+
 /// What a pick dialog is for.
 #[derive(Debug, Clone, Copy, Deserialize, TS)]
 #[serde(rename_all = "snake_case")]

@@ -37,6 +37,7 @@ macro_rules! handler {
             commands::models,
             commands::remove_model,
             commands::add_model,
+            commands::add_remote_model,
             commands::train_defaults,
             commands::train,
             commands::resume_run,

@@ -427,6 +427,35 @@ fn the_whole_workflow_in_the_desktop_app() {
     assert!(d.text("[data-testid=models]").contains("tiny"));
     d.screenshot("03-models");
 
+    // A remote model: a `spectrum serve` server in this process, added with the form.
+    let served = dir.path().join("served");
+    spectrum_lm::tiny::write_model(&served, 32, 2, 5).expect("served model");
+    let server = spectrum_openai::Server::start(
+        vec![spectrum_openai::ServedModel {
+            name: "served-tiny".into(),
+            dir: served.clone(),
+            model: spectrum_lm::load_local(&served, spectrum_lm::DeviceSpec::Cpu).expect("load"),
+        }],
+        &spectrum_openai::ServeOptions {
+            port: 0,
+            ..Default::default()
+        },
+    )
+    .expect("serve");
+    d.click("[data-testid=remote-form] summary");
+    d.set(
+        "[data-testid=remote-endpoints]",
+        &format!("http://{}/v1", server.addr()),
+    );
+    d.set("[data-testid=remote-model]", "served-tiny");
+    d.click("[data-testid=remote-add]");
+    d.wait("[data-testid=models]", 60, |d, _| {
+        d.text("[data-testid=models]").contains("served-tiny")
+    });
+    assert!(d.text("[data-testid=models]").contains("remote"));
+    d.screenshot("03-models-remote");
+    server.stop().expect("stop the server");
+
     // Train: a few steps; the live chart receives the points.
     d.click("[data-testid=nav-train]");
     d.set("[data-testid=train-steps]", "12");

@@ -143,3 +143,22 @@ pub fn interrupt(child: std::process::Child) -> String {
     assert_eq!(out.status.code(), Some(130), "{stderr}");
     stderr
 }
+
+/// Starts `spectrum --json serve ...` (the command given) and returns the
+/// child with the base URL it printed on its first stdout line.
+pub fn start_server(mut command: Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn spectrum serve");
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("read the URL");
+    let info: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve printed {line:?}: {e}"));
+    let url = info["url"].as_str().expect("url").to_string();
+    (child, url)
+}

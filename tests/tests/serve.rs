@@ -2,30 +2,16 @@
 //! the local one, the official `openai` Python client talks to it, remote
 //! models are registered without keys in the store, SIGTERM stops it cleanly.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use spectrum_system_tests::Sandbox;
+use spectrum_system_tests::{Sandbox, start_server};
 
 /// `spectrum serve` on a free port; returns the child and its base URL.
 fn serve(sb: &Sandbox, extra: &[&str]) -> (Child, String) {
     let mut args = vec!["--json", "serve", "--model", "tiny", "--port", "0"];
     args.extend_from_slice(extra);
-    let mut child = sb
-        .command(&args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn spectrum serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("read the URL");
-    let info: serde_json::Value =
-        serde_json::from_str(&line).unwrap_or_else(|e| panic!("serve printed {line:?}: {e}"));
-    assert_eq!(info["models"], serde_json::json!(["tiny"]));
-    (child, info["url"].as_str().expect("url").to_string())
+    start_server(sb.command(&args))
 }
 
 /// SIGTERM: the server finishes and exits 0 within a few seconds.
@@ -166,18 +152,8 @@ fn keys_stay_in_the_environment_and_a_keyed_server_refuses_strangers() {
         "--api-key-env",
         "SERVE_KEY",
     ]);
-    cmd.env("SERVE_KEY", "sk-test-never-stored")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("serve");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("url");
-    let url = serde_json::from_str::<serde_json::Value>(&line).expect("json")["url"]
-        .as_str()
-        .expect("url")
-        .to_string();
+    cmd.env("SERVE_KEY", "sk-test-never-stored");
+    let (child, url) = start_server(cmd);
     let spec = format!("openai:{url}#tiny");
 
     // Without the key: refused, with the fix.

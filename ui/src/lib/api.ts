@@ -4,7 +4,7 @@ import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
   AppInfo, Comparison, DatasetSummary, EvalDefaults, EvalReport, EvalRequestDto, ImportOptionsDto,
   ImportOutcome, ImportPreview, JobEvent, JobInfo, ModelRecord, PickKind, ReportOptions,
-  ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
+  RemoteModelRequest, ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
   TrainOutcome, TrainRequestDto, UiError,
 } from "./bindings";
 
@@ -85,6 +85,8 @@ export const api = {
   removeModel: (name: string) => call<ModelRecord>("remove_model", { name }),
   addModel: (path: string | null, name: string | null, on: (p: Progress) => void) =>
     job<ModelRecord>("add_model", { path, name }, on),
+  addRemoteModel: (request: RemoteModelRequest, on: (p: Progress) => void) =>
+    job<ModelRecord>("add_remote_model", { request }, on),
   trainDefaults: () => call<TrainDefaults>("train_defaults"),
   train: (request: TrainRequestDto, on: (p: Progress) => void) =>
     job<TrainOutcome>("train", { request }, on),

@@ -278,6 +278,32 @@ export type Profile = "quick" | "standard" | "full";
 
 export type PromptFormat = "spectrum" | "colon" | "chat";
 
+export type RemoteModelRequest = { 
+/**
+ * Base URLs ending in /v1, separated by commas or spaces.
+ */
+endpoints: string, 
+/**
+ * The name the servers know the model by.
+ */
+model: string, 
+/**
+ * Name in the registry (default: the served name).
+ */
+name: string | null, 
+/**
+ * A granted folder holding tokenizer.json (default: asked of the server).
+ */
+tokenizer: string | null, 
+/**
+ * The environment variable holding the API key (default OPENAI_API_KEY).
+ */
+api_key_env: string | null, 
+/**
+ * Requests in flight per endpoint.
+ */
+concurrency: number | null, };
+
 export type ReportOptions = { sections: Array<string>, };
 
 export type ReportRequestDto = { runs: Array<string>, baseline: string | null, 
