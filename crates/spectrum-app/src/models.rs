@@ -147,10 +147,9 @@ impl Studio {
                 "asking {} for its models",
                 spec.endpoints.join(", ")
             ));
+            remote::check(&spec)?;
             remote_tokenizer(&spec, options.tokenizer.as_deref(), &staging, progress)?;
             spec.write(&staging)?;
-            let lm = RemoteModel::open(&staging)?;
-            lm.check()?;
             progress("checking that the server returns prompt log-probabilities");
             let mut probe = RemoteModel::open(&staging)?;
             let ids = probe.tokenizer.encode("Spectrum probe")?;

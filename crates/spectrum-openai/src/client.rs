@@ -280,7 +280,7 @@ impl Http {
                     }
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    last = format!("{url}: {t}");
+                    last = t.to_string(); // names the URL
                 }
             }
             if attempt < self.retries {
@@ -330,25 +330,36 @@ impl RemoteModel {
 
     /// Checks that every endpoint answers and serves the model.
     pub fn check(&self) -> Result<()> {
-        for endpoint in &self.endpoints {
-            let list: ModelList = self.http.get(endpoint, "/models")?;
-            let names: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
-            if !names.contains(&self.spec.model.as_str()) {
-                return Err(remote(format!(
-                    "{} serves {}, not {:?} (fix: name one of those after '#')",
-                    endpoint.url,
-                    if names.is_empty() {
-                        "no model".to_string()
-                    } else {
-                        names.join(", ")
-                    },
-                    self.spec.model
-                )));
-            }
-        }
-        Ok(())
+        check_endpoints(&self.spec, &self.http, &self.endpoints)
     }
+}
 
+/// Checks that every endpoint of `spec` answers and serves its model.
+pub fn check(spec: &RemoteSpec) -> Result<()> {
+    check_endpoints(spec, &Http::new(spec), &endpoints(spec))
+}
+
+fn check_endpoints(spec: &RemoteSpec, http: &Http, endpoints: &[Endpoint]) -> Result<()> {
+    for endpoint in endpoints {
+        let list: ModelList = http.get(endpoint, "/models")?;
+        let names: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
+        if !names.contains(&spec.model.as_str()) {
+            return Err(remote(format!(
+                "{} serves {}, not {:?} (fix: name one of those after '#')",
+                endpoint.url,
+                if names.is_empty() {
+                    "no model".to_string()
+                } else {
+                    names.join(", ")
+                },
+                spec.model
+            )));
+        }
+    }
+    Ok(())
+}
+
+impl RemoteModel {
     /// Fetches the tokenizer from a `spectrum serve` endpoint into `dir`.
     pub fn fetch_tokenizer(spec: &RemoteSpec, dir: &Path) -> Result<()> {
         let http = Http::new(spec);
