@@ -640,3 +640,63 @@ fn preview(text: &str) -> String {
         t.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(json: serde_json::Value) -> CompletionChoice {
+        serde_json::from_value(json).expect("choice")
+    }
+
+    #[test]
+    fn vllm_prompt_logprobs_give_scores_hits_and_confidence() {
+        // What vLLM returns for prompt_logprobs=1: the token itself and the top one.
+        let c = choice(serde_json::json!({
+            "index": 0, "text": "",
+            "prompt_logprobs": [
+                null,
+                {"7": {"logprob": -0.5, "rank": 1, "decoded_token": "a"}},
+                {"9": {"logprob": -2.0, "rank": 3, "decoded_token": "b"},
+                 "4": {"logprob": -0.25, "rank": 1, "decoded_token": "c"}}
+            ]
+        }));
+        let s = scores_from_choice(&[1, 7, 9], &c).expect("scores");
+        assert_eq!(s.logprobs, vec![-0.5, -2.0]);
+        assert_eq!(s.hits, vec![true, false]);
+        assert_eq!(s.top_logprobs, vec![-0.5, -0.25]);
+        assert_eq!(s.top_ids, vec![7, 4]);
+        assert_eq!(s.ranks, vec![1, 3]);
+    }
+
+    #[test]
+    fn echoed_logprobs_give_the_same_and_missing_ones_are_named() {
+        let c = choice(serde_json::json!({
+            "index": 0, "text": "ab",
+            "logprobs": {
+                "tokens": ["x", "a", "b"],
+                "token_logprobs": [null, -0.5, -2.0],
+                "top_logprobs": [null, {"a": -0.5}, {"c": -0.25}],
+                "text_offset": [0, 1, 2]
+            }
+        }));
+        let s = scores_from_choice(&[1, 7, 9], &c).expect("scores");
+        assert_eq!(s.logprobs, vec![-0.5, -2.0]);
+        assert_eq!(s.hits, vec![true, false]);
+        assert_eq!(s.top_logprobs, vec![-0.5, -0.25]);
+        let short = choice(serde_json::json!({"index": 0, "text": "", "logprobs": {
+            "tokens": ["x"], "token_logprobs": [null], "top_logprobs": [null], "text_offset": [0]}}));
+        let err = scores_from_choice(&[1, 7, 9], &short).expect_err("too short");
+        assert!(err.contains("no log-probabilities"), "{err}");
+    }
+
+    #[test]
+    fn specs_round_trip_and_never_hold_a_key() {
+        let spec = RemoteSpec::parse("openai:http://a:1/v1/, https://b/v1#org/m").expect("spec");
+        assert_eq!(spec.endpoints, vec!["http://a:1/v1", "https://b/v1"]);
+        assert_eq!(spec.model, "org/m");
+        assert_eq!(spec.source(), "openai:http://a:1/v1,https://b/v1#org/m");
+        let text = serde_json::to_string(&spec).expect("json");
+        assert!(!text.contains("key\":\"") && text.contains("api_key_env"));
+    }
+}

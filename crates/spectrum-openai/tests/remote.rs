@@ -356,3 +356,31 @@ fn the_server_speaks_the_api_and_refuses_bad_requests_clearly() {
     assert_eq!(body["choices"][0]["message"]["role"], "assistant");
     server.stop().expect("stop");
 }
+
+#[test]
+fn a_server_that_never_answers_times_out() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tiny(dir.path()).tokenizer;
+    // Accepts connections, reads nothing, answers nothing.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().take(4).collect();
+        std::thread::sleep(std::time::Duration::from_secs(30));
+        drop(held);
+    });
+    let mut s = spec(&[url], 1);
+    s.timeout_s = 1;
+    s.retries = 1;
+    let mut remote = RemoteModel::new(s, tok.clone());
+    let started = std::time::Instant::now();
+    let err = remote
+        .sample(
+            &tok.encode("x").expect("encode"),
+            &SamplingParams::default(),
+        )
+        .expect_err("timeout")
+        .to_string();
+    assert!(err.contains("after 2 attempts"), "{err}");
+    assert!(started.elapsed().as_secs() < 10);
+}
