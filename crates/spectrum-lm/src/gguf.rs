@@ -302,7 +302,119 @@ pub fn bpe_tokenizer_json(
     }))
 }
 
-/// Rebuilds `tokenizer.json` (byte-level BPE) and `tokenizer_config.json`.
+/// A Hugging Face `tokenizer.json` for a SentencePiece BPE vocabulary as GGUF
+/// stores it (`tokenizer.ggml.model` "llama": Llama 2, Mistral, Gemma...):
+/// pieces, scores and token types (1 normal, 2 unknown, 3 control, 4 user
+/// defined, 6 byte). What llama.cpp and transformers' GGUF loader do: merges
+/// ranked by the merged piece's score (SentencePiece merges the best-scoring
+/// pair first), bytes for characters outside the vocabulary (`<0xNN>` pieces),
+/// spaces as `▁` with one prepended to each piece of text (`add_space_prefix`),
+/// control and user-defined pieces matched whole; `bos`, when given, is added
+/// in front of every encoded text (`add_bos_token`).
+pub fn spm_tokenizer_json(
+    tokens: &[String],
+    scores: &[f32],
+    token_types: &[i64],
+    add_space_prefix: bool,
+    bos: Option<u32>,
+) -> Result<serde_json::Value, String> {
+    if scores.len() != tokens.len() {
+        return Err(format!(
+            "{} scores for {} tokens (tokenizer.ggml.scores)",
+            scores.len(),
+            tokens.len()
+        ));
+    }
+    let kind = |i: usize| token_types.get(i).copied().unwrap_or(1);
+    let ids: std::collections::HashMap<&str, usize> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i))
+        .collect();
+    // Every split of a normal piece into two pieces of the vocabulary is a
+    // merge, ranked by the piece's score (ties: vocabulary order).
+    let mut merges: Vec<(f32, usize, usize, usize)> = Vec::new();
+    for (id, piece) in tokens.iter().enumerate() {
+        if kind(id) != 1 {
+            continue;
+        }
+        let mut local: Vec<(usize, usize)> = piece
+            .char_indices()
+            .skip(1)
+            .filter_map(|(at, _)| {
+                let (l, r) = piece.split_at(at);
+                Some((*ids.get(l)?, *ids.get(r)?))
+            })
+            .filter(|&(l, r)| kind(l) == 1 && kind(r) == 1)
+            .collect();
+        local.sort_unstable();
+        merges.extend(local.into_iter().map(|(l, r)| (scores[id], id, l, r)));
+    }
+    merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let merges: Vec<[&str; 2]> = merges
+        .iter()
+        .map(|&(_, _, l, r)| [tokens[l].as_str(), tokens[r].as_str()])
+        .collect();
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect();
+    let added: Vec<serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(kind(*i), 2..=4))
+        .map(|(i, t)| {
+            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                   "normalized": false, "special": kind(i) != 4})
+        })
+        .collect();
+    let unk = tokens
+        .iter()
+        .enumerate()
+        .find(|(i, _)| kind(*i) == 2)
+        .map(|(_, t)| t.clone());
+    let replace = json!({"type": "Replace", "pattern": {"String": " "}, "content": "\u{2581}"});
+    let (normalizer, decoder) = if add_space_prefix {
+        (
+            json!({"type": "Sequence", "normalizers": [{"type": "Prepend", "prepend": "\u{2581}"}, replace]}),
+            json!({"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"},
+                {"type": "Strip", "content": " ", "start": 1, "stop": 0}]}),
+        )
+    } else {
+        (
+            replace,
+            json!({"type": "Sequence", "decoders": [
+                {"type": "Replace", "pattern": {"String": "\u{2581}"}, "content": " "},
+                {"type": "ByteFallback"}, {"type": "Fuse"}]}),
+        )
+    };
+    let post_processor = match bos.and_then(|b| tokens.get(b as usize).map(|t| (b, t))) {
+        Some((id, token)) => json!({"type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": token, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": token, "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": token, "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {token: {"id": token, "ids": [id], "tokens": [token]}}}),
+        None => serde_json::Value::Null,
+    };
+    Ok(json!({
+        "version": "1.0",
+        "truncation": null,
+        "padding": null,
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": null,
+        "post_processor": post_processor,
+        "decoder": decoder,
+        "model": {"type": "BPE", "dropout": null, "unk_token": unk, "continuing_subword_prefix": null,
+                  "end_of_word_suffix": null, "fuse_unk": true, "byte_fallback": true, "ignore_merges": false,
+                  "vocab": vocab, "merges": merges}
+    }))
+}
+
+/// Rebuilds `tokenizer.json` (byte-level BPE or SentencePiece) and `tokenizer_config.json`.
 fn tokenizer_files(
     meta: &Meta,
     tokens: &[String],
@@ -310,22 +422,6 @@ fn tokenizer_files(
     eos: Option<u32>,
 ) -> Result<(String, String)> {
     let model = meta.str("tokenizer.ggml.model")?;
-    if model != "gpt2" {
-        return Err(LmError::Unsupported {
-            path: meta.path.to_path_buf(),
-            message: format!(
-                "GGUF tokenizer model {model:?} is not supported yet (only byte-level BPE, \"gpt2\"); \
-                 import the model's Hugging Face folder instead"
-            ),
-        });
-    }
-    let pre = meta
-        .md
-        .get("tokenizer.ggml.pre")
-        .and_then(|v| v.to_string().ok())
-        .map(String::as_str)
-        .unwrap_or("default");
-    let merges = meta.strings("tokenizer.ggml.merges")?;
     let types: Vec<i64> = match meta.md.get("tokenizer.ggml.token_type") {
         Some(v) => v
             .to_vec()?
@@ -334,11 +430,37 @@ fn tokenizer_files(
             .collect::<candle_core::Result<_>>()?,
         None => vec![1; tokens.len()],
     };
-    let tokenizer = bpe_tokenizer_json(tokens, &merges, &types, pre).map_err(|message| {
-        LmError::Unsupported {
-            path: meta.path.to_path_buf(),
-            message,
+    let flag = |key: &str| meta.md.get(key).and_then(|v| v.to_bool().ok());
+    let built = match model {
+        "gpt2" => {
+            let pre = meta
+                .md
+                .get("tokenizer.ggml.pre")
+                .and_then(|v| v.to_string().ok())
+                .map(String::as_str)
+                .unwrap_or("default");
+            let merges = meta.strings("tokenizer.ggml.merges")?;
+            bpe_tokenizer_json(tokens, &merges, &types, pre)
         }
+        "llama" => {
+            let scores: Vec<f32> = meta
+                .get("tokenizer.ggml.scores")?
+                .to_vec()?
+                .iter()
+                .map(|v| v.to_f32())
+                .collect::<candle_core::Result<_>>()?;
+            let prefix = flag("tokenizer.ggml.add_space_prefix").unwrap_or(true);
+            let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(true);
+            spm_tokenizer_json(tokens, &scores, &types, prefix, bos.filter(|_| add_bos))
+        }
+        other => Err(format!(
+            "GGUF tokenizer model {other:?} is not supported yet (byte-level BPE \"gpt2\" and SentencePiece \"llama\" are); \
+             import the model's Hugging Face folder instead"
+        )),
+    };
+    let tokenizer = built.map_err(|message| LmError::Unsupported {
+        path: meta.path.to_path_buf(),
+        message,
     })?;
     let name = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize)).cloned();
     let chat_template = meta
@@ -349,7 +471,8 @@ fn tokenizer_files(
     let config = json!({
         "bos_token": name(bos),
         "eos_token": name(eos),
-        "add_bos_token": meta.md.get("tokenizer.ggml.add_bos_token").and_then(|v| v.to_bool().ok()).unwrap_or(false),
+        // llama.cpp's default: SentencePiece vocabularies start with BOS, byte-level BPE ones do not.
+        "add_bos_token": flag("tokenizer.ggml.add_bos_token").unwrap_or(model == "llama"),
         "chat_template": chat_template,
         "model_max_length": meta.u32(&format!("{}.context_length", meta.str("general.architecture")?)).unwrap_or(4096),
     });

@@ -331,18 +331,91 @@ fn bad_gguf_files_get_clear_errors() {
         "{err}"
     );
 
-    let spm = dir.path().join("spm.gguf");
+    let bert = dir.path().join("bert.gguf");
     write_gguf(
-        &spm,
+        &bert,
         "llama",
         &cfg,
         GgmlDType::F32,
-        &[("tokenizer.ggml.model", Value::String("llama".into()))],
+        &[("tokenizer.ggml.model", Value::String("bert".into()))],
     );
-    let err = spectrum_lm::gguf::import_gguf(&spm, &dir.path().join("c")).expect_err("tokenizer");
+    let err = spectrum_lm::gguf::import_gguf(&bert, &dir.path().join("c")).expect_err("tokenizer");
     assert!(
         err.to_string()
-            .contains("tokenizer model \"llama\" is not supported"),
+            .contains("tokenizer model \"bert\" is not supported"),
         "{err}"
     );
+}
+
+/// A SentencePiece vocabulary (Llama 2, Mistral, Gemma GGUFs) becomes a
+/// tokenizer that splits text as SentencePiece (and llama.cpp) do: recorded
+/// by scripts/record_spm_reference.py from a model trained with Llama's settings.
+#[test]
+fn sentencepiece_gguf_tokenizers_split_text_as_sentencepiece_does() {
+    let path = format!(
+        "{}/tests/reference/spm_tokenizer.json",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("reference")).expect("json");
+    let tokens: Vec<String> = serde_json::from_value(r["tokens"].clone()).expect("tokens");
+    let scores: Vec<f32> = serde_json::from_value(r["scores"].clone()).expect("scores");
+    let types: Vec<i32> = serde_json::from_value(r["token_type"].clone()).expect("types");
+    let mut cfg = tiny_config("llama");
+    cfg.vocab_size = tokens.len();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gguf = dir.path().join("spm.gguf");
+    write_gguf(
+        &gguf,
+        "llama",
+        &cfg,
+        GgmlDType::F32,
+        &[
+            ("tokenizer.ggml.model", Value::String("llama".into())),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(tokens.iter().cloned().map(Value::String).collect()),
+            ),
+            (
+                "tokenizer.ggml.scores",
+                Value::Array(scores.iter().map(|&s| Value::F32(s)).collect()),
+            ),
+            (
+                "tokenizer.ggml.token_type",
+                Value::Array(types.iter().map(|&t| Value::I32(t)).collect()),
+            ),
+            ("tokenizer.ggml.bos_token_id", Value::U32(1)),
+            ("tokenizer.ggml.eos_token_id", Value::U32(2)),
+            ("tokenizer.ggml.unknown_token_id", Value::U32(0)),
+        ],
+    );
+    let out = dir.path().join("model");
+    spectrum_lm::gguf::import_gguf(&gguf, &out).expect("import");
+    let tok = spectrum_lm::tokenizer::TextTokenizer::from_dir(&out).expect("tokenizer");
+    assert_eq!(tok.bos, Some(1), "SentencePiece models start with BOS");
+    assert_eq!(tok.eos, vec![2]);
+    let texts: Vec<String> = serde_json::from_value(r["texts"].clone()).expect("texts");
+    let ids: Vec<Vec<u32>> = serde_json::from_value(r["ids"].clone()).expect("ids");
+    let decoded: Vec<String> = serde_json::from_value(r["decoded"].clone()).expect("decoded");
+    for ((text, want), back) in texts.iter().zip(&ids).zip(&decoded) {
+        let got = tok.encode(text).expect("encode");
+        let show = |ids: &[u32]| {
+            ids.iter()
+                .map(|&i| tokens[i as usize].as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            got,
+            *want,
+            "{text:?}: {:?} vs SentencePiece {:?}",
+            show(&got),
+            show(want)
+        );
+        if !text.contains("<|im") {
+            assert_eq!(tok.decode(&got).expect("decode"), *back, "{text:?}");
+        }
+    }
+    // The imported model runs on those ids.
+    let lm = spectrum_lm::load_local(&out, spectrum_lm::DeviceSpec::Cpu).expect("load");
+    assert_eq!(lm.model.config().vocab_size, tokens.len());
 }
