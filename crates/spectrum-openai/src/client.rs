@@ -177,6 +177,8 @@ pub fn is_remote(dir: &Path) -> bool {
 struct Endpoint {
     url: String,
     key: Option<String>,
+    /// The server refused `max_tokens: 0` (vLLM does): score with 1 and drop it.
+    one_token: AtomicBool,
 }
 
 /// HTTP with retries, for one spec's endpoints.
@@ -301,6 +303,7 @@ fn endpoints(spec: &RemoteSpec) -> Vec<Endpoint> {
         .map(|url| Endpoint {
             url: url.clone(),
             key: spec.api_key(url),
+            one_token: AtomicBool::new(false),
         })
         .collect()
 }
@@ -447,16 +450,27 @@ impl RemoteModel {
 
     /// Scores of a few sequences in one request.
     fn score_request(&self, endpoint: &Endpoint, batch: Vec<Vec<u32>>) -> Result<Vec<TokenScores>> {
-        let request = CompletionRequest {
+        // Only the prompt is wanted; servers that insist on generating get one token.
+        let zero = !endpoint.one_token.load(Ordering::Relaxed);
+        let mut request = CompletionRequest {
             model: self.spec.model.clone(),
             prompt: Some(Prompt::TokenBatch(batch.clone())),
-            max_tokens: Some(0),
+            max_tokens: Some(if zero { 0 } else { 1 }),
             temperature: Some(0.0),
             echo: true,
             logprobs: Some(1),
             ..CompletionRequest::default()
         };
-        let choices = self.completions(endpoint, &request)?;
+        let choices = match self.completions(endpoint, &request) {
+            Err(LmError::Remote(m))
+                if zero && m.contains("HTTP 400") && m.contains("max_tokens") =>
+            {
+                endpoint.one_token.store(true, Ordering::Relaxed);
+                request.max_tokens = Some(1);
+                self.completions(endpoint, &request)?
+            }
+            other => other?,
+        };
         if choices.len() != batch.len() {
             return Err(remote(format!(
                 "{}: asked to score {} prompts, got {} answers (fix: check that the server takes token-id prompts in a batch)",

@@ -384,3 +384,31 @@ fn a_server_that_never_answers_times_out() {
     assert!(err.contains("after 2 attempts"), "{err}");
     assert!(started.elapsed().as_secs() < 10);
 }
+
+#[test]
+fn a_server_that_refuses_max_tokens_0_is_asked_for_one_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tiny(dir.path()).tokenizer;
+    // vLLM: "max_tokens must be at least 1"; then prompt + 1 generated token.
+    let refused =
+        r#"{"error":{"message":"max_tokens must be at least 1, got 0.","type":"BadRequestError"}}"#;
+    let echoed = r#"{"choices":[{"index":0,"text":"abcd","logprobs":{
+        "tokens":["a","b","c","d"],"token_logprobs":[null,-1.5,-0.25,-3.0],
+        "top_logprobs":[null,{"b":-1.5},{"x":-0.125},{"y":-0.5}],"text_offset":[0,1,2,3]}}]}"#;
+    let (url, count) = canned(vec![
+        (400, refused.into()),
+        (200, echoed.into()),
+        (200, echoed.into()),
+    ]);
+    let mut remote = RemoteModel::new(spec(&[url], 1), tok);
+    for _ in 0..2 {
+        let s = remote.score_tokens(&[vec![5, 6, 7]]).expect("scores");
+        assert_eq!(s[0].logprobs, vec![-1.5, -0.25]);
+        assert_eq!(s[0].hits, vec![true, false]);
+    }
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        3,
+        "asked with 0 once, then with 1 only"
+    );
+}
