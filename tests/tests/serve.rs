@@ -223,7 +223,7 @@ e = client.completions.create(model="tiny", prompt=[[1, 2, 3, 4]], max_tokens=0,
                               echo=True, logprobs=1)
 again = client.completions.create(model="tiny", prompt="The colour is", max_tokens=5,
                                   n=2, seed=3, temperature=1.0)
-chat = client.chat.completions.create(model="tiny", max_tokens=6, seed=1,
+chat = client.chat.completions.create(model="tiny", max_tokens=6, seed=1, logprobs=True, top_logprobs=1,
                                       messages=[{"role": "user", "content": "Name a colour."}])
 try:
     client.completions.create(model="absent", prompt="x")
@@ -239,6 +239,7 @@ print(json.dumps({
     "echo_top": e.choices[0].logprobs.top_logprobs,
     "chat_role": chat.choices[0].message.role,
     "chat_finish": chat.choices[0].finish_reason,
+    "chat_logprobs": [t.logprob for t in chat.choices[0].logprobs.content],
     "missing": missing,
 }))
 "#,
@@ -272,6 +273,19 @@ print(json.dumps({
     assert_eq!(got["echo_top"].as_array().expect("top").len(), 4);
     assert_eq!(got["chat_role"], "assistant");
     assert!(got["chat_finish"] == "stop" || got["chat_finish"] == "length");
+    let chat_lps = got["chat_logprobs"].as_array().expect("chat logprobs");
+    assert!(
+        !chat_lps.is_empty()
+            && chat_lps
+                .iter()
+                .all(|l| l.as_f64().is_some_and(|x| x <= 0.0))
+    );
+    assert!(
+        got["chat_tokens"]
+            .as_str()
+            .expect("tokens")
+            .starts_with(got["chat_text"].as_str().expect("text"))
+    );
     assert_eq!(got["missing"], "NotFoundError");
     terminate(server);
 }

@@ -3,7 +3,7 @@
 //! Routes: `GET /v1/models`, `POST /v1/completions` (text or token-id
 //! prompts, batches of prompts, `n`, `seed`, `stop`, `echo`, `logprobs`, and
 //! vLLM's `top_k`, `stop_token_ids`, `prompt_logprobs`), `POST
-//! /v1/chat/completions`, and `GET /v1/models/{id}/tokenizer` (ours: lets a
+//! /v1/chat/completions` (with `logprobs`), and `GET /v1/models/{id}/tokenizer` (ours: lets a
 //! client register the model without a copy of its tokenizer).
 //!
 //! Each model has one worker thread that owns it. Handlers queue work; the
@@ -34,9 +34,9 @@ use spectrum_lm::{LmError, Result};
 use tokio::sync::oneshot;
 
 use crate::wire::{
-    ChatChoice, ChatMessage, ChatRequest, ChatResponse, CompletionChoice, CompletionRequest,
-    CompletionResponse, ErrorBody, ErrorDetail, Logprobs, ModelCard, ModelList, Prompt,
-    PromptLogprob, TokenizerFiles, Usage,
+    ChatChoice, ChatLogprobs, ChatMessage, ChatRequest, ChatResponse, ChatTokenLogprob,
+    ChatTopLogprob, CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody,
+    ErrorDetail, Logprobs, ModelCard, ModelList, Prompt, PromptLogprob, TokenizerFiles, Usage,
 };
 
 /// How to serve.
@@ -778,6 +778,38 @@ async fn completions(
     }))
 }
 
+/// Chat log-probabilities of the answer `ids`, which follow `prompt_len`
+/// prompt tokens in the scored sequence; `top_logprobs` holds the arg-max.
+fn chat_logprobs(
+    m: &Model,
+    ids: &[u32],
+    scores: &TokenScores,
+    prompt_len: usize,
+    top: Option<usize>,
+) -> ApiResult<ChatLogprobs> {
+    let mut content = Vec::with_capacity(ids.len());
+    for (k, &token) in ids.iter().enumerate() {
+        let at = prompt_len + k - 1; // entry p - 1 scores token p
+        let text = decode(m, &[token])?;
+        let best = decode(m, &[scores.top_ids[at]])?;
+        content.push(ChatTokenLogprob {
+            bytes: text.as_bytes().to_vec(),
+            token: text,
+            logprob: scores.logprobs[at] as f64,
+            top_logprobs: if top.unwrap_or(0) > 0 {
+                vec![ChatTopLogprob {
+                    bytes: best.as_bytes().to_vec(),
+                    token: best,
+                    logprob: scores.top_logprobs[at] as f64,
+                }]
+            } else {
+                Vec::new()
+            },
+        });
+    }
+    Ok(ChatLogprobs { content })
+}
+
 async fn chat_completions(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -854,12 +886,31 @@ async fn chat_completions(
         reply,
     })
     .await?;
+    let scores = if request.logprobs {
+        let sequences = samples
+            .iter()
+            .map(|c| [prompt.as_slice(), c].concat())
+            .collect();
+        Some(submit(m, |reply| Work::Score { sequences, reply }).await?)
+    } else {
+        None
+    };
     let mut choices = Vec::with_capacity(samples.len());
     let mut completion_tokens = 0;
     for (index, ids) in samples.iter().enumerate() {
         completion_tokens += ids.len();
         let (content, cut) = cut_at_stop(&decode(m, ids)?, &stops);
         let stopped = cut || ids.len() < max_tokens;
+        let logprobs = match &scores {
+            Some(all) => Some(chat_logprobs(
+                m,
+                ids,
+                &all[index],
+                prompt.len(),
+                request.top_logprobs,
+            )?),
+            None => None,
+        };
         choices.push(ChatChoice {
             index,
             message: ChatMessage {
@@ -867,6 +918,7 @@ async fn chat_completions(
                 content,
             },
             finish_reason: if stopped { "stop" } else { "length" }.into(),
+            logprobs,
         });
     }
     Ok(axum::Json(ChatResponse {
