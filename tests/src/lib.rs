@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 /// The `spectrum` binary of this workspace, built once per test process in the
-/// profile the tests themselves were built with.
+/// profile the tests themselves were built with. In the dev profile it is built
+/// with the features of `cargo test --workspace` (`--workspace --bins --tests`),
+/// so under the README's test command it reuses every artifact the tests were
+/// built from instead of rebuilding the dependencies with other features.
 pub fn spectrum_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -18,16 +21,11 @@ pub fn spectrum_bin() -> &'static Path {
             .expect("target/<profile>");
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut build = Command::new(cargo);
-        build.args([
-            "build",
-            "--quiet",
-            "-p",
-            "spectrum-cli",
-            "--bin",
-            "spectrum",
-        ]);
+        build.args(["build", "--quiet"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
-            build.arg("--release");
+            build.args(["--release", "-p", "spectrum-cli", "--bin", "spectrum"]);
+        } else {
+            build.args(["--workspace", "--bins", "--tests"]);
         }
         let status = build
             .current_dir(env!("CARGO_MANIFEST_DIR"))
