@@ -563,13 +563,26 @@ fn sampling(
             temperature,
             top_p,
             top_k: top_k.filter(|&k| k > 0).unwrap_or(0) as usize,
-            // Unseeded requests still draw reproducibly from their request id.
-            seed: seed.unwrap_or_else(now),
+            // Unseeded requests draw from the clock and a request counter (never
+            // two requests alike); seeded ones are reproducible.
+            seed: seed.unwrap_or_else(fresh_seed),
             max_tokens,
             stop_ids,
             stop_strings: stop,
         },
     })
+}
+
+/// A seed for an unseeded request: the clock's nanoseconds and a counter.
+fn fresh_seed() -> u64 {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos
+        ^ COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
 }
 
 /// `text` cut before the first stop string, and whether it was cut.

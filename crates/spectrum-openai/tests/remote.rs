@@ -347,6 +347,19 @@ fn the_server_speaks_the_api_and_refuses_bad_requests_clearly() {
     }
     assert!(body["usage"]["total_tokens"].as_u64() > Some(0));
 
+    // Unseeded requests differ; seeded ones repeat.
+    let draw = |seed: Option<u64>| {
+        let mut body = serde_json::json!({"model": "tiny", "prompt": "a", "max_tokens": 12});
+        if let Some(s) = seed {
+            body["seed"] = s.into();
+        }
+        let (code, out) = post("/completions", "sekrit", body);
+        assert_eq!(code, 200, "{out}");
+        out["choices"][0]["text"].clone()
+    };
+    assert_ne!(draw(None), draw(None));
+    assert_eq!(draw(Some(5)), draw(Some(5)));
+
     let (code, body) = post(
         "/chat/completions",
         "sekrit",
