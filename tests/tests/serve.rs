@@ -123,6 +123,34 @@ fn an_evaluation_through_the_server_equals_the_local_one() {
     }
     assert_eq!(want["valid"]["samples"], got["valid"]["samples"]);
 
+    // `--model openai:...` works directly: the registered model with that source is
+    // found; a new source (the server twice) is registered on first use, as
+    // tiny-remote-2 since tiny and tiny-remote are taken, and found afterwards.
+    let twice = format!("openai:{url},{url}#tiny");
+    for model in [&spec, &twice, &twice] {
+        let out = sb.json(&[
+            "generate",
+            "--model",
+            model,
+            "--prompt",
+            "hi",
+            "-n",
+            "2",
+            "--max-tokens",
+            "4",
+        ]);
+        assert_eq!(out.as_array().map(Vec::len), Some(2), "{out}");
+    }
+    let models = sb.json(&["model", "list"]);
+    let remote: Vec<&str> = models
+        .as_array()
+        .expect("models")
+        .iter()
+        .filter(|m| m["family"] == "remote")
+        .map(|m| m["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(remote, ["tiny-remote", "tiny-remote-2"]);
+
     // Training a remote model is refused with the way out.
     let out = sb.run(&["train", "--model", "tiny-remote", "--steps", "1"]);
     let err = String::from_utf8_lossy(&out.stderr);

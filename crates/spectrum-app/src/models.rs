@@ -124,8 +124,26 @@ impl Studio {
             spec.timeout_s = t.max(1);
         }
         spec.api_key_env.clone_from(&options.api_key_env);
-        let name = name.map_or_else(|| spec.model.replace('/', "-"), str::to_string);
         let mut store = self.store()?;
+        let name = match name {
+            Some(n) => n.to_string(),
+            // The served name, or NAME-remote, NAME-remote-2... when a model has it.
+            None => {
+                let base = spec.model.replace('/', "-");
+                let free = |n: &str| -> Result<bool> {
+                    Ok(store.find_model(n)?.is_none() && !self.models_dir().join(n).exists())
+                };
+                let mut candidates = std::iter::once(base.clone())
+                    .chain(std::iter::once(format!("{base}-remote")))
+                    .chain((2..).map(|i| format!("{base}-remote-{i}")));
+                loop {
+                    let c = candidates.next().unwrap_or_default();
+                    if free(&c)? {
+                        break c;
+                    }
+                }
+            }
+        };
         if store.find_model(&name)?.is_some() {
             bail!(
                 "a model named {name:?} is registered already (fix: choose another with --name, or `spectrum model remove {name}`)"
@@ -243,6 +261,16 @@ impl Studio {
             return Ok(PathBuf::from(found.path));
         }
         if spec.starts_with("openai:") {
+            // Registered on first use; later uses find it by its source.
+            let source = RemoteSpec::parse(spec)?.source();
+            if let Some(m) = self
+                .store()?
+                .models()?
+                .into_iter()
+                .find(|m| m.source == source)
+            {
+                return Ok(PathBuf::from(m.path));
+            }
             return Ok(PathBuf::from(self.add_model(spec, None, progress)?.path));
         }
         let path = PathBuf::from(spec);
