@@ -696,6 +696,9 @@ pub struct ServeArgs {
     /// Samples decoded together.
     #[arg(long, default_value_t = 64)]
     pub max_batch_rows: usize,
+    /// Pieces of work queued per model before requests are answered 503 (retry later).
+    #[arg(long, default_value_t = 1024)]
+    pub max_queue: usize,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu", value_parser = device)]
     pub device: spectrum_app::DeviceSpec,

@@ -137,6 +137,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 api_key,
                 max_batch_tokens: a.max_batch_tokens,
                 max_batch_rows: a.max_batch_rows,
+                max_queue: a.max_queue,
             };
             let server = studio.serve(&a.models, a.device, &options, &mut note)?;
             let url = format!("http://{}/v1", server.addr());

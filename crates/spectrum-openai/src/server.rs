@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -51,6 +51,9 @@ pub struct ServeOptions {
     pub max_batch_tokens: usize,
     /// Sampling rows decoded together.
     pub max_batch_rows: usize,
+    /// Pieces of work queued or running per model before new requests get 503
+    /// (with Retry-After), so an overload answers instead of growing memory.
+    pub max_queue: usize,
 }
 
 impl Default for ServeOptions {
@@ -61,6 +64,7 @@ impl Default for ServeOptions {
             api_key: None,
             max_batch_tokens: 8192,
             max_batch_rows: 64,
+            max_queue: 1024,
         }
     }
 }
@@ -94,6 +98,19 @@ struct Model {
     vocab: usize,
     context: usize,
     queue: std::sync::Mutex<mpsc::Sender<Work>>,
+    /// Work submitted and not yet answered, and its limit.
+    pending: AtomicUsize,
+    max_queue: usize,
+}
+
+/// Counts one piece of work as pending until dropped (answered, failed, or
+/// the client went away).
+struct Pending<'a>(&'a AtomicUsize);
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 struct AppState {
@@ -164,6 +181,8 @@ impl Server {
                     chat,
                     dir: served.dir,
                     queue: std::sync::Mutex::new(tx),
+                    pending: AtomicUsize::new(0),
+                    max_queue: options.max_queue.max(1),
                 },
             );
         }
@@ -380,7 +399,14 @@ impl IntoResponse for ApiError {
                 code: self.code.map(str::to_string),
             },
         };
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Overloaded: clients (ours included) retry after a second.
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -471,22 +497,58 @@ async fn tokenizer_files(
     }))
 }
 
-async fn submit<T>(m: &Model, make: impl FnOnce(Reply<T>) -> Work) -> ApiResult<T> {
-    let (tx, rx) = oneshot::channel();
-    let sent = m
-        .queue
-        .lock()
-        .map_err(|_| ApiError::bad("the model's queue is broken"))?
-        .send(make(tx));
-    let failed = |message: String| ApiError {
+/// Work handed to a model's worker; `answer` waits for it.
+struct Ticket<'a, T> {
+    rx: oneshot::Receiver<std::result::Result<T, String>>,
+    _pending: Pending<'a>,
+}
+
+fn failed(message: String) -> ApiError {
+    ApiError {
         status: StatusCode::INTERNAL_SERVER_ERROR,
         message,
         code: None,
-    };
-    sent.map_err(|_| failed("the model's worker has stopped".into()))?;
-    rx.await
-        .map_err(|_| failed("the model's worker has stopped".into()))?
-        .map_err(failed)
+    }
+}
+
+/// Queues work now (so the pieces of one request batch together), or answers
+/// 503 when the model has `max_queue` pieces waiting.
+fn enqueue<T>(m: &Model, make: impl FnOnce(Reply<T>) -> Work) -> ApiResult<Ticket<'_, T>> {
+    if m.pending.fetch_add(1, Ordering::Relaxed) >= m.max_queue {
+        m.pending.fetch_sub(1, Ordering::Relaxed);
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!(
+                "busy: {} pieces of work are queued for this model; retry shortly",
+                m.max_queue
+            ),
+            code: Some("overloaded"),
+        });
+    }
+    let pending = Pending(&m.pending);
+    let (tx, rx) = oneshot::channel();
+    m.queue
+        .lock()
+        .map_err(|_| ApiError::bad("the model's queue is broken"))?
+        .send(make(tx))
+        .map_err(|_| failed("the model's worker has stopped".into()))?;
+    Ok(Ticket {
+        rx,
+        _pending: pending,
+    })
+}
+
+impl<T> Ticket<'_, T> {
+    async fn answer(self) -> ApiResult<T> {
+        self.rx
+            .await
+            .map_err(|_| failed("the model's worker has stopped".into()))?
+            .map_err(failed)
+    }
+}
+
+async fn submit<T>(m: &Model, make: impl FnOnce(Reply<T>) -> Work) -> ApiResult<T> {
+    enqueue(m, make)?.answer().await
 }
 
 fn prompts(m: &Model, prompt: Option<Prompt>) -> ApiResult<Vec<Vec<u32>>> {
@@ -708,19 +770,19 @@ async fn completions(
     let completions: Vec<Vec<Vec<u32>>> = if max_tokens == 0 {
         prompts.iter().map(|_| vec![Vec::new(); s.n]).collect()
     } else {
-        let pending: Vec<_> = prompts
+        let tickets = prompts
             .iter()
             .map(|p| {
-                submit(m, |reply| Work::Sample {
+                enqueue(m, |reply| Work::Sample {
                     prompt: p.clone(),
                     params: s.params.clone(),
                     reply,
                 })
             })
-            .collect();
-        let mut out = Vec::with_capacity(pending.len());
-        for p in pending {
-            out.push(p.await?);
+            .collect::<ApiResult<Vec<_>>>()?;
+        let mut out = Vec::with_capacity(tickets.len());
+        for t in tickets {
+            out.push(t.answer().await?);
         }
         out
     };

@@ -425,3 +425,56 @@ fn a_server_that_refuses_max_tokens_0_is_asked_for_one_token() {
         "asked with 0 once, then with 1 only"
     );
 }
+
+#[test]
+fn an_overloaded_server_answers_503_and_the_client_retries_through_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = serve(
+        dir.path(),
+        ServeOptions {
+            max_queue: 1,
+            ..ServeOptions::default()
+        },
+    );
+    let url = format!("http://{}/v1", server.addr());
+    // Many simultaneous requests against a queue of one: some are turned away.
+    let codes: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..12)
+            .map(|i| {
+                let url = &url;
+                scope.spawn(move || {
+                    let body = serde_json::json!({"model": "tiny", "prompt": "go", "n": 8,
+                                                  "max_tokens": 64, "seed": i});
+                    match ureq::post(&format!("{url}/completions")).send_json(body) {
+                        Ok(r) => r.status(),
+                        Err(ureq::Error::Status(code, r)) => {
+                            assert_eq!(r.header("retry-after"), Some("1"));
+                            code
+                        }
+                        Err(e) => panic!("{e}"),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
+    assert!(codes.contains(&200), "{codes:?}");
+    assert!(codes.contains(&503), "{codes:?}");
+    // Our client waits and retries: every sample arrives.
+    let mut local = tiny(dir.path());
+    let tok = local.tokenizer.clone();
+    let mut s = spec(&[url], 4);
+    s.retries = 20;
+    let mut remote = RemoteModel::new(s, tok.clone());
+    let batch: Vec<Vec<u32>> = (0..8)
+        .map(|i| tok.encode(&format!("text {i}")).expect("encode"))
+        .collect();
+    assert_eq!(
+        remote.score_tokens(&batch).expect("remote").len(),
+        local.score_tokens(&batch).expect("local").len()
+    );
+    server.stop().expect("stop");
+}
