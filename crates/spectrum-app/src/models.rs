@@ -359,15 +359,13 @@ fn hub_tokenizer(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> 
 pub struct LoadedModel {
     pub lm: Box<dyn LanguageModel>,
     pub tokenizer: TextTokenizer,
-    /// Served by remote servers (the device is theirs).
-    pub remote: bool,
 }
 
 impl std::fmt::Debug for LoadedModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LoadedModel")
-            .field("remote", &self.remote)
-            .finish()
+            .field("tokenizer", &self.tokenizer)
+            .finish_non_exhaustive()
     }
 }
 
@@ -379,7 +377,6 @@ pub fn load_model(dir: &Path, device: DeviceSpec) -> Result<LoadedModel> {
         return Ok(LoadedModel {
             lm: Box::new(lm),
             tokenizer,
-            remote: true,
         });
     }
     let lm = spectrum_lm::load_local(dir, device)?;
@@ -387,7 +384,6 @@ pub fn load_model(dir: &Path, device: DeviceSpec) -> Result<LoadedModel> {
     Ok(LoadedModel {
         lm: Box::new(lm),
         tokenizer,
-        remote: false,
     })
 }
 

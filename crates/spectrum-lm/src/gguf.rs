@@ -242,6 +242,31 @@ fn unpermute(w: &Tensor, heads: usize) -> Result<Tensor> {
         .reshape((out, inp))?)
 }
 
+/// `tokenizer.json`'s vocabulary: token -> id.
+fn vocab_json(tokens: &[String]) -> serde_json::Map<String, serde_json::Value> {
+    tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), json!(i)))
+        .collect()
+}
+
+/// The tokens of the `whole` types as added tokens (matched whole, before the
+/// model runs); all but user-defined ones (4) are special.
+fn added_tokens(tokens: &[String], token_types: &[i64], whole: &[i64]) -> Vec<serde_json::Value> {
+    tokens
+        .iter()
+        .enumerate()
+        .filter_map(|(i, t)| {
+            let kind = *token_types.get(i)?;
+            whole.contains(&kind).then(|| {
+                json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                       "normalized": false, "special": kind != 4})
+            })
+        })
+        .collect()
+}
+
 /// A Hugging Face `tokenizer.json` for a byte-level BPE vocabulary as GGUF
 /// stores it: tokens, merges (`"a b"`), token types (3 = control, 4 = user
 /// defined: matched whole) and llama.cpp's pre-tokenizer name.
@@ -272,21 +297,9 @@ pub fn bpe_tokenizer_json(
             ));
         }
     };
-    let vocab: serde_json::Map<String, serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
+    let vocab = vocab_json(tokens);
     // Control (3) and user-defined (4) tokens are matched whole, before the model runs.
-    let added: Vec<serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| matches!(token_types.get(*i), Some(3 | 4)))
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": token_types[i] == 3})
-        })
-        .collect();
+    let added = added_tokens(tokens, token_types, &[3, 4]);
     Ok(json!({
         "version": "1.0",
         "truncation": null,
@@ -355,20 +368,8 @@ pub fn spm_tokenizer_json(
         .iter()
         .map(|&(_, _, l, r)| [tokens[l].as_str(), tokens[r].as_str()])
         .collect();
-    let vocab: serde_json::Map<String, serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.clone(), json!(i)))
-        .collect();
-    let added: Vec<serde_json::Value> = tokens
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| matches!(kind(*i), 2..=4))
-        .map(|(i, t)| {
-            json!({"id": i, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
-                   "normalized": false, "special": kind(i) != 4})
-        })
-        .collect();
+    let vocab = vocab_json(tokens);
+    let added = added_tokens(tokens, token_types, &[2, 3, 4]);
     let unk = tokens
         .iter()
         .enumerate()

@@ -13,15 +13,20 @@ fn hub_error(repo: &str, e: impl std::fmt::Display) -> LmError {
     }
 }
 
-/// Downloads `repo` (e.g. `HuggingFaceTB/SmolLM2-135M-Instruct`) and returns
-/// the local snapshot folder, which loads like any model folder.
-pub fn download(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+/// `repo` on the hub, with the environment's settings.
+fn hub_repo(repo: &str) -> Result<hf_hub::api::sync::ApiRepo> {
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(false)
         .with_retries(0)
         .build()
         .map_err(|e| hub_error(repo, e))?;
-    let model = api.model(repo.to_string());
+    Ok(api.model(repo.to_string()))
+}
+
+/// Downloads `repo` (e.g. `HuggingFaceTB/SmolLM2-135M-Instruct`) and returns
+/// the local snapshot folder, which loads like any model folder.
+pub fn download(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
+    let model = hub_repo(repo)?;
     let info = model.info().map_err(|e| hub_error(repo, e))?;
     let wanted = |f: &str| {
         matches!(
@@ -61,12 +66,7 @@ pub fn download(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
 /// Downloads only the tokenizer files of `repo` (for a model served remotely);
 /// returns the snapshot folder holding them.
 pub fn download_tokenizer(repo: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_progress(false)
-        .with_retries(0)
-        .build()
-        .map_err(|e| hub_error(repo, e))?;
-    let model = api.model(repo.to_string());
+    let model = hub_repo(repo)?;
     progress(&format!("downloading {repo}/tokenizer.json"));
     let path = model
         .get("tokenizer.json")

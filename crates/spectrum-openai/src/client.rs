@@ -325,12 +325,6 @@ impl RemoteModel {
         Ok(RemoteModel::new(spec, tokenizer))
     }
 
-    /// The model names the first endpoint serves (`GET /models`).
-    pub fn served_models(&self) -> Result<Vec<String>> {
-        let list: ModelList = self.http.get(&self.endpoints[0], "/models")?;
-        Ok(list.data.into_iter().map(|m| m.id).collect())
-    }
-
     /// Checks that every endpoint answers and serves the model.
     pub fn check(&self) -> Result<()> {
         check_endpoints(&self.spec, &self.http, &self.endpoints)

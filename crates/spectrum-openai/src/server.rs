@@ -36,7 +36,8 @@ use tokio::sync::oneshot;
 use crate::wire::{
     ChatChoice, ChatLogprobs, ChatMessage, ChatRequest, ChatResponse, ChatTokenLogprob,
     ChatTopLogprob, CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody,
-    ErrorDetail, Logprobs, ModelCard, ModelList, Prompt, PromptLogprob, TokenizerFiles, Usage,
+    ErrorDetail, Logprobs, ModelCard, ModelList, Prompt, PromptLogprob, Stop, TokenizerFiles,
+    Usage,
 };
 
 /// How to serve.
@@ -655,6 +656,16 @@ fn cut_at_stop(text: &str, stops: &[String]) -> (String, bool) {
     }
 }
 
+/// Streaming (server-sent events) is not offered.
+fn refuse_stream(stream: bool) -> ApiResult<()> {
+    if stream {
+        return Err(ApiError::bad(
+            "`stream` is not supported; send stream: false",
+        ));
+    }
+    Ok(())
+}
+
 fn decode(m: &Model, ids: &[u32]) -> ApiResult<String> {
     m.tokenizer
         .decode(ids)
@@ -730,19 +741,11 @@ async fn completions(
 ) -> ApiResult<axum::Json<CompletionResponse>> {
     authorize(&state, &headers)?;
     let request: CompletionRequest = parse(&body)?;
-    if request.stream {
-        return Err(ApiError::bad(
-            "`stream` is not supported; send stream: false",
-        ));
-    }
+    refuse_stream(request.stream)?;
     let m = model(&state, &request.model)?;
     let prompts = prompts(m, request.prompt.clone())?;
     let max_tokens = request.max_tokens.unwrap_or(16);
-    let stops = request
-        .stop
-        .clone()
-        .map(|s| s.into_vec())
-        .unwrap_or_default();
+    let stops = request.stop.clone().map(Stop::into_vec).unwrap_or_default();
     let s = sampling(
         m,
         request.n,
@@ -892,11 +895,7 @@ async fn chat_completions(
 ) -> ApiResult<axum::Json<ChatResponse>> {
     authorize(&state, &headers)?;
     let request: ChatRequest = parse(&body)?;
-    if request.stream {
-        return Err(ApiError::bad(
-            "`stream` is not supported; send stream: false",
-        ));
-    }
+    refuse_stream(request.stream)?;
     let m = model(&state, &request.model)?;
     let chat = m.chat.as_ref().ok_or_else(|| {
         ApiError::bad(format!(
@@ -939,11 +938,7 @@ async fn chat_completions(
             m.context
         )));
     }
-    let stops = request
-        .stop
-        .clone()
-        .map(|s| s.into_vec())
-        .unwrap_or_default();
+    let stops = request.stop.clone().map(Stop::into_vec).unwrap_or_default();
     let s = sampling(
         m,
         request.n,
