@@ -34,12 +34,19 @@ TINY = {
     "qwen3": dict(model_type="qwen3", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, rope_theta=1000000.0,
                   max_position_embeddings=64, tie_word_embeddings=False, hidden_act="silu"),
-    "gemma3": dict(model_type="gemma3_text", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=3,
+    # Llama 3.1+ RoPE scaling; theta 500 and head_dim 8 put one frequency in each of its three bands.
+    "llama3_rope": dict(model_type="llama", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                        num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-5, rope_theta=500.0,
+                        rope_scaling=dict(rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+                                          original_max_position_embeddings=32),
+                        max_position_embeddings=64, tie_word_embeddings=False, hidden_act="silu"),
+    # Gemma 3 as the 4B+ checkpoints are: five sliding layers then a global one, linear RoPE scaling there.
+    "gemma3": dict(model_type="gemma3_text", vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=6,
                    num_attention_heads=4, num_key_value_heads=2, head_dim=16, rms_norm_eps=1e-6, rope_theta=1000000.0,
                    rope_local_base_freq=10000.0, sliding_window=4, query_pre_attn_scalar=16,
-                   layer_types=["sliding_attention", "sliding_attention", "full_attention"],
-                   final_logit_softcapping=30.0, max_position_embeddings=64, tie_word_embeddings=True,
-                   hidden_activation="gelu_pytorch_tanh"),
+                   rope_scaling=dict(rope_type="linear", factor=8.0),
+                   layer_types=["sliding_attention"] * 5 + ["full_attention"],
+                   max_position_embeddings=64, tie_word_embeddings=True, hidden_activation="gelu_pytorch_tanh"),
 }
 
 # Two sequences; the second is shorter and right-padded with id 0 (mask 0).
@@ -64,7 +71,7 @@ def formula_weight(name: str, shape) -> torch.Tensor:
 
 def tiny(family: str) -> None:
     cfg_dict = TINY[family]
-    cls = {"llama": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
+    cls = {"llama": transformers.LlamaConfig, "llama3_rope": transformers.LlamaConfig, "qwen2": transformers.Qwen2Config, "qwen3": transformers.Qwen3Config,
            "gemma3": transformers.Gemma3TextConfig}[family]
     config = cls(**{k: v for k, v in cfg_dict.items() if k != "model_type"})
     config._attn_implementation = "eager"
@@ -79,13 +86,82 @@ def tiny(family: str) -> None:
     record = {
         "source": f"transformers {transformers.__version__}, torch {torch.__version__}, eager attention, float32",
         "config": cfg_dict,
+        # The config as transformers >= 5 saves it (`rope_parameters`), which must load the same.
+        "saved_config": json.loads(config.to_json_string()),
         "shapes": {name: list(t.shape) for name, t in sorted(state.items())},
         "ids": IDS,
         "mask": MASK,
         "logits": out.logits.tolist(),
     }
+    if family == "gemma3":
+        record["gguf"] = gemma3_gguf(model, state, config)
     (OUT / f"tiny_{family}.json").write_text(json.dumps(record))
     print(f"tiny {family}: {len(state)} tensors, logits {tuple(out.logits.shape)}")
+
+
+def gemma3_gguf(model, state, config) -> dict:
+    """How llama.cpp's convert_hf_to_gguf.py writes a Gemma 3 model: tensor names
+    from gguf-py's map, RMSNorm weights stored as 1 + w, the hyper-parameters
+    under `gemma3.*`. Checked here by loading the written file with transformers'
+    own GGUF reader; the Rust test writes the same file and imports it."""
+    import tempfile
+
+    import gguf
+    import numpy as np
+
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.GEMMA3, config.num_hidden_layers)
+    tensors = {}
+    for name, t in state.items():
+        gname = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        assert gname, name
+        tensors[name] = gname
+    k = gguf.Keys
+    meta = {
+        k.LLM.CONTEXT_LENGTH: config.max_position_embeddings,
+        k.LLM.EMBEDDING_LENGTH: config.hidden_size,
+        k.LLM.BLOCK_COUNT: config.num_hidden_layers,
+        k.LLM.FEED_FORWARD_LENGTH: config.intermediate_size,
+        k.Attention.HEAD_COUNT: config.num_attention_heads,
+        k.Attention.HEAD_COUNT_KV: config.num_key_value_heads,
+        k.Attention.KEY_LENGTH: config.head_dim,
+        k.Attention.VALUE_LENGTH: config.head_dim,
+        k.Attention.LAYERNORM_RMS_EPS: config.rms_norm_eps,
+        k.Rope.FREQ_BASE: config.rope_parameters["full_attention"]["rope_theta"],
+        k.Attention.SLIDING_WINDOW: config.sliding_window,
+        k.Rope.SCALING_TYPE: "linear",
+        k.Rope.SCALING_FACTOR: config.rope_parameters["full_attention"]["factor"],
+    }
+    meta = {key.format(arch="gemma3"): value for key, value in meta.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "tiny.gguf"
+        writer = gguf.GGUFWriter(str(path), "gemma3")
+        for key, value in meta.items():
+            if isinstance(value, str):
+                writer.add_string(key, value)
+            elif isinstance(value, float):
+                writer.add_float32(key, value)
+            else:
+                writer.add_uint32(key, value)
+        writer.add_tokenizer_model("llama")
+        writer.add_token_list([f"<t{i}>" for i in range(config.vocab_size)])
+        writer.add_token_scores([0.0] * config.vocab_size)
+        writer.add_token_types([1] * config.vocab_size)
+        for name, gname in tensors.items():
+            data = state[name].numpy()
+            if name.endswith("norm.weight"):
+                data = data + 1  # llama.cpp's RMSNorm multiplies by the weight itself
+            writer.add_tensor(gname, data.astype(np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        loaded = transformers.AutoModelForCausalLM.from_pretrained(tmp, gguf_file="tiny.gguf", torch_dtype=torch.float32)
+    loaded_state = loaded.state_dict()
+    for name, t in state.items():
+        assert torch.allclose(loaded_state[name], t, atol=1e-6), f"transformers reads {name} differently"
+    for field in ("hidden_size", "num_hidden_layers", "head_dim", "sliding_window", "num_key_value_heads"):
+        assert getattr(loaded.config, field) == getattr(config, field), field
+    return {"tensors": tensors, "metadata": meta, "norms_plus_one": True}
 
 
 def default_model(path: Path) -> None:

@@ -77,9 +77,14 @@ pub struct ModelConfig {
     pub hidden_act: Option<String>,
     #[serde(default)]
     pub architectures: Vec<String>,
-    /// Only `rope_type: "default"` (or none) is supported; see [`ModelConfig::check`].
+    /// RoPE scaling: `default`, `linear` or `llama3` (see [`RopeScaling`]).
     #[serde(default)]
     pub rope_scaling: Option<serde_json::Value>,
+    /// transformers >= 5 writes `rope_theta` and `rope_scaling` here instead:
+    /// one object, or one per layer type (Gemma 3). Folded into the fields
+    /// above when the config is read.
+    #[serde(default, skip_serializing)]
+    pub rope_parameters: Option<serde_json::Value>,
     #[serde(default)]
     pub torch_dtype: Option<String>,
     /// Gemma 3: the activation is named `hidden_activation`.
@@ -158,8 +163,43 @@ impl ModelConfig {
         }
         let mut cfg: ModelConfig = serde_json::from_value(value).map_err(bad)?;
         cfg.multimodal = multimodal;
+        cfg.fold_rope_parameters(path)?;
         cfg.check(path)?;
         Ok(cfg)
+    }
+
+    /// Moves transformers 5's `rope_parameters` into `rope_theta`,
+    /// `rope_scaling` and (Gemma 3's sliding layers) `rope_local_base_freq`.
+    fn fold_rope_parameters(&mut self, path: &Path) -> Result<(), LmError> {
+        let Some(params) = self.rope_parameters.take() else {
+            return Ok(());
+        };
+        let (full, sliding) = match (
+            params.get("full_attention"),
+            params.get("sliding_attention"),
+        ) {
+            (Some(full), sliding) => (full.clone(), sliding.cloned()),
+            (None, _) => (params.clone(), None),
+        };
+        let theta = |p: &serde_json::Value| p.get("rope_theta").and_then(|t| t.as_f64());
+        if let Some(t) = theta(&full) {
+            self.rope_theta = t;
+        }
+        if full.get("rope_type").is_some_and(|t| t != "default") {
+            self.rope_scaling = Some(full);
+        }
+        if let Some(sliding) = sliding {
+            if sliding.get("rope_type").is_some_and(|t| t != "default") {
+                return Err(LmError::Unsupported {
+                    path: path.to_path_buf(),
+                    message: "RoPE scaling on sliding-window layers is not supported".into(),
+                });
+            }
+            if let Some(t) = theta(&sliding) {
+                self.rope_local_base_freq = Some(t);
+            }
+        }
+        Ok(())
     }
 
     pub fn family(&self) -> Option<Family> {
@@ -177,20 +217,10 @@ impl ModelConfig {
                 ),
             });
         }
-        if let Some(scaling) = &self.rope_scaling {
-            let kind = scaling
-                .get("rope_type")
-                .or_else(|| scaling.get("type"))
-                .and_then(|v| v.as_str());
-            if !matches!(kind, None | Some("default")) {
-                return Err(LmError::Unsupported {
-                    path: path.to_path_buf(),
-                    message: format!(
-                        "rope scaling {kind:?} is not supported yet (only default RoPE)"
-                    ),
-                });
-            }
-        }
+        self.rope().map_err(|message| LmError::Unsupported {
+            path: path.to_path_buf(),
+            message,
+        })?;
         if self.hidden_act.as_deref().is_some_and(|a| a != "silu") {
             return Err(LmError::Unsupported {
                 path: path.to_path_buf(),
@@ -210,6 +240,14 @@ impl ModelConfig {
             });
         }
         Ok(())
+    }
+
+    /// The RoPE scaling of the (full-attention) layers.
+    pub fn rope(&self) -> Result<RopeScaling, String> {
+        RopeScaling::parse(
+            self.rope_scaling.as_ref(),
+            self.max_position_embeddings as f64,
+        )
     }
 
     pub fn kv_heads(&self) -> usize {
@@ -278,5 +316,116 @@ impl ModelConfig {
         let layer = attn + 3 * h * i + norms;
         let head = if self.tie_word_embeddings { 0 } else { v * h };
         v * h + l * layer + h + head
+    }
+}
+
+/// How RoPE frequencies are stretched for long contexts (transformers'
+/// `rope_type`s that change the frequencies only).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RopeScaling {
+    Default,
+    /// Positions divided by `factor` (Gemma 3 4B+ on its global layers).
+    Linear {
+        factor: f64,
+    },
+    /// Llama 3.1+: low frequencies divided by `factor`, high ones kept, a
+    /// smooth blend between the two wavelength bounds.
+    Llama3 {
+        factor: f64,
+        low_freq_factor: f64,
+        high_freq_factor: f64,
+        original_max_position_embeddings: f64,
+    },
+}
+
+impl RopeScaling {
+    pub const SUPPORTED: &'static str = "default, linear, llama3";
+
+    /// Reads a `rope_scaling` object; `max_positions` stands in for a missing
+    /// `original_max_position_embeddings`, as in transformers.
+    pub fn parse(
+        value: Option<&serde_json::Value>,
+        max_positions: f64,
+    ) -> Result<RopeScaling, String> {
+        let Some(v) = value.filter(|v| !v.is_null()) else {
+            return Ok(RopeScaling::Default);
+        };
+        let kind = v
+            .get("rope_type")
+            .or_else(|| v.get("type"))
+            .and_then(|k| k.as_str())
+            .unwrap_or("default");
+        let num = |key: &str| {
+            v.get(key)
+                .and_then(|n| n.as_f64())
+                .ok_or_else(|| format!("rope scaling {kind:?} needs a number `{key}`"))
+        };
+        match kind {
+            "default" => Ok(RopeScaling::Default),
+            "linear" => Ok(RopeScaling::Linear {
+                factor: num("factor")?,
+            }),
+            "llama3" => Ok(RopeScaling::Llama3 {
+                factor: num("factor")?,
+                low_freq_factor: num("low_freq_factor")?,
+                high_freq_factor: num("high_freq_factor")?,
+                original_max_position_embeddings: num("original_max_position_embeddings")
+                    .unwrap_or(max_positions),
+            }),
+            other => Err(format!(
+                "rope scaling {other:?} is not supported yet (supported: {})",
+                Self::SUPPORTED
+            )),
+        }
+    }
+
+    /// The `rope_scaling` object of a config.json.
+    pub fn to_json(self) -> serde_json::Value {
+        match self {
+            RopeScaling::Default => serde_json::Value::Null,
+            RopeScaling::Linear { factor } => {
+                serde_json::json!({"rope_type": "linear", "factor": factor})
+            }
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings,
+            } => serde_json::json!({
+                "rope_type": "llama3",
+                "factor": factor,
+                "low_freq_factor": low_freq_factor,
+                "high_freq_factor": high_freq_factor,
+                // A length: written as the integer config.json files use.
+                "original_max_position_embeddings": original_max_position_embeddings.round() as u64,
+            }),
+        }
+    }
+
+    /// Scales one inverse frequency (radians per position), in f64.
+    pub fn apply(self, inv_freq: f64) -> f64 {
+        match self {
+            RopeScaling::Default => inv_freq,
+            RopeScaling::Linear { factor } => inv_freq / factor,
+            RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max_position_embeddings: original,
+            } => {
+                let wavelen = 2.0 * std::f64::consts::PI / inv_freq;
+                let (low_wavelen, high_wavelen) =
+                    (original / low_freq_factor, original / high_freq_factor);
+                if wavelen < high_wavelen {
+                    inv_freq
+                } else if wavelen > low_wavelen {
+                    inv_freq / factor
+                } else {
+                    let smooth = (original / wavelen - low_freq_factor)
+                        / (high_freq_factor - low_freq_factor);
+                    (1.0 - smooth) * inv_freq / factor + smooth * inv_freq
+                }
+            }
+        }
     }
 }

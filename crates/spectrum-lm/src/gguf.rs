@@ -3,8 +3,10 @@
 //! tokenizer.json, tokenizer_config.json).
 //!
 //! Weights are dequantised (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K);
-//! llama.cpp's row permutation of the Llama q/k projections is undone; the
-//! byte-level BPE tokenizer is rebuilt from the metadata.
+//! what llama.cpp's convert script changed is undone (the row permutation of
+//! Llama q/k projections, Gemma's RMSNorm weights stored as `1 + w`, Llama 3's
+//! RoPE scaling stored as a `rope_freqs` tensor); the byte-level BPE or
+//! SentencePiece tokenizer is rebuilt from the metadata.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,6 +17,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use serde_json::json;
 
+use crate::config::RopeScaling;
 use crate::{LmError, Result};
 
 pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q5_K, Q6_K";
@@ -86,17 +89,21 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
         md: &content.metadata,
     };
     let arch = meta.str("general.architecture")?.to_string();
-    let model_type = match arch.as_str() {
-        "llama" | "qwen2" | "qwen3" => arch.clone(),
+    let (model_type, architecture) = match arch.as_str() {
+        "llama" => ("llama", "LlamaForCausalLM"),
+        "qwen2" => ("qwen2", "Qwen2ForCausalLM"),
+        "qwen3" => ("qwen3", "Qwen3ForCausalLM"),
+        "gemma3" => ("gemma3_text", "Gemma3ForCausalLM"),
         other => {
             return Err(LmError::Unsupported {
                 path: gguf_path.to_path_buf(),
                 message: format!(
-                    "GGUF architecture {other:?} is not supported; supported: llama, qwen2, qwen3"
+                    "GGUF architecture {other:?} is not supported; supported: llama, qwen2, qwen3, gemma3"
                 ),
             });
         }
     };
+    let gemma = arch == "gemma3";
     let mut types: Vec<String> = Vec::new();
     for (name, info) in &content.tensor_infos {
         if !supported(info.ggml_dtype) {
@@ -126,15 +133,24 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
 
     let device = Device::Cpu;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    let mut rope_freqs: Option<Vec<f32>> = None;
     for name in content.tensor_infos.keys() {
         let q = content
             .tensor(&mut file, name, &device)
             .map_err(|e| LmError::bad(gguf_path, format!("tensor {name}: {e}")))?;
         let mut t = q.dequantize(&device)?;
-        let hf = hf_name(name).ok_or_else(|| LmError::Unsupported {
+        if name == "rope_freqs.weight" {
+            rope_freqs = Some(t.flatten_all()?.to_vec1()?);
+            continue;
+        }
+        let hf = hf_name(name, gemma).ok_or_else(|| LmError::Unsupported {
             path: gguf_path.to_path_buf(),
             message: format!("unexpected tensor {name} for a {arch} model"),
         })?;
+        // Gemma's RMSNorm scales by 1 + w; llama.cpp stores 1 + w.
+        if gemma && name.ends_with("norm.weight") {
+            t = (t - 1.0)?;
+        }
         // llama.cpp permutes the rows of Llama q/k projections for its RoPE layout.
         if arch == "llama" && (name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight")) {
             let h = if name.ends_with("attn_q.weight") {
@@ -162,8 +178,18 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
         .get("tokenizer.ggml.eos_token_id")
         .map(|v| v.to_u32())
         .transpose()?;
-    let config = json!({
-        "architectures": [match arch.as_str() { "qwen2" => "Qwen2ForCausalLM", "qwen3" => "Qwen3ForCausalLM", _ => "LlamaForCausalLM" }],
+    let rope_theta = meta.f32_or(&key("rope.freq_base"), 10_000.0)? as f64;
+    let rope_scaling = rope_scaling(&meta, &arch, rope_theta, head_dim, rope_freqs.as_deref())?;
+    let mut eos_ids: Vec<u32> = eos.into_iter().collect();
+    // Chat models end their turns with a separate token (Gemma's <end_of_turn>).
+    if let Some(eot) = content.metadata.get("tokenizer.ggml.eot_token_id") {
+        let eot = eot.to_u32()?;
+        if !eos_ids.contains(&eot) {
+            eos_ids.push(eot);
+        }
+    }
+    let mut config = json!({
+        "architectures": [architecture],
         "model_type": model_type,
         "vocab_size": tokens.len(),
         "hidden_size": hidden,
@@ -173,14 +199,77 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
         "rms_norm_eps": meta.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-6)? as f64,
-        "rope_theta": meta.f32_or(&key("rope.freq_base"), 10_000.0)? as f64,
+        "rope_theta": rope_theta,
+        "rope_scaling": rope_scaling,
         "max_position_embeddings": meta.u32(&key("context_length")).unwrap_or(4096),
         "tie_word_embeddings": tied,
-        "hidden_act": "silu",
         "bos_token_id": bos,
-        "eos_token_id": eos,
+        "eos_token_id": if eos_ids.len() == 1 { json!(eos_ids[0]) } else { json!(eos_ids) },
         "torch_dtype": "float32",
     });
+    if gemma {
+        // What llama.cpp assumes for Gemma 3: every 6th layer global, local
+        // RoPE base 10000, queries scaled by 1/sqrt(head_dim) (27B: by the
+        // hidden size per head), unless the file says otherwise.
+        let blocks = layers;
+        let pattern = match content
+            .metadata
+            .get(&key("attention.sliding_window_pattern"))
+        {
+            Some(Value::Array(flags)) => {
+                let types: Vec<&str> = flags
+                    .iter()
+                    .map(|f| {
+                        Ok(if f.to_bool()? {
+                            "sliding_attention"
+                        } else {
+                            "full_attention"
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+                json!(types)
+            }
+            Some(v) => {
+                let n = v.to_u32()? as usize;
+                json!(
+                    (0..blocks)
+                        .map(|i| if n > 0 && (i + 1) % n == 0 {
+                            "full_attention"
+                        } else {
+                            "sliding_attention"
+                        })
+                        .collect::<Vec<_>>()
+                )
+            }
+            None => json!(
+                (0..blocks)
+                    .map(|i| if (i + 1) % 6 == 0 {
+                        "full_attention"
+                    } else {
+                        "sliding_attention"
+                    })
+                    .collect::<Vec<_>>()
+            ),
+        };
+        let scalar = if blocks == 62 {
+            hidden / heads
+        } else {
+            head_dim
+        };
+        let extra = json!({
+            "hidden_activation": "gelu_pytorch_tanh",
+            "layer_types": pattern,
+            "sliding_window": meta.u32(&key("attention.sliding_window")).unwrap_or(4096),
+            "rope_local_base_freq": meta.f32_or(&key("rope.freq_base_swa"), 10_000.0)? as f64,
+            "query_pre_attn_scalar": scalar,
+            "final_logit_softcapping": content.metadata.get(&key("final_logit_softcapping")).map(|v| v.to_f32()).transpose()?,
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            config[k] = v.clone();
+        }
+    } else {
+        config["hidden_act"] = json!("silu");
+    }
 
     std::fs::create_dir_all(out_dir).map_err(|e| LmError::io(out_dir, e))?;
     let write = |name: &str, text: String| -> Result<()> {
@@ -203,8 +292,89 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
     })
 }
 
-/// GGUF tensor names -> Hugging Face checkpoint names.
-fn hf_name(gguf: &str) -> Option<String> {
+/// The `rope_scaling` of config.json: `{arch}.rope.scaling.type` (linear), or
+/// Llama 3's scaling recovered from the per-frequency factors llama.cpp
+/// stores as `rope_freqs` (checked to regenerate every factor).
+fn rope_scaling(
+    meta: &Meta,
+    arch: &str,
+    theta: f64,
+    head_dim: usize,
+    rope_freqs: Option<&[f32]>,
+) -> Result<serde_json::Value> {
+    let unsupported = |message: String| LmError::Unsupported {
+        path: meta.path.to_path_buf(),
+        message,
+    };
+    if let Some(factors) = rope_freqs {
+        return llama3_scaling(theta, head_dim, factors)
+            .map(|s| s.to_json())
+            .ok_or_else(|| {
+                unsupported(
+                    "rope_freqs.weight does not follow Llama 3's RoPE scaling; \
+                     import the model's Hugging Face folder instead"
+                        .into(),
+                )
+            });
+    }
+    let kind = match meta.md.get(&format!("{arch}.rope.scaling.type")) {
+        Some(v) => v.to_string()?.clone(),
+        None => return Ok(serde_json::Value::Null),
+    };
+    match kind.as_str() {
+        "none" => Ok(serde_json::Value::Null),
+        "linear" => Ok(json!({
+            "rope_type": "linear",
+            "factor": meta.f32_or(&format!("{arch}.rope.scaling.factor"), 1.0)? as f64,
+        })),
+        other => Err(unsupported(format!(
+            "GGUF RoPE scaling {other:?} is not supported (linear and Llama 3's are)"
+        ))),
+    }
+}
+
+/// Finds Llama 3 scaling parameters (low/high frequency factors 1 and 4, as
+/// every Llama 3.x uses) that give `factors`: the largest factor is `factor`,
+/// the original context length follows from a blended frequency if there is
+/// one (else 8192).
+fn llama3_scaling(theta: f64, head_dim: usize, factors: &[f32]) -> Option<RopeScaling> {
+    let inv_freq: Vec<f64> = (0..head_dim)
+        .step_by(2)
+        .map(|i| 1.0 / theta.powf(i as f64 / head_dim as f64))
+        .collect();
+    if inv_freq.len() != factors.len() {
+        return None;
+    }
+    let factor = factors.iter().copied().fold(1.0f32, f32::max) as f64;
+    let (low, high) = (1.0, 4.0);
+    let mut candidates = vec![8192.0];
+    for (&f, &freq) in factors.iter().zip(&inv_freq) {
+        let f = f as f64;
+        if (f - 1.0).abs() > 1e-4 && (f - factor).abs() > 1e-4 * factor {
+            // 1/f = (1 - s)/factor + s, s = (original/wavelen - low)/(high - low)
+            let s = (1.0 / f - 1.0 / factor) / (1.0 - 1.0 / factor);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            candidates.insert(0, (wavelen * (low + s * (high - low))).round());
+        }
+    }
+    candidates.into_iter().find_map(|original| {
+        let scaling = RopeScaling::Llama3 {
+            factor,
+            low_freq_factor: low,
+            high_freq_factor: high,
+            original_max_position_embeddings: original,
+        };
+        let fits = factors.iter().zip(&inv_freq).all(|(&f, &freq)| {
+            let want = freq / scaling.apply(freq);
+            (want - f as f64).abs() <= 1e-3 * want
+        });
+        fits.then_some(scaling)
+    })
+}
+
+/// GGUF tensor names -> Hugging Face checkpoint names (Gemma's four norms per
+/// layer are named differently from Llama's two).
+fn hf_name(gguf: &str, gemma: bool) -> Option<String> {
     let direct = match gguf {
         "token_embd.weight" => Some("model.embed_tokens.weight"),
         "output_norm.weight" => Some("model.norm.weight"),
@@ -228,7 +398,10 @@ fn hf_name(gguf: &str) -> Option<String> {
         "ffn_up" => "mlp.up_proj",
         "ffn_down" => "mlp.down_proj",
         "attn_norm" => "input_layernorm",
+        "ffn_norm" if gemma => "pre_feedforward_layernorm",
         "ffn_norm" => "post_attention_layernorm",
+        "post_attention_norm" if gemma => "post_attention_layernorm",
+        "post_ffw_norm" if gemma => "post_feedforward_layernorm",
         _ => return None,
     };
     Some(format!("model.layers.{layer}.{hf}.{kind}"))

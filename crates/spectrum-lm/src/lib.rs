@@ -19,7 +19,7 @@ pub mod template;
 pub mod tiny;
 pub mod tokenizer;
 
-pub use config::{Family, ModelConfig};
+pub use config::{Family, ModelConfig, RopeScaling};
 pub use engine::{LanguageModel, LocalModel, OutputScore, SamplingParams, TokenScores};
 pub use error::{LmError, Result};
 pub use template::{PromptFormat, Rendered};

@@ -292,14 +292,8 @@ fn write_gguf_with(path: &std::path::Path, cfg: &ModelConfig) {
             ),
         ),
     ];
-    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (*k, v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    gguf_file::write(
-        &mut std::fs::File::create(path).expect("create"),
-        &meta_refs,
-        &tensor_refs,
-    )
-    .expect("write");
+    let meta: Vec<(String, Value)> = meta.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    write_raw(path, &meta, &tensors);
 }
 
 #[test]
@@ -327,7 +321,9 @@ fn bad_gguf_files_get_clear_errors() {
     let err = spectrum_lm::gguf::import_gguf(&other, &dir.path().join("b")).expect_err("arch");
     assert!(
         matches!(err, LmError::Unsupported { .. })
-            && err.to_string().contains("supported: llama, qwen2, qwen3"),
+            && err
+                .to_string()
+                .contains("supported: llama, qwen2, qwen3, gemma3"),
         "{err}"
     );
 
@@ -418,4 +414,223 @@ fn sentencepiece_gguf_tokenizers_split_text_as_sentencepiece_does() {
     // The imported model runs on those ids.
     let lm = spectrum_lm::load_local(&out, spectrum_lm::DeviceSpec::Cpu).expect("load");
     assert_eq!(lm.model.config().vocab_size, tokens.len());
+}
+
+fn write_raw(path: &std::path::Path, meta: &[(String, Value)], tensors: &[(String, QTensor)]) {
+    let meta_refs: Vec<(&str, &Value)> = meta.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    gguf_file::write(
+        &mut std::fs::File::create(path).expect("create"),
+        &meta_refs,
+        &tensor_refs,
+    )
+    .expect("write");
+}
+
+fn f32_tensor(t: &Tensor) -> QTensor {
+    QTensor::quantize(t, GgmlDType::F32).expect("quantize")
+}
+
+/// Imports `gguf` and checks the model's logits against transformers'.
+fn assert_import_matches(gguf: &std::path::Path, r: &Reference, what: &str) -> ModelDir {
+    let out = gguf.with_extension("hf");
+    spectrum_lm::gguf::import_gguf(gguf, &out).expect("import");
+    let dir = ModelDir::open(&out).expect("open imported");
+    let (mut model, _) = dir
+        .load(DType::F32, &Device::Cpu, None)
+        .expect("load imported");
+    assert_matches_reference(&mut model, r, what);
+    dir
+}
+
+/// A Gemma 3 GGUF as llama.cpp writes one (tensor names from gguf-py's map,
+/// norms stored as 1 + w, `gemma3.*` metadata with linear RoPE scaling:
+/// recorded and checked against transformers' GGUF reader by
+/// scripts/record_reference.py) imports to the model transformers runs.
+#[test]
+fn gemma3_gguf_import_matches_transformers() {
+    let r = reference("gemma3");
+    let names = r.gguf["tensors"].as_object().expect("tensor names");
+    let tensors: Vec<(String, QTensor)> = r
+        .shapes
+        .iter()
+        .map(|(name, shape)| {
+            let mut t = weight(name, shape, DType::F32);
+            if name.ends_with("norm.weight") {
+                t = (t + 1.0).expect("plus one");
+            }
+            let gname = names[name].as_str().expect("gguf name").to_string();
+            (gname, f32_tensor(&t))
+        })
+        .collect();
+    let mut meta: Vec<(String, Value)> = r.gguf["metadata"]
+        .as_object()
+        .expect("metadata")
+        .iter()
+        .map(|(k, v)| {
+            let value = match v {
+                serde_json::Value::String(s) => Value::String(s.clone()),
+                serde_json::Value::Number(n) if n.is_u64() => {
+                    Value::U32(n.as_u64().expect("int") as u32)
+                }
+                serde_json::Value::Number(n) => Value::F32(n.as_f64().expect("float") as f32),
+                other => panic!("unexpected metadata {other}"),
+            };
+            (k.clone(), value)
+        })
+        .collect();
+    // A Gemma-like SentencePiece vocabulary: control tokens, turn markers, no space prefix.
+    let special = [
+        "<pad>",
+        "<eos>",
+        "<bos>",
+        "<unk>",
+        "<start_of_turn>",
+        "<end_of_turn>",
+    ];
+    let tokens: Vec<String> = (0..r.config.vocab_size)
+        .map(|i| match special.get(i) {
+            Some(s) => s.to_string(),
+            None => char::from(b'a' + (i - special.len()) as u8).to_string(),
+        })
+        .collect();
+    let types: Vec<Value> = (0..tokens.len())
+        .map(|i| {
+            Value::I32(match i {
+                3 => 2,
+                0..=5 => 3,
+                _ => 1,
+            })
+        })
+        .collect();
+    meta.extend([
+        (
+            "general.architecture".to_string(),
+            Value::String("gemma3".into()),
+        ),
+        ("tokenizer.ggml.model".into(), Value::String("llama".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().cloned().map(Value::String).collect()),
+        ),
+        (
+            "tokenizer.ggml.scores".into(),
+            Value::Array(tokens.iter().map(|_| Value::F32(0.0)).collect()),
+        ),
+        ("tokenizer.ggml.token_type".into(), Value::Array(types)),
+        ("tokenizer.ggml.bos_token_id".into(), Value::U32(2)),
+        ("tokenizer.ggml.eos_token_id".into(), Value::U32(1)),
+        ("tokenizer.ggml.eot_token_id".into(), Value::U32(5)),
+        ("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)),
+    ]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("gemma3.gguf");
+    write_raw(&path, &meta, &tensors);
+    let model = assert_import_matches(&path, &r, "gemma3 gguf");
+    assert_eq!(model.config.family(), Some(spectrum_lm::Family::Gemma3));
+    assert_eq!(
+        model.config.eos_ids(),
+        vec![1, 5],
+        "<end_of_turn> ends generation too"
+    );
+    assert!(!model.config.is_sliding_layer(5) && model.config.is_sliding_layer(4));
+    let tok = spectrum_lm::tokenizer::TextTokenizer::from_dir(&model.dir).expect("tokenizer");
+    assert_eq!(tok.bos, Some(2));
+    // Turn markers match whole; no `▁` is put in front of the text.
+    assert_eq!(
+        tok.encode("<start_of_turn>b<end_of_turn>").expect("encode"),
+        vec![4, 7, 5]
+    );
+}
+
+/// Llama 3.1+ GGUFs keep RoPE scaling as a `rope_freqs` tensor of per-frequency
+/// factors (written as in llama.cpp's convert script); the import recovers the
+/// `llama3` parameters and the model transformers runs.
+#[test]
+fn llama3_rope_freqs_become_llama3_scaling() {
+    let r = reference("llama3_rope");
+    let cfg = &r.config;
+    let hd = cfg.head_dim();
+    let (factor, low, high, original) = (8.0f64, 1.0f64, 4.0f64, 32.0f64);
+    // llama.cpp: factor 1 above the high band, `factor` below the low band, 1/blend between.
+    let factors: Vec<f32> = (0..hd)
+        .step_by(2)
+        .map(|i| {
+            let freq = 1.0 / cfg.rope_theta.powf(i as f64 / hd as f64);
+            let wavelen = 2.0 * std::f64::consts::PI / freq;
+            if wavelen < original / high {
+                1.0
+            } else if wavelen > original / low {
+                factor as f32
+            } else {
+                let smooth = (original / wavelen - low) / (high - low);
+                (1.0 / ((1.0 - smooth) / factor + smooth)) as f32
+            }
+        })
+        .collect();
+    assert!(
+        factors.iter().any(|&f| f > 1.0 && (f as f64) < factor),
+        "a blended band"
+    );
+    let mut tensors: Vec<(String, QTensor)> = r
+        .shapes
+        .iter()
+        .map(|(name, shape)| {
+            let mut t = weight(name, shape, DType::F32);
+            if name.ends_with("q_proj.weight") {
+                t = permute(&t, cfg.num_attention_heads);
+            }
+            if name.ends_with("k_proj.weight") {
+                t = permute(&t, cfg.kv_heads());
+            }
+            (gguf_name(name), f32_tensor(&t))
+        })
+        .collect();
+    let n = factors.len();
+    tensors.push((
+        "rope_freqs.weight".into(),
+        f32_tensor(&Tensor::from_vec(factors, n, &Device::Cpu).expect("factors")),
+    ));
+    let key = |k: &str| format!("llama.{k}");
+    let meta: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String("llama".into())),
+        (key("embedding_length"), Value::U32(cfg.hidden_size as u32)),
+        (
+            key("feed_forward_length"),
+            Value::U32(cfg.intermediate_size as u32),
+        ),
+        (key("block_count"), Value::U32(cfg.num_hidden_layers as u32)),
+        (
+            key("attention.head_count"),
+            Value::U32(cfg.num_attention_heads as u32),
+        ),
+        (
+            key("attention.head_count_kv"),
+            Value::U32(cfg.kv_heads() as u32),
+        ),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_norm_eps as f32),
+        ),
+        (key("rope.freq_base"), Value::F32(cfg.rope_theta as f32)),
+        (
+            key("context_length"),
+            Value::U32(cfg.max_position_embeddings as u32),
+        ),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(
+                (0..cfg.vocab_size)
+                    .map(|i| Value::String(format!("t{i}")))
+                    .collect(),
+            ),
+        ),
+        ("tokenizer.ggml.merges".into(), Value::Array(vec![])),
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("llama3.gguf");
+    write_raw(&path, &meta, &tensors);
+    let model = assert_import_matches(&path, &r, "llama3 rope_freqs");
+    assert_eq!(model.config.rope(), r.config.rope());
 }

@@ -22,27 +22,35 @@ fn logits_at(logits: &Tensor, b: usize, t: usize) -> Vec<f64> {
 /// scripts/record_reference.py) within 1e-4 relative, in f32, with padding.
 #[test]
 fn tiny_models_match_transformers() {
-    for family in ["llama", "qwen2", "qwen3", "gemma3"] {
+    for family in FAMILIES {
         let r = reference(family);
-        assert_eq!(r.config.family().map(|f| f.as_str()), Some(family));
+        let expected = family.strip_suffix("3_rope").unwrap_or(family);
+        assert_eq!(r.config.family().map(|f| f.as_str()), Some(expected));
         let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
-        let logits = model
-            .forward(&ids_tensor(&r.ids), Some(&mask_tensor(&r.mask)))
-            .expect("forward");
-        for (b, row) in r.mask.iter().enumerate() {
-            for (t, &m) in row.iter().enumerate() {
-                if m == 1 {
-                    assert_close(
-                        &logits_at(&logits, b, t),
-                        &r.logits[b][t],
-                        1e-4,
-                        &format!("{family} logits[{b}][{t}]"),
-                    );
-                }
-            }
-        }
+        assert_matches_reference(&mut model, &r, family);
     }
 }
+
+/// transformers 5 saves `rope_parameters` instead of `rope_theta` and
+/// `rope_scaling` (per layer type for Gemma 3): such a config.json must give
+/// the same model, not one with default RoPE.
+#[test]
+fn configs_saved_by_transformers_5_give_the_same_model() {
+    for family in FAMILIES {
+        let r = reference(family);
+        assert!(r.saved_config.get("rope_theta").is_none(), "{family}");
+        let tmp = tempfile::tempdir().expect("tmp");
+        let path = tmp.path().join("config.json");
+        std::fs::write(&path, r.saved_config.to_string()).expect("write");
+        let cfg = spectrum_lm::ModelConfig::from_file(&path).expect("read");
+        assert_eq!(cfg.rope_theta, r.config.rope_theta, "{family}");
+        assert_eq!(cfg.rope(), r.config.rope(), "{family}");
+        let mut model = CausalLm::load(&cfg, vb(&r, DType::F32), None).expect("load");
+        assert_matches_reference(&mut model, &r, &format!("{family} (saved)"));
+    }
+}
+
+const FAMILIES: [&str; 5] = ["llama", "llama3_rope", "qwen2", "qwen3", "gemma3"];
 
 #[test]
 fn training_kernels_match_inference_kernels() {

@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::Result;
+use crate::config::RopeScaling;
 use crate::lora::{AdapterSite, Linear};
 
 /// Whether gradients must flow (differentiable ops) or not (fused kernels).
@@ -65,6 +66,7 @@ pub(crate) struct Rotary {
 impl Rotary {
     pub fn new(
         theta: f64,
+        scaling: RopeScaling,
         head_dim: usize,
         positions: usize,
         dtype: DType,
@@ -72,7 +74,7 @@ impl Rotary {
     ) -> Result<Rotary> {
         let inv_freq: Vec<f32> = (0..head_dim)
             .step_by(2)
-            .map(|i| 1.0 / theta.powf(i as f64 / head_dim as f64) as f32)
+            .map(|i| scaling.apply(1.0 / theta.powf(i as f64 / head_dim as f64)) as f32)
             .collect();
         let inv_freq = Tensor::from_vec(inv_freq, (1, head_dim / 2), device)?;
         let positions = Tensor::arange(0u32, positions as u32, device)?

@@ -12,7 +12,7 @@ use super::common::{
 };
 use super::llama::{layer_site, lm_head};
 use crate::Result;
-use crate::config::ModelConfig;
+use crate::config::{ModelConfig, RopeScaling};
 use crate::lora::{AdapterSite, Linear};
 
 #[derive(Debug, Clone)]
@@ -92,8 +92,10 @@ impl Gemma3 {
             lm_head: lm_head(cfg, &vb, &embed_weight)?,
             embed: Embedding::new(embed_weight, h),
             embed_scale: (h as f64).sqrt(),
+            // RoPE scaling (linear on 4B and up) stretches the global layers only.
             rotary_global: Rotary::new(
                 cfg.rope_theta,
+                cfg.rope().map_err(candle_core::Error::Msg)?,
                 cfg.head_dim(),
                 cfg.max_position_embeddings,
                 dtype,
@@ -101,6 +103,7 @@ impl Gemma3 {
             )?,
             rotary_local: Rotary::new(
                 cfg.rope_local_base_freq.unwrap_or(10_000.0),
+                RopeScaling::Default,
                 cfg.head_dim(),
                 cfg.max_position_embeddings,
                 dtype,

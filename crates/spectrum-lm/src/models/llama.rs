@@ -110,6 +110,7 @@ impl Llama {
             embed: Embedding::new(embed_weight, cfg.hidden_size),
             rotary: Rotary::new(
                 cfg.rope_theta,
+                cfg.rope().map_err(candle_core::Error::Msg)?,
                 cfg.head_dim(),
                 cfg.max_position_embeddings,
                 vb.dtype(),

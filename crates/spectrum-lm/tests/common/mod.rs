@@ -16,6 +16,10 @@ pub struct Reference {
     pub ids: Vec<Vec<u32>>,
     pub mask: Vec<Vec<u32>>,
     pub logits: Vec<Vec<Vec<f64>>>,
+    /// The config as transformers >= 5 writes it (`rope_parameters`).
+    pub saved_config: serde_json::Value,
+    /// Gemma 3 only: how llama.cpp writes the model as GGUF.
+    pub gguf: serde_json::Value,
 }
 
 pub fn reference(family: &str) -> Reference {
@@ -47,6 +51,8 @@ pub fn reference(family: &str) -> Reference {
         ids: serde_json::from_value(v["ids"].clone()).expect("ids"),
         mask: serde_json::from_value(v["mask"].clone()).expect("mask"),
         logits: serde_json::from_value(v["logits"].clone()).expect("logits"),
+        saved_config: v["saved_config"].clone(),
+        gguf: v["gguf"].clone(),
     }
 }
 
@@ -114,6 +120,36 @@ pub fn assert_close(got: &[f64], want: &[f64], tol: f64, what: &str) {
             (a - b).abs() <= tol * b.abs().max(1.0),
             "{what}[{i}]: got {a}, want {b} (tolerance {tol})"
         );
+    }
+}
+
+/// The model's logits on the reference ids equal transformers' within 1e-4
+/// relative, at every unpadded position.
+pub fn assert_matches_reference(
+    model: &mut spectrum_lm::models::CausalLm,
+    r: &Reference,
+    what: &str,
+) {
+    use candle_core::IndexOp;
+    let logits = model
+        .forward(&ids_tensor(&r.ids), Some(&mask_tensor(&r.mask)))
+        .expect("forward");
+    for (b, row) in r.mask.iter().enumerate() {
+        for (t, &m) in row.iter().enumerate() {
+            if m == 1 {
+                let got: Vec<f64> = logits
+                    .i((b, t))
+                    .and_then(|x| x.to_dtype(DType::F64))
+                    .and_then(|x| x.to_vec1())
+                    .expect("row");
+                assert_close(
+                    &got,
+                    &r.logits[b][t],
+                    1e-4,
+                    &format!("{what} logits[{b}][{t}]"),
+                );
+            }
+        }
     }
 }
 
