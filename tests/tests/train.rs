@@ -311,3 +311,64 @@ fn lora_runs_register_their_adapter_and_export_both_ways() {
     );
     assert!((tuned - base).abs() > 1e-6, "training changed the model");
 }
+
+/// A base model without turn tokens (as a pretrained Llama 2 or Mistral):
+/// `spectrum train` adds ChatML's, with rows from the instruct sibling named by
+/// --init-tokens-from, registers that model, trains it; `model add-tokens`
+/// does the same by hand and refuses a model that has turn tokens.
+#[test]
+fn a_base_without_turn_tokens_gets_them_for_training() {
+    let sb = Sandbox::with_suite_and_tiny_model(6);
+    let bare = sb.path("bare");
+    spectrum_lm::tiny::write_model(&bare, 32, 2, 3).expect("tiny model");
+    spectrum_lm::tiny::strip_turn_tokens(&bare).expect("strip");
+    sb.ok(&[
+        "model",
+        "add",
+        bare.to_str().expect("utf-8"),
+        "--name",
+        "bare",
+    ]);
+    let spectrum_only = sb.run(&[
+        "--json",
+        "score",
+        "--model",
+        "bare",
+        "--format",
+        "spectrum",
+        sb.write("rows.jsonl", br#"{"messages": [{"role": "description", "content": "Say hi."}, {"role": "output", "content": "hi"}, {"role": "output", "content": "yo"}]}"#)
+            .to_str()
+            .expect("utf-8"),
+    ]);
+    assert!(
+        String::from_utf8_lossy(&spectrum_only.stderr).contains("spectrum model add-tokens"),
+        "the error names the fix"
+    );
+
+    let mut args = train_args("turns", "2");
+    args.retain(|a| *a != "tiny");
+    args.splice(2..2, ["bare", "--init-tokens-from", "tiny"]);
+    let outcome = sb.json(&args);
+    assert_eq!(outcome["run"]["status"], "finished");
+    let added = sb.json(&["model", "show", "bare-turns"]);
+    let source = added["source"].as_str().expect("source");
+    assert!(
+        source.contains("<|im_start|> <|im_end|>") && source.contains("tiny"),
+        "{source}"
+    );
+    let marker: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            Path::new(added["path"].as_str().expect("path")).join("spectrum_added_tokens.json"),
+        )
+        .expect("marker"),
+    )
+    .expect("json");
+    assert_eq!(marker["first_id"], spectrum_lm::tiny::vocab().len());
+
+    // By hand: mean rows this time (another model); a model with turn tokens is refused.
+    let by_hand = sb.json(&["model", "add-tokens", "bare"]);
+    assert_eq!(by_hand["name"], "bare-turns-2");
+    let refused = sb.run(&["model", "add-tokens", "tiny"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("has turn tokens already"));
+}

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use spectrum_lm::added_tokens::RowInit;
 use spectrum_lm::default_model::{self, DefaultModel};
 use spectrum_lm::hf::ModelDir;
 use spectrum_lm::tokenizer::TextTokenizer;
@@ -203,6 +204,70 @@ impl Studio {
             added_at: now(),
         };
         Ok(store.add_model(&record)?)
+    }
+
+    /// Registers a copy of model `spec` with the spectrum format's turn tokens
+    /// added (METHOD.md §2): their rows copied from the instruct sibling
+    /// `init_from` (any `--model` argument), else the mean row. A copy made
+    /// before for the same base and init is reused. `None` when the model has
+    /// its turn tokens already.
+    pub fn add_turn_tokens(
+        &self,
+        spec: &str,
+        init_from: Option<&str>,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<Option<ModelRecord>> {
+        let dir = self.resolve_model(spec, progress)?;
+        let tokenizer = spectrum_lm::tokenizer::TextTokenizer::from_dir(&dir)?;
+        let missing = spectrum_lm::added_tokens::missing_turn_tokens(&tokenizer);
+        if missing.is_empty() {
+            return Ok(None);
+        }
+        let sibling = init_from
+            .map(|m| self.resolve_model(m, progress))
+            .transpose()?;
+        let init = sibling.as_deref().map_or(RowInit::Mean, RowInit::Sibling);
+        let init_text = sibling
+            .as_ref()
+            .map_or("mean".to_string(), |p| p.display().to_string());
+        let source = format!(
+            "{} + {} (rows: {init_text})",
+            dir.display(),
+            missing.join(" ")
+        );
+        let store = self.store()?;
+        if let Some(done) = store.models()?.into_iter().find(|m| m.source == source) {
+            progress(&format!(
+                "using {} (the base with turn tokens added)",
+                done.name
+            ));
+            return Ok(Some(done));
+        }
+        let base_name = store
+            .models()?
+            .into_iter()
+            .find(|m| Path::new(&m.path) == dir)
+            .map_or_else(
+                || {
+                    dir.file_name()
+                        .map_or("model".into(), |n| n.to_string_lossy().into_owned())
+                },
+                |m| m.name,
+            );
+        let name = crate::training::unique_name(&store, format!("{base_name}-turns"))?;
+        drop(store);
+        let out = self.models_dir().join(&name);
+        let staging = self.models_dir().join(format!(".{name}.adding"));
+        let _ = std::fs::remove_dir_all(&staging);
+        progress(&format!(
+            "{} has no turn tokens for the spectrum format: adding {} (rows from {init_text}) as model {name}",
+            dir.display(),
+            missing.join(" "),
+        ));
+        spectrum_lm::added_tokens::add_tokens(&dir, &staging, &missing, init)?;
+        std::fs::rename(&staging, &out)
+            .with_context(|| format!("cannot move {} to {}", staging.display(), out.display()))?;
+        Ok(Some(self.register(&out, &name, &source)?))
     }
 
     pub(crate) fn register(&self, dir: &Path, name: &str, source: &str) -> Result<ModelRecord> {

@@ -26,6 +26,9 @@ pub struct TrainRequest {
     pub spec: RunSpec,
     pub model: String,
     pub name: Option<String>,
+    /// For a base model without the spectrum format's turn tokens: the
+    /// instruct sibling whose rows for them are copied (default: the mean row).
+    pub init_tokens_from: Option<String>,
 }
 
 /// What a run record's `spec` column holds: the settings and what they resolved to.
@@ -143,8 +146,14 @@ impl Studio {
             .map_err(|e| anyhow::anyhow!("run spec: {e}"))?;
         // A device this build or machine lacks is refused before a run is recorded.
         spec.device.device()?;
-        let model_path = self.resolve_model(&request.model, note)?;
+        let mut model_path = self.resolve_model(&request.model, note)?;
         crate::models::require_weights(&model_path)?;
+        if spec.format == spectrum_lm::PromptFormat::Spectrum
+            && let Some(extended) =
+                self.add_turn_tokens(&request.model, request.init_tokens_from.as_deref(), note)?
+        {
+            model_path = PathBuf::from(extended.path);
+        }
         let mut store = self.store()?;
         let (train_tasks, held_out_tasks) = resolve_tasks(&store, &spec.tasks)?;
         if held_out_tasks.is_empty() {

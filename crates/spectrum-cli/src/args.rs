@@ -199,8 +199,14 @@ pub struct TrainArgs {
     #[arg(long, conflicts_with = "resume")]
     pub no_start: bool,
     /// Base model: a registered name or id, a folder, a .gguf file, or `default`.
+    /// A model without ChatML, Gemma or Llama-3 turn tokens gets ChatML's added
+    /// for the spectrum format (registered as NAME-turns; see `model add-tokens`).
     #[arg(long, default_value = "default")]
     pub model: String,
+    /// When turn tokens are added: the instruct sibling whose rows for them are
+    /// copied (default: the mean of the existing rows).
+    #[arg(long, value_name = "MODEL")]
+    pub init_tokens_from: Option<String>,
     /// Name of the run and of the tuned model it registers (default: MODEL-spectrum).
     #[arg(long)]
     pub name: Option<String>,
@@ -666,6 +672,16 @@ pub enum ModelCommand {
     Key {
         /// The endpoint, e.g. https://host/v1.
         url: String,
+    },
+    /// Register a copy of MODEL with the spectrum format's turn tokens (ChatML's
+    /// <|im_start|> and <|im_end|>) added, when it has none: new embedding rows
+    /// copied from the instruct sibling --from, else the mean row (METHOD.md §2).
+    /// `spectrum train` does this by itself; LoRA runs train the new rows too.
+    AddTokens {
+        model: String,
+        /// The instruct sibling whose rows for the tokens are copied.
+        #[arg(long, value_name = "MODEL")]
+        from: Option<String>,
     },
     /// One line per registered model.
     List,

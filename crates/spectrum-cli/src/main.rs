@@ -118,6 +118,14 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 eprintln!("stored");
                 Ok(())
             }
+            ModelCommand::AddTokens { model, from } => {
+                match studio.add_turn_tokens(&model, from.as_deref(), &mut |m| out.note(m))? {
+                    Some(record) => out.model(&record),
+                    None => anyhow::bail!(
+                        "{model} has turn tokens already (ChatML, Gemma or Llama 3): the spectrum format works as it is"
+                    ),
+                }
+            }
             ModelCommand::List => out.models(&studio.models()?),
             ModelCommand::Show { model } => out.model(&studio.model(&model)?),
             ModelCommand::Remove { model } => out.removed_model(&studio.remove_model(&model)?),
@@ -197,6 +205,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 spec: a.run_spec()?,
                 model: a.model.clone(),
                 name: a.name.clone(),
+                init_tokens_from: a.init_tokens_from.clone(),
             };
             let run = studio.plan_run(&request, &mut note)?;
             out.planned(&run)
@@ -218,6 +227,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                         spec: a.run_spec()?,
                         model: a.model.clone(),
                         name: a.name.clone(),
+                        init_tokens_from: a.init_tokens_from.clone(),
                     };
                     train_with_progress(out, |p, n| studio.train(&request, p, n, cancel))?
                 }
@@ -532,6 +542,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
                 spec,
                 model: model.name.clone(),
                 name: None,
+                init_tokens_from: None,
             };
             Some(train_with_progress(out, |p, n| {
                 studio.train(&request, p, n, cancel)

@@ -3,6 +3,7 @@
 //! files, tokenizers, Spectrum prompt templates (token ids + loss masks), LoRA
 //! adapters, scoring and sampling behind the [`LanguageModel`] trait.
 
+pub mod added_tokens;
 pub mod config;
 pub mod default_model;
 pub mod engine;

@@ -69,7 +69,15 @@ pub struct Linear {
 pub struct AdapterSite<'a> {
     pub config: &'a LoraConfig,
     pub vb: VarBuilder<'a>,
+    /// Token ids whose embedding (and untied LM-head) rows train too: tokens
+    /// added to the model (METHOD.md §2), PEFT's `trainable_token_indices`.
+    pub token_rows: Option<std::ops::Range<usize>>,
 }
+
+/// PEFT's names for the trainable rows of the embeddings and the LM head.
+pub const EMBED_ROWS: &str =
+    "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta";
+pub const HEAD_ROWS: &str = "base_model.model.lm_head.token_adapter.trainable_tokens_delta";
 
 impl std::fmt::Debug for AdapterSite<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -134,6 +142,18 @@ impl Linear {
             weight,
             bias: None,
             adapter: None,
+        }
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    /// The same layer (bias, adapter) over another weight.
+    pub fn with_weight(&self, weight: Tensor) -> Linear {
+        Linear {
+            weight,
+            ..self.clone()
         }
     }
 

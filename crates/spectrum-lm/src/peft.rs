@@ -31,7 +31,14 @@ struct AdapterConfigFile {
     use_dora: bool,
     #[serde(default)]
     base_model_name_or_path: Option<String>,
+    /// Module name (`embed_tokens`, `lm_head`) -> token ids whose rows the
+    /// adapter replaces (PEFT's trainable tokens).
+    #[serde(default)]
+    trainable_token_indices: Option<HashMap<String, Vec<u32>>>,
 }
+
+/// Token ids per module whose rows an adapter replaces.
+pub type TokenIndices = HashMap<String, Vec<u32>>;
 
 /// A PEFT LoRA adapter folder.
 #[derive(Debug, Clone)]
@@ -41,6 +48,7 @@ pub struct AdapterDir {
     /// relative to the adapter folder).
     pub base: PathBuf,
     pub scale: f64,
+    pub token_indices: TokenIndices,
 }
 
 impl AdapterDir {
@@ -90,6 +98,7 @@ impl AdapterDir {
             dir: dir.to_path_buf(),
             base,
             scale,
+            token_indices: cfg.trainable_token_indices.unwrap_or_default(),
         })
     }
 
@@ -107,16 +116,38 @@ impl AdapterDir {
                 format!("truncated or corrupt safetensors file ({e})"),
             )
         })?;
-        merge(tensors, &adapter, self.scale).map_err(|message| LmError::bad(&path, message))
+        merge(tensors, &adapter, self.scale, &self.token_indices)
+            .map_err(|message| LmError::bad(&path, message))
     }
 }
 
-/// `W += scale · B A` for each `base_model.model.{m}.lora_A.weight` in `adapter`.
+/// `W += scale · B A` for each `base_model.model.{m}.lora_A.weight` in
+/// `adapter`; rows `token_indices[m]` of `W` replaced by `{m}.token_adapter.trainable_tokens_delta`.
 pub fn merge(
     tensors: &mut HashMap<String, Tensor>,
     adapter: &HashMap<String, Tensor>,
     scale: f64,
+    token_indices: &TokenIndices,
 ) -> std::result::Result<(), String> {
+    for (name, rows) in adapter {
+        let Some(module) = name
+            .strip_suffix(".token_adapter.trainable_tokens_delta")
+            .map(|m| m.strip_prefix("base_model.model.").unwrap_or(m))
+        else {
+            continue;
+        };
+        let short = module.rsplit('.').next().unwrap_or(module);
+        let ids = token_indices.get(short).ok_or_else(|| {
+            format!("{name}: adapter_config.json lists no trainable_token_indices for {short}")
+        })?;
+        let weight_name = format!("{module}.weight");
+        let w = tensors.get(&weight_name).ok_or_else(|| {
+            format!("{name} replaces rows of {weight_name}, which the base model lacks")
+        })?;
+        let replaced = replace_rows(w, ids, rows)
+            .map_err(|e| format!("cannot put {name} into {weight_name}: {e}"))?;
+        tensors.insert(weight_name, replaced);
+    }
     for (name, a) in adapter {
         let Some(module) = name
             .strip_suffix(".lora_A.weight")
@@ -146,13 +177,35 @@ pub fn merge(
     Ok(())
 }
 
+/// `w` with row `ids[i]` set to row `i` of `rows`.
+fn replace_rows(w: &Tensor, ids: &[u32], rows: &Tensor) -> candle_core::Result<Tensor> {
+    let (n, h) = rows.dims2()?;
+    let (v, wh) = w.dims2()?;
+    if n != ids.len() || h != wh || ids.iter().any(|&i| i as usize >= v) {
+        candle_core::bail!(
+            "{n} x {h} rows for {} ids into a {:?} weight",
+            ids.len(),
+            w.dims()
+        );
+    }
+    let rows = rows.to_device(w.device())?.to_dtype(w.dtype())?;
+    let mut w = w.clone();
+    for (i, &id) in ids.iter().enumerate() {
+        let id = id as usize;
+        w = w.slice_assign(&[id..id + 1, 0..h], &rows.narrow(0, i, 1)?)?;
+    }
+    Ok(w)
+}
+
 /// Writes a PEFT adapter folder: `tensors` named as PEFT names them, `config`
-/// the LoRA settings, `base` the base model's folder.
+/// the LoRA settings, `base` the base model's folder, `token_rows` the ids
+/// whose embedding (and LM-head) rows the adapter holds, if any.
 pub fn write(
     dir: &Path,
     tensors: &HashMap<String, Tensor>,
     config: &LoraConfig,
     base: &Path,
+    token_rows: Option<std::ops::Range<usize>>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| LmError::io(dir, e))?;
     let base = std::path::absolute(base).map_err(|e| LmError::io(base, e))?;
@@ -176,6 +229,15 @@ pub fn write(
         "rank_pattern": {},
         "alpha_pattern": {},
         "revision": null,
+        "trainable_token_indices": token_rows.map(|rows| {
+            let ids: Vec<usize> = rows.collect();
+            let mut modules = serde_json::Map::new();
+            modules.insert("embed_tokens".into(), json!(ids));
+            if tensors.contains_key(crate::lora::HEAD_ROWS) {
+                modules.insert("lm_head".into(), json!(ids));
+            }
+            modules
+        }),
     });
     let path = dir.join(CONFIG_FILE);
     let text =

@@ -98,7 +98,9 @@ impl Turns {
             Ok(Turns::Llama3)
         } else {
             Err(LmError::Template(
-                "the tokenizer has no ChatML, Gemma or Llama-3 turn tokens for the spectrum format; use the colon format".into(),
+                "the tokenizer has no ChatML, Gemma or Llama-3 turn tokens for the spectrum format \
+                 (fix: use the colon format, or `spectrum model add-tokens` to add them)"
+                    .into(),
             ))
         }
     }
@@ -115,6 +117,13 @@ impl Turns {
             ),
         }
     }
+}
+
+/// Whether the tokenizer has the turn tokens of the spectrum format (ChatML,
+/// Gemma or Llama 3); models without them get them added for training
+/// ([`crate::added_tokens`]).
+pub fn has_turn_tokens(tok: &TextTokenizer) -> bool {
+    Turns::detect(tok).is_ok()
 }
 
 /// Renders `messages` (validated: METHOD.md §1) in `format`. With a `budget`,

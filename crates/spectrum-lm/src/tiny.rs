@@ -150,3 +150,18 @@ pub fn write_model(dir: &Path, hidden: usize, layers: usize, seed: u64) -> Resul
     candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
     Ok(())
 }
+
+/// Renames the tiny model's ChatML turn tokens in `dir` (to `<|turn|>` and
+/// `<|end|>`): a model without turn tokens for the spectrum format, as a
+/// pretrained Llama 2 or Mistral is.
+pub fn strip_turn_tokens(dir: &Path) -> Result<()> {
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        let path = dir.join(name);
+        let text = std::fs::read_to_string(&path).map_err(|e| LmError::io(&path, e))?;
+        let text = text
+            .replace("<|im_start|>", "<|turn|>")
+            .replace("<|im_end|>", "<|end|>");
+        std::fs::write(&path, text).map_err(|e| LmError::io(&path, e))?;
+    }
+    Ok(())
+}

@@ -218,6 +218,7 @@ fn lora_adapters_start_at_the_base_model_and_receive_gradients() {
     let site = AdapterSite {
         config: &config,
         vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+        token_rows: None,
     };
     let mut adapted =
         CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("load with adapters");
@@ -273,6 +274,7 @@ fn frozen_base_weights_give_the_same_adapter_gradients() {
     let site = AdapterSite {
         config: &config,
         vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+        token_rows: None,
     };
     let mut frozen =
         CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("frozen base");

@@ -13,7 +13,8 @@ use crate::spec::Method;
 use crate::{Result, TrainError};
 
 /// Tokenizer and generation files copied next to merged weights.
-const SIDE_FILES: [&str; 5] = [
+const SIDE_FILES: [&str; 6] = [
+    spectrum_lm::added_tokens::MARKER,
     "tokenizer.json",
     "tokenizer_config.json",
     "special_tokens_map.json",
@@ -28,7 +29,8 @@ pub fn export_peft(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path) 
             "this run fine-tuned every weight, so it has no adapter to export (fix: export --merged)".into(),
         ));
     };
-    peft::write(out, &ckpt.trainable()?, cfg, base)?;
+    let added = spectrum_lm::added_tokens::AddedTokens::read(base)?;
+    peft::write(out, &ckpt.trainable()?, cfg, base, added.map(|a| a.ids()))?;
     Ok(())
 }
 
@@ -39,11 +41,15 @@ pub fn export_merged(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path
     let mut tensors = md.load_tensors(DType::F32, &Device::Cpu)?;
     let trained = ckpt.trainable()?;
     match method {
-        Method::Lora(cfg) => peft::merge(&mut tensors, &trained, cfg.scale()).map_err(|m| {
-            TrainError::Checkpoint {
-                path: ckpt.dir.clone(),
-                message: m,
-            }
+        Method::Lora(cfg) => peft::merge(
+            &mut tensors,
+            &trained,
+            cfg.scale(),
+            &token_indices(base, &trained)?,
+        )
+        .map_err(|m| TrainError::Checkpoint {
+            path: ckpt.dir.clone(),
+            message: m,
         })?,
         Method::Full => {
             for (name, t) in trained {
@@ -85,6 +91,25 @@ pub fn export_merged(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path
         }
     }
     Ok(())
+}
+
+/// The rows a LoRA checkpoint's trainable tokens replace (the base's added tokens).
+fn token_indices(
+    base: &Path,
+    trained: &std::collections::HashMap<String, candle_core::Tensor>,
+) -> Result<peft::TokenIndices> {
+    let Some(added) = spectrum_lm::added_tokens::AddedTokens::read(base)? else {
+        return Ok(Default::default());
+    };
+    let ids: Vec<u32> = added.ids().map(|i| i as u32).collect();
+    Ok([
+        ("embed_tokens", spectrum_lm::lora::EMBED_ROWS),
+        ("lm_head", spectrum_lm::lora::HEAD_ROWS),
+    ]
+    .into_iter()
+    .filter(|(_, name)| trained.contains_key(*name))
+    .map(|(module, _)| (module.to_string(), ids.clone()))
+    .collect())
 }
 
 fn io(path: &Path, e: std::io::Error) -> TrainError {

@@ -109,11 +109,27 @@ impl Trainable {
         let tensors = md.load_tensors(dtype, &device)?;
         let tokenizer = TextTokenizer::from_dir(&md.dir)?;
         let varmap = VarMap::new();
+        // Rows of tokens added to the model (METHOD.md §2) train with the adapter:
+        // they start as the base's rows.
+        let token_rows = spectrum_lm::added_tokens::AddedTokens::read(&md.dir)?.map(|a| a.ids());
+        let mut initial_rows: Vec<(&str, Tensor)> = Vec::new();
         let model = match &spec.method {
             Method::Lora(cfg) => {
+                if let Some(rows) = &token_rows {
+                    let embed = "model.embed_tokens.weight";
+                    for (var, weight) in [
+                        (spectrum_lm::lora::EMBED_ROWS, embed),
+                        (spectrum_lm::lora::HEAD_ROWS, "lm_head.weight"),
+                    ] {
+                        if let Some(w) = tensors.get(weight) {
+                            initial_rows.push((var, w.narrow(0, rows.start, rows.len())?));
+                        }
+                    }
+                }
                 let site = AdapterSite {
                     config: cfg,
                     vb: VarBuilder::from_varmap(&varmap, dtype, &device),
+                    token_rows: token_rows.clone(),
                 };
                 let vb = VarBuilder::from_tensors(tensors, dtype, &device);
                 CausalLm::load(&md.config, vb, Some(&site))?
@@ -140,6 +156,11 @@ impl Trainable {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         named.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, rows) in &initial_rows {
+            if let Some((_, var)) = named.iter().find(|(n, _)| n == name) {
+                var.set(rows)?;
+            }
+        }
         if let Method::Lora(_) = spec.method {
             // candle's initialiser draws from an unseeded generator: redraw A
             // (kaiming-uniform bound 1/sqrt(in), as PEFT) from the run's seed.

@@ -312,3 +312,78 @@ fn splitting_micro_batches_by_tokens_gives_the_same_steps() {
         );
     }
 }
+
+/// A model given turn tokens (METHOD.md §2) trains their rows under LoRA: the
+/// adapter holds them as PEFT's trainable tokens, the merged model has them
+/// trained, every other embedding row is as it was.
+#[test]
+fn lora_trains_the_rows_of_added_tokens() {
+    use spectrum_lm::added_tokens::{RowInit, add_tokens};
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (bare, model) = (tmp.path().join("bare"), tmp.path().join("model"));
+    tiny_model(&bare);
+    spectrum_lm::tiny::strip_turn_tokens(&bare).expect("strip");
+    let tokens = vec!["<|im_start|>".to_string(), "<|im_end|>".to_string()];
+    let added = add_tokens(&bare, &model, &tokens, RowInit::Mean).expect("add");
+    let method = Method::Lora(LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    });
+    let (log, outcome) = run(
+        &spec(method.clone(), 4),
+        &model,
+        &tmp.path().join("run"),
+        &data(),
+        None,
+    );
+    assert!(log.steps.last().expect("steps").loss < log.steps[0].loss);
+    let ckpt = Checkpoint {
+        dir: outcome.checkpoint.clone(),
+    };
+    let trained = ckpt.trainable().expect("weights");
+    assert_eq!(trained[spectrum_lm::lora::EMBED_ROWS].dims(), [2, 32]);
+
+    let merged = tmp.path().join("merged");
+    export::export_merged(&ckpt, &method, &model, &merged).expect("merge");
+    let embed = |dir: &Path| -> Vec<Vec<f32>> {
+        candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).expect("load")
+            ["model.embed_tokens.weight"]
+            .to_vec2()
+            .expect("rows")
+    };
+    let (before, after) = (embed(&model), embed(&merged));
+    for (id, (b, a)) in before.iter().zip(&after).enumerate() {
+        assert_eq!(added.ids().contains(&id), a != b, "row {id}");
+    }
+    let peft_dir = tmp.path().join("peft");
+    export::export_peft(&ckpt, &method, &model, &peft_dir).expect("peft");
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(peft_dir.join("adapter_config.json")).expect("config"),
+    )
+    .expect("json");
+    let ids: Vec<usize> = added.ids().collect();
+    assert_eq!(
+        cfg["trainable_token_indices"]["embed_tokens"],
+        serde_json::json!(ids)
+    );
+    // The adapter folder loads as base + adapter (rows included): as the merged model.
+    let seq = vec![vec![
+        added.first_id as u32,
+        40,
+        41,
+        42,
+        added.first_id as u32 + 1,
+        10,
+    ]];
+    let logits = |dir: &Path| {
+        use spectrum_lm::LanguageModel;
+        let mut m = spectrum_lm::load_local(dir, spectrum_lm::DeviceSpec::Cpu).expect("load");
+        m.score_tokens(&seq).expect("score")[0].logprobs.clone()
+    };
+    let (a, b) = (logits(&merged), logits(&peft_dir));
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
+    }
+}

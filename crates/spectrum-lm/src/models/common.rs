@@ -7,8 +7,9 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::Result;
-use crate::config::RopeScaling;
+use crate::config::{ModelConfig, RopeScaling};
 use crate::lora::{AdapterSite, Linear};
+use crate::lora::{EMBED_ROWS, HEAD_ROWS};
 
 /// Whether gradients must flow (differentiable ops) or not (fused kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -131,7 +132,97 @@ pub(crate) fn sub_site<'a>(site: Option<&AdapterSite<'a>>, name: &str) -> Option
     site.map(|s| AdapterSite {
         config: s.config,
         vb: s.vb.pp(name),
+        token_rows: None,
     })
+}
+
+/// Token embeddings and the LM head (tied to them, or not). With trainable
+/// token rows (tokens added to the model), those rows come from trainable
+/// variables and the rest stays frozen.
+#[derive(Debug, Clone)]
+pub(crate) struct TokenIo {
+    embed: Tensor,
+    /// Untied `lm_head.weight`, with its LoRA adapter if targeted.
+    head: Option<Linear>,
+    /// (first id, embedding rows, untied head rows).
+    rows: Option<(usize, Tensor, Option<Tensor>)>,
+}
+
+impl TokenIo {
+    pub fn load(cfg: &ModelConfig, vb: &VarBuilder, site: Option<&AdapterSite>) -> Result<TokenIo> {
+        let (v, h) = (cfg.vocab_size, cfg.hidden_size);
+        let embed = vb.get((v, h), "model.embed_tokens.weight")?;
+        let head = if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
+            None
+        } else {
+            Some(Linear::load(
+                vb.pp("lm_head"),
+                h,
+                v,
+                false,
+                "lm_head",
+                None,
+            )?)
+        };
+        let rows = match site.and_then(|s| s.token_rows.clone().map(|r| (s, r))) {
+            Some((site, range)) => {
+                if range.end > v || range.is_empty() {
+                    return Err(candle_core::Error::Msg(format!(
+                        "trainable token rows {range:?} outside the vocabulary of {v}"
+                    ))
+                    .into());
+                }
+                let n = range.len();
+                let zero = candle_nn::Init::Const(0.0);
+                let embed_rows = site.vb.get_with_hints((n, h), EMBED_ROWS, zero)?;
+                let head_rows = match head {
+                    Some(_) => Some(site.vb.get_with_hints((n, h), HEAD_ROWS, zero)?),
+                    None => None,
+                };
+                Some((range.start, embed_rows, head_rows))
+            }
+            None => None,
+        };
+        Ok(TokenIo { embed, head, rows })
+    }
+
+    /// `w` with rows `first..first + n` replaced by `rows`.
+    fn patched(w: &Tensor, first: usize, rows: &Tensor) -> Result<Tensor> {
+        let n = rows.dim(0)?;
+        let tail = w.dim(0)? - first - n;
+        let mut parts = vec![w.narrow(0, 0, first)?, rows.clone()];
+        if tail > 0 {
+            parts.push(w.narrow(0, first + n, tail)?);
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    }
+
+    fn embed_weight(&self) -> Result<Tensor> {
+        match &self.rows {
+            Some((first, rows, _)) => Self::patched(&self.embed, *first, rows),
+            None => Ok(self.embed.clone()),
+        }
+    }
+
+    /// Embeddings of `ids` [batch, seq] -> [batch, seq, hidden].
+    pub fn embed(&self, ids: &Tensor) -> Result<Tensor> {
+        let h = self.embed.dim(1)?;
+        Ok(candle_core::Module::forward(
+            &candle_nn::Embedding::new(self.embed_weight()?, h),
+            ids,
+        )?)
+    }
+
+    /// Logits of final hidden states.
+    pub fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        match (&self.head, &self.rows) {
+            (Some(head), Some((first, _, Some(rows)))) => head
+                .with_weight(Self::patched(head.weight(), *first, rows)?)
+                .forward_t(hidden, train),
+            (Some(head), _) => head.forward_t(hidden, train),
+            (None, _) => Linear::from_weight(self.embed_weight()?).forward_t(hidden, train),
+        }
+    }
 }
 
 impl Attention {

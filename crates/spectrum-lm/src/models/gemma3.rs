@@ -3,17 +3,17 @@
 //! MLPs, and interleaved attention: most layers see a sliding window of keys
 //! with local RoPE, every n-th layer sees all keys with global RoPE.
 
-use candle_core::{DType, Module, Tensor};
-use candle_nn::{Embedding, VarBuilder};
+use candle_core::{DType, Tensor};
+use candle_nn::VarBuilder;
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, attention_mask,
-    sub_site,
+    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
+    attention_mask, sub_site,
 };
-use super::llama::{layer_site, lm_head};
+use super::llama::layer_site;
 use crate::Result;
 use crate::config::{ModelConfig, RopeScaling};
-use crate::lora::{AdapterSite, Linear};
+use crate::lora::AdapterSite;
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -29,11 +29,10 @@ struct Block {
 
 #[derive(Debug, Clone)]
 pub struct Gemma3 {
-    embed: Embedding,
+    tokens: TokenIo,
     embed_scale: f64,
     blocks: Vec<Block>,
     norm: RmsNorm,
-    lm_head: Linear,
     rotary_global: Rotary,
     rotary_local: Rotary,
     window: usize,
@@ -47,7 +46,6 @@ impl Gemma3 {
         adapters: Option<&AdapterSite>,
     ) -> Result<Gemma3> {
         let (h, eps) = (cfg.hidden_size, cfg.rms_norm_eps);
-        let embed_weight = vb.get((cfg.vocab_size, h), "model.embed_tokens.weight")?;
         let spec = AttentionSpec {
             hidden: h,
             heads: cfg.num_attention_heads,
@@ -89,8 +87,7 @@ impl Gemma3 {
         let (dtype, device) = (vb.dtype(), vb.device().clone());
         Ok(Gemma3 {
             norm: RmsNorm::load(vb.pp("model.norm"), h, eps, 1.0)?,
-            lm_head: lm_head(cfg, &vb, &embed_weight)?,
-            embed: Embedding::new(embed_weight, h),
+            tokens: TokenIo::load(cfg, &vb, adapters)?,
             embed_scale: (h as f64).sqrt(),
             // RoPE scaling (linear on 4B and up) stretches the global layers only.
             rotary_global: Rotary::new(
@@ -140,7 +137,7 @@ impl Gemma3 {
             .to_dtype(dtype)?
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?;
-        let mut x = (self.embed.forward(ids)? * scale)?;
+        let mut x = (self.tokens.embed(ids)? * scale)?;
         for block in &mut self.blocks {
             let (mask, rotary) = if block.sliding {
                 (&local, &self.rotary_local)
@@ -159,7 +156,7 @@ impl Gemma3 {
 
     /// Logits from final hidden states (soft-capped if the model says so).
     pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        let logits = self.lm_head.forward_t(hidden, train)?;
+        let logits = self.tokens.head(hidden, train)?;
         Ok(match self.final_softcap {
             Some(cap) => ((logits / cap)?.tanh()? * cap)?,
             None => logits,

@@ -5,16 +5,16 @@
 //! Weights are addressed by their Hugging Face checkpoint names
 //! (`model.layers.0.self_attn.q_proj.weight`...).
 
-use candle_core::{Module, Tensor};
-use candle_nn::{Embedding, VarBuilder};
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, attention_mask,
-    sub_site,
+    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
+    attention_mask, sub_site,
 };
 use crate::Result;
 use crate::config::ModelConfig;
-use crate::lora::{AdapterSite, Linear};
+use crate::lora::AdapterSite;
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -26,10 +26,9 @@ struct Block {
 
 #[derive(Debug, Clone)]
 pub struct Llama {
-    embed: Embedding,
+    tokens: TokenIo,
     blocks: Vec<Block>,
     norm: RmsNorm,
-    lm_head: Linear,
     rotary: Rotary,
 }
 
@@ -38,32 +37,12 @@ pub(crate) fn layer_site<'a>(site: Option<&AdapterSite<'a>>, i: usize) -> Option
     sub_site(site, &format!("base_model.model.model.layers.{i}"))
 }
 
-/// The LM head: `lm_head.weight`, or the embeddings when tied (or absent).
-pub(crate) fn lm_head(cfg: &ModelConfig, vb: &VarBuilder, embed: &Tensor) -> Result<Linear> {
-    if cfg.tie_word_embeddings || !vb.contains_tensor("lm_head.weight") {
-        Ok(Linear::from_weight(embed.clone()))
-    } else {
-        Linear::load(
-            vb.pp("lm_head"),
-            cfg.hidden_size,
-            cfg.vocab_size,
-            false,
-            "lm_head",
-            None,
-        )
-    }
-}
-
 impl Llama {
     pub fn load(
         cfg: &ModelConfig,
         vb: VarBuilder,
         adapters: Option<&AdapterSite>,
     ) -> Result<Llama> {
-        let embed_weight = vb.get(
-            (cfg.vocab_size, cfg.hidden_size),
-            "model.embed_tokens.weight",
-        )?;
         let spec = AttentionSpec {
             hidden: cfg.hidden_size,
             heads: cfg.num_attention_heads,
@@ -106,8 +85,7 @@ impl Llama {
         }
         Ok(Llama {
             norm: RmsNorm::load(vb.pp("model.norm"), cfg.hidden_size, cfg.rms_norm_eps, 0.0)?,
-            lm_head: lm_head(cfg, &vb, &embed_weight)?,
-            embed: Embedding::new(embed_weight, cfg.hidden_size),
+            tokens: TokenIo::load(cfg, &vb, adapters)?,
             rotary: Rotary::new(
                 cfg.rope_theta,
                 cfg.rope().map_err(candle_core::Error::Msg)?,
@@ -139,7 +117,7 @@ impl Llama {
         let (b, t) = ids.dims2()?;
         let mask = attention_mask(b, t, offset, key_mask, None, dtype, device)?;
         let train = mode == Mode::Training;
-        let mut x = self.embed.forward(ids)?;
+        let mut x = self.tokens.embed(ids)?;
         for block in &mut self.blocks {
             let h = block.input_norm.forward(&x, mode)?;
             x = (x + block.attn.forward(&h, &mask, &self.rotary, offset, mode)?)?;
@@ -151,6 +129,6 @@ impl Llama {
 
     /// Logits from final hidden states.
     pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        self.lm_head.forward_t(hidden, train)
+        self.tokens.head(hidden, train)
     }
 }

@@ -1,17 +1,20 @@
-//! The PEFT fixture: a tiny base model, a LoRA adapter with fixed values on
-//! every projection, exported by our exporters. `scripts/check_peft.py` loads
+//! The PEFT fixture: a tiny base model given ChatML turn tokens (METHOD.md §2),
+//! a LoRA adapter with fixed values on every projection and on the new tokens'
+//! embedding rows (PEFT's trainable tokens), exported by our exporters. `scripts/check_peft.py` loads
 //! the adapter with `peft` and records the logits the tests compare against.
 
 use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
+use spectrum_lm::added_tokens::RowInit;
 use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
 use spectrum_suite::Rng;
 use spectrum_train::{Checkpoint, Method, checkpoint, export};
 
+/// 262 and 263 are the added <|im_start|> and <|im_end|>.
 pub const IDS: [[u32; 12]; 2] = [
-    [1, 40, 41, 42, 2, 10, 11, 200, 201, 202, 3, 4],
+    [262, 40, 41, 42, 263, 10, 11, 200, 201, 202, 3, 4],
     [1, 90, 91, 92, 93, 2, 50, 60, 70, 80, 5, 6],
 ];
 
@@ -26,8 +29,11 @@ pub fn method() -> Method {
 
 /// Writes `base/`, `adapter/` (PEFT export) and `merged/` into `dir`.
 pub fn build(dir: &Path) {
-    let base = dir.join("base");
-    spectrum_lm::tiny::write_model(&base, 64, 2, 5).expect("tiny model");
+    let (bare, base) = (dir.join("bare"), dir.join("base"));
+    spectrum_lm::tiny::write_model(&bare, 64, 2, 5).expect("tiny model");
+    spectrum_lm::tiny::strip_turn_tokens(&bare).expect("strip");
+    let tokens = ["<|im_start|>".to_string(), "<|im_end|>".to_string()];
+    spectrum_lm::added_tokens::add_tokens(&bare, &base, &tokens, RowInit::Mean).expect("tokens");
     let cfg = spectrum_lm::tiny::config(64, 2);
     let (h, kv, inner) = (
         cfg.hidden_size,
@@ -59,6 +65,12 @@ pub fn build(dir: &Path) {
             }
         }
     }
+    let mut rng = Rng::derive(1, spectrum_lm::lora::EMBED_ROWS);
+    let rows: Vec<f32> = (0..2 * h).map(|_| (rng.f64() * 0.4 - 0.2) as f32).collect();
+    tensors.insert(
+        spectrum_lm::lora::EMBED_ROWS.to_string(),
+        Tensor::from_vec(rows, (2, h), &Device::Cpu).expect("rows"),
+    );
     let state = checkpoint::State {
         step: 1,
         cursor: Default::default(),
