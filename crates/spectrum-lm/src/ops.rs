@@ -13,6 +13,8 @@
 //! - [`rms_norm`]: the fused RMSNorm kernel with a frozen scale (LoRA) and a
 //!   hand-written backward; the composed one keeps four activation-sized
 //!   tensors per norm and a gradient for the frozen scale.
+//! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
+//!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
 //!
 //! Both run their forward pass through candle's own kernels on the input's
 //! storage; other devices and dtypes use the plain operations.
@@ -274,5 +276,98 @@ impl candle_core::CustomOp1 for RmsNorm {
         let dot = (&g * x)?.sum_keepdim(D::Minus1)?;
         let coef = ((dot * inv.powf(3.0)?)? / n)?;
         Ok(Some((g.broadcast_mul(&inv)? - x.broadcast_mul(&coef)?)?))
+    }
+}
+
+/// Per-row cross-entropy of `logits` [n, vocab] against `targets` (n ids):
+/// `logsumexp(row) - row[target]`, shape [n]. Differentiable; on the CPU in f32
+/// one pass forward and one backward (`softmax - onehot`), instead of the
+/// composed log-softmax's five vocabulary-sized passes and intermediates.
+pub fn cross_entropy_rows(logits: &Tensor, targets: &[u32]) -> Result<Tensor> {
+    let (n, vocab) = logits.dims2()?;
+    if targets.len() != n || targets.iter().any(|&t| t as usize >= vocab) {
+        return Err(candle_core::Error::Msg(format!(
+            "{} targets (< {vocab}) for {n} rows of logits",
+            targets.len()
+        ))
+        .into());
+    }
+    if f32_cpu(logits) {
+        return Ok(logits.contiguous()?.apply_op1(CrossEntropy {
+            targets: targets.to_vec(),
+        })?);
+    }
+    let logp = candle_nn::ops::log_softmax(logits, D::Minus1)?;
+    let ids = Tensor::from_vec(targets.to_vec(), (n, 1), logits.device())?;
+    Ok(logp.gather(&ids, 1)?.squeeze(1)?.neg()?)
+}
+
+struct CrossEntropy {
+    targets: Vec<u32>,
+}
+
+/// Runs `f(row index, row)` over `rows` rows of `width` in parallel chunks.
+fn par_rows<T: Send>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
+    let rows = out.len() / width.max(1);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = rows.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        for (c, chunk) in out.chunks_mut(per * width).enumerate() {
+            let f = &f;
+            s.spawn(move || {
+                for (i, row) in chunk.chunks_mut(width).enumerate() {
+                    f(c * per + i, row);
+                }
+            });
+        }
+    });
+}
+
+/// `log Σ exp(row)`, stable.
+fn logsumexp(row: &[f32]) -> f32 {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
+}
+
+impl candle_core::CustomOp1 for CrossEntropy {
+    fn name(&self) -> &'static str {
+        "cross-entropy"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = tensor_of(storage, layout)?;
+        let (n, vocab) = x.dims2()?;
+        let values = x.flatten_all()?;
+        let (guard, l) = values.storage_and_layout();
+        let Storage::Cpu(cpu) = &*guard else {
+            candle_core::bail!("expected CPU storage")
+        };
+        let all = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + n * vocab];
+        let mut out = vec![0f32; n];
+        par_rows(&mut out, 1, |i, o| {
+            let row = &all[i * vocab..(i + 1) * vocab];
+            o[0] = logsumexp(row) - row[self.targets[i] as usize];
+        });
+        Ok((CpuStorage::F32(out), Shape::from(n)))
+    }
+
+    fn bwd(&self, x: &Tensor, _nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let (n, vocab) = x.dims2()?;
+        let x = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mut d = vec![0f32; n * vocab];
+        par_rows(&mut d, vocab, |i, out| {
+            let row = &x[i * vocab..(i + 1) * vocab];
+            let lse = logsumexp(row);
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = g[i] * (v - lse).exp();
+            }
+            out[self.targets[i] as usize] -= g[i];
+        });
+        Ok(Some(Tensor::from_vec(d, (n, vocab), grad.device())?))
     }
 }

@@ -392,3 +392,37 @@ fn multimodal_gemma3_checkpoints_load_their_language_model() {
     );
     assert_eq!(diff, 0.0);
 }
+
+/// The fused cross-entropy gives log-softmax's values and gradients.
+#[test]
+fn fused_cross_entropy_matches_log_softmax() {
+    let values: Vec<f32> = (0..5 * 300)
+        .map(|k| (k as f32 * 0.37).sin() * 4.0)
+        .collect();
+    let targets = [0u32, 17, 299, 150, 17];
+    let logits = candle_core::Var::from_tensor(
+        &Tensor::from_vec(values, (5, 300), &Device::Cpu).expect("logits"),
+    )
+    .expect("var");
+    // Different weights per row, so the gradient's scaling by the output gradient shows.
+    let weights = Tensor::new(&[1.0f32, 2.0, 0.5, -1.0, 3.0], &Device::Cpu).expect("w");
+    let fused = spectrum_lm::ops::cross_entropy_rows(logits.as_tensor(), &targets).expect("fused");
+    let ids = Tensor::new(&targets, &Device::Cpu)
+        .and_then(|t| t.unsqueeze(1))
+        .expect("ids");
+    let plain = candle_nn::ops::log_softmax(logits.as_tensor(), 1)
+        .and_then(|l| l.gather(&ids, 1))
+        .and_then(|l| l.squeeze(1))
+        .and_then(|l| l.neg())
+        .expect("plain");
+    assert!(max_diff(&fused, &plain) < 1e-5);
+    let grad = |loss: &Tensor| {
+        let g = (loss * &weights)
+            .and_then(|l| l.sum_all())
+            .and_then(|l| l.backward())
+            .expect("backward");
+        g.get(logits.as_tensor()).expect("grad").clone()
+    };
+    let diff = max_diff(&grad(&fused), &grad(&plain));
+    assert!(diff < 1e-6, "gradients differ by {diff}");
+}

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::{D, DType, Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 use spectrum_lm::engine::output_scores;
@@ -241,9 +241,7 @@ impl Trainable {
             .reshape((batch.len() * width, hidden_size))?
             .index_select(&rows, 0)?;
         let logits = self.lm.model.logits(&selected)?.to_dtype(DType::F32)?;
-        let logp = candle_nn::ops::log_softmax(&logits, D::Minus1)?;
-        let targets = Tensor::from_vec(targets, (n, 1), &device)?;
-        let nll = logp.gather(&targets, 1)?.sum_all()?.neg()?;
+        let nll = spectrum_lm::ops::cross_entropy_rows(&logits, &targets)?.sum_all()?;
         Ok((nll, n, tokens))
     }
 
