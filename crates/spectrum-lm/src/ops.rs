@@ -355,19 +355,28 @@ impl candle_core::CustomOp1 for CrossEntropy {
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
 
-    fn bwd(&self, x: &Tensor, _nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, x: &Tensor, nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (n, vocab) = x.dims2()?;
-        let x = x.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let x = x.contiguous()?;
+        let (guard, l) = x.storage_and_layout();
+        let Storage::Cpu(cpu) = &*guard else {
+            candle_core::bail!("expected CPU storage")
+        };
+        let all = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + n * vocab];
         let g = grad.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let nll = nll.to_vec1::<f32>()?;
         let mut d = vec![0f32; n * vocab];
         par_rows(&mut d, vocab, |i, out| {
-            let row = &x[i * vocab..(i + 1) * vocab];
-            let lse = logsumexp(row);
+            let row = &all[i * vocab..(i + 1) * vocab];
+            let t = self.targets[i] as usize;
+            // nll = lse - x[t], so the forward pass's logsumexp comes back for free.
+            let lse = nll[i] + row[t];
             for (o, &v) in out.iter_mut().zip(row) {
                 *o = g[i] * (v - lse).exp();
             }
-            out[self.targets[i] as usize] -= g[i];
+            out[t] -= g[i];
         });
+        drop(guard);
         Ok(Some(Tensor::from_vec(d, (n, vocab), grad.device())?))
     }
 }
