@@ -15,28 +15,45 @@ pub struct AdamW {
     pub weight_decay: f64,
     /// Updates made so far.
     pub t: u64,
-    /// First and second moments (f32), one per parameter.
-    m: Vec<Tensor>,
-    v: Vec<Tensor>,
+    /// First and second moments, one pair per parameter.
+    moments: Vec<Moments>,
+}
+
+/// A parameter's moments: plain vectors updated in place, in one pass with the
+/// parameter itself, for f32 parameters on the CPU (the update is memory-bound:
+/// the composed tensor version made a dozen passes and allocations per
+/// parameter); f32 tensors on other devices.
+#[derive(Debug)]
+enum Moments {
+    Host(Vec<f32>, Vec<f32>),
+    Device(Tensor, Tensor),
+}
+
+fn host(t: &Tensor) -> bool {
+    t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 impl AdamW {
     pub fn new(params: &[Var], weight_decay: f64) -> Result<AdamW> {
-        let zeros = |p: &Var| p.as_tensor().zeros_like()?.to_dtype(DType::F32);
+        let moments = params
+            .iter()
+            .map(|p| {
+                let p = p.as_tensor();
+                Ok(if host(p) {
+                    Moments::Host(vec![0.0; p.elem_count()], vec![0.0; p.elem_count()])
+                } else {
+                    let zeros = p.zeros_like()?.to_dtype(DType::F32)?;
+                    Moments::Device(zeros.clone(), zeros)
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
         Ok(AdamW {
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
             weight_decay,
             t: 0,
-            m: params
-                .iter()
-                .map(zeros)
-                .collect::<candle_core::Result<_>>()?,
-            v: params
-                .iter()
-                .map(zeros)
-                .collect::<candle_core::Result<_>>()?,
+            moments,
         })
     }
 
@@ -46,32 +63,61 @@ impl AdamW {
         let (b1, b2) = (self.beta1, self.beta2);
         let c1 = 1.0 - b1.powi(self.t as i32);
         let c2 = 1.0 - b2.powi(self.t as i32);
-        for (i, (p, g)) in params.iter().zip(grads).enumerate() {
-            let g = g.to_dtype(DType::F32)?;
-            let m = ((&self.m[i] * b1)? + (&g * (1.0 - b1))?)?;
-            let v = ((&self.v[i] * b2)? + (g.sqr()? * (1.0 - b2))?)?;
-            let update = ((&m / c1)? / ((&v / c2)?.sqrt()? + self.eps)?)?;
-            let w = p.as_tensor().to_dtype(DType::F32)?;
-            let w = if self.weight_decay > 0.0 {
-                (w * (1.0 - lr * self.weight_decay))?
-            } else {
-                w
-            };
-            p.set(&(w - (update * lr)?)?.to_dtype(p.dtype())?)?;
-            self.m[i] = m;
-            self.v[i] = v;
+        let decay = 1.0 - lr * self.weight_decay;
+        for ((p, g), moments) in params.iter().zip(grads).zip(&mut self.moments) {
+            match moments {
+                Moments::Host(m, v) => {
+                    let g = g.to_dtype(DType::F32)?.contiguous()?;
+                    let (guard, layout) = g.storage_and_layout();
+                    let candle_core::Storage::Cpu(cpu) = &*guard else {
+                        return Err(
+                            candle_core::Error::Msg("expected a CPU gradient".into()).into()
+                        );
+                    };
+                    let g = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m.len()];
+                    p.as_tensor().inplace_op1(&HostStep {
+                        g,
+                        m: std::cell::RefCell::new(m),
+                        v: std::cell::RefCell::new(v),
+                        hyper: [b1, b2, c1, c2, self.eps, lr, decay].map(|x| x as f32),
+                    })?;
+                }
+                Moments::Device(m, v) => {
+                    let g = g.to_dtype(DType::F32)?;
+                    *m = ((&*m * b1)? + (&g * (1.0 - b1))?)?;
+                    *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
+                    let update = ((&*m / c1)? / ((&*v / c2)?.sqrt()? + self.eps)?)?;
+                    let w = p.as_tensor().to_dtype(DType::F32)?;
+                    let w = if self.weight_decay > 0.0 {
+                        (w * decay)?
+                    } else {
+                        w
+                    };
+                    p.set(&(w - (update * lr)?)?.to_dtype(p.dtype())?)?;
+                }
+            }
         }
         Ok(())
     }
 
     /// The state as named tensors (`m.{name}`, `v.{name}`), for a checkpoint.
-    pub fn state(&self, names: &[String]) -> HashMap<String, Tensor> {
+    pub fn state(&self, names: &[String], params: &[Var]) -> Result<HashMap<String, Tensor>> {
         let mut out = HashMap::new();
-        for (i, name) in names.iter().enumerate() {
-            out.insert(format!("m.{name}"), self.m[i].clone());
-            out.insert(format!("v.{name}"), self.v[i].clone());
+        for ((name, moments), p) in names.iter().zip(&self.moments).zip(params) {
+            let (m, v) = match moments {
+                Moments::Host(m, v) => {
+                    let shape = p.as_tensor().shape();
+                    (
+                        Tensor::from_slice(m, shape, p.device())?,
+                        Tensor::from_slice(v, shape, p.device())?,
+                    )
+                }
+                Moments::Device(m, v) => (m.clone(), v.clone()),
+            };
+            out.insert(format!("m.{name}"), m);
+            out.insert(format!("v.{name}"), v);
         }
-        out
+        Ok(out)
     }
 
     /// Restores the state saved by [`AdamW::state`].
@@ -81,15 +127,35 @@ impl AdamW {
         state: &HashMap<String, Tensor>,
         t: u64,
     ) -> std::result::Result<(), String> {
-        for (i, name) in names.iter().enumerate() {
-            for (slot, key) in [(&mut self.m[i], "m"), (&mut self.v[i], "v")] {
-                let saved = state
+        for (name, moments) in names.iter().zip(&mut self.moments) {
+            let saved = |key: &str| {
+                state
                     .get(&format!("{key}.{name}"))
-                    .ok_or_else(|| format!("no optimizer state for {name}"))?;
-                if saved.dims() != slot.dims() {
-                    return Err(format!("optimizer state of {name} has the wrong shape"));
+                    .ok_or_else(|| format!("no optimizer state for {name}"))
+            };
+            let (sm, sv) = (saved("m")?, saved("v")?);
+            match moments {
+                Moments::Host(m, v) => {
+                    for (slot, saved) in [(m, sm), (v, sv)] {
+                        let values = saved
+                            .to_dtype(DType::F32)
+                            .and_then(|t| t.flatten_all())
+                            .and_then(|t| t.to_vec1::<f32>())
+                            .map_err(|e| e.to_string())?;
+                        if values.len() != slot.len() {
+                            return Err(format!("optimizer state of {name} has the wrong shape"));
+                        }
+                        *slot = values;
+                    }
                 }
-                *slot = saved.to_device(slot.device()).map_err(|e| e.to_string())?;
+                Moments::Device(m, v) => {
+                    for (slot, saved) in [(m, sm), (v, sv)] {
+                        if saved.dims() != slot.dims() {
+                            return Err(format!("optimizer state of {name} has the wrong shape"));
+                        }
+                        *slot = saved.to_device(slot.device()).map_err(|e| e.to_string())?;
+                    }
+                }
             }
         }
         self.t = t;
@@ -97,28 +163,165 @@ impl AdamW {
     }
 }
 
+/// One AdamW update of a CPU f32 parameter, in place, with its moments.
+struct HostStep<'a> {
+    g: &'a [f32],
+    m: std::cell::RefCell<&'a mut Vec<f32>>,
+    v: std::cell::RefCell<&'a mut Vec<f32>>,
+    /// beta1, beta2, bias corrections 1 and 2, eps, lr, decay factor.
+    hyper: [f32; 7],
+}
+
+impl candle_core::InplaceOp1 for HostStep<'_> {
+    fn name(&self) -> &'static str {
+        "adamw"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let candle_core::CpuStorage::F32(all) = storage else {
+            candle_core::bail!("expected an f32 parameter")
+        };
+        if !layout.is_contiguous() {
+            candle_core::bail!("expected a contiguous parameter");
+        }
+        let p = &mut all[layout.start_offset()..][..self.g.len()];
+        let (mut m, mut v) = (self.m.borrow_mut(), self.v.borrow_mut());
+        let [b1, b2, c1, c2, eps, lr, decay] = self.hyper;
+        let update = |p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32]| {
+            for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *p = *p * decay - lr * (*m / c1) / ((*v / c2).sqrt() + eps);
+            }
+        };
+        // Memory-bound: split big parameters over the cores.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let chunk = p.len().div_ceil(threads).max(1 << 16);
+        std::thread::scope(|s| {
+            for (((p, g), m), v) in p
+                .chunks_mut(chunk)
+                .zip(self.g.chunks(chunk))
+                .zip(m.chunks_mut(chunk))
+                .zip(v.chunks_mut(chunk))
+            {
+                s.spawn(move || update(p, g, m, v));
+            }
+        });
+        Ok(())
+    }
+}
+
 /// Scales `grads` so their global L2 norm is at most `max_norm` (as PyTorch's
 /// `clip_grad_norm_`: coefficient `max_norm / (norm + 1e-6)`, capped at 1).
-/// Returns the norm before clipping.
+/// Returns the norm before clipping. CPU f32 gradients are read and scaled in
+/// place.
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
     let mut total = 0f64;
     for g in grads.iter() {
-        total += g
-            .to_dtype(DType::F32)?
-            .sqr()?
-            .sum_all()?
-            .to_scalar::<f32>()? as f64;
+        total += match host_slice(g, |x| {
+            x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+        }) {
+            Some(sum) => sum,
+            None => g
+                .to_dtype(DType::F32)?
+                .sqr()?
+                .sum_all()?
+                .to_scalar::<f32>()? as f64,
+        };
     }
     let norm = total.sqrt();
     if max_norm > 0.0 {
         let coef = max_norm / (norm + 1e-6);
         if coef < 1.0 {
             for g in grads.iter_mut() {
-                *g = (&*g * coef)?;
+                if host(g) && g.is_contiguous() {
+                    g.inplace_op1(&Scale(coef as f32))?;
+                } else {
+                    *g = (&*g * coef)?;
+                }
             }
         }
     }
     Ok(norm)
+}
+
+/// `acc += g`, in place for contiguous CPU f32 tensors; else a new sum.
+pub fn accumulate(acc: Tensor, g: &Tensor) -> Result<Tensor> {
+    if host(&acc) && host(g) && acc.is_contiguous() && g.is_contiguous() && acc.dims() == g.dims() {
+        acc.inplace_op2(g, &AddInPlace)?;
+        Ok(acc)
+    } else {
+        Ok((acc + g)?)
+    }
+}
+
+/// `f` over a contiguous CPU f32 tensor's values, if it is one.
+fn host_slice<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Option<T> {
+    if !host(t) || !t.is_contiguous() {
+        return None;
+    }
+    let (guard, layout) = t.storage_and_layout();
+    match &*guard {
+        candle_core::Storage::Cpu(cpu) => {
+            let all = cpu.as_slice::<f32>().ok()?;
+            Some(f(&all[layout.start_offset()..][..t.elem_count()]))
+        }
+        _ => None,
+    }
+}
+
+fn f32_mut<'a>(
+    storage: &'a mut candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a mut [f32]> {
+    match storage {
+        candle_core::CpuStorage::F32(all) if layout.is_contiguous() => {
+            Ok(&mut all[layout.start_offset()..][..layout.shape().elem_count()])
+        }
+        _ => candle_core::bail!("expected a contiguous f32 tensor"),
+    }
+}
+
+struct Scale(f32);
+
+impl candle_core::InplaceOp1 for Scale {
+    fn name(&self) -> &'static str {
+        "scale"
+    }
+    fn cpu_fwd(
+        &self,
+        storage: &mut candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        f32_mut(storage, layout)?
+            .iter_mut()
+            .for_each(|x| *x *= self.0);
+        Ok(())
+    }
+}
+
+struct AddInPlace;
+
+impl candle_core::InplaceOp2 for AddInPlace {
+    fn name(&self) -> &'static str {
+        "add-in-place"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &mut candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<()> {
+        let acc = f32_mut(s1, l1)?;
+        let g = &s2.as_slice::<f32>()?[l2.start_offset()..][..acc.len()];
+        acc.iter_mut().zip(g).for_each(|(a, b)| *a += b);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -141,6 +344,36 @@ mod tests {
         let want = [0.698_911_2, -1.694_944_6];
         for (g, w) in got.iter().zip(want) {
             assert!((*g as f64 - w).abs() < 1e-4, "{got:?} vs {want:?}");
+        }
+    }
+
+    /// The in-place update of CPU f32 parameters equals the tensor version
+    /// (which f64 parameters, like GPU ones, take), with weight decay.
+    #[test]
+    fn in_place_and_tensor_updates_agree() {
+        let values: Vec<f64> = (0..1000).map(|k| (k as f64 * 0.3).sin()).collect();
+        let p32 = Var::new(
+            values.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+            &Device::Cpu,
+        )
+        .expect("var");
+        let p64 = Var::new(values.clone(), &Device::Cpu).expect("var");
+        let mut o32 = AdamW::new(std::slice::from_ref(&p32), 0.1).expect("opt");
+        let mut o64 = AdamW::new(std::slice::from_ref(&p64), 0.1).expect("opt");
+        assert!(matches!(o32.moments[0], Moments::Host(..)));
+        assert!(matches!(o64.moments[0], Moments::Device(..)));
+        for step in 0..4 {
+            let g = (p32.as_tensor().cos().expect("g") * (step as f64 + 1.0)).expect("g");
+            o32.step(std::slice::from_ref(&p32), std::slice::from_ref(&g), 0.01)
+                .expect("step");
+            let g = g.to_dtype(DType::F64).expect("g");
+            o64.step(std::slice::from_ref(&p64), &[g], 0.01)
+                .expect("step");
+        }
+        let a: Vec<f32> = p32.as_tensor().to_vec1().expect("a");
+        let b: Vec<f64> = p64.as_tensor().to_vec1().expect("b");
+        for (x, y) in a.iter().zip(&b) {
+            assert!((*x as f64 - y).abs() < 1e-5, "{x} vs {y}");
         }
     }
 

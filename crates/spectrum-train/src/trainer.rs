@@ -275,7 +275,7 @@ impl Trainable {
             for (slot, var) in grads.iter_mut().zip(&self.vars) {
                 if let Some(g) = store.get(var.as_tensor()) {
                     *slot = Some(match slot.take() {
-                        Some(acc) => (acc + g)?,
+                        Some(acc) => crate::optim::accumulate(acc, g)?,
                         None => g.clone(),
                     });
                 }
@@ -520,7 +520,7 @@ pub fn train(
         checkpoint::save(
             &checkpoints,
             &model.tensors(),
-            &opt.state(&model.names),
+            &opt.state(&model.names, &model.vars)?,
             &state,
             spec.keep_checkpoints,
         )
