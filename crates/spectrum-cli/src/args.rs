@@ -678,6 +678,7 @@ pub enum ModelCommand {
     /// copied from the instruct sibling --from, else the mean row (METHOD.md §2).
     /// `spectrum train` does this by itself; LoRA runs train the new rows too.
     AddTokens {
+        /// The base model: a registered name or id, a folder, or a .gguf file.
         model: String,
         /// The instruct sibling whose rows for the tokens are copied.
         #[arg(long, value_name = "MODEL")]
