@@ -8,8 +8,7 @@ use candle_nn::VarBuilder;
 
 use crate::Result;
 use crate::config::{ModelConfig, RopeScaling};
-use crate::lora::{AdapterSite, Linear};
-use crate::lora::{EMBED_ROWS, HEAD_ROWS};
+use crate::lora::{AdapterSite, EMBED_ROWS, HEAD_ROWS, Linear};
 
 /// Whether gradients must flow (differentiable ops) or not (fused kernels).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +141,7 @@ pub(crate) fn sub_site<'a>(site: Option<&AdapterSite<'a>>, name: &str) -> Option
 #[derive(Debug, Clone)]
 pub(crate) struct TokenIo {
     embed: Tensor,
-    /// Untied `lm_head.weight`, with its LoRA adapter if targeted.
+    /// Untied `lm_head.weight` (never LoRA-adapted).
     head: Option<Linear>,
     /// (first id, embedding rows, untied head rows).
     rows: Option<(usize, Tensor, Option<Tensor>)>,
