@@ -236,15 +236,15 @@ impl Studio {
             missing.join(" ")
         );
         let store = self.store()?;
-        if let Some(done) = store.models()?.into_iter().find(|m| m.source == source) {
+        let models = store.models()?;
+        if let Some(done) = models.iter().find(|m| m.source == source) {
             progress(&format!(
                 "using {} (the base with turn tokens added)",
                 done.name
             ));
-            return Ok(Some(done));
+            return Ok(Some(done.clone()));
         }
-        let base_name = store
-            .models()?
+        let base_name = models
             .into_iter()
             .find(|m| Path::new(&m.path) == dir)
             .map_or_else(

@@ -211,54 +211,38 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
         // What llama.cpp assumes for Gemma 3: every 6th layer global, local
         // RoPE base 10000, queries scaled by 1/sqrt(head_dim) (27B: by the
         // hidden size per head), unless the file says otherwise.
-        let blocks = layers;
-        let pattern = match content
+        // Flags (sliding or not) per layer, or every n-th layer global (default 6).
+        let sliding: Vec<bool> = match content
             .metadata
             .get(&key("attention.sliding_window_pattern"))
         {
-            Some(Value::Array(flags)) => {
-                let types: Vec<&str> = flags
-                    .iter()
-                    .map(|f| {
-                        Ok(if f.to_bool()? {
-                            "sliding_attention"
-                        } else {
-                            "full_attention"
-                        })
-                    })
-                    .collect::<Result<_>>()?;
-                json!(types)
+            Some(Value::Array(flags)) => flags
+                .iter()
+                .map(|f| f.to_bool())
+                .collect::<candle_core::Result<_>>()?,
+            other => {
+                let n = other.map(|v| v.to_u32()).transpose()?.unwrap_or(6) as usize;
+                (0..layers).map(|i| n == 0 || (i + 1) % n != 0).collect()
             }
-            Some(v) => {
-                let n = v.to_u32()? as usize;
-                json!(
-                    (0..blocks)
-                        .map(|i| if n > 0 && (i + 1) % n == 0 {
-                            "full_attention"
-                        } else {
-                            "sliding_attention"
-                        })
-                        .collect::<Vec<_>>()
-                )
-            }
-            None => json!(
-                (0..blocks)
-                    .map(|i| if (i + 1) % 6 == 0 {
-                        "full_attention"
-                    } else {
-                        "sliding_attention"
-                    })
-                    .collect::<Vec<_>>()
-            ),
         };
-        let scalar = if blocks == 62 {
+        let layer_types: Vec<&str> = sliding
+            .into_iter()
+            .map(|s| {
+                if s {
+                    "sliding_attention"
+                } else {
+                    "full_attention"
+                }
+            })
+            .collect();
+        let scalar = if layers == 62 {
             hidden / heads
         } else {
             head_dim
         };
         let extra = json!({
             "hidden_activation": "gelu_pytorch_tanh",
-            "layer_types": pattern,
+            "layer_types": layer_types,
             "sliding_window": meta.u32(&key("attention.sliding_window")).unwrap_or(4096),
             "rope_local_base_freq": meta.f32_or(&key("rope.freq_base_swa"), 10_000.0)? as f64,
             "query_pre_attn_scalar": scalar,

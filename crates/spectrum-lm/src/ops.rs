@@ -27,6 +27,22 @@ fn f32_cpu(t: &Tensor) -> bool {
     t.device().is_cpu() && t.dtype() == DType::F32
 }
 
+/// `f` over the values of a contiguous CPU f32 tensor, read in place; `None`
+/// for other tensors.
+pub fn host_slice<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Option<T> {
+    if !f32_cpu(t) || !t.is_contiguous() {
+        return None;
+    }
+    let (guard, layout) = t.storage_and_layout();
+    match &*guard {
+        Storage::Cpu(cpu) => {
+            let all = cpu.as_slice::<f32>().ok()?;
+            Some(f(&all[layout.start_offset()..][..t.elem_count()]))
+        }
+        _ => None,
+    }
+}
+
 /// Runs `f` on the tensor a custom op's CPU input describes and returns its
 /// (contiguous) result as storage.
 fn on_storage(
@@ -339,14 +355,11 @@ impl candle_core::CustomOp1 for CrossEntropy {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = tensor_of(storage, layout)?;
-        let (n, vocab) = x.dims2()?;
-        let values = x.flatten_all()?;
-        let (guard, l) = values.storage_and_layout();
-        let Storage::Cpu(cpu) = &*guard else {
-            candle_core::bail!("expected CPU storage")
-        };
-        let all = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + n * vocab];
+        let (n, vocab) = layout.shape().dims2()?;
+        if !layout.is_contiguous() {
+            candle_core::bail!("expected contiguous logits");
+        }
+        let all = &storage.as_slice::<f32>()?[layout.start_offset()..][..n * vocab];
         let mut out = vec![0f32; n];
         par_rows(&mut out, 1, |i, o| {
             let row = &all[i * vocab..(i + 1) * vocab];
@@ -357,26 +370,23 @@ impl candle_core::CustomOp1 for CrossEntropy {
 
     fn bwd(&self, x: &Tensor, nll: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let (n, vocab) = x.dims2()?;
-        let x = x.contiguous()?;
-        let (guard, l) = x.storage_and_layout();
-        let Storage::Cpu(cpu) = &*guard else {
-            candle_core::bail!("expected CPU storage")
-        };
-        let all = &cpu.as_slice::<f32>()?[l.start_offset()..l.start_offset() + n * vocab];
         let g = grad.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let nll = nll.to_vec1::<f32>()?;
-        let mut d = vec![0f32; n * vocab];
-        par_rows(&mut d, vocab, |i, out| {
-            let row = &all[i * vocab..(i + 1) * vocab];
-            let t = self.targets[i] as usize;
-            // nll = lse - x[t], so the forward pass's logsumexp comes back for free.
-            let lse = nll[i] + row[t];
-            for (o, &v) in out.iter_mut().zip(row) {
-                *o = g[i] * (v - lse).exp();
-            }
-            out[t] -= g[i];
-        });
-        drop(guard);
+        let d = host_slice(&x.contiguous()?, |all| {
+            let mut d = vec![0f32; n * vocab];
+            par_rows(&mut d, vocab, |i, out| {
+                let row = &all[i * vocab..(i + 1) * vocab];
+                let t = self.targets[i] as usize;
+                // nll = lse - x[t], so the forward pass's logsumexp comes back for free.
+                let lse = nll[i] + row[t];
+                for (o, &v) in out.iter_mut().zip(row) {
+                    *o = g[i] * (v - lse).exp();
+                }
+                out[t] -= g[i];
+            });
+            d
+        })
+        .ok_or_else(|| candle_core::Error::Msg("expected CPU f32 logits".into()))?;
         Ok(Some(Tensor::from_vec(d, (n, vocab), grad.device())?))
     }
 }

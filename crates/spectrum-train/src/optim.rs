@@ -68,19 +68,18 @@ impl AdamW {
             match moments {
                 Moments::Host(m, v) => {
                     let g = g.to_dtype(DType::F32)?.contiguous()?;
-                    let (guard, layout) = g.storage_and_layout();
-                    let candle_core::Storage::Cpu(cpu) = &*guard else {
-                        return Err(
-                            candle_core::Error::Msg("expected a CPU gradient".into()).into()
-                        );
-                    };
-                    let g = &cpu.as_slice::<f32>()?[layout.start_offset()..][..m.len()];
-                    p.as_tensor().inplace_op1(&HostStep {
-                        g,
-                        m: std::cell::RefCell::new(m),
-                        v: std::cell::RefCell::new(v),
-                        hyper: [b1, b2, c1, c2, self.eps, lr, decay].map(|x| x as f32),
-                    })?;
+                    let hyper = [b1, b2, c1, c2, self.eps, lr, decay].map(|x| x as f32);
+                    spectrum_lm::ops::host_slice(&g, |g| {
+                        p.as_tensor().inplace_op1(&HostStep {
+                            g,
+                            m: std::cell::RefCell::new(m),
+                            v: std::cell::RefCell::new(v),
+                            hyper,
+                        })
+                    })
+                    .ok_or_else(|| {
+                        candle_core::Error::Msg("expected a CPU f32 gradient".into())
+                    })??;
                 }
                 Moments::Device(m, v) => {
                     let g = g.to_dtype(DType::F32)?;
@@ -222,7 +221,7 @@ impl candle_core::InplaceOp1 for HostStep<'_> {
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
     let mut total = 0f64;
     for g in grads.iter() {
-        total += match host_slice(g, |x| {
+        total += match spectrum_lm::ops::host_slice(g, |x| {
             x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
         }) {
             Some(sum) => sum,
@@ -256,21 +255,6 @@ pub fn accumulate(acc: Tensor, g: &Tensor) -> Result<Tensor> {
         Ok(acc)
     } else {
         Ok((acc + g)?)
-    }
-}
-
-/// `f` over a contiguous CPU f32 tensor's values, if it is one.
-fn host_slice<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Option<T> {
-    if !host(t) || !t.is_contiguous() {
-        return None;
-    }
-    let (guard, layout) = t.storage_and_layout();
-    match &*guard {
-        candle_core::Storage::Cpu(cpu) => {
-            let all = cpu.as_slice::<f32>().ok()?;
-            Some(f(&all[layout.start_offset()..][..t.elem_count()]))
-        }
-        _ => None,
     }
 }
 
