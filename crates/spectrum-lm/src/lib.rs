@@ -45,10 +45,10 @@ impl DeviceSpec {
         Ok(match self {
             DeviceSpec::Cpu => candle_core::Device::Cpu,
             DeviceSpec::Cuda(i) => candle_core::Device::new_cuda(i).map_err(|e| {
-                LmError::Device(format!("CUDA device {i} is not available ({e}); build with `--features cuda` on a machine with CUDA"))
+                LmError::Device(format!("CUDA device {i} is not available ({e}); this build has no CUDA backend or sees no NVIDIA GPU: build with `cargo build --release -p spectrum-cli --features cuda` on a machine with the CUDA toolkit"))
             })?,
             DeviceSpec::Metal => candle_core::Device::new_metal(0).map_err(|e| {
-                LmError::Device(format!("Metal is not available ({e}); build with `--features metal` on macOS"))
+                LmError::Device(format!("Metal is not available ({e}); build with `cargo build --release -p spectrum-cli --features metal` on macOS"))
             })?,
         })
     }
