@@ -163,19 +163,19 @@ impl Linear {
         let dims = x.dims().to_vec();
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
-        let mut y = crate::ops::frozen_aware_matmul(&x2, &self.weight)?;
+        let mut y = match &self.adapter {
+            Some(ad) if train && ad.dropout > 0.0 => {
+                let xa = candle_nn::ops::dropout(&x2, ad.dropout)?;
+                // Scaling B (out x r) instead of the product (rows x out) keeps one
+                // activation-sized tensor less for backward.
+                let low = xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?;
+                (crate::ops::frozen_aware_matmul(&x2, &self.weight)? + low)?
+            }
+            Some(ad) => crate::ops::lora_matmul(&x2, &self.weight, &ad.a, &ad.b, ad.scale)?,
+            None => crate::ops::frozen_aware_matmul(&x2, &self.weight)?,
+        };
         if let Some(bias) = &self.bias {
             y = y.broadcast_add(bias)?;
-        }
-        if let Some(ad) = &self.adapter {
-            let xa = if train && ad.dropout > 0.0 {
-                candle_nn::ops::dropout(&x2, ad.dropout)?
-            } else {
-                x2.clone()
-            };
-            // Scaling B (out x r) instead of the product (rows x out) keeps one
-            // activation-sized tensor less for backward.
-            y = (y + xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?)?;
         }
         let mut out_dims = dims;
         let last = out_dims.len() - 1;

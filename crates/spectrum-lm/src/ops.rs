@@ -13,6 +13,8 @@
 //! - [`rms_norm`]: the fused RMSNorm kernel with a frozen scale (LoRA) and a
 //!   hand-written backward; the composed one keeps four activation-sized
 //!   tensors per norm and a gradient for the frozen scale.
+//! - [`lora_matmul`]: a frozen linear layer plus its LoRA adapter as one node,
+//!   with the adapter's gradients and `∂L/∂x` written out.
 //! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
 //!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
 //!
@@ -51,6 +53,31 @@ fn on_storage(
     f: impl FnOnce(&Tensor) -> candle_core::Result<Tensor>,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     storage_of(f(&tensor_of(storage, layout)?)?)
+}
+
+/// `x Wᵀ` for a custom op's CPU input `x` [rows, in] and a contiguous CPU
+/// weight `W` [out, in], computed straight into the op's output storage (going
+/// through a tensor would copy the result once more).
+fn matmul_t(
+    x: &CpuStorage,
+    x_layout: &Layout,
+    w: &Tensor,
+) -> candle_core::Result<(CpuStorage, Shape)> {
+    use candle_core::backend::BackendStorage;
+    let (rows, k) = x_layout.shape().dims2()?;
+    let (guard, w_layout) = w.storage_and_layout();
+    let (Storage::Cpu(ws), (out, k2)) = (&*guard, w.dims2()?) else {
+        candle_core::bail!("expected a CPU weight");
+    };
+    if k != k2 {
+        candle_core::bail!("matmul_t: [{rows}, {k}] x [{out}, {k2}]ᵀ");
+    }
+    if !x_layout.is_contiguous() || !w_layout.is_contiguous() {
+        drop(guard);
+        return on_storage(x, x_layout, |x| x.matmul(&w.t()?));
+    }
+    let y = x.matmul(ws, (1, rows, out, k), x_layout, &w_layout.transpose(0, 1)?)?;
+    Ok((y, Shape::from((rows, out))))
 }
 
 /// A tensor over a custom op's CPU input (sharing nothing with the graph).
@@ -102,8 +129,21 @@ impl candle_core::CustomOp2 for SwiGlu {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (gate, up) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?);
-        storage_of((gate.silu()? * up)?)
+        if !l1.is_contiguous() || !l2.is_contiguous() || l1.shape() != l2.shape() {
+            candle_core::bail!("swiglu: expected two contiguous inputs of one shape");
+        }
+        let n = l1.shape().elem_count();
+        let gate = &s1.as_slice::<f32>()?[l1.start_offset()..][..n];
+        let up = &s2.as_slice::<f32>()?[l2.start_offset()..][..n];
+        let width = l1.shape().dims().last().copied().unwrap_or(1);
+        let mut out = vec![0f32; n];
+        par_rows(&mut out, width, |i, row| {
+            let (g, u) = (&gate[i * width..][..width], &up[i * width..][..width]);
+            for ((o, &g), &u) in row.iter_mut().zip(g).zip(u) {
+                *o = g / (1.0 + (-g).exp()) * u;
+            }
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
     /// `d gate = dy ⊙ up ⊙ σ(g) (1 + g (1 − σ(g)))`, `d up = dy ⊙ silu(g)`.
@@ -147,7 +187,7 @@ impl candle_core::CustomOp1 for FrozenLinear {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        on_storage(storage, layout, |x| x.matmul(&self.weight.t()?))
+        matmul_t(storage, layout, &self.weight)
     }
 
     fn bwd(
@@ -157,6 +197,83 @@ impl candle_core::CustomOp1 for FrozenLinear {
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad.matmul(&self.weight)?))
+    }
+}
+
+/// `x Wᵀ + s · (x Aᵀ) Bᵀ`: a linear layer with a frozen weight `W` [out, in]
+/// and a LoRA adapter `A` [r, in], `B` [out, r], as one node of the graph.
+/// The composed version has four (two products, a scale, a sum), and candle's
+/// backward allocates and adds an activation-sized gradient for each; this one
+/// keeps nothing but its inputs and computes `∂L/∂x` only when `x` needs it.
+pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    let frozen = !w.is_variable() && !w.track_op();
+    if f32_cpu(x) && frozen && (a.track_op() || b.track_op()) {
+        let op = LoraMatmul {
+            weight: w.clone(),
+            scale,
+            need_dx: x.track_op(),
+        };
+        return Ok(x
+            .contiguous()?
+            .apply_op3(&a.contiguous()?, &b.contiguous()?, op)?);
+    }
+    let base = frozen_aware_matmul(x, w)?;
+    Ok((base + x.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?)?)
+}
+
+struct LoraMatmul {
+    weight: Tensor,
+    scale: f64,
+    need_dx: bool,
+}
+
+impl candle_core::CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, a, b) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
+        let low = x.matmul(&a.t()?)?.matmul(&(b * self.scale)?.t()?)?;
+        let (mut y, shape) = matmul_t(s1, l1, &self.weight)?;
+        let CpuStorage::F32(values) = &mut y else {
+            candle_core::bail!("expected f32");
+        };
+        host_slice(&low, |low| {
+            values.iter_mut().zip(low).for_each(|(v, l)| *v += l);
+        })
+        .ok_or_else(|| candle_core::Error::Msg("expected a CPU f32 product".into()))?;
+        Ok((y, shape))
+    }
+
+    /// With `h = x Aᵀ` and `dh = s · dy B`: `∂A = dhᵀ x`, `∂B = s · dyᵀ h`,
+    /// `∂x = dy W + dh A`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let h = x.matmul(&a.t()?)?;
+        let dh = dy.matmul(&(b * self.scale)?)?;
+        let db = (dy.t()?.matmul(&h)? * self.scale)?;
+        let da = dh.t()?.matmul(x)?;
+        let dx = if self.need_dx {
+            Some(dy.matmul(&self.weight)?.add(&dh.matmul(a)?)?)
+        } else {
+            None
+        };
+        Ok((dx, Some(da), Some(db)))
     }
 }
 
