@@ -45,6 +45,36 @@ pub fn host_slice<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Option<T> {
     }
 }
 
+/// `f` over the values of CPU f32 tensors (made contiguous first), for the
+/// hand-written backward passes: one pass over the data instead of a chain of
+/// allocating element-wise ops.
+fn with_values<const N: usize, T>(
+    ts: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> T,
+) -> candle_core::Result<T> {
+    let ts = ts
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut views = Vec::with_capacity(N);
+    for (t, (guard, layout)) in ts.iter().zip(&guards) {
+        let Storage::Cpu(cpu) = &**guard else {
+            candle_core::bail!("expected CPU tensors");
+        };
+        views.push(&cpu.as_slice::<f32>()?[layout.start_offset()..][..t.elem_count()]);
+    }
+    let views: [&[f32]; N] = views
+        .try_into()
+        .map_err(|_| candle_core::Error::Msg("tensor count".into()))?;
+    Ok(f(views))
+}
+
+/// A CPU f32 tensor of `shape` over `values`.
+fn tensor_from(values: Vec<f32>, like: &Tensor) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(values, like.shape(), like.device())
+}
+
 /// Runs `f` on the tensor a custom op's CPU input describes and returns its
 /// (contiguous) result as storage.
 fn on_storage(
@@ -154,12 +184,24 @@ impl candle_core::CustomOp2 for SwiGlu {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let sig = candle_nn::ops::sigmoid(gate)?;
-        let silu = (gate * &sig)?;
-        let dsilu = (&sig * ((gate * (1.0 - &sig)?)? + 1.0)?)?;
-        let d_gate = ((dy * up)? * dsilu)?;
-        let d_up = (dy * silu)?;
-        Ok((Some(d_gate), Some(d_up)))
+        let n = gate.elem_count();
+        let width = gate.dims().last().copied().unwrap_or(1);
+        let (mut d_gate, mut d_up) = (vec![0f32; n], vec![0f32; n]);
+        with_values([gate, up, dy], |[g, u, dy]| {
+            par_rows2(&mut d_gate, &mut d_up, width, |i, dg, du| {
+                let at = i * width;
+                for j in 0..width {
+                    let (g, u, dy) = (g[at + j], u[at + j], dy[at + j]);
+                    let sig = 1.0 / (1.0 + (-g).exp());
+                    dg[j] = dy * u * sig * (1.0 + g * (1.0 - sig));
+                    du[j] = dy * g * sig;
+                }
+            })
+        })?;
+        Ok((
+            Some(tensor_from(d_gate, gate)?),
+            Some(tensor_from(d_up, up)?),
+        ))
     }
 }
 
@@ -316,8 +358,18 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
     }
 
     fn bwd(&self, _arg: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dot = (dy * y)?.sum_keepdim(D::Minus1)?;
-        Ok(Some((y * dy.broadcast_sub(&dot)?)?))
+        let width = y.dims().last().copied().unwrap_or(1);
+        let mut dx = vec![0f32; y.elem_count()];
+        with_values([y, dy], |[y, dy]| {
+            par_rows(&mut dx, width, |i, out| {
+                let (y, dy) = (&y[i * width..][..width], &dy[i * width..][..width]);
+                let dot: f32 = y.iter().zip(dy).map(|(y, d)| y * d).sum();
+                for ((o, &y), &d) in out.iter_mut().zip(y).zip(dy) {
+                    *o = y * (d - dot);
+                }
+            })
+        })?;
+        Ok(Some(tensor_from(dx, y)?))
     }
 }
 
@@ -401,14 +453,21 @@ impl candle_core::CustomOp1 for RmsNorm {
     /// With `r = sqrt(mean(x²) + eps)` and `g = alpha ⊙ dy`:
     /// `dx = g / r − x · Σ(g ⊙ x) / (n r³)`.
     fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let n = x.dim(D::Minus1)? as f64;
-        let inv = (x.sqr()?.mean_keepdim(D::Minus1)? + self.eps as f64)?
-            .sqrt()?
-            .recip()?;
-        let g = dy.broadcast_mul(&self.alpha)?;
-        let dot = (&g * x)?.sum_keepdim(D::Minus1)?;
-        let coef = ((dot * inv.powf(3.0)?)? / n)?;
-        Ok(Some((g.broadcast_mul(&inv)? - x.broadcast_mul(&coef)?)?))
+        let width = x.dims().last().copied().unwrap_or(1);
+        let mut dx = vec![0f32; x.elem_count()];
+        with_values([x, dy, &self.alpha], |[x, dy, alpha]| {
+            par_rows(&mut dx, width, |i, out| {
+                let (x, dy) = (&x[i * width..][..width], &dy[i * width..][..width]);
+                let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / width as f32;
+                let inv = 1.0 / (mean_sq + self.eps).sqrt();
+                let dot: f32 = (0..width).map(|j| alpha[j] * dy[j] * x[j]).sum();
+                let coef = dot * inv * inv * inv / width as f32;
+                for j in 0..width {
+                    out[j] = alpha[j] * dy[j] * inv - x[j] * coef;
+                }
+            })
+        })?;
+        Ok(Some(tensor_from(dx, x)?))
     }
 }
 
@@ -450,6 +509,29 @@ fn par_rows<T: Send>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + 
             s.spawn(move || {
                 for (i, row) in chunk.chunks_mut(width).enumerate() {
                     f(c * per + i, row);
+                }
+            });
+        }
+    });
+}
+
+/// [`par_rows`] over two outputs of the same shape at once.
+fn par_rows2(
+    a: &mut [f32],
+    b: &mut [f32],
+    width: usize,
+    f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
+) {
+    let rows = a.len() / width.max(1);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per = rows.div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let chunks = a.chunks_mut(per * width).zip(b.chunks_mut(per * width));
+        for (c, (ca, cb)) in chunks.enumerate() {
+            let f = &f;
+            s.spawn(move || {
+                for (i, (ra, rb)) in ca.chunks_mut(width).zip(cb.chunks_mut(width)).enumerate() {
+                    f(c * per + i, ra, rb);
                 }
             });
         }
