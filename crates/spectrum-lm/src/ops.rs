@@ -15,6 +15,8 @@
 //!   tensors per norm and a gradient for the frozen scale.
 //! - [`lora_matmul`]: a frozen linear layer plus its LoRA adapter as one node,
 //!   with the adapter's gradients and `∂L/∂x` written out.
+//! - [`attention`]: RoPE, scores, mask, softmax and values of one layer as a
+//!   single node with a hand-written backward.
 //! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
 //!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
 //!
@@ -358,18 +360,212 @@ impl candle_core::CustomOp1 for MaskedSoftmax {
     }
 
     fn bwd(&self, _arg: &Tensor, y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let width = y.dims().last().copied().unwrap_or(1);
-        let mut dx = vec![0f32; y.elem_count()];
-        with_values([y, dy], |[y, dy]| {
-            par_rows(&mut dx, width, |i, out| {
-                let (y, dy) = (&y[i * width..][..width], &dy[i * width..][..width]);
-                let dot: f32 = y.iter().zip(dy).map(|(y, d)| y * d).sum();
-                for ((o, &y), &d) in out.iter_mut().zip(y).zip(dy) {
-                    *o = y * (d - dot);
-                }
-            })
-        })?;
-        Ok(Some(tensor_from(dx, y)?))
+        Ok(Some(softmax_backward(y, dy)?))
+    }
+}
+
+/// The gradient of a softmax over the last dimension with output `y`:
+/// `y ⊙ (dy − Σ dy ⊙ y)`, one pass per row.
+fn softmax_backward(y: &Tensor, dy: &Tensor) -> candle_core::Result<Tensor> {
+    let width = y.dims().last().copied().unwrap_or(1);
+    let mut dx = vec![0f32; y.elem_count()];
+    with_values([y, dy], |[y, dy]| {
+        par_rows(&mut dx, width, |i, out| {
+            let (y, dy) = (&y[i * width..][..width], &dy[i * width..][..width]);
+            let dot: f32 = y.iter().zip(dy).map(|(y, d)| y * d).sum();
+            for ((o, &y), &d) in out.iter_mut().zip(y).zip(dy) {
+                *o = y * (d - dot);
+            }
+        })
+    })?;
+    tensor_from(dx, y)
+}
+
+/// The sizes of one self-attention call.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub batch: usize,
+    pub seq: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Scores are multiplied by this.
+    pub scale: f64,
+}
+
+/// Self-attention over a whole sequence (no cache) for training, as one node:
+/// `q` [batch·seq, heads·head_dim] and `k`, `v` [batch·seq, kv_heads·head_dim]
+/// as the projections give them (after any q/k norm) in, the attention output
+/// in the same layout as `q` out. Inside: RoPE (`cos`/`sin` [seq, head_dim/2]),
+/// scaling, the additive `mask` [batch or 1, 1, seq, seq], softmax and the
+/// weighted values, for grouped-query heads. The composed version is some
+/// twenty nodes per layer (views, copies, products), each of which candle's
+/// backward gives a freshly zeroed, added gradient and some of which it keeps
+/// until the end; this op keeps its rotated queries and keys, values and
+/// probabilities until its own backward pass, which drops them.
+///
+/// `None` where it does not apply (not f32 on the CPU, or nothing to
+/// differentiate): the caller uses the composed path.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: &Tensor,
+    shape: AttentionShape,
+) -> Result<Option<Tensor>> {
+    let tracked = q.track_op() || k.track_op() || v.track_op();
+    let constant = !cos.track_op() && !sin.track_op() && !mask.track_op();
+    if !(f32_cpu(q) && tracked && constant && shape.heads.is_multiple_of(shape.kv_heads)) {
+        return Ok(None);
+    }
+    let op = FusedAttention {
+        cos: cos.contiguous()?,
+        sin: sin.contiguous()?,
+        mask: mask.unsqueeze(1)?,
+        shape,
+        saved: std::sync::Mutex::new(None),
+    };
+    Ok(Some(q.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &v.contiguous()?,
+        op,
+    )?))
+}
+
+struct FusedAttention {
+    cos: Tensor,
+    sin: Tensor,
+    /// [batch or 1, 1, 1, seq, seq]: broadcast over key/value heads and groups.
+    mask: Tensor,
+    shape: AttentionShape,
+    /// The forward pass's parts, taken by the backward pass (which recomputes
+    /// them if it runs a second time).
+    saved: std::sync::Mutex<Option<AttentionParts>>,
+}
+
+/// Rotated, scaled queries [b, kv, groups·t, hd], rotated keys and values
+/// [b, kv, t, hd], and the probabilities [b, kv, groups·t, t].
+struct AttentionParts {
+    qs: Tensor,
+    k: Tensor,
+    v: Tensor,
+    probs: Tensor,
+}
+
+impl FusedAttention {
+    /// [b·t, n·hd] -> [b, n, t, hd], contiguous.
+    fn split_heads(&self, x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+        let AttentionShape {
+            batch: b,
+            seq: t,
+            head_dim: hd,
+            ..
+        } = self.shape;
+        x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+    }
+
+    /// [b, n, t, hd] (any contiguous grouping of n·t) -> [b·t, n·hd].
+    fn merge_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let AttentionShape {
+            batch: b,
+            seq: t,
+            head_dim: hd,
+            ..
+        } = self.shape;
+        let n = x.elem_count() / (b * t * hd);
+        x.reshape((b, n, t, hd))?
+            .transpose(1, 2)?
+            .reshape((b * t, n * hd))
+    }
+
+    fn parts(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<AttentionParts> {
+        let AttentionShape {
+            batch: b,
+            seq: t,
+            heads,
+            kv_heads: kv,
+            head_dim: hd,
+            scale,
+        } = self.shape;
+        let groups = heads / kv;
+        let rope = |x: Tensor| candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin);
+        let qs = (rope(self.split_heads(q, heads)?)? * scale)?.reshape((b, kv, groups * t, hd))?;
+        let k = rope(self.split_heads(k, kv)?)?;
+        let v = self.split_heads(v, kv)?;
+        let scores = qs.matmul(&k.t()?)?.reshape((b, kv, groups, t, t))?;
+        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&self.mask)?)?
+            .reshape((b, kv, groups * t, t))?;
+        Ok(AttentionParts { qs, k, v, probs })
+    }
+}
+
+impl candle_core::CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
+        let parts = self.parts(&q, &k, &v)?;
+        let out = self.merge_heads(&parts.probs.matmul(&parts.v)?)?;
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(parts);
+        storage_of(out)
+    }
+
+    /// With `S = Qs Kᵀ`, `P = softmax(S + mask)`, `O = P V`: `dV = Pᵀ dO`,
+    /// `dS = softmax'(P, dO Vᵀ)`, `dQs = dS K`, `dK = dSᵀ Qs`, then the scale
+    /// and the inverse rotation.
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let AttentionShape {
+            batch: b,
+            seq: t,
+            heads,
+            kv_heads: kv,
+            head_dim: hd,
+            scale,
+        } = self.shape;
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))?
+            .take();
+        let parts = match saved {
+            Some(p) => p,
+            None => self.parts(&q.detach(), &k.detach(), &v.detach())?,
+        };
+        let d_out = self
+            .split_heads(dy, heads)?
+            .reshape((b, kv, heads / kv * t, hd))?;
+        let dv = parts.probs.t()?.matmul(&d_out)?;
+        let ds = softmax_backward(&parts.probs, &d_out.matmul(&parts.v.t()?)?)?;
+        let unrotate = |x: &Tensor| candle_nn::rotary_emb::rope(x, &self.cos, &self.sin.neg()?);
+        let dq = (ds.matmul(&parts.k)? * scale)?.reshape((b, heads, t, hd))?;
+        let dk = ds.t()?.matmul(&parts.qs)?;
+        Ok((
+            Some(self.merge_heads(&unrotate(&dq)?)?),
+            Some(self.merge_heads(&unrotate(&dk)?)?),
+            Some(self.merge_heads(&dv)?),
+        ))
     }
 }
 

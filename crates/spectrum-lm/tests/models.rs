@@ -109,7 +109,12 @@ fn padding_does_not_change_a_sequence() {
 
 /// A scalar loss of the model's output: cross-entropy on the next tokens.
 fn loss(model: &mut CausalLm, ids: &Tensor) -> Tensor {
-    let logits = model.forward(ids, None).expect("forward");
+    masked_loss(model, ids, None)
+}
+
+/// [`loss`] of a padded batch (`mask`: 1 for real tokens, 0 for padding).
+fn masked_loss(model: &mut CausalLm, ids: &Tensor, mask: Option<&Tensor>) -> Tensor {
+    let logits = model.forward(ids, mask).expect("forward");
     let (b, t, v) = logits.dims3().expect("dims");
     let inputs = logits
         .narrow(1, 0, t - 1)
@@ -123,7 +128,31 @@ fn loss(model: &mut CausalLm, ids: &Tensor) -> Tensor {
         .expect("contiguous")
         .flatten_all()
         .expect("flat");
-    candle_nn::loss::cross_entropy(&inputs, &targets).expect("ce")
+    match mask {
+        None => candle_nn::loss::cross_entropy(&inputs, &targets).expect("ce"),
+        // Mean over real targets only, as training does.
+        Some(mask) => {
+            let logp = candle_nn::ops::log_softmax(&inputs, 1).expect("log-softmax");
+            let nll = logp
+                .gather(&targets.unsqueeze(1).expect("ids"), 1)
+                .and_then(|t| t.squeeze(1))
+                .and_then(|t| t.neg())
+                .expect("nll");
+            let weights = mask
+                .narrow(1, 1, t - 1)
+                .and_then(|m| m.contiguous())
+                .and_then(|m| m.flatten_all())
+                .expect("weights");
+            ((nll * &weights).and_then(|l| l.sum_all()))
+                .and_then(|l| {
+                    l / weights
+                        .sum_all()?
+                        .to_dtype(DType::F64)?
+                        .to_scalar::<f64>()?
+                })
+                .expect("masked mean")
+        }
+    }
 }
 
 /// Gradients from backpropagation agree with central finite differences
@@ -309,19 +338,24 @@ fn frozen_base_weights_give_the_same_adapter_gradients() {
     }
 }
 
-/// In f32 on the CPU, training uses fused custom ops (softmax with a backward
-/// pass); their gradients must agree with the composed f64 ops.
+/// In f32 on the CPU, training uses fused custom ops (attention, norms,
+/// SwiGLU, each with a hand-written backward pass); on a padded batch their
+/// gradients must agree with the composed f64 ops.
 #[test]
 fn fused_f32_training_ops_give_the_f64_gradients() {
-    for family in ["llama", "gemma3"] {
+    for family in ["llama", "qwen3", "gemma3"] {
         let r = reference(family);
-        let ids = ids_tensor(&r.ids[..1]);
+        let ids = ids_tensor(&r.ids);
+        let mask = mask_tensor(&r.mask);
         let grads = |dtype: DType| -> Vec<(String, Vec<f64>)> {
             let vars = varmap(&r, dtype);
             let vb = candle_nn::VarBuilder::from_varmap(&vars, dtype, &Device::Cpu);
             let mut model = CausalLm::load(&r.config, vb, None).expect("load");
             model.set_mode(Mode::Training);
-            let g = loss(&mut model, &ids).backward().expect("backward");
+            let mask = mask.to_dtype(dtype).expect("mask");
+            let g = masked_loss(&mut model, &ids, Some(&mask))
+                .backward()
+                .expect("backward");
             let data = vars.data().lock().expect("lock");
             let mut out: Vec<(String, Vec<f64>)> = data
                 .iter()
@@ -344,8 +378,12 @@ fn fused_f32_training_ops_give_the_f64_gradients() {
                 .iter()
                 .zip(&b)
                 .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            // Relative to the largest entry, with an absolute floor. On this
+            // padded batch Gemma 3's f32 gradients differ from f64 by up to
+            // 1.1e-3 relative (5e-7 absolute on its smallest) with the composed
+            // attention as with the fused one; an error in a backward pass is 1e-2.
             assert!(
-                diff <= 1e-3 * scale,
+                diff <= 2e-3 * scale + 1e-6,
                 "{family} {name}: {diff} vs scale {scale}"
             );
         }

@@ -87,11 +87,17 @@ impl Rotary {
         })
     }
 
+    /// cos and sin [seq, head_dim / 2] for positions `offset..offset+seq`.
+    pub fn tables(&self, offset: usize, seq: usize) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.cos.narrow(0, offset, seq)?,
+            self.sin.narrow(0, offset, seq)?,
+        ))
+    }
+
     /// Rotates `x` [batch, heads, seq, head_dim] for positions `offset..offset+seq`.
     pub fn apply(&self, x: &Tensor, offset: usize, mode: Mode) -> Result<Tensor> {
-        let seq = x.dim(2)?;
-        let cos = self.cos.narrow(0, offset, seq)?;
-        let sin = self.sin.narrow(0, offset, seq)?;
+        let (cos, sin) = self.tables(offset, x.dim(2)?)?;
         match mode {
             Mode::Inference => Ok(candle_nn::rotary_emb::rope(&x.contiguous()?, &cos, &sin)?),
             Mode::Training => crate::ops::rope(x, &cos, &sin),
@@ -307,18 +313,35 @@ impl Attention {
             scale,
             ..
         } = self.spec;
-        let shape = |y: Tensor, n: usize| -> Result<Tensor> {
-            Ok(y.reshape((b, t, n, head_dim))?.transpose(1, 2)?)
-        };
-        let mut q = shape(self.q.forward_t(x, train)?, heads)?;
-        let mut k = shape(self.k.forward_t(x, train)?, kv_heads)?;
-        let v = shape(self.v.forward_t(x, train)?, kv_heads)?.contiguous()?;
+        // [b, t, n, head_dim]; q/k norms act on the last dimension.
+        let mut q = (self.q.forward_t(x, train)?).reshape((b, t, heads, head_dim))?;
+        let mut k = (self.k.forward_t(x, train)?).reshape((b, t, kv_heads, head_dim))?;
+        let v = (self.v.forward_t(x, train)?).reshape((b, t, kv_heads, head_dim))?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
             q = qn.forward(&q, mode)?;
             k = kn.forward(&k, mode)?;
         }
-        let q = rotary.apply(&q, offset, mode)?;
-        let k = rotary.apply(&k, offset, mode)?;
+        if mode == Mode::Training && offset == 0 {
+            let (cos, sin) = rotary.tables(0, t)?;
+            let rows = |y: &Tensor, n: usize| y.reshape((b * t, n * head_dim));
+            let shape = crate::ops::AttentionShape {
+                batch: b,
+                seq: t,
+                heads,
+                kv_heads,
+                head_dim,
+                scale,
+            };
+            let (q, k, v) = (rows(&q, heads)?, rows(&k, kv_heads)?, rows(&v, kv_heads)?);
+            if let Some(out) = crate::ops::attention(&q, &k, &v, &cos, &sin, mask, shape)? {
+                return self
+                    .o
+                    .forward_t(&out.reshape((b, t, heads * head_dim))?, train);
+            }
+        }
+        let v = v.transpose(1, 2)?.contiguous()?;
+        let q = rotary.apply(&q.transpose(1, 2)?, offset, mode)?;
+        let k = rotary.apply(&k.transpose(1, 2)?, offset, mode)?;
         let (k, v) = match &self.cache {
             Some((ck, cv)) if mode == Mode::Inference => {
                 (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?)
