@@ -95,7 +95,7 @@ impl Checkpoint {
         let path = self.dir.join(OPTIMIZER);
         let moments = candle_core::safetensors::load(&path, &vars[0].device().clone())
             .map_err(|e| bad(&path, format!("corrupt optimizer state ({e})")))?;
-        opt.load_state(names, &moments, state.adam_t)
+        opt.load_state(names, vars, &moments, state.adam_t)
             .map_err(|m| bad(&path, m))?;
         Ok(state)
     }

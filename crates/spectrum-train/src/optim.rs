@@ -26,7 +26,19 @@ pub struct AdamW {
 #[derive(Debug)]
 enum Moments {
     Host(Vec<f32>, Vec<f32>),
-    Device(Tensor, Tensor),
+    Device {
+        m: Tensor,
+        v: Tensor,
+        /// An f32 master copy of a bf16/f16 parameter, which the updates go to:
+        /// an update below half a unit in the last place of the parameter
+        /// (AdamW's ~lr: 3e-6 against bf16's 1.2e-4 spacing at 0.02) would
+        /// otherwise round away, and the weights would never move.
+        master: Option<Tensor>,
+    },
+}
+
+fn half(dtype: DType) -> bool {
+    matches!(dtype, DType::BF16 | DType::F16)
 }
 
 fn host(t: &Tensor) -> bool {
@@ -43,7 +55,16 @@ impl AdamW {
                     Moments::Host(vec![0.0; p.elem_count()], vec![0.0; p.elem_count()])
                 } else {
                     let zeros = p.zeros_like()?.to_dtype(DType::F32)?;
-                    Moments::Device(zeros.clone(), zeros)
+                    let master = if half(p.dtype()) {
+                        Some(p.to_dtype(DType::F32)?)
+                    } else {
+                        None
+                    };
+                    Moments::Device {
+                        m: zeros.clone(),
+                        v: zeros,
+                        master,
+                    }
                 })
             })
             .collect::<candle_core::Result<_>>()?;
@@ -81,18 +102,25 @@ impl AdamW {
                         candle_core::Error::Msg("expected a CPU f32 gradient".into())
                     })??;
                 }
-                Moments::Device(m, v) => {
+                Moments::Device { m, v, master } => {
                     let g = g.to_dtype(DType::F32)?;
                     *m = ((&*m * b1)? + (&g * (1.0 - b1))?)?;
                     *v = ((&*v * b2)? + (g.sqr()? * (1.0 - b2))?)?;
                     let update = ((&*m / c1)? / ((&*v / c2)?.sqrt()? + self.eps)?)?;
-                    let w = p.as_tensor().to_dtype(DType::F32)?;
+                    let w = match master {
+                        Some(w) => w.clone(),
+                        None => p.as_tensor().to_dtype(DType::F32)?,
+                    };
                     let w = if self.weight_decay > 0.0 {
                         (w * decay)?
                     } else {
                         w
                     };
-                    p.set(&(w - (update * lr)?)?.to_dtype(p.dtype())?)?;
+                    let w = (w - (update * lr)?)?;
+                    p.set(&w.to_dtype(p.dtype())?)?;
+                    if let Some(master) = master {
+                        *master = w;
+                    }
                 }
             }
         }
@@ -111,7 +139,12 @@ impl AdamW {
                         Tensor::from_slice(v, shape, p.device())?,
                     )
                 }
-                Moments::Device(m, v) => (m.clone(), v.clone()),
+                Moments::Device { m, v, master } => {
+                    if let Some(w) = master {
+                        out.insert(format!("w.{name}"), w.clone());
+                    }
+                    (m.clone(), v.clone())
+                }
             };
             out.insert(format!("m.{name}"), m);
             out.insert(format!("v.{name}"), v);
@@ -119,14 +152,17 @@ impl AdamW {
         Ok(out)
     }
 
-    /// Restores the state saved by [`AdamW::state`].
+    /// Restores the state saved by [`AdamW::state`]; `params` already hold
+    /// the checkpoint's weights (the master copy of a half-precision one comes
+    /// from the state, or from the weights for a state saved without it).
     pub fn load_state(
         &mut self,
         names: &[String],
+        params: &[Var],
         state: &HashMap<String, Tensor>,
         t: u64,
     ) -> std::result::Result<(), String> {
-        for (name, moments) in names.iter().zip(&mut self.moments) {
+        for ((name, moments), p) in names.iter().zip(&mut self.moments).zip(params) {
             let saved = |key: &str| {
                 state
                     .get(&format!("{key}.{name}"))
@@ -147,12 +183,24 @@ impl AdamW {
                         *slot = values;
                     }
                 }
-                Moments::Device(m, v) => {
+                Moments::Device { m, v, master } => {
                     for (slot, saved) in [(m, sm), (v, sv)] {
                         if saved.dims() != slot.dims() {
                             return Err(format!("optimizer state of {name} has the wrong shape"));
                         }
                         *slot = saved.to_device(slot.device()).map_err(|e| e.to_string())?;
+                    }
+                    if let Some(master) = master {
+                        let w = match state.get(&format!("w.{name}")) {
+                            Some(w) if w.dims() == p.dims() => w.to_device(p.device()),
+                            Some(_) => {
+                                return Err(format!(
+                                    "master weights of {name} have the wrong shape"
+                                ));
+                            }
+                            None => p.as_tensor().to_dtype(DType::F32),
+                        };
+                        *master = w.map_err(|e| e.to_string())?;
                     }
                 }
             }
@@ -345,7 +393,7 @@ mod tests {
         let mut o32 = AdamW::new(std::slice::from_ref(&p32), 0.1).expect("opt");
         let mut o64 = AdamW::new(std::slice::from_ref(&p64), 0.1).expect("opt");
         assert!(matches!(o32.moments[0], Moments::Host(..)));
-        assert!(matches!(o64.moments[0], Moments::Device(..)));
+        assert!(matches!(o64.moments[0], Moments::Device { .. }));
         for step in 0..4 {
             let g = (p32.as_tensor().cos().expect("g") * (step as f64 + 1.0)).expect("g");
             o32.step(std::slice::from_ref(&p32), std::slice::from_ref(&g), 0.01)
@@ -359,6 +407,75 @@ mod tests {
         for (x, y) in a.iter().zip(&b) {
             assert!((*x as f64 - y).abs() < 1e-5, "{x} vs {y}");
         }
+    }
+
+    /// bf16 parameters train through f32 master weights: with AdamW's small
+    /// steps they follow the f32 run (rounded), where updating the bf16 values
+    /// directly would round every step away. The master copy survives a
+    /// save and restore.
+    #[test]
+    fn half_precision_parameters_keep_f32_master_weights() {
+        let values: Vec<f32> = (0..64).map(|k| 0.02 + 0.001 * (k as f32).sin()).collect();
+        let run = |dtype: DType, steps: std::ops::Range<usize>, opt: Option<(AdamW, Var)>| {
+            let (mut opt, p) = opt.unwrap_or_else(|| {
+                let t = Tensor::new(values.as_slice(), &Device::Cpu)
+                    .and_then(|t| t.to_dtype(dtype))
+                    .expect("t");
+                let p = Var::from_tensor(&t).expect("var");
+                (AdamW::new(std::slice::from_ref(&p), 0.0).expect("opt"), p)
+            });
+            for step in steps {
+                let g = Tensor::full(1.0 + step as f32 * 0.1, 64, &Device::Cpu)
+                    .and_then(|g| g.to_dtype(dtype))
+                    .expect("g");
+                opt.step(std::slice::from_ref(&p), &[g], 1e-5)
+                    .expect("step");
+            }
+            (opt, p)
+        };
+        let as_f32 = |p: &Var| -> Vec<f32> {
+            p.as_tensor()
+                .to_dtype(DType::F32)
+                .and_then(|t| t.to_vec1())
+                .expect("values")
+        };
+        let (_, reference) = run(DType::F32, 0..20, None);
+        let (_, bf16) = run(DType::BF16, 0..20, None);
+        let start = Tensor::new(values.as_slice(), &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::BF16))
+            .expect("start");
+        let start = as_f32(&Var::from_tensor(&start).expect("var"));
+        let rounded: Vec<f32> = Tensor::new(as_f32(&reference).as_slice(), &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::BF16))
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.to_vec1())
+            .expect("rounded");
+        let got = as_f32(&bf16);
+        assert_ne!(
+            got, start,
+            "20 steps of 1e-5 must move bf16 weights of 0.02"
+        );
+        // The bf16 run starts from rounded values, so allow one bf16 step.
+        for (g, r) in got.iter().zip(&rounded) {
+            assert!((g - r).abs() <= 1.3e-4, "{g} vs {r}");
+        }
+
+        // Save after 10 steps, restore into a fresh optimizer, run 10 more.
+        let (opt, p) = run(DType::BF16, 0..10, None);
+        let names = vec!["p".to_string()];
+        let state = opt.state(&names, std::slice::from_ref(&p)).expect("state");
+        assert!(state.contains_key("w.p"), "the master copy is saved");
+        let fresh = Var::from_tensor(p.as_tensor()).expect("var");
+        let mut restored = AdamW::new(std::slice::from_ref(&fresh), 0.0).expect("opt");
+        restored
+            .load_state(&names, std::slice::from_ref(&fresh), &state, opt.t)
+            .expect("load");
+        let (_, resumed) = run(DType::BF16, 10..20, Some((restored, fresh)));
+        assert_eq!(
+            as_f32(&resumed),
+            got,
+            "resuming gives the uninterrupted run"
+        );
     }
 
     #[test]
