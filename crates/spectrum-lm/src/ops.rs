@@ -334,10 +334,17 @@ pub fn masked_softmax(scores: &Tensor, mask: &Tensor) -> Result<Tensor> {
             .contiguous()?
             .apply_op1(MaskedSoftmax { mask: mask.clone() })?);
     }
-    Ok(candle_nn::ops::softmax(
-        &scores.broadcast_add(mask)?,
-        D::Minus1,
-    )?)
+    // Half precision (GPU training): the composed softmax sums in the input's
+    // dtype, so work in f32 as PyTorch's eager attention does.
+    let dtype = scores.dtype();
+    let work = match dtype {
+        DType::BF16 | DType::F16 => DType::F32,
+        d => d,
+    };
+    let x = scores
+        .to_dtype(work)?
+        .broadcast_add(&mask.to_dtype(work)?)?;
+    Ok(candle_nn::ops::softmax(&x, D::Minus1)?.to_dtype(dtype)?)
 }
 
 struct MaskedSoftmax {

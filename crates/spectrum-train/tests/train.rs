@@ -387,3 +387,35 @@ fn lora_trains_the_rows_of_added_tokens() {
         assert!((x - y).abs() < 1e-5, "{a:?} vs {b:?}");
     }
 }
+
+/// bf16, as GPU runs train (here on the CPU, through the same non-fused ops and
+/// the optimizer's f32 master weights): the loss falls, and a cancelled run
+/// resumes to the uninterrupted one's losses, bit for bit.
+#[test]
+fn a_bf16_run_trains_and_resumes_exactly() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let s = RunSpec {
+        dtype: Some("bf16".into()),
+        learning_rate: 3e-3,
+        ..spec(Method::Full, 12)
+    };
+    let (whole, _) = run(&s, &model, &tmp.path().join("whole"), &d, None);
+    let losses: Vec<f64> = whole.steps.iter().map(|m| m.loss).collect();
+    assert!(
+        mean(&losses[8..]) < 0.9 * mean(&losses[..4]),
+        "bf16 training loss did not fall: {losses:?}"
+    );
+
+    let parts = tmp.path().join("parts");
+    let (first, first_out) = run(&s, &model, &parts, &d, Some(5));
+    assert!(first_out.cancelled);
+    let (second, second_out) = run(&s, &model, &parts, &d, None);
+    assert_eq!(second_out.step, 12);
+    let key = |l: &[StepMetrics]| l.iter().map(|m| (m.step, m.loss)).collect::<Vec<_>>();
+    let mut resumed = key(&first.steps);
+    resumed.extend(key(&second.steps));
+    assert_eq!(resumed, key(&whole.steps), "same losses, bit for bit");
+}
