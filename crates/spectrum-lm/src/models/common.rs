@@ -44,6 +44,17 @@ impl RmsNorm {
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        if self.offset != 0.0 && matches!(x.dtype(), DType::BF16 | DType::F16) {
+            // `1 + w` in bf16 keeps w to 2^-8 only: Gemma's norms (like
+            // transformers' Gemma3RMSNorm) run in f32 and cast back.
+            let f32_norm = RmsNorm {
+                weight: self.weight.to_dtype(DType::F32)?,
+                ..self.clone()
+            };
+            return Ok(f32_norm
+                .forward(&x.to_dtype(DType::F32)?, mode)?
+                .to_dtype(x.dtype())?);
+        }
         let alpha = if self.offset != 0.0 {
             (&self.weight + self.offset)?
         } else {
