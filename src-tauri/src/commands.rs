@@ -424,7 +424,7 @@ pub fn train(
         spec: request.spec,
         model: request.model,
         name: request.name.filter(|n| !n.trim().is_empty()),
-        init_tokens_from: None,
+        init_tokens_from: request.init_tokens_from.filter(|n| !n.trim().is_empty()),
     };
     shell.jobs.start("train", label, channel, move |ctx| {
         studio.train(

@@ -199,6 +199,10 @@ pub struct TrainRequestDto {
     /// A registered model's name.
     pub model: String,
     pub name: Option<String>,
+    /// Where the rows of chat turn tokens added to a base model without them
+    /// start (METHOD.md §2): a registered instruct sibling's name; `None`: the
+    /// mean embedding row.
+    pub init_tokens_from: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, TS)]

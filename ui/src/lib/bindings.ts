@@ -520,7 +520,13 @@ export type TrainRequestDto = { spec: RunSpec,
 /**
  * A registered model's name.
  */
-model: string, name: string | null, };
+model: string, name: string | null, 
+/**
+ * Where the rows of chat turn tokens added to a base model without them
+ * start (METHOD.md §2): a registered instruct sibling's name; `None`: the
+ * mean embedding row.
+ */
+init_tokens_from: string | null, };
 
 export type UiError = { 
 /**
