@@ -158,28 +158,26 @@ impl Linear {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        // One large matrix multiply over all rows beats a batch of small ones:
-        // [b, t, in] -> [b * t, in] x [in, out] -> [b, t, out].
-        let dims = x.dims().to_vec();
-        let rows: usize = dims[..dims.len() - 1].iter().product();
-        let x2 = x.reshape((rows, dims[dims.len() - 1]))?;
-        let mut y = match &self.adapter {
+        // One large matrix multiply over all rows ([b, t, in] as [b * t, in])
+        // beats a batch of small ones; the ops take `x` as it is.
+        let y = match &self.adapter {
             Some(ad) if train && ad.dropout > 0.0 => {
+                let dims = x.dims();
+                let x2 =
+                    x.reshape((x.elem_count() / dims[dims.len() - 1], dims[dims.len() - 1]))?;
                 let xa = candle_nn::ops::dropout(&x2, ad.dropout)?;
                 // Scaling B (out x r) instead of the product (rows x out) keeps one
                 // activation-sized tensor less for backward.
                 let low = xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?;
-                (crate::ops::frozen_aware_matmul(&x2, &self.weight)? + low)?
+                let base = crate::ops::frozen_aware_matmul(x, &self.weight)?;
+                (&base + low.reshape(base.shape())?)?
             }
-            Some(ad) => crate::ops::lora_matmul(&x2, &self.weight, &ad.a, &ad.b, ad.scale)?,
-            None => crate::ops::frozen_aware_matmul(&x2, &self.weight)?,
+            Some(ad) => crate::ops::lora_matmul(x, &self.weight, &ad.a, &ad.b, ad.scale)?,
+            None => crate::ops::frozen_aware_matmul(x, &self.weight)?,
         };
-        if let Some(bias) = &self.bias {
-            y = y.broadcast_add(bias)?;
-        }
-        let mut out_dims = dims;
-        let last = out_dims.len() - 1;
-        out_dims[last] = y.dim(1)?;
-        Ok(y.reshape(out_dims)?)
+        Ok(match &self.bias {
+            Some(bias) => y.broadcast_add(bias)?,
+            None => y,
+        })
     }
 }

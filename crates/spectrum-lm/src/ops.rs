@@ -96,20 +96,39 @@ fn matmul_t(
     w: &Tensor,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     use candle_core::backend::BackendStorage;
-    let (rows, k) = x_layout.shape().dims2()?;
+    let dims = x_layout.shape().dims();
+    let k = dims.last().copied().unwrap_or(1);
+    let rows = x_layout.shape().elem_count() / k.max(1);
     let (guard, w_layout) = w.storage_and_layout();
     let (Storage::Cpu(ws), (out, k2)) = (&*guard, w.dims2()?) else {
         candle_core::bail!("expected a CPU weight");
     };
     if k != k2 {
-        candle_core::bail!("matmul_t: [{rows}, {k}] x [{out}, {k2}]ᵀ");
+        candle_core::bail!("matmul_t: {dims:?} x [{out}, {k2}]ᵀ");
+    }
+    let mut out_dims = dims.to_vec();
+    if let Some(last) = out_dims.last_mut() {
+        *last = out;
     }
     if !x_layout.is_contiguous() || !w_layout.is_contiguous() {
         drop(guard);
-        return on_storage(x, x_layout, |x| x.matmul(&w.t()?));
+        return on_storage(x, x_layout, |x| {
+            x.reshape((rows, k))?.matmul(&w.t()?)?.reshape(out_dims)
+        });
     }
-    let y = x.matmul(ws, (1, rows, out, k), x_layout, &w_layout.transpose(0, 1)?)?;
-    Ok((y, Shape::from((rows, out))))
+    let x2 = Layout::contiguous_with_offset((rows, k), x_layout.start_offset());
+    let y = x.matmul(ws, (1, rows, out, k), &x2, &w_layout.transpose(0, 1)?)?;
+    Ok((y, Shape::from(out_dims)))
+}
+
+/// `x` [..., n] as rows [r, n], and the shape [..., m] of a result with `m` columns.
+fn as_rows(x: &Tensor, m: usize) -> candle_core::Result<(Tensor, Vec<usize>)> {
+    let n = x.dims().last().copied().unwrap_or(1);
+    let mut out = x.dims().to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = m;
+    }
+    Ok((x.reshape((x.elem_count() / n.max(1), n))?, out))
 }
 
 /// A tensor over a custom op's CPU input (sharing nothing with the graph).
@@ -207,14 +226,18 @@ impl candle_core::CustomOp2 for SwiGlu {
     }
 }
 
-/// `x Wᵀ`; when `x` needs a gradient and `W` does not, only `∂L/∂x` is computed.
+/// `x Wᵀ` over the last dimension of `x` [..., in] (one matrix multiply over
+/// all rows); when `x` needs a gradient and `W` does not, only `∂L/∂x` is
+/// computed, and the op takes `x` as it is (no reshape nodes, whose backward
+/// passes would each allocate, zero and add a gradient).
 pub fn frozen_aware_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if f32_cpu(x) && x.track_op() && !w.is_variable() && !w.track_op() {
         return Ok(x
             .contiguous()?
             .apply_op1(FrozenLinear { weight: w.clone() })?);
     }
-    Ok(x.matmul(&w.t()?)?)
+    let (rows, out) = as_rows(x, w.dim(0)?)?;
+    Ok(rows.matmul(&w.t()?)?.reshape(out)?)
 }
 
 struct FrozenLinear {
@@ -236,11 +259,12 @@ impl candle_core::CustomOp1 for FrozenLinear {
 
     fn bwd(
         &self,
-        _arg: &Tensor,
+        arg: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(grad.matmul(&self.weight)?))
+        let (dy, _) = as_rows(grad, 0)?;
+        Ok(Some(dy.matmul(&self.weight)?.reshape(arg.shape())?))
     }
 }
 
@@ -262,7 +286,9 @@ pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
             .apply_op3(&a.contiguous()?, &b.contiguous()?, op)?);
     }
     let base = frozen_aware_matmul(x, w)?;
-    Ok((base + x.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?)?)
+    let (rows, out) = as_rows(x, w.dim(0)?)?;
+    let low = rows.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?;
+    Ok((base + low.reshape(out)?)?)
 }
 
 struct LoraMatmul {
@@ -286,6 +312,7 @@ impl candle_core::CustomOp3 for LoraMatmul {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (x, a, b) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
+        let (x, _) = as_rows(&x, 0)?;
         let low = x.matmul(&a.t()?)?.matmul(&(b * self.scale)?.t()?)?;
         let (mut y, shape) = matmul_t(s1, l1, &self.weight)?;
         let CpuStorage::F32(values) = &mut y else {
@@ -308,12 +335,18 @@ impl candle_core::CustomOp3 for LoraMatmul {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let shape = x.shape();
+        let ((x, _), (dy, _)) = (as_rows(x, 0)?, as_rows(dy, 0)?);
         let h = x.matmul(&a.t()?)?;
         let dh = dy.matmul(&(b * self.scale)?)?;
         let db = (dy.t()?.matmul(&h)? * self.scale)?;
-        let da = dh.t()?.matmul(x)?;
+        let da = dh.t()?.matmul(&x)?;
         let dx = if self.need_dx {
-            Some(dy.matmul(&self.weight)?.add(&dh.matmul(a)?)?)
+            Some(
+                dy.matmul(&self.weight)?
+                    .add(&dh.matmul(a)?)?
+                    .reshape(shape)?,
+            )
         } else {
             None
         };
@@ -401,9 +434,10 @@ pub struct AttentionShape {
 }
 
 /// Self-attention over a whole sequence (no cache) for training, as one node:
-/// `q` [batch·seq, heads·head_dim] and `k`, `v` [batch·seq, kv_heads·head_dim]
-/// as the projections give them (after any q/k norm) in, the attention output
-/// in the same layout as `q` out. Inside: RoPE (`cos`/`sin` [seq, head_dim/2]),
+/// `q` [batch, seq, heads·head_dim] and `k`, `v` [batch, seq, kv_heads·head_dim]
+/// as the projections give them (any shape with that layout, such as
+/// [batch, seq, heads, head_dim] after a q/k norm) in, the attention output
+/// [batch, seq, heads·head_dim] out. Inside: RoPE (`cos`/`sin` [seq, head_dim/2]),
 /// scaling, the additive `mask` [batch or 1, 1, seq, seq], softmax and the
 /// weighted values, for grouped-query heads. The composed version is some
 /// twenty nodes per layer (views, copies, products), each of which candle's
@@ -524,7 +558,16 @@ impl candle_core::CustomOp3 for FusedAttention {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (q, k, v) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
         let parts = self.parts(&q, &k, &v)?;
-        let out = self.merge_heads(&parts.probs.matmul(&parts.v)?)?;
+        let AttentionShape {
+            batch: b,
+            seq: t,
+            heads,
+            head_dim: hd,
+            ..
+        } = self.shape;
+        let out = self
+            .merge_heads(&parts.probs.matmul(&parts.v)?)?
+            .reshape((b, t, heads * hd))?;
         *self
             .saved
             .lock()
@@ -569,9 +612,9 @@ impl candle_core::CustomOp3 for FusedAttention {
         let dq = (ds.matmul(&parts.k)? * scale)?.reshape((b, heads, t, hd))?;
         let dk = ds.t()?.matmul(&parts.qs)?;
         Ok((
-            Some(self.merge_heads(&unrotate(&dq)?)?),
-            Some(self.merge_heads(&unrotate(&dk)?)?),
-            Some(self.merge_heads(&dv)?),
+            Some(self.merge_heads(&unrotate(&dq)?)?.reshape(q.shape())?),
+            Some(self.merge_heads(&unrotate(&dk)?)?.reshape(k.shape())?),
+            Some(self.merge_heads(&dv)?.reshape(v.shape())?),
         ))
     }
 }

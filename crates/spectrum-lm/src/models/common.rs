@@ -324,17 +324,15 @@ impl Attention {
             scale,
             ..
         } = self.spec;
-        // [b, t, n, head_dim]; q/k norms act on the last dimension.
-        let mut q = (self.q.forward_t(x, train)?).reshape((b, t, heads, head_dim))?;
-        let mut k = (self.k.forward_t(x, train)?).reshape((b, t, kv_heads, head_dim))?;
-        let v = (self.v.forward_t(x, train)?).reshape((b, t, kv_heads, head_dim))?;
+        // [b, t, n · head_dim]; q/k norms act on each head ([b, t, n, head_dim]).
+        let (mut q, mut k) = (self.q.forward_t(x, train)?, self.k.forward_t(x, train)?);
+        let v = self.v.forward_t(x, train)?;
         if let (Some(qn), Some(kn)) = (&self.q_norm, &self.k_norm) {
-            q = qn.forward(&q, mode)?;
-            k = kn.forward(&k, mode)?;
+            q = qn.forward(&q.reshape((b, t, heads, head_dim))?, mode)?;
+            k = kn.forward(&k.reshape((b, t, kv_heads, head_dim))?, mode)?;
         }
         if mode == Mode::Training && offset == 0 {
             let (cos, sin) = rotary.tables(0, t)?;
-            let rows = |y: &Tensor, n: usize| y.reshape((b * t, n * head_dim));
             let shape = crate::ops::AttentionShape {
                 batch: b,
                 seq: t,
@@ -343,16 +341,16 @@ impl Attention {
                 head_dim,
                 scale,
             };
-            let (q, k, v) = (rows(&q, heads)?, rows(&k, kv_heads)?, rows(&v, kv_heads)?);
             if let Some(out) = crate::ops::attention(&q, &k, &v, &cos, &sin, mask, shape)? {
-                return self
-                    .o
-                    .forward_t(&out.reshape((b, t, heads * head_dim))?, train);
+                return self.o.forward_t(&out, train);
             }
         }
-        let v = v.transpose(1, 2)?.contiguous()?;
-        let q = rotary.apply(&q.transpose(1, 2)?, offset, mode)?;
-        let k = rotary.apply(&k.transpose(1, 2)?, offset, mode)?;
+        let heads_first = |y: Tensor, n: usize| -> Result<Tensor> {
+            Ok(y.reshape((b, t, n, head_dim))?.transpose(1, 2)?)
+        };
+        let v = heads_first(v, kv_heads)?.contiguous()?;
+        let q = rotary.apply(&heads_first(q, heads)?, offset, mode)?;
+        let k = rotary.apply(&heads_first(k, kv_heads)?, offset, mode)?;
         let (k, v) = match &self.cache {
             Some((ck, cv)) if mode == Mode::Inference => {
                 (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?)
