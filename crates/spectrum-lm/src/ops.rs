@@ -20,8 +20,9 @@
 //! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
 //!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
 //!
-//! Both run their forward pass through candle's own kernels on the input's
-//! storage; other devices and dtypes use the plain operations.
+//! Each applies to f32 tensors on the CPU (forward passes through candle's own
+//! kernels or single loops, writing into the op's output); other devices and
+//! dtypes (bf16 on GPUs) use the plain, composed operations.
 
 use candle_core::{CpuStorage, D, DType, Layout, Shape, Storage, Tensor};
 
