@@ -67,6 +67,20 @@ fn training_kernels_match_inference_kernels() {
     }
 }
 
+/// Logits of an 8-token `seq` in one pass, and in two (5 tokens, then 3 from
+/// the KV cache) stitched together.
+fn one_pass_and_cached(model: &mut CausalLm, seq: &Tensor) -> (Tensor, Tensor) {
+    let full = model.forward(seq, None).expect("full");
+    model.clear_kv_cache();
+    let first = model
+        .forward(&seq.narrow(1, 0, 5).expect("narrow"), None)
+        .expect("prefix");
+    let second = model
+        .forward(&seq.narrow(1, 5, 3).expect("narrow"), None)
+        .expect("rest");
+    (full, Tensor::cat(&[first, second], 1).expect("cat"))
+}
+
 /// bf16, as models run on GPUs (here through the CPU's bf16 kernels): every
 /// family's logits of a padded batch stay within bf16's resolution of f32's,
 /// in inference and in training mode, and cached decoding matches one pass.
@@ -104,16 +118,7 @@ fn bf16_models_follow_f32() {
         }
         model.set_mode(Mode::Inference);
         model.clear_kv_cache();
-        let seq = ids_tensor(&r.ids[..1]);
-        let full = model.forward(&seq, None).expect("full");
-        model.clear_kv_cache();
-        let first = model
-            .forward(&seq.narrow(1, 0, 5).expect("narrow"), None)
-            .expect("prefix");
-        let second = model
-            .forward(&seq.narrow(1, 5, 3).expect("narrow"), None)
-            .expect("rest");
-        let stitched = Tensor::cat(&[first, second], 1).expect("cat");
+        let (full, stitched) = one_pass_and_cached(&mut model, &ids_tensor(&r.ids[..1]));
         let diff = max_diff(
             &full.to_dtype(DType::F32).expect("f32"),
             &stitched.to_dtype(DType::F32).expect("f32"),
@@ -129,17 +134,8 @@ fn bf16_models_follow_f32() {
 fn kv_cache_gives_the_same_logits_as_one_pass() {
     let r = reference("qwen2");
     let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
-    let seq = ids_tensor(&r.ids[..1]);
-    let full = model.forward(&seq, None).expect("full");
-    model.clear_kv_cache();
-    let first = model
-        .forward(&seq.narrow(1, 0, 5).expect("narrow"), None)
-        .expect("prefix");
-    let second = model
-        .forward(&seq.narrow(1, 5, 3).expect("narrow"), None)
-        .expect("rest");
+    let (full, stitched) = one_pass_and_cached(&mut model, &ids_tensor(&r.ids[..1]));
     assert_eq!(model.cached_len(), 8);
-    let stitched = Tensor::cat(&[first, second], 1).expect("cat");
     let diff = max_diff(&full, &stitched);
     assert!(diff < 1e-5, "cached decoding differs by {diff}");
 }
