@@ -169,11 +169,11 @@ impl Linear {
                 // Scaling B (out x r) instead of the product (rows x out) keeps one
                 // activation-sized tensor less for backward.
                 let low = xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?;
-                let base = crate::ops::frozen_aware_matmul(x, &self.weight)?;
+                let base = crate::ops::linear(x, &self.weight)?;
                 (&base + low.reshape(base.shape())?)?
             }
             Some(ad) => crate::ops::lora_matmul(x, &self.weight, &ad.a, &ad.b, ad.scale)?,
-            None => crate::ops::frozen_aware_matmul(x, &self.weight)?,
+            None => crate::ops::linear(x, &self.weight)?,
         };
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,

@@ -1,18 +1,19 @@
 //! Custom operations for training on the CPU, where candle's generic ones
 //! cost time or memory the method does not need:
 //!
-//! - [`frozen_aware_matmul`]: `x Wᵀ` with a gradient for `x` only when `W` is
-//!   frozen (LoRA training). candle's matmul backward always computes `∂L/∂W`
-//!   too: as many FLOPs as the forward pass, kept in memory until the end.
+//! - [`linear`]: `x Wᵀ` as one node, with a gradient for `x` only when it needs
+//!   one and for `W` only when it trains (candle's matmul backward always
+//!   computes both: as many FLOPs as the forward pass each), `∂L/∂W` in `W`'s
+//!   layout.
 //! - [`masked_softmax`]: `softmax(scores + mask)` with the fused kernel and a
 //!   backward pass (`dx = y ⊙ (dy − Σ dy ⊙ y)`). The composed version keeps five
 //!   score-sized intermediates per layer, and candle also stores a score-sized
 //!   gradient for the constant mask until backward ends (gigabytes at 1,024 tokens).
 //! - [`rope`]: the fused rotary kernel; its backward is the inverse rotation
 //!   (sine negated). The composed one stores gradients for the constant cos/sin.
-//! - [`rms_norm`]: the fused RMSNorm kernel with a frozen scale (LoRA) and a
-//!   hand-written backward; the composed one keeps four activation-sized
-//!   tensors per norm and a gradient for the frozen scale.
+//! - [`rms_norm`]: the fused RMSNorm kernel and a hand-written backward
+//!   (the scale's gradient only when it trains); the composed one keeps four
+//!   activation-sized tensors per norm and a gradient for a frozen scale.
 //! - [`lora_matmul`]: a frozen linear layer plus its LoRA adapter as one node,
 //!   with the adapter's gradients and `∂L/∂x` written out.
 //! - [`attention`]: RoPE, scores, mask, softmax and values of one layer as a
@@ -88,37 +89,29 @@ fn on_storage(
     storage_of(f(&tensor_of(storage, layout)?)?)
 }
 
-/// `x Wᵀ` for a custom op's CPU input `x` [rows, in] and a contiguous CPU
-/// weight `W` [out, in], computed straight into the op's output storage (going
-/// through a tensor would copy the result once more).
+/// `x Wᵀ` for a custom op's CPU inputs `x` [..., in] and `W` [out, in], both
+/// contiguous, computed straight into the op's output storage (going through a
+/// tensor would copy the result once more).
 fn matmul_t(
     x: &CpuStorage,
     x_layout: &Layout,
-    w: &Tensor,
+    w: &CpuStorage,
+    w_layout: &Layout,
 ) -> candle_core::Result<(CpuStorage, Shape)> {
     use candle_core::backend::BackendStorage;
     let dims = x_layout.shape().dims();
     let k = dims.last().copied().unwrap_or(1);
     let rows = x_layout.shape().elem_count() / k.max(1);
-    let (guard, w_layout) = w.storage_and_layout();
-    let (Storage::Cpu(ws), (out, k2)) = (&*guard, w.dims2()?) else {
-        candle_core::bail!("expected a CPU weight");
-    };
-    if k != k2 {
-        candle_core::bail!("matmul_t: {dims:?} x [{out}, {k2}]ᵀ");
+    let (out, k2) = w_layout.shape().dims2()?;
+    if k != k2 || !x_layout.is_contiguous() || !w_layout.is_contiguous() {
+        candle_core::bail!("matmul_t: expected contiguous {dims:?} x [{out}, {k2}]ᵀ");
     }
     let mut out_dims = dims.to_vec();
     if let Some(last) = out_dims.last_mut() {
         *last = out;
     }
-    if !x_layout.is_contiguous() || !w_layout.is_contiguous() {
-        drop(guard);
-        return on_storage(x, x_layout, |x| {
-            x.reshape((rows, k))?.matmul(&w.t()?)?.reshape(out_dims)
-        });
-    }
     let x2 = Layout::contiguous_with_offset((rows, k), x_layout.start_offset());
-    let y = x.matmul(ws, (1, rows, out, k), &x2, &w_layout.transpose(0, 1)?)?;
+    let y = x.matmul(w, (1, rows, out, k), &x2, &w_layout.transpose(0, 1)?)?;
     Ok((y, Shape::from(out_dims)))
 }
 
@@ -228,44 +221,61 @@ impl candle_core::CustomOp2 for SwiGlu {
 }
 
 /// `x Wᵀ` over the last dimension of `x` [..., in] (one matrix multiply over
-/// all rows); when `x` needs a gradient and `W` does not, only `∂L/∂x` is
-/// computed, and the op takes `x` as it is (no reshape nodes, whose backward
-/// passes would each allocate, zero and add a gradient).
-pub fn frozen_aware_matmul(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    if f32_cpu(x) && x.track_op() && !w.is_variable() && !w.track_op() {
-        return Ok(x
-            .contiguous()?
-            .apply_op1(FrozenLinear { weight: w.clone() })?);
+/// all rows) as one node that takes `x` as it is (no reshape nodes, whose
+/// backward passes would each allocate, zero and add a gradient). Its backward
+/// computes `∂L/∂x` only when `x` needs it and `∂L/∂W` only when `W` trains
+/// (not in LoRA training), straight in `W`'s layout (`dyᵀ x`; candle's matmul
+/// goes through a transposed gradient and a strided add).
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if f32_cpu(x) && f32_cpu(w) && (x.track_op() || w.track_op()) {
+        return Ok(x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)?);
     }
     let (rows, out) = as_rows(x, w.dim(0)?)?;
     Ok(rows.matmul(&w.t()?)?.reshape(out)?)
 }
 
-struct FrozenLinear {
-    weight: Tensor,
-}
+struct LinearOp;
 
-impl candle_core::CustomOp1 for FrozenLinear {
+impl candle_core::CustomOp2 for LinearOp {
     fn name(&self) -> &'static str {
-        "frozen-linear"
+        "linear"
     }
 
     fn cpu_fwd(
         &self,
-        storage: &CpuStorage,
-        layout: &Layout,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        matmul_t(storage, layout, &self.weight)
+        matmul_t(s1, l1, s2, l2)
     }
 
+    /// `∂x = dy W`, `∂W = dyᵀ x` (rows of `x` and `dy` as one matrix each).
     fn bwd(
         &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
-        let (dy, _) = as_rows(grad, 0)?;
-        Ok(Some(dy.matmul(&self.weight)?.reshape(arg.shape())?))
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // Gradients computed from graph tensors would keep the graph's
+        // tensors alive as long as they live (a weight's, to the end).
+        let (need_dx, need_dw) = (x.track_op(), w.track_op());
+        let (x, w) = (x.detach(), w.detach());
+        let (dy_rows, _) = as_rows(dy, 0)?;
+        let dx = if need_dx {
+            Some(dy_rows.matmul(&w)?.reshape(x.shape())?)
+        } else {
+            None
+        };
+        let dw = if need_dw {
+            let (x_rows, _) = as_rows(&x, 0)?;
+            Some(dy_rows.t()?.matmul(&x_rows)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
     }
 }
 
@@ -276,7 +286,7 @@ impl candle_core::CustomOp1 for FrozenLinear {
 /// keeps nothing but its inputs and computes `∂L/∂x` only when `x` needs it.
 pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
     let frozen = !w.is_variable() && !w.track_op();
-    if f32_cpu(x) && frozen && (a.track_op() || b.track_op()) {
+    if f32_cpu(x) && frozen && w.is_contiguous() && (a.track_op() || b.track_op()) {
         let op = LoraMatmul {
             weight: w.clone(),
             scale,
@@ -286,7 +296,7 @@ pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
             .contiguous()?
             .apply_op3(&a.contiguous()?, &b.contiguous()?, op)?);
     }
-    let base = frozen_aware_matmul(x, w)?;
+    let base = linear(x, w)?;
     let (rows, out) = as_rows(x, w.dim(0)?)?;
     let low = rows.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?;
     Ok((base + low.reshape(out)?)?)
@@ -315,7 +325,12 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let (x, a, b) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
         let (x, _) = as_rows(&x, 0)?;
         let low = x.matmul(&a.t()?)?.matmul(&(b * self.scale)?.t()?)?;
-        let (mut y, shape) = matmul_t(s1, l1, &self.weight)?;
+        let (guard, w_layout) = self.weight.storage_and_layout();
+        let Storage::Cpu(w) = &*guard else {
+            candle_core::bail!("expected a CPU weight");
+        };
+        let (mut y, shape) = matmul_t(s1, l1, w, w_layout)?;
+        drop(guard);
         let CpuStorage::F32(values) = &mut y else {
             candle_core::bail!("expected f32");
         };
@@ -336,8 +351,11 @@ impl candle_core::CustomOp3 for LoraMatmul {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        // Detached: gradients computed from graph tensors would keep them
+        // alive as long as the gradients live (an adapter's, to the end).
         let shape = x.shape();
-        let ((x, _), (dy, _)) = (as_rows(x, 0)?, as_rows(dy, 0)?);
+        let (a, b) = (a.detach(), b.detach());
+        let ((x, _), (dy, _)) = (as_rows(&x.detach(), 0)?, as_rows(dy, 0)?);
         let h = x.matmul(&a.t()?)?;
         let dh = dy.matmul(&(b * self.scale)?)?;
         let db = (dy.t()?.matmul(&h)? * self.scale)?;
@@ -345,7 +363,7 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let dx = if self.need_dx {
             Some(
                 dy.matmul(&self.weight)?
-                    .add(&dh.matmul(a)?)?
+                    .add(&dh.matmul(&a)?)?
                     .reshape(shape)?,
             )
         } else {
@@ -662,59 +680,98 @@ impl candle_core::CustomOp1 for Rope {
     }
 }
 
-/// RMSNorm `x / sqrt(mean(x²) + eps) * alpha` over the last dimension, with a
-/// constant `alpha`. Differentiable, fused where it can be.
+/// RMSNorm `x / sqrt(mean(x²) + eps) * alpha` over the last dimension.
+/// Differentiable, fused where it can be: one node, whose backward computes
+/// `∂L/∂alpha` only when `alpha` trains (full fine-tuning).
 pub fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f32) -> Result<Tensor> {
-    if !x.track_op() {
+    if !x.track_op() && !alpha.track_op() {
         return Ok(candle_nn::ops::rms_norm(&x.contiguous()?, alpha, eps)?);
     }
-    if f32_cpu(x) && !alpha.track_op() && !alpha.is_variable() {
-        return Ok(x.contiguous()?.apply_op1(RmsNorm {
-            alpha: alpha.clone(),
-            eps,
-        })?);
+    if f32_cpu(x) && f32_cpu(alpha) {
+        return Ok(x
+            .contiguous()?
+            .apply_op2(&alpha.contiguous()?, RmsNorm { eps })?);
     }
     Ok(candle_nn::ops::rms_norm_slow(x, alpha, eps)?)
 }
 
 struct RmsNorm {
-    alpha: Tensor,
     eps: f32,
 }
 
-impl candle_core::CustomOp1 for RmsNorm {
+impl candle_core::CustomOp2 for RmsNorm {
     fn name(&self) -> &'static str {
         "rms-norm"
     }
 
     fn cpu_fwd(
         &self,
-        storage: &CpuStorage,
-        layout: &Layout,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        on_storage(storage, layout, |x| {
-            candle_nn::ops::rms_norm(x, &self.alpha, self.eps)
-        })
+        let alpha = tensor_of(s2, l2)?;
+        on_storage(s1, l1, |x| candle_nn::ops::rms_norm(x, &alpha, self.eps))
     }
 
     /// With `r = sqrt(mean(x²) + eps)` and `g = alpha ⊙ dy`:
-    /// `dx = g / r − x · Σ(g ⊙ x) / (n r³)`.
-    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    /// `dx = g / r − x · Σ(g ⊙ x) / (n r³)`, `∂alpha = Σ_rows dy ⊙ x / r`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        alpha: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let width = x.dims().last().copied().unwrap_or(1);
+        let rows = x.elem_count() / width.max(1);
+        let need_alpha = alpha.track_op();
         let mut dx = vec![0f32; x.elem_count()];
-        with_values([x, dy, &self.alpha], |[x, dy, alpha]| {
-            par_rows(&mut dx, width, |i, out| {
-                let (x, dy) = (&x[i * width..][..width], &dy[i * width..][..width]);
-                let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / width as f32;
-                let inv = 1.0 / (mean_sq + self.eps).sqrt();
-                let dot: f32 = (0..width).map(|j| alpha[j] * dy[j] * x[j]).sum();
-                let coef = dot * inv * inv * inv / width as f32;
-                for j in 0..width {
-                    out[j] = alpha[j] * dy[j] * inv - x[j] * coef;
-                }
-            })
+        let mut d_alpha = vec![0f32; if need_alpha { width } else { 0 }];
+        with_values([x, dy, alpha], |[x, dy, alpha]| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per = rows.div_ceil(threads).max(1);
+            let partials: Vec<Vec<f32>> = std::thread::scope(|s| {
+                let workers: Vec<_> = dx
+                    .chunks_mut(per * width)
+                    .enumerate()
+                    .map(|(c, chunk)| {
+                        s.spawn(move || {
+                            let mut part = vec![0f32; if need_alpha { width } else { 0 }];
+                            for (i, out) in chunk.chunks_mut(width).enumerate() {
+                                let at = (c * per + i) * width;
+                                let (x, dy) = (&x[at..][..width], &dy[at..][..width]);
+                                let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / width as f32;
+                                let inv = 1.0 / (mean_sq + self.eps).sqrt();
+                                let dot: f32 = (0..width).map(|j| alpha[j] * dy[j] * x[j]).sum();
+                                let coef = dot * inv * inv * inv / width as f32;
+                                for j in 0..width {
+                                    out[j] = alpha[j] * dy[j] * inv - x[j] * coef;
+                                }
+                                for (p, (&dy, &x)) in part.iter_mut().zip(dy.iter().zip(x)) {
+                                    *p += dy * x * inv;
+                                }
+                            }
+                            part
+                        })
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .map(|w| w.join().expect("rms-norm worker"))
+                    .collect()
+            });
+            for part in partials {
+                d_alpha.iter_mut().zip(part).for_each(|(a, p)| *a += p);
+            }
         })?;
-        Ok(Some(tensor_from(dx, x)?))
+        let d_alpha = if need_alpha {
+            Some(tensor_from(d_alpha, alpha)?)
+        } else {
+            None
+        };
+        Ok((Some(tensor_from(dx, x)?), d_alpha))
     }
 }
 
