@@ -15,9 +15,11 @@
 //!   (the scale's gradient only when it trains); the composed one keeps four
 //!   activation-sized tensors per norm and a gradient for a frozen scale.
 //! - [`lora_matmul`]: a frozen linear layer plus its LoRA adapter as one node,
-//!   with the adapter's gradients and `∂L/∂x` written out.
+//!   with the adapter's gradients and `∂L/∂x` written out, products
+//!   accumulated into one output by direct calls to the matrix multiply.
 //! - [`attention`]: RoPE, scores, mask, softmax and values of one layer as a
-//!   single node with a hand-written backward.
+//!   single node with a hand-written backward, computed per (sequence,
+//!   key/value head) in parallel so that each one's scores stay in cache.
 //! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
 //!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
 //!
@@ -283,14 +285,17 @@ impl candle_core::CustomOp2 for LinearOp {
 /// and a LoRA adapter `A` [r, in], `B` [out, r], as one node of the graph.
 /// The composed version has four (two products, a scale, a sum), and candle's
 /// backward allocates and adds an activation-sized gradient for each; this one
-/// keeps nothing but its inputs and computes `∂L/∂x` only when `x` needs it.
+/// keeps its inputs and the small `x Aᵀ` [rows, r], adds the adapter's product
+/// into the output as the matrix multiply writes it, and computes `∂L/∂x` only
+/// when `x` needs it.
 pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
     let frozen = !w.is_variable() && !w.track_op();
-    if f32_cpu(x) && frozen && w.is_contiguous() && (a.track_op() || b.track_op()) {
+    if f32_cpu(x) && frozen && f32_cpu(w) && (a.track_op() || b.track_op()) {
         let op = LoraMatmul {
-            weight: w.clone(),
-            scale,
+            weight: w.contiguous()?,
+            scale: scale as f32,
             need_dx: x.track_op(),
+            saved_h: std::sync::Mutex::new(None),
         };
         return Ok(x
             .contiguous()?
@@ -304,8 +309,89 @@ pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
 
 struct LoraMatmul {
     weight: Tensor,
-    scale: f64,
+    scale: f32,
     need_dx: bool,
+    /// `x Aᵀ` from the forward pass, taken by the backward pass (which
+    /// recomputes it if it runs a second time).
+    saved_h: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+/// A row-major f32 matrix operand of [`gemm`]: `values` [rows, cols], or its
+/// transpose when `t`.
+#[derive(Clone, Copy)]
+struct Operand<'a> {
+    values: &'a [f32],
+    t: bool,
+}
+
+fn op(values: &[f32]) -> Operand<'_> {
+    Operand { values, t: false }
+}
+
+fn op_t(values: &[f32]) -> Operand<'_> {
+    Operand { values, t: true }
+}
+
+/// `out [m, n] = scale · a b` (or `+=` with `add`), for `a` [m, k] and `b`
+/// [k, n] as [`Operand`]s: candle's matrix multiply (the `gemm` crate) called
+/// directly, so that products accumulate into one output without a zeroed
+/// temporary and a separate sum. Threaded, unless called from work that is
+/// already split across the thread pool.
+#[allow(unsafe_code)]
+fn gemm(
+    out: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    scale: f32,
+    add: bool,
+) {
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 && rayon::current_thread_index().is_none() {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    assert!(
+        out.len() >= m * n && a.values.len() >= m * k && b.values.len() >= k * n,
+        "gemm: operands smaller than [{m}, {k}] x [{k}, {n}]"
+    );
+    // Strides (row, column) of the logical [m, k] and [k, n] operands.
+    let (a_rs, a_cs) = if a.t { (1, m) } else { (k, 1) };
+    let (b_rs, b_cs) = if b.t { (1, k) } else { (n, 1) };
+    // SAFETY: the slices hold at least the elements the strides reach (checked
+    // above), `out` is exclusively borrowed and does not alias `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            out.as_mut_ptr(),
+            1,
+            n as isize,
+            add,
+            a.values.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.values.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            scale,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
+}
+
+impl LoraMatmul {
+    /// (rows, in, out) for an input `x` with `n` elements.
+    fn sizes(&self, n: usize) -> candle_core::Result<(usize, usize, usize)> {
+        let (out, inp) = self.weight.dims2()?;
+        Ok((n / inp.max(1), inp, out))
+    }
 }
 
 impl candle_core::CustomOp3 for LoraMatmul {
@@ -322,23 +408,31 @@ impl candle_core::CustomOp3 for LoraMatmul {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (x, a, b) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
-        let (x, _) = as_rows(&x, 0)?;
-        let low = x.matmul(&a.t()?)?.matmul(&(b * self.scale)?.t()?)?;
-        let (guard, w_layout) = self.weight.storage_and_layout();
-        let Storage::Cpu(w) = &*guard else {
-            candle_core::bail!("expected a CPU weight");
-        };
-        let (mut y, shape) = matmul_t(s1, l1, w, w_layout)?;
-        drop(guard);
-        let CpuStorage::F32(values) = &mut y else {
-            candle_core::bail!("expected f32");
-        };
-        host_slice(&low, |low| {
-            values.iter_mut().zip(low).for_each(|(v, l)| *v += l);
+        let (rows, inp, out) = self.sizes(l1.shape().elem_count())?;
+        let r = l2.shape().dims2()?.0;
+        if !(l1.is_contiguous() && l2.is_contiguous() && l3.is_contiguous()) {
+            candle_core::bail!("lora-matmul: expected contiguous inputs");
+        }
+        let x = &s1.as_slice::<f32>()?[l1.start_offset()..][..rows * inp];
+        let a = &s2.as_slice::<f32>()?[l2.start_offset()..][..r * inp];
+        let b = &s3.as_slice::<f32>()?[l3.start_offset()..][..out * r];
+        let mut y = vec![0f32; rows * out];
+        let mut h = vec![0f32; rows * r];
+        host_slice(&self.weight, |w| {
+            gemm(&mut y, (rows, out, inp), op(x), op_t(w), 1.0, false)
         })
-        .ok_or_else(|| candle_core::Error::Msg("expected a CPU f32 product".into()))?;
-        Ok((y, shape))
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous CPU f32 weight".into()))?;
+        gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
+        gemm(&mut y, (rows, out, r), op(&h), op_t(b), self.scale, true);
+        *self
+            .saved_h
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(h);
+        let mut dims = l1.shape().dims().to_vec();
+        if let Some(last) = dims.last_mut() {
+            *last = out;
+        }
+        Ok((CpuStorage::F32(y), Shape::from(dims)))
     }
 
     /// With `h = x Aᵀ` and `dh = s · dy B`: `∂A = dhᵀ x`, `∂B = s · dyᵀ h`,
@@ -351,25 +445,39 @@ impl candle_core::CustomOp3 for LoraMatmul {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // Detached: gradients computed from graph tensors would keep them
-        // alive as long as the gradients live (an adapter's, to the end).
-        let shape = x.shape();
-        let (a, b) = (a.detach(), b.detach());
-        let ((x, _), (dy, _)) = (as_rows(&x.detach(), 0)?, as_rows(dy, 0)?);
-        let h = x.matmul(&a.t()?)?;
-        let dh = dy.matmul(&(b * self.scale)?)?;
-        let db = (dy.t()?.matmul(&h)? * self.scale)?;
-        let da = dh.t()?.matmul(&x)?;
+        let (rows, inp, out) = self.sizes(x.elem_count())?;
+        let r = a.dim(0)?;
+        let saved = self
+            .saved_h
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))?
+            .take();
+        let (mut dh, mut da, mut db) = (
+            vec![0f32; rows * r],
+            vec![0f32; r * inp],
+            vec![0f32; out * r],
+        );
+        let mut dx = vec![0f32; if self.need_dx { rows * inp } else { 0 }];
+        with_values([x, a, b, dy, &self.weight], |[x, a, b, dy, w]| {
+            let h = saved.unwrap_or_else(|| {
+                let mut h = vec![0f32; rows * r];
+                gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
+                h
+            });
+            gemm(&mut dh, (rows, r, out), op(dy), op(b), self.scale, false);
+            gemm(&mut db, (out, r, rows), op_t(dy), op(&h), self.scale, false);
+            gemm(&mut da, (r, inp, rows), op_t(&dh), op(x), 1.0, false);
+            if self.need_dx {
+                gemm(&mut dx, (rows, inp, out), op(dy), op(w), 1.0, false);
+                gemm(&mut dx, (rows, inp, r), op(&dh), op(a), 1.0, true);
+            }
+        })?;
         let dx = if self.need_dx {
-            Some(
-                dy.matmul(&self.weight)?
-                    .add(&dh.matmul(&a)?)?
-                    .reshape(shape)?,
-            )
+            Some(tensor_from(dx, x)?)
         } else {
             None
         };
-        Ok((dx, Some(da), Some(db)))
+        Ok((dx, Some(tensor_from(da, a)?), Some(tensor_from(db, b)?)))
     }
 }
 
@@ -462,7 +570,9 @@ pub struct AttentionShape {
 /// twenty nodes per layer (views, copies, products), each of which candle's
 /// backward gives a freshly zeroed, added gradient and some of which it keeps
 /// until the end; this op keeps its rotated queries and keys, values and
-/// probabilities until its own backward pass, which drops them.
+/// probabilities until its own backward pass, which drops them. Both passes
+/// work per (sequence, key/value head), those units in parallel, each with
+/// its [groups·seq, seq] scores in cache and single-threaded matrix multiplies.
 ///
 /// `None` where it does not apply (not f32 on the CPU, or nothing to
 /// differentiate): the caller uses the composed path.
@@ -483,7 +593,7 @@ pub fn attention(
     let op = FusedAttention {
         cos: cos.contiguous()?,
         sin: sin.contiguous()?,
-        mask: mask.unsqueeze(1)?,
+        mask: mask.contiguous()?,
         shape,
         saved: std::sync::Mutex::new(None),
     };
@@ -497,50 +607,48 @@ pub fn attention(
 struct FusedAttention {
     cos: Tensor,
     sin: Tensor,
-    /// [batch or 1, 1, 1, seq, seq]: broadcast over key/value heads and groups.
+    /// [batch or 1, 1, seq, seq], contiguous.
     mask: Tensor,
     shape: AttentionShape,
     /// The forward pass's parts, taken by the backward pass (which recomputes
     /// them if it runs a second time).
-    saved: std::sync::Mutex<Option<AttentionParts>>,
+    saved: std::sync::Mutex<Option<Vec<HeadParts>>>,
 }
 
-/// Rotated, scaled queries [b, kv, groups·t, hd], rotated keys and values
-/// [b, kv, t, hd], and the probabilities [b, kv, groups·t, t].
-struct AttentionParts {
-    qs: Tensor,
-    k: Tensor,
-    v: Tensor,
-    probs: Tensor,
+/// One key/value head of one sequence, with the `groups` query heads that
+/// share it stacked along the rows: rotated, scaled queries [groups·t, hd],
+/// rotated keys and values [t, hd], probabilities [groups·t, t].
+#[derive(Default)]
+struct HeadParts {
+    qs: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    probs: Vec<f32>,
+}
+
+/// `dst = rotate(src)` for one head's row ("rotate half" layout), by the
+/// position's `cos`/`sin` [hd/2]; `sign` -1 rotates back (the backward pass).
+fn rotate(src: &[f32], cos: &[f32], sin: &[f32], sign: f32, scale: f32, dst: &mut [f32]) {
+    let half = cos.len();
+    for d in 0..half {
+        let (a, b) = (src[d], src[d + half]);
+        let (c, s) = (cos[d], sign * sin[d]);
+        dst[d] = (a * c - b * s) * scale;
+        dst[d + half] = (b * c + a * s) * scale;
+    }
 }
 
 impl FusedAttention {
-    /// [b·t, n·hd] -> [b, n, t, hd], contiguous.
-    fn split_heads(&self, x: &Tensor, n: usize) -> candle_core::Result<Tensor> {
-        let AttentionShape {
-            batch: b,
-            seq: t,
-            head_dim: hd,
-            ..
-        } = self.shape;
-        x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
-    }
-
-    /// [b, n, t, hd] (any contiguous grouping of n·t) -> [b·t, n·hd].
-    fn merge_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let AttentionShape {
-            batch: b,
-            seq: t,
-            head_dim: hd,
-            ..
-        } = self.shape;
-        let n = x.elem_count() / (b * t * hd);
-        x.reshape((b, n, t, hd))?
-            .transpose(1, 2)?
-            .reshape((b * t, n * hd))
-    }
-
-    fn parts(&self, q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<AttentionParts> {
+    /// For every (sequence, key/value head) — in parallel, each one's working
+    /// set in cache — RoPE, scores, mask, softmax and the weighted values; the
+    /// output rows [groups·t, hd] of each unit come back beside its parts.
+    fn forward_units(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> candle_core::Result<Vec<(HeadParts, Vec<f32>)>> {
+        use rayon::prelude::*;
         let AttentionShape {
             batch: b,
             seq: t,
@@ -550,14 +658,80 @@ impl FusedAttention {
             scale,
         } = self.shape;
         let groups = heads / kv;
-        let rope = |x: Tensor| candle_nn::rotary_emb::rope(&x, &self.cos, &self.sin);
-        let qs = (rope(self.split_heads(q, heads)?)? * scale)?.reshape((b, kv, groups * t, hd))?;
-        let k = rope(self.split_heads(k, kv)?)?;
-        let v = self.split_heads(v, kv)?;
-        let scores = qs.matmul(&k.t()?)?.reshape((b, kv, groups, t, t))?;
-        let probs = candle_nn::ops::softmax_last_dim(&scores.broadcast_add(&self.mask)?)?
-            .reshape((b, kv, groups * t, t))?;
-        Ok(AttentionParts { qs, k, v, probs })
+        let half = hd / 2;
+        with_values([&self.cos, &self.sin, &self.mask], |[cos, sin, mask]| {
+            let masks = mask.len() / (t * t);
+            (0..b * kv)
+                .into_par_iter()
+                .map(|u| {
+                    let (bi, g) = (u / kv, u % kv);
+                    let mut p = HeadParts {
+                        qs: vec![0f32; groups * t * hd],
+                        k: vec![0f32; t * hd],
+                        v: vec![0f32; t * hd],
+                        probs: vec![0f32; groups * t * t],
+                    };
+                    for i in 0..t {
+                        let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
+                        for gi in 0..groups {
+                            let src = &q[((bi * t + i) * heads + g * groups + gi) * hd..][..hd];
+                            let dst = &mut p.qs[(gi * t + i) * hd..][..hd];
+                            rotate(src, c, s, 1.0, scale as f32, dst);
+                        }
+                        let at = ((bi * t + i) * kv + g) * hd;
+                        rotate(&k[at..][..hd], c, s, 1.0, 1.0, &mut p.k[i * hd..][..hd]);
+                        p.v[i * hd..][..hd].copy_from_slice(&v[at..][..hd]);
+                    }
+                    let rows = groups * t;
+                    gemm(
+                        &mut p.probs,
+                        (rows, t, hd),
+                        op(&p.qs),
+                        op_t(&p.k),
+                        1.0,
+                        false,
+                    );
+                    let mask = &mask[(bi % masks) * t * t..][..t * t];
+                    for (r, row) in p.probs.chunks_mut(t).enumerate() {
+                        let m = &mask[(r % t) * t..][..t];
+                        row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
+                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                        let mut sum = 0f32;
+                        for x in row.iter_mut() {
+                            *x = (*x - max).exp();
+                            sum += *x;
+                        }
+                        row.iter_mut().for_each(|x| *x /= sum);
+                    }
+                    let mut o = vec![0f32; rows * hd];
+                    gemm(&mut o, (rows, hd, t), op(&p.probs), op(&p.v), 1.0, false);
+                    (p, o)
+                })
+                .collect()
+        })
+    }
+
+    /// Rows [n·t, hd] per unit (n heads of one kv group) back into [b, t, n_all·hd].
+    fn merge(&self, units: &[&[f32]], n: usize) -> Vec<f32> {
+        let AttentionShape {
+            batch: b,
+            seq: t,
+            kv_heads: kv,
+            head_dim: hd,
+            ..
+        } = self.shape;
+        let width = kv * n * hd;
+        let mut out = vec![0f32; b * t * width];
+        for (u, rows) in units.iter().enumerate() {
+            let (bi, g) = (u / kv, u % kv);
+            for gi in 0..n {
+                for i in 0..t {
+                    let dst = (bi * t + i) * width + (g * n + gi) * hd;
+                    out[dst..][..hd].copy_from_slice(&rows[(gi * t + i) * hd..][..hd]);
+                }
+            }
+        }
+        out
     }
 }
 
@@ -576,7 +750,17 @@ impl candle_core::CustomOp3 for FusedAttention {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (q, k, v) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
-        let parts = self.parts(&q, &k, &v)?;
+        let units = with_values([&q, &k, &v], |[q, k, v]| self.forward_units(q, k, v))??;
+        let groups = self.shape.heads / self.shape.kv_heads;
+        let out = self.merge(
+            &units.iter().map(|(_, o)| &o[..]).collect::<Vec<_>>(),
+            groups,
+        );
+        *self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))? =
+            Some(units.into_iter().map(|(p, _)| p).collect());
         let AttentionShape {
             batch: b,
             seq: t,
@@ -584,19 +768,12 @@ impl candle_core::CustomOp3 for FusedAttention {
             head_dim: hd,
             ..
         } = self.shape;
-        let out = self
-            .merge_heads(&parts.probs.matmul(&parts.v)?)?
-            .reshape((b, t, heads * hd))?;
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(parts);
-        storage_of(out)
+        Ok((CpuStorage::F32(out), Shape::from((b, t, heads * hd))))
     }
 
-    /// With `S = Qs Kᵀ`, `P = softmax(S + mask)`, `O = P V`: `dV = Pᵀ dO`,
-    /// `dS = softmax'(P, dO Vᵀ)`, `dQs = dS K`, `dK = dSᵀ Qs`, then the scale
-    /// and the inverse rotation.
+    /// Per unit, with `S = Qs Kᵀ`, `P = softmax(S + mask)`, `O = P V`:
+    /// `dV = Pᵀ dO`, `dS = P ⊙ (dO Vᵀ − rowsum(P ⊙ dO Vᵀ))`, `dQs = dS K`,
+    /// `dK = dSᵀ Qs`, then the scale and the inverse rotation.
     fn bwd(
         &self,
         q: &Tensor,
@@ -605,14 +782,17 @@ impl candle_core::CustomOp3 for FusedAttention {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        use rayon::prelude::*;
         let AttentionShape {
-            batch: b,
             seq: t,
             heads,
             kv_heads: kv,
             head_dim: hd,
             scale,
+            ..
         } = self.shape;
+        let groups = heads / kv;
+        let half = hd / 2;
         let saved = self
             .saved
             .lock()
@@ -620,20 +800,74 @@ impl candle_core::CustomOp3 for FusedAttention {
             .take();
         let parts = match saved {
             Some(p) => p,
-            None => self.parts(&q.detach(), &k.detach(), &v.detach())?,
+            None => with_values([q, k, v], |[q, k, v]| self.forward_units(q, k, v))??
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect(),
         };
-        let d_out = self
-            .split_heads(dy, heads)?
-            .reshape((b, kv, heads / kv * t, hd))?;
-        let dv = parts.probs.t()?.matmul(&d_out)?;
-        let ds = softmax_backward(&parts.probs, &d_out.matmul(&parts.v.t()?)?)?;
-        let unrotate = |x: &Tensor| candle_nn::rotary_emb::rope(x, &self.cos, &self.sin.neg()?);
-        let dq = (ds.matmul(&parts.k)? * scale)?.reshape((b, heads, t, hd))?;
-        let dk = ds.t()?.matmul(&parts.qs)?;
+        let grads: Vec<[Vec<f32>; 3]> =
+            with_values([dy, &self.cos, &self.sin], |[dy, cos, sin]| {
+                parts
+                    .par_iter()
+                    .enumerate()
+                    .map(|(u, p)| {
+                        let (bi, g) = (u / kv, u % kv);
+                        let rows = groups * t;
+                        let mut d_out = vec![0f32; rows * hd];
+                        for gi in 0..groups {
+                            for i in 0..t {
+                                let src =
+                                    &dy[((bi * t + i) * heads + g * groups + gi) * hd..][..hd];
+                                d_out[(gi * t + i) * hd..][..hd].copy_from_slice(src);
+                            }
+                        }
+                        let mut dv = vec![0f32; t * hd];
+                        gemm(
+                            &mut dv,
+                            (t, hd, rows),
+                            op_t(&p.probs),
+                            op(&d_out),
+                            1.0,
+                            false,
+                        );
+                        let mut ds = vec![0f32; rows * t];
+                        gemm(&mut ds, (rows, t, hd), op(&d_out), op_t(&p.v), 1.0, false);
+                        for (row, pr) in ds.chunks_mut(t).zip(p.probs.chunks(t)) {
+                            let dot: f32 = row.iter().zip(pr).map(|(d, p)| d * p).sum();
+                            row.iter_mut()
+                                .zip(pr)
+                                .for_each(|(d, p)| *d = p * (*d - dot));
+                        }
+                        let (mut dqs, mut dk) = (vec![0f32; rows * hd], vec![0f32; t * hd]);
+                        gemm(
+                            &mut dqs,
+                            (rows, hd, t),
+                            op(&ds),
+                            op(&p.k),
+                            scale as f32,
+                            false,
+                        );
+                        gemm(&mut dk, (t, hd, rows), op_t(&ds), op(&p.qs), 1.0, false);
+                        // Back through the rotations, row by row (in place via a copy).
+                        let mut tmp = vec![0f32; hd];
+                        for (r, row) in dqs.chunks_mut(hd).chain(dk.chunks_mut(hd)).enumerate() {
+                            let i = r % t;
+                            tmp.copy_from_slice(row);
+                            let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
+                            rotate(&tmp, c, s, -1.0, 1.0, row);
+                        }
+                        [dqs, dk, dv]
+                    })
+                    .collect()
+            })?;
+        let pick = |j: usize| grads.iter().map(|g| &g[j][..]).collect::<Vec<_>>();
+        let dq = self.merge(&pick(0), groups);
+        let dk = self.merge(&pick(1), 1);
+        let dv = self.merge(&pick(2), 1);
         Ok((
-            Some(self.merge_heads(&unrotate(&dq)?)?.reshape(q.shape())?),
-            Some(self.merge_heads(&unrotate(&dk)?)?.reshape(k.shape())?),
-            Some(self.merge_heads(&dv)?.reshape(v.shape())?),
+            Some(Tensor::from_vec(dq, q.shape(), q.device())?),
+            Some(Tensor::from_vec(dk, k.shape(), k.device())?),
+            Some(Tensor::from_vec(dv, v.shape(), v.device())?),
         ))
     }
 }
