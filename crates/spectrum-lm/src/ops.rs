@@ -590,18 +590,60 @@ pub fn attention(
     if !(f32_cpu(q) && tracked && constant && shape.heads.is_multiple_of(shape.kv_heads)) {
         return Ok(None);
     }
-    let op = FusedAttention {
-        cos: cos.contiguous()?,
-        sin: sin.contiguous()?,
-        mask: mask.contiguous()?,
-        shape,
-        saved: std::sync::Mutex::new(None),
-    };
+    let op = FusedAttention::new(cos, sin, mask, shape)?;
     Ok(Some(q.contiguous()?.apply_op3(
         &k.contiguous()?,
         &v.contiguous()?,
         op,
     )?))
+}
+
+/// The same attention without a graph, for a whole prompt in inference (an
+/// empty KV cache): the output [batch, seq, heads·head_dim] and the rotated
+/// keys and values [batch, kv_heads, seq, head_dim] for the cache. `None`
+/// where it does not apply (not f32 on the CPU): the caller uses the composed path.
+pub fn attention_prompt(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cos: &Tensor,
+    sin: &Tensor,
+    mask: &Tensor,
+    shape: AttentionShape,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    if !(f32_cpu(q) && shape.heads.is_multiple_of(shape.kv_heads)) {
+        return Ok(None);
+    }
+    let op = FusedAttention::new(cos, sin, mask, shape)?;
+    let units = with_values([q, k, v], |[q, k, v]| op.forward_units(q, k, v))??;
+    let AttentionShape {
+        batch: b,
+        seq: t,
+        heads,
+        kv_heads: kv,
+        head_dim: hd,
+        ..
+    } = shape;
+    let out = op.merge(
+        &units.iter().map(|(_, o)| &o[..]).collect::<Vec<_>>(),
+        heads / kv,
+    );
+    // Units are ordered (sequence, key/value head): their rows stack into
+    // [b, kv, t, hd] as they are.
+    let (mut keys, mut values) = (
+        Vec::with_capacity(b * kv * t * hd),
+        Vec::with_capacity(b * kv * t * hd),
+    );
+    for (p, _) in &units {
+        keys.extend_from_slice(&p.k);
+        values.extend_from_slice(&p.v);
+    }
+    let device = q.device();
+    Ok(Some((
+        Tensor::from_vec(out, (b, t, heads * hd), device)?,
+        Tensor::from_vec(keys, (b, kv, t, hd), device)?,
+        Tensor::from_vec(values, (b, kv, t, hd), device)?,
+    )))
 }
 
 struct FusedAttention {
@@ -639,6 +681,16 @@ fn rotate(src: &[f32], cos: &[f32], sin: &[f32], sign: f32, scale: f32, dst: &mu
 }
 
 impl FusedAttention {
+    fn new(cos: &Tensor, sin: &Tensor, mask: &Tensor, shape: AttentionShape) -> Result<Self> {
+        Ok(FusedAttention {
+            cos: cos.contiguous()?,
+            sin: sin.contiguous()?,
+            mask: mask.contiguous()?,
+            shape,
+            saved: std::sync::Mutex::new(None),
+        })
+    }
+
     /// For every (sequence, key/value head) — in parallel, each one's working
     /// set in cache — RoPE, scores, mask, softmax and the weighted values; the
     /// output rows [groups·t, hd] of each unit come back beside its parts.

@@ -331,7 +331,9 @@ impl Attention {
             q = qn.forward(&q.reshape((b, t, heads, head_dim))?, mode)?;
             k = kn.forward(&k.reshape((b, t, kv_heads, head_dim))?, mode)?;
         }
-        if mode == Mode::Training && offset == 0 {
+        // A whole sequence (training, or a prompt with an empty cache): the
+        // fused attention op, where it applies.
+        if offset == 0 && (train || self.cache.is_none()) {
             let (cos, sin) = rotary.tables(0, t)?;
             let shape = crate::ops::AttentionShape {
                 batch: b,
@@ -341,7 +343,14 @@ impl Attention {
                 head_dim,
                 scale,
             };
-            if let Some(out) = crate::ops::attention(&q, &k, &v, &cos, &sin, mask, shape)? {
+            if train {
+                if let Some(out) = crate::ops::attention(&q, &k, &v, &cos, &sin, mask, shape)? {
+                    return self.o.forward_t(&out, train);
+                }
+            } else if let Some((out, k, v)) =
+                crate::ops::attention_prompt(&q, &k, &v, &cos, &sin, mask, shape)?
+            {
+                self.cache = Some((k, v));
                 return self.o.forward_t(&out, train);
             }
         }
