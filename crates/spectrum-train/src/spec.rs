@@ -80,7 +80,8 @@ pub struct RunSpec {
 
 impl Default for RunSpec {
     /// The CPU default: LoRA on every projection of the default model, sized to
-    /// finish in about 15 minutes on a 2-core CPU (README, BENCHMARKS.md).
+    /// finish in about 15 minutes on a 2-core CPU at the first release's speed;
+    /// about 7 minutes now (README, BENCHMARKS.md).
     fn default() -> Self {
         RunSpec {
             tasks: TaskSelection::default(),
