@@ -108,23 +108,28 @@ fn matmul_t(
     if k != k2 || !x_layout.is_contiguous() || !w_layout.is_contiguous() {
         candle_core::bail!("matmul_t: expected contiguous {dims:?} x [{out}, {k2}]ᵀ");
     }
-    let mut out_dims = dims.to_vec();
-    if let Some(last) = out_dims.last_mut() {
-        *last = out;
-    }
     let x2 = Layout::contiguous_with_offset((rows, k), x_layout.start_offset());
     let y = x.matmul(w, (1, rows, out, k), &x2, &w_layout.transpose(0, 1)?)?;
-    Ok((y, Shape::from(out_dims)))
+    Ok((y, Shape::from(with_last(dims, out))))
+}
+
+/// `dims` with the last one replaced by `m`: the shape of a product over the
+/// last dimension.
+fn with_last(dims: &[usize], m: usize) -> Vec<usize> {
+    let mut out = dims.to_vec();
+    if let Some(last) = out.last_mut() {
+        *last = m;
+    }
+    out
 }
 
 /// `x` [..., n] as rows [r, n], and the shape [..., m] of a result with `m` columns.
 fn as_rows(x: &Tensor, m: usize) -> candle_core::Result<(Tensor, Vec<usize>)> {
     let n = x.dims().last().copied().unwrap_or(1);
-    let mut out = x.dims().to_vec();
-    if let Some(last) = out.last_mut() {
-        *last = m;
-    }
-    Ok((x.reshape((x.elem_count() / n.max(1), n))?, out))
+    Ok((
+        x.reshape((x.elem_count() / n.max(1), n))?,
+        with_last(x.dims(), m),
+    ))
 }
 
 /// A tensor over a custom op's CPU input (sharing nothing with the graph).
@@ -428,11 +433,8 @@ impl candle_core::CustomOp3 for LoraMatmul {
             .saved_h
             .lock()
             .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(h);
-        let mut dims = l1.shape().dims().to_vec();
-        if let Some(last) = dims.last_mut() {
-            *last = out;
-        }
-        Ok((CpuStorage::F32(y), Shape::from(dims)))
+        let shape = Shape::from(with_last(l1.shape().dims(), out));
+        Ok((CpuStorage::F32(y), shape))
     }
 
     /// With `h = x Aᵀ` and `dh = s · dy B`: `∂A = dhᵀ x`, `∂B = s · dyᵀ h`,
@@ -615,7 +617,7 @@ pub fn attention_prompt(
         return Ok(None);
     }
     let op = FusedAttention::new(cos, sin, mask, shape)?;
-    let units = with_values([q, k, v], |[q, k, v]| op.forward_units(q, k, v))??;
+    let (out, parts) = with_values([q, k, v], |[q, k, v]| op.forward(q, k, v))??;
     let AttentionShape {
         batch: b,
         seq: t,
@@ -624,20 +626,10 @@ pub fn attention_prompt(
         head_dim: hd,
         ..
     } = shape;
-    let out = op.merge(
-        &units.iter().map(|(_, o)| &o[..]).collect::<Vec<_>>(),
-        heads / kv,
-    );
     // Units are ordered (sequence, key/value head): their rows stack into
     // [b, kv, t, hd] as they are.
-    let (mut keys, mut values) = (
-        Vec::with_capacity(b * kv * t * hd),
-        Vec::with_capacity(b * kv * t * hd),
-    );
-    for (p, _) in &units {
-        keys.extend_from_slice(&p.k);
-        values.extend_from_slice(&p.v);
-    }
+    let keys: Vec<f32> = parts.iter().flat_map(|p| p.k.iter().copied()).collect();
+    let values: Vec<f32> = parts.iter().flat_map(|p| p.v.iter().copied()).collect();
     let device = q.device();
     Ok(Some((
         Tensor::from_vec(out, (b, t, heads * hd), device)?,
@@ -660,7 +652,6 @@ struct FusedAttention {
 /// One key/value head of one sequence, with the `groups` query heads that
 /// share it stacked along the rows: rotated, scaled queries [groups·t, hd],
 /// rotated keys and values [t, hd], probabilities [groups·t, t].
-#[derive(Default)]
 struct HeadParts {
     qs: Vec<f32>,
     k: Vec<f32>,
@@ -785,6 +776,20 @@ impl FusedAttention {
         }
         out
     }
+    /// The attention output [b, t, heads·hd] and every unit's parts.
+    fn forward(
+        &self,
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+    ) -> candle_core::Result<(Vec<f32>, Vec<HeadParts>)> {
+        let units = self.forward_units(q, k, v)?;
+        let out = self.merge(
+            &units.iter().map(|(_, o)| &o[..]).collect::<Vec<_>>(),
+            self.shape.heads / self.shape.kv_heads,
+        );
+        Ok((out, units.into_iter().map(|(p, _)| p).collect()))
+    }
 }
 
 impl candle_core::CustomOp3 for FusedAttention {
@@ -802,17 +807,11 @@ impl candle_core::CustomOp3 for FusedAttention {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (q, k, v) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
-        let units = with_values([&q, &k, &v], |[q, k, v]| self.forward_units(q, k, v))??;
-        let groups = self.shape.heads / self.shape.kv_heads;
-        let out = self.merge(
-            &units.iter().map(|(_, o)| &o[..]).collect::<Vec<_>>(),
-            groups,
-        );
+        let (out, parts) = with_values([&q, &k, &v], |[q, k, v]| self.forward(q, k, v))??;
         *self
             .saved
             .lock()
-            .map_err(|_| candle_core::Error::Msg("lock".into()))? =
-            Some(units.into_iter().map(|(p, _)| p).collect());
+            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(parts);
         let AttentionShape {
             batch: b,
             seq: t,
@@ -852,10 +851,7 @@ impl candle_core::CustomOp3 for FusedAttention {
             .take();
         let parts = match saved {
             Some(p) => p,
-            None => with_values([q, k, v], |[q, k, v]| self.forward_units(q, k, v))??
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect(),
+            None => with_values([q, k, v], |[q, k, v]| self.forward(q, k, v))??.1,
         };
         let grads: Vec<[Vec<f32>; 3]> =
             with_values([dy, &self.cos, &self.sin], |[dy, cos, sin]| {
@@ -1011,46 +1007,38 @@ impl candle_core::CustomOp2 for RmsNorm {
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let width = x.dims().last().copied().unwrap_or(1);
-        let rows = x.elem_count() / width.max(1);
         let need_alpha = alpha.track_op();
         let mut dx = vec![0f32; x.elem_count()];
-        let mut d_alpha = vec![0f32; if need_alpha { width } else { 0 }];
-        with_values([x, dy, alpha], |[x, dy, alpha]| {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let per = rows.div_ceil(threads).max(1);
-            let partials: Vec<Vec<f32>> = std::thread::scope(|s| {
-                let workers: Vec<_> = dx
-                    .chunks_mut(per * width)
-                    .enumerate()
-                    .map(|(c, chunk)| {
-                        s.spawn(move || {
-                            let mut part = vec![0f32; if need_alpha { width } else { 0 }];
-                            for (i, out) in chunk.chunks_mut(width).enumerate() {
-                                let at = (c * per + i) * width;
-                                let (x, dy) = (&x[at..][..width], &dy[at..][..width]);
-                                let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / width as f32;
-                                let inv = 1.0 / (mean_sq + self.eps).sqrt();
-                                let dot: f32 = (0..width).map(|j| alpha[j] * dy[j] * x[j]).sum();
-                                let coef = dot * inv * inv * inv / width as f32;
-                                for j in 0..width {
-                                    out[j] = alpha[j] * dy[j] * inv - x[j] * coef;
-                                }
-                                for (p, (&dy, &x)) in part.iter_mut().zip(dy.iter().zip(x)) {
-                                    *p += dy * x * inv;
-                                }
-                            }
-                            part
-                        })
-                    })
-                    .collect();
-                workers
-                    .into_iter()
-                    .map(|w| w.join().expect("rms-norm worker"))
-                    .collect()
-            });
-            for part in partials {
-                d_alpha.iter_mut().zip(part).for_each(|(a, p)| *a += p);
-            }
+        // Per-row `dx`; `∂alpha` summed per piece of rows, then over the pieces.
+        let n_alpha = if need_alpha { width } else { 0 };
+        let d_alpha = with_values([x, dy, alpha], |[x, dy, alpha]| {
+            use rayon::prelude::*;
+            dx.par_chunks_mut(width)
+                .enumerate()
+                .fold(
+                    || vec![0f32; n_alpha],
+                    |mut part, (i, out)| {
+                        let (x, dy) = (&x[i * width..][..width], &dy[i * width..][..width]);
+                        let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / width as f32;
+                        let inv = 1.0 / (mean_sq + self.eps).sqrt();
+                        let dot: f32 = (0..width).map(|j| alpha[j] * dy[j] * x[j]).sum();
+                        let coef = dot * inv * inv * inv / width as f32;
+                        for j in 0..width {
+                            out[j] = alpha[j] * dy[j] * inv - x[j] * coef;
+                        }
+                        for (p, (&dy, &x)) in part.iter_mut().zip(dy.iter().zip(x)) {
+                            *p += dy * x * inv;
+                        }
+                        part
+                    },
+                )
+                .reduce(
+                    || vec![0f32; n_alpha],
+                    |mut a, b| {
+                        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                        a
+                    },
+                )
         })?;
         let d_alpha = if need_alpha {
             Some(tensor_from(d_alpha, alpha)?)

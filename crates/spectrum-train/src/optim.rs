@@ -262,10 +262,6 @@ impl candle_core::InplaceOp1 for HostStep<'_> {
     }
 }
 
-/// Scales `grads` so their global L2 norm is at most `max_norm` (as PyTorch's
-/// `clip_grad_norm_`: coefficient `max_norm / (norm + 1e-6)`, capped at 1).
-/// Returns the norm before clipping. CPU f32 gradients are read and scaled in
-/// place.
 /// `Σ x²` in f64, split over the cores for large slices (a full fine-tune's
 /// embedding gradient has 28M entries).
 fn sum_of_squares(x: &[f32]) -> f64 {
@@ -286,6 +282,10 @@ fn sum_of_squares(x: &[f32]) -> f64 {
     })
 }
 
+/// Scales `grads` so their global L2 norm is at most `max_norm` (as PyTorch's
+/// `clip_grad_norm_`: coefficient `max_norm / (norm + 1e-6)`, capped at 1).
+/// Returns the norm before clipping. CPU f32 gradients are read and scaled in
+/// place.
 pub fn clip_grad_norm(grads: &mut [Tensor], max_norm: f64) -> Result<f64> {
     let mut total = 0f64;
     for g in grads.iter() {
