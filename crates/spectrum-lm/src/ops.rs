@@ -1009,15 +1009,20 @@ impl candle_core::CustomOp2 for RmsNorm {
         let width = x.dims().last().copied().unwrap_or(1);
         let need_alpha = alpha.track_op();
         let mut dx = vec![0f32; x.elem_count()];
-        // Per-row `dx`; `∂alpha` summed per piece of rows, then over the pieces.
+        // Per-row `dx`; `∂alpha` summed per piece of `PIECE` rows, then over the
+        // pieces in order: fixed pieces, so the sum does not depend on how the
+        // threads split the work (a resumed run retraces the losses bit for bit).
+        const PIECE: usize = 16;
         let n_alpha = if need_alpha { width } else { 0 };
         let d_alpha = with_values([x, dy, alpha], |[x, dy, alpha]| {
             use rayon::prelude::*;
-            dx.par_chunks_mut(width)
+            let pieces: Vec<Vec<f32>> = dx
+                .par_chunks_mut(width * PIECE)
                 .enumerate()
-                .fold(
-                    || vec![0f32; n_alpha],
-                    |mut part, (i, out)| {
+                .map(|(p, out)| {
+                    let mut part = vec![0f32; n_alpha];
+                    for (r, out) in out.chunks_mut(width).enumerate() {
+                        let i = p * PIECE + r;
                         let (x, dy) = (&x[i * width..][..width], &dy[i * width..][..width]);
                         let mean_sq = x.iter().map(|v| v * v).sum::<f32>() / width as f32;
                         let inv = 1.0 / (mean_sq + self.eps).sqrt();
@@ -1029,16 +1034,14 @@ impl candle_core::CustomOp2 for RmsNorm {
                         for (p, (&dy, &x)) in part.iter_mut().zip(dy.iter().zip(x)) {
                             *p += dy * x * inv;
                         }
-                        part
-                    },
-                )
-                .reduce(
-                    || vec![0f32; n_alpha],
-                    |mut a, b| {
-                        a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
-                        a
-                    },
-                )
+                    }
+                    part
+                })
+                .collect();
+            pieces.into_iter().fold(vec![0f32; n_alpha], |mut a, b| {
+                a.iter_mut().zip(b).for_each(|(a, b)| *a += b);
+                a
+            })
         })?;
         let d_alpha = if need_alpha {
             Some(tensor_from(d_alpha, alpha)?)
@@ -1076,21 +1079,12 @@ struct CrossEntropy {
     targets: Vec<u32>,
 }
 
-/// Runs `f(row index, row)` over `rows` rows of `width` in parallel chunks.
+/// Runs `f(row index, row)` over the rows of `width` of `out`, in parallel.
 fn par_rows<T: Send>(out: &mut [T], width: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    let rows = out.len() / width.max(1);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = rows.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        for (c, chunk) in out.chunks_mut(per * width).enumerate() {
-            let f = &f;
-            s.spawn(move || {
-                for (i, row) in chunk.chunks_mut(width).enumerate() {
-                    f(c * per + i, row);
-                }
-            });
-        }
-    });
+    use rayon::prelude::*;
+    out.par_chunks_mut(width.max(1))
+        .enumerate()
+        .for_each(|(i, row)| f(i, row));
 }
 
 /// [`par_rows`] over two outputs of the same shape at once.
@@ -1100,20 +1094,11 @@ fn par_rows2(
     width: usize,
     f: impl Fn(usize, &mut [f32], &mut [f32]) + Sync,
 ) {
-    let rows = a.len() / width.max(1);
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let per = rows.div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let chunks = a.chunks_mut(per * width).zip(b.chunks_mut(per * width));
-        for (c, (ca, cb)) in chunks.enumerate() {
-            let f = &f;
-            s.spawn(move || {
-                for (i, (ra, rb)) in ca.chunks_mut(width).zip(cb.chunks_mut(width)).enumerate() {
-                    f(c * per + i, ra, rb);
-                }
-            });
-        }
-    });
+    use rayon::prelude::*;
+    a.par_chunks_mut(width.max(1))
+        .zip(b.par_chunks_mut(width.max(1)))
+        .enumerate()
+        .for_each(|(i, (ra, rb))| f(i, ra, rb));
 }
 
 /// `log Σ exp(row)`, stable.

@@ -518,3 +518,49 @@ fn fused_cross_entropy_matches_log_softmax() {
     let diff = max_diff(&grad(&fused), &grad(&plain));
     assert!(diff < 1e-6, "gradients differ by {diff}");
 }
+
+/// Training is reproducible bit for bit (a resumed run must retrace an
+/// uninterrupted one): the same batch gives the same gradients every time,
+/// however the threads split the work. A batch of 512 rows, so every parallel
+/// kernel splits it.
+#[test]
+fn gradients_are_the_same_bit_for_bit_on_every_pass() {
+    for family in ["llama", "gemma3"] {
+        let r = reference(family);
+        let vocab = r.config.vocab_size as u32;
+        let ids: Vec<Vec<u32>> = (0..8u32)
+            .map(|b| (0..64u32).map(|t| (b * 131 + t * 17 + 7) % vocab).collect())
+            .collect();
+        let ids = ids_tensor(&ids);
+        let vars = varmap(&r, DType::F32);
+        let vb = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
+        let mut model = CausalLm::load(&r.config, vb, None).expect("load");
+        model.set_mode(Mode::Training);
+        let grads = |model: &mut CausalLm| -> Vec<(String, Vec<u32>)> {
+            let g = loss(model, &ids).backward().expect("backward");
+            let data = vars.data().lock().expect("lock");
+            let mut out: Vec<(String, Vec<u32>)> = data
+                .iter()
+                .map(|(name, var)| {
+                    let grad = g.get(var.as_tensor()).expect("gradient");
+                    let bits = grad
+                        .flatten_all()
+                        .and_then(|t| t.to_vec1::<f32>())
+                        .expect("values")
+                        .into_iter()
+                        .map(f32::to_bits)
+                        .collect();
+                    (name.clone(), bits)
+                })
+                .collect();
+            out.sort_by(|a, b| a.0.cmp(&b.0));
+            out
+        };
+        let first = grads(&mut model);
+        for pass in 1..12 {
+            for ((name, a), (_, b)) in first.iter().zip(grads(&mut model)) {
+                assert!(*a == b, "{family} {name}: pass {pass} differs");
+            }
+        }
+    }
+}

@@ -245,19 +245,14 @@ impl candle_core::InplaceOp1 for HostStep<'_> {
                 *p = *p * decay - lr * (*m / c1) / ((*v / c2).sqrt() + eps);
             }
         };
-        // Memory-bound: split big parameters over the cores.
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let chunk = p.len().div_ceil(threads).max(1 << 16);
-        std::thread::scope(|s| {
-            for (((p, g), m), v) in p
-                .chunks_mut(chunk)
-                .zip(self.g.chunks(chunk))
-                .zip(m.chunks_mut(chunk))
-                .zip(v.chunks_mut(chunk))
-            {
-                s.spawn(move || update(p, g, m, v));
-            }
-        });
+        // Memory-bound: big parameters are split over the cores.
+        use rayon::prelude::*;
+        const PIECE: usize = 1 << 16;
+        p.par_chunks_mut(PIECE)
+            .zip(self.g.par_chunks(PIECE))
+            .zip(m.par_chunks_mut(PIECE))
+            .zip(v.par_chunks_mut(PIECE))
+            .for_each(|(((p, g), m), v)| update(p, g, m, v));
         Ok(())
     }
 }
@@ -265,21 +260,13 @@ impl candle_core::InplaceOp1 for HostStep<'_> {
 /// `Σ x²` in f64, split over the cores for large slices (a full fine-tune's
 /// embedding gradient has 28M entries).
 fn sum_of_squares(x: &[f32]) -> f64 {
-    let part = |x: &[f32]| x.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if threads == 1 || x.len() < 1 << 20 {
-        return part(x);
-    }
-    std::thread::scope(|s| {
-        let workers: Vec<_> = x
-            .chunks(x.len().div_ceil(threads))
-            .map(|c| s.spawn(move || part(c)))
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("sum of squares"))
-            .sum()
-    })
+    use rayon::prelude::*;
+    // Fixed pieces summed in order: the same total however many cores there are.
+    let pieces: Vec<f64> = x
+        .par_chunks(1 << 16)
+        .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>())
+        .collect();
+    pieces.iter().sum()
 }
 
 /// Scales `grads` so their global L2 norm is at most `max_norm` (as PyTorch's
