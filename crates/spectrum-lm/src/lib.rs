@@ -16,6 +16,7 @@ pub mod lora;
 pub mod models;
 pub mod ops;
 pub mod peft;
+mod skinny;
 pub mod template;
 pub mod tiny;
 pub mod tokenizer;

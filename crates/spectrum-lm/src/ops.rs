@@ -237,7 +237,18 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     if f32_cpu(x) && f32_cpu(w) && (x.track_op() || w.track_op()) {
         return Ok(x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)?);
     }
-    let (rows, out) = as_rows(x, w.dim(0)?)?;
+    let (n, k) = w.dims2()?;
+    let m = x.elem_count() / k.max(1);
+    if f32_cpu(x) && f32_cpu(w) && m <= crate::skinny::MAX_ROWS {
+        // Token-by-token generation: stream W once instead of packing it.
+        let y = with_values([x, w], |[x, w]| {
+            let mut y = vec![0f32; m * n];
+            crate::skinny::matmul_t(x, w, m, k, &mut y);
+            y
+        })?;
+        return Ok(Tensor::from_vec(y, with_last(x.dims(), n), x.device())?);
+    }
+    let (rows, out) = as_rows(x, n)?;
     Ok(rows.matmul(&w.t()?)?.reshape(out)?)
 }
 
