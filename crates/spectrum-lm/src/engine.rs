@@ -151,31 +151,23 @@ impl LocalModel {
     }
 }
 
-/// Scores of `targets` under `logits` [n, V]: one pass per row (max,
-/// log-sum-exp, arg-max) instead of a full log-softmax tensor, with the rows
-/// split across the machine's threads.
+/// Scores of `targets` under `logits` [n, V]: vectorised passes per row (max,
+/// log-sum-exp, arg-max, rank) instead of a full log-softmax tensor, with the
+/// rows split across the machine's threads; CPU f32 logits are read in place.
 fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<Vec<RowScore>> {
+    use rayon::prelude::*;
     let vocab = logits.dim(1)?;
-    let flat: Vec<f32> = logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(targets.len().max(1));
-    let per = targets.len().div_ceil(threads);
-    let mut out = vec![RowScore::default(); targets.len()];
-    std::thread::scope(|scope| {
-        for (chunk, (rows, targets)) in out
-            .chunks_mut(per)
-            .zip(flat.chunks(per * vocab).zip(targets.chunks(per)))
-        {
-            scope.spawn(move || {
-                for ((slot, row), &target) in chunk.iter_mut().zip(rows.chunks(vocab)).zip(targets)
-                {
-                    *slot = row_score(row, target as usize);
-                }
-            });
-        }
-    });
-    Ok(out)
+    let score = |flat: &[f32]| -> Vec<RowScore> {
+        flat.par_chunks(vocab)
+            .zip(targets.par_iter())
+            .map(|(row, &target)| row_score(row, target as usize))
+            .collect()
+    };
+    let logits = logits.contiguous()?;
+    Ok(match crate::ops::host_slice(&logits, score) {
+        Some(scores) => scores,
+        None => score(&logits.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?),
+    })
 }
 
 fn check_prompt(prompt: &[u32]) -> Result<()> {
@@ -199,22 +191,17 @@ struct RowScore {
 }
 
 fn row_score(row: &[f32], target: usize) -> RowScore {
-    let (mut best, mut best_i, mut above) = (f32::NEG_INFINITY, 0usize, 0u32);
-    let own = row[target];
-    for (i, &x) in row.iter().enumerate() {
-        if x > best {
-            best = x;
-            best_i = i;
-        }
-        above += (x > own) as u32;
-    }
-    let sum: f64 = row.iter().map(|&x| (x - best).exp() as f64).sum();
+    let s = crate::vmath::vectorized(
+        #[inline(always)]
+        || crate::vmath::row_stats(row, target),
+    );
+    let log_sum = s.sum_exp.ln();
     RowScore {
-        logprob: (row[target] as f64 - best as f64 - sum.ln()) as f32,
-        hit: best_i == target,
-        top: -sum.ln() as f32,
-        top_id: best_i as u32,
-        rank: above + 1,
+        logprob: (row[target] as f64 - s.max as f64 - log_sum) as f32,
+        hit: s.argmax == target,
+        top: -log_sum as f32,
+        top_id: s.argmax as u32,
+        rank: s.above_target + 1,
     }
 }
 

@@ -20,6 +20,7 @@ mod skinny;
 pub mod template;
 pub mod tiny;
 pub mod tokenizer;
+mod vmath;
 
 pub use config::{Family, ModelConfig, RopeScaling};
 pub use engine::{LanguageModel, LocalModel, OutputScore, SamplingParams, TokenScores};

@@ -159,9 +159,9 @@ fn storage_of(y: Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
 }
 
 /// `silu(gate) ⊙ up` (the SwiGLU of Llama-family MLPs). Differentiable, fused
-/// where it can be: keeps only its two inputs for backward.
+/// where it can be (one vectorised pass; keeps only its two inputs for backward).
 pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
-    if f32_cpu(gate) && (gate.track_op() || up.track_op()) && gate.dims() == up.dims() {
+    if f32_cpu(gate) && f32_cpu(up) && gate.dims() == up.dims() {
         return Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?);
     }
     Ok((candle_nn::ops::silu(gate)? * up)?)
@@ -191,9 +191,10 @@ impl candle_core::CustomOp2 for SwiGlu {
         let mut out = vec![0f32; n];
         par_rows(&mut out, width, |i, row| {
             let (g, u) = (&gate[i * width..][..width], &up[i * width..][..width]);
-            for ((o, &g), &u) in row.iter_mut().zip(g).zip(u) {
-                *o = g / (1.0 + (-g).exp()) * u;
-            }
+            crate::vmath::vectorized(
+                #[inline(always)]
+                || crate::vmath::swiglu_row(row, g, u),
+            );
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -212,12 +213,17 @@ impl candle_core::CustomOp2 for SwiGlu {
         with_values([gate, up, dy], |[g, u, dy]| {
             par_rows2(&mut d_gate, &mut d_up, width, |i, dg, du| {
                 let at = i * width;
-                for j in 0..width {
-                    let (g, u, dy) = (g[at + j], u[at + j], dy[at + j]);
-                    let sig = 1.0 / (1.0 + (-g).exp());
-                    dg[j] = dy * u * sig * (1.0 + g * (1.0 - sig));
-                    du[j] = dy * g * sig;
-                }
+                crate::vmath::vectorized(
+                    #[inline(always)]
+                    || {
+                        for j in 0..width {
+                            let (g, u, dy) = (g[at + j], u[at + j], dy[at + j]);
+                            let sig = 1.0 / (1.0 + crate::vmath::exp(-g));
+                            dg[j] = dy * u * sig * (1.0 + g * (1.0 - sig));
+                            du[j] = dy * g * sig;
+                        }
+                    },
+                )
             })
         })?;
         Ok((
@@ -746,17 +752,16 @@ impl FusedAttention {
                         false,
                     );
                     let mask = &mask[(bi % masks) * t * t..][..t * t];
-                    for (r, row) in p.probs.chunks_mut(t).enumerate() {
-                        let m = &mask[(r % t) * t..][..t];
-                        row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
-                        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                        let mut sum = 0f32;
-                        for x in row.iter_mut() {
-                            *x = (*x - max).exp();
-                            sum += *x;
-                        }
-                        row.iter_mut().for_each(|x| *x /= sum);
-                    }
+                    crate::vmath::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (r, row) in p.probs.chunks_mut(t).enumerate() {
+                                let m = &mask[(r % t) * t..][..t];
+                                row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
+                                crate::vmath::softmax_row(row);
+                            }
+                        },
+                    );
                     let mut o = vec![0f32; rows * hd];
                     gemm(&mut o, (rows, hd, t), op(&p.probs), op(&p.v), 1.0, false);
                     (p, o)
