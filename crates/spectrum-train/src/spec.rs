@@ -80,8 +80,8 @@ pub struct RunSpec {
 
 impl Default for RunSpec {
     /// The CPU default: LoRA on every projection of the default model, sized to
-    /// finish in about 15 minutes on a 2-core CPU at the first release's speed;
-    /// about 7 minutes now (README, BENCHMARKS.md).
+    /// finish in about 15 minutes on a 2-core CPU (100 steps at the fifth
+    /// session's speed; README, BENCHMARKS.md).
     fn default() -> Self {
         RunSpec {
             tasks: TaskSelection::default(),
@@ -95,20 +95,20 @@ impl Default for RunSpec {
                 targets: PROJECTIONS.map(String::from).to_vec(),
             }),
             learning_rate: 1e-3,
-            warmup_steps: 4,
+            warmup_steps: 10,
             decay: Decay::Cosine,
             micro_batch: 4,
             grad_accum: 2,
             max_batch_tokens: 2048,
-            length: Length::Steps(40),
+            length: Length::Steps(100),
             max_grad_norm: 1.0,
             weight_decay: 0.0,
             dtype: None,
             device: DeviceSpec::Cpu,
             seed: 0,
-            eval_every: 10,
+            eval_every: 20,
             eval_sequences: 12,
-            checkpoint_every: 10,
+            checkpoint_every: 20,
             keep_checkpoints: 2,
         }
     }
