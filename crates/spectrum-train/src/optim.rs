@@ -257,7 +257,7 @@ impl candle_core::InplaceOp1 for HostStep<'_> {
     }
 }
 
-/// `Σ x²` in f64, split over the cores for large slices (a full fine-tune's
+/// `Σ x²` in f64, in pieces over the cores (a full fine-tune's
 /// embedding gradient has 28M entries).
 fn sum_of_squares(x: &[f32]) -> f64 {
     use rayon::prelude::*;
@@ -500,7 +500,7 @@ mod tests {
     /// Large gradients are summed in parallel pieces: the norm must not change.
     #[test]
     fn the_norm_of_a_large_gradient_is_exact() {
-        let n = 3_000_001; // over the parallel threshold, not a multiple of the cores
+        let n = 3_000_001; // many parallel pieces, the last one partial
         let values: Vec<f32> = (0..n).map(|i| ((i % 7) as f32 - 3.0) * 0.5).collect();
         let expected = values
             .iter()
