@@ -109,6 +109,7 @@ impl Jobs {
         let thread = std::thread::Builder::new()
             .name(format!("job-{id}-{kind}"))
             .spawn(move || {
+                spectrum_app::flush_subnormals();
                 let event = match body(&ctx) {
                     Ok(value) => match serde_json::to_value(value) {
                         Ok(result) => JobEvent::Done { result },
@@ -178,5 +179,37 @@ impl Jobs {
         for thread in threads {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tauri::ipc::InvokeResponseBody;
+
+    #[test]
+    fn a_job_computes_with_subnormals_flushed_to_zero() {
+        // The test's own thread never asks for the mode, so the job thread
+        // inherits nothing: only the job runner's own call can set it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let tx = Mutex::new(tx);
+        let channel = Channel::new(move |body| {
+            let _ = tx.lock().unwrap_or_else(|e| e.into_inner()).send(body);
+            Ok(())
+        });
+        let jobs = Arc::new(Jobs::default());
+        jobs.start("check", "subnormals".into(), channel, |_| {
+            Ok(spectrum_lm::fpu::flushes_here())
+        })
+        .expect("start the job");
+        let event = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the job's event");
+        let InvokeResponseBody::Json(text) = event else {
+            panic!("a JSON event");
+        };
+        let event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        assert_eq!(event["type"], "done", "{event}");
+        assert_eq!(event["result"], true, "the job thread kept subnormals");
     }
 }

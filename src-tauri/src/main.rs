@@ -9,6 +9,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     spectrum_app::keep_freed_memory();
+    // Before any thread starts: every later thread inherits the mode, and
+    // the call reaches rayon's pool too.
+    spectrum_app::flush_subnormals();
     match spectrum_studio::run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -277,3 +277,36 @@ fn help_reads_like_a_manual() {
     let import_help = sb.ok(&["import", "--help"]);
     assert!(import_help.contains("--skip-invalid") && import_help.contains("--as"));
 }
+
+#[test]
+fn system_reports_the_cpu_and_computes_with_subnormals_flushed() {
+    let sb = Sandbox::default();
+    let report = sb.json(&["system"]);
+    let machine = &report["machine"];
+    assert!(
+        !machine["cpu"].as_str().unwrap_or_default().is_empty(),
+        "{report}"
+    );
+    // Computed on the CLI's main thread and on every thread of its compute
+    // pool: a subnormal product (scalar and through the matrix-multiply
+    // kernel) comes out as zero.
+    assert_eq!(machine["flushes_here"], true, "{report}");
+    assert_eq!(machine["pool_flushes"], true, "{report}");
+    assert_eq!(report["backends"][0], "cpu");
+    let gemm = &report["gemm"];
+    assert!(
+        gemm["ordinary"].as_f64().unwrap_or_default() > 0.0,
+        "{report}"
+    );
+    assert!(
+        gemm["subnormal"].as_f64().unwrap_or_default() > 0.0,
+        "{report}"
+    );
+    // No store is needed, so none is created.
+    assert!(!sb.store().exists());
+    let text = sb.ok(&["system", "--no-measure"]);
+    assert!(
+        text.contains("subnormals   flushed to zero (main thread), flushed to zero (compute pool)"),
+        "{text}"
+    );
+}

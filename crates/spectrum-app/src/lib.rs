@@ -10,6 +10,7 @@ mod library;
 mod models;
 mod report;
 mod serve;
+mod system;
 mod training;
 
 use std::path::{Path, PathBuf};
@@ -30,6 +31,7 @@ pub use serve::Serving;
 pub use spectrum_eval::metrics::MeanSe;
 pub use spectrum_eval::stats::{Interval, Verdict};
 pub use spectrum_eval::{Family, Profile, Settings as EvalSettings};
+pub use spectrum_lm::fpu::flush_subnormals;
 pub use spectrum_lm::lora::LoraConfig;
 pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
 pub use spectrum_openai::ServeOptions;
@@ -44,6 +46,7 @@ pub use spectrum_suite::import::{
 pub use spectrum_suite::{Split, TaskKind};
 pub use spectrum_train::job::JobBundle;
 pub use spectrum_train::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
+pub use system::{SystemReport, system};
 pub use training::{RunDetail, TrainOutcome, TrainProgress, TrainRequest};
 
 use spectrum_store::Store;

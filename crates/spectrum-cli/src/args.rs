@@ -186,6 +186,18 @@ pub enum Command {
     ///
     /// Running it again reuses what is done: an interrupted tuning run resumes.
     Demo(DemoArgs),
+    /// Describe this machine: CPU model, vector instructions, compute threads,
+    /// whether subnormal floats are flushed to zero (on the main thread and the
+    /// compute pool), the GPU backends of this build, and the measured f32
+    /// matrix-multiply rate with ordinary and subnormal operands.
+    ///
+    /// A subnormal ratio far below 1 means training and evaluation run many
+    /// times slower than they should (Intel and ARM CPUs without flushing).
+    System {
+        /// Skip the matrix-multiply measurement (about a second).
+        #[arg(long)]
+        no_measure: bool,
+    },
 }
 
 #[derive(Debug, Args)]

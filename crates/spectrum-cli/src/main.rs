@@ -30,6 +30,9 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     spectrum_app::keep_freed_memory();
+    // Before any thread starts: every later thread inherits the mode, and
+    // the call reaches rayon's pool too.
+    spectrum_app::flush_subnormals();
     let cli = Cli::parse();
     let out = Output { json: cli.json };
     let cancel = Arc::new(AtomicBool::new(false));
@@ -58,6 +61,10 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
+    // Needs no store: answers on a machine where none can be opened.
+    if let Command::System { no_measure } = cli.command {
+        return out.system(&spectrum_app::system(!no_measure)?);
+    }
     let studio = Studio::new(cli.store)?.with_python(cli.python);
     let mut note = |m: &str| out.note(m);
     match cli.command {
@@ -305,6 +312,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             Ok(())
         }
         Command::Demo(a) => demo(&studio, a, out, cancel),
+        Command::System { .. } => unreachable!("answered above"),
     }
 }
 

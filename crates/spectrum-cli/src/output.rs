@@ -197,6 +197,40 @@ impl Output {
         self.tasks(&d.tasks)
     }
 
+    pub fn system(&self, report: &spectrum_app::SystemReport) -> Result<()> {
+        if self.json {
+            return self.print_json(report);
+        }
+        let m = &report.machine;
+        let flush = |on: bool| {
+            if on {
+                "flushed to zero"
+            } else {
+                "KEPT (slow on Intel and ARM CPUs)"
+            }
+        };
+        println!("CPU          {}", m.cpu);
+        println!("vector       {}", m.simd);
+        println!("threads      {}", m.threads);
+        println!(
+            "subnormals   {} (main thread), {} (compute pool)",
+            flush(m.flushes_here),
+            flush(m.pool_flushes)
+        );
+        println!("devices      {}", report.backends.join(", "));
+        if let Some(g) = &report.gemm {
+            println!(
+                "matmul       {:.1} GFLOP/s ({n}x{n} f32); subnormal operand {:.1}, underflowing products {:.1}: ratio {:.2}",
+                g.ordinary,
+                g.subnormal,
+                g.underflowing,
+                g.ratio(),
+                n = g.n
+            );
+        }
+        Ok(())
+    }
+
     pub fn removed(&self, d: &DatasetSummary) -> Result<()> {
         if self.json {
             return self.print_json(d);

@@ -32,6 +32,8 @@ fn time<T>(f: impl FnOnce() -> T) -> (T, f64) {
 }
 
 fn main() {
+    spectrum_lm::fpu::flush_subnormals();
+    println!("{}", spectrum_lm::machine::Machine::describe());
     let dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
     let mut lm = spectrum_lm::load_local(&dir, DeviceSpec::Cpu).expect("model");
     let tok = lm.tokenizer.clone();

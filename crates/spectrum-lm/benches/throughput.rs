@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use spectrum_lm::machine::{GemmProbe, Machine, Operands, gemm_gflops};
 use spectrum_lm::{DeviceSpec, LanguageModel, SamplingParams};
 use spectrum_suite::Rng;
 
@@ -42,6 +42,7 @@ const NEW_TOKENS: usize = 64;
 
 fn main() {
     keep_freed_memory();
+    spectrum_lm::fpu::flush_subnormals();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let model_dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
     let python = std::env::var("SPECTRUM_BENCH_PYTHON")
@@ -107,7 +108,8 @@ fn main() {
         t_score = t_score.max(t["score_tokens_per_s"].as_f64().expect("score"));
         t_gen = t_gen.max(t["generate_tokens_per_s"].as_f64().expect("gen"));
     }
-    let matmul = matmul_gflops();
+    let matmul = gemm_gflops(2048, Operands::Ordinary).expect("matmul");
+    let probe = GemmProbe::run(1024).expect("matmul probe");
 
     let gflops = |tps: f64| 2.0 * params * tps / 1e9;
     println!(
@@ -116,6 +118,8 @@ fn main() {
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         rounds.max(1)
     );
+    println!("{}", Machine::describe());
+    println!("{probe}");
     println!("matrix multiply (2048x2048, candle): {matmul:.1} GFLOP/s\n");
     println!(
         "{:<44} {:>12} {:>12} {:>8}",
@@ -156,16 +160,4 @@ fn best_of(n: usize, mut f: impl FnMut()) -> f64 {
             t.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-fn matmul_gflops() -> f64 {
-    let n = 2048;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("a");
-    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("b");
-    let secs = best_of(3, || {
-        a.matmul(&b)
-            .and_then(|c| c.to_dtype(DType::F32))
-            .expect("matmul");
-    });
-    2.0 * (n as f64).powi(3) / secs / 1e9
 }

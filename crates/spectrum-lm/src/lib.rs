@@ -8,11 +8,13 @@ pub mod config;
 pub mod default_model;
 pub mod engine;
 mod error;
+pub mod fpu;
 pub mod gguf;
 pub mod hf;
 #[cfg(feature = "hub")]
 pub mod hub;
 pub mod lora;
+pub mod machine;
 pub mod models;
 pub mod ops;
 pub mod peft;

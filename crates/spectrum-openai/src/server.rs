@@ -170,7 +170,10 @@ impl Server {
             workers.push(
                 std::thread::Builder::new()
                     .name(format!("serve {}", served.name))
-                    .spawn(move || worker(&mut model, &rx, limits))
+                    .spawn(move || {
+                        spectrum_lm::fpu::flush_subnormals();
+                        worker(&mut model, &rx, limits)
+                    })
                     .map_err(|e| LmError::Remote(e.to_string()))?,
             );
             table.insert(

@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use spectrum_lm::machine::{GemmProbe, Machine, Operands, gemm_gflops};
 use spectrum_suite::Rng;
 use spectrum_train::data::Item;
 use spectrum_train::optim::AdamW;
@@ -30,6 +30,7 @@ const LENGTH: usize = 256;
 const STEPS: usize = 3;
 
 fn main() {
+    spectrum_lm::fpu::flush_subnormals();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let model_dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
     let batch_file = std::env::temp_dir().join("spectrum-train-bench.json");
@@ -88,11 +89,14 @@ fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(2);
-    let matmul = matmul_gflops();
+    let matmul = gemm_gflops(2048, Operands::Ordinary).expect("matmul");
+    let probe = GemmProbe::run(1024).expect("matmul probe");
     println!(
         "\nSmolLM2-135M, f32, CPU, {} threads; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third); best of {rounds} alternating rounds",
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    println!("{}", Machine::describe());
+    println!("{probe}");
     println!("matrix multiply (2048x2048, candle): {matmul:.1} GFLOP/s\n");
     println!(
         "{:<24} {:>10} {:>10} {:>7}   {:>10} {:>10} {:>7}   {:>9}",
@@ -194,19 +198,4 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
-}
-
-fn matmul_gflops() -> f64 {
-    let n = 2048;
-    let a = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("a");
-    let b = Tensor::randn(0f32, 1.0, (n, n), &Device::Cpu).expect("b");
-    let mut best = f64::INFINITY;
-    for _ in 0..4 {
-        let t = Instant::now();
-        a.matmul(&b)
-            .and_then(|c| c.to_dtype(DType::F32))
-            .expect("matmul");
-        best = best.min(t.elapsed().as_secs_f64());
-    }
-    2.0 * (n as f64).powi(3) / best / 1e9
 }

@@ -126,6 +126,10 @@ impl CausalLm {
         input_ids: &Tensor,
         key_mask: Option<&Tensor>,
     ) -> Result<Tensor> {
+        // Whatever thread runs a model (a front end's, a job's, a test's)
+        // computes with subnormals flushed; the backward pass and the
+        // optimiser step follow on the same thread.
+        crate::fpu::flush_subnormals();
         let t = input_ids.dim(1)?;
         let offset = if self.mode == Mode::Inference {
             self.cached

@@ -23,6 +23,9 @@ pub struct Reference {
 }
 
 pub fn reference(family: &str) -> Reference {
+    // The mode every front end computes in (the model's forward pass sets it
+    // too; tests that run ops directly start here).
+    spectrum_lm::fpu::flush_subnormals();
     let path = format!(
         "{}/tests/reference/tiny_{family}.json",
         env!("CARGO_MANIFEST_DIR")
