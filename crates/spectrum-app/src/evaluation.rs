@@ -71,6 +71,10 @@ struct StoredEval {
     plan: Vec<Planned>,
     #[serde(default)]
     device: DeviceSpec,
+    /// The metric definitions the run computes ([`spectrum_eval::DEFINITIONS`]);
+    /// absent in runs from before it was recorded.
+    #[serde(default)]
+    definitions: Option<String>,
 }
 
 /// A task a family could not evaluate, and why.
@@ -272,6 +276,7 @@ impl Studio {
             tasks: request.tasks.clone(),
             plan,
             device: request.device,
+            definitions: Some(spectrum_eval::DEFINITIONS.into()),
         };
         let spec = serde_json::to_value(&stored)?;
         let run = store.create_run(&NewRun {
@@ -326,6 +331,17 @@ impl Studio {
         }
         let stored: StoredEval = serde_json::from_value(record.spec.clone())
             .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;
+        if stored.definitions.as_deref() != Some(spectrum_eval::DEFINITIONS) {
+            bail!(
+                "evaluation run {} ({}) was started with other metric definitions ({}); its remaining tasks would not be comparable with the finished ones (fix: start a new evaluation with the same settings)",
+                record.id,
+                record.name,
+                stored
+                    .definitions
+                    .as_deref()
+                    .unwrap_or("from before definitions were recorded")
+            );
+        }
         stored.device.device()?;
         store.set_run_status(record.id, "running", None)?;
         note(&format!(

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use spectrum_lm::LanguageModel;
 use spectrum_lm::template::{self, PromptFormat};
 use spectrum_lm::tokenizer::TextTokenizer;
-use spectrum_suite::{DistributionItem, Message, Role};
+use spectrum_suite::DistributionItem;
 
 use crate::metrics::{Alignment, MeanSe, alignment, mean_se};
 use crate::{EvalError, Evaluator, Progress, Result, sample_indices};
@@ -60,18 +60,6 @@ pub fn item_id(item: &DistributionItem, position: usize) -> String {
     }
 }
 
-/// The prompt of an item: description and input, then the opened output.
-pub fn prompt_messages(item: &DistributionItem) -> Vec<Message> {
-    let mut messages = Vec::new();
-    if !item.description.trim().is_empty() {
-        messages.push(Message::new(Role::Description, item.description.clone()));
-    }
-    if !item.input.is_empty() {
-        messages.push(Message::new(Role::Input, item.input.clone()));
-    }
-    messages
-}
-
 /// The tokens an item is scored on: the prompt (description and input, then
 /// the opened output) and each option's tokens as they follow it, without the
 /// end marker. Also whether tokenising prompt + option as one string (as the
@@ -81,7 +69,13 @@ pub fn item_tokens(
     format: PromptFormat,
     item: &DistributionItem,
 ) -> Result<(Vec<u32>, Vec<Vec<u32>>, bool)> {
-    let prompt = template::generation_prompt(tok, format, &prompt_messages(item))?.ids;
+    let prompt = template::distribution_prompt(
+        tok,
+        format,
+        Some(item.description.as_str()).filter(|d| !d.trim().is_empty()),
+        Some(item.input.as_str()).filter(|x| !x.is_empty()),
+        item.output_name(),
+    )?;
     let texts: Vec<String> = item
         .options
         .iter()

@@ -11,6 +11,12 @@
 //! compare runs. Nothing here touches SQLite: the app stores what these return.
 
 pub mod dist;
+
+/// Which metric definitions an evaluation computes, stored with every run so
+/// that its numbers can be traced (README, "Conformance with the reference"):
+/// distributional and validity prompts as tsor13/spectrum @ 5a33588 builds
+/// them, validity sampled with its top-k; steerability as before.
+pub const DEFINITIONS: &str = "2026-12-01: reference 5a33588 prompts for dist (trailing input, colon output name, chat system turn) and valid (chat system turn, top-k 50)";
 pub mod metrics;
 pub mod stats;
 pub mod steer;

@@ -3,9 +3,10 @@
 //! stop string, stripped and validated by the task's rule.
 
 use serde::{Deserialize, Serialize};
-use spectrum_lm::SamplingParams;
-use spectrum_lm::template;
-use spectrum_suite::{Message, Rng, Role, ValidityTask};
+use spectrum_lm::template::{self, GenerationPrompt};
+use spectrum_lm::tokenizer::TextTokenizer;
+use spectrum_lm::{PromptFormat, SamplingParams};
+use spectrum_suite::{Rng, ValidityTask};
 
 use crate::metrics::{Yield, yield_stats};
 use crate::{EvalError, Evaluator, Progress, Result};
@@ -36,22 +37,27 @@ impl Setting {
         Setting::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
-    /// The prompt messages of `task` in this setting.
-    pub fn messages(self, task: &ValidityTask) -> Vec<Message> {
-        let mut m = Vec::new();
-        if self != Setting::Examples {
-            m.push(Message::new(Role::Description, task.description.clone()));
-        }
-        if self != Setting::Description {
-            m.extend(
-                task.examples
-                    .iter()
-                    .map(|e| Message::new(Role::Output, e.clone())),
-            );
-        }
-        m
+    /// The prompt `task` samples from in this setting (the reference's,
+    /// METHOD.md §6).
+    pub fn prompt(
+        self,
+        tok: &TextTokenizer,
+        format: PromptFormat,
+        task: &ValidityTask,
+    ) -> spectrum_lm::Result<GenerationPrompt> {
+        let description = (self != Setting::Examples).then_some(task.description.as_str());
+        let examples: Vec<&str> = match self {
+            Setting::Description => Vec::new(),
+            _ => task.examples.iter().map(String::as_str).collect(),
+        };
+        template::validity_prompt(tok, format, description, &examples)
     }
 }
+
+/// Candidates of each token step, as transformers samples by default (its
+/// `top_k` of 50 applies when a model's generation config sets none, as the
+/// reference's runs had it).
+pub const TOP_K: usize = 50;
 
 /// One sample and its verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
@@ -112,7 +118,7 @@ pub fn evaluate(
     let total = Setting::ALL.len() * settings.temperatures.len();
     let (mut cells, mut samples) = (Vec::new(), Vec::new());
     for setting in Setting::ALL {
-        let prompt = template::generation_prompt(tok, ev.format, &setting.messages(task))?;
+        let prompt = setting.prompt(tok, ev.format, task)?;
         let mut stop_ids = prompt.stop_ids.clone();
         stop_ids.extend(tok.eos.iter().copied());
         let mut stop_strings = prompt.stop_strings.clone();
@@ -130,7 +136,7 @@ pub fn evaluate(
                 n: settings.samples,
                 temperature,
                 top_p: 1.0,
-                top_k: 0,
+                top_k: TOP_K,
                 seed,
                 max_tokens: settings.max_new_tokens,
                 stop_ids: stop_ids.clone(),

@@ -1,9 +1,12 @@
 //! Prompt templates (METHOD.md §2): a sequence of description/input/output
 //! messages becomes token ids and a loss mask.
 //!
-//! Text is tokenised segment by segment (never the joined string), only the
-//! first segment gets BOS (if the tokenizer adds one at all), and each output's
-//! loss tokens are recorded as a span so per-output losses come from one pass.
+//! Sequences (training, steerability scoring) are tokenised segment by segment
+//! (never the joined string), only the first segment gets BOS (if the
+//! tokenizer adds one at all), and each output's loss tokens are recorded as a
+//! span so per-output losses come from one pass. Prompts to generate from or
+//! to score options after ([`generation_prompt`], [`distribution_prompt`],
+//! [`validity_prompt`]) are tokenised as one string, as the reference does.
 
 use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
@@ -142,19 +145,31 @@ pub fn render(
     tokenize(tok, &segments, budget)
 }
 
-/// Groups: 0 for the description, then one per example (its input and output).
-fn examples(messages: &[Message]) -> (Option<&str>, Vec<(Option<&str>, &str)>) {
-    let mut description = None;
-    let mut pending = None;
-    let mut out = Vec::new();
+/// A sequence's parts. Groups: 0 for the description, then one per example
+/// (its input and output); a trailing input without its output (the question
+/// of a generation prompt) is a group of its own after them.
+struct Parts<'a> {
+    description: Option<&'a str>,
+    examples: Vec<(Option<&'a str>, &'a str)>,
+    pending: Option<&'a str>,
+}
+
+fn parts(messages: &[Message]) -> Parts<'_> {
+    let mut parts = Parts {
+        description: None,
+        examples: Vec::new(),
+        pending: None,
+    };
     for m in messages {
         match m.role {
-            Role::Description => description = Some(m.content.as_str()),
-            Role::Input => pending = Some(m.content.as_str()),
-            Role::Output => out.push((pending.take(), m.content.as_str())),
+            Role::Description => parts.description = Some(m.content.as_str()),
+            Role::Input => parts.pending = Some(m.content.as_str()),
+            Role::Output => parts
+                .examples
+                .push((parts.pending.take(), m.content.as_str())),
         }
     }
-    (description, out)
+    parts
 }
 
 fn seg(text: String, loss: bool, output: Option<usize>, group: usize) -> Segment {
@@ -167,7 +182,11 @@ fn seg(text: String, loss: bool, output: Option<usize>, group: usize) -> Segment
 }
 
 fn spectrum_segments(turns: Turns, messages: &[Message]) -> Vec<Segment> {
-    let (description, examples) = examples(messages);
+    let Parts {
+        description,
+        examples,
+        pending,
+    } = parts(messages);
     let mut s = Vec::new();
     if let Some(d) = description {
         let (h, end, sep) = turns.parts("description");
@@ -188,11 +207,24 @@ fn spectrum_segments(turns: Turns, messages: &[Message]) -> Vec<Segment> {
             s.push(seg(sep.to_string(), false, None, g));
         }
     }
+    if let Some(x) = pending {
+        let (h, end, sep) = turns.parts("input");
+        s.push(seg(
+            format!("{h}{x}{end}{sep}"),
+            false,
+            None,
+            examples.len() + 1,
+        ));
+    }
     s
 }
 
 fn colon_segments(messages: &[Message]) -> Vec<Segment> {
-    let (description, examples) = examples(messages);
+    let Parts {
+        description,
+        examples,
+        pending,
+    } = parts(messages);
     let mut s = Vec::new();
     if let Some(d) = description {
         s.push(seg(format!("Description: {d}\n\n"), false, None, 0));
@@ -204,6 +236,14 @@ fn colon_segments(messages: &[Message]) -> Vec<Segment> {
         }
         s.push(seg("Output:".into(), false, None, g));
         s.push(seg(format!(" {}\n\n", output.trim()), true, Some(j), g));
+    }
+    if let Some(x) = pending {
+        s.push(seg(
+            format!("Input: {x}\n\n"),
+            false,
+            None,
+            examples.len() + 1,
+        ));
     }
     s
 }
@@ -261,7 +301,13 @@ impl ChatTemplate {
 }
 
 fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segment>> {
-    let (description, examples) = examples(messages);
+    // A trailing input is never pending here: a generation prompt adds a
+    // placeholder answer after it (`generation_prompt`).
+    let Parts {
+        description,
+        examples,
+        ..
+    } = parts(messages);
     let mut system = CHAT_SYSTEM_PROMPT.to_string();
     let mut first_scored = 0;
     match description {
@@ -382,6 +428,136 @@ pub fn output_text(format: PromptFormat, output: &str) -> String {
     }
 }
 
+/// The reference's system prompt for distributional prompts in the chat format
+/// (tsor13/spectrum `eval_distributional.py`).
+pub const DIST_CHAT_PROMPT: &str =
+    "Given the description and an input, respond with just an output.";
+
+/// The prompt a distribution item's options are scored after, as the reference
+/// builds it (METHOD.md §6): the description and the input (never dropped),
+/// then the opened output.
+/// - spectrum: the generation prompt of `[description, input]`;
+/// - colon: the generation prompt with the label on the line after the input
+///   (`"\n\nOutput:"` becomes `"\n{output_name}:"`; `Output` when the task
+///   names none). The reference rewrites every `Output` in the text, inside a
+///   description or input too; only the label is rewritten here;
+/// - chat: a system turn [`DIST_CHAT_PROMPT`] + `"\n\nDescription: d"` and a
+///   user turn with the input; with no description the input moves into the
+///   system turn as `"\n\nExample Input: x"` and the user turn is empty, as in
+///   the reference.
+pub fn distribution_prompt(
+    tok: &TextTokenizer,
+    format: PromptFormat,
+    description: Option<&str>,
+    input: Option<&str>,
+    output_name: Option<&str>,
+) -> Result<Vec<u32>> {
+    let mut messages = Vec::new();
+    if let Some(d) = description {
+        messages.push(Message::new(Role::Description, d));
+    }
+    if let Some(x) = input {
+        messages.push(Message::new(Role::Input, x));
+    }
+    match format {
+        PromptFormat::Spectrum => Ok(generation_prompt(tok, format, &messages)?.ids),
+        PromptFormat::Colon => {
+            // The last part ends in "\n\n": the label follows on the next line.
+            let text = joined(&colon_segments(&messages));
+            let mut text = text.trim_end_matches('\n').to_string();
+            if !text.is_empty() {
+                text.push('\n');
+            }
+            text.push_str(&format!("{}:", output_name.unwrap_or("Output")));
+            whole_text_ids(tok, &text)
+        }
+        PromptFormat::Chat => {
+            let (system, user) = match (description, input) {
+                (Some(d), x) => (
+                    format!("{DIST_CHAT_PROMPT}\n\nDescription: {d}"),
+                    x.unwrap_or(""),
+                ),
+                (None, Some(x)) => (format!("{DIST_CHAT_PROMPT}\n\nExample Input: {x}"), ""),
+                (None, None) => (DIST_CHAT_PROMPT.to_string(), ""),
+            };
+            let conversation = [
+                serde_json::json!({"role": "system", "content": system}),
+                serde_json::json!({"role": "user", "content": user}),
+            ];
+            let text = ChatTemplate::new(tok)?.render(&conversation, true)?;
+            whole_text_ids(tok, &text)
+        }
+    }
+}
+
+/// The reference's system prompt for validity prompts in the chat format
+/// (tsor13/spectrum `eval_diverse_valid.py`).
+pub const VALID_CHAT_PROMPT: &str = "Respond with JUST the requested output, nothing else.";
+
+/// The prompt a diverse-valid task samples from, as the reference builds it
+/// (METHOD.md §6): spectrum and colon render the description (if shown) and
+/// the examples (if shown) as outputs, then open the next output; chat writes
+/// ONE system turn, [`VALID_CHAT_PROMPT`] + `"\n\n{description}"` + one
+/// `"\n\nExample Output: {e}"` per example, and one user turn that depends on
+/// what is shown.
+pub fn validity_prompt(
+    tok: &TextTokenizer,
+    format: PromptFormat,
+    description: Option<&str>,
+    examples: &[&str],
+) -> Result<GenerationPrompt> {
+    if format != PromptFormat::Chat {
+        let mut messages: Vec<Message> = description
+            .map(|d| Message::new(Role::Description, d))
+            .into_iter()
+            .collect();
+        messages.extend(examples.iter().map(|e| Message::new(Role::Output, *e)));
+        return generation_prompt(tok, format, &messages);
+    }
+    let mut system = VALID_CHAT_PROMPT.to_string();
+    if let Some(d) = description {
+        system.push_str(&format!("\n\n{d}"));
+    }
+    for e in examples {
+        system.push_str(&format!("\n\nExample Output: {e}"));
+    }
+    let user = match (description.is_some(), !examples.is_empty()) {
+        (true, true) => "Now generate an output based on the description and examples.",
+        (true, false) => "Generate something that fits this description.",
+        _ => "Generate an output like the provided examples.",
+    };
+    let conversation = [
+        serde_json::json!({"role": "system", "content": system}),
+        serde_json::json!({"role": "user", "content": user}),
+    ];
+    let text = ChatTemplate::new(tok)?.render(&conversation, true)?;
+    Ok(GenerationPrompt {
+        ids: whole_text_ids(tok, &text)?,
+        stop_ids: tok.eos.clone(),
+        stop_strings: vec!["\n".into()],
+    })
+}
+
+/// The texts of `segments`, joined.
+fn joined(segments: &[Segment]) -> String {
+    segments.iter().map(|s| s.text.as_str()).collect()
+}
+
+/// A prompt's ids, tokenised as ONE string as the reference tokenises what it
+/// generates from or scores options after (`tokenizer(gen_str)`): across a
+/// part boundary the two can differ (`"...\n\n" + "Input:"` is 1116 + ... as
+/// parts, 198 198 ... as one string with SmolLM2's tokenizer). The template's
+/// BOS text, if any, becomes the tokenizer's BOS id (added once, never twice).
+fn whole_text_ids(tok: &TextTokenizer, text: &str) -> Result<Vec<u32>> {
+    let mut ids: Vec<u32> = tok.bos.into_iter().collect();
+    let text = match (tok.bos, tok.bos_token.as_deref()) {
+        (Some(_), Some(b)) => text.strip_prefix(b).unwrap_or(text),
+        _ => text,
+    };
+    ids.extend(tok.encode(text)?);
+    Ok(ids)
+}
+
 /// A prompt that asks for the next output after `messages`, and how that
 /// output ends: the tokens to feed, the stop token ids and stop strings.
 #[derive(Debug, Clone, PartialEq)]
@@ -397,34 +573,24 @@ pub fn generation_prompt(
     format: PromptFormat,
     messages: &[Message],
 ) -> Result<GenerationPrompt> {
-    let rendered_ids = |msgs: &[Message]| -> Result<Vec<u32>> {
-        let segments = match format {
-            PromptFormat::Spectrum => spectrum_segments(Turns::detect(tok)?, msgs),
-            PromptFormat::Colon => colon_segments(msgs),
-            PromptFormat::Chat => Vec::new(),
-        };
-        Ok(tokenize(tok, &segments, None)?.ids)
-    };
     let mut eos = tok.eos.clone();
     match format {
         PromptFormat::Spectrum => {
             let turns = Turns::detect(tok)?;
-            let mut ids = rendered_ids(messages)?;
             let (header, end, _) = turns.parts("output");
-            ids.extend(tok.encode(&header)?);
+            let text = joined(&spectrum_segments(turns, messages)) + &header;
             let mut stop_ids: Vec<u32> = tok.encode(end)?;
             stop_ids.append(&mut eos);
             Ok(GenerationPrompt {
-                ids,
+                ids: whole_text_ids(tok, &text)?,
                 stop_ids,
                 stop_strings: vec!["\n".into()],
             })
         }
         PromptFormat::Colon => {
-            let mut ids = rendered_ids(messages)?;
-            ids.extend(tok.encode("Output:")?);
+            let text = joined(&colon_segments(messages)) + "Output:";
             Ok(GenerationPrompt {
-                ids,
+                ids: whole_text_ids(tok, &text)?,
                 stop_ids: eos,
                 stop_strings: vec!["\n".into()],
             })
@@ -439,12 +605,8 @@ pub fn generation_prompt(
                 .iter()
                 .rposition(|s| s.loss)
                 .ok_or_else(|| LmError::Template("nothing to prompt".into()))?;
-            let mut ids = tok.bos.into_iter().collect::<Vec<_>>();
-            for s in &segments[..last] {
-                ids.extend(tok.encode(&s.text)?);
-            }
             Ok(GenerationPrompt {
-                ids,
+                ids: whole_text_ids(tok, &joined(&segments[..last]))?,
                 stop_ids: eos,
                 stop_strings: vec!["\n".into()],
             })

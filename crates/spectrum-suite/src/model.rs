@@ -153,6 +153,19 @@ pub struct DistributionItem {
     pub metadata: Map<String, Value>,
 }
 
+impl DistributionItem {
+    /// What the task calls its output (e.g. `Response (color)`, `Answer
+    /// (Likert 1-7)`): the `output_name` field of the item's row, if any. The
+    /// colon format labels the scored output with it, as the reference does.
+    pub fn output_name(&self) -> Option<&str> {
+        self.metadata
+            .get("output_name")
+            .and_then(Value::as_str)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+    }
+}
+
 /// A diverse-valid task: a description, three example outputs and the rule that
 /// decides whether a sampled output is valid (METHOD.md §4.3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
