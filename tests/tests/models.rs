@@ -232,7 +232,7 @@ fn demo_builds_imports_installs_tunes_and_evaluates_the_default_model() {
     std::fs::create_dir_all(sb.path("models")).expect("mkdir");
     std::os::unix::fs::symlink(default_model(), sb.path("models/SmolLM2-135M-Instruct"))
         .expect("link");
-    // A short tuning run: the full one takes about 15 minutes.
+    // A short tuning run: the full one takes about 10 minutes.
     let quick = [
         "demo",
         "--size",

@@ -103,7 +103,7 @@ pub enum Command {
     /// Spectrum-tune a model on the store's train tasks, or resume a run.
     ///
     /// Defaults (the `cpu` preset) train LoRA adapters on the default model in
-    /// about 15 minutes on a 2-core CPU; `--preset paper` is METHOD.md's
+    /// about 10 minutes on a 2-core CPU (40 steps); `--preset paper` is METHOD.md's
     /// reference setting. Flags override the preset; `--spec FILE.json` reads
     /// any subset of the settings (`spectrum runs show RUN --json` prints them).
     /// Ctrl-C stops within one step and keeps a checkpoint; `--resume RUN`
@@ -222,7 +222,7 @@ pub struct TrainArgs {
     /// Name of the run and of the tuned model it registers (default: MODEL-spectrum).
     #[arg(long)]
     pub name: Option<String>,
-    /// Starting settings: cpu (LoRA, ~15 min on 2 cores) or paper (full fine-tune, lr 3e-6, 1 epoch, bf16).
+    /// Starting settings: cpu (LoRA, 40 steps, ~10 min on 2 cores) or paper (full fine-tune, lr 3e-6, 1 epoch, bf16).
     #[arg(long, default_value = "cpu", value_parser = spectrum_app::PRESETS)]
     pub preset: String,
     /// A JSON file with any of the run settings (applied over the preset, under the flags).

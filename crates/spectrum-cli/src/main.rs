@@ -527,7 +527,7 @@ fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -
         spectrum_app::Length::Epochs(_) => 0,
     };
     out.note(&format!(
-        "4/6 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 15 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
+        "4/6 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 10 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
     ));
     let wanted = serde_json::to_value(&spec)?;
     let mut tuned = None;
