@@ -480,12 +480,7 @@ pub fn distribution_prompt(
                 (None, Some(x)) => (format!("{DIST_CHAT_PROMPT}\n\nExample Input: {x}"), ""),
                 (None, None) => (DIST_CHAT_PROMPT.to_string(), ""),
             };
-            let conversation = [
-                serde_json::json!({"role": "system", "content": system}),
-                serde_json::json!({"role": "user", "content": user}),
-            ];
-            let text = ChatTemplate::new(tok)?.render(&conversation, true)?;
-            whole_text_ids(tok, &text)
+            system_user_prompt(tok, &system, user)
         }
     }
 }
@@ -526,16 +521,22 @@ pub fn validity_prompt(
         (true, false) => "Generate something that fits this description.",
         _ => "Generate an output like the provided examples.",
     };
+    Ok(GenerationPrompt {
+        ids: system_user_prompt(tok, &system, user)?,
+        stop_ids: tok.eos.clone(),
+        stop_strings: vec!["\n".into()],
+    })
+}
+
+/// One system turn and one user turn through the model's chat template, the
+/// assistant's turn opened: the reference's chat prompts for dist and valid.
+fn system_user_prompt(tok: &TextTokenizer, system: &str, user: &str) -> Result<Vec<u32>> {
     let conversation = [
         serde_json::json!({"role": "system", "content": system}),
         serde_json::json!({"role": "user", "content": user}),
     ];
     let text = ChatTemplate::new(tok)?.render(&conversation, true)?;
-    Ok(GenerationPrompt {
-        ids: whole_text_ids(tok, &text)?,
-        stop_ids: tok.eos.clone(),
-        stop_strings: vec!["\n".into()],
-    })
+    whole_text_ids(tok, &text)
 }
 
 /// The texts of `segments`, joined.
