@@ -77,8 +77,103 @@ def main(src: Path) -> None:
         "top_k": valid["effective_sampling"]["generation_config"]["top_k"],
         "prompts": prompts,
     }
+    metrics = json.loads((src / "valid_metrics.json").read_text())
+    doc["lists"] = [
+        {
+            "task": it["task"],
+            "list_index": it["list_index"],
+            "closed_set": it["task_type"] == "InclusionTask",
+            "stop_strings": it["stop_strings"],
+            "raw": it["raw_generations"],
+            "cleaned": it["cleaned_generations"],
+            "validity": it["validity"],
+            "metrics": {k: v for k, v in it["metrics"].items() if k != "prompt_components"},
+        }
+        for it in metrics["items"]
+    ]
     (OUT / "valid.json").write_text(json.dumps(doc, ensure_ascii=False, indent=1) + "\n")
-    print(f"wrote {OUT / 'valid.json'}: {len(prompts)} prompts")
+    print(f"wrote {OUT / 'valid.json'}: {len(prompts)} prompts, {len(doc['lists'])} lists")
+    steer(src)
+
+
+def steer(src: Path) -> None:
+    render = json.loads((src / "steer_render.json").read_text())
+    scores = json.loads((src / "steer_scores.json").read_text())
+    tasks = []
+    for t in render["tasks"]:
+        sel = t["k_selection"]["spectrum"]
+        tasks.append(
+            {
+                "task": t["task"],
+                "k": sel["k"],
+                "best_val": sel["best_val"],
+                "n_keep": sel["n_keep"],
+                # The reference's rule: k always measured in the spectrum format.
+                "max_example_ind_hist": sel["max_example_ind_hist"],
+            }
+        )
+    sequences = [
+        {
+            "seq_id": q["seq_id"],
+            "task": q["task"],
+            "max_example_ind_spectrum_2048": q["max_example_ind_spectrum_2048"],
+            "messages": [{"role": m["role"], "content": m["content"]} for m in q["messages"]],
+        }
+        for q in render["sequences"]
+    ]
+    renders = []
+    for r in render["renders"]:
+        n = r["eval_truncated_len"]
+        renders.append(
+            {
+                "seq_id": r["seq_id"],
+                "format": r["format"],
+                "k": r["k"],
+                "eval_truncated_len": n,
+                "ids": r["input_ids"][:n],
+                "loss_mask": "".join(str(b) for b in r["loss_mask"][:n]),
+                "output_example_ind": r["output_example_ind"],
+            }
+        )
+    keep = ["eval/loss", "eval/loss_sem", "eval/loss_geq_1", "eval/loss_geq_1_sem",
+            "eval/acc_geq_1", "eval/acc_geq_1_sem", "eval/all_acc_geq_1", "eval/first_acc_geq_1",
+            "calibration/ece", "calibration/n_all", "calibration/n_correct",
+            "calibration/geq1.ece", "calibration/geq1.n_all"]
+    rows = []
+    for sc in scores["scores"]:
+        seqs = []
+        for q in sc["sequences"]:
+            outs = []
+            for o in q["outputs"]:
+                out = {k: o[k] for k in ["example_ind", "loss", "acc", "all_acc", "first_acc",
+                                          "n_tokens", "min_top1_top2_logit_gap"]}
+                # The calibration inputs, kept for one format (they are large).
+                if sc["format"] == "spectrum":
+                    out["correct_logprobs"] = o["correct_logprobs"]
+                    out["incorrect_logprobs"] = o["incorrect_logprobs_gt_0.01"]
+                outs.append(out)
+            seqs.append({"seq_id": q["seq_id"], "eval_len": q["eval_len"], "outputs": outs})
+        rows.append(
+            {
+                "task": sc["task"],
+                "format": sc["format"],
+                "k": sc["k"],
+                "metrics": {k: sc["wandb_logged"][k] for k in keep},
+                "sequences": seqs,
+            }
+        )
+    doc = {
+        "source": "extracted by scripts/conformance_fixtures.py from the reference set "
+        f"{render['set']} (steer_render.json, steer_scores.json), recorded by running "
+        f"tsor13/spectrum @ {render['reference_commit']} on {render['model']}; k measured "
+        "with the SmolLM2 tokenizer (the reference's gemma-3-1b-it is not available offline)",
+        "tasks": tasks,
+        "sequences": sequences,
+        "renders": renders,
+        "scores": rows,
+    }
+    (OUT / "steer.json").write_text(json.dumps(doc, ensure_ascii=False, separators=(",", ":")) + "\n")
+    print(f"wrote {OUT / 'steer.json'}: {len(renders)} renders, {len(rows)} task x format scores")
 
 
 if __name__ == "__main__":

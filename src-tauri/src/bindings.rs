@@ -62,6 +62,7 @@ pub fn render() -> String {
     c.visit::<spectrum_app::RunDetail>();
     c.visit::<spectrum_app::EvalReport>();
     c.visit::<spectrum_app::Comparison>();
+    c.visit::<spectrum_app::PromptView>();
     // The rows of an evaluation report (JSON values with a `task` field added).
     c.visit::<spectrum_app::eval_rows::SteerOutput>();
     c.visit::<spectrum_app::eval_rows::DistItem>();

@@ -318,6 +318,22 @@ pub async fn distribution_item(
     Ok(shell.studio.distribution_item(&task, &id)?)
 }
 
+/// The prompt an evaluation run scored (steer: `pick` = sequence id; dist:
+/// item id) or sampled (valid: `setting`), exactly as the run built it.
+#[tauri::command]
+pub async fn run_prompt(
+    shell: State<'_, Shell>,
+    run: i64,
+    family: spectrum_app::Family,
+    task: String,
+    pick: Option<String>,
+    setting: Option<spectrum_app::eval_rows::Setting>,
+) -> Res<spectrum_app::PromptView> {
+    Ok(shell
+        .studio
+        .run_prompt(&run.to_string(), family, &task, pick, setting)?)
+}
+
 #[tauri::command]
 pub fn models(shell: State<'_, Shell>) -> Res<Vec<ModelRecord>> {
     Ok(shell.studio.models()?)

@@ -34,6 +34,7 @@ macro_rules! handler {
             commands::tasks,
             commands::task_detail,
             commands::distribution_item,
+            commands::run_prompt,
             commands::models,
             commands::remove_model,
             commands::add_model,

@@ -502,8 +502,12 @@ fn the_whole_workflow_in_the_desktop_app() {
     d.click("ul.items li:first-child button");
     d.present("[data-testid=item-chart]", 30);
     d.present("[data-testid=item-prompt]", 30);
+    // The exact prompt the run scored, from the evaluation's own code.
+    d.present("[data-testid=scored-prompt]", 60);
     d.screenshot("07-results-dist");
     d.tab("valid", "valid-chart");
+    d.click("[data-testid=results-valid] tbody tr:first-child button.link");
+    d.present("[data-testid=sampled-prompt]", 60);
     d.screenshot("08-results-valid");
     d.tab("breakdown", "heatmap-chart");
     d.screenshot("09-results-breakdown");

@@ -34,14 +34,15 @@ fn eval_json_holds_every_family_and_is_kept_in_the_store() {
     assert_eq!(report["template"], "spectrum");
     let run = report["run"].as_i64().expect("run id");
 
-    // Steerability: the 8 held-out tasks, k examples each, outputs with tasks.
+    // Steerability: the 8 held-out tasks, examples 0..=k each, outputs with tasks.
     let steer = &report["steer"];
     let tasks = steer["tasks"].as_array().expect("steer tasks");
     assert_eq!(tasks.len(), 8, "{tasks:?}");
     for t in tasks {
         let k = t["k"].as_u64().expect("k");
         assert!(k >= 2);
-        assert_eq!(t["curve"].as_array().expect("curve").len() as u64, k);
+        assert_eq!(t["curve"].as_array().expect("curve").len() as u64, k + 1);
+        assert!(t["k_tokenizer"].is_string(), "{t}");
         assert!(t["loss"]["mean"].as_f64().expect("loss") > 0.0);
     }
     let outputs = steer["outputs"].as_array().expect("outputs");
@@ -375,4 +376,109 @@ fn report_and_charts_of_stored_runs() {
     assert!(
         err(&["report", "a", "--out", pdf_s, "--sections", "bogus"]).contains("summary, steer")
     );
+}
+
+#[test]
+fn prompt_prints_what_the_evaluation_scores_and_validate_judges_texts() {
+    let sb = Sandbox::with_suite_and_tiny_model(8);
+    let common = ["--model", "tiny", "--budget", "256", "--format", "chat"];
+    let prompt = |extra: &[&str]| {
+        let mut args = vec!["prompt"];
+        args.extend_from_slice(&common);
+        args.extend_from_slice(extra);
+        sb.json(&args)
+    };
+    // Steerability: the sequence the evaluation scores first, loss tokens marked.
+    let p = prompt(&["--task", "zipf_rank"]);
+    assert_eq!(p["family"], "steer");
+    let ids = p["ids"].as_array().expect("ids");
+    let loss: Vec<bool> = serde_json::from_value(p["loss"].clone()).expect("loss");
+    assert_eq!(loss.len(), ids.len());
+    let note = p["note"].as_str().expect("note");
+    let sequence = note
+        .strip_prefix("sequence ")
+        .and_then(|n| n.split(' ').next())
+        .expect("sequence id");
+    // The evaluation (same settings, chat template) scores exactly those loss tokens.
+    let report = sb.json(&[
+        "eval",
+        "--model",
+        "tiny",
+        "--budget",
+        "256",
+        "--template",
+        "chat",
+        "--family",
+        "steer",
+        "--tasks",
+        "zipf_rank",
+    ]);
+    let scored: u64 = report["steer"]["outputs"]
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .filter(|o| o["sequence"] == sequence && !o["loss"].is_null())
+        .map(|o| o["tokens"].as_u64().expect("tokens"))
+        .sum();
+    assert_eq!(scored, loss.iter().filter(|&&l| l).count() as u64, "{note}");
+    let k = report["steer"]["tasks"][0]["k"].as_u64().expect("k");
+    assert!(note.contains(&format!("examples 0..={k}")), "{note}");
+
+    // Distributions: every option's ids.
+    let p = prompt(&["--task", "spinner", "--family", "dist", "--index", "1"]);
+    assert!(!p["options"].as_array().expect("options").is_empty());
+    // Validity: the reference's chat prompt, the task's sample length.
+    let p = prompt(&["--task", "element_symbol", "--setting", "examples"]);
+    assert_eq!(p["family"], "valid");
+    let text = p["text"].as_str().expect("text");
+    assert!(
+        text.contains("Respond with JUST the requested output"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Generate an output like the provided examples."),
+        "{text}"
+    );
+    assert_eq!(p["max_new_tokens"], 5);
+    // Plain output marks loss tokens.
+    let plain = sb.ok(&[
+        "prompt",
+        "--model",
+        "tiny",
+        "--task",
+        "zipf_rank",
+        "--budget",
+        "256",
+    ]);
+    assert!(plain.contains("[[") && plain.contains("]]"), "{plain}");
+
+    // Verdicts after the evaluation's cleanup.
+    let v = sb.json(&[
+        "validate",
+        "element_symbol",
+        "Fe",
+        " Na<|im_end|>junk",
+        "Xx",
+    ]);
+    let verdicts: Vec<bool> = v
+        .as_array()
+        .expect("verdicts")
+        .iter()
+        .map(|x| x["valid"].as_bool().expect("valid"))
+        .collect();
+    assert_eq!(verdicts, [true, true, false]);
+    assert_eq!(v[1]["cleaned"], "Na");
+    let out = sb.run(&["validate", "zipf_rank", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("has no validity rule"));
+    let out = sb.run(&[
+        "prompt",
+        "--model",
+        "tiny",
+        "--task",
+        "zipf_rank",
+        "--index",
+        "99",
+    ]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is past them"));
 }

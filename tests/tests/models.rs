@@ -72,9 +72,21 @@ fn score_prints_one_json_line_per_row_in_input_order() {
     let first = &lines[0]["outputs"];
     assert_eq!(first.as_array().expect("outputs").len(), 3);
     assert!(first[0]["loss"].is_null() && first[0]["acc"].is_null());
-    for o in first.as_array().expect("outputs").iter().skip(1) {
+    assert!(first[0]["example"].is_null());
+    for (j, o) in first
+        .as_array()
+        .expect("outputs")
+        .iter()
+        .enumerate()
+        .skip(1)
+    {
         assert!(o["loss"].as_f64().expect("loss") > 0.0);
-        assert!(matches!(o["acc"].as_u64(), Some(0 | 1)));
+        // The reference's numbering and accuracies: the second output is example 0.
+        assert_eq!(o["example"], j as u64 - 1);
+        let acc = o["acc"].as_f64().expect("acc");
+        assert!((0.0..=1.0).contains(&acc), "{o}");
+        assert!(matches!(o["all_acc"].as_u64(), Some(0 | 1)));
+        assert!(matches!(o["first_acc"].as_u64(), Some(0 | 1)));
         assert_eq!(o["tokens"], 2, "word + <|im_end|>");
     }
     assert!(

@@ -223,7 +223,56 @@ fn with_task(task: &str, row: &impl Serialize) -> Result<Value> {
     Ok(Value::Object(object))
 }
 
+/// Where the Hugging Face cache keeps google/gemma-3-1b-it's tokenizer (the
+/// one the reference measures k with), if it is there.
+fn cached_gemma_tokenizer() -> Option<PathBuf> {
+    let hub = std::env::var_os("HF_HUB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HF_HOME").map(|h| PathBuf::from(h).join("hub")))
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/huggingface/hub"))
+        })?;
+    let snapshots = hub.join("models--google--gemma-3-1b-it/snapshots");
+    std::fs::read_dir(snapshots)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.join("tokenizer.json").exists())
+}
+
 impl Studio {
+    /// The tokenizer that measures steerability's k for this run: the
+    /// settings' folder; else gemma-3-1b-it's from the Hugging Face cache (the
+    /// reference's); else the default model's; else the evaluated model's.
+    pub(crate) fn k_tokenizer(
+        &self,
+        settings: &Settings,
+        own: &spectrum_lm::tokenizer::TextTokenizer,
+    ) -> Result<spectrum_eval::steer::KTokenizer> {
+        use spectrum_lm::tokenizer::TextTokenizer;
+        let load = |dir: &Path, name: String| -> Result<spectrum_eval::steer::KTokenizer> {
+            let tokenizer = TextTokenizer::from_dir(dir)
+                .with_context(|| format!("k tokenizer {}", dir.display()))?;
+            Ok(spectrum_eval::steer::KTokenizer { tokenizer, name })
+        };
+        if let Some(dir) = &settings.k_tokenizer {
+            return load(Path::new(dir), dir.clone());
+        }
+        if let Some(dir) = cached_gemma_tokenizer() {
+            return load(&dir, "google/gemma-3-1b-it (the reference's)".into());
+        }
+        let default = self.models_dir().join(spectrum_lm::default_model::NAME);
+        if default.join("tokenizer.json").exists() {
+            return load(&default, spectrum_lm::default_model::NAME.into());
+        }
+        // Named without the path: a served model and its local folder have
+        // the same tokenizer, hence the same selection.
+        Ok(spectrum_eval::steer::KTokenizer {
+            tokenizer: own.clone(),
+            name: "the evaluated model's own (neither --k-tokenizer, gemma-3-1b-it in the Hugging Face cache nor the default model was there)".into(),
+        })
+    }
+
     /// Evaluates a model: every planned (family, task) in turn, each task's
     /// results stored as soon as it finishes, so a cancel keeps finished tasks.
     pub fn evaluate(
@@ -389,11 +438,13 @@ impl Studio {
         note(&format!("loading {}", stored.model_path.display()));
         let mut loaded = crate::models::load_model(&stored.model_path, device)?;
         let tok = loaded.tokenizer.clone();
+        let k_tokenizer = self.k_tokenizer(&stored.settings, &tok)?;
         let mut ev = Evaluator {
             lm: loaded.lm.as_mut(),
             tok: &tok,
             format: stored.template,
             settings: &stored.settings,
+            k_tokenizer: &k_tokenizer,
             cancel,
         };
         let total = stored.plan.len();
@@ -465,6 +516,33 @@ impl Studio {
             store.set_run_progress(run.id, i as i64 + 1, total as i64, "")?;
         }
         Ok(())
+    }
+
+    /// The prompt an evaluation run scored or sampled for `task`: the run's
+    /// model, template and settings; `pick` names the sequence or item (its id
+    /// in the run's rows), `setting` the validity prompt.
+    pub fn run_prompt(
+        &self,
+        run: &str,
+        family: Family,
+        task: &str,
+        pick: Option<String>,
+        setting: Option<spectrum_eval::valid::Setting>,
+    ) -> Result<crate::PromptView> {
+        let record = find_run(&self.store()?, run)?;
+        let stored: StoredEval = serde_json::from_value(record.spec.clone())
+            .with_context(|| format!("run {run} is not an evaluation"))?;
+        let request = crate::PromptRequest {
+            model: stored.model_path.display().to_string(),
+            task: task.to_string(),
+            family: Some(family),
+            format: stored.template,
+            setting,
+            index: 0,
+            pick,
+            settings: stored.settings,
+        };
+        self.prompt(&request, &mut |_| {})
     }
 
     /// A finished evaluation of the same model, template, families, tasks and

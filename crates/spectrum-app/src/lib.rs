@@ -8,6 +8,7 @@ mod evaluation;
 mod inference;
 mod library;
 mod models;
+mod prompt;
 mod report;
 mod serve;
 mod system;
@@ -26,6 +27,7 @@ pub use evaluation::{
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
 pub use models::{LoadedModel, RemoteOptions, load_model};
+pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use report::{CHART_KINDS, ChartRequest, ReportRequest, SECTIONS};
 pub use serve::Serving;
 pub use spectrum_eval::metrics::MeanSe;
@@ -178,5 +180,5 @@ pub fn keep_freed_memory() {}
 pub mod eval_rows {
     pub use spectrum_eval::dist::DistItem;
     pub use spectrum_eval::steer::SteerOutput;
-    pub use spectrum_eval::valid::Sample;
+    pub use spectrum_eval::valid::{Sample, Setting};
 }

@@ -100,6 +100,23 @@ pub enum Command {
     Score(ScoreArgs),
     /// Sample outputs from a model, for a raw prompt or for a task of the store.
     Generate(GenerateArgs),
+    /// Print a prompt exactly as `spectrum eval` scores or samples it: the
+    /// text, each token and its id (steerability: loss tokens in [[ ]];
+    /// distributions: every option's ids; validity: stop strings and length).
+    ///
+    /// The same code builds it as the evaluation, with the same settings
+    /// (--profile, --budget, --k-tokenizer, --seed): --index N is the N-th
+    /// sequence the evaluation scores, or the N-th item of the task.
+    Prompt(PromptArgs),
+    /// Print a diverse-valid task's verdict on each TEXT, after the cleanup
+    /// the evaluation applies to samples (cut at the first stop string, strip).
+    Validate {
+        /// The task (`spectrum tasks list`).
+        task: String,
+        /// Texts to judge.
+        #[arg(required = true)]
+        texts: Vec<String>,
+    },
     /// Spectrum-tune a model on the store's train tasks, or resume a run.
     ///
     /// Defaults (the `cpu` preset) train LoRA adapters on the default model in
@@ -274,7 +291,8 @@ pub struct TrainArgs {
     /// Token budget per sequence (whole examples are kept).
     #[arg(long)]
     pub max_tokens: Option<usize>,
-    /// Probability that a training sequence keeps its description.
+    /// Probability that a training sequence keeps its description (default
+    /// 0.6, the reference's).
     #[arg(long, value_parser = probability)]
     pub description_prob: Option<f64>,
     /// Clip the global gradient norm (0: off).
@@ -328,9 +346,15 @@ pub struct EvalArgs {
     /// Name of the run (default: eval-MODEL-TEMPLATE).
     #[arg(long)]
     pub name: Option<String>,
-    /// Token budget of a steerability sequence (the profile's by default).
+    /// Tokens within which steerability's k counts examples (the profile's
+    /// by default; the reference's is 2048, the `full` profile's).
     #[arg(long)]
     pub budget: Option<usize>,
+    /// Tokenizer folder that measures steerability's k for every model and
+    /// format (default: google/gemma-3-1b-it's from the Hugging Face cache, as
+    /// the reference, else the default model's).
+    #[arg(long, value_name = "DIR")]
+    pub k_tokenizer: Option<PathBuf>,
     /// Steerability sequences per task, at most.
     #[arg(long)]
     pub max_sequences: Option<usize>,
@@ -376,6 +400,9 @@ impl EvalArgs {
         }
         if let Some(seed) = self.seed {
             settings.seed = seed;
+        }
+        if let Some(dir) = &self.k_tokenizer {
+            settings.k_tokenizer = Some(dir.display().to_string());
         }
         spectrum_app::EvalRequest {
             model: self.model.clone(),
@@ -590,8 +617,9 @@ pub struct SuiteKnobs {
     /// Sequences per task (and prompts per distribution task).
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Probability that a sequence starts with its task description.
-    #[arg(long, default_value_t = 0.8, value_parser = probability)]
+    /// Probability that a sequence starts with its task description (the
+    /// reference generators' 0.6).
+    #[arg(long, default_value_t = 0.6, value_parser = probability)]
     pub description_prob: f64,
 }
 
@@ -780,6 +808,62 @@ pub struct ScoreArgs {
     /// Padded tokens per forward pass (memory grows with it).
     #[arg(long, default_value_t = 4096)]
     pub batch_tokens: usize,
+}
+
+#[derive(Debug, Args)]
+pub struct PromptArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// The task (`spectrum tasks list`).
+    #[arg(long)]
+    pub task: String,
+    /// steer, dist or valid (default: the family the task's data is for).
+    #[arg(long, value_parser = family)]
+    pub family: Option<spectrum_app::Family>,
+    /// Validity prompt setting: description, examples or both.
+    #[arg(long, value_parser = ["description", "examples", "both"])]
+    pub setting: Option<String>,
+    /// Which scored sequence, or which item (from 0).
+    #[arg(long, default_value_t = 0)]
+    pub index: usize,
+    /// Evaluation profile whose settings choose the sequences.
+    #[arg(long, default_value = "quick", value_parser = ["quick", "standard", "full"])]
+    pub profile: String,
+    /// As for `spectrum eval`.
+    #[arg(long)]
+    pub budget: Option<usize>,
+    #[arg(long, value_name = "DIR")]
+    pub k_tokenizer: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl PromptArgs {
+    pub fn request(&self) -> spectrum_app::PromptRequest {
+        let mut settings = spectrum_app::Profile::parse(&self.profile)
+            .unwrap_or(spectrum_app::Profile::Quick)
+            .settings();
+        if let Some(b) = self.budget {
+            settings.budget = b;
+        }
+        if let Some(s) = self.seed {
+            settings.seed = s;
+        }
+        settings.k_tokenizer = self.k_tokenizer.as_ref().map(|d| d.display().to_string());
+        spectrum_app::PromptRequest {
+            model: self.model.model.clone(),
+            task: self.task.clone(),
+            family: self.family,
+            format: self.model.format(),
+            setting: self
+                .setting
+                .as_deref()
+                .and_then(spectrum_app::eval_rows::Setting::parse),
+            index: self.index,
+            pick: None,
+            settings,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

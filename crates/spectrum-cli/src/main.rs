@@ -311,6 +311,8 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             }
             Ok(())
         }
+        Command::Prompt(a) => out.prompt(&studio.prompt(&a.request(), &mut note)?),
+        Command::Validate { task, texts } => out.verdicts(&studio.validate(&task, &texts)?),
         Command::Demo(a) => demo(&studio, a, out, cancel),
         Command::System { .. } => unreachable!("answered above"),
     }

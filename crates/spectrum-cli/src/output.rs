@@ -404,26 +404,18 @@ impl Output {
             );
         }
         totals.rows += 1;
-        // METHOD.md §4.1: means over outputs with index >= 1.
+        // METHOD.md §4.1, as the reference: means over examples numbered 1 and
+        // up; accuracy is the fraction of arg-max tokens.
         let scored: Vec<&OutputScore> = row
             .outputs
             .iter()
-            .filter(|o| o.index >= 1 && o.loss.is_some())
+            .filter(|o| o.example.is_some_and(|e| e >= 1) && o.loss.is_some())
             .collect();
         let n = scored.len().max(1) as f64;
         let loss = scored.iter().filter_map(|o| o.loss).sum::<f64>() / n;
-        let acc = scored
-            .iter()
-            .filter_map(|o| o.acc)
-            .map(f64::from)
-            .sum::<f64>()
-            / n;
+        let acc = scored.iter().filter_map(|o| o.acc).sum::<f64>() / n;
         totals.loss_sum += scored.iter().filter_map(|o| o.loss).sum::<f64>();
-        totals.acc_sum += scored
-            .iter()
-            .filter_map(|o| o.acc)
-            .map(f64::from)
-            .sum::<f64>();
+        totals.acc_sum += scored.iter().filter_map(|o| o.acc).sum::<f64>();
         totals.scored += scored.len();
         let id = row.id.as_ref().map_or_else(
             || format!("#{}", totals.rows),
@@ -444,6 +436,69 @@ impl Output {
                 totals.acc_sum / n
             );
         }
+    }
+
+    /// A prompt as the evaluation feeds it: what was chosen, the text (loss
+    /// tokens in [[ ]]), then one line per token: position, id, text.
+    pub fn prompt(&self, p: &spectrum_app::PromptView) -> Result<()> {
+        if self.json {
+            return self.print_json(p);
+        }
+        println!(
+            "{} · {} · {:?} format · {} tokens",
+            p.task,
+            p.family.as_str(),
+            p.format,
+            p.ids.len()
+        );
+        println!("{}\n", p.note);
+        let mut text = String::new();
+        let mut in_loss = false;
+        for (i, t) in p.tokens.iter().enumerate() {
+            let loss = p.loss.get(i).copied().unwrap_or(false);
+            if loss != in_loss {
+                text.push_str(if loss { "[[" } else { "]]" });
+                in_loss = loss;
+            }
+            text.push_str(t);
+        }
+        if in_loss {
+            text.push_str("]]");
+        }
+        println!("{text}\n");
+        for (i, (id, t)) in p.ids.iter().zip(&p.tokens).enumerate() {
+            let mark = if p.loss.get(i).copied().unwrap_or(false) {
+                "*"
+            } else {
+                " "
+            };
+            println!("{i:>5} {mark} {id:>7}  {t:?}");
+        }
+        for o in &p.options {
+            println!("option {:?}: {:?}", o.text, o.ids);
+        }
+        if let Some(n) = p.max_new_tokens {
+            println!(
+                "samples run to {n} tokens; cleaned at the first of {:?}",
+                p.stop_strings
+            );
+        }
+        Ok(())
+    }
+
+    pub fn verdicts(&self, verdicts: &[spectrum_app::TextVerdict]) -> Result<()> {
+        if self.json {
+            return self.print_json(&verdicts);
+        }
+        for v in verdicts {
+            let verdict = if v.valid { "valid  " } else { "invalid" };
+            if v.cleaned == v.text {
+                println!("{verdict} {:?}", v.text);
+            } else {
+                println!("{verdict} {:?} (cleaned: {:?})", v.text, v.cleaned);
+            }
+        }
+        Ok(())
     }
 
     pub fn samples(&self, samples: &[String]) -> Result<()> {

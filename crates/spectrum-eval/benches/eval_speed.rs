@@ -150,7 +150,7 @@ fn main() {
         })
         .collect();
     let (k, chosen) =
-        steer::prepare(&tok, format, "bench", &sequences, &settings).expect("prepare");
+        steer::prepare(&tok, &tok, format, "bench", &sequences, &settings).expect("prepare");
     let tokens: usize = chosen.iter().map(|c| c.1.ids.len()).sum();
     let (single, t_single) = time(|| {
         chosen
@@ -181,8 +181,11 @@ fn main() {
                             .sum::<f64>();
                         spectrum_lm::OutputScore {
                             index: span.index,
+                            example: span.example,
                             loss: span.loss.then_some(loss),
                             acc: None,
+                            all_acc: None,
+                            first_acc: None,
                             tokens: span.end - span.start,
                         }
                     })

@@ -28,12 +28,19 @@ fn main() {
         PromptFormat::Chat,
     ] {
         let settings = Settings::default();
-        let (_, chosen) = steer::prepare(&tok, format, "fixture", &fixture::sequences(), &settings)
-            .expect("prepare");
+        let (_, chosen) = steer::prepare(
+            &tok,
+            &tok,
+            format,
+            "fixture",
+            &fixture::sequences(),
+            &settings,
+        )
+        .expect("prepare");
         for (id, r) in chosen {
             sequences.push(json!({
                 "format": format, "id": id, "ids": r.ids,
-                "outputs": r.outputs.iter().map(|o| json!({"index": o.index, "start": o.start, "end": o.end, "loss": o.loss})).collect::<Vec<_>>(),
+                "outputs": r.outputs.iter().map(|o| json!({"index": o.index, "start": o.start, "end": o.end, "loss": o.example.is_some()})).collect::<Vec<_>>(),
             }));
         }
         for item in fixture::items() {

@@ -16,7 +16,7 @@ pub mod dist;
 /// that its numbers can be traced (README, "Conformance with the reference"):
 /// distributional and validity prompts as tsor13/spectrum @ 5a33588 builds
 /// them, validity sampled with its top-k; steerability as before.
-pub const DEFINITIONS: &str = "2026-12-01: reference 5a33588 prompts for dist (trailing input, colon output name, chat system turn) and valid (chat system turn, top-k 50)";
+pub const DEFINITIONS: &str = "2026-12-01b: reference 5a33588 prompts for dist (trailing input, colon output name, chat system turn) and valid (chat system turn, top-k 50); steer: chat as the reference renders it, examples by loss runs, k by one tokenizer in the spectrum format, acc/all_acc/first_acc, pooled sem beside the sequence se, the reference's ECE";
 pub mod metrics;
 pub mod stats;
 pub mod steer;
@@ -105,7 +105,9 @@ impl Profile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Token budget per steerability sequence (the k rule counts examples within it).
+    /// Tokens within which the k rule counts a steerability sequence's
+    /// examples, in the spectrum format with the k tokenizer (the
+    /// reference's 2048).
     pub budget: usize,
     /// Steerability sequences per task, at most.
     pub max_sequences: usize,
@@ -121,6 +123,10 @@ pub struct Settings {
     pub batch_tokens: usize,
     /// Seed of every choice of sequences, items and samples.
     pub seed: u64,
+    /// A tokenizer folder that measures steerability's k (the reference uses
+    /// google/gemma-3-1b-it's); `None`: that one from the Hugging Face cache
+    /// if it is there, else the default model's.
+    pub k_tokenizer: Option<String>,
 }
 
 impl Default for Settings {
@@ -134,6 +140,7 @@ impl Default for Settings {
             max_new_tokens: 48,
             batch_tokens: 4096,
             seed: 42,
+            k_tokenizer: None,
         }
     }
 }
@@ -181,6 +188,9 @@ pub struct Evaluator<'a> {
     pub tok: &'a spectrum_lm::tokenizer::TextTokenizer,
     pub format: spectrum_lm::PromptFormat,
     pub settings: &'a Settings,
+    /// The tokenizer that measures k for steerability (one for every model
+    /// and format of a comparison).
+    pub k_tokenizer: &'a steer::KTokenizer,
     pub cancel: &'a std::sync::atomic::AtomicBool,
 }
 

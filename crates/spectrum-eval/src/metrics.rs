@@ -118,30 +118,82 @@ pub fn alignment(option_logprobs: &[f64], target: &[f64], ordinal: bool) -> Alig
     }
 }
 
-/// Expected calibration error over `bins` equal-count bins: predictions are
-/// sorted by confidence and cut into bins whose sizes differ by at most one,
-/// the first `n % bins` bins one larger (NumPy's `array_split`);
-/// ECE = sum over bins of (bin size / n) x |accuracy - mean confidence|.
-pub fn ece(confidence: &[f64], correct: &[bool], bins: usize) -> Option<f64> {
-    let n = confidence.len();
-    if n == 0 || bins == 0 {
+/// The reference's calibration error (`get_ece_stats`, METHOD.md §6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ece {
+    pub ece: f64,
+    /// Mean probability and fraction correct of each non-empty bin.
+    pub bin_means: Vec<f64>,
+    pub bin_p_correct: Vec<f64>,
+    pub n_bins: usize,
+    /// Predictions above the threshold, and the correct ones among them.
+    pub n_all: usize,
+    pub n_correct: usize,
+}
+
+/// Calibration as the reference computes it: every prediction with
+/// probability above 1% (`correct`: log p of each target token;
+/// `incorrect`: log p of every other vocabulary entry at those positions)
+/// goes into one pool; `min(10, n)` bins cut at NumPy's linear percentiles of
+/// the pooled log-probabilities, both ends inclusive (a value on a cut
+/// counts in both bins); per non-empty bin the mean probability against the
+/// fraction of its predictions that are correct; the ECE is the unweighted
+/// mean of the gaps. `None` when nothing is above 1%.
+pub fn reference_ece(correct: &[f64], incorrect: &[f64]) -> Option<Ece> {
+    let min = 0.01f64.ln();
+    let right: Vec<f64> = correct.iter().copied().filter(|&c| c > min).collect();
+    let mut pool: Vec<f64> = right
+        .iter()
+        .copied()
+        .chain(incorrect.iter().copied().filter(|&c| c > min))
+        .collect();
+    if pool.is_empty() {
         return None;
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| confidence[a].total_cmp(&confidence[b]));
-    let bins = bins.min(n);
-    let (size, extra) = (n / bins, n % bins);
-    let mut total = 0.0;
-    let mut lo = 0;
-    for b in 0..bins {
-        let hi = lo + size + (b < extra) as usize;
-        let members = &order[lo..hi];
-        lo = hi;
-        let conf: f64 = members.iter().map(|&i| confidence[i]).sum::<f64>();
-        let acc = members.iter().filter(|&&i| correct[i]).count() as f64;
-        total += (acc - conf).abs() / n as f64;
+    let all = pool.clone();
+    pool.sort_by(f64::total_cmp);
+    let n_bins = 10.min(pool.len());
+    let cut = |q: f64| {
+        // np.percentile, method "linear": position q (n - 1), lerped.
+        let pos = q * (pool.len() - 1) as f64;
+        let lo = pos.floor() as usize;
+        let hi = (lo + 1).min(pool.len() - 1);
+        let t = pos - lo as f64;
+        let (a, b) = (pool[lo], pool[hi]);
+        // NumPy's lerp: exact at both ends.
+        if t >= 0.5 {
+            b - (b - a) * (1.0 - t)
+        } else {
+            a + (b - a) * t
+        }
+    };
+    let cuts: Vec<f64> = (0..=n_bins)
+        .map(|i| cut(i as f64 / n_bins as f64))
+        .collect();
+    let (mut bin_means, mut bin_p_correct) = (Vec::new(), Vec::new());
+    for w in cuts.windows(2) {
+        let inside = |x: &&f64| **x >= w[0] && **x <= w[1];
+        let members: Vec<f64> = all.iter().filter(inside).copied().collect();
+        if members.is_empty() {
+            continue;
+        }
+        bin_means.push(members.iter().map(|x| x.exp()).sum::<f64>() / members.len() as f64);
+        bin_p_correct.push(correct.iter().filter(inside).count() as f64 / members.len() as f64);
     }
-    Some(total)
+    let ece = bin_means
+        .iter()
+        .zip(&bin_p_correct)
+        .map(|(m, p)| (m - p).abs())
+        .sum::<f64>()
+        / bin_means.len() as f64;
+    Some(Ece {
+        ece,
+        bin_means,
+        bin_p_correct,
+        n_bins,
+        n_all: all.len(),
+        n_correct: right.len(),
+    })
 }
 
 /// Mean and standard error (sample standard deviation / sqrt n) of `xs`.
@@ -181,6 +233,27 @@ pub struct Yield {
     pub yield_: usize,
     /// Distinct valid / size of the valid set, for closed-set tasks.
     pub coverage_pct: Option<f64>,
+    /// Distinct valid / n (`usable_unique_pct`).
+    #[serde(default)]
+    pub usable_unique_pct: f64,
+    /// Distinct samples, valid or not, and that / n.
+    #[serde(default)]
+    pub raw_unique_count: usize,
+    #[serde(default)]
+    pub raw_unique_pct: f64,
+    /// Pairs of valid samples, and those that are the same string; their
+    /// ratio; 1 - it; its binomial standard error sqrt(p (1 - p) / pairs).
+    /// With fewer than two valid samples: 0 pairs, collision 0, uniqueness 1.
+    #[serde(default)]
+    pub possible_collisions: u64,
+    #[serde(default)]
+    pub actual_collisions: u64,
+    #[serde(default)]
+    pub pairwise_collision: f64,
+    #[serde(default)]
+    pub pairwise_uniqueness: f64,
+    #[serde(default)]
+    pub pairwise_collision_sem: f64,
 }
 
 /// Percent valid, unique percent, yield and coverage of `samples` with their verdicts.
@@ -189,29 +262,47 @@ pub fn yield_stats<S: AsRef<str>>(
     valid: &[bool],
     valid_set_size: Option<u64>,
 ) -> Yield {
+    use std::collections::{HashMap, HashSet};
     let n = samples.len();
-    let mut distinct = std::collections::HashSet::new();
+    let mut counts: HashMap<&str, u64> = HashMap::new();
     let mut count = 0;
     for (s, &ok) in samples.iter().zip(valid) {
         if ok {
             count += 1;
-            distinct.insert(s.as_ref());
+            *counts.entry(s.as_ref()).or_default() += 1;
         }
     }
-    let d = distinct.len();
+    let d = counts.len();
+    let raw: HashSet<&str> = samples.iter().map(AsRef::as_ref).collect();
+    let frac = |a: usize, b: usize| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    let possible = (count as u64 * (count as u64).saturating_sub(1)) / 2;
+    let actual: u64 = counts.values().map(|&c| c * (c - 1) / 2).sum();
+    let collision = if possible == 0 {
+        0.0
+    } else {
+        actual as f64 / possible as f64
+    };
     Yield {
         n,
         valid: count,
-        percent_valid: if n == 0 { 0.0 } else { count as f64 / n as f64 },
-        unique_pct: if count == 0 {
-            0.0
-        } else {
-            d as f64 / count as f64
-        },
+        percent_valid: frac(count, n),
+        unique_pct: frac(d, count),
         yield_: d,
         coverage_pct: valid_set_size
             .filter(|&size| size > 0)
             .map(|size| d as f64 / size as f64),
+        usable_unique_pct: frac(d, n),
+        raw_unique_count: raw.len(),
+        raw_unique_pct: frac(raw.len(), n),
+        possible_collisions: possible,
+        actual_collisions: actual,
+        pairwise_collision: collision,
+        pairwise_uniqueness: 1.0 - collision,
+        pairwise_collision_sem: if possible == 0 {
+            0.0
+        } else {
+            (collision * (1.0 - collision) / possible as f64).sqrt()
+        },
     }
 }
 
@@ -273,14 +364,18 @@ mod tests {
     }
 
     #[test]
-    fn ece_by_hand() {
-        // Two bins of two: confidences (0.1, 0.2 | 0.8, 0.9), correct (F, T | T, T).
-        let e = ece(&[0.9, 0.1, 0.8, 0.2], &[true, false, true, true], 2).expect("ece");
-        // bin 1: acc 0.5, conf 0.15 -> 0.35 x 0.5; bin 2: acc 1, conf 0.85 -> 0.15 x 0.5
-        close(e, 0.35 * 0.5 + 0.15 * 0.5);
-        // Perfect calibration in every bin.
-        close(ece(&[1.0, 0.0], &[true, false], 10).expect("ece"), 0.0);
-        assert_eq!(ece(&[], &[], 10), None);
+    fn reference_ece_by_hand() {
+        let ln = |xs: &[f64]| xs.iter().map(|x| x.ln()).collect::<Vec<_>>();
+        // Pool above 1%: 0.9, 0.5 (correct), 0.3, 0.05 (not); 0.001 is left out.
+        // Four bins of one: gaps 0.05, 0.3, |0.5 - 1|, |0.9 - 1|, unweighted.
+        let e = reference_ece(&ln(&[0.9, 0.5, 0.001]), &ln(&[0.3, 0.05])).expect("ece");
+        close(e.ece, (0.05 + 0.3 + 0.5 + 0.1) / 4.0);
+        assert_eq!((e.n_bins, e.n_all, e.n_correct), (4, 4, 2));
+        // Both ends inclusive: equal values fall into every bin they bound.
+        let e = reference_ece(&ln(&[0.5, 0.5]), &[]).expect("ece");
+        assert_eq!(e.bin_means.len(), 2);
+        close(e.ece, 0.5);
+        assert_eq!(reference_ece(&ln(&[0.001]), &[]), None);
     }
 
     #[test]

@@ -92,15 +92,40 @@ pub struct ValidResult {
     pub samples: Vec<Sample>,
 }
 
-/// Cuts `text` at the first of `stops` and strips it.
+/// The reference's stop strings (`eval_diverse_valid.py`): every family's end
+/// of turn, then the model's end-of-sequence token, then a newline.
+pub fn stop_strings(eos_token: Option<&str>) -> Vec<String> {
+    let mut stops: Vec<String> = [
+        "<|eot_id|>",
+        "<end_of_turn>",
+        "<|im_end|>",
+        "<|end_of_text|>",
+    ]
+    .map(String::from)
+    .into();
+    stops.extend(eos_token.map(String::from));
+    stops.push("\n".into());
+    stops
+}
+
+/// A sample's text as the reference cleans it (`format_with_stop_strings`):
+/// for each of `<pad>` and `<|endoftext|>`, remove it, strip, and cut before
+/// the first of `stops` **in list order** that occurs (not the earliest in
+/// the text); finally strip. So at most two cuts:
+/// `"x\ny<|im_end|>z<|eot_id|>"` becomes `"x\ny"`.
 pub fn cut(text: &str, stops: &[String]) -> String {
-    let end = stops
-        .iter()
-        .filter(|s| !s.is_empty())
-        .filter_map(|s| text.find(s.as_str()))
-        .min()
-        .unwrap_or(text.len());
-    text[..end].trim().to_string()
+    let mut text = text.to_string();
+    for junk in ["<pad>", "<|endoftext|>"] {
+        text = text.replace(junk, "").trim().to_string();
+        if let Some(at) = stops
+            .iter()
+            .filter(|s| !s.is_empty())
+            .find_map(|s| text.find(s.as_str()))
+        {
+            text.truncate(at);
+        }
+    }
+    text.trim().to_string()
 }
 
 /// Samples and validates one task in every setting and temperature.
@@ -114,9 +139,15 @@ pub fn evaluate(
         task: task.task.clone(),
         reason: format!("its validity rule does not compile: {e}"),
     })?;
-    let valid_set_size = task.rule.valid_set_size();
+    // Coverage only for closed sets, as the reference (its InclusionTask).
+    let valid_set_size = match task.rule {
+        spectrum_suite::ValidityRule::ClosedSet { .. } => task.rule.valid_set_size(),
+        _ => None,
+    };
+    let max_tokens = task.max_new_tokens.unwrap_or(settings.max_new_tokens);
     let total = Setting::ALL.len() * settings.temperatures.len();
     let (mut cells, mut samples) = (Vec::new(), Vec::new());
+    let cleanup = stop_strings(tok.eos_token.as_deref());
     for setting in Setting::ALL {
         let prompt = setting.prompt(tok, ev.format, task)?;
         let mut stop_ids = prompt.stop_ids.clone();
@@ -138,14 +169,14 @@ pub fn evaluate(
                 top_p: 1.0,
                 top_k: TOP_K,
                 seed,
-                max_tokens: settings.max_new_tokens,
+                max_tokens,
                 stop_ids: stop_ids.clone(),
                 stop_strings: stop_strings.clone(),
             };
             let ids = ev.lm.sample(&prompt.ids, &params)?;
             let texts: Vec<String> = ids
                 .iter()
-                .map(|s| Ok(cut(&tok.decode(s)?, &stop_strings)))
+                .map(|s| Ok(cut(&tok.decode(s)?, &cleanup)))
                 .collect::<Result<_>>()?;
             let verdicts: Vec<bool> = texts.iter().map(|t| validator.is_valid(t)).collect();
             cells.push(Cell {
@@ -180,10 +211,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cut_at_first_stop_then_strip() {
-        let stops = vec!["\n".to_string(), "<|im_end|>".to_string()];
+    fn cut_at_the_first_stop_in_list_order_twice_then_strip() {
+        let stops: Vec<String> = ["<|eot_id|>", "<|im_end|>", "\n"].map(String::from).into();
         assert_eq!(cut(" Ohio<|im_end|>\nTexas", &stops), "Ohio");
         assert_eq!(cut("  7 \nx", &stops), "7");
         assert_eq!(cut("plain", &stops), "plain");
+        // List order, not text order, and two cuts at most: the newline stays.
+        assert_eq!(cut("x\ny<|im_end|>z<|eot_id|>", &stops), "x\ny");
+        assert_eq!(cut("<pad>a<|endoftext|>b", &stops), "ab");
     }
 }

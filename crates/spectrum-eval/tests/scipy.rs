@@ -66,23 +66,11 @@ fn item_alignment_matches_scipy() {
     }
 }
 
+/// (The calibration error is the reference's: tests/conformance.rs checks
+/// it against values the reference computed.)
 #[test]
-fn ece_and_standard_errors_match_numpy_and_scipy() {
+fn standard_errors_match_numpy_and_scipy() {
     let r = reference();
-    for case in r["ece"].as_array().expect("ece") {
-        let conf = floats(&case["confidence"]);
-        let correct: Vec<bool> = case["correct"]
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|b| b.as_bool().expect("bool"))
-            .collect();
-        close(
-            "ece",
-            metrics::ece(&conf, &correct, 10).expect("ece"),
-            &case["ece"],
-        );
-    }
     for case in r["mean_se"].as_array().expect("mean_se") {
         let m = metrics::mean_se(&floats(&case["xs"]));
         close("mean", m.mean, &case["mean"]);

@@ -28,16 +28,44 @@ pub struct TokenScores {
     pub top_ids: Vec<u32>,
     /// 1 + the number of tokens more likely than this one.
     pub ranks: Vec<u32>,
+    /// Every other vocabulary entry with probability above
+    /// [`CALIBRATION_MIN_P`], as (id, log-probability), ids ascending: what the
+    /// reference's calibration error counts as predictions (METHOD.md §6).
+    pub alternatives: Vec<Vec<(u32, f32)>>,
 }
 
-/// One output's summary (METHOD.md §4.1).
+/// Probabilities above this count as predictions for calibration (the
+/// reference's `min_p_calibration`).
+pub const CALIBRATION_MIN_P: f64 = 0.01;
+
+impl TokenScores {
+    pub fn with_capacity(n: usize) -> TokenScores {
+        TokenScores {
+            logprobs: Vec::with_capacity(n),
+            hits: Vec::with_capacity(n),
+            top_logprobs: Vec::with_capacity(n),
+            top_ids: Vec::with_capacity(n),
+            ranks: Vec::with_capacity(n),
+            alternatives: Vec::with_capacity(n),
+        }
+    }
+}
+
+/// One output's summary (METHOD.md §4.1), the reference's per-example row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct OutputScore {
     pub index: usize,
+    /// The reference's example number (loss runs counted from 0); `None`
+    /// where the output carries no loss.
+    pub example: Option<usize>,
     /// Summed negative log-likelihood of the loss tokens; `None` where the output carries no loss.
     pub loss: Option<f64>,
-    /// 1 if every loss token is the arg-max; `None` where the output carries no loss.
-    pub acc: Option<u8>,
+    /// The fraction of loss tokens that are the arg-max (the reference's `acc`).
+    pub acc: Option<f64>,
+    /// 1 if every loss token is the arg-max (`all_acc`).
+    pub all_acc: Option<u8>,
+    /// 1 if the first loss token is the arg-max (`first_acc`).
+    pub first_acc: Option<u8>,
     pub tokens: usize,
 }
 
@@ -93,8 +121,11 @@ pub fn output_scores(rendered: &Rendered, scores: &TokenScores) -> Vec<OutputSco
             if !span.loss || tokens == 0 {
                 return OutputScore {
                     index: span.index,
+                    example: None,
                     loss: None,
                     acc: None,
+                    all_acc: None,
+                    first_acc: None,
                     tokens,
                 };
             }
@@ -104,11 +135,15 @@ pub fn output_scores(rendered: &Rendered, scores: &TokenScores) -> Vec<OutputSco
                 .iter()
                 .map(|&l| l as f64)
                 .sum::<f64>();
-            let acc = scores.hits[range].iter().all(|&h| h) as u8;
+            let hits = &scores.hits[range];
+            let right = hits.iter().filter(|&&h| h).count();
             OutputScore {
                 index: span.index,
+                example: span.example,
                 loss: Some(loss),
-                acc: Some(acc),
+                acc: Some(right as f64 / tokens as f64),
+                all_acc: Some((right == tokens) as u8),
+                first_acc: Some(hits[0] as u8),
                 tokens,
             }
         })
@@ -180,14 +215,15 @@ fn check_prompt(prompt: &[u32]) -> Result<()> {
 }
 
 /// One predicted position: log p(target), whether the target is the arg-max,
-/// and the arg-max's log-probability.
-#[derive(Debug, Clone, Copy, Default)]
+/// the arg-max's log-probability, and the other likely entries.
+#[derive(Debug, Clone)]
 struct RowScore {
     logprob: f32,
     hit: bool,
     top: f32,
     top_id: u32,
     rank: u32,
+    alternatives: Vec<(u32, f32)>,
 }
 
 fn row_score(row: &[f32], target: usize) -> RowScore {
@@ -196,7 +232,15 @@ fn row_score(row: &[f32], target: usize) -> RowScore {
         || crate::vmath::row_stats(row, target),
     );
     let log_sum = s.sum_exp.ln();
+    // log p = logit - max - log_sum > ln(min p): at most 1/min_p entries pass.
+    let cut = (s.max as f64 + log_sum + CALIBRATION_MIN_P.ln()) as f32;
+    let alternatives = crate::vmath::entries_above(row, cut)
+        .filter(|&i| i != target)
+        .map(|i| (i as u32, (row[i] as f64 - s.max as f64 - log_sum) as f32))
+        .filter(|&(_, lp)| lp as f64 > CALIBRATION_MIN_P.ln())
+        .collect();
     RowScore {
+        alternatives,
         logprob: (row[target] as f64 - s.max as f64 - log_sum) as f32,
         hit: s.argmax == target,
         top: -log_sum as f32,
@@ -217,13 +261,7 @@ impl LanguageModel for LocalModel {
         self.model.clear_kv_cache();
         let mut out = Vec::with_capacity(batch.len());
         for (b, seq) in batch.iter().enumerate() {
-            let mut scores = TokenScores {
-                logprobs: Vec::with_capacity(seq.len()),
-                hits: Vec::with_capacity(seq.len()),
-                top_logprobs: Vec::with_capacity(seq.len()),
-                top_ids: Vec::with_capacity(seq.len()),
-                ranks: Vec::with_capacity(seq.len()),
-            };
+            let mut scores = TokenScores::with_capacity(seq.len());
             // Logits in chunks of positions: memory stays at LOGIT_CHUNK x vocabulary.
             let mut start = 0;
             while start + 1 < seq.len() {
@@ -235,6 +273,7 @@ impl LanguageModel for LocalModel {
                     scores.top_logprobs.push(r.top);
                     scores.top_ids.push(r.top_id);
                     scores.ranks.push(r.rank);
+                    scores.alternatives.push(r.alternatives);
                 }
                 start = end;
             }

@@ -49,6 +49,11 @@ pub struct OutputSpan {
     /// Whether the output carries loss (the first output of a spectrum-format
     /// sequence without a description does not).
     pub loss: bool,
+    /// The reference's example number: the k-th contiguous run of loss tokens
+    /// is example k (tsor13/spectrum `add_example_inds`); `None` without loss.
+    /// Without a description the first output of the spectrum and chat formats
+    /// has no loss, so there output j is example j - 1.
+    pub example: Option<usize>,
 }
 
 /// A rendered sequence: token ids, a per-token loss flag, and output spans.
@@ -68,9 +73,17 @@ impl Rendered {
     }
 }
 
-/// The system prompt of the chat format: it explains the roles to an instruct model.
-pub const CHAT_SYSTEM_PROMPT: &str = "You simulate a data-generating process. The description below says what it is. \
-Each user message is an input (\"Generate\" when there is none); reply with one output, and nothing else.";
+/// The system prompt of the chat format for steerability sequences and
+/// generation: the reference's `default_chat_prompt` (tsor13/spectrum
+/// `format_utils.py`), word for word, its final newline included.
+pub const CHAT_SYSTEM_PROMPT: &str = "You are tasked with generating outputs from a particular, potentially stochastic, generative process. You will be given some combination of:
+- Description: A natural description of the generative process / data distribution
+- Input: An input on which to condition the generative process.
+- Example outputs: Example outputs from the process, either in a user message or as prior generations from a chat message. You may assume that any given outputs are exchangeable with one another (order-invariant) and generated from the same process (roughly i.i.d.). If the output data pertains to a single object, it just contains the output. If it contains multiple objects, use json formatting with keys for the name of the output variable.
+You will be provided at least either a description or an example output.
+
+Given these components, your job is to generate JUST the output in your response, roughly approximating the underlying generative process, maintaining any underlying stochasticity (if any is present). If you are asked to generate again, you will either be given an additional input to condition on, or will just be told to \"Generate\".
+";
 
 #[derive(Debug, Clone)]
 struct Segment {
@@ -248,9 +261,6 @@ fn colon_segments(messages: &[Message]) -> Vec<Segment> {
     s
 }
 
-/// The chat format: the model's own template renders system, user and assistant
-/// turns; each assistant turn's content and end-of-turn marker carry loss. The
-/// spans are found by rendering growing prefixes of the conversation.
 /// A model's chat template (`tokenizer_config.json`), compiled once.
 #[derive(Debug)]
 pub struct ChatTemplate {
@@ -300,75 +310,240 @@ impl ChatTemplate {
     }
 }
 
-fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segment>> {
-    // A trailing input is never pending here: a generation prompt adds a
-    // placeholder answer after it (`generation_prompt`).
-    let Parts {
-        description,
-        examples,
-        ..
-    } = parts(messages);
-    let mut system = CHAT_SYSTEM_PROMPT.to_string();
-    let mut first_scored = 0;
-    match description {
-        Some(d) => system.push_str(&format!("\n\nDescription: {d}")),
-        None => {
-            // No description: the first output becomes an example in the system prompt.
-            if let Some((input, output)) = examples.first() {
-                match input {
-                    Some(x) => system
-                        .push_str(&format!("\n\nExample input: {x}\nExample output: {output}")),
-                    None => system.push_str(&format!("\n\nExample output: {output}")),
+/// How the chat format writes a sequence as a conversation: the system
+/// prompt, how a description is introduced, and whether every example goes
+/// into the system turn (the validity prompts) or later outputs become
+/// assistant turns (steerability, distributions).
+#[derive(Debug, Clone, Copy)]
+struct ChatStyle<'a> {
+    system: &'a str,
+    describe: fn(&str) -> String,
+    all_in_system: bool,
+}
+
+impl ChatStyle<'_> {
+    const SEQUENCES: ChatStyle<'static> = ChatStyle {
+        system: CHAT_SYSTEM_PROMPT,
+        describe: |d| format!("Description: {d}"),
+        all_in_system: false,
+    };
+}
+
+/// The conversation the reference builds from a sequence
+/// (`messages_to_chat_loss_texts`): the system turn is the prompt, then
+/// `"\n\n" + "Description: d"`; without a description the first input and
+/// output are written into it as `Example Input:` / `Example Output:`. Later
+/// inputs are user turns, outputs assistant turns (after a user turn
+/// `Generate` when the task has no inputs). A conversation with no turn yet
+/// gets the system turn and an empty user turn; with `start_generation`, one
+/// ending in an assistant turn gets the user turn `Generate.`.
+fn chat_conversation(
+    messages: &[Message],
+    style: ChatStyle<'_>,
+    start_generation: bool,
+) -> Vec<serde_json::Value> {
+    let turn = |role: &str, content: &str| serde_json::json!({"role": role, "content": content});
+    let mut system = style.system.to_string();
+    let mut chat = Vec::new();
+    if style.all_in_system {
+        let (mut described, mut examples) = (false, false);
+        for m in messages {
+            match m.role {
+                Role::Description => {
+                    system += &format!("\n\n{}", (style.describe)(&m.content));
+                    described = true;
                 }
-                first_scored = 1;
+                Role::Input => {
+                    system += &format!("\n\nExample Input: {}", m.content);
+                    examples = true;
+                }
+                Role::Output => {
+                    system += &format!("\n\nExample Output: {}", m.content);
+                    examples = true;
+                }
+            }
+        }
+        chat.push(turn("system", system.trim()));
+        chat.push(turn(
+            "user",
+            match (described, examples) {
+                (true, true) => "Now generate an output based on the description and examples.",
+                (true, false) => "Generate something that fits this description.",
+                _ => "Generate an output like the provided examples.",
+            },
+        ));
+    } else {
+        let (mut opened, mut has_input) = (false, false);
+        for m in messages {
+            match m.role {
+                Role::Description => {
+                    system += &format!("\n\n{}", (style.describe)(&m.content));
+                    chat.push(turn("system", system.trim()));
+                    opened = true;
+                }
+                Role::Input => {
+                    has_input = true;
+                    if opened {
+                        chat.push(turn("user", &m.content));
+                    } else {
+                        system += &format!("\n\nExample Input: {}", m.content);
+                    }
+                }
+                Role::Output if !opened => {
+                    system += &format!("\n\nExample Output: {}", m.content);
+                    chat.push(turn("system", system.trim()));
+                    opened = true;
+                }
+                Role::Output => {
+                    if !has_input {
+                        chat.push(turn("user", "Generate"));
+                    }
+                    chat.push(turn("assistant", &m.content));
+                }
             }
         }
     }
-    let chat = ChatTemplate::new(tok)?;
-    let render = |msgs: &[serde_json::Value], generation: bool| chat.render(msgs, generation);
-    let mut conversation = vec![serde_json::json!({"role": "system", "content": system})];
-    let mut segments = Vec::new();
-    let mut done = String::new();
-    for (j, (input, output)) in examples.iter().enumerate().skip(first_scored) {
-        conversation
-            .push(serde_json::json!({"role": "user", "content": input.unwrap_or("Generate")}));
-        let prompt = render(&conversation, true)?;
-        conversation.push(serde_json::json!({"role": "assistant", "content": output}));
-        let with_answer = render(&conversation, false)?;
-        let (Some(before), Some(after)) = (
-            prompt.strip_prefix(done.as_str()),
-            with_answer.strip_prefix(prompt.as_str()),
-        ) else {
-            return Err(LmError::Template(
-                "the chat template is not prefix-stable (a later turn rewrites earlier text)"
-                    .into(),
-            ));
+    if chat.is_empty() {
+        chat.push(turn("system", system.trim()));
+    }
+    if chat.len() == 1 {
+        chat.push(turn("user", ""));
+    }
+    if start_generation && chat.last().is_some_and(|t| t["role"] == "assistant") {
+        chat.push(turn("user", "Generate."));
+    }
+    chat
+}
+
+/// Where an assistant turn starts and ends in a template's text.
+#[derive(Debug, Clone)]
+struct ChatMarkers {
+    start: String,
+    end: String,
+    /// Qwen3: every assistant turn gets an empty think block, as the
+    /// reference writes it (its template keeps one only after the last
+    /// user turn, which rewrites earlier turns as a conversation grows).
+    think: bool,
+}
+
+const EMPTY_THINK: &str = "<think>\n\n</think>\n\n";
+
+impl ChatMarkers {
+    fn of(tok: &TextTokenizer, chat: &ChatTemplate) -> Result<ChatMarkers> {
+        let think = tok
+            .chat_template
+            .as_deref()
+            .is_some_and(|t| t.contains("<think>"));
+        let (start, end) = match Turns::detect(tok) {
+            Ok(Turns::ChatMl) => (
+                "<|im_start|>assistant\n".to_string(),
+                "<|im_end|>".to_string(),
+            ),
+            Ok(Turns::Gemma) => ("<start_of_turn>model\n".into(), "<end_of_turn>".into()),
+            Ok(Turns::Llama3) => (
+                "<|start_header_id|>assistant<|end_header_id|>\n\n".into(),
+                "<|eot_id|>".into(),
+            ),
+            Err(_) => {
+                // Another template: the assistant header is what the generation
+                // prompt adds; the turn ends with the end-of-sequence token.
+                let probe = [serde_json::json!({"role": "user", "content": "x"})];
+                let with = chat.render(&probe, true)?;
+                let without = chat.render(&probe, false)?;
+                let start = with
+                    .strip_prefix(without.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                let end = tok.eos_token.clone().unwrap_or_default();
+                if start.trim().is_empty() || end.is_empty() {
+                    return Err(LmError::Template(
+                        "cannot find where the chat template's assistant turns start and end (fix: use the spectrum or colon format)".into(),
+                    ));
+                }
+                (start, end)
+            }
         };
-        // Trailing whitespace after the end-of-turn marker carries no loss.
-        let answer = after.trim_end();
-        let g = j + 1;
-        // BOS (if the template writes it) is added by the tokenizer step instead,
-        // when the tokenizer adds one; otherwise the text stays (SmolLM2 names
-        // `<|im_start|>` its bos_token but never adds it).
-        let before = if done.is_empty() && tok.bos.is_some() {
-            before
-                .strip_prefix(tok.bos_token.as_deref().unwrap_or("\u{0}"))
-                .unwrap_or(before)
+        let think = think && start.ends_with("assistant\n");
+        Ok(ChatMarkers { start, end, think })
+    }
+
+    fn header(&self) -> String {
+        if self.think {
+            format!("{}{EMPTY_THINK}", self.start)
         } else {
-            before
-        };
-        segments.push(seg(
-            before.to_string(),
-            false,
-            None,
-            if done.is_empty() { 0 } else { g },
-        ));
-        segments.push(seg(answer.to_string(), true, Some(j), g));
-        let tail = &after[answer.len()..];
-        if !tail.is_empty() {
-            segments.push(seg(tail.to_string(), false, None, g));
+            self.start.clone()
         }
-        done = with_answer;
+    }
+}
+
+/// The conversation through the model's chat template, as the reference
+/// post-processes it: Qwen3's think blocks made uniform, and a BOS the
+/// tokenizer adds itself removed from the text.
+fn chat_text(
+    tok: &TextTokenizer,
+    conversation: &[serde_json::Value],
+    start_generation: bool,
+) -> Result<(String, ChatMarkers)> {
+    let chat = ChatTemplate::new(tok)?;
+    let markers = ChatMarkers::of(tok, &chat)?;
+    let mut text = chat.render(conversation, start_generation)?;
+    if markers.think {
+        let full = markers.header();
+        text = text
+            .replace(&full, &markers.start)
+            .replace(&markers.start, &full);
+    }
+    if let (Some(_), Some(b)) = (tok.bos, tok.bos_token.as_deref())
+        && let Some(rest) = text.strip_prefix(b)
+    {
+        text = rest.to_string();
+    }
+    Ok((text, markers))
+}
+
+/// The chat format: the whole conversation rendered once, then split as the
+/// reference splits it: text up to and including each assistant header
+/// carries no loss, the answer up to and including the end-of-turn marker
+/// does. Templates that rewrite earlier turns (Qwen3) work, since nothing
+/// assumes one conversation's text is a prefix of the next.
+fn chat_segments(tok: &TextTokenizer, messages: &[Message]) -> Result<Vec<Segment>> {
+    let conversation = chat_conversation(messages, ChatStyle::SEQUENCES, false);
+    let (text, markers) = chat_text(tok, &conversation, false)?;
+    // Outputs before the first assistant turn went into the system prompt.
+    let answers = conversation
+        .iter()
+        .filter(|t| t["role"] == "assistant")
+        .count();
+    let outputs = messages.iter().filter(|m| m.role == Role::Output).count();
+    let first = outputs - answers;
+    let header = markers.header();
+    let mut segments = Vec::new();
+    let mut rest = text.as_str();
+    let mut j = 0;
+    while let Some(at) = rest.find(&header) {
+        let (before, after) = rest.split_at(at + header.len());
+        let end = after
+            .find(&markers.end)
+            .map_or(after.len(), |e| e + markers.end.len());
+        let g = if segments.is_empty() {
+            0
+        } else {
+            first + j + 1
+        };
+        segments.push(seg(before.to_string(), false, None, g));
+        if end > 0 {
+            segments.push(seg(
+                after[..end].to_string(),
+                true,
+                Some(first + j),
+                first + j + 1,
+            ));
+        }
+        rest = &after[end..];
+        j += 1;
+    }
+    if !rest.is_empty() {
+        segments.push(seg(rest.to_string(), false, None, first + j + 1));
     }
     Ok(segments)
 }
@@ -402,6 +577,7 @@ fn tokenize(tok: &TextTokenizer, segments: &[Segment], budget: Option<usize>) ->
                     start,
                     end: start + t.len(),
                     loss: s.loss,
+                    example: None,
                 });
             }
             loss.extend(std::iter::repeat_n(s.loss, t.len()));
@@ -414,7 +590,13 @@ fn tokenize(tok: &TextTokenizer, segments: &[Segment], budget: Option<usize>) ->
         }
         r.ids.extend(ids);
         r.loss.extend(loss);
-        r.outputs.extend(spans);
+        for mut span in spans {
+            // Loss runs never touch: a header or separator lies between outputs.
+            if span.loss && span.end > span.start {
+                span.example = Some(r.outputs.iter().filter(|o| o.example.is_some()).count());
+            }
+            r.outputs.push(span);
+        }
     }
     Ok(r)
 }
@@ -472,15 +654,11 @@ pub fn distribution_prompt(
             whole_text_ids(tok, &text)
         }
         PromptFormat::Chat => {
-            let (system, user) = match (description, input) {
-                (Some(d), x) => (
-                    format!("{DIST_CHAT_PROMPT}\n\nDescription: {d}"),
-                    x.unwrap_or(""),
-                ),
-                (None, Some(x)) => (format!("{DIST_CHAT_PROMPT}\n\nExample Input: {x}"), ""),
-                (None, None) => (DIST_CHAT_PROMPT.to_string(), ""),
+            let style = ChatStyle {
+                system: DIST_CHAT_PROMPT,
+                ..ChatStyle::SEQUENCES
             };
-            system_user_prompt(tok, &system, user)
+            chat_prompt_ids(tok, &chat_conversation(&messages, style, true))
         }
     }
 }
@@ -501,42 +679,30 @@ pub fn validity_prompt(
     description: Option<&str>,
     examples: &[&str],
 ) -> Result<GenerationPrompt> {
+    let mut messages: Vec<Message> = description
+        .map(|d| Message::new(Role::Description, d))
+        .into_iter()
+        .collect();
+    messages.extend(examples.iter().map(|e| Message::new(Role::Output, *e)));
     if format != PromptFormat::Chat {
-        let mut messages: Vec<Message> = description
-            .map(|d| Message::new(Role::Description, d))
-            .into_iter()
-            .collect();
-        messages.extend(examples.iter().map(|e| Message::new(Role::Output, *e)));
         return generation_prompt(tok, format, &messages);
     }
-    let mut system = VALID_CHAT_PROMPT.to_string();
-    if let Some(d) = description {
-        system.push_str(&format!("\n\n{d}"));
-    }
-    for e in examples {
-        system.push_str(&format!("\n\nExample Output: {e}"));
-    }
-    let user = match (description.is_some(), !examples.is_empty()) {
-        (true, true) => "Now generate an output based on the description and examples.",
-        (true, false) => "Generate something that fits this description.",
-        _ => "Generate an output like the provided examples.",
+    let style = ChatStyle {
+        system: VALID_CHAT_PROMPT,
+        describe: str::to_string,
+        all_in_system: true,
     };
     Ok(GenerationPrompt {
-        ids: system_user_prompt(tok, &system, user)?,
+        ids: chat_prompt_ids(tok, &chat_conversation(&messages, style, true))?,
         stop_ids: tok.eos.clone(),
         stop_strings: vec!["\n".into()],
     })
 }
 
-/// One system turn and one user turn through the model's chat template, the
-/// assistant's turn opened: the reference's chat prompts for dist and valid.
-fn system_user_prompt(tok: &TextTokenizer, system: &str, user: &str) -> Result<Vec<u32>> {
-    let conversation = [
-        serde_json::json!({"role": "system", "content": system}),
-        serde_json::json!({"role": "user", "content": user}),
-    ];
-    let text = ChatTemplate::new(tok)?.render(&conversation, true)?;
-    whole_text_ids(tok, &text)
+/// A conversation through the chat template with the assistant's turn
+/// opened, tokenised as one string.
+fn chat_prompt_ids(tok: &TextTokenizer, conversation: &[serde_json::Value]) -> Result<Vec<u32>> {
+    whole_text_ids(tok, &chat_text(tok, conversation, true)?.0)
 }
 
 /// The texts of `segments`, joined.
@@ -596,21 +762,13 @@ pub fn generation_prompt(
                 stop_strings: vec!["\n".into()],
             })
         }
-        PromptFormat::Chat => {
-            // The chat renderer needs an assistant turn to find spans: render the
-            // conversation with a placeholder answer and keep what precedes it.
-            let mut with_answer = messages.to_vec();
-            with_answer.push(Message::new(Role::Output, "\u{2063}"));
-            let segments = chat_segments(tok, &with_answer)?;
-            let last = segments
-                .iter()
-                .rposition(|s| s.loss)
-                .ok_or_else(|| LmError::Template("nothing to prompt".into()))?;
-            Ok(GenerationPrompt {
-                ids: whole_text_ids(tok, &joined(&segments[..last]))?,
-                stop_ids: eos,
-                stop_strings: vec!["\n".into()],
-            })
-        }
+        PromptFormat::Chat => Ok(GenerationPrompt {
+            ids: chat_prompt_ids(
+                tok,
+                &chat_conversation(messages, ChatStyle::SEQUENCES, true),
+            )?,
+            stop_ids: eos,
+            stop_strings: vec!["\n".into()],
+        }),
     }
 }

@@ -125,6 +125,18 @@ pub fn row_stats(row: &[f32], target: usize) -> RowStats {
     }
 }
 
+/// Indices of the entries of `row` above `cut`, ascending; blocks of
+/// [`LANES`] with none are skipped by one vectorised max.
+pub fn entries_above(row: &[f32], cut: f32) -> impl Iterator<Item = usize> + '_ {
+    row.chunks(LANES).enumerate().flat_map(move |(b, c)| {
+        let any = c.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) > cut;
+        c.iter()
+            .enumerate()
+            .filter(move |&(_, &x)| any && x > cut)
+            .map(move |(i, _)| b * LANES + i)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -127,10 +127,11 @@ fn chat_format_uses_the_models_template() {
     ];
     let text = full_text(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE));
     assert!(
-        text.starts_with("<|im_start|>system\nYou simulate a data-generating process."),
+        text.starts_with("<|im_start|>system\nYou are tasked with generating outputs"),
         "{text}"
     );
-    assert!(text.contains("Description: Name a colour.<|im_end|>\n<|im_start|>user\nGenerate<|im_end|>\n<|im_start|>assistant\nred<|im_end|>"), "{text}");
+    // The reference's prompt ends in a newline, then "\n\n" + the description.
+    assert!(text.contains("told to \"Generate\".\n\n\nDescription: Name a colour.<|im_end|>\n<|im_start|>user\nGenerate<|im_end|>\n<|im_start|>assistant\nred<|im_end|>"), "{text}");
     assert_eq!(
         loss_texts(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE)),
         [
@@ -141,7 +142,10 @@ fn chat_format_uses_the_models_template() {
     // Without a description the first output becomes an example in the system prompt.
     let m = [msg(Role::Output, "red"), msg(Role::Output, "blue")];
     let text = full_text(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE));
-    assert!(text.contains("Example output: red<|im_end|>"), "{text}");
+    assert!(
+        text.contains("\n\n\nExample Output: red<|im_end|>"),
+        "{text}"
+    );
     assert_eq!(
         loss_texts(PromptFormat::Chat, &m, Some(CHATML_TEMPLATE)),
         [("blue<|im_end|>".into(), true)]
@@ -184,4 +188,86 @@ fn budget_truncates_at_example_boundaries() {
     assert_eq!(cut.truncated, 5);
     assert!(cut.ids.len() <= budget);
     assert_eq!(cut.ids[..], full.ids[..cut.ids.len()]);
+}
+
+/// Qwen3's template in miniature: an assistant turn after the last user turn
+/// gets a think block, earlier ones lose theirs, so a conversation's text is
+/// not a prefix of the next one's.
+const QWEN3_LIKE_TEMPLATE: &str = "{% set ns = namespace(last=0) %}{% for m in messages %}{% if m.role == 'user' %}{% set ns.last = loop.index0 %}{% endif %}{% endfor %}{% for m in messages %}{% if m.role == 'assistant' %}<|im_start|>assistant\n{% if loop.index0 > ns.last %}<think>\n\n</think>\n\n{% endif %}{{ m.content }}<|im_end|>\n{% else %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n<think>\n\n</think>\n\n{% endif %}";
+
+#[test]
+fn templates_that_rewrite_earlier_turns_render_as_the_reference_does() {
+    let m = [
+        msg(Role::Description, "Name a colour."),
+        msg(Role::Output, "red"),
+        msg(Role::Output, "blue"),
+    ];
+    // Every assistant turn gets the empty think block, which carries no loss.
+    let text = full_text(PromptFormat::Chat, &m, Some(QWEN3_LIKE_TEMPLATE));
+    assert_eq!(
+        text.matches("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+            .count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        loss_texts(PromptFormat::Chat, &m, Some(QWEN3_LIKE_TEMPLATE)),
+        [
+            ("red<|im_end|>".into(), true),
+            ("blue<|im_end|>".into(), true)
+        ]
+    );
+    // Prompts (generation, distributions, validity) end in the think block.
+    let tok = tiny_tokenizer(Some(QWEN3_LIKE_TEMPLATE));
+    let p = spectrum_lm::template::generation_prompt(&tok, PromptFormat::Chat, &m).expect("prompt");
+    let text = tok.decode(&p.ids).expect("decode");
+    assert!(
+        text.ends_with("blue<|im_end|>\n<|im_start|>user\nGenerate.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+        "{text}"
+    );
+    let p = spectrum_lm::template::distribution_prompt(
+        &tok,
+        PromptFormat::Chat,
+        Some("A die."),
+        Some("Roll it."),
+        None,
+    )
+    .expect("prompt");
+    let text = tok.decode(&p).expect("decode");
+    assert!(
+        text.ends_with(
+            "<|im_start|>user\nRoll it.<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn examples_are_numbered_by_loss_runs() {
+    let tok = tiny_tokenizer(Some(CHATML_TEMPLATE));
+    let m = [
+        msg(Role::Output, "a"),
+        msg(Role::Output, "b"),
+        msg(Role::Output, "c"),
+    ];
+    let examples = |format| {
+        render(&tok, format, &m, None)
+            .expect("render")
+            .outputs
+            .iter()
+            .map(|o| (o.index, o.example))
+            .collect::<Vec<_>>()
+    };
+    // Without a description the first output carries no loss in spectrum and
+    // chat (in chat it is written into the system turn), so output j is
+    // example j - 1 there; colon scores every output.
+    assert_eq!(
+        examples(PromptFormat::Spectrum),
+        [(0, None), (1, Some(0)), (2, Some(1))]
+    );
+    assert_eq!(examples(PromptFormat::Chat), [(1, Some(0)), (2, Some(1))]);
+    assert_eq!(
+        examples(PromptFormat::Colon),
+        [(0, Some(0)), (1, Some(1)), (2, Some(2))]
+    );
 }

@@ -452,7 +452,9 @@ impl RemoteModel {
             max_tokens: Some(if zero { 0 } else { 1 }),
             temperature: Some(0.0),
             echo: true,
-            logprobs: Some(1),
+            // The top entries beyond the first are the calibration's
+            // predictions (entries above 1%); 5 is the OpenAI API's limit.
+            logprobs: Some(5),
             ..CompletionRequest::default()
         };
         let choices = match self.completions(endpoint, &request) {
@@ -500,13 +502,8 @@ fn scores_from_choice(
     choice: &CompletionChoice,
 ) -> std::result::Result<TokenScores, String> {
     let n = seq.len().saturating_sub(1);
-    let mut scores = TokenScores {
-        logprobs: Vec::with_capacity(n),
-        hits: Vec::with_capacity(n),
-        top_logprobs: Vec::with_capacity(n),
-        top_ids: Vec::with_capacity(n),
-        ranks: Vec::with_capacity(n),
-    };
+    let mut scores = TokenScores::with_capacity(n);
+    let min_lp = spectrum_lm::engine::CALIBRATION_MIN_P.ln();
     if let Some(entries) = choice
         .prompt_logprobs
         .as_ref()
@@ -525,6 +522,14 @@ fn scores_from_choice(
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap_or((token, own.logprob));
             let rank = own.rank.map_or(0, |r| r as u32);
+            let mut others: Vec<(u32, f32)> = entry
+                .iter()
+                .filter_map(|(id, lp)| Some((id.parse::<u32>().ok()?, lp.logprob)))
+                .filter(|&(id, lp)| id != token && lp > min_lp)
+                .map(|(id, lp)| (id, lp as f32))
+                .collect();
+            others.sort_by_key(|&(id, _)| id);
+            scores.alternatives.push(others);
             scores.logprobs.push(own.logprob as f32);
             scores.hits.push(rank == 1 || own.logprob >= top);
             scores.top_logprobs.push(top.max(own.logprob) as f32);
@@ -547,6 +552,20 @@ fn scores_from_choice(
             .and_then(|t| t.values().copied().max_by(f64::total_cmp))
             .ok_or_else(|| format!("no top log-probabilities for prompt token {p}"))?;
         let hit = own >= best;
+        // Named by text only: the token's own entry is the one equal to its
+        // log-probability; the others are the alternatives (ids unknown).
+        let mut own_seen = false;
+        let others = top
+            .into_iter()
+            .flat_map(|t| t.values().copied())
+            .filter(|&lp| {
+                let is_own = !own_seen && lp == own;
+                own_seen |= is_own;
+                !is_own && lp > min_lp
+            })
+            .map(|lp| (u32::MAX, lp as f32))
+            .collect();
+        scores.alternatives.push(others);
         scores.logprobs.push(own as f32);
         scores.hits.push(hit);
         scores.top_logprobs.push(best.max(own) as f32);

@@ -338,13 +338,7 @@ fn run_scores(model: &mut LocalModel, works: Vec<Work>, max_tokens: usize) {
 }
 
 fn empty_scores() -> TokenScores {
-    TokenScores {
-        logprobs: Vec::new(),
-        hits: Vec::new(),
-        top_logprobs: Vec::new(),
-        top_ids: Vec::new(),
-        ranks: Vec::new(),
-    }
+    TokenScores::with_capacity(0)
 }
 
 fn run_samples(model: &mut LocalModel, works: Vec<Work>) {
@@ -676,13 +670,15 @@ fn decode(m: &Model, ids: &[u32]) -> ApiResult<String> {
 }
 
 /// Legacy `logprobs` for `ids[from..]`, scored teacher-forced; the first
-/// token of a sequence has none.
+/// token of a sequence has none. `top_logprobs` holds the arg-max and then
+/// the other entries above 1% (the calibration's predictions), `n` at most.
 fn legacy_logprobs(
     m: &Model,
     ids: &[u32],
     scores: &TokenScores,
     from: usize,
     offset0: usize,
+    n: usize,
 ) -> ApiResult<Logprobs> {
     let mut out = Logprobs::default();
     let mut offset = offset0;
@@ -695,12 +691,25 @@ fn legacy_logprobs(
             out.token_logprobs.push(None);
             out.top_logprobs.push(None);
         } else {
-            let top_text = decode(m, &[scores.top_ids[p - 1]])?;
+            let top = scores.top_ids[p - 1];
+            let mut entries = vec![(top, scores.top_logprobs[p - 1])];
+            if top != token {
+                entries.push((token, scores.logprobs[p - 1]));
+            }
+            let mut others: Vec<(u32, f32)> = scores.alternatives[p - 1]
+                .iter()
+                .copied()
+                .filter(|&(id, _)| id != top)
+                .collect();
+            others.sort_by(|a, b| b.1.total_cmp(&a.1));
+            entries.extend(others);
+            entries.truncate(n.max(1));
+            let mut map = BTreeMap::new();
+            for (id, lp) in entries {
+                map.insert(decode(m, &[id])?, lp as f64);
+            }
             out.token_logprobs.push(Some(scores.logprobs[p - 1] as f64));
-            out.top_logprobs.push(Some(BTreeMap::from([(
-                top_text,
-                scores.top_logprobs[p - 1] as f64,
-            )])));
+            out.top_logprobs.push(Some(map));
         }
     }
     Ok(out)
@@ -825,10 +834,10 @@ async fn completions(
             String::new()
         };
         let logprobs = match (&scores, request.logprobs) {
-            (Some(all), Some(_)) => {
+            (Some(all), Some(n)) => {
                 let from = if request.echo { 0 } else { prompt.len() };
                 let offset = if request.echo { 0 } else { prompt_text.len() };
-                Some(legacy_logprobs(m, sequence, &all[i], from, offset)?)
+                Some(legacy_logprobs(m, sequence, &all[i], from, offset, n)?)
             }
             _ => None,
         };

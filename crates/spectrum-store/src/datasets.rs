@@ -333,8 +333,8 @@ impl ItemSink for ImportTx<'_> {
             Item::Validity(v) => {
                 let task_id = self.task_id(&v.task)?;
                 self.conn
-                    .prepare_cached("INSERT INTO validity_tasks (task_id, description, examples, rule) VALUES (?1, ?2, ?3, ?4)")?
-                    .execute(params![task_id, v.description, serde_json::to_string(&v.examples)?, serde_json::to_string(&v.rule)?])?;
+                    .prepare_cached("INSERT INTO validity_tasks (task_id, description, examples, rule, max_new_tokens) VALUES (?1, ?2, ?3, ?4, ?5)")?
+                    .execute(params![task_id, v.description, serde_json::to_string(&v.examples)?, serde_json::to_string(&v.rule)?, v.max_new_tokens.map(|n| n as i64)])?;
             }
         }
         Ok(())
@@ -536,7 +536,7 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT t.name, v.description, v.examples, v.rule
+                "SELECT t.name, v.description, v.examples, v.rule, v.max_new_tokens
                  FROM validity_tasks v JOIN tasks t ON t.id = v.task_id WHERE v.task_id = ?1 ORDER BY v.id",
             )
             .map_err(|e| self.sqlite(e))?;
@@ -547,17 +547,20 @@ impl Store {
                     r.get::<_, String>(1)?,
                     r.get::<_, String>(2)?,
                     r.get::<_, String>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
                 ))
             })
             .map_err(|e| self.sqlite(e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (task, description, examples, rule) = row.map_err(|e| self.sqlite(e))?;
+            let (task, description, examples, rule, max_new_tokens) =
+                row.map_err(|e| self.sqlite(e))?;
             out.push(spectrum_suite::ValidityTask {
                 task,
                 description,
                 examples: column(&examples, "the examples of a diverse-valid task", task_id)?,
                 rule: column(&rule, "the validity rule", task_id)?,
+                max_new_tokens: max_new_tokens.map(|n| n.max(1) as usize),
             });
         }
         Ok(out)

@@ -146,4 +146,6 @@ pub(crate) const MIGRATIONS: &[&str] = &[
                json_extract(record, '$.text') AS text, json_extract(record, '$.valid') AS valid
         FROM eval_rows WHERE family = 'valid';
     "#,
+    // Per-task sample length of diverse-valid tasks (the reference's max_new_tokens).
+    "ALTER TABLE validity_tasks ADD COLUMN max_new_tokens INTEGER;",
 ];

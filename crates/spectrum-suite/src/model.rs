@@ -174,4 +174,9 @@ pub struct ValidityTask {
     pub description: String,
     pub examples: Vec<String>,
     pub rule: ValidityRule,
+    /// Tokens a sample may run to (the reference sets one per task: 4 for
+    /// small numbers, 40 for e-mail addresses); `None`: the evaluation's
+    /// `max_new_tokens`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_new_tokens: Option<usize>,
 }

@@ -48,7 +48,7 @@ pub struct RunSpec {
     pub format: PromptFormat,
     /// Token budget per sequence (examples are cut at example boundaries).
     pub max_tokens: usize,
-    /// Probability that a sequence keeps its description.
+    /// Probability that a sequence keeps its description (0.6, the reference's).
     pub description_prob: f64,
     pub method: Method,
     pub learning_rate: f64,
@@ -89,7 +89,8 @@ impl Default for RunSpec {
             tasks: TaskSelection::default(),
             format: PromptFormat::Spectrum,
             max_tokens: 1024,
-            description_prob: 0.8,
+            // The reference generators' rate (METHOD.md §1).
+            description_prob: 0.6,
             method: Method::Lora(LoraConfig {
                 rank: 16,
                 alpha: 32.0,

@@ -315,7 +315,8 @@ impl Trainable {
             let scores = self.lm.score_tokens(&ids)?;
             for (rendered, s) in chunk.iter().zip(&scores) {
                 for o in output_scores(rendered, s) {
-                    if let (true, Some(l), Some(a)) = (o.index >= 1, o.loss, o.acc) {
+                    // Accuracy here: every token of the output right (`all_acc`).
+                    if let (true, Some(l), Some(a)) = (o.index >= 1, o.loss, o.all_acc) {
                         loss += l;
                         acc += a as f64;
                         outputs += 1;

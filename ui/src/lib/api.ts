@@ -2,10 +2,10 @@
 // generated from the Rust types (src-tauri/src/bindings.rs).
 import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
-  AppInfo, Comparison, DatasetSummary, EvalDefaults, EvalReport, EvalRequestDto, ImportOptionsDto,
+  AppInfo, Comparison, DatasetSummary, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,
   ImportOutcome, ImportPreview, JobEvent, JobInfo, ModelRecord, PickKind, ReportOptions,
   RemoteModelRequest, ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
-  TrainOutcome, TrainRequestDto, UiError,
+  PromptView, Setting, TrainOutcome, TrainRequestDto, UiError,
 } from "./bindings";
 
 export type { UiError };
@@ -81,6 +81,8 @@ export const api = {
   tasks: (split: Split | null = null) => call<TaskSummary[]>("tasks", { split }),
   taskDetail: (id: number) => call<TaskDetail>("task_detail", { id }),
   distributionItem: (task: string, id: string) => call<TaskItem | null>("distribution_item", { task, id }),
+  runPrompt: (run: number, family: Family, task: string, pick: string | null, setting: Setting | null = null) =>
+    call<PromptView>("run_prompt", { run, family, task, pick, setting }),
   models: () => call<ModelRecord[]>("models"),
   removeModel: (name: string) => call<ModelRecord>("remove_model", { name }),
   addModel: (path: string | null, name: string | null, on: (p: Progress) => void) =>

@@ -37,7 +37,21 @@ yield: number,
 /**
  * Distinct valid / size of the valid set, for closed-set tasks.
  */
-coverage_pct: number | null, };
+coverage_pct: number | null, 
+/**
+ * Distinct valid / n (`usable_unique_pct`).
+ */
+usable_unique_pct: number, 
+/**
+ * Distinct samples, valid or not, and that / n.
+ */
+raw_unique_count: number, raw_unique_pct: number, 
+/**
+ * Pairs of valid samples, and those that are the same string; their
+ * ratio; 1 - it; its binomial standard error sqrt(p (1 - p) / pairs).
+ * With fewer than two valid samples: 0 pairs, collision 0, uniqueness 1.
+ */
+possible_collisions: number, actual_collisions: number, pairwise_collision: number, pairwise_uniqueness: number, pairwise_collision_sem: number, };
 
 export type CompareRow = { family: Family, task: string, metric: string, lower_is_better: boolean, baseline: number, candidate: number, interval: Interval, verdict: Verdict, 
 /**
@@ -54,7 +68,11 @@ unpaired_units: number, };
 
 export type Counts = { tasks: number, sequences: number, distribution_items: number, validity_tasks: number, };
 
-export type CurvePoint = { index: number, loss: MeanSe, acc: MeanSe, };
+export type CurvePoint = { 
+/**
+ * The example number j (j examples precede it in context).
+ */
+index: number, loss: MeanSe, acc: MeanSe, };
 
 export type DatasetSummary = { id: number, name: string, source: string, content_hash: string, imported_at: string, tasks: number, sequences: number, distribution_items: number, validity_tasks: number, };
 
@@ -278,6 +296,34 @@ export type Profile = "quick" | "standard" | "full";
 
 export type PromptFormat = "spectrum" | "colon" | "chat";
 
+export type PromptOption = { text: string, ids: Array<number>, };
+
+export type PromptView = { task: string, family: Family, format: PromptFormat, 
+/**
+ * The ids, decoded.
+ */
+text: string, ids: Array<number>, 
+/**
+ * Each id's text.
+ */
+tokens: Array<string>, 
+/**
+ * Steerability: which tokens carry loss (are scored).
+ */
+loss: Array<boolean>, 
+/**
+ * Distributions: the options scored after the prompt.
+ */
+options: Array<PromptOption>, 
+/**
+ * Validity: where a sample stops, and how long it may run.
+ */
+stop_strings: Array<string>, max_new_tokens: number | null, 
+/**
+ * What was chosen: the sequence or item, k and the tokenizer it was measured with.
+ */
+note: string, };
+
 export type RemoteModelRequest = { 
 /**
  * Base URLs ending in /v1, separated by commas or spaces.
@@ -341,7 +387,7 @@ export type RunSpec = { tasks: TaskSelection, format: PromptFormat,
  */
 max_tokens: number, 
 /**
- * Probability that a sequence keeps its description.
+ * Probability that a sequence keeps its description (0.6, the reference's).
  */
 description_prob: number, method: Method, learning_rate: number, warmup_steps: number, decay: Decay, 
 /**
@@ -384,7 +430,9 @@ export type Setting = "description" | "examples" | "both";
 
 export type Settings = { 
 /**
- * Token budget per steerability sequence (the k rule counts examples within it).
+ * Tokens within which the k rule counts a steerability sequence's
+ * examples, in the spectrum format with the k tokenizer (the
+ * reference's 2048).
  */
 budget: number, 
 /**
@@ -414,7 +462,13 @@ batch_tokens: number,
 /**
  * Seed of every choice of sequences, items and samples.
  */
-seed: number, };
+seed: number, 
+/**
+ * A tokenizer folder that measures steerability's k (the reference uses
+ * google/gemma-3-1b-it's); `None`: that one from the Hugging Face cache
+ * if it is there, else the default model's.
+ */
+k_tokenizer: string | null, };
 
 export type Shape = "tasks" | "messages" | "rows" | "distribution" | "diverse_valid";
 
@@ -422,12 +476,31 @@ export type Skipped = { family: Family, task: string, reason: string, };
 
 export type Split = "train" | "held_out";
 
-export type SteerOutput = { sequence: string, index: number, 
+export type SteerOutput = { sequence: string, 
 /**
- * Summed NLL of the output's loss tokens (end of turn included); `None`
- * where the format gives the output no loss.
+ * Position among the sequence's outputs (0-based).
  */
-loss: number | null, acc: number | null, tokens: number, };
+index: number, 
+/**
+ * The reference's example number (`None`: the output carries no loss).
+ */
+example: number | null, 
+/**
+ * Summed NLL of the output's loss tokens (end of turn included).
+ */
+loss: number | null, 
+/**
+ * Fraction of the loss tokens that are the arg-max.
+ */
+acc: number | null, 
+/**
+ * 1 if every loss token is the arg-max.
+ */
+all_acc: number | null, 
+/**
+ * 1 if the first loss token is the arg-max.
+ */
+first_acc: number | null, tokens: number, };
 
 export type SteerReport = { 
 /**
@@ -441,20 +514,47 @@ outputs: Array<JsonValue>, };
 
 export type SteerSummary = { task: string, 
 /**
- * Examples per sequence, by the k rule.
+ * The number of the last example scored: sequences hold examples 0..=k.
  */
 k: number, sequences: number, 
 /**
- * Mean loss over outputs with index >= 1; the standard error is over
- * per-sequence means (outputs of one sequence are not independent).
+ * `eval/loss_geq_1`: mean loss of examples 1..=k, standard error over
+ * those examples (pandas `sem`).
  */
-loss: MeanSe, acc: MeanSe, 
+loss: MeanSe, 
 /**
- * Expected calibration error (10 equal-count bins) of the loss tokens of
- * outputs with index >= 1: confidence = probability of the arg-max token,
- * correct = the target is the arg-max.
+ * Ours: the standard error of `loss` over per-sequence means (the
+ * examples of one sequence are not independent).
  */
-ece: number | null, curve: Array<CurvePoint>, };
+loss_se_sequences: number | null, 
+/**
+ * `eval/acc_geq_1`: per-example fraction of arg-max tokens.
+ */
+acc: MeanSe, 
+/**
+ * `eval/all_acc_geq_1`: every token of the example is the arg-max.
+ */
+all_acc: MeanSe | null, 
+/**
+ * `eval/first_acc_geq_1`: the example's first token is the arg-max.
+ */
+first_acc: MeanSe | null, 
+/**
+ * `eval/loss`: mean loss of every example, example 0 included.
+ */
+loss_all: MeanSe | null, 
+/**
+ * `calibration/ece`: every example's loss tokens.
+ */
+ece: number | null, 
+/**
+ * `calibration/geq1.ece`: examples 1..=k.
+ */
+ece_geq_1: number | null, 
+/**
+ * The tokenizer k was measured with.
+ */
+k_tokenizer: string | null, curve: Array<CurvePoint>, };
 
 export type StepMetrics = { step: number, loss: number, lr: number, grad_norm: number, 
 /**

@@ -6,7 +6,8 @@ const ms = (mean: number, se: number | null = null) => ({ mean, se, n: 3 });
 
 function task(name: string, losses: number[]): SteerSummary {
   return {
-    task: name, k: losses.length, sequences: 3, loss: ms(0), acc: ms(0), ece: null,
+    task: name, k: losses.length, sequences: 3, loss: ms(0), loss_se_sequences: null, acc: ms(0),
+    all_acc: null, first_acc: null, loss_all: null, ece: null, ece_geq_1: null, k_tokenizer: null,
     curve: losses.map((l, index) => ({ index, loss: ms(l, 0.1), acc: ms(1 - l / 10) })),
   };
 }

@@ -532,10 +532,26 @@ fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
             "correct the example or the rule",
         ));
     }
+    let max_new_tokens = match f.take(&["max_new_tokens"]) {
+        None | Some((_, Value::Null)) => None,
+        Some((_, v)) => Some(
+            v.as_u64()
+                .filter(|&n| n >= 1)
+                .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+                .ok_or_else(|| {
+                    Problem::new(
+                        Some("max_new_tokens"),
+                        format!("{v} is not a whole number of tokens"),
+                        "write a number of tokens such as 16, or leave the field out",
+                    )
+                })? as usize,
+        ),
+    };
     Ok(ValidityTask {
         task,
         description,
         examples,
         rule,
+        max_new_tokens,
     })
 }
