@@ -87,7 +87,7 @@ pub struct Skipped {
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct SteerReport {
-    /// Means over tasks (equal weight) of the task means of outputs with index >= 1.
+    /// Means over tasks (equal weight) of the task means of examples 1..k (the reference's loss_geq_1).
     pub loss: MeanSe,
     pub acc: MeanSe,
     pub tasks: Vec<SteerSummary>,

@@ -275,7 +275,7 @@ fn heatmap_figure(runs: &Runs, family: &str) -> Figure {
             runs.tasks(valid_tasks),
         ),
         _ => (
-            "steerability loss (index >= 1)",
+            "steerability loss (examples >= 1)",
             true,
             runs.tasks(steer_tasks),
         ),
@@ -567,7 +567,7 @@ impl Studio {
                 })
                 .collect();
             let mut blocks = vec![
-                Block::Text("Means over tasks with equal weight; ± is the standard error over tasks. Steerability: loss (nats) and accuracy of outputs with index >= 1. Distributional: JS divergence (natural log) and mass on the valid options. Validity: fraction valid / yield (distinct valid outputs) with description and examples in the prompt, temperature 1.".into()),
+                Block::Text("Means over tasks with equal weight; ± is the standard error over tasks. Steerability: loss (nats) and token accuracy of examples 1..k, numbered as the reference numbers them (contiguous loss runs). Distributional: JS divergence (natural log) and mass on the valid options. Validity: fraction valid / yield (distinct valid outputs) with description and examples in the prompt, temperature 1.".into()),
                 Block::Table {
                     header: ["run", "steer loss", "steer acc", "dist JS", "coverage", "valid / yield"].map(String::from).to_vec(),
                     rows,

@@ -680,7 +680,7 @@ impl Output {
         );
         if let Some(s) = &r.steer {
             println!(
-                "\nSTEERABILITY: loss and accuracy of outputs with index >= 1 (mean ± standard error)"
+                "\nSTEERABILITY: loss and accuracy of examples 1..k, as the reference (mean ± its standard error over examples; SE/SEQ: ours, over sequences)"
             );
             let rows = s
                 .tasks
@@ -691,12 +691,16 @@ impl Output {
                         t.k.to_string(),
                         t.sequences.to_string(),
                         mean_se(&t.loss, 3),
+                        opt(t.loss_se_sequences, 3),
                         mean_se(&t.acc, 3),
                         opt(t.ece, 3),
                     ]
                 })
                 .collect();
-            table(&["TASK", "K", "SEQUENCES", "LOSS", "ACC", "ECE"], rows);
+            table(
+                &["TASK", "K", "SEQUENCES", "LOSS", "SE/SEQ", "ACC", "ECE"],
+                rows,
+            );
             println!(
                 "all tasks: loss {}, acc {}",
                 mean_se(&s.loss, 3),

@@ -157,6 +157,11 @@ fn distribution_item(
         "id".into(),
         Value::String(format!("{}/{index:05}", spec.name)),
     );
+    // The colon format's answer label, as the reference's tasks name theirs
+    // (`Response (color)`, `Answer (Likert 1-7)`).
+    if let Some(name) = output_name(spec.name) {
+        metadata.insert("output_name".into(), Value::String(name.into()));
+    }
     DistributionItem {
         task: spec.name.into(),
         description: render(rng.choose::<&str>(spec.descriptions), &episode.params),
@@ -187,6 +192,17 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> std::io::Result<()> {
         out.write_all(b"\n")?;
     }
     out.flush()
+}
+
+/// The answer label of a built-in distribution task's colon prompts.
+fn output_name(task: &str) -> Option<&'static str> {
+    Some(match task {
+        "urn_colour" => "Response (colour)",
+        "urn_red_count" => "Answer (number of red balls)",
+        "dice_total" => "Answer (total)",
+        "spinner" => "Response (sector)",
+        _ => return None,
+    })
 }
 
 /// Tokens a built-in diverse-valid task's samples may run to, sized as the
@@ -293,6 +309,15 @@ mod tests {
             }
             assert_eq!(v.examples.len(), 3);
         }
+    }
+
+    #[test]
+    fn built_in_items_and_valid_tasks_carry_what_the_references_carry() {
+        let suite = build(&SuiteConfig::default());
+        // An answer label for the colon prompts, a sample length per task.
+        assert!(suite.distribution.iter().all(|d| d.output_name().is_some()));
+        assert!(suite.validity.iter().all(|v| v.max_new_tokens.is_some()));
+        assert_eq!(SuiteConfig::default().description_prob, 0.6);
     }
 
     #[test]
