@@ -21,6 +21,7 @@ const COMMANDS: &[&str] = &[
     "tasks",
     "task_detail",
     "distribution_item",
+    "run_prompt",
     "models",
     "remove_model",
     "add_model",

@@ -829,11 +829,13 @@ pub struct PromptArgs {
     /// Evaluation profile whose settings choose the sequences.
     #[arg(long, default_value = "quick", value_parser = ["quick", "standard", "full"])]
     pub profile: String,
-    /// As for `spectrum eval`.
+    /// Tokens within which steerability's k counts examples (as for `spectrum eval`).
     #[arg(long)]
     pub budget: Option<usize>,
+    /// Tokenizer folder that measures steerability's k (as for `spectrum eval`).
     #[arg(long, value_name = "DIR")]
     pub k_tokenizer: Option<PathBuf>,
+    /// Seed of the choice of sequences (as for `spectrum eval`).
     #[arg(long)]
     pub seed: Option<u64>,
 }

@@ -504,7 +504,7 @@ first_acc: number | null, tokens: number, };
 
 export type SteerReport = { 
 /**
- * Means over tasks (equal weight) of the task means of outputs with index >= 1.
+ * Means over tasks (equal weight) of the task means of examples 1..k (the reference's loss_geq_1).
  */
 loss: MeanSe, acc: MeanSe, tasks: Array<SteerSummary>, 
 /**
