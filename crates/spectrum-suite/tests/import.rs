@@ -227,10 +227,18 @@ fn diverse_valid_definitions() {
         panic!()
     };
     assert_eq!(v.rule.valid_set_size(), Some(7));
+    assert_eq!(v.max_new_tokens, None);
     let Item::Task(def) = &got.items[0] else {
         panic!()
     };
     assert_eq!(def.descriptions, ["Name a day."]);
+    // A sample length per task, as the reference's tasks carry one.
+    let line = r#"{"task": "digit", "description": "A digit.", "examples": ["1", "7"], "rule": {"type": "integer_range", "min": 0, "max": 9}, "max_new_tokens": 4}"#;
+    let got = import_ok("dv.jsonl", line);
+    let Item::Validity(v) = &got.items[1] else {
+        panic!()
+    };
+    assert_eq!(v.max_new_tokens, Some(4));
 }
 
 #[test]
@@ -572,6 +580,12 @@ fn diverse_valid_rules_are_checked() {
             "examples[1]",
             "\"007\" is not valid under its own integer_range rule",
         ],
+    );
+    let bad_length = r#"{"task": "t", "description": "d", "examples": ["7"], "rule": {"type": "integer_range", "min": 1, "max": 10}, "max_new_tokens": -3}"#;
+    check_rejected(
+        "dv.jsonl",
+        bad_length.as_bytes(),
+        &["field `max_new_tokens`", "not a whole number of tokens"],
     );
 }
 
