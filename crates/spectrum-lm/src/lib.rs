@@ -18,6 +18,7 @@ pub mod machine;
 pub mod models;
 pub mod ops;
 pub mod peft;
+pub mod shapes;
 mod skinny;
 pub mod template;
 pub mod tiny;

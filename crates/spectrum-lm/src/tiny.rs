@@ -122,16 +122,26 @@ pub fn weights(cfg: &ModelConfig, seed: u64) -> Result<HashMap<String, Tensor>> 
 
 /// Writes a tiny model folder (config, safetensors, tokenizer files) into `dir`.
 pub fn write_model(dir: &Path, hidden: usize, layers: usize, seed: u64) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| LmError::io(dir, e))?;
     let cfg = config(hidden, layers);
-    let tensors = weights(&cfg, seed)?;
+    write_folder(dir, &cfg, &weights(&cfg, seed)?)
+}
+
+/// Writes a model folder: `cfg` as config.json, `tensors` as
+/// model.safetensors, and the tiny tokenizer (a byte-level vocabulary: enough
+/// for models whose token ids come from elsewhere, as in benchmarks).
+pub fn write_folder(
+    dir: &Path,
+    cfg: &ModelConfig,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| LmError::io(dir, e))?;
     let write = |name: &str, value: &serde_json::Value| -> Result<()> {
         let path = dir.join(name);
         let text =
             serde_json::to_string_pretty(value).map_err(|e| LmError::bad(&path, e.to_string()))?;
         std::fs::write(&path, text).map_err(|e| LmError::io(&path, e))
     };
-    let mut cfg_json = serde_json::to_value(&cfg).map_err(|e| LmError::bad(dir, e.to_string()))?;
+    let mut cfg_json = serde_json::to_value(cfg).map_err(|e| LmError::bad(dir, e.to_string()))?;
     // transformers rejects `null` for fields it types strictly: leave them out.
     if let Some(o) = cfg_json.as_object_mut() {
         o.retain(|_, v| !v.is_null());
@@ -147,7 +157,7 @@ pub fn write_model(dir: &Path, hidden: usize, layers: usize, seed: u64) -> Resul
             "chat_template": CHATML,
         }),
     )?;
-    candle_core::safetensors::save(&tensors, dir.join("model.safetensors"))?;
+    candle_core::safetensors::save(tensors, dir.join("model.safetensors"))?;
     Ok(())
 }
 

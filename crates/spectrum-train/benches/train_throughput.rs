@@ -7,6 +7,11 @@
 //!
 //! Needs the default model (`spectrum model default`) and a Python with torch,
 //! transformers and peft (`SPECTRUM_BENCH_PYTHON`, default bench/.venv/bin/python).
+//!
+//! `SPECTRUM_BENCH_SHAPE=qwen2.5-0.5b` (or qwen2.5-1.5b, llama-3.2-1b,
+//! qwen2.5-7b) measures a randomly initialised model of that published shape
+//! instead (`spectrum_lm::shapes`; written once under the target folder), so
+//! that real sizes can be measured on a machine that reaches no network.
 //! Each configuration runs in its own process so peak memory is its own.
 
 use std::path::{Path, PathBuf};
@@ -32,7 +37,16 @@ const STEPS: usize = 3;
 fn main() {
     spectrum_lm::fpu::flush_subnormals();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let model_dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));
+    let shape = std::env::var("SPECTRUM_BENCH_SHAPE").ok();
+    let model_dir = match &shape {
+        Some(name) => {
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+                .join("shapes")
+                .join(name);
+            spectrum_lm::shapes::write_model(name, &dir, 0).expect("model of a named shape")
+        }
+        None => spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR")),
+    };
     let batch_file = std::env::temp_dir().join("spectrum-train-bench.json");
     if let Ok(mode) = std::env::var("SPECTRUM_BENCH_CHILD") {
         let report = child(&mode, &model_dir, &batch_file);
@@ -92,7 +106,12 @@ fn main() {
     let matmul = gemm_gflops(2048, Operands::Ordinary).expect("matmul");
     let probe = GemmProbe::run(1024).expect("matmul probe");
     println!(
-        "\nSmolLM2-135M, f32, CPU, {} threads; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third); best of {rounds} alternating rounds",
+        "\n{}, f32, CPU, {} threads; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third); best of {rounds} alternating rounds",
+        shape
+            .as_deref()
+            .map_or("SmolLM2-135M".to_string(), |s| format!(
+                "{s} (random weights)"
+            )),
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
     println!("{}", Machine::describe());
