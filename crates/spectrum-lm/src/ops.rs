@@ -31,14 +31,50 @@ use candle_core::{CpuStorage, D, DType, Layout, Shape, Storage, Tensor};
 
 use crate::Result;
 
+/// Which implementation the ops of a thread run: the custom CPU f32 kernels
+/// (`Fused`, the default) or the composed candle operations every other
+/// device and dtype runs (`Composed`: on the CPU, the exact path a GPU takes,
+/// so that tests on a CPU machine cover it).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    #[default]
+    Fused,
+    Composed,
+}
+
+impl Kernels {
+    pub fn is_fused(&self) -> bool {
+        *self == Kernels::Fused
+    }
+}
+
+thread_local! {
+    static KERNELS: std::cell::Cell<Kernels> = const { std::cell::Cell::new(Kernels::Fused) };
+}
+
+/// Sets the kernels of the calling thread (every op decides on the thread
+/// that calls it, forward and backward); returns the previous setting.
+pub fn set_kernels(k: Kernels) -> Kernels {
+    KERNELS.with(|c| c.replace(k))
+}
+
+/// The kernels of the calling thread.
+pub fn kernels() -> Kernels {
+    KERNELS.with(std::cell::Cell::get)
+}
+
 fn f32_cpu(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    kernels().is_fused() && t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 /// `f` over the values of a contiguous CPU f32 tensor, read in place; `None`
-/// for other tensors.
+/// for other tensors. (An accessor, not a kernel: the same on either
+/// [`Kernels`] setting.)
 pub fn host_slice<T>(t: &Tensor, f: impl FnOnce(&[f32]) -> T) -> Option<T> {
-    if !f32_cpu(t) || !t.is_contiguous() {
+    if !(t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous()) {
         return None;
     }
     let (guard, layout) = t.storage_and_layout();

@@ -67,6 +67,30 @@ fn training_kernels_match_inference_kernels() {
     }
 }
 
+#[test]
+fn the_composed_gpu_path_gives_the_custom_kernels_logits() {
+    use spectrum_lm::ops::{Kernels, set_kernels};
+    // Every family, inference and training modes, on the composed operations
+    // a GPU runs (`Kernels::Composed`) against the CPU's custom kernels.
+    for family in ["llama", "qwen3", "gemma3"] {
+        let r = reference(family);
+        let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+        let ids = ids_tensor(&r.ids);
+        let mask = mask_tensor(&r.mask);
+        for mode in [Mode::Inference, Mode::Training] {
+            model.set_mode(mode);
+            model.clear_kv_cache();
+            let fused = model.forward(&ids, Some(&mask)).expect("fused");
+            model.clear_kv_cache();
+            set_kernels(Kernels::Composed);
+            let composed = model.forward(&ids, Some(&mask));
+            set_kernels(Kernels::Fused);
+            let diff = max_diff(&fused, &composed.expect("composed"));
+            assert!(diff < 1e-4, "{family} {mode:?}: the paths differ by {diff}");
+        }
+    }
+}
+
 /// Logits of an 8-token `seq` in one pass, and in two (5 tokens, then 3 from
 /// the KV cache) stitched together.
 fn one_pass_and_cached(model: &mut CausalLm, seq: &Tensor) -> (Tensor, Tensor) {

@@ -41,8 +41,10 @@ fn half(dtype: DType) -> bool {
     matches!(dtype, DType::BF16 | DType::F16)
 }
 
+/// The CPU's fused update, unless this thread runs the composed path a GPU
+/// takes (`spectrum_lm::ops::Kernels::Composed`): then the tensor update.
 fn host(t: &Tensor) -> bool {
-    t.device().is_cpu() && t.dtype() == DType::F32
+    spectrum_lm::ops::kernels().is_fused() && t.device().is_cpu() && t.dtype() == DType::F32
 }
 
 impl AdamW {

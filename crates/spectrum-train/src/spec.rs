@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
+use spectrum_lm::ops::Kernels;
 use spectrum_lm::{DeviceSpec, PromptFormat};
 
 /// Which tasks to train on. Empty `names` and `categories`: every train task.
@@ -68,6 +69,10 @@ pub struct RunSpec {
     /// `f32`, `bf16` or `f16`; `None`: f32 on the CPU, bf16 on GPUs.
     pub dtype: Option<String>,
     pub device: DeviceSpec,
+    /// `composed`: run the composed candle operations a GPU runs instead of
+    /// the CPU's custom f32 kernels (for testing that path on a CPU).
+    #[serde(default, skip_serializing_if = "Kernels::is_fused")]
+    pub kernels: Kernels,
     pub seed: u64,
     /// Held-out loss every this many steps (and at the start and the end).
     pub eval_every: usize,
@@ -108,6 +113,7 @@ impl Default for RunSpec {
             weight_decay: 0.0,
             dtype: None,
             device: DeviceSpec::Cpu,
+            kernels: Kernels::Fused,
             seed: 0,
             eval_every: 20,
             eval_sequences: 12,

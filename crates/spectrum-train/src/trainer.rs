@@ -463,6 +463,14 @@ pub fn train(
 ) -> Result<Outcome> {
     let spec = job.spec;
     spec.validate().map_err(TrainError::Spec)?;
+    // The run's kernels on this thread for the run, then the caller's again.
+    struct Restore(spectrum_lm::ops::Kernels);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            spectrum_lm::ops::set_kernels(self.0);
+        }
+    }
+    let _restore = Restore(spectrum_lm::ops::set_kernels(spec.kernels));
     let mut model = Trainable::load(spec, job.model_dir)?;
     model.lm.model.set_mode(Mode::Training);
     let mut stream = Stream::new(job.train, model.lm.tokenizer.clone(), spec)?;

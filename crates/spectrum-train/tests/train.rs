@@ -419,3 +419,103 @@ fn a_bf16_run_trains_and_resumes_exactly() {
     resumed.extend(key(&second.steps));
     assert_eq!(resumed, key(&whole.steps), "same losses, bit for bit");
 }
+
+/// The composed operations a GPU runs, on the CPU (`kernels: composed`),
+/// against the CPU's custom f32 kernels: the same run, step by step.
+#[test]
+fn the_composed_gpu_path_trains_as_the_custom_kernels_do() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let rel = |a: f64, b: f64| (a - b).abs() / b.abs().max(1e-12);
+    for (i, method) in [Method::Full, Method::Lora(LoraConfig::default())]
+        .into_iter()
+        .enumerate()
+    {
+        let fused = spec(method, 4);
+        let composed = RunSpec {
+            kernels: spectrum_lm::ops::Kernels::Composed,
+            ..fused.clone()
+        };
+        let (a, _) = run(
+            &fused,
+            &model,
+            &tmp.path().join(format!("fused{i}")),
+            &d,
+            None,
+        );
+        let (b, _) = run(
+            &composed,
+            &model,
+            &tmp.path().join(format!("composed{i}")),
+            &d,
+            None,
+        );
+        assert_eq!(a.steps.len(), b.steps.len());
+        for (x, y) in a.steps.iter().zip(&b.steps) {
+            // Losses carry every earlier update, so they check the gradients'
+            // effect too; the global gradient norm checks their size.
+            assert!(
+                rel(y.loss, x.loss) < 1e-4,
+                "step {} loss {} vs {}",
+                x.step,
+                y.loss,
+                x.loss
+            );
+            assert!(
+                rel(y.grad_norm, x.grad_norm) < 1e-4,
+                "step {} gradient norm {} vs {}",
+                x.step,
+                y.grad_norm,
+                x.grad_norm
+            );
+        }
+        // Another path really ran: the sums are ordered differently.
+        assert!(
+            a.steps
+                .iter()
+                .zip(&b.steps)
+                .any(|(x, y)| x.loss != y.loss || x.grad_norm != y.grad_norm),
+            "the composed run is bit for bit the fused one: the switch did nothing"
+        );
+        // bf16 on the composed path (what a GPU runs) against f32: bf16 keeps
+        // 8 significant bits (unit roundoff 2^-8 = 3.9e-3 per rounding); the
+        // loss is a mean over many tokens, so rounding errors mostly average
+        // out (3.8e-4 seen for this model): 5e-3, about one rounding, is what a
+        // correct bf16 path stays within; a wrong op is off by far more.
+        let bf16 = RunSpec {
+            dtype: Some("bf16".into()),
+            ..composed.clone()
+        };
+        let (c, _) = run(
+            &bf16,
+            &model,
+            &tmp.path().join(format!("bf16{i}")),
+            &d,
+            None,
+        );
+        for (x, y) in a.steps.iter().zip(&c.steps) {
+            assert!(
+                rel(y.loss, x.loss) < 2e-2,
+                "bf16 step {} loss {} vs {}",
+                x.step,
+                y.loss,
+                x.loss
+            );
+        }
+        eprintln!(
+            "largest bf16 loss difference: {:.2e}",
+            a.steps
+                .iter()
+                .zip(&c.steps)
+                .map(|(x, y)| rel(y.loss, x.loss))
+                .fold(0.0, f64::max)
+        );
+    }
+    // Only the run's thread changes, and only for the run.
+    assert_eq!(
+        spectrum_lm::ops::kernels(),
+        spectrum_lm::ops::Kernels::Fused
+    );
+}

@@ -259,6 +259,8 @@ kind: string, label: string, };
 
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
 
+export type Kernels = "fused" | "composed";
+
 export type Length = { "steps": number } | { "epochs": number };
 
 export type Location = { "unit": "line", "number": number } | { "unit": "element", "number": { index: number, line: number, } } | { "unit": "row", "number": number };
@@ -410,7 +412,12 @@ max_grad_norm: number, weight_decay: number,
 /**
  * `f32`, `bf16` or `f16`; `None`: f32 on the CPU, bf16 on GPUs.
  */
-dtype: string | null, device: DeviceSpec, seed: number, 
+dtype: string | null, device: DeviceSpec, 
+/**
+ * `composed`: run the composed candle operations a GPU runs instead of
+ * the CPU's custom f32 kernels (for testing that path on a CPU).
+ */
+kernels?: Kernels, seed: number, 
 /**
  * Held-out loss every this many steps (and at the start and the end).
  */
