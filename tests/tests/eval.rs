@@ -198,6 +198,15 @@ fn bad_requests_name_the_fix_and_record_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let out = sb.run(&["eval", "--model", "tiny", "--k-tokenizer", "gemma.gguf"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("GGUF") && err.contains("spectrum model add"),
+        "{err}"
+    );
+    let out = sb.run(&["eval", "--model", "tiny", "--k-tokenizer", "/nowhere"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no tokenizer.json"), "{err}");
     let out = sb.run(&["compare", "1", "2"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("spectrum runs list"));
     assert!(

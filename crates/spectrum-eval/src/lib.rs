@@ -162,6 +162,18 @@ impl Settings {
         if self.max_new_tokens == 0 || self.batch_tokens == 0 {
             return bad("max_new_tokens and batch_tokens must be at least 1");
         }
+        if let Some(dir) = &self.k_tokenizer {
+            if dir.ends_with(".gguf") {
+                return bad(&format!(
+                    "k_tokenizer {dir} is a GGUF file, not a tokenizer folder (fix: `spectrum model add {dir}` converts it into a folder; `spectrum model show NAME` prints its path: pass that)"
+                ));
+            }
+            if !std::path::Path::new(dir).join("tokenizer.json").exists() {
+                return bad(&format!(
+                    "k_tokenizer {dir} holds no tokenizer.json (fix: the folder of a Hugging Face model, e.g. google/gemma-3-1b-it's)"
+                ));
+            }
+        }
         Ok(())
     }
 }
