@@ -17,7 +17,7 @@
 //!   above 1% at each loss token.
 
 use serde::{Deserialize, Serialize};
-use spectrum_lm::engine::{CALIBRATION_MIN_P, output_scores};
+use spectrum_lm::engine::output_scores;
 use spectrum_lm::template::{self, PromptFormat, Rendered};
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_suite::{Message, Role};
@@ -245,7 +245,7 @@ pub fn prepare(
     let mut chosen = Vec::new();
     for i in order
         .into_iter()
-        .filter(|i| keep.contains(i))
+        .filter(|i| keep.binary_search(i).is_ok()) // `keep` is ascending
         .take(settings.max_sequences)
     {
         let s = &sequences[i];
@@ -271,16 +271,13 @@ struct Pool {
 }
 
 impl Pool {
+    /// The scores hold only entries above 1% (`CALIBRATION_MIN_P`);
+    /// [`reference_ece`] applies the same threshold to the targets.
     fn add(&mut self, scores: &spectrum_lm::TokenScores, positions: std::ops::Range<usize>) {
-        let min = CALIBRATION_MIN_P.ln();
         for p in positions {
             self.correct.push(scores.logprobs[p] as f64);
-            self.incorrect.extend(
-                scores.alternatives[p]
-                    .iter()
-                    .map(|&(_, lp)| lp as f64)
-                    .filter(|&lp| lp > min),
-            );
+            self.incorrect
+                .extend(scores.alternatives[p].iter().map(|&(_, lp)| lp as f64));
         }
     }
 

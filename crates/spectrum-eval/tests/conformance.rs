@@ -296,10 +296,6 @@ fn k_is_chosen_by_the_references_rule() {
     }
 }
 
-fn values(v: &Value) -> Vec<f64> {
-    floats(v)
-}
-
 #[test]
 fn calibration_of_the_references_log_probabilities_is_the_references() {
     for row in steer_fixture()["scores"].as_array().expect("scores") {
@@ -310,8 +306,8 @@ fn calibration_of_the_references_log_probabilities_is_the_references() {
         for seq in row["sequences"].as_array().expect("sequences") {
             for o in seq["outputs"].as_array().expect("outputs") {
                 let (c, i) = (
-                    values(&o["correct_logprobs"]),
-                    values(&o["incorrect_logprobs"]),
+                    floats(&o["correct_logprobs"]),
+                    floats(&o["incorrect_logprobs"]),
                 );
                 if o["example_ind"].as_u64().expect("example") >= 1 {
                     geq_1.0.extend(c.iter().copied());
