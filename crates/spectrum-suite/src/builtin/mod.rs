@@ -358,4 +358,23 @@ mod tests {
         assert_eq!(read(3), read(3));
         assert_ne!(read(3)[1], read(4)[1]);
     }
+
+    /// The default suite's files (seed 0), hashed: "same seed, same bytes on
+    /// every version". A change that alters them on purpose (a new task, a new
+    /// generator) updates the hash in the same commit and says so.
+    #[test]
+    fn the_default_suite_has_its_recorded_bytes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let paths = write(&build(&SuiteConfig::default()), dir.path()).expect("write");
+        let mut hasher = blake3::Hasher::new();
+        for path in &paths {
+            let name = path.file_name().expect("name").to_string_lossy();
+            hasher.update(name.as_bytes());
+            hasher.update(&std::fs::read(path).expect("read"));
+        }
+        assert_eq!(
+            hasher.finalize().to_hex().as_str(),
+            "f9985e9a9cc9ec5dd244c45f76ad247b435f634e0d42db569a50c6851b9b4be8"
+        );
+    }
 }
