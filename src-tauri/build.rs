@@ -14,6 +14,7 @@ const COMMANDS: &[&str] = &[
     "pick",
     "pick_save",
     "tour_suite",
+    "run_demo",
     "preview_import",
     "import",
     "datasets",

@@ -58,6 +58,7 @@ pub fn render() -> String {
     c.visit::<spectrum_app::TaskDetail>();
     c.visit::<spectrum_app::ModelRecord>();
     c.visit::<spectrum_app::TrainOutcome>();
+    c.visit::<spectrum_app::DemoOutcome>();
     c.visit::<spectrum_app::RunRecord>();
     c.visit::<spectrum_app::RunDetail>();
     c.visit::<spectrum_app::EvalReport>();

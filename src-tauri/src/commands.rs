@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use spectrum_app::{
-    Comparison, DatasetSummary, EvalReport, EvalRequest, ImportOptions, ImportRequest, ModelRecord,
-    PRESETS, Profile, ReportRequest, RunDetail, RunRecord, RunSpec, SECTIONS, Shape, Split, Studio,
-    TaskDetail, TaskItem, TaskSummary, TrainRequest,
+    Comparison, DatasetSummary, DemoEvent, DemoRequest, EvalReport, EvalRequest, Fix,
+    ImportOptions, ImportRequest, Listing, ModelRecord, Overview, PRESETS, Profile, ReportRequest,
+    RunDetail, RunKind, RunRecord, RunSpec, SECTIONS, Shape, Split, Studio, TaskDetail, TaskItem,
+    TaskSummary, TrainRequest,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -54,7 +55,7 @@ impl Shell {
         if granted.iter().any(|g| canonical.starts_with(g)) {
             Ok(path)
         } else {
-            Err(UiError::not_allowed(&path))
+            Err(not_allowed(&path))
         }
     }
 
@@ -65,7 +66,7 @@ impl Shell {
         if granted.contains(&path) {
             Ok(path)
         } else {
-            Err(UiError::not_allowed(&path))
+            Err(not_allowed(&path))
         }
     }
 }
@@ -89,30 +90,12 @@ fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 's
 
 #[tauri::command]
 pub fn app_info(shell: State<'_, Shell>) -> Res<AppInfo> {
-    let studio = &shell.studio;
-    let datasets = studio.datasets()?.len();
-    let runs = studio.runs()?;
-    let finished = |kind: &str| {
-        runs.iter()
-            .filter(|r| r.kind == kind && r.status == "finished")
-            .count()
-    };
-    let tour = Tour {
-        datasets,
-        models: studio.models()?.len(),
-        trained: finished("train"),
-        evaluated: finished("eval"),
-    };
-    let running: BTreeSet<String> = shell.jobs.list().into_iter().map(|j| j.label).collect();
-    let interrupted = runs
-        .into_iter()
-        .filter(|r| matches!(r.status.as_str(), "running" | "cancelled"))
-        .filter(|r| !running.contains(&r.name))
-        .collect();
+    let active: BTreeSet<String> = shell.jobs.list().into_iter().map(|j| j.label).collect();
+    let Overview { tour, interrupted } = shell.studio.overview(&active)?;
     Ok(AppInfo {
         version: env!("CARGO_PKG_VERSION").into(),
-        store: studio.store_path().display().to_string(),
-        first_run: datasets == 0,
+        store: shell.studio.store_path().display().to_string(),
+        first_run: tour.datasets == 0,
         tour,
         interrupted,
     })
@@ -212,21 +195,14 @@ fn import_request(shell: &Shell, paths: &[String], o: &ImportOptionsDto) -> Res<
         .map(|p| shell.check(p))
         .collect::<Res<Vec<_>>>()?;
     if paths.is_empty() {
-        return Err(UiError::new(
-            "bad_input",
-            "no files to import (fix: drop files on the window or use Import files)",
-        ));
+        return Err(UiError::bad_input("no files to import").with_fix(Fix::Import));
     }
     let shape = match o.shape.as_deref() {
         None | Some("") | Some("auto") => None,
         Some(s) => Some(Shape::parse(s).ok_or_else(|| {
-            UiError::new(
-                "bad_input",
-                format!(
-                    "unknown shape {s:?} (fix: one of {})",
-                    spectrum_app::SHAPE_NAMES
-                ),
-            )
+            UiError::bad_input(format!("unknown shape {s:?}")).with_fix(Fix::Say {
+                text: format!("one of {}", spectrum_app::SHAPE_NAMES),
+            })
         })?),
     };
     let defaults = ImportOptions::default();
@@ -268,6 +244,38 @@ pub fn preview_import(
         .jobs
         .start("preview", paths.join(", "), channel, move |ctx| {
             studio.preview_import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
+        })
+}
+
+/// The whole demo as one job, as `spectrum demo` runs it (the tour's "Run
+/// the whole demo"); running it again resumes or reuses what is done. Job
+/// result: `DemoOutcome`.
+#[tauri::command]
+pub fn run_demo(shell: State<'_, Shell>, channel: Channel<JobEvent>) -> Res<u64> {
+    let studio = shell.studio.clone();
+    shell
+        .jobs
+        .start("demo", "demo".into(), channel, move |ctx| {
+            studio.demo(
+                &DemoRequest::default(),
+                &mut |event| match event {
+                    DemoEvent::Step { step, of, text } => ctx.note(&format!("{step}/{of} {text}")),
+                    DemoEvent::Note(text) => ctx.note(text),
+                    DemoEvent::Import(p) => ctx.send(import_progress(p)),
+                    DemoEvent::Train(p) => ctx.send(JobEvent::Train {
+                        progress: p.clone(),
+                    }),
+                    DemoEvent::Eval(p) => ctx.send(JobEvent::Eval {
+                        progress: p.clone(),
+                    }),
+                    DemoEvent::Imported { .. }
+                    | DemoEvent::Model(_)
+                    | DemoEvent::Trained(_)
+                    | DemoEvent::Evaluated(_)
+                    | DemoEvent::Compared(_) => {}
+                },
+                &ctx.cancel,
+            )
         })
 }
 
@@ -430,7 +438,7 @@ pub fn train(
     request
         .spec
         .validate()
-        .map_err(|e| UiError::new("bad_input", e.to_string()))?;
+        .map_err(|e| UiError::bad_input(e.to_string()))?;
     let studio = shell.studio.clone();
     let label = request
         .name
@@ -464,40 +472,37 @@ pub fn resume_run(shell: State<'_, Shell>, run: i64, channel: Channel<JobEvent>)
         .runs()?
         .into_iter()
         .find(|r| r.id == run)
-        .ok_or_else(|| UiError::new("not_found", format!("no run {run}")))?;
+        .ok_or_else(|| UiError::not_found(format!("no run {run}"), Listing::Runs))?;
     let studio = shell.studio.clone();
     let id = run.to_string();
-    let kind = if record.kind == "eval" {
-        "eval"
-    } else {
-        "train"
-    };
-    shell.jobs.start(kind, record.name, channel, move |ctx| {
-        if record.kind == "eval" {
-            let report = studio.resume_eval(
-                &id,
-                &mut |p| {
-                    ctx.send(JobEvent::Eval {
-                        progress: p.clone(),
-                    })
-                },
-                &mut |s| ctx.note(s),
-                &ctx.cancel,
-            )?;
-            Ok(serde_json::json!({ "run": report.run, "name": report.name }))
-        } else {
-            let outcome = studio.resume(
-                &id,
-                &mut |p| {
-                    ctx.send(JobEvent::Train {
-                        progress: p.clone(),
-                    })
-                },
-                &ctx.cancel,
-            )?;
-            Ok(serde_json::to_value(outcome)?)
-        }
-    })
+    shell
+        .jobs
+        .start(record.kind.as_str(), record.name, channel, move |ctx| {
+            if record.kind == RunKind::Eval {
+                let report = studio.resume_eval(
+                    &id,
+                    &mut |p| {
+                        ctx.send(JobEvent::Eval {
+                            progress: p.clone(),
+                        })
+                    },
+                    &mut |s| ctx.note(s),
+                    &ctx.cancel,
+                )?;
+                Ok(serde_json::json!({ "run": report.run, "name": report.name }))
+            } else {
+                let outcome = studio.resume(
+                    &id,
+                    &mut |p| {
+                        ctx.send(JobEvent::Train {
+                            progress: p.clone(),
+                        })
+                    },
+                    &ctx.cancel,
+                )?;
+                Ok(serde_json::to_value(outcome)?)
+            }
+        })
 }
 
 #[tauri::command]
@@ -518,10 +523,11 @@ pub fn evaluate(
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
     if request.families.is_empty() {
-        return Err(UiError::new(
-            "bad_input",
-            "no evaluation family chosen (fix: tick steerability, distributions or validity)",
-        ));
+        return Err(
+            UiError::bad_input("no evaluation family chosen").with_fix(Fix::Say {
+                text: "tick steerability, distributions or validity".into(),
+            }),
+        );
     }
     let studio = shell.studio.clone();
     let label = request
@@ -611,9 +617,8 @@ pub fn export_report(
         }
     };
     if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            UiError::new("bad_input", format!("cannot create {}: {e}", dir.display()))
-        })?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| UiError::bad_input(format!("cannot create {}: {e}", dir.display())))?;
     }
     let studio = shell.studio.clone();
     let request = ReportRequest {
@@ -636,5 +641,5 @@ pub fn open_path(app: AppHandle, shell: State<'_, Shell>, path: String) -> Res<(
     let path = shell.check_save(&path)?;
     app.opener()
         .open_path(path.display().to_string(), None::<&str>)
-        .map_err(|e| UiError::new("internal", format!("cannot open {}: {e}", path.display())))
+        .map_err(|e| UiError::internal(format!("cannot open {}: {e}", path.display())))
 }

@@ -3,98 +3,27 @@
 //! are generated (`bindings.rs`) into `ui/src/lib/bindings.ts`.
 
 use serde::{Deserialize, Serialize};
-use spectrum_app::{DeviceSpec, EvalSettings, Family, Profile, PromptFormat, RunSpec, Split};
+use spectrum_app::{
+    DeviceSpec, ErrorCode, EvalSettings, Family, Fix, Profile, PromptFormat, RunSpec, Split,
+};
 use ts_rs::TS;
 
-/// An error as the UI shows it: what went wrong and what to do next.
-#[derive(Debug, Clone, Serialize, TS)]
-pub struct UiError {
-    /// `bad_input`, `not_found`, `not_allowed`, `cancelled`, `busy` or `internal`.
-    pub code: String,
-    pub message: String,
-    /// The fix, when the engine names one (its `(fix: ...)` part).
-    pub fix: Option<String>,
-}
+/// The error every command rejects with: `spectrum_app::AppError` (code,
+/// message, the fix as data); the UI phrases the fix and offers its button.
+pub type UiError = spectrum_app::AppError;
 
-impl UiError {
-    pub fn new(code: &str, message: impl Into<String>) -> UiError {
-        let message: String = message.into();
-        let (message, fix) = split_fix(&message);
-        UiError {
-            code: code.into(),
-            message,
-            fix,
-        }
-    }
-
-    pub fn internal(message: impl Into<String>) -> UiError {
-        UiError::new("internal", message)
-    }
-
-    pub fn not_allowed(path: &std::path::Path) -> UiError {
-        UiError::new(
-            "not_allowed",
-            format!(
-                "{} was not chosen in a dialog or dropped on the window (fix: drop it on the window or use the Browse button)",
-                path.display()
-            ),
-        )
-    }
-}
-
-impl From<anyhow::Error> for UiError {
-    fn from(e: anyhow::Error) -> UiError {
-        if spectrum_app::is_cancelled(&e) {
-            return UiError::new("cancelled", e.to_string());
-        }
-        let text = format!("{e:#}");
-        let code = if text.contains("no dataset")
-            || text.contains("no model")
-            || text.contains("no run")
-            || text.contains("no task")
-        {
-            "not_found"
-        } else {
-            "bad_input"
-        };
-        UiError::new(code, text)
-    }
-}
-
-impl std::fmt::Display for UiError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.code, self.message)
-    }
-}
-
-/// Splits `"... (fix: do this) ..."` into the message and the fix.
-pub fn split_fix(text: &str) -> (String, Option<String>) {
-    let Some(start) = text.find("(fix: ") else {
-        return (text.to_string(), None);
-    };
-    let rest = &text[start + 6..];
-    // The fix ends at its matching parenthesis (fixes may contain `--flag (x)`).
-    let mut depth = 1;
-    let mut end = None;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    end = Some(i);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let Some(end) = end else {
-        return (text.to_string(), None);
-    };
-    let fix = rest[..end].trim().to_string();
-    let message = format!("{}{}", text[..start].trim_end(), &rest[end + 1..]);
-    (message.trim().to_string(), Some(fix))
+/// A path the web view was not given (by a dialog or a drop).
+pub fn not_allowed(path: &std::path::Path) -> UiError {
+    UiError::new(
+        ErrorCode::NotAllowed,
+        format!(
+            "{} was not chosen in a dialog or dropped on the window",
+            path.display()
+        ),
+    )
+    .with_fix(Fix::Say {
+        text: "drop it on the window or use the Browse button".into(),
+    })
 }
 
 /// A job's life, as sent on its channel.
@@ -143,7 +72,7 @@ pub struct Dropped {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct JobInfo {
     pub id: u64,
-    /// `preview`, `import`, `model`, `train`, `eval`, `report`.
+    /// `preview`, `import`, `model`, `train`, `eval`, `report`, `demo`.
     pub kind: String,
     pub label: String,
 }
@@ -155,19 +84,9 @@ pub struct AppInfo {
     /// Nothing imported yet: the UI offers the tour.
     pub first_run: bool,
     /// How far the store is along the main job, for the tour's checklist.
-    pub tour: Tour,
+    pub tour: spectrum_app::Tour,
     /// Training and evaluation runs left `running` by a process that is gone.
     pub interrupted: Vec<spectrum_app::RunRecord>,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, TS)]
-pub struct Tour {
-    pub datasets: usize,
-    pub models: usize,
-    /// Finished training runs.
-    pub trained: usize,
-    /// Finished evaluation runs.
-    pub evaluated: usize,
 }
 
 /// How to read dropped or picked files.
@@ -274,25 +193,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_fix_is_split_from_the_message() {
-        let (m, f) = split_fix(
-            "no dataset \"x\" in /s (fix: `spectrum datasets list` shows ids (and names)) now",
-        );
-        assert_eq!(m, "no dataset \"x\" in /s now");
+    fn engine_errors_cross_with_their_code_and_fix() {
+        let e = UiError::from(anyhow::Error::new(spectrum_app::AppError::not_found(
+            "no model \"q\"",
+            spectrum_app::Listing::Models,
+        )));
+        assert_eq!(e.code, ErrorCode::NotFound);
         assert_eq!(
-            f.as_deref(),
-            Some("`spectrum datasets list` shows ids (and names)")
+            e.fix,
+            Some(Fix::List {
+                what: spectrum_app::Listing::Models
+            })
         );
-        assert_eq!(split_fix("plain").1, None);
-        assert_eq!(split_fix("open (fix: never closed").1, None);
-    }
-
-    #[test]
-    fn engine_errors_get_codes() {
-        let e = UiError::from(anyhow::anyhow!("no model \"q\" (fix: add it)"));
-        assert_eq!(e.code, "not_found");
-        assert_eq!(e.fix.as_deref(), Some("add it"));
         let e = UiError::from(anyhow::Error::new(spectrum_app::Cancelled("training")));
-        assert_eq!(e.code, "cancelled");
+        assert_eq!(e.code, ErrorCode::Cancelled);
+        let json = serde_json::to_value(not_allowed(std::path::Path::new("/x"))).expect("json");
+        assert_eq!(json["code"], "not_allowed");
+        assert_eq!(json["fix"]["kind"], "say");
     }
 }

@@ -35,6 +35,7 @@ macro_rules! handler {
             commands::task_detail,
             commands::distribution_item,
             commands::run_prompt,
+            commands::run_demo,
             commands::models,
             commands::remove_model,
             commands::add_model,

@@ -583,8 +583,8 @@ fn closing_the_window_cancels_training_and_reopening_offers_resume() {
         }
     }
     let run = studio.runs().expect("runs").remove(0);
-    assert_eq!(run.kind, "train");
-    assert_eq!(run.status, "cancelled", "{run:?}");
+    assert_eq!(run.kind, spectrum_app::RunKind::Train);
+    assert_eq!(run.status, spectrum_app::RunStatus::Cancelled, "{run:?}");
     assert!(run.step > 0 && run.step < run.total_steps, "{run:?}");
     let detail = studio.run_detail(&run.id.to_string()).expect("detail");
     assert!(!detail.checkpoints.is_empty(), "no checkpoint after cancel");
@@ -614,7 +614,11 @@ fn closing_the_window_cancels_training_and_reopening_offers_resume() {
     desktop.wait_exit("SIGTERM");
     let resumed = studio.runs().expect("runs").remove(0);
     assert_eq!(resumed.id, run.id);
-    assert_eq!(resumed.status, "cancelled", "{resumed:?}");
+    assert_eq!(
+        resumed.status,
+        spectrum_app::RunStatus::Cancelled,
+        "{resumed:?}"
+    );
     assert!(resumed.step >= run.step, "{resumed:?}");
     d.quit();
 }

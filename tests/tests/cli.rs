@@ -248,7 +248,8 @@ fn failures_give_one_line_reasons_and_nonzero_exit() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("newer Spectrum Studio (schema version 99"),
+        stderr.contains("newer Spectrum Studio (schema version 99")
+            && stderr.contains("(fix: upgrade Spectrum Studio, or use another --store)"),
         "{stderr}"
     );
     assert_eq!(

@@ -296,6 +296,31 @@ fn demo_builds_imports_installs_tunes_and_evaluates_the_default_model() {
     );
     assert_eq!(runs[0]["kind"], "eval");
     assert_eq!(runs[2]["kind"], "train");
+    // Provenance recorded when each run started: the dataset it read and its
+    // model's content hash (the instruct model for the training run and the
+    // first evaluation, the tuned one for the second).
+    for run in runs.as_array().expect("array") {
+        assert_eq!(run["datasets"][0]["name"], "builtin-suite", "{run}");
+        assert_eq!(
+            run["datasets"][0]["content_hash"],
+            datasets[0]["content_hash"]
+        );
+    }
+    let hash = |name: &str| {
+        models
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|m| m["name"] == name)
+            .map(|m| m["content_hash"].clone())
+            .expect("registered")
+    };
+    assert_eq!(runs[2]["model_hash"], hash("SmolLM2-135M-Instruct"));
+    assert_eq!(runs[1]["model_hash"], hash("SmolLM2-135M-Instruct"));
+    assert_eq!(
+        runs[0]["model_hash"],
+        hash("SmolLM2-135M-Instruct-spectrum")
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("baseline:") && stdout.contains("wins"),

@@ -13,11 +13,13 @@ use spectrum_eval::steer::{EvalSequence, SteerSummary};
 use spectrum_eval::valid::{Setting, ValidSummary};
 use spectrum_eval::{EvalError, Evaluator, Family, Profile, Settings};
 use spectrum_lm::{DeviceSpec, PromptFormat};
-use spectrum_store::{NewRun, RunRecord, Store, TaskFilter, TaskSummary};
+use spectrum_store::{
+    NewRun, RunDataset, RunKind, RunRecord, RunStatus, Store, TaskFilter, TaskSummary,
+};
 use spectrum_suite::Split;
 
 use crate::training::{find_run, unique_name};
-use crate::{Cancelled, Studio};
+use crate::{AppError, Cancelled, ErrorCode, Fix, Listing, Studio};
 
 /// What to evaluate, on what, how.
 #[derive(Debug, Clone)]
@@ -90,6 +92,10 @@ pub struct SteerReport {
     /// Means over tasks (equal weight) of the task means of examples 1..k (the reference's loss_geq_1).
     pub loss: MeanSe,
     pub acc: MeanSe,
+    /// The curve over tasks: at each example number every task reaches
+    /// (0..=the smallest k), the mean of the tasks' means ± s.e. over tasks
+    /// ([`crate::figures::steer_mean_curve`]).
+    pub curve: Vec<spectrum_eval::steer::CurvePoint>,
     pub tasks: Vec<SteerSummary>,
     /// Every scored output, with its task.
     pub outputs: Vec<Value>,
@@ -134,10 +140,14 @@ pub struct ValidReport {
 pub struct EvalReport {
     pub run: i64,
     pub name: String,
-    pub status: String,
+    pub status: RunStatus,
     pub model: String,
     /// The model folder the run evaluated.
     pub model_path: PathBuf,
+    /// The model's content hash and the datasets the run read, recorded when
+    /// it started (absent for runs from before provenance was kept).
+    pub model_hash: Option<String>,
+    pub datasets: Vec<RunDataset>,
     pub template: PromptFormat,
     pub profile: Profile,
     pub settings: Settings,
@@ -153,8 +163,10 @@ pub struct EvalReport {
 fn select_tasks(store: &Store, selectors: &[String]) -> Result<Vec<TaskSummary>> {
     let all = store.tasks(&TaskFilter::default())?;
     if all.is_empty() {
-        bail!(
-            "the store holds no tasks (fix: `spectrum import FILES`, or `spectrum demo` for the built-in suite)"
+        return Err(
+            AppError::new(ErrorCode::NotFound, "the store holds no tasks")
+                .with_fix(Fix::Import)
+                .into(),
         );
     }
     let selectors: Vec<String> = if selectors.is_empty() {
@@ -179,9 +191,13 @@ fn select_tasks(store: &Store, selectors: &[String]) -> Result<Vec<TaskSummary>>
             }
         };
         if matched.is_empty() {
-            bail!(
-                "no task, category or dataset {sel:?} (fix: `spectrum tasks list` shows them; `held-out`, `train` and `all` select by split)"
-            );
+            return Err(AppError::not_found(
+                format!(
+                    "no task, category or dataset {sel:?} (`held-out`, `train` and `all` select by split)"
+                ),
+                Listing::Tasks,
+            )
+            .into());
         }
         for t in matched {
             // A task imported twice under one name: the newest import wins.
@@ -307,7 +323,7 @@ impl Studio {
         let model_name = base
             .as_ref()
             .map_or_else(|| model_path.display().to_string(), |m| m.name.clone());
-        let format_name = format!("{:?}", request.format).to_lowercase();
+        let format_name = request.format.as_str();
         let name = unique_name(
             &store,
             request
@@ -329,13 +345,15 @@ impl Studio {
         };
         let spec = serde_json::to_value(&stored)?;
         let run = store.create_run(&NewRun {
-            kind: "eval".into(),
+            kind: RunKind::Eval,
             name,
             spec_hash: spec_hash(&spec.to_string()),
             spec,
+            model_hash: crate::models::model_hash(base.as_ref(), &model_path),
             model_id: base.map(|m| m.id),
+            tasks: tasks.iter().map(|t| t.id).collect(),
             seed: request.settings.seed as i64,
-            device: format!("{:?}", request.device).to_lowercase(),
+            device: request.device.to_string(),
             app_version: env!("CARGO_PKG_VERSION").into(),
             out_dir: String::new(),
             total_steps: stored.plan.len() as i64,
@@ -345,7 +363,7 @@ impl Studio {
             run.id,
             run.name,
             stored.plan.len(),
-            format!("{:?}", request.profile).to_lowercase()
+            request.profile.as_str()
         ));
         self.execute_eval(&mut store, &run, &stored, progress, note, cancel)
     }
@@ -361,16 +379,18 @@ impl Studio {
     ) -> Result<EvalReport> {
         let mut store = self.store()?;
         let record = find_run(&store, run)?;
-        if record.kind != "eval" {
-            bail!(
-                "run {} ({}) is a {} run (fix: `spectrum train --resume {}` continues training runs)",
-                record.id,
-                record.name,
-                record.kind,
-                record.id
-            );
+        if record.kind != RunKind::Eval {
+            return Err(AppError::bad_input(format!(
+                "run {} ({}) is a {} run, not an evaluation",
+                record.id, record.name, record.kind
+            ))
+            .with_fix(Fix::Resume {
+                run: record.id,
+                run_kind: record.kind,
+            })
+            .into());
         }
-        if record.status == "finished" {
+        if record.status == RunStatus::Finished {
             bail!(
                 "evaluation run {} ({}) has already finished (fix: `spectrum runs show {}` shows it)",
                 record.id,
@@ -392,7 +412,7 @@ impl Studio {
             );
         }
         stored.device.device()?;
-        store.set_run_status(record.id, "running", None)?;
+        store.set_run_status(record.id, RunStatus::Running, None)?;
         note(&format!(
             "resuming evaluation run {} ({}): {} of {} task evaluations done",
             record.id,
@@ -414,11 +434,11 @@ impl Studio {
     ) -> Result<EvalReport> {
         let result = self.run_plan(store, run, stored, stored.device, progress, note, cancel);
         match &result {
-            Ok(()) => store.set_run_status(run.id, "finished", None)?,
+            Ok(()) => store.set_run_status(run.id, RunStatus::Finished, None)?,
             Err(e) if e.downcast_ref::<Cancelled>().is_some() => {
-                store.set_run_status(run.id, "cancelled", None)?
+                store.set_run_status(run.id, RunStatus::Cancelled, None)?
             }
-            Err(e) => store.set_run_status(run.id, "failed", Some(&format!("{e:#}")))?,
+            Err(e) => store.set_run_status(run.id, RunStatus::Failed, Some(&format!("{e:#}")))?,
         }
         result?;
         self.eval_report(&run.id.to_string())
@@ -550,11 +570,11 @@ impl Studio {
     pub fn finished_eval(&self, request: &EvalRequest) -> Result<Option<EvalReport>> {
         let store = self.store()?;
         let path = self.resolve_model(&request.model, &mut |_| {})?;
-        for run in store.runs(Some("eval"))? {
+        for run in store.runs(Some(RunKind::Eval))? {
             let Ok(s) = serde_json::from_value::<StoredEval>(run.spec.clone()) else {
                 continue;
             };
-            if run.status == "finished"
+            if run.status == RunStatus::Finished
                 && s.model_path == path
                 && s.template == request.format
                 && s.settings == request.settings
@@ -571,7 +591,7 @@ impl Studio {
     pub fn eval_report(&self, run: &str) -> Result<EvalReport> {
         let store = self.store()?;
         let record = find_run(&store, run)?;
-        if record.kind != "eval" {
+        if record.kind != RunKind::Eval {
             bail!(
                 "run {} ({}) is a {} run, not an evaluation (fix: `spectrum runs list` shows each run's kind)",
                 record.id,
@@ -634,9 +654,11 @@ impl Studio {
         Ok(EvalReport {
             run: record.id,
             name: record.name.clone(),
-            status: record.status.clone(),
+            status: record.status,
             model: stored.model.clone(),
             model_path: stored.model_path.clone(),
+            model_hash: record.model_hash.clone(),
+            datasets: record.datasets.clone(),
             template: stored.template,
             profile: stored.profile,
             unfinished: stored.plan.len().saturating_sub(finished.len()),
@@ -644,6 +666,7 @@ impl Studio {
             steer: (!steer.is_empty()).then(|| SteerReport {
                 loss: over(steer.iter().map(|s| s.loss.mean).collect()),
                 acc: over(steer.iter().map(|s| s.acc.mean).collect()),
+                curve: crate::figures::steer_mean_curve(&steer),
                 tasks: steer,
                 outputs,
             }),

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use spectrum_lm::engine::output_scores;
 use spectrum_lm::template::{self, PromptFormat, Rendered};
@@ -11,7 +11,7 @@ use spectrum_lm::{DeviceSpec, OutputScore, SamplingParams};
 use spectrum_suite::import::{self, ImportOptions, Item, Shape};
 use spectrum_suite::{Message, Role, Sequence};
 
-use crate::Studio;
+use crate::{AppError, Listing, Studio};
 
 #[derive(Debug, Clone)]
 pub struct ScoreRequest {
@@ -150,8 +150,8 @@ impl Studio {
         let (ids, mut params) = match &request.prompt {
             PromptSource::Text(text) => (tokenizer.encode(text)?, request.params.clone()),
             PromptSource::Task(task) => {
-                let description = self.store()?.task_description(task)?.with_context(|| {
-                    format!("no task {task:?} (fix: `spectrum tasks list` shows them)")
+                let description = self.store()?.task_description(task)?.ok_or_else(|| {
+                    AppError::not_found(format!("no task {task:?}"), Listing::Tasks)
                 })?;
                 let messages = [Message::new(Role::Description, description)];
                 let prompt = template::generation_prompt(&tokenizer, request.format, &messages)?;

@@ -4,10 +4,14 @@
 
 mod compare;
 mod datasets;
+mod demo;
+mod error;
 mod evaluation;
+pub mod figures;
 mod inference;
 mod library;
 mod models;
+mod overview;
 mod prompt;
 mod report;
 mod serve;
@@ -20,6 +24,8 @@ use anyhow::{Context, Result};
 
 pub use compare::{CandidateComparison, CompareRow, Comparison, RunRef, Tally};
 pub use datasets::{ImportOutcome, ImportRequest};
+pub use demo::{DemoEvent, DemoOutcome, DemoRequest};
+pub use error::{AppError, ErrorCode, Fix, Listing};
 pub use evaluation::{
     DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, ValidOverall,
     ValidReport,
@@ -27,6 +33,7 @@ pub use evaluation::{
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
 pub use models::{LoadedModel, RemoteOptions, load_model};
+pub use overview::{Overview, Tour};
 pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use report::{CHART_KINDS, ChartRequest, ReportRequest, SECTIONS};
 pub use serve::Serving;
@@ -39,7 +46,8 @@ pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
 pub use spectrum_openai::ServeOptions;
 pub use spectrum_openai::client::store_api_key;
 pub use spectrum_store::{
-    DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunRecord, StepMetrics, TaskSummary,
+    DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunDataset, RunKind, RunRecord,
+    RunStatus, StepMetrics, TaskSummary,
 };
 pub use spectrum_suite::builtin::SuiteConfig;
 pub use spectrum_suite::import::{
@@ -137,11 +145,12 @@ impl Studio {
 }
 
 fn find(store: &Store, id_or_name: &str) -> Result<DatasetSummary> {
-    store.find_dataset(id_or_name)?.with_context(|| {
-        format!(
-            "no dataset {id_or_name:?} in {} (fix: `spectrum datasets list` shows ids and names)",
-            store.path().display()
+    store.find_dataset(id_or_name)?.ok_or_else(|| {
+        AppError::not_found(
+            format!("no dataset {id_or_name:?} in {}", store.path().display()),
+            Listing::Datasets,
         )
+        .into()
     })
 }
 

@@ -4,12 +4,12 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use spectrum_suite::import::{self, Item, ItemSink, Progress, SinkError};
 use spectrum_suite::{Message, ValidityRule};
 
-use crate::{ImportReport, ImportRequest, Studio, TaskSummary};
+use crate::{AppError, ImportReport, ImportRequest, Listing, Studio, TaskSummary};
 
 /// What an import would do, worked out without touching the store.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
@@ -156,7 +156,9 @@ impl Studio {
             .tasks(&spectrum_store::TaskFilter::default())?
             .into_iter()
             .find(|t| t.id == task_id)
-            .with_context(|| format!("no task with id {task_id} (fix: reload the task list)"))?;
+            .ok_or_else(|| {
+                AppError::not_found(format!("no task with id {task_id}"), Listing::Tasks)
+            })?;
         let sequences = store
             .task_sequences_with_ids(task_id)?
             .into_iter()

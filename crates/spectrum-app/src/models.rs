@@ -13,7 +13,7 @@ use spectrum_lm::{DeviceSpec, LanguageModel};
 use spectrum_openai::client::{self as remote, RemoteModel, RemoteSpec};
 use spectrum_store::{ModelRecord, NewModel};
 
-use crate::Studio;
+use crate::{AppError, Listing, Studio};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -299,8 +299,8 @@ impl Studio {
     }
 
     pub fn model(&self, id_or_name: &str) -> Result<ModelRecord> {
-        self.store()?.find_model(id_or_name)?.with_context(|| {
-            format!("no model {id_or_name:?} (fix: `spectrum model list` shows them; `spectrum model add PATH` adds one)")
+        self.store()?.find_model(id_or_name)?.ok_or_else(|| {
+            AppError::not_found(format!("no model {id_or_name:?}"), Listing::Models).into()
         })
     }
 
@@ -345,9 +345,11 @@ impl Studio {
         if path.is_file() {
             return Ok(PathBuf::from(self.add_model(spec, None, progress)?.path));
         }
-        bail!(
-            "no model {spec:?}: not a registered model, a folder or a .gguf file (fix: `spectrum model list`, or `--model default`)"
+        Err(AppError::not_found(
+            format!("no model {spec:?}: not a registered model, a folder or a .gguf file"),
+            Listing::Models,
         )
+        .into())
     }
 }
 
@@ -453,6 +455,16 @@ pub fn load_model(dir: &Path, device: DeviceSpec) -> Result<LoadedModel> {
 }
 
 /// Fails with a clear message when `dir` is a remote model (training needs weights).
+/// The content hash a run records for its model: the registry's for a
+/// registered model (hashed when it was added), else the folder's own (a model
+/// given by path); `None` where there are no local files to hash.
+pub(crate) fn model_hash(registered: Option<&ModelRecord>, dir: &Path) -> Option<String> {
+    match registered {
+        Some(m) => Some(m.content_hash.clone()),
+        None => ModelDir::open(dir).ok()?.content_hash().ok(),
+    }
+}
+
 pub fn require_weights(dir: &Path) -> Result<()> {
     if remote::is_remote(dir) {
         let spec = RemoteSpec::read(dir)?;

@@ -12,7 +12,7 @@ use spectrum_lm::PromptFormat;
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_store::TaskFilter;
 
-use crate::Studio;
+use crate::{AppError, Listing, Studio};
 
 /// Which prompt to show.
 #[derive(Debug, Clone)]
@@ -77,7 +77,7 @@ impl Studio {
             .tasks(&TaskFilter::default())?
             .into_iter()
             .find(|t| t.name == name)
-            .with_context(|| format!("no task {name:?} (fix: `spectrum tasks list` shows them)"))
+            .ok_or_else(|| AppError::not_found(format!("no task {name:?}"), Listing::Tasks).into())
     }
 
     fn tokenizer_of(&self, model: &str, progress: &mut dyn FnMut(&str)) -> Result<TextTokenizer> {

@@ -11,7 +11,7 @@ use spectrum_lm::template;
 use spectrum_report::{Block, Chart, DocumentSpec, Figure, ItemBars, Panel, Section, Series};
 use spectrum_suite::{Message, Role};
 
-use crate::{EvalReport, RunDetail, Studio};
+use crate::{AppError, EvalReport, Fix, Listing, RunDetail, RunKind, Studio};
 
 /// The figures one can ask for.
 pub const CHART_KINDS: [&str; 6] = ["steer", "items", "js", "validity", "heatmap", "training"];
@@ -65,13 +65,7 @@ impl Runs {
     fn names(&self) -> Vec<String> {
         self.evals
             .iter()
-            .map(|r| {
-                format!(
-                    "{} ({})",
-                    r.name,
-                    format!("{:?}", r.template).to_lowercase()
-                )
-            })
+            .map(|r| format!("{} ({})", r.name, r.template.as_str()))
             .collect()
     }
 
@@ -120,32 +114,47 @@ fn mse(m: &spectrum_eval::metrics::MeanSe, digits: usize) -> String {
     }
 }
 
-/// Steerability curves: one panel per task, runs overlaid.
+/// Steerability curves: the mean over tasks (the app's "all tasks" chart,
+/// from the same series) then one panel per task, runs overlaid.
 fn steer_figure(runs: &Runs, tasks: &[String], metric: &str) -> Figure {
-    let panels = tasks
-        .iter()
-        .map(|task| Panel {
-            title: task.clone(),
-            series: runs
-                .evals
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
-                    Some(Series {
-                        run: i,
-                        points: t
-                            .curve
-                            .iter()
-                            .map(|p| {
-                                let m = if metric == "acc" { &p.acc } else { &p.loss };
-                                (p.index as f64, m.mean, m.se.unwrap_or(0.0))
-                            })
-                            .collect(),
+    let series = |curve: &[spectrum_eval::steer::CurvePoint]| -> Vec<(f64, f64, f64)> {
+        curve
+            .iter()
+            .map(|p| {
+                let m = if metric == "acc" { &p.acc } else { &p.loss };
+                (p.index as f64, m.mean, m.se.unwrap_or(0.0))
+            })
+            .collect()
+    };
+    let panel =
+        |title: String,
+         curve: &dyn Fn(&EvalReport) -> Option<&[spectrum_eval::steer::CurvePoint]>| {
+            Panel {
+                title,
+                series: runs
+                    .evals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| {
+                        Some(Series {
+                            run: i,
+                            points: series(curve(r)?),
+                        })
                     })
-                })
-                .collect(),
-        })
+                    .collect(),
+            }
+        };
+    let mean = panel(
+        "mean over tasks (outputs every task reaches)".into(),
+        &|r| r.steer.as_ref().map(|s| s.curve.as_slice()),
+    );
+    let panels = std::iter::once(mean)
+        .chain(tasks.iter().map(|task| {
+            panel(task.clone(), &|r| {
+                let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                Some(t.curve.as_slice())
+            })
+        }))
         .collect::<Vec<_>>();
     let rows = panels.len().div_ceil(3).max(1) as u32;
     Figure {
@@ -387,7 +396,11 @@ fn rendered_example(r: &EvalReport) -> Result<String> {
 impl Studio {
     fn report_runs(&self, runs: &[String], baseline: Option<&str>) -> Result<Runs> {
         if runs.is_empty() {
-            bail!("no runs given (fix: `spectrum runs list` shows them)");
+            return Err(AppError::bad_input("no runs given")
+                .with_fix(Fix::List {
+                    what: Listing::Runs,
+                })
+                .into());
         }
         let mut out = Runs {
             evals: Vec::new(),
@@ -395,7 +408,7 @@ impl Studio {
         };
         for r in runs {
             let detail = self.run_detail(r)?;
-            if detail.run.kind == "eval" {
+            if detail.run.kind == RunKind::Eval {
                 out.evals
                     .push(self.eval_report(&detail.run.id.to_string())?);
             } else {
@@ -494,8 +507,6 @@ impl Studio {
             runs.evals.len(),
             runs.trains.len()
         ));
-        let store = self.store()?;
-        let models = store.models()?;
         let mut sections = Vec::new();
         let version = env!("CARGO_PKG_VERSION");
         let created = request.created.unwrap_or_else(now);
@@ -504,42 +515,32 @@ impl Studio {
             created.0, created.1, created.2, created.3, created.4
         )];
         for r in &runs.evals {
-            let hash = models
-                .iter()
-                .find(|m| Path::new(&m.path) == r.model_path)
-                .map_or("-".into(), |m| m.content_hash.clone());
+            let hash = r.model_hash.as_deref().unwrap_or("not recorded");
             title_lines.push(format!(
                 "Evaluation run {} ({}): model {} (content hash {}), template {}, profile {}, status {}.",
                 r.run,
                 r.name,
                 r.model,
-                shorten_hash(&hash),
-                format!("{:?}", r.template).to_lowercase(),
-                format!("{:?}", r.profile).to_lowercase(),
+                shorten_hash(hash),
+                r.template.as_str(),
+                r.profile.as_str(),
                 r.status
             ));
         }
         for t in &runs.trains {
             title_lines.push(format!(
-                "Training run {} ({}): base model {}, tuned model {}, status {}, step {}/{}.",
+                "Training run {} ({}): base model {} (content hash {}), tuned model {}, status {}, step {}/{}.",
                 t.run.id,
                 t.run.name,
                 t.run.model.as_deref().unwrap_or("-"),
+                shorten_hash(t.run.model_hash.as_deref().unwrap_or("not recorded")),
                 t.run.result_model.as_deref().unwrap_or("-"),
                 t.run.status,
                 t.run.step,
                 t.run.total_steps
             ));
         }
-        for d in store.datasets()? {
-            title_lines.push(format!(
-                "Dataset {} ({}): {} tasks, content hash {}.",
-                d.id,
-                d.name,
-                d.tasks,
-                shorten_hash(&d.content_hash)
-            ));
-        }
+        title_lines.extend(provenance_lines(&runs));
         let names = runs.names();
         if want("summary") && !runs.evals.is_empty() {
             let rows = runs
@@ -586,11 +587,7 @@ impl Studio {
                 for c in &cmp.candidates {
                     for (family, t) in &c.tally {
                         rows.push(vec![
-                            format!(
-                                "{} ({})",
-                                c.run.name,
-                                format!("{:?}", c.run.template).to_lowercase()
-                            ),
+                            format!("{} ({})", c.run.name, c.run.template.as_str()),
                             family.as_str().to_string(),
                             t.win.to_string(),
                             t.tie.to_string(),
@@ -609,7 +606,7 @@ impl Studio {
                     blocks.push(Block::Heading(format!(
                         "{} ({}) minus the baseline",
                         c.run.name,
-                        format!("{:?}", c.run.template).to_lowercase()
+                        c.run.template.as_str()
                     )));
                     let rows = c
                         .rows
@@ -626,7 +623,7 @@ impl Studio {
                                     "{:+.3} [{:+.3}, {:+.3}]",
                                     r.interval.diff, r.interval.lo, r.interval.hi
                                 ),
-                                format!("{:?}", r.verdict).to_lowercase(),
+                                r.verdict.as_str().into(),
                             ]
                         })
                         .collect();
@@ -833,7 +830,7 @@ impl Studio {
                 blocks.push(Block::Heading(format!(
                     "{} with the {} template",
                     r.model,
-                    format!("{:?}", r.template).to_lowercase()
+                    r.template.as_str()
                 )));
                 match rendered_example(r) {
                     Ok(text) => blocks.push(Block::Code(text)),
@@ -880,6 +877,49 @@ impl Studio {
         write_new(&request.out, &bytes)?;
         Ok(request.out.clone())
     }
+}
+
+/// The datasets the report's runs read, as each run recorded them when it
+/// started (a dataset removed or re-imported since keeps its recorded hash),
+/// and the runs that predate provenance.
+fn provenance_lines(runs: &Runs) -> Vec<String> {
+    let recorded = runs
+        .evals
+        .iter()
+        .map(|r| (r.run, &r.datasets))
+        .chain(runs.trains.iter().map(|t| (t.run.id, &t.run.datasets)));
+    let mut read: std::collections::BTreeMap<(&str, &str), Vec<i64>> = Default::default();
+    let mut unrecorded = Vec::new();
+    for (run, datasets) in recorded {
+        if datasets.is_empty() {
+            unrecorded.push(run.to_string());
+        }
+        for d in datasets {
+            read.entry((&d.name, &d.content_hash))
+                .or_default()
+                .push(run);
+        }
+    }
+    let mut lines: Vec<String> = read
+        .into_iter()
+        .map(|((name, hash), runs)| {
+            let runs: Vec<String> = runs.iter().map(|r| r.to_string()).collect();
+            format!(
+                "Dataset {name} (content hash {}): read by run{} {}.",
+                shorten_hash(hash),
+                if runs.len() == 1 { "" } else { "s" },
+                runs.join(", ")
+            )
+        })
+        .collect();
+    if !unrecorded.is_empty() {
+        lines.push(format!(
+            "Run{} {} started before Spectrum Studio recorded the datasets a run reads.",
+            if unrecorded.len() == 1 { "" } else { "s" },
+            unrecorded.join(", ")
+        ));
+    }
+    lines
 }
 
 fn shorten_hash(h: &str) -> String {

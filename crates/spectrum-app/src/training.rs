@@ -10,14 +10,15 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use spectrum_store::{
-    EvalMetrics, ModelRecord, NewRun, RunRecord, StepMetrics, Store, TaskFilter, TaskSummary,
+    EvalMetrics, ModelRecord, NewRun, RunKind, RunRecord, RunStatus, StepMetrics, Store,
+    TaskFilter, TaskSummary,
 };
 use spectrum_suite::{Message, Rng, Split};
 use spectrum_train::{
     Checkpoint, Event, Method, RunSpec, SourceSequence, TrainError, TrainJob, checkpoint, export,
 };
 
-use crate::Studio;
+use crate::{AppError, ErrorCode, Fix, Listing, Studio};
 
 /// What `train` needs: the settings, the base model (as `--model` takes it)
 /// and, optionally, the name of the run and of the tuned model it registers.
@@ -130,7 +131,7 @@ impl Studio {
     ) -> Result<RunRecord> {
         let (run, _) = self.create_run(request, note)?;
         let mut store = self.store()?;
-        store.set_run_status(run.id, "cancelled", None)?;
+        store.set_run_status(run.id, RunStatus::Cancelled, None)?;
         store
             .run(run.id)?
             .context("the run vanished from the store")
@@ -186,13 +187,20 @@ impl Studio {
             held_out_tasks: held_out_tasks.iter().map(|t| t.id).collect(),
         };
         let run = store.create_run(&NewRun {
-            kind: "train".into(),
+            kind: RunKind::Train,
             name,
             spec: serde_json::to_value(&stored)?,
             spec_hash: spec.hash(),
+            model_hash: crate::models::model_hash(base.as_ref(), &model_path),
             model_id: base.map(|m| m.id),
+            tasks: stored
+                .train_tasks
+                .iter()
+                .chain(&stored.held_out_tasks)
+                .copied()
+                .collect(),
             seed: spec.seed as i64,
-            device: format!("{:?}", spec.device).to_lowercase(),
+            device: spec.device.to_string(),
             app_version: env!("CARGO_PKG_VERSION").into(),
             out_dir: String::new(),
             total_steps: 0,
@@ -211,7 +219,18 @@ impl Studio {
     ) -> Result<TrainOutcome> {
         let mut store = self.store()?;
         let record = find_run(&store, run)?;
-        if record.status == "finished" {
+        if record.kind != RunKind::Train {
+            return Err(AppError::bad_input(format!(
+                "run {} ({}) is an evaluation run, not a training run",
+                record.id, record.name
+            ))
+            .with_fix(Fix::Resume {
+                run: record.id,
+                run_kind: record.kind,
+            })
+            .into());
+        }
+        if record.status == RunStatus::Finished {
             bail!(
                 "run {} ({}) has already finished (fix: `spectrum export {}` to write its model, or start a new run)",
                 record.id,
@@ -226,7 +245,7 @@ impl Studio {
             None => 0,
         };
         store.rewind_run(record.id, step as i64)?;
-        store.set_run_status(record.id, "running", None)?;
+        store.set_run_status(record.id, RunStatus::Running, None)?;
         drop(store);
         self.execute(record, stored, progress, cancel)
     }
@@ -242,8 +261,8 @@ impl Studio {
         let mut store = self.store()?;
         match &result {
             Ok(true) => {}
-            Ok(false) => store.set_run_status(run.id, "cancelled", None)?,
-            Err(e) => store.set_run_status(run.id, "failed", Some(&format!("{e:#}")))?,
+            Ok(false) => store.set_run_status(run.id, RunStatus::Cancelled, None)?,
+            Err(e) => store.set_run_status(run.id, RunStatus::Failed, Some(&format!("{e:#}")))?,
         }
         let cancelled = !result?;
         let record = store
@@ -378,7 +397,7 @@ impl Studio {
         let model = self.register(&model_dir, &run.name, &format!("run:{}", run.id))?;
         let mut store = self.store()?;
         store.set_run_result_model(run.id, model.id)?;
-        store.set_run_status(run.id, "finished", None)?;
+        store.set_run_status(run.id, RunStatus::Finished, None)?;
         Ok(true)
     }
 
@@ -415,14 +434,15 @@ impl Studio {
         let store = self.store()?;
         let record = find_run(&store, run)?;
         let stored = StoredRun::of(&record)?;
-        let ckpt = checkpoint::latest(&self.run_dir(record.id).join("checkpoints"))?.with_context(
-            || {
-                format!(
-                    "run {} has no checkpoint yet (fix: `spectrum train --resume {}`)",
-                    record.id, record.id
+        let ckpt =
+            checkpoint::latest(&self.run_dir(record.id).join("checkpoints"))?.ok_or_else(|| {
+                AppError::bad_input(format!("run {} has no checkpoint yet", record.id)).with_fix(
+                    Fix::Resume {
+                        run: record.id,
+                        run_kind: RunKind::Train,
+                    },
                 )
-            },
-        )?;
+            })?;
         for out in [peft, merged].into_iter().flatten() {
             if out.exists()
                 && std::fs::read_dir(out)
@@ -461,7 +481,7 @@ impl Studio {
         }
         let store = self.store()?;
         let record = find_run(&store, run)?;
-        if record.kind != "train" {
+        if record.kind != RunKind::Train {
             bail!(
                 "run {} ({}) is an evaluation; export-job takes a training run (fix: `spectrum train ... --no-start` records one without training)",
                 record.id,
@@ -495,7 +515,7 @@ impl Studio {
 pub(crate) fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
     store
         .find_run(run)?
-        .with_context(|| format!("no run {run:?} (fix: `spectrum runs list` shows them)"))
+        .ok_or_else(|| AppError::not_found(format!("no run {run:?}"), Listing::Runs).into())
 }
 
 /// `name`, or `name-2`, `name-3`... if a model or run already has it.
@@ -525,9 +545,7 @@ fn resolve_tasks(
         Some(d) => Some(
             store
                 .find_dataset(d)?
-                .with_context(|| {
-                    format!("no dataset {d:?} (fix: `spectrum datasets list` shows them)")
-                })?
+                .ok_or_else(|| AppError::not_found(format!("no dataset {d:?}"), Listing::Datasets))?
                 .id,
         ),
         None => None,
@@ -537,17 +555,22 @@ fn resolve_tasks(
         split: None,
     })?;
     if all.is_empty() {
-        bail!(
-            "no tasks to train on: the store holds none (fix: `spectrum import FILES`, or `spectrum demo` for the built-in suite)"
-        );
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            "no tasks to train on: the store holds none",
+        )
+        .with_fix(Fix::Import)
+        .into());
     }
     let is_train = |t: &TaskSummary| t.split == Split::Train.as_str();
     for name in &sel.names {
         let matching: Vec<&TaskSummary> = all.iter().filter(|t| &t.name == name).collect();
         if matching.is_empty() {
-            bail!(
-                "no task {name:?} (fix: `spectrum tasks list --split train` shows the tasks you can train on)"
-            );
+            return Err(AppError::not_found(
+                format!("no task {name:?} among the train tasks"),
+                Listing::Tasks,
+            )
+            .into());
         }
         if matching.iter().any(|t| !is_train(t)) {
             bail!(

@@ -664,16 +664,16 @@ pub struct DemoArgs {
 }
 
 impl DemoArgs {
-    /// The cpu preset on the demo's dataset, with the demo's overrides.
-    pub fn run_spec(&self, dataset: i64) -> spectrum_app::RunSpec {
-        let mut spec = spectrum_app::RunSpec::default();
-        spec.tasks.dataset = Some(dataset.to_string());
-        if let Some(n) = self.steps {
-            spec.length = spectrum_app::Length::Steps(n);
+    pub fn request(&self) -> spectrum_app::DemoRequest {
+        spectrum_app::DemoRequest {
+            suite_dir: self.out.clone(),
+            suite: self.knobs.config(),
+            steps: self.steps,
+            max_tokens: self.max_tokens,
+            eval_sequences: self.eval_sequences,
+            eval_size: self.eval_size,
+            report: None,
         }
-        spec.max_tokens = self.max_tokens.unwrap_or(spec.max_tokens);
-        spec.eval_sequences = self.eval_sequences.unwrap_or(spec.eval_sequences);
-        spec
     }
 }
 

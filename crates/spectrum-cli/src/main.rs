@@ -4,20 +4,18 @@
 
 mod args;
 mod output;
+mod progress;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spectrum_app::{
-    Cancelled, ChartRequest, EvalProgress, EvalReport, EvalRequest, Family, GenerateRequest,
-    ImportOutcome, ImportRequest, Progress, PromptFormat, PromptSource, ReportRequest,
-    SamplingParams, ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
+    Cancelled, ChartRequest, DemoEvent, EvalProgress, EvalReport, GenerateRequest, ImportOutcome,
+    ImportRequest, PromptSource, ReportRequest, RunKind, SamplingParams, ScoreRequest, Studio,
+    TrainOutcome, TrainProgress, TrainRequest,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
@@ -291,7 +289,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             RunsCommand::List => out.runs(&studio.runs()?),
             RunsCommand::Show { run } => {
                 let detail = studio.run_detail(&run)?;
-                if detail.run.kind == "eval" {
+                if detail.run.kind == RunKind::Eval {
                     out.eval_report(&studio.eval_report(&detail.run.id.to_string())?)
                 } else {
                     out.run_detail(&detail)
@@ -324,77 +322,9 @@ fn train_with_progress(
     out: &Output,
     job: impl FnOnce(&mut dyn FnMut(&TrainProgress), &mut dyn FnMut(&str)) -> Result<TrainOutcome>,
 ) -> Result<TrainOutcome> {
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} step {pos}/{len} [{bar:30}] {msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    if !out.json {
-        bar.set_draw_target(ProgressDrawTarget::stderr());
-    }
-    // Above the bar on a terminal; plain lines when stderr is a file or a pipe
-    // (a hidden bar drops what is printed through it).
-    let say = |m: String| {
-        if bar.is_hidden() {
-            eprintln!("{m}");
-        } else {
-            bar.println(m);
-        }
-    };
-    let mut on_progress = |p: &TrainProgress| match p {
-        TrainProgress::Started {
-            run,
-            name,
-            start_step,
-            total_steps,
-            trainable_parameters,
-            train_sequences,
-        } => {
-            bar.set_length(*total_steps as u64);
-            bar.set_position(*start_step as u64);
-            let verb = if *start_step > 0 {
-                "resuming"
-            } else {
-                "training"
-            };
-            say(format!(
-                "{verb} run {run} ({name}) at step {start_step}/{total_steps}: {:.2}M trainable parameters, {train_sequences} training sequences",
-                *trainable_parameters as f64 / 1e6
-            ));
-        }
-        TrainProgress::Step {
-            metrics,
-            eta_s,
-            total_steps,
-        } => {
-            bar.set_position(metrics.step as u64);
-            let line = format!(
-                "loss {:.3}  lr {:.2e}  {:.0} tok/s  {} left",
-                metrics.loss,
-                metrics.lr,
-                metrics.tokens_per_s,
-                output::duration(*eta_s)
-            );
-            if bar.is_hidden() {
-                say(format!("step {}/{}: {line}", metrics.step, total_steps));
-            }
-            bar.set_message(line);
-        }
-        TrainProgress::Eval(m) => say(format!(
-            "step {:>5}: held-out loss {:.4} (acc {:.3}, {} outputs with index >= 1)",
-            m.step, m.loss, m.acc, m.outputs
-        )),
-        TrainProgress::Checkpoint { step, path } => {
-            say(format!("step {step:>5}: checkpoint {}", path.display()))
-        }
-        TrainProgress::Registering { name } => {
-            say(format!("registering the tuned model as {name:?}"))
-        }
-    };
-    let mut on_note = |m: &str| say(m.to_string());
-    let result = job(&mut on_progress, &mut on_note);
-    bar.finish_and_clear();
+    let bar = progress::TrainBar::new(out);
+    let result = job(&mut |p| bar.progress(p), &mut |m| bar.say(m));
+    bar.finish();
     result
 }
 
@@ -403,54 +333,9 @@ fn eval_with_progress(
     out: &Output,
     job: impl FnOnce(&mut dyn FnMut(&EvalProgress), &mut dyn FnMut(&str)) -> Result<EvalReport>,
 ) -> Result<EvalReport> {
-    const UNIT: u64 = 1000;
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {msg} ({eta} left)")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
-    if !out.json {
-        bar.set_draw_target(ProgressDrawTarget::stderr());
-    }
-    let mut current = String::new();
-    let started = Instant::now();
-    let mut on_progress = |p: &EvalProgress| {
-        bar.set_length(p.tasks_total as u64 * UNIT);
-        let within = (p.done as u64 * UNIT) / p.total.max(1) as u64;
-        bar.set_position(p.tasks_done as u64 * UNIT + within);
-        let what = format!(
-            "{}/{} {} {}",
-            p.tasks_done + 1,
-            p.tasks_total,
-            p.family.as_str(),
-            p.task
-        );
-        if what != current {
-            if bar.is_hidden() {
-                // Plain lines (stderr is not a terminal): the estimate from the pace so far.
-                let done = p.tasks_done as f64 / p.tasks_total.max(1) as f64;
-                let elapsed = started.elapsed().as_secs_f64();
-                if done > 0.0 {
-                    let left = elapsed * (1.0 - done) / done;
-                    eprintln!("{what} (about {} left)", output::duration(left));
-                } else {
-                    eprintln!("{what}");
-                }
-            }
-            current = what.clone();
-        }
-        bar.set_message(format!("{what} {}/{}", p.done, p.total));
-    };
-    let mut on_note = |m: &str| {
-        if bar.is_hidden() {
-            eprintln!("{m}");
-        } else {
-            bar.println(m);
-        }
-    };
-    let result = job(&mut on_progress, &mut on_note);
-    bar.finish_and_clear();
+    let bar = progress::EvalBar::new(out);
+    let result = job(&mut |p| bar.progress(p), &mut |m| bar.say(m));
+    bar.finish();
     result
 }
 
@@ -460,179 +345,85 @@ fn import_with_progress(
     out: &Output,
     cancel: &AtomicBool,
 ) -> Result<ImportOutcome> {
-    let started = Instant::now();
-    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} importing [{bar:30}] {bytes}/{total_bytes} {msg} ({eta} left)",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let mut shown = false;
-    let mut on_progress = |p: Progress| {
-        bar.set_length(p.bytes_total);
-        bar.set_position(p.bytes_done);
-        bar.set_message(format!("{} rows", p.rows));
-        // Only imports that last more than a second get a bar.
-        if !shown && !out.json && started.elapsed() > Duration::from_secs(1) {
-            bar.set_draw_target(ProgressDrawTarget::stderr());
-            shown = true;
-        }
-    };
-    let result = studio.import(request, &mut on_progress, cancel);
-    bar.finish_and_clear();
+    let bar = progress::ImportBar::new(out);
+    let result = studio.import(request, &mut |p| bar.progress(p), cancel);
+    bar.finish();
     result
 }
 
+/// `spectrum demo`: `Studio::demo`, shown as the single commands show their work.
 fn demo(studio: &Studio, a: args::DemoArgs, out: &Output, cancel: &AtomicBool) -> Result<()> {
-    let dir = match a.out.clone() {
-        Some(dir) => dir,
-        None => studio
-            .store_path()
-            .parent()
-            .map(|p| p.join("demo-suite"))
-            .unwrap_or_else(|| "demo-suite".into()),
-    };
-    let config = a.knobs.config();
-    out.note(&format!(
-        "1/6 building the built-in suite (seed {}, {} sequences per task) in {}",
-        config.seed,
-        config.size,
-        dir.display()
-    ));
-    studio.build_suite(&config, &dir)?;
-    out.note(&format!(
-        "2/6 importing it into {}",
-        studio.store_path().display()
-    ));
-    let request = ImportRequest {
-        paths: vec![dir],
-        name: Some("builtin-suite".into()),
-        options: Default::default(),
-    };
-    let outcome = import_with_progress(studio, &request, out, cancel)?;
-    out.import(&outcome)?;
-    let dataset = match &outcome {
-        ImportOutcome::Imported { dataset, .. } | ImportOutcome::AlreadyImported { dataset } => {
-            dataset
-        }
-    };
-    let tasks = studio.tasks(None, Some(&dataset.id.to_string()))?;
-    out.tasks(&tasks)?;
-    out.note("3/6 installing the default model (SmolLM2-135M-Instruct)");
-    let model = studio.install_default_model(&mut |m| out.note(m))?;
-    out.model(&model)?;
-    let spec = a.run_spec(dataset.id);
-    let steps = match spec.length {
-        spectrum_app::Length::Steps(n) => n,
-        spectrum_app::Length::Epochs(_) => 0,
-    };
-    out.note(&format!(
-        "4/6 Spectrum-tuning it: LoRA on the train tasks, {steps} steps (cpu preset: about 10 minutes on 2 cores; Ctrl-C stops, running the demo again resumes)"
-    ));
-    let wanted = serde_json::to_value(&spec)?;
-    let mut tuned = None;
-    let mut tuned_run = 0;
-    let earlier = studio.runs()?.into_iter().find(|r| {
-        r.kind == "train" && r.model.as_deref() == Some(&model.name) && r.spec["spec"] == wanted
-    });
-    let outcome = match earlier {
-        Some(run) if run.status == "finished" => {
-            out.note(&format!("already tuned: run {} ({})", run.id, run.name));
-            tuned = run.result_model.clone();
-            tuned_run = run.id;
-            None
-        }
-        Some(run) => Some(train_with_progress(out, |p, _| {
-            studio.resume(&run.id.to_string(), p, cancel)
-        })?),
-        None => {
-            let request = TrainRequest {
-                spec,
-                model: model.name.clone(),
-                name: None,
-                init_tokens_from: None,
+    let request = a.request();
+    let import = progress::ImportBar::new(out);
+    let mut train: Option<progress::TrainBar> = None;
+    let mut eval: Option<progress::EvalBar> = None;
+    // Printing to stdout can fail (a closed pipe); the first failure ends the demo's output.
+    let mut printed: Result<()> = Ok(());
+    let outcome = studio.demo(
+        &request,
+        &mut |event| {
+            let shown = match event {
+                DemoEvent::Step { step, of, text } => {
+                    out.note(&format!("{step}/{of} {text}"));
+                    Ok(())
+                }
+                DemoEvent::Note(text) => {
+                    match (&train, &eval) {
+                        (Some(bar), _) => bar.say(text),
+                        (_, Some(bar)) => bar.say(text),
+                        _ => out.note(text),
+                    }
+                    Ok(())
+                }
+                DemoEvent::Import(p) => {
+                    import.progress(p);
+                    Ok(())
+                }
+                DemoEvent::Imported { outcome, tasks } => {
+                    import.finish();
+                    out.import(outcome).and_then(|()| out.tasks(tasks))
+                }
+                DemoEvent::Model(m) => out.model(m),
+                DemoEvent::Train(p) => {
+                    train
+                        .get_or_insert_with(|| progress::TrainBar::new(out))
+                        .progress(p);
+                    Ok(())
+                }
+                DemoEvent::Trained(o) => {
+                    if let Some(bar) = train.take() {
+                        bar.finish();
+                    }
+                    out.trained(o)
+                }
+                DemoEvent::Eval(p) => {
+                    eval.get_or_insert_with(|| progress::EvalBar::new(out))
+                        .progress(p);
+                    Ok(())
+                }
+                DemoEvent::Evaluated(_) => {
+                    if let Some(bar) = eval.take() {
+                        bar.finish();
+                    }
+                    Ok(())
+                }
+                DemoEvent::Compared(c) => out.comparison(c),
             };
-            Some(train_with_progress(out, |p, n| {
-                studio.train(&request, p, n, cancel)
-            })?)
-        }
-    };
-    if let Some(outcome) = outcome {
-        out.trained(&outcome)?;
-        if outcome.cancelled {
-            return Err(Cancelled("the demo").into());
-        }
-        tuned = outcome.model.map(|m| m.name);
-        tuned_run = outcome.run.id;
-    }
-    let tuned = tuned.context("the tuning run registered no model")?;
-    let profile = spectrum_app::Profile::Quick;
-    let mut settings = profile.settings();
-    if let Some(n) = a.eval_size {
-        (settings.max_sequences, settings.max_items, settings.samples) = (n, n, n);
-        settings.temperatures = vec![1.0];
-    }
-    out.note(&format!(
-        "5/6 evaluating on the held-out tasks ({} profile): the instruct model with its chat template, then the tuned model with the spectrum template",
-        format!("{profile:?}").to_lowercase()
-    ));
-    let mut runs = Vec::new();
-    for (model, format) in [
-        (model.name.clone(), PromptFormat::Chat),
-        (tuned.clone(), PromptFormat::Spectrum),
-    ] {
-        let request = EvalRequest {
-            model,
-            families: Family::ALL.to_vec(),
-            tasks: vec!["held-out".into()],
-            format,
-            profile,
-            settings: settings.clone(),
-            device: Default::default(),
-            name: None,
-        };
-        let report = match studio.finished_eval(&request)? {
-            Some(report) => {
-                out.note(&format!(
-                    "already evaluated: run {} ({})",
-                    report.run, report.name
-                ));
-                report
+            if printed.is_ok() {
+                printed = shown;
             }
-            None => eval_with_progress(out, |p, n| studio.evaluate(&request, p, n, cancel))?,
-        };
-        runs.push(report.run.to_string());
-    }
-    out.comparison(&studio.compare(&runs)?)?;
-    let report = studio.store_path().parent().map_or_else(
-        || PathBuf::from("demo-report.pdf"),
-        |p| p.join("demo-report.pdf"),
-    );
-    out.note(&format!(
-        "6/6 writing the PDF report to {}",
-        report.display()
-    ));
-    let mut report_runs = runs.clone();
-    report_runs.push(tuned_run.to_string());
-    studio.report(
-        &ReportRequest {
-            runs: report_runs,
-            baseline: None,
-            sections: Vec::new(),
-            out: report.clone(),
-            created: None,
         },
-        &mut |m| out.note(m),
+        cancel,
     )?;
+    printed?;
     out.note(&format!(
         "next: open {}; `spectrum runs show {}` shows the tuned model's evaluation; `spectrum eval --help` evaluates any model;",
-        report.display(),
-        runs[1]
+        outcome.report.display(),
+        outcome.eval_runs[1]
     ));
     out.note(&format!(
-        "      `spectrum generate --model {tuned} --task us_state -n 5` samples the tuned model"
+        "      `spectrum generate --model {} --task us_state -n 5` samples the tuned model",
+        outcome.tuned_model
     ));
     Ok(())
 }

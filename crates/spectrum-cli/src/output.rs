@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::Result;
 use serde::Serialize;
 use spectrum_app::{
-    Comparison, DatasetDetail, DatasetSummary, EvalReport, ImportError, ImportOutcome, MeanSe,
-    ModelRecord, OutputScore, RunDetail, RunRecord, ScoredRow, TaskSummary, TrainOutcome, Verdict,
+    AppError, Comparison, DatasetDetail, DatasetSummary, EvalReport, Fix, ImportError,
+    ImportOutcome, Listing, MeanSe, ModelRecord, OutputScore, RunDetail, RunKind, RunRecord,
+    RunStatus, ScoredRow, TaskSummary, TrainOutcome, Verdict,
 };
 
 pub struct Output {
@@ -62,10 +63,14 @@ impl Output {
             }) => Some((errors, *rejected)),
             _ => None,
         };
+        let shown = AppError::of(error);
+        let fix = shown.fix.as_ref().map(fix_text);
         if self.json {
             let value = serde_json::json!({
                 "error": {
-                    "message": format!("{error:#}"),
+                    "code": shown.code,
+                    "message": shown.message,
+                    "fix": fix,
                     "rejected": rows.map(|(_, n)| n),
                     "rows": rows.map(|(e, _)| e),
                 }
@@ -75,7 +80,10 @@ impl Output {
                 serde_json::to_string_pretty(&value).unwrap_or_default()
             );
         }
-        eprintln!("error: {error:#}");
+        match fix {
+            Some(fix) => eprintln!("error: {} (fix: {fix})", shown.message),
+            None => eprintln!("error: {}", shown.message),
+        }
     }
 
     pub fn import(&self, outcome: &ImportOutcome) -> Result<()> {
@@ -556,8 +564,8 @@ impl Output {
                 vec![
                     r.id.to_string(),
                     r.name.clone(),
-                    r.kind.clone(),
-                    r.status.clone(),
+                    r.kind.to_string(),
+                    r.status.to_string(),
                     format!("{}/{}", r.step, r.total_steps),
                     r.model.clone().unwrap_or_else(|| "-".into()),
                     r.result_model.clone().unwrap_or_else(|| "-".into()),
@@ -590,8 +598,15 @@ impl Output {
             "run {} ({}): {} {}, step {}/{}",
             r.id, r.name, r.kind, r.status, r.step, r.total_steps
         );
-        println!("base model: {}", r.model.as_deref().unwrap_or("-"));
+        println!(
+            "base model: {} (content hash {})",
+            r.model.as_deref().unwrap_or("-"),
+            r.model_hash.as_deref().unwrap_or("not recorded")
+        );
         println!("tuned model: {}", r.result_model.as_deref().unwrap_or("-"));
+        for d in &r.datasets {
+            println!("read dataset {} (content hash {})", d.name, d.content_hash);
+        }
         println!(
             "created {}, updated {}",
             r.created_at,
@@ -600,7 +615,7 @@ impl Output {
         if let Some(e) = &r.error {
             println!("error: {e}");
         }
-        if r.kind == "train" && r.status != "finished" {
+        if r.kind == RunKind::Train && r.status != RunStatus::Finished {
             println!(
                 "if no `spectrum train` process is working on it (cancelled, crashed or killed), continue with `spectrum train --resume {}`",
                 r.id
@@ -675,8 +690,8 @@ impl Output {
             r.name,
             r.status,
             r.model,
-            format!("{:?}", r.template).to_lowercase(),
-            format!("{:?}", r.profile).to_lowercase()
+            r.template.as_str(),
+            r.profile.as_str()
         );
         if let Some(s) = &r.steer {
             println!(
@@ -825,7 +840,7 @@ impl Output {
             b.run,
             b.name,
             b.model,
-            format!("{:?}", b.template).to_lowercase()
+            b.template.as_str()
         );
         for cand in &c.candidates {
             let r = &cand.run;
@@ -834,7 +849,7 @@ impl Output {
                 r.run,
                 r.name,
                 r.model,
-                format!("{:?}", r.template).to_lowercase()
+                r.template.as_str()
             );
             let rows = cand
                 .rows
@@ -893,5 +908,33 @@ impl Output {
             );
         }
         Ok(())
+    }
+}
+
+/// A fix in the command line's words.
+fn fix_text(fix: &Fix) -> String {
+    match fix {
+        Fix::List { what } => {
+            let command = match what {
+                Listing::Models => "model",
+                other => other.as_str(),
+            };
+            format!("`spectrum {command} list` shows them")
+        }
+        Fix::Import => "`spectrum import FILES`, or `spectrum demo` for the built-in suite".into(),
+        Fix::AddModel => {
+            "`spectrum model add PATH` adds one, `spectrum model default` installs the default"
+                .into()
+        }
+        Fix::OtherStore => "point --store at a Spectrum Studio store, or at a new file".into(),
+        Fix::Upgrade => "upgrade Spectrum Studio, or use another --store".into(),
+        Fix::Resume { run, run_kind } => {
+            let command = match run_kind {
+                RunKind::Train => "train",
+                RunKind::Eval => "eval",
+            };
+            format!("`spectrum {command} --resume {run}` continues it")
+        }
+        Fix::Say { text } => text.clone(),
     }
 }

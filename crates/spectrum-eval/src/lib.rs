@@ -68,6 +68,15 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// The serde spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Profile::Quick => "quick",
+            Profile::Standard => "standard",
+            Profile::Full => "full",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Profile> {
         match s.trim().to_ascii_lowercase().as_str() {
             "quick" => Some(Profile::Quick),

@@ -25,6 +25,17 @@ pub enum Verdict {
     Loss,
 }
 
+impl Verdict {
+    /// The serde spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Win => "win",
+            Verdict::Tie => "tie",
+            Verdict::Loss => "loss",
+        }
+    }
+}
+
 impl Interval {
     /// Win when the whole interval lies on the better side of 0, loss when it
     /// lies on the worse side, tie otherwise.

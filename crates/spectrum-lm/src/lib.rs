@@ -44,6 +44,17 @@ pub enum DeviceSpec {
     Metal,
 }
 
+/// `cpu`, `cuda:0`, `metal`: how runs record their device.
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Metal => f.write_str("metal"),
+        }
+    }
+}
+
 impl DeviceSpec {
     /// The candle device, or a clear error when this build lacks the backend.
     pub fn device(self) -> Result<candle_core::Device> {

@@ -28,13 +28,23 @@ pub enum PromptFormat {
 }
 
 impl PromptFormat {
-    pub fn parse(s: &str) -> Option<PromptFormat> {
-        match s {
-            "spectrum" => Some(PromptFormat::Spectrum),
-            "colon" => Some(PromptFormat::Colon),
-            "chat" => Some(PromptFormat::Chat),
-            _ => None,
+    pub const ALL: [PromptFormat; 3] = [
+        PromptFormat::Spectrum,
+        PromptFormat::Colon,
+        PromptFormat::Chat,
+    ];
+
+    /// The serde spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PromptFormat::Spectrum => "spectrum",
+            PromptFormat::Colon => "colon",
+            PromptFormat::Chat => "chat",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<PromptFormat> {
+        PromptFormat::ALL.into_iter().find(|f| f.as_str() == s)
     }
 }
 

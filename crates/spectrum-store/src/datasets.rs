@@ -167,7 +167,7 @@ impl Store {
             0 => Ok(None),
             1 => Ok(found.into_iter().next()),
             _ => Err(StoreError::Ambiguous(format!(
-                "{} datasets are named {id_or_name:?} (ids {}); name one by its id",
+                "{} datasets are named {id_or_name:?} (ids {})",
                 found.len(),
                 found
                     .iter()

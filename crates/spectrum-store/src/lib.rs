@@ -15,7 +15,9 @@ use rusqlite::Connection;
 
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
 pub use models::{ModelRecord, NewModel};
-pub use runs::{EvalMetrics, NewRun, RunRecord, StepMetrics};
+pub use runs::{
+    EvalMetrics, EvalTaskRecord, NewRun, RunDataset, RunKind, RunRecord, RunStatus, StepMetrics,
+};
 
 /// `PRAGMA application_id` of a Spectrum Studio store ("SPEC").
 const APPLICATION_ID: i32 = 0x5350_4543;
@@ -28,13 +30,13 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: not a SQLite database (fix: point --store at a Spectrum Studio store, or at a new file)", path.display())]
+    #[error("{}: not a SQLite database", path.display())]
     NotADatabase { path: PathBuf },
-    #[error("{}: this SQLite database belongs to another program (fix: use a new file for --store)", path.display())]
+    #[error("{}: this SQLite database belongs to another program", path.display())]
     ForeignDatabase { path: PathBuf },
     #[error(
         "{}: the store was written by a newer Spectrum Studio (schema version {found}; this build knows up to {supported}); \
-         it was left untouched (fix: upgrade Spectrum Studio, or use another --store)",
+         it was left untouched",
         path.display()
     )]
     NewerSchema {
@@ -228,6 +230,82 @@ mod tests {
                 .expect("v"),
             Store::SCHEMA_VERSION
         );
+    }
+
+    /// A store written before provenance (schema 4) opens: its runs read
+    /// back with no model hash and no datasets, its CUDA devices respelled.
+    #[test]
+    fn a_schema_4_store_opens_and_its_runs_read_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.sqlite3");
+        {
+            let mut conn = Connection::open(&path).expect("raw open");
+            let tx = conn.transaction().expect("tx");
+            for sql in &migrations::MIGRATIONS[..4] {
+                tx.execute_batch(sql).expect("old migration");
+            }
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .expect("id");
+            tx.pragma_update(None, "user_version", 4).expect("version");
+            tx.execute_batch(
+                "INSERT INTO runs (kind, status, spec, spec_hash, seed, device, app_version, created_at)
+                 VALUES ('train', 'finished', '{}', 'h', 0, 'cuda(1)', '0.1.0', '2026-11-01T00:00:00Z'),
+                        ('eval', 'cancelled', '{}', 'h', 0, 'cpu', '0.1.0', '2026-11-01T00:00:00Z');",
+            )
+            .expect("old runs");
+            tx.commit().expect("commit");
+        }
+        let store = Store::open(&path).expect("open");
+        assert_eq!(store.schema_version().expect("v"), Store::SCHEMA_VERSION);
+        let runs = store.runs(None).expect("runs");
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            (runs[0].kind, runs[0].status, runs[0].device.as_str()),
+            (RunKind::Eval, RunStatus::Cancelled, "cpu")
+        );
+        assert_eq!(
+            (runs[1].kind, runs[1].status, runs[1].device.as_str()),
+            (RunKind::Train, RunStatus::Finished, "cuda:1")
+        );
+        assert!(
+            runs.iter()
+                .all(|r| r.model_hash.is_none() && r.datasets.is_empty())
+        );
+    }
+
+    #[test]
+    fn a_stored_spelling_this_build_does_not_know_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("store.sqlite3");
+        let store = Store::open(&path).expect("open");
+        // The CHECK constraint keeps SQL writers honest; without it, reading refuses.
+        store
+            .conn
+            .execute_batch(
+                "PRAGMA ignore_check_constraints = ON;
+                 INSERT INTO runs (kind, status, spec, spec_hash, seed, device, app_version, created_at)
+                 VALUES ('train', 'paused', '{}', 'h', 0, 'cpu', '0.1.0', '2026-11-01T00:00:00Z');",
+            )
+            .expect("insert");
+        let err = store.runs(None).expect_err("unknown status");
+        assert!(
+            err.to_string().contains("unknown RunStatus \"paused\""),
+            "{err}"
+        );
+        for kind in RunKind::ALL {
+            assert_eq!(RunKind::parse(kind.as_str()), Some(*kind));
+            assert_eq!(
+                serde_json::to_value(kind).expect("json"),
+                serde_json::json!(kind.as_str())
+            );
+        }
+        for status in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(*status));
+            assert_eq!(
+                serde_json::to_value(status).expect("json"),
+                serde_json::json!(status.as_str())
+            );
+        }
     }
 
     #[test]

@@ -148,4 +148,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "#,
     // Per-task sample length of diverse-valid tasks (the reference's max_new_tokens).
     "ALTER TABLE validity_tasks ADD COLUMN max_new_tokens INTEGER;",
+    // 5: provenance recorded when a run starts: the model's content hash and
+    // the datasets it reads (name and hash kept if the dataset is removed);
+    // devices spelled as `DeviceSpec`'s Display (`cuda:0`, was `cuda(0)`).
+    r#"
+    ALTER TABLE runs ADD COLUMN model_hash TEXT;
+    CREATE TABLE run_datasets (
+        run_id        INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        dataset_id    INTEGER REFERENCES datasets(id) ON DELETE SET NULL,
+        name          TEXT NOT NULL,
+        content_hash  TEXT NOT NULL,
+        PRIMARY KEY (run_id, name, content_hash)
+    );
+    UPDATE runs SET device = 'cuda:' || substr(device, 6, length(device) - 6) WHERE device LIKE 'cuda(%)';
+    "#,
 ];

@@ -2,18 +2,101 @@
 //! and per-step metrics. Metrics are written as the run goes, one row per
 //! step, so a crash loses nothing that was recorded.
 
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store, StoreError};
 
+/// Closed sets stored as text: serde, TypeScript and SQLite all see the same
+/// lowercase spelling (`as_str`), and a spelling this build does not know is
+/// an error when read, never a silent default.
+macro_rules! stored_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$name> {
+                $name::ALL.iter().copied().find(|v| v.as_str() == text)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+                Ok(ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl FromSql for $name {
+            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+                let text = value.as_str()?;
+                $name::parse(text).ok_or_else(|| {
+                    FromSqlError::Other(format!("unknown {} {text:?}", stringify!($name)).into())
+                })
+            }
+        }
+    };
+}
+
+stored_enum! {
+    /// What a run does.
+    RunKind { Train => "train", Eval => "eval" }
+}
+
+stored_enum! {
+    /// Where a run stands. A process killed mid-run leaves `Running`; the
+    /// record's `updated_at` tells how long ago it was heard from.
+    RunStatus {
+        Running => "running",
+        Finished => "finished",
+        Failed => "failed",
+        Cancelled => "cancelled",
+    }
+}
+
+impl RunStatus {
+    /// Finished, failed or cancelled: the run has stopped.
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
+    }
+
+    /// Stopped before its end (or still running, if its process died): a run
+    /// that can be resumed.
+    pub fn is_unfinished(self) -> bool {
+        self != RunStatus::Finished
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct NewRun {
-    pub kind: String,
+    pub kind: RunKind,
     pub name: String,
     pub spec: serde_json::Value,
     pub spec_hash: String,
     pub model_id: Option<i64>,
+    /// The content hash of the model the run reads, when it is known.
+    pub model_hash: Option<String>,
+    /// The tasks the run reads: their datasets' names and content hashes are
+    /// recorded with the run (provenance, as DESIGN.md promises).
+    pub tasks: Vec<i64>,
     pub seed: i64,
     pub device: String,
     pub app_version: String,
@@ -21,16 +104,28 @@ pub struct NewRun {
     pub total_steps: i64,
 }
 
+/// A dataset a run read, as it was when the run started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+pub struct RunDataset {
+    /// The dataset's id; `None` once the dataset has been removed.
+    pub id: Option<i64>,
+    pub name: String,
+    pub content_hash: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct RunRecord {
     pub id: i64,
-    pub kind: String,
+    pub kind: RunKind,
     pub name: String,
-    /// `running`, `finished`, `failed` or `cancelled`. A process killed mid-run
-    /// leaves `running`; `updated_at` tells how long ago it was heard from.
-    pub status: String,
+    pub status: RunStatus,
     pub spec: serde_json::Value,
     pub model: Option<String>,
+    /// The content hash of the model when the run started (`None` for runs
+    /// recorded before provenance was kept, and for remote models).
+    pub model_hash: Option<String>,
+    /// The datasets the run read (empty for runs recorded before provenance).
+    pub datasets: Vec<RunDataset>,
     pub seed: i64,
     pub device: String,
     pub out_dir: String,
@@ -70,7 +165,10 @@ pub struct EvalMetrics {
 const SELECT: &str = "
     SELECT r.id, r.kind, COALESCE(r.name, 'run-' || r.id), r.status, r.spec, m.name, r.seed, r.device,
            COALESCE(r.out_dir, ''), r.step, r.total_steps, r.created_at, r.updated_at, r.finished_at,
-           r.error, tm.name
+           r.error, tm.name, r.model_hash,
+           (SELECT json_group_array(json_object('id', rd.dataset_id, 'name', rd.name,
+                                                'content_hash', rd.content_hash))
+            FROM (SELECT * FROM run_datasets WHERE run_id = r.id ORDER BY name, content_hash) rd)
     FROM runs r
     LEFT JOIN models m ON m.id = r.model_id
     LEFT JOIN models tm ON tm.id = r.result_model_id";
@@ -94,28 +192,40 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
         finished_at: r.get(13)?,
         error: r.get(14)?,
         result_model: r.get(15)?,
+        model_hash: r.get(16)?,
+        datasets: {
+            let text: String = r.get(17)?;
+            serde_json::from_str(&text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Text, e.into())
+            })?
+        },
     })
 }
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 impl Store {
-    /// Records a new run as `running`.
+    /// Records a new run as `running`, with the datasets of its tasks.
     pub fn create_run(&mut self, run: &NewRun) -> Result<RunRecord> {
-        let id: i64 = self
-            .conn
-            .query_row(
+        let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
+            path: self.path.clone(),
+            source: e,
+        })?;
+        let insert = || -> rusqlite::Result<i64> {
+            let id: i64 = tx.query_row(
                 &format!(
-                    "INSERT INTO runs (kind, name, status, spec, spec_hash, model_id, seed, device, app_version,
-                                   created_at, updated_at, out_dir, total_steps)
-                     VALUES (?1, ?2, 'running', ?3, ?4, ?5, ?6, ?7, ?8, {NOW}, {NOW}, ?9, ?10) RETURNING id"
+                    "INSERT INTO runs (kind, name, status, spec, spec_hash, model_id, model_hash, seed, device,
+                                       app_version, created_at, updated_at, out_dir, total_steps)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, {NOW}, {NOW}, ?11, ?12) RETURNING id"
                 ),
                 params![
                     run.kind,
                     run.name,
+                    RunStatus::Running,
                     run.spec.to_string(),
                     run.spec_hash,
                     run.model_id,
+                    run.model_hash,
                     run.seed,
                     run.device,
                     run.app_version,
@@ -123,7 +233,20 @@ impl Store {
                     run.total_steps
                 ],
                 |r| r.get(0),
-            )
+            )?;
+            let mut datasets = tx.prepare_cached(
+                "INSERT OR IGNORE INTO run_datasets (run_id, dataset_id, name, content_hash)
+                 SELECT ?1, d.id, d.name, d.content_hash FROM tasks t JOIN datasets d ON d.id = t.dataset_id
+                 WHERE t.id = ?2",
+            )?;
+            for task in &run.tasks {
+                datasets.execute(params![id, task])?;
+            }
+            drop(datasets);
+            Ok(id)
+        };
+        let id = insert()
+            .and_then(|id| tx.commit().map(|()| id))
             .map_err(|e| self.sqlite(e))?;
         self.run(id)?
             .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished after insert")))
@@ -149,8 +272,8 @@ impl Store {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// Runs, newest first; `kind` filters (`train`, `eval`).
-    pub fn runs(&self, kind: Option<&str>) -> Result<Vec<RunRecord>> {
+    /// Runs, newest first; `kind` filters.
+    pub fn runs(&self, kind: Option<RunKind>) -> Result<Vec<RunRecord>> {
         let mut stmt = self
             .conn
             .prepare(&format!(
@@ -162,10 +285,14 @@ impl Store {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// Sets the status; a terminal status (`finished`, `failed`, `cancelled`)
-    /// also sets `finished_at`; `running` clears the error.
-    pub fn set_run_status(&mut self, id: i64, status: &str, error: Option<&str>) -> Result<()> {
-        let terminal = status != "running";
+    /// Sets the status; a terminal status also sets `finished_at`.
+    pub fn set_run_status(
+        &mut self,
+        id: i64,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> Result<()> {
+        let terminal = status.is_terminal();
         self.conn
             .execute(
                 &format!(

@@ -2,13 +2,14 @@
 // generated from the Rust types (src-tauri/src/bindings.rs).
 import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
-  AppInfo, Comparison, DatasetSummary, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,
+  AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,
   ImportOutcome, ImportPreview, JobEvent, JobInfo, ModelRecord, PickKind, ReportOptions,
   RemoteModelRequest, ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
-  PromptView, Setting, TrainOutcome, TrainRequestDto, UiError,
+  PromptView, Setting, TrainOutcome, TrainRequestDto, AppError,
 } from "./bindings";
 
-export type { UiError };
+/** What every command rejects with: a code, the message, the fix as data (`fixText`). */
+export type UiError = AppError;
 
 /** Whatever a command rejects with, as a UiError. */
 export function asUiError(e: unknown): UiError {
@@ -72,6 +73,7 @@ export const api = {
   pick: (kind: PickKind) => call<string[]>("pick", { kind }),
   pickSave: (fileName: string) => call<string | null>("pick_save", { fileName }),
   tourSuite: () => call<string[]>("tour_suite"),
+  runDemo: (on: (p: Progress) => void) => job<DemoOutcome>("run_demo", {}, on),
   previewImport: (paths: string[], options: ImportOptionsDto, on: (p: Progress) => void) =>
     job<ImportPreview>("preview_import", { paths, options }, on),
   import: (paths: string[], options: ImportOptionsDto, on: (p: Progress) => void) =>

@@ -1,6 +1,8 @@
 // Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.
 // Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings
 
+export type AppError = { code: ErrorCode, message: string, fix: Fix | null, };
+
 export type AppInfo = { version: string, store: string, 
 /**
  * Nothing imported yet: the UI offers the tour.
@@ -77,6 +79,13 @@ index: number, loss: MeanSe, acc: MeanSe, };
 export type DatasetSummary = { id: number, name: string, source: string, content_hash: string, imported_at: string, tasks: number, sequences: number, distribution_items: number, validity_tasks: number, };
 
 export type Decay = "linear" | "cosine" | "constant";
+
+export type DemoOutcome = { dataset: number, base_model: string, tuned_model: string, train_run: number, 
+/**
+ * The instruct model with its chat template, then the tuned model with
+ * the spectrum template.
+ */
+eval_runs: Array<number>, report: string, };
 
 export type DeviceSpec = "cpu" | { "cuda": number } | "metal";
 
@@ -156,6 +165,8 @@ export type Dropped = { paths: Array<string>,
  */
 model: boolean, };
 
+export type ErrorCode = "bad_input" | "not_found" | "not_allowed" | "cancelled" | "internal";
+
 export type EvalDefaults = { profiles: Array<[Profile, Settings]>, };
 
 export type EvalMetrics = { step: number, loss: number, acc: number, outputs: number, };
@@ -170,11 +181,16 @@ done: number, total: number,
  */
 tasks_done: number, tasks_total: number, };
 
-export type EvalReport = { run: number, name: string, status: string, model: string, 
+export type EvalReport = { run: number, name: string, status: RunStatus, model: string, 
 /**
  * The model folder the run evaluated.
  */
-model_path: string, template: PromptFormat, profile: Profile, settings: Settings, steer: SteerReport | null, dist: DistReport | null, valid: ValidReport | null, skipped: Array<Skipped>, 
+model_path: string, 
+/**
+ * The model's content hash and the datasets the run read, recorded when
+ * it started (absent for runs from before provenance was kept).
+ */
+model_hash: string | null, datasets: Array<RunDataset>, template: PromptFormat, profile: Profile, settings: Settings, steer: SteerReport | null, dist: DistReport | null, valid: ValidReport | null, skipped: Array<Skipped>, 
 /**
  * Planned (family, task) pairs not finished (a cancelled or failed run).
  */
@@ -201,6 +217,8 @@ export type FileReport = { path: string, format: Format, shape: Shape,
  * Whether the shape was detected (true) or forced with `--as` (false).
  */
 detected: boolean, rows: number, imported: number, rejected: number, };
+
+export type Fix = { "kind": "list", what: Listing, } | { "kind": "import" } | { "kind": "add_model" } | { "kind": "other_store" } | { "kind": "upgrade" } | { "kind": "resume", run: number, run_kind: RunKind, } | { "kind": "say", text: string, };
 
 export type Format = "jsonl" | "json" | "csv" | "tsv" | "parquet";
 
@@ -249,11 +267,11 @@ export type Interval = { diff: number, lo: number, hi: number,
  */
 n: number, };
 
-export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JsonValue, } | { "type": "failed", error: UiError, } | { "type": "cancelled" };
+export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JsonValue, } | { "type": "failed", error: AppError, } | { "type": "cancelled" };
 
 export type JobInfo = { id: number, 
 /**
- * `preview`, `import`, `model`, `train`, `eval`, `report`.
+ * `preview`, `import`, `model`, `train`, `eval`, `report`, `demo`.
  */
 kind: string, label: string, };
 
@@ -262,6 +280,8 @@ export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in
 export type Kernels = "fused" | "composed";
 
 export type Length = { "steps": number } | { "epochs": number };
+
+export type Listing = "datasets" | "tasks" | "models" | "runs";
 
 export type Location = { "unit": "line", "number": number } | { "unit": "element", "number": { index: number, line: number, } } | { "unit": "row", "number": number };
 
@@ -368,14 +388,26 @@ export type Role = "description" | "input" | "output";
 
 export type RowError = { file: string, location: Location, field: string | null, message: string, fix: string, };
 
+export type RunDataset = { 
+/**
+ * The dataset's id; `None` once the dataset has been removed.
+ */
+id: number | null, name: string, content_hash: string, };
+
 export type RunDetail = { run: RunRecord, steps: Array<StepMetrics>, evals: Array<EvalMetrics>, checkpoints: Array<string>, };
 
-export type RunRecord = { id: number, kind: string, name: string, 
+export type RunKind = "train" | "eval";
+
+export type RunRecord = { id: number, kind: RunKind, name: string, status: RunStatus, spec: JsonValue, model: string | null, 
 /**
- * `running`, `finished`, `failed` or `cancelled`. A process killed mid-run
- * leaves `running`; `updated_at` tells how long ago it was heard from.
+ * The content hash of the model when the run started (`None` for runs
+ * recorded before provenance was kept, and for remote models).
  */
-status: string, spec: JsonValue, model: string | null, seed: number, device: string, out_dir: string, step: number, total_steps: number, created_at: string, updated_at: string | null, finished_at: string | null, error: string | null, 
+model_hash: string | null, 
+/**
+ * The datasets the run read (empty for runs recorded before provenance).
+ */
+datasets: Array<RunDataset>, seed: number, device: string, out_dir: string, step: number, total_steps: number, created_at: string, updated_at: string | null, finished_at: string | null, error: string | null, 
 /**
  * The registered model the run produced.
  */
@@ -430,6 +462,8 @@ eval_sequences: number, checkpoint_every: number,
  * Checkpoints kept on disk (the newest ones).
  */
 keep_checkpoints: number, };
+
+export type RunStatus = "running" | "finished" | "failed" | "cancelled";
 
 export type Sample = { setting: Setting, temperature: number, index: number, text: string, valid: boolean, };
 
@@ -513,7 +547,13 @@ export type SteerReport = {
 /**
  * Means over tasks (equal weight) of the task means of examples 1..k (the reference's loss_geq_1).
  */
-loss: MeanSe, acc: MeanSe, tasks: Array<SteerSummary>, 
+loss: MeanSe, acc: MeanSe, 
+/**
+ * The curve over tasks: at each example number every task reaches
+ * (0..=the smallest k), the mean of the tasks' means ± s.e. over tasks
+ * ([`crate::figures::steer_mean_curve`]).
+ */
+curve: Array<CurvePoint>, tasks: Array<SteerSummary>, 
 /**
  * Every scored output, with its task.
  */
@@ -634,16 +674,6 @@ model: string, name: string | null,
  * mean embedding row.
  */
 init_tokens_from: string | null, };
-
-export type UiError = { 
-/**
- * `bad_input`, `not_found`, `not_allowed`, `cancelled`, `busy` or `internal`.
- */
-code: string, message: string, 
-/**
- * The fix, when the engine names one (its `(fix: ...)` part).
- */
-fix: string | null, };
 
 export type ValidOverall = { setting: Setting, temperature: number, tasks: number, percent_valid: number, unique_pct: number, yield: number, 
 /**

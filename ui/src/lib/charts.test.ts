@@ -16,7 +16,7 @@ function report(name: string, run: number, steer: SteerSummary[], extra: Partial
   return {
     run, name, status: "finished", model: "m", model_path: "/m", template: "spectrum", profile: "quick",
     settings: { budget: 1, max_sequences: 1, max_items: 1, samples: 1, temperatures: [1], max_new_tokens: 1, batch_tokens: 1, seed: 0 },
-    steer: { loss: ms(0), acc: ms(0), tasks: steer, outputs: [] }, dist: null, valid: null, skipped: [],
+    steer: { loss: ms(0), acc: ms(0), curve: [], tasks: steer, outputs: [] }, dist: null, valid: null, skipped: [],
     ...extra,
   } as EvalReport;
 }
@@ -29,13 +29,17 @@ describe("steerability curves", () => {
     ]);
   });
 
-  it("averages tasks with equal weight, s.e. over tasks", () => {
+  it("takes the mean over tasks from the engine, never recomputing it", () => {
     const r = report("a", 1, [task("t1", [3, 2, 1]), task("t2", [5, 4])]);
-    const c = steerCurve(r, null, "loss");
-    expect(c.map((p) => p.mean)).toEqual([4, 3, 1]);
-    // Two tasks at index 0: values 3 and 5, sd sqrt(2), s.e. sqrt(2)/sqrt(2) = 1.
-    expect(c[0].se).toBeCloseTo(1, 12);
-    expect(c[2].se).toBeNull();
+    // The engine's mean curve stops where the shortest task stops (crates/spectrum-app/src/figures.rs).
+    r.steer!.curve = [
+      { index: 0, loss: ms(4, 1), acc: ms(0.6) },
+      { index: 1, loss: ms(3, 1), acc: ms(0.7) },
+    ];
+    expect(steerCurve(r, null, "loss")).toEqual([
+      { index: 0, mean: 4, se: 1 }, { index: 1, mean: 3, se: 1 },
+    ]);
+    expect(steerCurve(r, null, "acc").map((p) => p.mean)).toEqual([0.6, 0.7]);
   });
 
   it("draws a band (lower + width) and a line per run", () => {

@@ -19,29 +19,14 @@ export interface Point {
  * task, the mean over tasks (equal weight) of the task means at that index,
  * with the standard error over tasks.
  */
+/**
+ * One run's steerability curve: a task's, or (task null) the mean over tasks that
+ * the engine computes once for the app and the PDF alike, over the example numbers
+ * every task reaches (0..=the smallest k), ± s.e. over tasks.
+ */
 export function steerCurve(report: EvalReport, task: string | null, metric: Metric): Point[] {
-  const tasks = (report.steer?.tasks ?? []).filter((t) => task == null || t.task === task);
-  if (task != null) {
-    return (tasks[0]?.curve ?? []).map((p) => ({ index: p.index, mean: p[metric].mean, se: p[metric].se }));
-  }
-  const byIndex = new Map<number, number[]>();
-  for (const t of tasks) {
-    for (const p of t.curve) {
-      const list = byIndex.get(p.index) ?? [];
-      list.push(p[metric].mean);
-      byIndex.set(p.index, list);
-    }
-  }
-  return [...byIndex.entries()]
-    .sort((a, b) => a[0] - b[0])
-    .map(([index, values]) => {
-      const mean = values.reduce((s, v) => s + v, 0) / values.length;
-      const se =
-        values.length > 1
-          ? Math.sqrt(values.reduce((s, v) => s + (v - mean) ** 2, 0) / (values.length - 1) / values.length)
-          : null;
-      return { index, mean, se };
-    });
+  const curve = task == null ? report.steer?.curve : report.steer?.tasks.find((t) => t.task === task)?.curve;
+  return (curve ?? []).map((p) => ({ index: p.index, mean: p[metric].mean, se: p[metric].se }));
 }
 
 const base = (title: string) => ({

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bytes, duration, histogram, matches, meanSe, params, sortBy } from "./format";
+import { bytes, duration, fixText, fixView, histogram, matches, meanSe, params, sortBy } from "./format";
 
 describe("format", () => {
   it("prints a mean with its standard error", () => {
@@ -48,5 +48,22 @@ describe("devices", () => {
     expect(parseDevice("metal")).toBe("metal");
     expect(parseDevice("anything")).toBe("cpu");
     for (const s of ["cpu", "cuda:0", "cuda:3", "metal"]) expect(deviceName(parseDevice(s))).toBe(s);
+  });
+});
+
+describe("fixes", () => {
+  it("phrases every fix in the app's words and opens the view that offers it", () => {
+    expect(fixText(null)).toBeNull();
+    expect(fixText({ kind: "say", text: "use 3" })).toBe("use 3");
+    expect(fixText({ kind: "list", what: "models" })).toContain("Models view");
+    expect(fixText({ kind: "resume", run: 4, run_kind: "train" })).toContain("run 4");
+    expect(fixView({ kind: "list", what: "runs" })).toBe("results");
+    expect(fixView({ kind: "import" })).toBe("library");
+    expect(fixView({ kind: "add_model" })).toBe("models");
+    expect(fixView({ kind: "upgrade" })).toBeNull();
+    // Nothing the app shows names a command-line flag.
+    for (const fix of [{ kind: "other_store" }, { kind: "upgrade" }, { kind: "import" }] as const) {
+      expect(fixText(fix)).not.toMatch(/--|spectrum /);
+    }
   });
 });

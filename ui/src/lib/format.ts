@@ -1,5 +1,5 @@
 // Small pure helpers shared by the views; tested in format.test.ts.
-import type { DeviceSpec, MeanSe } from "./bindings";
+import type { DeviceSpec, Fix, MeanSe } from "./bindings";
 
 /** `0.1234 ± 0.0100`, with the standard error when there is one. */
 export function meanSe(m: MeanSe | null | undefined, digits = 3): string {
@@ -85,4 +85,34 @@ export function parseDevice(s: string): DeviceSpec {
 
 export function deviceName(d: DeviceSpec): string {
   return typeof d === "object" ? `cuda:${d.cuda}` : d;
+}
+
+/** An error's fix in the app's words (the CLI phrases the same fix as a command). */
+export function fixText(fix: Fix | null): string | null {
+  if (fix == null) return null;
+  switch (fix.kind) {
+    case "list":
+      return `Pick one of the ${fix.what} the ${fix.what === "runs" ? "Results" : fix.what === "models" ? "Models" : "Library"} view lists.`;
+    case "import":
+      return "Import task files (drop them on the window), or build the built-in suite from the guide.";
+    case "add_model":
+      return "Add a model in the Models view, or install the default one.";
+    case "other_store":
+      return "Start the app with another store file: this one is not a Spectrum Studio store.";
+    case "upgrade":
+      return "Install a newer Spectrum Studio: this store was written by one.";
+    case "resume":
+      return `Resume run ${fix.run} from the list of interrupted runs.`;
+    case "say":
+      return fix.text;
+  }
+}
+
+/** The view that offers an error's fix, if one does. */
+export function fixView(fix: Fix | null): "library" | "models" | "results" | null {
+  if (fix == null) return null;
+  if (fix.kind === "import") return "library";
+  if (fix.kind === "add_model") return "models";
+  if (fix.kind === "list") return fix.what === "models" ? "models" : fix.what === "runs" ? "results" : "library";
+  return null;
 }

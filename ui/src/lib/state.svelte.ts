@@ -1,6 +1,6 @@
 // App-wide state: the current view, the theme, dropped files, errors, and the
 // jobs this window started (so that every view can show their progress).
-import type { UiError } from "./bindings";
+import type { AppError as UiError } from "./bindings";
 
 export type View = "library" | "models" | "train" | "evaluate" | "results" | "report";
 
