@@ -230,7 +230,7 @@ fn compare_pair(base: &EvalReport, cand: &EvalReport, missing: &mut usize) -> Ve
                     (
                         "yield",
                         &yield_of as &dyn Fn(&[&(String, bool)]) -> f64,
-                        setting == spectrum_eval::valid::Setting::Both,
+                        spectrum_eval::valid::Setting::is_headline(setting, temperature),
                     ),
                     ("percent_valid", &valid_of, false),
                 ] {

@@ -108,10 +108,7 @@ fn f(x: f64, digits: usize) -> String {
 }
 
 fn mse(m: &spectrum_eval::metrics::MeanSe, digits: usize) -> String {
-    match m.se {
-        Some(se) => format!("{} ± {}", f(m.mean, digits), f(se, digits)),
-        None => f(m.mean, digits),
-    }
+    m.text(digits)
 }
 
 /// Steerability curves: the mean over tasks (the app's "all tasks" chart,
@@ -305,7 +302,7 @@ fn heatmap_figure(runs: &Runs, family: &str) -> Figure {
                 let c = t
                     .cells
                     .iter()
-                    .find(|c| c.setting == Setting::Both && c.temperature == 1.0)?;
+                    .find(|c| Setting::is_headline(c.setting, c.temperature))?;
                 Some(c.stats.yield_ as f64)
             }
             _ => Some(
@@ -551,7 +548,7 @@ impl Studio {
                     let both = r.valid.as_ref().and_then(|v| {
                         v.overall
                             .iter()
-                            .find(|c| c.setting == Setting::Both && c.temperature == 1.0)
+                            .find(|c| Setting::is_headline(c.setting, c.temperature))
                     });
                     vec![
                         name.clone(),

@@ -666,12 +666,8 @@ impl Output {
     }
 }
 
-/// `1.234 ± 0.056`, or `1.234` without a standard error.
 fn mean_se(m: &MeanSe, digits: usize) -> String {
-    match m.se {
-        Some(se) => format!("{:.digits$} ± {se:.digits$}", m.mean),
-        None => format!("{:.digits$}", m.mean),
-    }
+    m.text(digits)
 }
 
 fn opt(x: Option<f64>, digits: usize) -> String {

@@ -205,6 +205,20 @@ pub struct MeanSe {
     pub n: usize,
 }
 
+impl MeanSe {
+    /// `1.234 ± 0.056`, `1.234` without a standard error, `-` for no value:
+    /// how every table (CLI, PDF) writes it.
+    pub fn text(&self, digits: usize) -> String {
+        if !self.mean.is_finite() {
+            return "-".into();
+        }
+        match self.se.filter(|se| se.is_finite()) {
+            Some(se) => format!("{:.digits$} ± {se:.digits$}", self.mean),
+            None => format!("{:.digits$}", self.mean),
+        }
+    }
+}
+
 pub fn mean_se(xs: &[f64]) -> MeanSe {
     let n = xs.len();
     let mean = if n == 0 {

@@ -25,6 +25,12 @@ pub enum Setting {
 impl Setting {
     pub const ALL: [Setting; 3] = [Setting::Description, Setting::Examples, Setting::Both];
 
+    /// The cell headline figures report: description and examples in the
+    /// prompt, sampled at temperature 1.
+    pub fn is_headline(setting: Setting, temperature: f64) -> bool {
+        setting == Setting::Both && temperature == 1.0
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Setting::Description => "description",

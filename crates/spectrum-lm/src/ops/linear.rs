@@ -1,0 +1,281 @@
+//! Linear layers as single graph nodes: `x Wᵀ`, the frozen layer plus its
+//! LoRA adapter, and the SwiGLU gate of Llama-family MLPs.
+
+use candle_core::{CpuStorage, Layout, Shape, Tensor};
+
+use crate::Result;
+
+use super::gemm::{gemm, op, op_t};
+use super::host::*;
+
+/// `silu(gate) ⊙ up` (the SwiGLU of Llama-family MLPs). Differentiable, fused
+/// where it can be (one vectorised pass; keeps only its two inputs for backward).
+pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
+    if f32_cpu(gate) && f32_cpu(up) && gate.dims() == up.dims() {
+        return Ok(gate.contiguous()?.apply_op2(&up.contiguous()?, SwiGlu)?);
+    }
+    Ok((candle_nn::ops::silu(gate)? * up)?)
+}
+
+struct SwiGlu;
+
+impl candle_core::CustomOp2 for SwiGlu {
+    fn name(&self) -> &'static str {
+        "swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        if !l1.is_contiguous() || !l2.is_contiguous() || l1.shape() != l2.shape() {
+            candle_core::bail!("swiglu: expected two contiguous inputs of one shape");
+        }
+        let n = l1.shape().elem_count();
+        let gate = &s1.as_slice::<f32>()?[l1.start_offset()..][..n];
+        let up = &s2.as_slice::<f32>()?[l2.start_offset()..][..n];
+        let width = l1.shape().dims().last().copied().unwrap_or(1);
+        let mut out = vec![0f32; n];
+        par_rows(&mut out, width, |i, row| {
+            let (g, u) = (&gate[i * width..][..width], &up[i * width..][..width]);
+            crate::vmath::vectorized(
+                #[inline(always)]
+                || crate::vmath::swiglu_row(row, g, u),
+            );
+        });
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+
+    /// `d gate = dy ⊙ up ⊙ σ(g) (1 + g (1 − σ(g)))`, `d up = dy ⊙ silu(g)`.
+    fn bwd(
+        &self,
+        gate: &Tensor,
+        up: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let n = gate.elem_count();
+        let width = gate.dims().last().copied().unwrap_or(1);
+        let (mut d_gate, mut d_up) = (vec![0f32; n], vec![0f32; n]);
+        with_values([gate, up, dy], |[g, u, dy]| {
+            par_rows2(&mut d_gate, &mut d_up, width, |i, dg, du| {
+                let at = i * width;
+                crate::vmath::vectorized(
+                    #[inline(always)]
+                    || {
+                        for j in 0..width {
+                            let (g, u, dy) = (g[at + j], u[at + j], dy[at + j]);
+                            let sig = 1.0 / (1.0 + crate::vmath::exp(-g));
+                            dg[j] = dy * u * sig * (1.0 + g * (1.0 - sig));
+                            du[j] = dy * g * sig;
+                        }
+                    },
+                )
+            })
+        })?;
+        Ok((
+            Some(tensor_from(d_gate, gate)?),
+            Some(tensor_from(d_up, up)?),
+        ))
+    }
+}
+
+/// `x Wᵀ` over the last dimension of `x` [..., in] (one matrix multiply over
+/// all rows) as one node that takes `x` as it is (no reshape nodes, whose
+/// backward passes would each allocate, zero and add a gradient). Its backward
+/// computes `∂L/∂x` only when `x` needs it and `∂L/∂W` only when `W` trains
+/// (not in LoRA training), straight in `W`'s layout (`dyᵀ x`; candle's matmul
+/// goes through a transposed gradient and a strided add).
+pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    if f32_cpu(x) && f32_cpu(w) && (x.track_op() || w.track_op()) {
+        return Ok(x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)?);
+    }
+    let (n, k) = w.dims2()?;
+    let m = x.elem_count() / k.max(1);
+    if f32_cpu(x) && f32_cpu(w) && m <= crate::skinny::MAX_ROWS {
+        // Token-by-token generation: stream W once instead of packing it.
+        let y = with_values([x, w], |[x, w]| {
+            let mut y = vec![0f32; m * n];
+            crate::skinny::matmul_t(x, w, m, k, &mut y);
+            y
+        })?;
+        return Ok(Tensor::from_vec(y, with_last(x.dims(), n), x.device())?);
+    }
+    let (rows, out) = as_rows(x, n)?;
+    Ok(rows.matmul(&w.t()?)?.reshape(out)?)
+}
+
+struct LinearOp;
+
+impl candle_core::CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        matmul_t(s1, l1, s2, l2)
+    }
+
+    /// `∂x = dy W`, `∂W = dyᵀ x` (rows of `x` and `dy` as one matrix each).
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        // Gradients computed from graph tensors would keep the graph's
+        // tensors alive as long as they live (a weight's, to the end).
+        let (need_dx, need_dw) = (x.track_op(), w.track_op());
+        let (x, w) = (x.detach(), w.detach());
+        let (dy_rows, _) = as_rows(dy, 0)?;
+        let dx = if need_dx {
+            Some(dy_rows.matmul(&w)?.reshape(x.shape())?)
+        } else {
+            None
+        };
+        let dw = if need_dw {
+            let (x_rows, _) = as_rows(&x, 0)?;
+            Some(dy_rows.t()?.matmul(&x_rows)?)
+        } else {
+            None
+        };
+        Ok((dx, dw))
+    }
+}
+
+/// `x Wᵀ + s · (x Aᵀ) Bᵀ`: a linear layer with a frozen weight `W` [out, in]
+/// and a LoRA adapter `A` [r, in], `B` [out, r], as one node of the graph.
+/// The composed version has four (two products, a scale, a sum), and candle's
+/// backward allocates and adds an activation-sized gradient for each; this one
+/// keeps its inputs and the small `x Aᵀ` [rows, r], adds the adapter's product
+/// into the output as the matrix multiply writes it, and computes `∂L/∂x` only
+/// when `x` needs it.
+pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+    let frozen = !w.is_variable() && !w.track_op();
+    if f32_cpu(x) && frozen && f32_cpu(w) && (a.track_op() || b.track_op()) {
+        let op = LoraMatmul {
+            weight: w.contiguous()?,
+            scale: scale as f32,
+            need_dx: x.track_op(),
+            saved_h: std::sync::Mutex::new(None),
+        };
+        return Ok(x
+            .contiguous()?
+            .apply_op3(&a.contiguous()?, &b.contiguous()?, op)?);
+    }
+    let base = linear(x, w)?;
+    let (rows, out) = as_rows(x, w.dim(0)?)?;
+    let low = rows.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?;
+    Ok((base + low.reshape(out)?)?)
+}
+
+struct LoraMatmul {
+    weight: Tensor,
+    scale: f32,
+    need_dx: bool,
+    /// `x Aᵀ` from the forward pass, taken by the backward pass (which
+    /// recomputes it if it runs a second time).
+    saved_h: std::sync::Mutex<Option<Vec<f32>>>,
+}
+
+impl LoraMatmul {
+    /// (rows, in, out) for an input `x` with `n` elements.
+    fn sizes(&self, n: usize) -> candle_core::Result<(usize, usize, usize)> {
+        let (out, inp) = self.weight.dims2()?;
+        Ok((n / inp.max(1), inp, out))
+    }
+}
+
+impl candle_core::CustomOp3 for LoraMatmul {
+    fn name(&self) -> &'static str {
+        "lora-matmul"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (rows, inp, out) = self.sizes(l1.shape().elem_count())?;
+        let r = l2.shape().dims2()?.0;
+        if !(l1.is_contiguous() && l2.is_contiguous() && l3.is_contiguous()) {
+            candle_core::bail!("lora-matmul: expected contiguous inputs");
+        }
+        let x = &s1.as_slice::<f32>()?[l1.start_offset()..][..rows * inp];
+        let a = &s2.as_slice::<f32>()?[l2.start_offset()..][..r * inp];
+        let b = &s3.as_slice::<f32>()?[l3.start_offset()..][..out * r];
+        let mut y = vec![0f32; rows * out];
+        let mut h = vec![0f32; rows * r];
+        host_slice(&self.weight, |w| {
+            gemm(&mut y, (rows, out, inp), op(x), op_t(w), 1.0, false)
+        })
+        .ok_or_else(|| candle_core::Error::Msg("expected a contiguous CPU f32 weight".into()))?;
+        gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
+        gemm(&mut y, (rows, out, r), op(&h), op_t(b), self.scale, true);
+        *self
+            .saved_h
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(h);
+        let shape = Shape::from(with_last(l1.shape().dims(), out));
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    /// With `h = x Aᵀ` and `dh = s · dy B`: `∂A = dhᵀ x`, `∂B = s · dyᵀ h`,
+    /// `∂x = dy W + dh A`.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, inp, out) = self.sizes(x.elem_count())?;
+        let r = a.dim(0)?;
+        let saved = self
+            .saved_h
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("lock".into()))?
+            .take();
+        let (mut dh, mut da, mut db) = (
+            vec![0f32; rows * r],
+            vec![0f32; r * inp],
+            vec![0f32; out * r],
+        );
+        let mut dx = vec![0f32; if self.need_dx { rows * inp } else { 0 }];
+        with_values([x, a, b, dy, &self.weight], |[x, a, b, dy, w]| {
+            let h = saved.unwrap_or_else(|| {
+                let mut h = vec![0f32; rows * r];
+                gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
+                h
+            });
+            gemm(&mut dh, (rows, r, out), op(dy), op(b), self.scale, false);
+            gemm(&mut db, (out, r, rows), op_t(dy), op(&h), self.scale, false);
+            gemm(&mut da, (r, inp, rows), op_t(&dh), op(x), 1.0, false);
+            if self.need_dx {
+                gemm(&mut dx, (rows, inp, out), op(dy), op(w), 1.0, false);
+                gemm(&mut dx, (rows, inp, r), op(&dh), op(a), 1.0, true);
+            }
+        })?;
+        let dx = if self.need_dx {
+            Some(tensor_from(dx, x)?)
+        } else {
+            None
+        };
+        Ok((dx, Some(tensor_from(da, a)?), Some(tensor_from(db, b)?)))
+    }
+}

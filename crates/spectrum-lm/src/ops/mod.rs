@@ -1,0 +1,76 @@
+//! Custom operations for training on the CPU, where candle's generic ones
+//! cost time or memory the method does not need:
+//!
+//! - [`linear`]: `x Wᵀ` as one node, with a gradient for `x` only when it needs
+//!   one and for `W` only when it trains (candle's matmul backward always
+//!   computes both: as many FLOPs as the forward pass each), `∂L/∂W` in `W`'s
+//!   layout.
+//! - [`masked_softmax`]: `softmax(scores + mask)` with the fused kernel and a
+//!   backward pass (`dx = y ⊙ (dy − Σ dy ⊙ y)`). The composed version keeps five
+//!   score-sized intermediates per layer, and candle also stores a score-sized
+//!   gradient for the constant mask until backward ends (gigabytes at 1,024 tokens).
+//! - [`rope`]: the fused rotary kernel; its backward is the inverse rotation
+//!   (sine negated). The composed one stores gradients for the constant cos/sin.
+//! - [`rms_norm`]: the fused RMSNorm kernel and a hand-written backward
+//!   (the scale's gradient only when it trains); the composed one keeps four
+//!   activation-sized tensors per norm and a gradient for a frozen scale.
+//! - [`lora_matmul`]: a frozen linear layer plus its LoRA adapter as one node,
+//!   with the adapter's gradients and `∂L/∂x` written out, products
+//!   accumulated into one output by direct calls to the matrix multiply.
+//! - [`attention`]: RoPE, scores, mask, softmax and values of one layer as a
+//!   single node with a hand-written backward, computed per (sequence,
+//!   key/value head) in parallel so that each one's scores stay in cache.
+//! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
+//!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
+//!
+//! Each applies to f32 tensors on the CPU (forward passes through candle's own
+//! kernels or single loops, writing into the op's output); other devices and
+//! dtypes (bf16 on GPUs) use the plain, composed operations.
+
+mod attention;
+mod gemm;
+mod host;
+mod linear;
+mod loss;
+mod norm;
+
+pub use attention::{AttentionShape, attention, attention_prompt, masked_softmax, rope};
+pub use host::host_slice;
+pub use linear::{linear, lora_matmul, swiglu};
+pub use loss::cross_entropy_rows;
+pub use norm::rms_norm;
+
+/// Which implementation the ops of a thread run: the custom CPU f32 kernels
+/// (`Fused`, the default) or the composed candle operations every other
+/// device and dtype runs (`Composed`: on the CPU, the exact path a GPU takes,
+/// so that tests on a CPU machine cover it).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Kernels {
+    #[default]
+    Fused,
+    Composed,
+}
+
+impl Kernels {
+    pub fn is_fused(&self) -> bool {
+        *self == Kernels::Fused
+    }
+}
+
+thread_local! {
+    static KERNELS: std::cell::Cell<Kernels> = const { std::cell::Cell::new(Kernels::Fused) };
+}
+
+/// Sets the kernels of the calling thread (every op decides on the thread
+/// that calls it, forward and backward); returns the previous setting.
+pub fn set_kernels(k: Kernels) -> Kernels {
+    KERNELS.with(|c| c.replace(k))
+}
+
+/// The kernels of the calling thread.
+pub fn kernels() -> Kernels {
+    KERNELS.with(std::cell::Cell::get)
+}
