@@ -403,7 +403,11 @@ fn the_whole_workflow_in_the_desktop_app() {
     let dir = &desktop.dir;
     let d = desktop.open();
 
-    // Library: the tour builds the suite and hands it over like a drop.
+    // Library: the tour offers the whole demo as one job (`Studio::demo`, the
+    // CLI's; tested there) and its steps one by one; the first step builds
+    // the suite and hands it over like a drop.
+    d.present("[data-testid=tour-demo]", 60);
+    assert_eq!(d.text("[data-testid=tour-demo]"), "Run the whole demo");
     d.click("[data-testid=tour-start]");
     d.present("[data-testid=preview-counts]", 120);
     assert!(
