@@ -242,7 +242,7 @@ pub fn preview_import(
     let studio = shell.studio.clone();
     shell
         .jobs
-        .start("preview", paths.join(", "), channel, move |ctx| {
+        .start(JobKind::Preview, paths.join(", "), channel, move |ctx| {
             studio.preview_import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
         })
 }
@@ -255,7 +255,7 @@ pub fn run_demo(shell: State<'_, Shell>, channel: Channel<JobEvent>) -> Res<u64>
     let studio = shell.studio.clone();
     shell
         .jobs
-        .start("demo", "demo".into(), channel, move |ctx| {
+        .start(JobKind::Demo, "demo".into(), channel, move |ctx| {
             studio.demo(
                 &DemoRequest::default(),
                 &mut |event| match event {
@@ -291,7 +291,7 @@ pub fn import(
     let studio = shell.studio.clone();
     shell
         .jobs
-        .start("import", paths.join(", "), channel, move |ctx| {
+        .start(JobKind::Import, paths.join(", "), channel, move |ctx| {
             studio.import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
         })
 }
@@ -366,17 +366,19 @@ pub fn add_model(
     let label = path
         .as_ref()
         .map_or("default model".into(), |p| p.display().to_string());
-    shell.jobs.start("model", label, channel, move |ctx| {
-        let mut note = |s: &str| ctx.note(s);
-        match path {
-            None => studio.install_default_model(&mut note),
-            Some(p) => {
-                let spec = p.display().to_string();
-                let name = name.filter(|n| !n.trim().is_empty());
-                studio.add_model(&spec, name.as_deref(), &mut note)
+    shell
+        .jobs
+        .start(JobKind::Model, label, channel, move |ctx| {
+            let mut note = |s: &str| ctx.note(s);
+            match path {
+                None => studio.install_default_model(&mut note),
+                Some(p) => {
+                    let spec = p.display().to_string();
+                    let name = name.filter(|n| !n.trim().is_empty());
+                    studio.add_model(&spec, name.as_deref(), &mut note)
+                }
             }
-        }
-    })
+        })
 }
 
 /// Job result: `ModelRecord`.
@@ -407,7 +409,7 @@ pub fn add_remote_model(
     let studio = shell.studio.clone();
     shell
         .jobs
-        .start("model", spec.clone(), channel, move |ctx| {
+        .start(JobKind::Model, spec.clone(), channel, move |ctx| {
             let mut note = |s: &str| ctx.note(s);
             studio.add_remote_model(&spec, name.as_deref(), &options, &mut note)
         })
@@ -450,18 +452,20 @@ pub fn train(
         name: request.name.filter(|n| !n.trim().is_empty()),
         init_tokens_from: request.init_tokens_from.filter(|n| !n.trim().is_empty()),
     };
-    shell.jobs.start("train", label, channel, move |ctx| {
-        studio.train(
-            &request,
-            &mut |p| {
-                ctx.send(JobEvent::Train {
-                    progress: p.clone(),
-                })
-            },
-            &mut |s| ctx.note(s),
-            &ctx.cancel,
-        )
-    })
+    shell
+        .jobs
+        .start(JobKind::Train, label, channel, move |ctx| {
+            studio.train(
+                &request,
+                &mut |p| {
+                    ctx.send(JobEvent::Train {
+                        progress: p.clone(),
+                    })
+                },
+                &mut |s| ctx.note(s),
+                &ctx.cancel,
+            )
+        })
 }
 
 /// Resumes a training or evaluation run. Job result: `TrainOutcome` or `EvalReport`.
@@ -477,7 +481,7 @@ pub fn resume_run(shell: State<'_, Shell>, run: i64, channel: Channel<JobEvent>)
     let id = run.to_string();
     shell
         .jobs
-        .start(record.kind.as_str(), record.name, channel, move |ctx| {
+        .start(record.kind.into(), record.name, channel, move |ctx| {
             if record.kind == RunKind::Eval {
                 let report = studio.resume_eval(
                     &id,
@@ -544,7 +548,7 @@ pub fn evaluate(
         device: request.device,
         name: request.name.filter(|n| !n.trim().is_empty()),
     };
-    shell.jobs.start("eval", label, channel, move |ctx| {
+    shell.jobs.start(JobKind::Eval, label, channel, move |ctx| {
         let report = studio.evaluate(
             &request,
             &mut |p| {
@@ -628,11 +632,12 @@ pub fn export_report(
         out: out.clone(),
         created: None,
     };
-    shell
-        .jobs
-        .start("report", out.display().to_string(), channel, move |ctx| {
-            studio.report(&request, &mut |s| ctx.note(s))
-        })
+    shell.jobs.start(
+        JobKind::Report,
+        out.display().to_string(),
+        channel,
+        move |ctx| studio.report(&request, &mut |s| ctx.note(s)),
+    )
 }
 
 /// Opens a report this session wrote in the system's PDF viewer.

@@ -69,11 +69,32 @@ pub struct Dropped {
     pub model: bool,
 }
 
+/// What a job does (the UI's jobs bar and the views find their jobs by it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum JobKind {
+    Preview,
+    Import,
+    Model,
+    Train,
+    Eval,
+    Report,
+    Demo,
+}
+
+impl From<spectrum_app::RunKind> for JobKind {
+    fn from(kind: spectrum_app::RunKind) -> JobKind {
+        match kind {
+            spectrum_app::RunKind::Train => JobKind::Train,
+            spectrum_app::RunKind::Eval => JobKind::Eval,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct JobInfo {
     pub id: u64,
-    /// `preview`, `import`, `model`, `train`, `eval`, `report`, `demo`.
-    pub kind: String,
+    pub kind: JobKind,
     pub label: String,
 }
 

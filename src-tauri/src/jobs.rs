@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tauri::ipc::Channel;
 
-use crate::dto::{JobEvent, JobInfo, UiError};
+use crate::dto::{JobEvent, JobInfo, JobKind, UiError};
 
 struct Job {
     info: JobInfo,
@@ -80,7 +80,7 @@ impl Jobs {
     /// `done`, `failed` or `cancelled` event on `channel`.
     pub fn start<T, F>(
         self: &Arc<Self>,
-        kind: &str,
+        kind: JobKind,
         label: String,
         channel: Channel<JobEvent>,
         body: F,
@@ -97,17 +97,13 @@ impl Jobs {
             closing: self.closing.clone(),
             last_note: Arc::default(),
         };
-        let info = JobInfo {
-            id,
-            kind: kind.to_string(),
-            label,
-        };
+        let info = JobInfo { id, kind, label };
         let jobs = Arc::clone(self);
         // Hold the lock while spawning so that the thread cannot finish (and
         // remove itself) before it is registered.
         let mut map = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
         let thread = std::thread::Builder::new()
-            .name(format!("job-{id}-{kind}"))
+            .name(format!("job-{id}-{kind:?}"))
             .spawn(move || {
                 spectrum_app::flush_subnormals();
                 let event = match body(&ctx) {
@@ -198,7 +194,7 @@ mod tests {
             Ok(())
         });
         let jobs = Arc::new(Jobs::default());
-        jobs.start("check", "subnormals".into(), channel, |_| {
+        jobs.start(JobKind::Train, "subnormals".into(), channel, |_| {
             Ok(spectrum_lm::fpu::flushes_here())
         })
         .expect("start the job");

@@ -269,11 +269,9 @@ n: number, };
 
 export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JsonValue, } | { "type": "failed", error: AppError, } | { "type": "cancelled" };
 
-export type JobInfo = { id: number, 
-/**
- * `preview`, `import`, `model`, `train`, `eval`, `report`, `demo`.
- */
-kind: string, label: string, };
+export type JobInfo = { id: number, kind: JobKind, label: string, };
+
+export type JobKind = "preview" | "import" | "model" | "train" | "eval" | "report" | "demo";
 
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
 

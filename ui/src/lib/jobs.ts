@@ -1,6 +1,7 @@
 // Starting a job from a view: tracked in the header, errors shown, the store
 // reloaded when it ends.
 import { asUiError, Cancelled, type Job, type Progress } from "./api";
+import type { JobKind } from "./bindings";
 import { bytes, duration } from "./format";
 import { changed, endJob, showError, trackJob, updateJob } from "./state.svelte";
 
@@ -52,7 +53,7 @@ export function describe(p: Progress): { status: string; fraction: number | null
  * failed (the error is shown) or was cancelled.
  */
 export async function follow<T>(
-  kind: string,
+  kind: JobKind,
   label: string,
   start: (on: (p: Progress) => void) => Promise<Job<T>>,
   onProgress?: (p: Progress) => void,

@@ -1,6 +1,6 @@
 // App-wide state: the current view, the theme, dropped files, errors, and the
 // jobs this window started (so that every view can show their progress).
-import type { AppError as UiError } from "./bindings";
+import type { AppError as UiError, JobKind } from "./bindings";
 
 export type View = "library" | "models" | "train" | "evaluate" | "results" | "report";
 
@@ -15,7 +15,7 @@ export const VIEWS: { id: View; label: string; key: string }[] = [
 
 export interface ActiveJob {
   id: number;
-  kind: string;
+  kind: JobKind;
   label: string;
   status: string;
   fraction: number | null;
