@@ -124,7 +124,9 @@ impl AppError {
                     fix,
                 };
             }
-            if cause.downcast_ref::<ImportError>().is_some() {
+            if cause.downcast_ref::<ImportError>().is_some()
+                || cause.downcast_ref::<spectrum_train::SpecError>().is_some()
+            {
                 return AppError::bad_input(text);
             }
         }

@@ -143,8 +143,7 @@ impl Studio {
         note: &mut dyn FnMut(&str),
     ) -> Result<(RunRecord, StoredRun)> {
         let spec = &request.spec;
-        spec.validate()
-            .map_err(|e| anyhow::anyhow!("run spec: {e}"))?;
+        spec.validate().context("run spec")?;
         // A device this build or machine lacks is refused before a run is recorded.
         spec.device.device()?;
         let mut model_path = self.resolve_model(&request.model, note)?;

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 pub use checkpoint::Checkpoint;
 pub use data::SourceSequence;
-pub use spec::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
+pub use spec::{Decay, Length, Method, PRESETS, RunSpec, SpecError, TaskSelection};
 pub use trainer::{
     EvalMetrics, Event, Outcome, StepMetrics, TrainJob, Trainable, planned_steps, train,
 };
@@ -27,6 +27,8 @@ pub use trainer::{
 pub enum TrainError {
     #[error("run spec: {0}")]
     Spec(String),
+    #[error("run spec: {0}")]
+    Setting(#[from] spec::SpecError),
     #[error("training data: {0}")]
     Data(String),
     #[error("checkpoint {}: {message}", path.display())]

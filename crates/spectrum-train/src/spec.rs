@@ -151,7 +151,7 @@ impl RunSpec {
     }
 
     /// Checks the settings, naming the one that is wrong and how to fix it.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), SpecError> {
         let positive = [
             ("max_tokens", self.max_tokens),
             ("micro_batch", self.micro_batch),
@@ -162,32 +162,48 @@ impl RunSpec {
             ("keep_checkpoints", self.keep_checkpoints),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
-            return Err(format!("{name} must be at least 1"));
+            return Err(SpecError::new(name, format!("{name} must be at least 1")));
         }
         if !(0.0..=1.0).contains(&self.description_prob) {
-            return Err("description_prob must be between 0 and 1".into());
+            return Err(SpecError::new(
+                "description_prob",
+                "description_prob must be between 0 and 1",
+            ));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err("learning_rate must be a positive number".into());
+            return Err(SpecError::new(
+                "learning_rate",
+                "learning_rate must be a positive number",
+            ));
         }
         if self.max_grad_norm < 0.0 || self.weight_decay < 0.0 {
-            return Err("max_grad_norm and weight_decay cannot be negative".into());
+            return Err(SpecError::new(
+                if self.max_grad_norm < 0.0 {
+                    "max_grad_norm"
+                } else {
+                    "weight_decay"
+                },
+                "max_grad_norm and weight_decay cannot be negative",
+            ));
         }
         match self.length {
-            Length::Steps(0) => return Err("steps must be at least 1".into()),
+            Length::Steps(0) => return Err(SpecError::new("length", "steps must be at least 1")),
             Length::Epochs(e) if !(e > 0.0 && e.is_finite()) => {
-                return Err("epochs must be a positive number".into());
+                return Err(SpecError::new("length", "epochs must be a positive number"));
             }
             _ => {}
         }
         if let Method::Lora(l) = &self.method {
             if l.rank == 0 {
-                return Err("LoRA rank must be at least 1".into());
+                return Err(SpecError::new("method", "LoRA rank must be at least 1"));
             }
             if l.targets.is_empty() {
-                return Err(format!(
-                    "LoRA needs at least one target module (one of {})",
-                    PROJECTIONS.join(", ")
+                return Err(SpecError::new(
+                    "method",
+                    format!(
+                        "LoRA needs at least one target module (one of {})",
+                        PROJECTIONS.join(", ")
+                    ),
                 ));
             }
             if let Some(t) = l
@@ -195,19 +211,25 @@ impl RunSpec {
                 .iter()
                 .find(|t| !PROJECTIONS.contains(&t.as_str()))
             {
-                return Err(format!(
-                    "unknown LoRA target module {t:?} (known: {})",
-                    PROJECTIONS.join(", ")
+                return Err(SpecError::new(
+                    "method",
+                    format!(
+                        "unknown LoRA target module {t:?} (known: {})",
+                        PROJECTIONS.join(", ")
+                    ),
                 ));
             }
             if !(0.0..1.0).contains(&l.dropout) {
-                return Err("LoRA dropout must be in [0, 1)".into());
+                return Err(SpecError::new("method", "LoRA dropout must be in [0, 1)"));
             }
         }
         if let Some(d) = &self.dtype
             && !["f32", "bf16", "f16"].contains(&d.as_str())
         {
-            return Err(format!("dtype {d:?} is not one of f32, bf16, f16"));
+            return Err(SpecError::new(
+                "dtype",
+                format!("dtype {d:?} is not one of f32, bf16, f16"),
+            ));
         }
         Ok(())
     }
@@ -251,6 +273,24 @@ impl RunSpec {
     }
 }
 
+/// A run setting that is out of range: which one (its name in the spec) and
+/// what is wrong, so that a front end can point at the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SpecError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(setting: &'static str, message: impl Into<String>) -> SpecError {
+        SpecError {
+            setting,
+            message: message.into(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,14 +329,19 @@ mod tests {
             ..RunSpec::default()
         };
         let e = bad.validate().expect_err("unknown target");
-        assert!(e.contains("qproj") && e.contains("q_proj"), "{e}");
+        assert_eq!(e.setting, "method");
+        assert!(
+            e.message.contains("qproj") && e.message.contains("q_proj"),
+            "{e}"
+        );
         let e = RunSpec {
             grad_accum: 0,
             ..RunSpec::default()
         }
         .validate()
         .expect_err("zero");
-        assert!(e.contains("grad_accum"), "{e}");
+        assert_eq!(e.setting, "grad_accum");
+        assert_eq!(e.to_string(), "grad_accum must be at least 1");
     }
 
     #[test]

@@ -445,7 +445,7 @@ pub fn planned_steps(
     tok: &TextTokenizer,
     spec: &RunSpec,
 ) -> Result<Vec<Vec<Vec<Item>>>> {
-    spec.validate().map_err(TrainError::Spec)?;
+    spec.validate()?;
     let mut stream = Stream::new(sources, tok.clone(), spec)?;
     let total = total_steps(spec, stream.plan.batches.len());
     (0..total)
@@ -462,7 +462,7 @@ pub fn train(
     cancel: &AtomicBool,
 ) -> Result<Outcome> {
     let spec = job.spec;
-    spec.validate().map_err(TrainError::Spec)?;
+    spec.validate()?;
     // The run's kernels on this thread for the run, then the caller's again.
     struct Restore(spectrum_lm::ops::Kernels);
     impl Drop for Restore {
