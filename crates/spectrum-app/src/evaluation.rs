@@ -309,11 +309,15 @@ impl Studio {
         let plan = plan(&tasks, &request.families);
         if plan.is_empty() {
             let names: Vec<&str> = request.families.iter().map(|f| f.as_str()).collect();
-            bail!(
-                "none of the {} selected tasks has data for {} (steer needs sequences, dist distribution items, valid diverse-valid definitions; fix: `spectrum tasks list` shows what each task holds)",
-                tasks.len(),
-                names.join(", ")
-            );
+            return Err(AppError::not_found(
+                format!(
+                    "none of the {} selected tasks has data for {} (steer needs sequences, dist distribution items, valid diverse-valid definitions)",
+                    tasks.len(),
+                    names.join(", ")
+                ),
+                Listing::Tasks,
+            )
+            .into());
         }
         let model_path = self.resolve_model(&request.model, note)?;
         let base = store
@@ -401,15 +405,19 @@ impl Studio {
         let stored: StoredEval = serde_json::from_value(record.spec.clone())
             .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;
         if stored.definitions.as_deref() != Some(spectrum_eval::DEFINITIONS) {
-            bail!(
-                "evaluation run {} ({}) was started with other metric definitions ({}); its remaining tasks would not be comparable with the finished ones (fix: start a new evaluation with the same settings)",
+            return Err(AppError::bad_input(format!(
+                "evaluation run {} ({}) was started with other metric definitions ({}); its remaining tasks would not be comparable with the finished ones",
                 record.id,
                 record.name,
                 stored
                     .definitions
                     .as_deref()
                     .unwrap_or("from before definitions were recorded")
-            );
+            ))
+            .with_fix(Fix::Say {
+                text: "start a new evaluation with the same settings".into(),
+            })
+            .into());
         }
         stored.device.device()?;
         store.set_run_status(record.id, RunStatus::Running, None)?;
@@ -592,12 +600,14 @@ impl Studio {
         let store = self.store()?;
         let record = find_run(&store, run)?;
         if record.kind != RunKind::Eval {
-            bail!(
-                "run {} ({}) is a {} run, not an evaluation (fix: `spectrum runs list` shows each run's kind)",
-                record.id,
-                record.name,
-                record.kind
-            );
+            return Err(AppError::bad_input(format!(
+                "run {} ({}) is a {} run, not an evaluation",
+                record.id, record.name, record.kind
+            ))
+            .with_fix(Fix::List {
+                what: Listing::Runs,
+            })
+            .into());
         }
         let stored: StoredEval = serde_json::from_value(record.spec.clone())
             .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;

@@ -448,10 +448,14 @@ impl Studio {
                     .map(|mut d| d.next().is_some())
                     .unwrap_or(true)
             {
-                bail!(
-                    "{}: the folder exists and is not empty; nothing was overwritten (fix: choose a new folder)",
+                return Err(AppError::bad_input(format!(
+                    "{}: the folder exists and is not empty; nothing was overwritten",
                     out.display()
-                );
+                ))
+                .with_fix(Fix::Say {
+                    text: "choose a new folder".into(),
+                })
+                .into());
             }
         }
         if let Some(out) = peft {
@@ -579,9 +583,11 @@ fn resolve_tasks(
     }
     for category in &sel.categories {
         if !all.iter().any(|t| &t.category == category && is_train(t)) {
-            bail!(
-                "no train task in category {category:?} (fix: `spectrum tasks list` shows the categories)"
-            );
+            return Err(AppError::not_found(
+                format!("no train task in category {category:?}"),
+                Listing::Tasks,
+            )
+            .into());
         }
     }
     let train: Vec<TaskSummary> = all
@@ -595,9 +601,12 @@ fn resolve_tasks(
         .cloned()
         .collect();
     if train.is_empty() {
-        bail!(
-            "the selected tasks have no sequences to train on (fix: import `messages` rows for them)"
-        );
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            "the selected tasks have no sequences to train on (sequences are `messages` rows)",
+        )
+        .with_fix(Fix::Import)
+        .into());
     }
     let datasets: Vec<i64> = train.iter().map(|t| t.dataset_id).collect();
     let held_out = all
