@@ -397,8 +397,13 @@ impl Desktop {
     }
 }
 
+/// One app at a time: each test runs an app, WebKit and Xvfb, and on 2 cores
+/// two of them side by side slowed a cancel past the close test's 60 s.
+static ONE_APP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_whole_workflow_in_the_desktop_app() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let desktop = Desktop::start("desktop");
     let dir = &desktop.dir;
     let d = desktop.open();
@@ -544,6 +549,7 @@ fn the_whole_workflow_in_the_desktop_app() {
 
 #[test]
 fn closing_the_window_cancels_training_and_reopening_offers_resume() {
+    let _one = ONE_APP.lock().unwrap_or_else(|e| e.into_inner());
     let desktop = Desktop::start("desktop-reopen");
     let studio = desktop.studio();
     let suite = desktop.dir.path().join("suite");
