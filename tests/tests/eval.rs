@@ -201,7 +201,7 @@ fn bad_requests_name_the_fix_and_record_nothing() {
     let out = sb.run(&["eval", "--model", "tiny", "--k-tokenizer", "gemma.gguf"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("GGUF") && err.contains("spectrum model add"),
+        err.contains("GGUF") && err.contains("(fix: --k-tokenizer: add gemma.gguf as a model"),
         "{err}"
     );
     let out = sb.run(&["eval", "--model", "tiny", "--k-tokenizer", "/nowhere"]);

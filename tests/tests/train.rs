@@ -340,9 +340,11 @@ fn a_base_without_turn_tokens_gets_them_for_training() {
             .to_str()
             .expect("utf-8"),
     ]);
+    let stderr = String::from_utf8_lossy(&spectrum_only.stderr);
     assert!(
-        String::from_utf8_lossy(&spectrum_only.stderr).contains("spectrum model add-tokens"),
-        "the error names the fix"
+        stderr.contains("(fix: --template (--format for score and generate): the colon format")
+            && stderr.contains("add-tokens"),
+        "the error names the fix: {stderr}"
     );
 
     let mut args = train_args("turns", "2");

@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::Serialize;
 use serde_json::Value;
+use spectrum_core::Problem;
 use spectrum_eval::Family;
 use spectrum_eval::stats::{self, Interval, Verdict};
 use spectrum_eval::steer::{SteerOutput, per_sequence_means};
@@ -259,9 +260,12 @@ impl Studio {
     /// Lines up evaluation runs against the first one.
     pub fn compare(&self, runs: &[String]) -> Result<Comparison> {
         if runs.len() < 2 {
-            bail!(
-                "compare needs at least two evaluation runs (fix: `spectrum compare BASELINE RUN...`; `spectrum runs list` shows them)"
-            );
+            return Err(Problem::setting(
+                "compare needs at least two evaluation runs",
+                "runs",
+                "a baseline and one or more evaluation runs to compare with it",
+            )
+            .into());
         }
         let reports = runs
             .iter()

@@ -4,65 +4,8 @@
 //! errors; [`AppError::of`] finds the structured error in the chain.
 
 use serde::Serialize;
-use spectrum_store::{RunKind, StoreError};
+pub use spectrum_core::{ErrorCode, Explain, Fix, Listing, Problem};
 use spectrum_suite::import::ImportError;
-
-/// What kind of failure it is. Front ends decide how to show an error from
-/// this, never from its text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorCode {
-    /// The input (a file, a setting, a name) is wrong; the fix says how.
-    BadInput,
-    /// A named dataset, task, model or run does not exist.
-    NotFound,
-    /// A path the front end may not touch (the desktop app's grants).
-    NotAllowed,
-    Cancelled,
-    /// The work failed for a reason the user cannot fix (a bug, an I/O failure).
-    Internal,
-}
-
-/// What a list fix lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum Listing {
-    Datasets,
-    Tasks,
-    Models,
-    Runs,
-}
-
-impl Listing {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Listing::Datasets => "datasets",
-            Listing::Tasks => "tasks",
-            Listing::Models => "models",
-            Listing::Runs => "runs",
-        }
-    }
-}
-
-/// The way out of an error, as data.
-#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Fix {
-    /// Look at what exists and pick one of those names.
-    List { what: Listing },
-    /// Import task files (or build the built-in suite).
-    Import,
-    /// Register a model (a folder, a GGUF file or the default model).
-    AddModel,
-    /// Use another store file: this one is not a Spectrum Studio store.
-    OtherStore,
-    /// Install a newer Spectrum Studio: the store comes from one.
-    Upgrade,
-    /// Continue run `run` where it stopped.
-    Resume { run: i64, run_kind: RunKind },
-    /// Anything else, in words that name no front end's controls.
-    Say { text: String },
-}
 
 /// An error a front end shows: what went wrong and what to do next.
 #[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS, thiserror::Error)]
@@ -100,42 +43,38 @@ impl AppError {
     }
 
     /// The error to show for a failed use case: the message is the whole
-    /// chain (`context: cause`); the code and fix come from the first
-    /// structured error in it (ours, the store's, the importer's). Errors not
-    /// yet structured keep a `(fix: ...)` part in their text, which becomes a
-    /// [`Fix::Say`].
+    /// chain (`context: cause`); the code and fix come from the first error in
+    /// it that explains itself (ours, a [`Problem`], or a library's error enum).
+    /// An error nobody explains is bad input without a fix.
     pub fn of(error: &anyhow::Error) -> AppError {
-        let text = format!("{error:#}");
+        let message = format!("{error:#}");
         if crate::is_cancelled(error) {
-            return AppError::new(ErrorCode::Cancelled, text);
+            return AppError::new(ErrorCode::Cancelled, message);
         }
-        for cause in error.chain() {
-            if let Some(e) = cause.downcast_ref::<AppError>() {
-                return AppError {
-                    message: text,
-                    ..e.clone()
-                };
-            }
-            if let Some(e) = cause.downcast_ref::<StoreError>() {
-                let (code, fix) = store_fix(e);
-                return AppError {
-                    code,
-                    message: text,
-                    fix,
-                };
-            }
-            if cause.downcast_ref::<ImportError>().is_some()
-                || cause.downcast_ref::<spectrum_train::SpecError>().is_some()
-            {
-                return AppError::bad_input(text);
-            }
-        }
-        let (message, fix) = split_fix(&text);
-        AppError {
-            code: ErrorCode::BadInput,
-            message,
-            fix: fix.map(|text| Fix::Say { text }),
-        }
+        let explained = error
+            .chain()
+            .find_map(|cause| -> Option<(ErrorCode, Option<Fix>)> {
+                fn of<E: Explain>(e: &E) -> (ErrorCode, Option<Fix>) {
+                    (e.code(), e.fix())
+                }
+                if let Some(e) = cause.downcast_ref::<AppError>() {
+                    return Some((e.code, e.fix.clone()));
+                }
+                let d = cause;
+                d.downcast_ref::<Problem>()
+                    .map(of)
+                    .or_else(|| d.downcast_ref::<spectrum_store::StoreError>().map(of))
+                    .or_else(|| d.downcast_ref::<ImportError>().map(of))
+                    .or_else(|| d.downcast_ref::<spectrum_lm::LmError>().map(of))
+                    .or_else(|| d.downcast_ref::<spectrum_train::TrainError>().map(of))
+                    .or_else(|| d.downcast_ref::<spectrum_eval::EvalError>().map(of))
+                    .or_else(|| {
+                        d.downcast_ref::<spectrum_train::SpecError>()
+                            .map(|_| (ErrorCode::BadInput, None))
+                    })
+            });
+        let (code, fix) = explained.unwrap_or((ErrorCode::BadInput, None));
+        AppError { code, message, fix }
     }
 }
 
@@ -145,58 +84,11 @@ impl From<anyhow::Error> for AppError {
     }
 }
 
-fn store_fix(e: &StoreError) -> (ErrorCode, Option<Fix>) {
-    match e {
-        StoreError::NotADatabase { .. } | StoreError::ForeignDatabase { .. } => {
-            (ErrorCode::BadInput, Some(Fix::OtherStore))
-        }
-        StoreError::NewerSchema { .. } => (ErrorCode::BadInput, Some(Fix::Upgrade)),
-        StoreError::Ambiguous(_) => (
-            ErrorCode::BadInput,
-            Some(Fix::Say {
-                text: "name one by its id".into(),
-            }),
-        ),
-        StoreError::CreateDir { .. } | StoreError::Sqlite { .. } | StoreError::Corrupt(_) => {
-            (ErrorCode::Internal, None)
-        }
-    }
-}
-
-/// Splits `"... (fix: do this) ..."` into the message and the fix: the text
-/// of errors that do not carry their fix as data yet.
-pub fn split_fix(text: &str) -> (String, Option<String>) {
-    let Some(start) = text.find("(fix: ") else {
-        return (text.to_string(), None);
-    };
-    let rest = &text[start + 6..];
-    // The fix ends at its matching parenthesis (fixes may contain `--flag (x)`).
-    let mut depth = 1;
-    let mut end = None;
-    for (i, c) in rest.char_indices() {
-        match c {
-            '(' => depth += 1,
-            ')' => {
-                depth -= 1;
-                if depth == 0 {
-                    end = Some(i);
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
-    let Some(end) = end else {
-        return (text.to_string(), None);
-    };
-    let fix = rest[..end].trim().to_string();
-    let message = format!("{}{}", text[..start].trim_end(), &rest[end + 1..]);
-    (message.trim().to_string(), Some(fix))
-}
-
 #[cfg(test)]
 mod tests {
     use anyhow::Context;
+
+    use spectrum_store::StoreError;
 
     use super::*;
 
@@ -227,25 +119,27 @@ mod tests {
     }
 
     #[test]
-    fn a_fix_still_in_the_text_is_split_from_the_message() {
-        let (m, f) = split_fix(
-            "no dataset \"x\" in /s (fix: `spectrum datasets list` shows ids (and names)) now",
-        );
-        assert_eq!(m, "no dataset \"x\" in /s now");
+    fn library_errors_explain_themselves_through_context() {
+        // A problem raised deep in a library, wrapped twice.
+        let lm = spectrum_lm::LmError::from(Problem::setting(
+            "no turn tokens",
+            "template",
+            "the colon format",
+        ));
+        let e = anyhow::Error::new(spectrum_train::TrainError::Lm(lm)).context("cannot score");
+        let shown = AppError::of(&e);
+        assert_eq!(shown.message, "cannot score: no turn tokens");
         assert_eq!(
-            f.as_deref(),
-            Some("`spectrum datasets list` shows ids (and names)")
+            (shown.code, shown.fix),
+            (
+                ErrorCode::BadInput,
+                Some(Fix::setting("template", "the colon format"))
+            )
         );
-        assert_eq!(split_fix("plain").1, None);
-        assert_eq!(split_fix("open (fix: never closed").1, None);
+        // An error nobody explains: bad input, no fix, and no text parsed.
         let shown = AppError::of(&anyhow::anyhow!("bad value (fix: use 3)"));
         assert_eq!(shown.code, ErrorCode::BadInput);
-        assert_eq!(shown.message, "bad value");
-        assert_eq!(
-            shown.fix,
-            Some(Fix::Say {
-                text: "use 3".into()
-            })
-        );
+        assert_eq!(shown.message, "bad value (fix: use 3)");
+        assert_eq!(shown.fix, None);
     }
 }

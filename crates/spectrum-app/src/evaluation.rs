@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use spectrum_core::Problem;
 use spectrum_eval::dist::DistSummary;
 use spectrum_eval::metrics::{MeanSe, mean_se};
 use spectrum_eval::steer::{EvalSequence, SteerSummary};
@@ -285,7 +286,7 @@ impl Studio {
         // the same tokenizer, hence the same selection.
         Ok(spectrum_eval::steer::KTokenizer {
             tokenizer: own.clone(),
-            name: "the evaluated model's own (neither --k-tokenizer, gemma-3-1b-it in the Hugging Face cache nor the default model was there)".into(),
+            name: "the evaluated model's own (no k tokenizer was given, and neither gemma-3-1b-it in the Hugging Face cache nor the default model was there)".into(),
         })
     }
 
@@ -300,7 +301,12 @@ impl Studio {
     ) -> Result<EvalReport> {
         request.settings.validate()?;
         if request.families.is_empty() {
-            bail!("no evaluation family chosen (fix: --family steer,dist,valid)");
+            return Err(Problem::setting(
+                "no evaluation family chosen",
+                "family",
+                "one or more of steer, dist and valid",
+            )
+            .into());
         }
         // A device this build or machine lacks is refused before a run is recorded.
         request.device.device()?;
@@ -395,12 +401,14 @@ impl Studio {
             .into());
         }
         if record.status == RunStatus::Finished {
-            bail!(
-                "evaluation run {} ({}) has already finished (fix: `spectrum runs show {}` shows it)",
-                record.id,
-                record.name,
-                record.id
-            );
+            return Err(Problem::bad_input(format!(
+                "evaluation run {} ({}) has already finished",
+                record.id, record.name
+            ))
+            .with_fix(Fix::List {
+                what: Listing::Runs,
+            })
+            .into());
         }
         let stored: StoredEval = serde_json::from_value(record.spec.clone())
             .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;

@@ -25,7 +25,7 @@ use anyhow::{Context, Result};
 pub use compare::{CandidateComparison, CompareRow, Comparison, RunRef, Tally};
 pub use datasets::{ImportOutcome, ImportRequest};
 pub use demo::{DemoEvent, DemoOutcome, DemoRequest};
-pub use error::{AppError, ErrorCode, Fix, Listing};
+pub use error::{AppError, ErrorCode, Explain, Fix, Listing, Problem};
 pub use evaluation::{
     DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, ValidOverall,
     ValidReport,
@@ -157,7 +157,13 @@ fn find(store: &Store, id_or_name: &str) -> Result<DatasetSummary> {
 /// `<OS data folder>/spectrum-studio/store.sqlite3`, e.g. `~/.local/share/spectrum-studio/` on Linux.
 pub fn default_store_path() -> Result<PathBuf> {
     let dirs = directories::ProjectDirs::from("org", "Spectrum Studio", "spectrum-studio")
-        .context("cannot find a home folder for the store (fix: pass --store PATH)")?;
+        .ok_or_else(|| {
+            Problem::setting(
+                "cannot find a home folder for the store",
+                "store",
+                "the path of a store file",
+            )
+        })?;
     Ok(dirs.data_dir().join("store.sqlite3"))
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use spectrum_core::Problem;
 use spectrum_lm::added_tokens::RowInit;
 use spectrum_lm::default_model::{self, DefaultModel};
 use spectrum_lm::hf::ModelDir;
@@ -146,16 +147,21 @@ impl Studio {
             }
         };
         if store.find_model(&name)?.is_some() {
-            bail!(
-                "a model named {name:?} is registered already (fix: choose another with --name, or `spectrum model remove {name}`)"
-            );
+            return Err(Problem::setting(
+                format!("a model named {name:?} is registered already"),
+                "name",
+                format!("another name, or remove the model {name:?} first"),
+            )
+            .into());
         }
         let dir = self.models_dir().join(&name);
         if dir.exists() {
-            bail!(
-                "{} exists already (fix: choose another --name, or delete the folder)",
-                dir.display()
-            );
+            return Err(Problem::setting(
+                format!("{} exists already", dir.display()),
+                "name",
+                "another name, or delete the folder",
+            )
+            .into());
         }
         let staging = self.models_dir().join(format!(".{name}.adding"));
         let _ = std::fs::remove_dir_all(&staging);
@@ -385,10 +391,12 @@ fn remote_tokenizer(
                 std::fs::copy(&from, dir.join(file))
                     .with_context(|| format!("cannot copy {}", from.display()))?;
             } else if file == "tokenizer.json" {
-                bail!(
-                    "{}: no tokenizer.json (fix: give --tokenizer a folder that holds the model's tokenizer.json)",
-                    src.display()
-                );
+                return Err(Problem::setting(
+                    format!("{}: no tokenizer.json", src.display()),
+                    "tokenizer",
+                    "a folder that holds the model's tokenizer.json",
+                )
+                .into());
             }
         }
         Ok(())
@@ -468,10 +476,14 @@ pub(crate) fn model_hash(registered: Option<&ModelRecord>, dir: &Path) -> Option
 pub fn require_weights(dir: &Path) -> Result<()> {
     if remote::is_remote(dir) {
         let spec = RemoteSpec::read(dir)?;
-        bail!(
-            "{} is served remotely: training needs its weights here (fix: add the weights folder with `spectrum model add DIR`, or train on a cluster with `spectrum export-job`)",
-            spec.source()
-        );
+        return Err(Problem::say(
+            format!(
+                "{} is served remotely: training needs its weights here",
+                spec.source()
+            ),
+            "add the model's weights folder as a model, or export the run as a job for a cluster",
+        )
+        .into());
     }
     Ok(())
 }

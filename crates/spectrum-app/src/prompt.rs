@@ -3,8 +3,9 @@
 //! same functions the evaluation runs, so what is shown is what is scored or
 //! sampled.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::Serialize;
+use spectrum_core::Problem;
 use spectrum_eval::steer::{self, EvalSequence};
 use spectrum_eval::valid::{self, Setting};
 use spectrum_eval::{Family, Settings, dist};
@@ -146,12 +147,12 @@ impl Studio {
                     None => i,
                 };
                 let Some((id, r)) = chosen.get(i) else {
-                    bail!(
-                        "{}: the evaluation scores {} sequences; --index {i} is past them (fix: 0 to {})",
-                        task.name,
+                    return Err(past_the_end(
+                        &task.name,
+                        "sequences the evaluation scores",
                         chosen.len(),
-                        chosen.len().saturating_sub(1)
-                    );
+                        i,
+                    ));
                 };
                 view.ids = r.ids.clone();
                 view.loss = r.loss.clone();
@@ -172,11 +173,12 @@ impl Studio {
                     None => i,
                 };
                 let Some(item) = items.get(i) else {
-                    bail!(
-                        "{}: {} distribution items; --index {i} is past them",
-                        task.name,
-                        items.len()
-                    );
+                    return Err(past_the_end(
+                        &task.name,
+                        "distribution items",
+                        items.len(),
+                        i,
+                    ));
                 };
                 let (prompt, options, _) = dist::item_tokens(&tok, request.format, item)?;
                 view.ids = prompt;
@@ -223,10 +225,8 @@ impl Studio {
     pub fn validate(&self, task: &str, texts: &[String]) -> Result<Vec<TextVerdict>> {
         let summary = self.task_named(task)?;
         let defs = self.store()?.task_validity(summary.id)?;
-        let def = defs.first().with_context(|| {
-            format!(
-                "{task} has no validity rule (fix: `spectrum tasks list` marks diverse-valid tasks)"
-            )
+        let def = defs.first().ok_or_else(|| {
+            AppError::not_found(format!("{task} has no validity rule"), Listing::Tasks)
         })?;
         let validator = def.rule.compile()?;
         let stops = valid::stop_strings(None);
@@ -242,4 +242,14 @@ impl Studio {
             })
             .collect())
     }
+}
+
+/// An `index` past the `count` things a task has.
+fn past_the_end(task: &str, what: &str, count: usize, index: usize) -> anyhow::Error {
+    Problem::setting(
+        format!("{task}: {count} {what}; index {index} is past them"),
+        "index",
+        format!("0 to {}", count.saturating_sub(1)),
+    )
+    .into()
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
+use spectrum_core::Problem;
 use spectrum_eval::valid::Setting;
 use spectrum_lm::template;
 use spectrum_report::{Block, Chart, DocumentSpec, Figure, ItemBars, Panel, Section, Series};
@@ -414,8 +415,12 @@ impl Studio {
         }
         if let Some(b) = baseline {
             let id = self.run_detail(b)?.run.id;
-            let at = out.evals.iter().position(|r| r.run == id).with_context(|| {
-                format!("the baseline {b:?} is not one of the evaluation runs of the report (fix: list it among the runs)")
+            let at = out.evals.iter().position(|r| r.run == id).ok_or_else(|| {
+                Problem::setting(
+                    format!("the baseline {b:?} is not one of the evaluation runs of the report"),
+                    "runs",
+                    "list the baseline among the runs",
+                )
             })?;
             let base = out.evals.remove(at);
             out.evals.insert(0, base);
@@ -429,9 +434,11 @@ impl Studio {
         let runs = self.report_runs(&request.runs, request.baseline.as_deref())?;
         let need_eval = || -> Result<()> {
             if runs.evals.is_empty() {
-                bail!(
-                    "a {kind} chart needs evaluation runs (fix: `spectrum runs list` shows each run's kind)"
-                );
+                return Err(AppError::not_found(
+                    format!("a {kind} chart needs evaluation runs"),
+                    Listing::Runs,
+                )
+                .into());
             }
             Ok(())
         };

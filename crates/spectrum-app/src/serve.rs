@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
+use spectrum_core::Problem;
 use spectrum_lm::DeviceSpec;
 use spectrum_lm::hf::ModelDir;
 use spectrum_openai::{ServeOptions, ServedModel, Server};
@@ -48,7 +49,12 @@ impl Studio {
                 .find(|m| std::path::Path::new(&m.path) == path)
                 .map_or_else(|| spec.clone(), |m| m.name);
             if served.iter().any(|s: &ServedModel| s.name == name) {
-                bail!("{name:?} is named twice (fix: give each --model once)");
+                return Err(Problem::setting(
+                    format!("{name:?} is named twice"),
+                    "model",
+                    "each model once",
+                )
+                .into());
             }
             note(&format!("loading {name} from {}", path.display()));
             let model = spectrum_lm::load_local(&path, device)?;

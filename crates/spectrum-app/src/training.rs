@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
+use spectrum_core::Problem;
 use spectrum_store::{
     EvalMetrics, ModelRecord, NewRun, RunKind, RunRecord, RunStatus, StepMetrics, Store,
     TaskFilter, TaskSummary,
@@ -230,12 +231,11 @@ impl Studio {
             .into());
         }
         if record.status == RunStatus::Finished {
-            bail!(
-                "run {} ({}) has already finished (fix: `spectrum export {}` to write its model, or start a new run)",
-                record.id,
-                record.name,
-                record.id
-            );
+            return Err(Problem::say(
+                format!("run {} ({}) has already finished", record.id, record.name),
+                "export its model, or start a new run",
+            )
+            .into());
         }
         let stored = StoredRun::of(&record)?;
         let dir = self.run_dir(record.id);
@@ -428,7 +428,11 @@ impl Studio {
         merged: Option<&Path>,
     ) -> Result<RunRecord> {
         if peft.is_none() && merged.is_none() {
-            bail!("nothing to export: give --peft DIR and/or --merged DIR");
+            return Err(Problem::say(
+                "nothing to export",
+                "name a folder for the PEFT adapter, for the merged model, or both",
+            )
+            .into());
         }
         let store = self.store()?;
         let record = find_run(&store, run)?;
@@ -480,23 +484,30 @@ impl Studio {
         model: Option<&str>,
     ) -> Result<spectrum_train::job::JobBundle> {
         if engine != "trl" {
-            bail!("no engine {engine:?} (fix: --engine trl)");
+            return Err(Problem::setting(format!("no engine {engine:?}"), "engine", "trl").into());
         }
         let store = self.store()?;
         let record = find_run(&store, run)?;
         if record.kind != RunKind::Train {
-            bail!(
-                "run {} ({}) is an evaluation; export-job takes a training run (fix: `spectrum train ... --no-start` records one without training)",
-                record.id,
-                record.name
-            );
+            return Err(Problem::say(
+                format!(
+                    "run {} ({}) is an evaluation; a job is exported from a training run",
+                    record.id, record.name
+                ),
+                "record a training run without starting it (train, no start), and export that",
+            )
+            .into());
         }
         let stored = StoredRun::of(&record)?;
         if stored.model_path.join("adapter_config.json").is_file() {
-            bail!(
-                "the base model {} is a LoRA adapter (fix: `spectrum export RUN --merged DIR` its run, add that folder, and train on it)",
-                stored.model_path.display()
-            );
+            return Err(Problem::say(
+                format!(
+                    "the base model {} is a LoRA adapter",
+                    stored.model_path.display()
+                ),
+                "export its run's merged model, add that folder as a model, and train on it",
+            )
+            .into());
         }
         let (train, held_out) = load_data(&store, &stored)?;
         let tokenizer = spectrum_lm::tokenizer::TextTokenizer::from_dir(&stored.model_path)?;
@@ -576,9 +587,14 @@ fn resolve_tasks(
             .into());
         }
         if matching.iter().any(|t| !is_train(t)) {
-            bail!(
-                "task {name:?} is held out: held-out tasks are kept for evaluation and are never trained on (fix: drop it from --tasks; `spectrum tasks list --split train` shows the train tasks)"
-            );
+            return Err(Problem::setting(
+                format!(
+                    "task {name:?} is held out: held-out tasks are kept for evaluation and are never trained on"
+                ),
+                "tasks",
+                "leave it out; the task list's train split shows the tasks to train on",
+            )
+            .into());
         }
     }
     for category in &sel.categories {

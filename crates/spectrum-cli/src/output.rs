@@ -7,8 +7,8 @@ use anyhow::Result;
 use serde::Serialize;
 use spectrum_app::{
     AppError, Comparison, DatasetDetail, DatasetSummary, EvalReport, Fix, ImportError,
-    ImportOutcome, Listing, MeanSe, ModelRecord, OutputScore, RunDetail, RunKind, RunRecord,
-    RunStatus, ScoredRow, TaskSummary, TrainOutcome, Verdict,
+    ImportOutcome, Listing, MeanSe, ModelRecord, OutputScore, RowError, RunDetail, RunKind,
+    RunRecord, RunStatus, ScoredRow, TaskSummary, TrainOutcome, Verdict,
 };
 
 pub struct Output {
@@ -84,6 +84,9 @@ impl Output {
             Some(fix) => eprintln!("error: {} (fix: {fix})", shown.message),
             None => eprintln!("error: {}", shown.message),
         }
+        if let Some((errors, rejected)) = rows {
+            eprintln!("{}", row_lines(errors, rejected));
+        }
     }
 
     pub fn import(&self, outcome: &ImportOutcome) -> Result<()> {
@@ -116,15 +119,7 @@ impl Output {
                 }
                 if report.rejected > 0 {
                     self.note(&format!("{} invalid row(s) skipped:", report.rejected));
-                    for e in &report.errors {
-                        self.note(&format!("  {e}"));
-                    }
-                    if report.rejected > report.errors.len() {
-                        self.note(&format!(
-                            "  ... and {} more",
-                            report.rejected - report.errors.len()
-                        ));
-                    }
+                    self.note(&row_lines(&report.errors, report.rejected));
                 }
                 let c = &report.counts;
                 println!(
@@ -931,6 +926,31 @@ fn fix_text(fix: &Fix) -> String {
             };
             format!("`spectrum {command} --resume {run}` continues it")
         }
+        Fix::Setting { setting, advice } => format!("{}: {advice}", flag(setting)),
         Fix::Say { text } => text.clone(),
     }
+}
+
+/// The command-line flag of a run or evaluation setting.
+fn flag(setting: &str) -> String {
+    match setting {
+        "template" => "--template (--format for score and generate)".into(),
+        "runs" => "the RUN arguments".into(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+/// Rejected import rows, one per line with its fix, and how many more there are.
+fn row_lines(errors: &[RowError], rejected: usize) -> String {
+    let mut lines: Vec<String> = errors
+        .iter()
+        .map(|e| match e.fix.as_str() {
+            "" => format!("  {e}"),
+            fix => format!("  {e} (fix: {fix})"),
+        })
+        .collect();
+    if rejected > errors.len() {
+        lines.push(format!("  ... and {} more", rejected - errors.len()));
+    }
+    lines.join("\n")
 }

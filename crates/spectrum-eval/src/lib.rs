@@ -23,6 +23,7 @@ pub mod steer;
 pub mod valid;
 
 use serde::{Deserialize, Serialize};
+use spectrum_core::{ErrorCode, Explain, Fix, Problem};
 
 /// The evaluation families.
 #[derive(
@@ -173,14 +174,22 @@ impl Settings {
         }
         if let Some(dir) = &self.k_tokenizer {
             if dir.ends_with(".gguf") {
-                return bad(&format!(
-                    "k_tokenizer {dir} is a GGUF file, not a tokenizer folder (fix: `spectrum model add {dir}` converts it into a folder; `spectrum model show NAME` prints its path: pass that)"
-                ));
+                return Err(Problem::setting(
+                    format!("k_tokenizer {dir} is a GGUF file, not a tokenizer folder"),
+                    "k_tokenizer",
+                    format!(
+                        "add {dir} as a model (that converts it into a folder) and give that model's folder"
+                    ),
+                )
+                .into());
             }
             if !std::path::Path::new(dir).join("tokenizer.json").exists() {
-                return bad(&format!(
-                    "k_tokenizer {dir} holds no tokenizer.json (fix: the folder of a Hugging Face model, e.g. google/gemma-3-1b-it's)"
-                ));
+                return Err(Problem::setting(
+                    format!("k_tokenizer {dir} holds no tokenizer.json"),
+                    "k_tokenizer",
+                    "the folder of a Hugging Face model, e.g. google/gemma-3-1b-it's",
+                )
+                .into());
             }
         }
         Ok(())
@@ -197,6 +206,28 @@ pub enum EvalError {
     Task { task: String, reason: String },
     #[error("invalid settings: {0}")]
     Settings(String),
+    /// A failure with a known way out.
+    #[error(transparent)]
+    Problem(#[from] Problem),
+}
+
+impl Explain for EvalError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            EvalError::Lm(e) => e.code(),
+            EvalError::Cancelled => ErrorCode::Cancelled,
+            EvalError::Task { .. } | EvalError::Settings(_) => ErrorCode::BadInput,
+            EvalError::Problem(p) => p.code,
+        }
+    }
+
+    fn fix(&self) -> Option<Fix> {
+        match self {
+            EvalError::Lm(e) => e.fix(),
+            EvalError::Problem(p) => p.fix.clone(),
+            EvalError::Cancelled | EvalError::Task { .. } | EvalError::Settings(_) => None,
+        }
+    }
 }
 
 pub type Result<T, E = EvalError> = std::result::Result<T, E>;

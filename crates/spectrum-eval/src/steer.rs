@@ -17,6 +17,7 @@
 //!   above 1% at each loss token.
 
 use serde::{Deserialize, Serialize};
+use spectrum_core::Problem;
 use spectrum_lm::engine::output_scores;
 use spectrum_lm::template::{self, PromptFormat, Rendered};
 use spectrum_lm::tokenizer::TextTokenizer;
@@ -234,12 +235,15 @@ pub fn prepare(
         .iter()
         .map(|s| reach(k_tok, &s.messages, settings.budget))
         .collect::<Result<Vec<_>>>()?;
-    let (k, keep) = choose_k(&reaches).ok_or_else(|| EvalError::Task {
-        task: task.to_string(),
-        reason: format!(
-            "fewer than 10 sequences reach example 2 within {} tokens (fix: a larger --budget, or more or longer sequences)",
-            settings.budget
-        ),
+    let (k, keep) = choose_k(&reaches).ok_or_else(|| {
+        Problem::setting(
+            format!(
+                "task {task}: fewer than 10 sequences reach example 2 within {} tokens",
+                settings.budget
+            ),
+            "budget",
+            "a larger token budget, or more or longer sequences",
+        )
     })?;
     let order = sample_indices(sequences.len(), sequences.len(), settings.seed, task);
     let mut chosen = Vec::new();

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use spectrum_core::Problem;
+
 use crate::hf::ModelDir;
 use crate::tokenizer::TextTokenizer;
 use crate::{LmError, Result};
@@ -81,12 +83,14 @@ pub fn missing_turn_tokens(tok: &TextTokenizer) -> Vec<String> {
 pub fn add_tokens(src: &Path, out: &Path, tokens: &[String], init: RowInit) -> Result<AddedTokens> {
     let md = ModelDir::open(src)?;
     if md.adapter.is_some() || md.config.multimodal {
-        return Err(LmError::Unsupported {
-            path: src.to_path_buf(),
-            message: "tokens can be added to a plain text model folder only \
-                      (fix: export the merged model, or use its language model)"
-                .into(),
-        });
+        return Err(Problem::say(
+            format!(
+                "{}: tokens can be added to a plain text model folder only",
+                src.display()
+            ),
+            "export the merged model, or use its language model",
+        )
+        .into());
     }
     if tokens.is_empty() {
         return Err(LmError::bad(src, "no tokens to add"));
@@ -201,14 +205,15 @@ pub fn add_tokens(src: &Path, out: &Path, tokens: &[String], init: RowInit) -> R
 fn sibling_rows(dir: &Path, tokens: &[String], hidden: usize) -> Result<[Tensor; 2]> {
     let md = ModelDir::open(dir)?;
     if md.config.hidden_size != hidden {
-        return Err(LmError::bad(
-            dir,
+        return Err(Problem::say(
             format!(
-                "hidden size {} differs from the base model's {hidden}: not a sibling \
-                 (fix: pass the instruct model of the same base)",
+                "{}: hidden size {} differs from the base model's {hidden}: not a sibling",
+                dir.display(),
                 md.config.hidden_size
             ),
-        ));
+            "take the rows from the instruct model of the same base",
+        )
+        .into());
     }
     let tok = TextTokenizer::from_dir(&md.dir)?;
     let ids = tokens

@@ -217,9 +217,9 @@ impl ModelConfig {
                 ),
             });
         }
-        self.rope().map_err(|message| LmError::Unsupported {
+        self.rope().map_err(|e| LmError::Unsupported {
             path: path.to_path_buf(),
-            message,
+            message: e.to_string(),
         })?;
         if self.hidden_act.as_deref().is_some_and(|a| a != "silu") {
             return Err(LmError::Unsupported {
@@ -243,7 +243,7 @@ impl ModelConfig {
     }
 
     /// The RoPE scaling of the (full-attention) layers.
-    pub fn rope(&self) -> Result<RopeScaling, String> {
+    pub fn rope(&self) -> Result<RopeScaling, RopeError> {
         RopeScaling::parse(
             self.rope_scaling.as_ref(),
             self.max_position_embeddings as f64,
@@ -338,6 +338,18 @@ pub enum RopeScaling {
     },
 }
 
+/// Why a config's `rope_scaling` cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RopeError {
+    #[error("rope scaling {kind:?} needs a number `{key}`")]
+    MissingNumber { kind: String, key: String },
+    #[error(
+        "rope scaling {kind:?} is not supported yet (supported: {})",
+        RopeScaling::SUPPORTED
+    )]
+    Unsupported { kind: String },
+}
+
 impl RopeScaling {
     pub const SUPPORTED: &'static str = "default, linear, llama3";
 
@@ -346,7 +358,7 @@ impl RopeScaling {
     pub fn parse(
         value: Option<&serde_json::Value>,
         max_positions: f64,
-    ) -> Result<RopeScaling, String> {
+    ) -> Result<RopeScaling, RopeError> {
         let Some(v) = value.filter(|v| !v.is_null()) else {
             return Ok(RopeScaling::Default);
         };
@@ -358,7 +370,10 @@ impl RopeScaling {
         let num = |key: &str| {
             v.get(key)
                 .and_then(|n| n.as_f64())
-                .ok_or_else(|| format!("rope scaling {kind:?} needs a number `{key}`"))
+                .ok_or_else(|| RopeError::MissingNumber {
+                    kind: kind.to_string(),
+                    key: key.to_string(),
+                })
         };
         match kind {
             "default" => Ok(RopeScaling::Default),
@@ -372,10 +387,9 @@ impl RopeScaling {
                 original_max_position_embeddings: num("original_max_position_embeddings")
                     .unwrap_or(max_positions),
             }),
-            other => Err(format!(
-                "rope scaling {other:?} is not supported yet (supported: {})",
-                Self::SUPPORTED
-            )),
+            other => Err(RopeError::Unsupported {
+                kind: other.to_string(),
+            }),
         }
     }
 

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use spectrum_core::{ErrorCode, Explain, Fix, Problem};
+
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {
     #[error("cannot read {}: {source}", path.display())]
@@ -14,28 +16,52 @@ pub enum LmError {
     BadFile { path: PathBuf, message: String },
     #[error("{}: {message}", path.display())]
     Unsupported { path: PathBuf, message: String },
-    #[error("{}: missing {what} (fix: {fix})", path.display())]
+    /// Something a file or folder should hold; `fix` says where it comes from.
+    #[error("{}: missing {what}", path.display())]
     Missing {
         path: PathBuf,
         what: String,
         fix: String,
     },
+    /// A named tensor that does not fit where it goes (a merge, a restore).
+    #[error("{name}: {problem}")]
+    Tensor { name: String, problem: String },
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("template: {0}")]
     Template(String),
-    #[error("device: {0}")]
-    Device(String),
-    #[error(
-        "hf:{repo}: cannot download from the Hugging Face hub: {message} (fix: check the name and your network; \
-         offline, download the folder elsewhere and `spectrum model add DIR`)"
-    )]
+    #[error("hf:{repo}: cannot download from the Hugging Face hub: {message}")]
     Hub { repo: String, message: String },
     /// A remote model server failed or answered something unusable.
     #[error("{0}")]
     Remote(String),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// A failure with a known way out.
+    #[error(transparent)]
+    Problem(#[from] Problem),
+}
+
+impl Explain for LmError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            LmError::Candle(_) => ErrorCode::Internal,
+            LmError::Problem(p) => p.code,
+            _ => ErrorCode::BadInput,
+        }
+    }
+
+    fn fix(&self) -> Option<Fix> {
+        match self {
+            LmError::Missing { fix, .. } => Some(Fix::say(fix.clone())),
+            LmError::Hub { .. } => Some(Fix::say(
+                "check the name and the network; offline, download the folder on a machine \
+                 that reaches the hub and add it as a local model",
+            )),
+            LmError::Problem(p) => p.fix.clone(),
+            _ => None,
+        }
+    }
 }
 
 impl LmError {
@@ -43,6 +69,13 @@ impl LmError {
         LmError::Io {
             path: path.to_path_buf(),
             source,
+        }
+    }
+
+    pub fn tensor(name: &str, problem: impl std::fmt::Display) -> LmError {
+        LmError::Tensor {
+            name: name.to_string(),
+            problem: problem.to_string(),
         }
     }
 

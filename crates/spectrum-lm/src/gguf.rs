@@ -424,6 +424,20 @@ fn added_tokens(tokens: &[String], token_types: &[i64], whole: &[i64]) -> Vec<se
         .collect()
 }
 
+/// Why a GGUF file's vocabulary cannot become a tokenizer.json.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VocabError {
+    #[error("GGUF pre-tokenizer {0:?} is not supported yet (smollm, gpt2, llama-bpe, qwen2 are)")]
+    PreTokenizer(String),
+    #[error("{scores} scores for {tokens} tokens (tokenizer.ggml.scores)")]
+    Scores { scores: usize, tokens: usize },
+    #[error(
+        "GGUF tokenizer model {0:?} is not supported yet (byte-level BPE \"gpt2\" and SentencePiece \"llama\" are); \
+         import the model's Hugging Face folder instead"
+    )]
+    Model(String),
+}
+
 /// A Hugging Face `tokenizer.json` for a byte-level BPE vocabulary as GGUF
 /// stores it: tokens, merges (`"a b"`), token types (3 = control, 4 = user
 /// defined: matched whole) and llama.cpp's pre-tokenizer name.
@@ -432,7 +446,7 @@ pub fn bpe_tokenizer_json(
     merges: &[String],
     token_types: &[i64],
     pre: &str,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, VocabError> {
     let byte_level = json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true});
     let pre_tokenizer = match pre {
         "smollm" | "starcoder" | "refact" => json!({"type": "Sequence", "pretokenizers": [
@@ -449,9 +463,7 @@ pub fn bpe_tokenizer_json(
                 {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]})
         }
         other => {
-            return Err(format!(
-                "GGUF pre-tokenizer {other:?} is not supported yet (smollm, gpt2, llama-bpe, qwen2 are)"
-            ));
+            return Err(VocabError::PreTokenizer(other.to_string()));
         }
     };
     let vocab = vocab_json(tokens);
@@ -487,13 +499,12 @@ pub fn spm_tokenizer_json(
     token_types: &[i64],
     add_space_prefix: bool,
     bos: Option<u32>,
-) -> Result<serde_json::Value, String> {
+) -> Result<serde_json::Value, VocabError> {
     if scores.len() != tokens.len() {
-        return Err(format!(
-            "{} scores for {} tokens (tokenizer.ggml.scores)",
-            scores.len(),
-            tokens.len()
-        ));
+        return Err(VocabError::Scores {
+            scores: scores.len(),
+            tokens: tokens.len(),
+        });
     }
     let kind = |i: usize| token_types.get(i).copied().unwrap_or(1);
     let ids: std::collections::HashMap<&str, usize> = tokens
@@ -611,14 +622,11 @@ fn tokenizer_files(
             let add_bos = flag("tokenizer.ggml.add_bos_token").unwrap_or(true);
             spm_tokenizer_json(tokens, &scores, &types, prefix, bos.filter(|_| add_bos))
         }
-        other => Err(format!(
-            "GGUF tokenizer model {other:?} is not supported yet (byte-level BPE \"gpt2\" and SentencePiece \"llama\" are); \
-             import the model's Hugging Face folder instead"
-        )),
+        other => Err(VocabError::Model(other.to_string())),
     };
-    let tokenizer = built.map_err(|message| LmError::Unsupported {
+    let tokenizer = built.map_err(|e| LmError::Unsupported {
         path: meta.path.to_path_buf(),
-        message,
+        message: e.to_string(),
     })?;
     let name = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize)).cloned();
     let chat_template = meta

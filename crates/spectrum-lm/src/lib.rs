@@ -32,6 +32,8 @@ pub use template::{PromptFormat, Rendered};
 
 use std::path::Path;
 
+use spectrum_core::Problem;
+
 /// Where a model runs.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, ts_rs::TS,
@@ -61,10 +63,16 @@ impl DeviceSpec {
         Ok(match self {
             DeviceSpec::Cpu => candle_core::Device::Cpu,
             DeviceSpec::Cuda(i) => candle_core::Device::new_cuda(i).map_err(|e| {
-                LmError::Device(format!("CUDA device {i} is not available ({e}); this build has no CUDA backend or sees no NVIDIA GPU: build with `cargo build --release -p spectrum-cli --features cuda` on a machine with the CUDA toolkit"))
+                Problem::say(
+                    format!("CUDA device {i} is not available ({e}); this build has no CUDA backend or sees no NVIDIA GPU"),
+                    "build with `cargo build --release -p spectrum-cli --features cuda` on a machine with the CUDA toolkit",
+                )
             })?,
             DeviceSpec::Metal => candle_core::Device::new_metal(0).map_err(|e| {
-                LmError::Device(format!("Metal is not available ({e}); build with `cargo build --release -p spectrum-cli --features metal` on macOS"))
+                Problem::say(
+                    format!("Metal is not available ({e})"),
+                    "build with `cargo build --release -p spectrum-cli --features metal` on macOS",
+                )
             })?,
         })
     }

@@ -117,7 +117,7 @@ impl AdapterDir {
             )
         })?;
         merge(tensors, &adapter, self.scale, &self.token_indices)
-            .map_err(|message| LmError::bad(&path, message))
+            .map_err(|e| LmError::bad(&path, e.to_string()))
     }
 }
 
@@ -128,7 +128,7 @@ pub fn merge(
     adapter: &HashMap<String, Tensor>,
     scale: f64,
     token_indices: &TokenIndices,
-) -> std::result::Result<(), String> {
+) -> Result<()> {
     for (name, rows) in adapter {
         let Some(module) = name
             .strip_suffix(".token_adapter.trainable_tokens_delta")
@@ -138,14 +138,21 @@ pub fn merge(
         };
         let short = module.rsplit('.').next().unwrap_or(module);
         let ids = token_indices.get(short).ok_or_else(|| {
-            format!("{name}: adapter_config.json lists no trainable_token_indices for {short}")
+            LmError::tensor(
+                name,
+                format_args!("adapter_config.json lists no trainable_token_indices for {short}"),
+            )
         })?;
         let weight_name = format!("{module}.weight");
         let w = tensors.get(&weight_name).ok_or_else(|| {
-            format!("{name} replaces rows of {weight_name}, which the base model lacks")
+            LmError::tensor(
+                name,
+                format_args!("replaces rows of {weight_name}, which the base model lacks"),
+            )
         })?;
-        let replaced = replace_rows(w, ids, rows)
-            .map_err(|e| format!("cannot put {name} into {weight_name}: {e}"))?;
+        let replaced = replace_rows(w, ids, rows).map_err(|e| {
+            LmError::tensor(name, format_args!("cannot go into {weight_name}: {e}"))
+        })?;
         tensors.insert(weight_name, replaced);
     }
     for (name, a) in adapter {
@@ -158,11 +165,14 @@ pub fn merge(
         let b_name = name.replace(".lora_A.", ".lora_B.");
         let b = adapter
             .get(&b_name)
-            .ok_or_else(|| format!("{name} has no {b_name}"))?;
+            .ok_or_else(|| LmError::tensor(name, format_args!("has no {b_name}")))?;
         let weight_name = format!("{module}.weight");
-        let w = tensors
-            .get(&weight_name)
-            .ok_or_else(|| format!("{name} adapts {weight_name}, which the base model lacks"))?;
+        let w = tensors.get(&weight_name).ok_or_else(|| {
+            LmError::tensor(
+                name,
+                format_args!("adapts {weight_name}, which the base model lacks"),
+            )
+        })?;
         let merged = (|| {
             let dtype = w.dtype();
             let delta = b
@@ -171,7 +181,7 @@ pub fn merge(
                 .matmul(&a.to_device(w.device())?.to_dtype(DType::F32)?)?;
             (w.to_dtype(DType::F32)? + (delta * scale)?)?.to_dtype(dtype)
         })()
-        .map_err(|e| format!("cannot merge {name} into {weight_name}: {e}"))?;
+        .map_err(|e| LmError::tensor(name, format_args!("cannot merge into {weight_name}: {e}")))?;
         tensors.insert(weight_name, merged);
     }
     Ok(())

@@ -14,6 +14,8 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::{Value, json};
 use spectrum_suite::Rng;
 
+use spectrum_core::Problem;
+
 use crate::config::ModelConfig;
 use crate::{LmError, Result};
 
@@ -68,10 +70,10 @@ pub fn config(name: &str) -> Result<ModelConfig> {
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v)
         .ok_or_else(|| {
-            LmError::Template(format!(
-                "no model shape {name:?} (fix: one of {})",
-                names().join(", ")
-            ))
+            Problem::say(
+                format!("no model shape {name:?}"),
+                format!("name one of {}", names().join(", ")),
+            )
         })?;
     serde_json::from_value(value)
         .map_err(|e| LmError::Template(format!("the {name} config does not parse: {e}")))
@@ -172,8 +174,11 @@ mod tests {
         ] {
             assert_eq!(config(name).expect("config").parameters(), params, "{name}");
         }
-        let err = config("gpt-5").expect_err("unknown").to_string();
-        assert!(err.contains("qwen2.5-0.5b"), "{err}");
+        let err = config("gpt-5").expect_err("unknown");
+        let Some(spectrum_core::Fix::Say { text }) = spectrum_core::Explain::fix(&err) else {
+            panic!("no fix for {err}")
+        };
+        assert!(text.contains("qwen2.5-0.5b"), "{text}");
     }
 
     #[test]

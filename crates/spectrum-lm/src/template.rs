@@ -12,6 +12,8 @@ use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
 use spectrum_suite::{Message, Role};
 
+use spectrum_core::Problem;
+
 use crate::tokenizer::TextTokenizer;
 use crate::{LmError, Result};
 
@@ -123,11 +125,12 @@ impl Turns {
         } else if has("<|start_header_id|>") && has("<|eot_id|>") {
             Ok(Turns::Llama3)
         } else {
-            Err(LmError::Template(
-                "the tokenizer has no ChatML, Gemma or Llama-3 turn tokens for the spectrum format \
-                 (fix: use the colon format, or `spectrum model add-tokens` to add them)"
-                    .into(),
-            ))
+            Err(Problem::setting(
+                "the tokenizer has no ChatML, Gemma or Llama-3 turn tokens for the spectrum format",
+                "template",
+                "the colon format, or add the turn tokens to the model (add-tokens)",
+            )
+            .into())
         }
     }
 
@@ -466,9 +469,12 @@ impl ChatMarkers {
                     .to_string();
                 let end = tok.eos_token.clone().unwrap_or_default();
                 if start.trim().is_empty() || end.is_empty() {
-                    return Err(LmError::Template(
-                        "cannot find where the chat template's assistant turns start and end (fix: use the spectrum or colon format)".into(),
-                    ));
+                    return Err(Problem::setting(
+                        "cannot find where the chat template's assistant turns start and end",
+                        "template",
+                        "the spectrum or colon format",
+                    )
+                    .into());
                 }
                 (start, end)
             }

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use spectrum_core::Problem;
 use spectrum_lm::engine::{LanguageModel, SamplingParams, TokenScores};
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_lm::{LmError, Result};
@@ -71,22 +72,27 @@ fn remote(message: impl Into<String>) -> LmError {
     LmError::Remote(message.into())
 }
 
+/// A remote-model failure with a way out.
+fn remote_fix(message: impl Into<String>, fix: impl Into<String>) -> LmError {
+    Problem::say(message, fix).into()
+}
+
 impl RemoteSpec {
     /// Parses `openai:URL[,URL...]#MODEL`.
     pub fn parse(spec: &str) -> Result<RemoteSpec> {
         let usage = "write it as openai:http://HOST:PORT/v1#MODEL (several endpoints: openai:URL1,URL2#MODEL)";
+        let bad = |message: String| remote_fix(message, usage);
         let rest = spec
             .strip_prefix("openai:")
-            .ok_or_else(|| remote(format!("{spec:?} is not a remote model (fix: {usage})")))?;
+            .ok_or_else(|| bad(format!("{spec:?} is not a remote model")))?;
         let (urls, model) = rest.rsplit_once('#').ok_or_else(|| {
-            remote(format!(
-                "{spec:?} names no model after '#' (fix: {usage}; `curl URL/models` lists the names a server knows)"
-            ))
+            remote_fix(
+                format!("{spec:?} names no model after '#'"),
+                format!("{usage}; a server lists the names it knows at URL/models"),
+            )
         })?;
         if model.trim().is_empty() {
-            return Err(remote(format!(
-                "{spec:?}: the model name after '#' is empty (fix: {usage})"
-            )));
+            return Err(bad(format!("{spec:?}: the model name after '#' is empty")));
         }
         let endpoints: Vec<String> = urls
             .split(',')
@@ -94,13 +100,11 @@ impl RemoteSpec {
             .filter(|u| !u.is_empty())
             .collect();
         if endpoints.is_empty() {
-            return Err(remote(format!("{spec:?} names no endpoint (fix: {usage})")));
+            return Err(bad(format!("{spec:?} names no endpoint")));
         }
         for url in &endpoints {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(remote(format!(
-                    "{url:?} is not an http:// or https:// URL (fix: {usage})"
-                )));
+                return Err(bad(format!("{url:?} is not an http:// or https:// URL")));
             }
         }
         Ok(RemoteSpec {
@@ -139,9 +143,9 @@ impl RemoteSpec {
         let path = dir.join(SPEC_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| LmError::io(&path, e))?;
         let spec: RemoteSpec = serde_json::from_str(&text).map_err(|e| {
-            LmError::bad(
-                &path,
-                format!("{e} (fix: remove the model and add it again with `spectrum model add openai:URL#MODEL`)"),
+            remote_fix(
+                format!("{}: {e}", path.display()),
+                "remove the model and add it again as openai:URL#MODEL",
             )
         })?;
         if spec.endpoints.is_empty() {
@@ -162,9 +166,10 @@ pub fn store_api_key(endpoint: &str, key: &str) -> Result<()> {
     keyring::Entry::new(KEYRING_SERVICE, endpoint.trim_end_matches('/'))
         .and_then(|e| e.set_password(key))
         .map_err(|e| {
-            remote(format!(
-                "cannot store the key in the OS keyring: {e} (fix: set the key in the environment instead, e.g. OPENAI_API_KEY)"
-            ))
+            remote_fix(
+                format!("cannot store the key in the OS keyring: {e}"),
+                "set the key in the environment instead, e.g. OPENAI_API_KEY",
+            )
         })
 }
 
@@ -253,10 +258,10 @@ impl Http {
                         .into_string()
                         .map_err(|e| remote(format!("{url}: cannot read the answer: {e}")))?;
                     return serde_json::from_str(&text).map_err(|e| {
-                        remote(format!(
-                            "{url}: unexpected answer ({e}): {} (fix: is this an OpenAI-compatible server?)",
-                            preview(&text)
-                        ))
+                        remote_fix(
+                            format!("{url}: unexpected answer ({e}): {}", preview(&text)),
+                            "check that this is an OpenAI-compatible server",
+                        )
                     });
                 }
                 Err(ureq::Error::Status(code, response)) => {
@@ -272,10 +277,13 @@ impl Http {
                         .unwrap_or_else(|_| preview(&text));
                     last = format!("{url}: HTTP {code}: {message}");
                     if code == 401 || code == 403 {
-                        return Err(remote(format!(
-                            "{last} (fix: set the API key in ${} or store it with `spectrum model key {}`)",
-                            self.key_env, endpoint.url
-                        )));
+                        return Err(remote_fix(
+                            last,
+                            format!(
+                                "set the API key in ${}, or store it in the OS keyring for {} (model key)",
+                                self.key_env, endpoint.url
+                            ),
+                        ));
                     }
                     if code != 429 && code < 500 {
                         return Err(remote(last));
@@ -289,11 +297,10 @@ impl Http {
                 std::thread::sleep(wait.min(Duration::from_secs(30)));
             }
         }
-        Err(remote(format!(
-            "{last} (after {} attempts; fix: check that the server runs and answers at {})",
-            self.retries + 1,
-            endpoint.url
-        )))
+        Err(remote_fix(
+            format!("{last} (after {} attempts)", self.retries + 1),
+            format!("check that the server runs and answers at {}", endpoint.url),
+        ))
     }
 }
 
@@ -341,16 +348,19 @@ fn check_endpoints(spec: &RemoteSpec, http: &Http, endpoints: &[Endpoint]) -> Re
         let list: ModelList = http.get(endpoint, "/models")?;
         let names: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
         if !names.contains(&spec.model.as_str()) {
-            return Err(remote(format!(
-                "{} serves {}, not {:?} (fix: name one of those after '#')",
-                endpoint.url,
-                if names.is_empty() {
-                    "no model".to_string()
-                } else {
-                    names.join(", ")
-                },
-                spec.model
-            )));
+            return Err(remote_fix(
+                format!(
+                    "{} serves {}, not {:?}",
+                    endpoint.url,
+                    if names.is_empty() {
+                        "no model".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                    spec.model
+                ),
+                "name one of those after '#'",
+            ));
         }
     }
     Ok(())
@@ -364,9 +374,11 @@ impl RemoteModel {
         let files: TokenizerFiles = http
             .get(endpoint, &format!("/models/{}/tokenizer", spec.model))
             .map_err(|e| {
-                remote(format!(
-                    "{e}; only `spectrum serve` hands out its tokenizer (fix: give the model's tokenizer with --tokenizer DIR, a folder holding tokenizer.json, or --tokenizer hf:ORG/NAME)"
-                ))
+                Problem::setting(
+                    format!("{e}; only `spectrum serve` hands out its tokenizer"),
+                    "tokenizer",
+                    "the model's tokenizer: a folder holding tokenizer.json, or hf:ORG/NAME",
+                )
             })?;
         let write = |name: &str, value: &serde_json::Value| -> Result<()> {
             let path = dir.join(name);
@@ -468,22 +480,27 @@ impl RemoteModel {
             other => other?,
         };
         if choices.len() != batch.len() {
-            return Err(remote(format!(
-                "{}: asked to score {} prompts, got {} answers (fix: check that the server takes token-id prompts in a batch)",
-                endpoint.url,
-                batch.len(),
-                choices.len()
-            )));
+            return Err(remote_fix(
+                format!(
+                    "{}: asked to score {} prompts, got {} answers",
+                    endpoint.url,
+                    batch.len(),
+                    choices.len()
+                ),
+                "check that the server takes token-id prompts in a batch",
+            ));
         }
         batch
             .iter()
             .zip(&choices)
             .map(|(seq, choice)| {
                 scores_from_choice(seq, choice).map_err(|why| {
-                    remote(format!(
-                        "{}: {why} (fix: serve the model with vLLM, SGLang or `spectrum serve`, which return prompt log-probabilities for echo + logprobs; llama.cpp's server does not, so only the `valid` family runs against it)",
-                        endpoint.url
-                    ))
+                    remote_fix(
+                        format!("{}: {why}", endpoint.url),
+                        "serve the model with vLLM, SGLang or `spectrum serve`, which return prompt \
+                         log-probabilities for echo + logprobs; llama.cpp's server does not, so only \
+                         the valid family runs against it",
+                    )
                 })
             })
             .collect()

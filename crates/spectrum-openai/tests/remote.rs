@@ -1,6 +1,7 @@
 //! The remote backend against `spectrum serve` on loopback: the same numbers
 //! as the local model, work split across endpoints, retries, clear errors.
 
+use spectrum_core::{Explain, Fix};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -197,10 +198,9 @@ fn a_server_without_prompt_logprobs_gets_a_clear_error() {
     let mut remote = RemoteModel::new(spec(&[url], 1), tok.clone());
     let err = remote
         .score_tokens(&[tok.encode("abc").expect("encode")])
-        .expect_err("no logprobs")
-        .to_string();
-    assert!(err.contains("no log-probabilities"), "{err}");
-    assert!(err.contains("llama.cpp"), "{err}");
+        .expect_err("no logprobs");
+    assert!(err.to_string().contains("no log-probabilities"), "{err}");
+    assert!(fix_text(&err).contains("llama.cpp"), "{err}");
 }
 
 #[test]
@@ -235,6 +235,14 @@ fn overloaded_answers_are_retried_and_client_errors_are_not() {
     assert_eq!(count.load(Ordering::SeqCst), 1, "a 400 is not retried");
 }
 
+/// The way out an error names, in words.
+fn fix_text(err: &spectrum_lm::LmError) -> String {
+    match err.fix() {
+        Some(Fix::Say { text }) => text,
+        other => panic!("expected a fix in words for {err}, got {other:?}"),
+    }
+}
+
 #[test]
 fn unreachable_servers_and_bad_specs_say_what_to_fix() {
     for bad in [
@@ -243,8 +251,12 @@ fn unreachable_servers_and_bad_specs_say_what_to_fix() {
         "openai:ftp://x/v1#m",
         "http://x/v1#m",
     ] {
-        let err = RemoteSpec::parse(bad).expect_err(bad).to_string();
-        assert!(err.contains("fix:"), "{bad}: {err}");
+        let err = RemoteSpec::parse(bad).expect_err(bad);
+        let text = fix_text(&err);
+        assert!(
+            text.contains("openai:http://HOST:PORT/v1#MODEL"),
+            "{bad}: {text}"
+        );
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let tok = tiny(dir.path()).tokenizer;
@@ -257,8 +269,11 @@ fn unreachable_servers_and_bad_specs_say_what_to_fix() {
     let mut s = spec(&[format!("http://127.0.0.1:{port}/v1")], 1);
     s.retries = 0;
     let remote = RemoteModel::new(s, tok);
-    let err = remote.check().expect_err("nothing listens").to_string();
-    assert!(err.contains("check that the server runs"), "{err}");
+    let err = remote.check().expect_err("nothing listens");
+    assert!(
+        fix_text(&err).contains("check that the server runs"),
+        "{err}"
+    );
 }
 
 #[test]

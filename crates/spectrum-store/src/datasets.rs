@@ -166,15 +166,11 @@ impl Store {
         match found.len() {
             0 => Ok(None),
             1 => Ok(found.into_iter().next()),
-            _ => Err(StoreError::Ambiguous(format!(
-                "{} datasets are named {id_or_name:?} (ids {})",
-                found.len(),
-                found
-                    .iter()
-                    .map(|d| d.id.to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            _ => Err(StoreError::Ambiguous {
+                what: "dataset",
+                name: id_or_name.to_string(),
+                ids: found.iter().map(|d| d.id).collect(),
+            }),
         }
     }
 
@@ -194,8 +190,12 @@ impl Store {
                 r.get(0)
             })
             .map_err(|e| self.sqlite(e))?;
-        let files = serde_json::from_str(&files)
-            .map_err(|e| StoreError::Corrupt(format!("dataset {id}: bad files record: {e}")))?;
+        let files = serde_json::from_str(&files).map_err(|e| {
+            StoreError::corrupt(
+                format!("dataset {id}"),
+                format_args!("bad files record: {e}"),
+            )
+        })?;
         let tasks = self.tasks(&TaskFilter {
             dataset_id: Some(id),
             split: None,
@@ -432,17 +432,22 @@ impl Store {
             )
             .map_err(|e| self.sqlite(e))?;
         serde_json::from_str(&text).map_err(|e| {
-            StoreError::Corrupt(format!(
-                "task {task_id}: descriptions are not a JSON list: {e}"
-            ))
+            StoreError::corrupt(
+                format!("task {task_id}"),
+                format_args!("descriptions are not a JSON list: {e}"),
+            )
         })
     }
 }
 
 /// Parses a JSON column, naming the table and task when it is not what it should be.
 fn column<T: serde::de::DeserializeOwned>(text: &str, what: &str, task_id: i64) -> Result<T> {
-    serde_json::from_str(text)
-        .map_err(|e| StoreError::Corrupt(format!("{what} of task {task_id} is not valid: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        StoreError::corrupt(
+            format!("{what} of task {task_id}"),
+            format_args!("not valid: {e}"),
+        )
+    })
 }
 
 fn metadata(

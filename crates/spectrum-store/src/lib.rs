@@ -12,6 +12,7 @@ mod runs;
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
+use spectrum_core::{ErrorCode, Explain, Fix};
 
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
 pub use models::{ModelRecord, NewModel};
@@ -50,11 +51,59 @@ pub enum StoreError {
         #[source]
         source: rusqlite::Error,
     },
-    #[error("{0}")]
-    Corrupt(String),
+    /// A record this build cannot read back: `what` names it, `why` says how.
+    #[error("{what}: {why}")]
+    Corrupt { what: String, why: String },
     /// A name that several records share.
-    #[error("{0}")]
-    Ambiguous(String),
+    #[error("{} {}s are named {name:?} (ids {})", ids.len(), what, join_ids(ids))]
+    Ambiguous {
+        what: &'static str,
+        name: String,
+        ids: Vec<i64>,
+    },
+}
+
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl StoreError {
+    fn corrupt(what: impl Into<String>, why: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            what: what.into(),
+            why: why.to_string(),
+        }
+    }
+}
+
+impl Explain for StoreError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::NotADatabase { .. }
+            | StoreError::ForeignDatabase { .. }
+            | StoreError::NewerSchema { .. }
+            | StoreError::Ambiguous { .. } => ErrorCode::BadInput,
+            StoreError::CreateDir { .. }
+            | StoreError::Sqlite { .. }
+            | StoreError::Corrupt { .. } => ErrorCode::Internal,
+        }
+    }
+
+    fn fix(&self) -> Option<Fix> {
+        match self {
+            StoreError::NotADatabase { .. } | StoreError::ForeignDatabase { .. } => {
+                Some(Fix::OtherStore)
+            }
+            StoreError::NewerSchema { .. } => Some(Fix::Upgrade),
+            StoreError::Ambiguous { .. } => Some(Fix::say("name one by its id")),
+            StoreError::CreateDir { .. }
+            | StoreError::Sqlite { .. }
+            | StoreError::Corrupt { .. } => None,
+        }
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -133,7 +182,7 @@ impl Store {
             let text = text.map_err(|e| self.sqlite(e))?;
             out.push(
                 serde_json::from_str(&text)
-                    .map_err(|e| StoreError::Corrupt(format!("{what} is not valid JSON: {e}")))?,
+                    .map_err(|e| StoreError::corrupt(what, format_args!("not valid JSON: {e}")))?,
             );
         }
         Ok(out)

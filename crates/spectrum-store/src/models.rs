@@ -64,8 +64,9 @@ impl Store {
                 params![m.name, m.family, m.source, m.path, m.parameters, m.dtype, m.content_hash, m.added_at],
             )
             .map_err(|e| self.sqlite(e))?;
-        self.find_model(&m.name)?
-            .ok_or_else(|| StoreError::Corrupt(format!("model {:?} vanished after insert", m.name)))
+        self.find_model(&m.name)?.ok_or_else(|| {
+            StoreError::corrupt(format!("model {:?}", m.name), "vanished after insert")
+        })
     }
 
     pub fn models(&self) -> Result<Vec<ModelRecord>> {

@@ -2,88 +2,12 @@
 //! and per-step metrics. Metrics are written as the run goes, one row per
 //! step, so a crash loses nothing that was recorded.
 
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store, StoreError};
 
-/// Closed sets stored as text: serde, TypeScript and SQLite all see the same
-/// lowercase spelling (`as_str`), and a spelling this build does not know is
-/// an error when read, never a silent default.
-macro_rules! stored_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
-        pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
-        }
-
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            pub fn as_str(self) -> &'static str {
-                match self {
-                    $($name::$variant => $text),+
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<$name> {
-                $name::ALL.iter().copied().find(|v| v.as_str() == text)
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.as_str())
-            }
-        }
-
-        impl ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-                Ok(ToSqlOutput::from(self.as_str()))
-            }
-        }
-
-        impl FromSql for $name {
-            fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-                let text = value.as_str()?;
-                $name::parse(text).ok_or_else(|| {
-                    FromSqlError::Other(format!("unknown {} {text:?}", stringify!($name)).into())
-                })
-            }
-        }
-    };
-}
-
-stored_enum! {
-    /// What a run does.
-    RunKind { Train => "train", Eval => "eval" }
-}
-
-stored_enum! {
-    /// Where a run stands. A process killed mid-run leaves `Running`; the
-    /// record's `updated_at` tells how long ago it was heard from.
-    RunStatus {
-        Running => "running",
-        Finished => "finished",
-        Failed => "failed",
-        Cancelled => "cancelled",
-    }
-}
-
-impl RunStatus {
-    /// Finished, failed or cancelled: the run has stopped.
-    pub fn is_terminal(self) -> bool {
-        self != RunStatus::Running
-    }
-
-    /// Stopped before its end (or still running, if its process died): a run
-    /// that can be resumed.
-    pub fn is_unfinished(self) -> bool {
-        self != RunStatus::Finished
-    }
-}
+pub use spectrum_core::{RunKind, RunStatus};
 
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -249,7 +173,7 @@ impl Store {
             .and_then(|id| tx.commit().map(|()| id))
             .map_err(|e| self.sqlite(e))?;
         self.run(id)?
-            .ok_or_else(|| StoreError::Corrupt(format!("run {id} vanished after insert")))
+            .ok_or_else(|| StoreError::corrupt(format!("run {id}"), "vanished after insert"))
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunRecord>> {

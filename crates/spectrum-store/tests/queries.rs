@@ -1,6 +1,7 @@
 //! The store's queries on temporary files: datasets and their tasks, models,
 //! runs with their provenance, metrics and evaluation records.
 
+use spectrum_core::{Explain, Fix};
 use spectrum_store::{
     EvalMetrics, NewDataset, NewModel, NewRun, RunDataset, RunKind, RunStatus, StepMetrics, Store,
     StoreError, TaskFilter,
@@ -181,8 +182,10 @@ fn a_dropped_import_leaves_nothing_and_a_shared_name_is_ambiguous() {
     let a = import(&mut store, "same", "h1", &suite);
     let b = import(&mut store, "same", "h2", &suite);
     match store.find_dataset("same") {
-        Err(StoreError::Ambiguous(text)) => {
-            assert!(text.contains(&format!("ids {a}, {b}")), "{text}")
+        Err(e @ StoreError::Ambiguous { .. }) => {
+            let text = e.to_string();
+            assert!(text.contains(&format!("ids {a}, {b}")), "{text}");
+            assert_eq!(e.fix(), Some(Fix::say("name one by its id")));
         }
         other => panic!("expected an ambiguous name, got {other:?}"),
     }

@@ -1,6 +1,7 @@
 //! Importer tests: one per format and shape, one per validation error. Each
 //! writes a small file, imports it into a `Vec`, and checks what a user sees.
 
+use spectrum_core::{Explain, Fix};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
@@ -55,8 +56,17 @@ fn check_rejected(name: &str, content: &[u8], fragments: &[&str]) {
         Ok(_) => panic!("{name}: expected the import to fail"),
         Err(e) => e,
     };
-    let text = err.to_string();
-    assert!(text.contains("nothing was imported"), "{text}");
+    assert!(err.to_string().contains("nothing was imported"), "{err}");
+    // The message is the summary; each row, with its fix, is data.
+    let ImportError::Invalid { errors, .. } = &err else {
+        panic!("{name}: expected invalid rows, got {err}")
+    };
+    assert!(errors.iter().all(|e| !e.fix.is_empty()), "{errors:?}");
+    let text = errors
+        .iter()
+        .map(|e| format!("{e} / {}", e.fix))
+        .collect::<Vec<_>>()
+        .join("\n");
     for f in fragments {
         assert!(text.contains(f), "expected {f:?} in:\n{text}");
     }
@@ -179,7 +189,10 @@ fn csv_missing_columns_is_a_file_error() {
         text.contains("urn.csv: line 1 (header): missing column(s) `probs`"),
         "{text}"
     );
-    assert!(text.contains("add the missing columns"), "{text}");
+    let Some(Fix::Say { text: fix }) = err.fix() else {
+        panic!("no fix for {text}")
+    };
+    assert!(fix.contains("add the missing columns"), "{fix}");
 }
 
 #[test]
@@ -599,8 +612,9 @@ fn unknown_shape_names_the_fields_and_suggests_as() {
     .err()
     .expect("must fail");
     let text = err.to_string();
+    assert!(text.contains("`foo`, `bar`"), "{text}");
     assert!(
-        text.contains("`foo`, `bar`") && text.contains("--as"),
+        matches!(err.fix(), Some(Fix::Setting { setting, .. }) if setting == "as"),
         "{text}"
     );
     // Forcing a shape reports what that shape is missing instead.
@@ -611,8 +625,12 @@ fn unknown_shape_names_the_fields_and_suggests_as() {
     let err = import_with("odd.jsonl", br#"{"foo": 1}"#, &forced)
         .err()
         .expect("must fail");
+    let ImportError::Invalid { errors, .. } = &err else {
+        panic!("{err}")
+    };
     assert!(
-        err.to_string()
+        errors[0]
+            .to_string()
             .contains("field `output`: is missing or empty"),
         "{err}"
     );
@@ -649,8 +667,11 @@ fn every_bad_row_is_listed_up_to_the_limit_with_a_count() {
         errors.iter().map(|e| e.location).collect::<Vec<_>>(),
         [Location::Line(2), Location::Line(4), Location::Line(6)]
     );
-    assert!(err.to_string().contains("... and 2 more"), "{err}");
-    assert!(err.to_string().contains("--skip-invalid"), "{err}");
+    assert!(err.to_string().contains("5 invalid row(s)"), "{err}");
+    assert!(
+        matches!(err.fix(), Some(Fix::Setting { setting, .. }) if setting == "skip_invalid"),
+        "{err}"
+    );
 
     let skip = ImportOptions {
         skip_invalid: true,

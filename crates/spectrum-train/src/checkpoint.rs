@@ -96,7 +96,7 @@ impl Checkpoint {
         let moments = candle_core::safetensors::load(&path, &vars[0].device().clone())
             .map_err(|e| bad(&path, format!("corrupt optimizer state ({e})")))?;
         opt.load_state(names, vars, &moments, state.adam_t)
-            .map_err(|m| bad(&path, m))?;
+            .map_err(|e| bad(&path, e.to_string()))?;
         Ok(state)
     }
 }

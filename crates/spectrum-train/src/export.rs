@@ -2,6 +2,7 @@
 //! with `peft` on the base model, and by `spectrum model add`), or a merged
 //! Hugging Face folder (config, safetensors, tokenizer) that transformers loads.
 
+use spectrum_core::Problem;
 use std::path::Path;
 
 use candle_core::{DType, Device};
@@ -25,9 +26,12 @@ const SIDE_FILES: [&str; 6] = [
 /// Writes the LoRA adapter of `ckpt` as a PEFT folder in `out`.
 pub fn export_peft(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path) -> Result<()> {
     let Method::Lora(cfg) = method else {
-        return Err(TrainError::Spec(
-            "this run fine-tuned every weight, so it has no adapter to export (fix: export --merged)".into(),
-        ));
+        return Err(Problem::setting(
+            "this run fine-tuned every weight, so it has no adapter to export",
+            "merged",
+            "export the merged model instead",
+        )
+        .into());
     };
     let added = spectrum_lm::added_tokens::AddedTokens::read(base)?;
     peft::write(out, &ckpt.trainable()?, cfg, base, added.map(|a| a.ids()))?;
@@ -47,9 +51,9 @@ pub fn export_merged(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path
             cfg.scale(),
             &token_indices(base, &trained)?,
         )
-        .map_err(|m| TrainError::Checkpoint {
+        .map_err(|e| TrainError::Checkpoint {
             path: ckpt.dir.clone(),
-            message: m,
+            message: e.to_string(),
         })?,
         Method::Full => {
             for (name, t) in trained {

@@ -7,6 +7,7 @@
 //! accelerate launcher (`train.py`, `launch.sh`, accelerate configs for CPU,
 //! multi-GPU and DeepSpeed ZeRO-3).
 
+use spectrum_core::Problem;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -76,10 +77,12 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
 /// Writes the TRL bundle into `out` (created; it must not exist or be empty).
 pub fn write_trl_bundle(input: &JobInput, out: &Path) -> Result<JobBundle> {
     if out.exists() && std::fs::read_dir(out).map_err(io(out))?.next().is_some() {
-        return Err(TrainError::Io(format!(
-            "{} exists and is not empty (fix: choose a new --out folder)",
-            out.display()
-        )));
+        return Err(Problem::setting(
+            format!("{} exists and is not empty", out.display()),
+            "out",
+            "a new folder",
+        )
+        .into());
     }
     let spec = input.spec;
     let steps = planned_steps(input.train, input.tokenizer, spec)?;

@@ -16,6 +16,8 @@ pub mod trainer;
 
 use std::path::PathBuf;
 
+use spectrum_core::{ErrorCode, Explain, Fix, Problem};
+
 pub use checkpoint::Checkpoint;
 pub use data::SourceSequence;
 pub use spec::{Decay, Length, Method, PRESETS, RunSpec, SpecError, TaskSelection};
@@ -43,6 +45,33 @@ pub enum TrainError {
     /// Writing files (a job bundle) failed; the message names the file.
     #[error("{0}")]
     Io(String),
+    /// A failure with a known way out.
+    #[error(transparent)]
+    Problem(#[from] Problem),
+}
+
+impl Explain for TrainError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            TrainError::Spec(_) | TrainError::Setting(_) | TrainError::Data(_) => {
+                ErrorCode::BadInput
+            }
+            TrainError::Checkpoint { .. } => ErrorCode::BadInput,
+            TrainError::Lm(e) => e.code(),
+            TrainError::Problem(p) => p.code,
+            TrainError::Candle(_) | TrainError::Events(_) | TrainError::Io(_) => {
+                ErrorCode::Internal
+            }
+        }
+    }
+
+    fn fix(&self) -> Option<Fix> {
+        match self {
+            TrainError::Lm(e) => e.fix(),
+            TrainError::Problem(p) => p.fix.clone(),
+            _ => None,
+        }
+    }
 }
 
 pub type Result<T, E = TrainError> = std::result::Result<T, E>;

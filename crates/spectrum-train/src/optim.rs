@@ -5,6 +5,8 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Tensor, Var};
 
+use spectrum_lm::LmError;
+
 use crate::Result;
 
 #[derive(Debug)]
@@ -163,12 +165,12 @@ impl AdamW {
         params: &[Var],
         state: &HashMap<String, Tensor>,
         t: u64,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LmError> {
         for ((name, moments), p) in names.iter().zip(&mut self.moments).zip(params) {
             let saved = |key: &str| {
                 state
                     .get(&format!("{key}.{name}"))
-                    .ok_or_else(|| format!("no optimizer state for {name}"))
+                    .ok_or_else(|| LmError::tensor(name, "has no saved optimizer state"))
             };
             let (sm, sv) = (saved("m")?, saved("v")?);
             match moments {
@@ -178,9 +180,12 @@ impl AdamW {
                             .to_dtype(DType::F32)
                             .and_then(|t| t.flatten_all())
                             .and_then(|t| t.to_vec1::<f32>())
-                            .map_err(|e| e.to_string())?;
+                            .map_err(|e| LmError::tensor(name, e))?;
                         if values.len() != slot.len() {
-                            return Err(format!("optimizer state of {name} has the wrong shape"));
+                            return Err(LmError::tensor(
+                                name,
+                                "optimizer state of the wrong shape",
+                            ));
                         }
                         *slot = values;
                     }
@@ -188,21 +193,27 @@ impl AdamW {
                 Moments::Device { m, v, master } => {
                     for (slot, saved) in [(m, sm), (v, sv)] {
                         if saved.dims() != slot.dims() {
-                            return Err(format!("optimizer state of {name} has the wrong shape"));
+                            return Err(LmError::tensor(
+                                name,
+                                "optimizer state of the wrong shape",
+                            ));
                         }
-                        *slot = saved.to_device(slot.device()).map_err(|e| e.to_string())?;
+                        *slot = saved
+                            .to_device(slot.device())
+                            .map_err(|e| LmError::tensor(name, e))?;
                     }
                     if let Some(master) = master {
                         let w = match state.get(&format!("w.{name}")) {
                             Some(w) if w.dims() == p.dims() => w.to_device(p.device()),
                             Some(_) => {
-                                return Err(format!(
-                                    "master weights of {name} have the wrong shape"
+                                return Err(LmError::tensor(
+                                    name,
+                                    "master weights of the wrong shape",
                                 ));
                             }
                             None => p.as_tensor().to_dtype(DType::F32),
                         };
-                        *master = w.map_err(|e| e.to_string())?;
+                        *master = w.map_err(|e| LmError::tensor(name, e))?;
                     }
                 }
             }

@@ -4,6 +4,7 @@
 //! outputs with index >= 1 (§4.1) at fixed intervals; checkpoints with the
 //! optimizer state and the data cursor, from which [`train`] resumes.
 
+use spectrum_core::Problem;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -384,9 +385,12 @@ impl<'a> Stream<'a> {
     fn new(sources: &'a [SourceSequence], tok: TextTokenizer, spec: &'a RunSpec) -> Result<Self> {
         let plan = Self::plan(sources, &tok, spec, 0)?;
         if plan.batches.is_empty() {
-            return Err(TrainError::Data(
-                "no training sequence has a loss token: every sequence is empty or cut away by the token budget (fix: raise max_tokens, or check the tasks)".into(),
-            ));
+            return Err(Problem::setting(
+                "no training sequence has a loss token: every sequence is empty or cut away by the token budget",
+                "max_tokens",
+                "a larger token budget per sequence, or check the tasks",
+            )
+            .into());
         }
         Ok(Stream {
             sources,
@@ -569,10 +573,12 @@ pub fn train(
             elapsed_s: elapsed,
         }))?;
         if !done.loss.is_finite() {
-            return Err(TrainError::Data(format!(
-                "the loss became {} at step {step} (fix: lower the learning rate, or use f32)",
-                done.loss
-            )));
+            return Err(Problem::setting(
+                format!("the loss became {} at step {step}", done.loss),
+                "learning_rate",
+                "a lower learning rate, or f32 weights",
+            )
+            .into());
         }
         if (step % spec.eval_every == 0 || step == total_steps)
             && let Some(m) = evaluate(&mut model, step)?

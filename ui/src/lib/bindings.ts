@@ -218,7 +218,7 @@ export type FileReport = { path: string, format: Format, shape: Shape,
  */
 detected: boolean, rows: number, imported: number, rejected: number, };
 
-export type Fix = { "kind": "list", what: Listing, } | { "kind": "import" } | { "kind": "add_model" } | { "kind": "other_store" } | { "kind": "upgrade" } | { "kind": "resume", run: number, run_kind: RunKind, } | { "kind": "say", text: string, };
+export type Fix = { "kind": "list", what: Listing, } | { "kind": "import" } | { "kind": "add_model" } | { "kind": "other_store" } | { "kind": "upgrade" } | { "kind": "resume", run: number, run_kind: RunKind, } | { "kind": "setting", setting: string, advice: string, } | { "kind": "say", text: string, };
 
 export type Format = "jsonl" | "json" | "csv" | "tsv" | "parquet";
 

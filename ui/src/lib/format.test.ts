@@ -61,8 +61,16 @@ describe("fixes", () => {
     expect(fixView({ kind: "import" })).toBe("library");
     expect(fixView({ kind: "add_model" })).toBe("models");
     expect(fixView({ kind: "upgrade" })).toBeNull();
+    expect(fixText({ kind: "setting", setting: "learning_rate", advice: "a lower learning rate" })).toBe(
+      "Change the learning rate setting: a lower learning rate.",
+    );
     // Nothing the app shows names a command-line flag.
-    for (const fix of [{ kind: "other_store" }, { kind: "upgrade" }, { kind: "import" }] as const) {
+    for (const fix of [
+      { kind: "other_store" },
+      { kind: "upgrade" },
+      { kind: "import" },
+      { kind: "setting", setting: "k_tokenizer", advice: "a tokenizer folder" },
+    ] as const) {
       expect(fixText(fix)).not.toMatch(/--|spectrum /);
     }
   });

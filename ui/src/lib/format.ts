@@ -103,6 +103,8 @@ export function fixText(fix: Fix | null): string | null {
       return "Install a newer Spectrum Studio: this store was written by one.";
     case "resume":
       return `Resume run ${fix.run} from the list of interrupted runs.`;
+    case "setting":
+      return `Change the ${fix.setting.replaceAll("_", " ")} setting: ${fix.advice}.`;
     case "say":
       return fix.text;
   }

@@ -92,7 +92,7 @@ impl Gemma3 {
             // RoPE scaling (linear on 4B and up) stretches the global layers only.
             rotary_global: Rotary::new(
                 cfg.rope_theta,
-                cfg.rope().map_err(candle_core::Error::Msg)?,
+                cfg.rope().map_err(candle_core::Error::wrap)?,
                 cfg.head_dim(),
                 cfg.max_position_embeddings,
                 dtype,

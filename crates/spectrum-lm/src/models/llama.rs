@@ -88,7 +88,7 @@ impl Llama {
             tokens: TokenIo::load(cfg, &vb, adapters)?,
             rotary: Rotary::new(
                 cfg.rope_theta,
-                cfg.rope().map_err(candle_core::Error::Msg)?,
+                cfg.rope().map_err(candle_core::Error::wrap)?,
                 cfg.head_dim(),
                 cfg.max_position_embeddings,
                 vb.dtype(),

@@ -152,11 +152,12 @@ impl Server {
         if models.is_empty() {
             return Err(LmError::Remote("no model to serve".into()));
         }
-        let listener = std::net::TcpListener::bind((options.host.as_str(), options.port))
-            .map_err(|e| {
-                LmError::Remote(format!(
-                    "cannot listen on {}:{}: {e} (fix: choose another --port, or stop what uses it)",
-                    options.host, options.port
+        let listener =
+            std::net::TcpListener::bind((options.host.as_str(), options.port)).map_err(|e| {
+                LmError::from(spectrum_core::Problem::setting(
+                    format!("cannot listen on {}:{}: {e}", options.host, options.port),
+                    "port",
+                    "another port, or stop what uses this one",
                 ))
             })?;
         listener

@@ -5,6 +5,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use spectrum_core::{ErrorCode, Explain, Fix};
+
 /// Where in a file a row starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
 #[serde(tag = "unit", content = "number", rename_all = "snake_case")]
@@ -29,15 +31,19 @@ impl fmt::Display for Location {
 
 /// What is wrong with one row, before the file and location are attached.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Problem {
+pub struct RowProblem {
     pub field: Option<String>,
     pub message: String,
     pub fix: String,
 }
 
-impl Problem {
-    pub fn new(field: Option<&str>, message: impl Into<String>, fix: impl Into<String>) -> Problem {
-        Problem {
+impl RowProblem {
+    pub fn new(
+        field: Option<&str>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> RowProblem {
+        RowProblem {
             field: field.map(str::to_string),
             message: message.into(),
             fix: fix.into(),
@@ -71,11 +77,7 @@ impl fmt::Display for RowError {
         if let Some(field) = &self.field {
             write!(f, "field `{field}`: ")?;
         }
-        write!(f, "{}", self.message)?;
-        if !self.fix.is_empty() {
-            write!(f, " (fix: {})", self.fix)?;
-        }
-        Ok(())
+        write!(f, "{}", self.message)
     }
 }
 
@@ -98,7 +100,7 @@ pub enum ImportError {
         path.display()
     )]
     UnknownFormat { path: PathBuf },
-    #[error("{}: {message} (fix: {fix})", path.display())]
+    #[error("{}: {message}", path.display())]
     Unreadable {
         path: PathBuf,
         message: String,
@@ -107,11 +109,13 @@ pub enum ImportError {
     #[error(
         "{}: cannot tell what this file holds from its first row (fields: {fields}); expected `messages` (sequences), \
          `input`/`output` (rows), `options`/`probs` (distribution items), `rule` (diverse-valid tasks) or \
-         `descriptions` (task definitions) (fix: rename the columns, or force the shape with --as)",
+         `descriptions` (task definitions)",
         path.display()
     )]
     UnknownShape { path: PathBuf, fields: String },
-    #[error("{}: {} invalid row(s); nothing was imported{}", first_file, rejected, list_errors(errors, *rejected))]
+    /// The rows' own errors (the first of them, each with its fix) are data:
+    /// a front end lists them below the message.
+    #[error("{first_file}: {rejected} invalid row(s); nothing was imported")]
     Invalid {
         first_file: String,
         rejected: usize,
@@ -123,15 +127,33 @@ pub enum ImportError {
     Sink(#[source] SinkError),
 }
 
-fn list_errors(errors: &[RowError], total: usize) -> String {
-    let mut out = String::from(":");
-    for e in errors {
-        out.push_str("\n  ");
-        out.push_str(&e.to_string());
+impl Explain for ImportError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ImportError::Cancelled => ErrorCode::Cancelled,
+            ImportError::Sink(_) => ErrorCode::Internal,
+            _ => ErrorCode::BadInput,
+        }
     }
-    if total > errors.len() {
-        out.push_str(&format!("\n  ... and {} more", total - errors.len()));
+
+    fn fix(&self) -> Option<Fix> {
+        match self {
+            ImportError::Unreadable { fix, .. } => Some(Fix::say(fix.clone())),
+            ImportError::UnknownShape { .. } => Some(Fix::setting(
+                "as",
+                "rename the columns, or name the shape the file holds",
+            )),
+            ImportError::Invalid { .. } => Some(Fix::setting(
+                "skip_invalid",
+                "import the valid rows and report the rest, or mend the rows listed",
+            )),
+            ImportError::UnknownFormat { .. } | ImportError::NoFiles { .. } => {
+                Some(Fix::say("import .jsonl, .json, .csv or .parquet files"))
+            }
+            ImportError::Io { .. }
+            | ImportError::Empty { .. }
+            | ImportError::Cancelled
+            | ImportError::Sink(_) => None,
+        }
     }
-    out.push_str("\n  (use --skip-invalid to import the valid rows and report the rest)");
-    out
 }

@@ -4,7 +4,7 @@
 
 use serde_json::{Map, Value};
 
-use super::error::Problem;
+use super::error::RowProblem;
 
 pub(crate) struct Fields {
     pub map: Map<String, Value>,
@@ -34,9 +34,9 @@ impl Fields {
     }
 
     /// A required string field.
-    pub fn string(&mut self, names: &[&'static str]) -> Result<String, Problem> {
+    pub fn string(&mut self, names: &[&'static str]) -> Result<String, RowProblem> {
         match self.take(names) {
-            None | Some((_, Value::Null)) => Err(Problem::new(
+            None | Some((_, Value::Null)) => Err(RowProblem::new(
                 Some(names[0]),
                 "is missing",
                 format!("add a `{}` field with a string value", names[0]),
@@ -46,7 +46,7 @@ impl Fields {
     }
 
     /// An optional string field; an empty or null value counts as absent.
-    pub fn opt_string(&mut self, names: &[&'static str]) -> Result<Option<String>, Problem> {
+    pub fn opt_string(&mut self, names: &[&'static str]) -> Result<Option<String>, RowProblem> {
         match self.take(names) {
             None | Some((_, Value::Null)) => Ok(None),
             Some((name, v)) => expect_string(name, v).map(|s| (!s.is_empty()).then_some(s)),
@@ -58,9 +58,9 @@ impl Fields {
         &mut self,
         names: &[&'static str],
         example: &str,
-    ) -> Result<(&'static str, Vec<Value>), Problem> {
+    ) -> Result<(&'static str, Vec<Value>), RowProblem> {
         let missing = || {
-            Problem::new(
+            RowProblem::new(
                 Some(names[0]),
                 "is missing",
                 format!("add `{}` as a list, e.g. {example}", names[0]),
@@ -71,14 +71,14 @@ impl Fields {
             Value::Array(items) => Ok((name, items)),
             Value::String(s) if s.trim_start().starts_with('[') => match serde_json::from_str(&s) {
                 Ok(Value::Array(items)) => Ok((name, items)),
-                _ => Err(Problem::new(
+                _ => Err(RowProblem::new(
                     Some(name),
                     format!("holds {s:?}, which is not a valid JSON list"),
                     format!("write it as {example}"),
                 )),
             },
             Value::Null => Err(missing()),
-            other => Err(Problem::new(
+            other => Err(RowProblem::new(
                 Some(name),
                 format!("expected a list, found {}", kind_of(&other)),
                 format!("write it as {example}"),
@@ -87,20 +87,20 @@ impl Fields {
     }
 
     /// An optional boolean; CSV's `true`/`false`/`1`/`0` are accepted.
-    pub fn opt_bool(&mut self, name: &'static str) -> Result<Option<bool>, Problem> {
+    pub fn opt_bool(&mut self, name: &'static str) -> Result<Option<bool>, RowProblem> {
         match self.take(&[name]) {
             None | Some((_, Value::Null)) => Ok(None),
             Some((_, Value::Bool(b))) => Ok(Some(b)),
             Some((_, Value::String(s))) => match s.trim().to_ascii_lowercase().as_str() {
                 "true" | "1" | "yes" => Ok(Some(true)),
                 "false" | "0" | "no" | "" => Ok(Some(false)),
-                _ => Err(Problem::new(
+                _ => Err(RowProblem::new(
                     Some(name),
                     format!("expected true or false, found {s:?}"),
                     "write true or false",
                 )),
             },
-            Some((_, other)) => Err(Problem::new(
+            Some((_, other)) => Err(RowProblem::new(
                 Some(name),
                 format!("expected true or false, found {}", kind_of(&other)),
                 "write true or false",
@@ -114,10 +114,10 @@ impl Fields {
     }
 }
 
-pub(crate) fn expect_string(field: &str, v: Value) -> Result<String, Problem> {
+pub(crate) fn expect_string(field: &str, v: Value) -> Result<String, RowProblem> {
     match v {
         Value::String(s) => Ok(s),
-        other => Err(Problem::new(
+        other => Err(RowProblem::new(
             Some(field),
             format!("expected a string, found {}", kind_of(&other)),
             "put the value in double quotes",

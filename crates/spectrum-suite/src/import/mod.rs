@@ -22,7 +22,7 @@ use std::sync::mpsc;
 
 use serde_json::{Map, Value};
 
-pub use error::{ImportError, Location, Problem, RowError, SinkError};
+pub use error::{ImportError, Location, RowError, RowProblem, SinkError};
 pub use read::Format;
 pub use shape::{Item, SHAPE_NAMES, Shape};
 
@@ -110,7 +110,7 @@ pub struct ImportReport {
 }
 
 /// Checks a sequence against METHOD.md §1 (role order, at least one output).
-pub fn check_sequence(sequence: &crate::Sequence) -> Result<(), Problem> {
+pub fn check_sequence(sequence: &crate::Sequence) -> Result<(), RowProblem> {
     shape::check_order(&sequence.messages)
 }
 
@@ -494,7 +494,7 @@ impl RowVisitor for FileRun<'_, '_> {
                         .collect::<Vec<_>>()
                         .join(", ")
                 ),
-                fix: "add the missing columns to the header (or force another shape with --as)"
+                fix: "add the missing columns to the header (or import the file as another shape)"
                     .into(),
             });
         }
@@ -504,7 +504,7 @@ impl RowVisitor for FileRun<'_, '_> {
     fn row(
         &mut self,
         at: Location,
-        row: Result<Map<String, Value>, Problem>,
+        row: Result<Map<String, Value>, RowProblem>,
         bytes_done: u64,
     ) -> Result<(), ImportError> {
         self.tick(bytes_done)?;
@@ -526,7 +526,7 @@ impl RowVisitor for FileRun<'_, '_> {
         if let Item::Task(def) = &item
             && !self.run.tasks_defined.insert(def.task.clone())
         {
-            let problem = Problem::new(
+            let problem = RowProblem::new(
                 Some("task"),
                 format!("task {:?} is defined twice", def.task),
                 "keep one definition per task",
@@ -541,7 +541,7 @@ impl RowVisitor for FileRun<'_, '_> {
 }
 
 impl FileRun<'_, '_> {
-    fn reject(&mut self, problem: Problem, at: Location) {
+    fn reject(&mut self, problem: RowProblem, at: Location) {
         self.run.reject(problem.at(&self.name, at));
         self.rejected += 1;
     }

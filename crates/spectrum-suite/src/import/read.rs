@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::error::{ImportError, Location, Problem};
+use super::error::{ImportError, Location, RowProblem};
 use super::fields::kind_of;
 
 /// The file formats the importer reads, chosen by extension.
@@ -58,7 +58,7 @@ pub(crate) trait RowVisitor {
     fn row(
         &mut self,
         at: Location,
-        row: Result<Map<String, Value>, Problem>,
+        row: Result<Map<String, Value>, RowProblem>,
         bytes_done: u64,
     ) -> Result<(), ImportError>;
 }
@@ -78,9 +78,9 @@ fn open(path: &Path) -> Result<BufReader<File>, ImportError> {
 
 const UTF8_FIX: &str = "re-save the file as UTF-8";
 
-fn utf8_problem(bytes: &[u8], e: std::str::Utf8Error) -> Problem {
+fn utf8_problem(bytes: &[u8], e: std::str::Utf8Error) -> RowProblem {
     let bad = bytes.get(e.valid_up_to()).copied().unwrap_or(0);
-    Problem::new(
+    RowProblem::new(
         None,
         format!(
             "is not valid UTF-8 (byte 0x{bad:02x} at column {})",
@@ -90,7 +90,7 @@ fn utf8_problem(bytes: &[u8], e: std::str::Utf8Error) -> Problem {
     )
 }
 
-fn json_problem(e: &serde_json::Error) -> Problem {
+fn json_problem(e: &serde_json::Error) -> RowProblem {
     let message = if e.is_eof() {
         format!(
             "incomplete JSON: the line ends before the value is closed ({})",
@@ -103,7 +103,7 @@ fn json_problem(e: &serde_json::Error) -> Problem {
             strip_position(&e.to_string())
         )
     };
-    Problem::new(
+    RowProblem::new(
         None,
         message,
         "correct the JSON syntax on this line (each line must be one complete JSON object)",
@@ -115,10 +115,10 @@ fn strip_position(msg: &str) -> &str {
     msg.rfind(" at line ").map_or(msg, |i| &msg[..i])
 }
 
-fn object(v: Value) -> Result<Map<String, Value>, Problem> {
+fn object(v: Value) -> Result<Map<String, Value>, RowProblem> {
     match v {
         Value::Object(m) => Ok(m),
-        other => Err(Problem::new(
+        other => Err(RowProblem::new(
             None,
             format!("expected a JSON object, found {}", kind_of(&other)),
             "write each row as an object such as {\"task\": ..., \"messages\": [...]}",
@@ -387,9 +387,9 @@ pub(crate) fn read_csv(
     Ok(rows)
 }
 
-fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<Map<String, Value>, Problem> {
+fn csv_row(columns: &[String], record: &csv::ByteRecord) -> Result<Map<String, Value>, RowProblem> {
     if record.len() != columns.len() {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             None,
             format!(
                 "has {} fields, but the header has {} columns",

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::error::Problem;
+use super::error::RowProblem;
 use super::fields::{Fields, kind_of};
 use crate::model::{
     DistributionItem, Message, Role, Sequence, Split, TaskDef, TaskKind, ValidityTask,
@@ -134,7 +134,11 @@ impl Item {
 pub(crate) const TASK_FIELDS: &[&str] = &["task", "task_name"];
 
 /// Parses one row of the given shape. `default_task` names rows without a task field.
-pub(crate) fn parse_row(shape: Shape, fields: Fields, default_task: &str) -> Result<Item, Problem> {
+pub(crate) fn parse_row(
+    shape: Shape,
+    fields: Fields,
+    default_task: &str,
+) -> Result<Item, RowProblem> {
     match shape {
         Shape::Tasks => parse_task(fields).map(Item::Task),
         Shape::Messages => parse_messages(fields, default_task).map(Item::Sequence),
@@ -144,7 +148,7 @@ pub(crate) fn parse_row(shape: Shape, fields: Fields, default_task: &str) -> Res
     }
 }
 
-fn task_name(fields: &mut Fields, default_task: &str) -> Result<String, Problem> {
+fn task_name(fields: &mut Fields, default_task: &str) -> Result<String, RowProblem> {
     let name = fields
         .opt_string(TASK_FIELDS)?
         .unwrap_or_else(|| default_task.to_string());
@@ -152,9 +156,9 @@ fn task_name(fields: &mut Fields, default_task: &str) -> Result<String, Problem>
     Ok(name)
 }
 
-fn check_task_name(name: &str) -> Result<(), Problem> {
+fn check_task_name(name: &str) -> Result<(), RowProblem> {
     if name.trim().is_empty() || name.trim() != name {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some("task"),
             format!("task name {name:?} is empty or has spaces around it"),
             "give the task a non-empty name without leading or trailing spaces",
@@ -163,7 +167,7 @@ fn check_task_name(name: &str) -> Result<(), Problem> {
     Ok(())
 }
 
-fn parse_task(mut f: Fields) -> Result<TaskDef, Problem> {
+fn parse_task(mut f: Fields) -> Result<TaskDef, RowProblem> {
     let task = f.string(&["task", "name"])?;
     check_task_name(&task)?;
     let category = f
@@ -172,7 +176,7 @@ fn parse_task(mut f: Fields) -> Result<TaskDef, Problem> {
     let split = match f.opt_string(&["split"])? {
         None => Split::Train,
         Some(s) => Split::parse(&s).ok_or_else(|| {
-            Problem::new(
+            RowProblem::new(
                 Some("split"),
                 format!("expected train or held_out, found {s:?}"),
                 "write train or held_out",
@@ -182,7 +186,7 @@ fn parse_task(mut f: Fields) -> Result<TaskDef, Problem> {
     let kind = match f.opt_string(&["kind"])? {
         None => TaskKind::Sequence,
         Some(s) => TaskKind::parse(&s).ok_or_else(|| {
-            Problem::new(
+            RowProblem::new(
                 Some("kind"),
                 format!("expected sequence, distribution or diverse_valid, found {s:?}"),
                 "write one of sequence, distribution, diverse_valid",
@@ -212,14 +216,14 @@ fn string_list(
     f: &mut Fields,
     names: &[&'static str],
     example: &str,
-) -> Result<(&'static str, Vec<String>), Problem> {
+) -> Result<(&'static str, Vec<String>), RowProblem> {
     let (name, items) = f.array(names, example)?;
     let strings = items
         .into_iter()
         .enumerate()
         .map(|(i, v)| match v {
             Value::String(s) => Ok(s),
-            other => Err(Problem::new(
+            other => Err(RowProblem::new(
                 Some(&format!("{name}[{i}]")),
                 format!("expected a string, found {}", kind_of(&other)),
                 format!("make every element of `{name}` a string, e.g. {example}"),
@@ -232,14 +236,14 @@ fn string_list(
 const ROLE_FIX: &str = "use description (at most one, first), input and output; \
                         for chat data, system -> description, user -> input, assistant -> output";
 
-fn parse_messages(mut f: Fields, default_task: &str) -> Result<Sequence, Problem> {
+fn parse_messages(mut f: Fields, default_task: &str) -> Result<Sequence, RowProblem> {
     let task = task_name(&mut f, default_task)?;
     let (_, raw) = f.array(&["messages"], r#"[{"role": "output", "content": "heads"}]"#)?;
     let mut messages = Vec::with_capacity(raw.len());
     for (i, m) in raw.into_iter().enumerate() {
         let at = |field: &str| format!("messages[{i}].{field}");
         let Value::Object(mut obj) = m else {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some(&format!("messages[{i}]")),
                 format!(
                     "expected an object with role and content, found {}",
@@ -254,7 +258,7 @@ fn parse_messages(mut f: Fields, default_task: &str) -> Result<Sequence, Problem
                 "input" => Role::Input,
                 "output" => Role::Output,
                 _ => {
-                    return Err(Problem::new(
+                    return Err(RowProblem::new(
                         Some(&at("role")),
                         format!("unknown role {r:?}; expected description, input or output"),
                         ROLE_FIX,
@@ -262,27 +266,27 @@ fn parse_messages(mut f: Fields, default_task: &str) -> Result<Sequence, Problem
                 }
             },
             Some(other) => {
-                return Err(Problem::new(
+                return Err(RowProblem::new(
                     Some(&at("role")),
                     format!("expected a string, found {}", kind_of(&other)),
                     ROLE_FIX,
                 ));
             }
-            None => return Err(Problem::new(Some(&at("role")), "is missing", ROLE_FIX)),
+            None => return Err(RowProblem::new(Some(&at("role")), "is missing", ROLE_FIX)),
         };
         let content = match obj.shift_remove("content") {
             Some(Value::String(s)) => s,
             // Multi-field values are JSON objects serialised into the content (METHOD.md §1).
             Some(v @ Value::Object(_)) => v.to_string(),
             Some(other) => {
-                return Err(Problem::new(
+                return Err(RowProblem::new(
                     Some(&at("content")),
                     format!("expected a string, found {}", kind_of(&other)),
                     "put the content in double quotes (objects are serialised as JSON)",
                 ));
             }
             None => {
-                return Err(Problem::new(
+                return Err(RowProblem::new(
                     Some(&at("content")),
                     "is missing",
                     "add the message text as `content`",
@@ -301,14 +305,14 @@ fn parse_messages(mut f: Fields, default_task: &str) -> Result<Sequence, Problem
 
 /// Enforces METHOD.md §1: at most one description, first; then outputs only, or
 /// input/output pairs; at least one output.
-pub(crate) fn check_order(messages: &[Message]) -> Result<(), Problem> {
+pub(crate) fn check_order(messages: &[Message]) -> Result<(), RowProblem> {
     let has_inputs = messages.iter().any(|m| m.role == Role::Input);
     let mut pending_input: Option<usize> = None;
     for (i, m) in messages.iter().enumerate() {
         let field = format!("messages[{i}].role");
         match m.role {
             Role::Description if i > 0 => {
-                return Err(Problem::new(
+                return Err(RowProblem::new(
                     Some(&field),
                     format!(
                         "out-of-order roles: a description at position {i}; it may only come first, once"
@@ -319,7 +323,7 @@ pub(crate) fn check_order(messages: &[Message]) -> Result<(), Problem> {
             Role::Description => {}
             Role::Input => {
                 if let Some(j) = pending_input {
-                    return Err(Problem::new(
+                    return Err(RowProblem::new(
                         Some(&format!("messages[{j}].role")),
                         format!(
                             "input at position {j} has no output; another input follows at position {i}"
@@ -331,7 +335,7 @@ pub(crate) fn check_order(messages: &[Message]) -> Result<(), Problem> {
             }
             Role::Output => {
                 if has_inputs && pending_input.is_none() {
-                    return Err(Problem::new(
+                    return Err(RowProblem::new(
                         Some(&field),
                         format!(
                             "out-of-order roles: output at position {i} has no input before it, but this sequence has inputs"
@@ -344,14 +348,14 @@ pub(crate) fn check_order(messages: &[Message]) -> Result<(), Problem> {
         }
     }
     if let Some(j) = pending_input {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some(&format!("messages[{j}].role")),
             format!("input at position {j} has no output after it"),
             "add the output that answers it, or remove the input",
         ));
     }
     if !messages.iter().any(|m| m.role == Role::Output) {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some("messages"),
             "has no output",
             "add at least one message with role output",
@@ -360,21 +364,21 @@ pub(crate) fn check_order(messages: &[Message]) -> Result<(), Problem> {
     Ok(())
 }
 
-fn parse_flat(mut f: Fields, default_task: &str) -> Result<Sequence, Problem> {
+fn parse_flat(mut f: Fields, default_task: &str) -> Result<Sequence, RowProblem> {
     let task = task_name(&mut f, default_task)?;
     let description = f.opt_string(&["description"])?;
     let input = f.opt_string(&["input", "prompt"])?;
     let output = match f.opt_string(&["output", "completion"])? {
         Some(o) => o,
         None if input.is_some() => {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some("output"),
                 "the row has an input but no output",
                 "fill in the output for this input, or remove the row",
             ));
         }
         None => {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some("output"),
                 "is missing or empty",
                 "fill in the output",
@@ -392,7 +396,7 @@ fn parse_flat(mut f: Fields, default_task: &str) -> Result<Sequence, Problem> {
     })
 }
 
-fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionItem, Problem> {
+fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionItem, RowProblem> {
     let task = task_name(&mut f, default_task)?;
     let description = f.string(&["description", "description_text"])?;
     let input = f.opt_string(&["input", "input_text"])?.unwrap_or_default();
@@ -401,7 +405,7 @@ fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionI
     let (prob_name, raw_probs) = f.array(&["probs", "target_probs"], "[0.75, 0.25]")?;
     let ordinal = f.opt_bool("ordinal")?.unwrap_or(false);
     if options.len() < 2 {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some(opt_name),
             format!("has {} option(s)", options.len()),
             "list at least two options",
@@ -410,14 +414,14 @@ fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionI
     let mut seen = HashSet::new();
     for (i, o) in options.iter().enumerate() {
         if o.is_empty() {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some(&format!("{opt_name}[{i}]")),
                 "is an empty string",
                 "give every option a label",
             ));
         }
         if !seen.insert(o.as_str()) {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some(opt_name),
                 format!("duplicate option label {o:?}"),
                 "give each option a distinct label, or merge their probabilities",
@@ -425,7 +429,7 @@ fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionI
         }
     }
     if raw_probs.len() != options.len() {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some(prob_name),
             format!(
                 "has {} probabilities for {} options",
@@ -443,14 +447,14 @@ fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionI
             _ => None,
         }
         .ok_or_else(|| {
-            Problem::new(
+            RowProblem::new(
                 Some(&field),
                 format!("expected a number, found {}", kind_of(&p)),
                 "write probabilities as numbers like 0.25",
             )
         })?;
         if !(0.0..=1.0).contains(&x) {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some(&field),
                 format!("{x} is not a probability"),
                 "use values between 0 and 1",
@@ -460,7 +464,7 @@ fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionI
     }
     let sum: f64 = probs.iter().sum();
     if (sum - 1.0).abs() > 1e-6 {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some(prob_name),
             format!("probabilities sum to {sum}, not 1 (tolerance 1e-6)"),
             "normalise them (divide each by their sum) or correct the one that is off",
@@ -479,13 +483,13 @@ fn parse_distribution(mut f: Fields, default_task: &str) -> Result<DistributionI
 
 const RULE_EXAMPLE: &str = r#"{"type": "closed_set", "values": ["Monday", "Tuesday"]}"#;
 
-fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
+fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, RowProblem> {
     let task = f.string(&["task", "name"])?;
     check_task_name(&task)?;
     let description = f.string(&["description"])?;
     let (_, examples) = string_list(&mut f, &["examples"], r#"["Ohio", "Texas", "Maine"]"#)?;
     if examples.is_empty() {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some("examples"),
             "is empty",
             "give three example outputs",
@@ -493,7 +497,7 @@ fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
     }
     let rule_value = match f.take(&["rule"]) {
         Some((_, Value::String(s))) => serde_json::from_str(&s).map_err(|e| {
-            Problem::new(
+            RowProblem::new(
                 Some("rule"),
                 format!("is not valid JSON: {e}"),
                 format!("write the rule as {RULE_EXAMPLE}"),
@@ -501,7 +505,7 @@ fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
         })?,
         Some((_, v)) => v,
         None => {
-            return Err(Problem::new(
+            return Err(RowProblem::new(
                 Some("rule"),
                 "is missing",
                 format!("add a rule such as {RULE_EXAMPLE}"),
@@ -509,7 +513,7 @@ fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
         }
     };
     let rule: ValidityRule = serde_json::from_value(rule_value).map_err(|e| {
-        Problem::new(
+        RowProblem::new(
             Some("rule"),
             format!("is not a validity rule: {e}"),
             "use type closed_set (values), integer_range (min, max), prime (min, max), regex (pattern), email or phone",
@@ -517,13 +521,13 @@ fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
     })?;
     let validator = rule
         .compile()
-        .map_err(|e| Problem::new(Some("rule"), e.to_string(), "correct the rule"))?;
+        .map_err(|e| RowProblem::new(Some("rule"), e.to_string(), "correct the rule"))?;
     if let Some((i, bad)) = examples
         .iter()
         .enumerate()
         .find(|(_, e)| !validator.is_valid(e))
     {
-        return Err(Problem::new(
+        return Err(RowProblem::new(
             Some(&format!("examples[{i}]")),
             format!(
                 "example {bad:?} is not valid under its own {} rule",
@@ -539,7 +543,7 @@ fn parse_diverse_valid(mut f: Fields) -> Result<ValidityTask, Problem> {
                 .filter(|&n| n >= 1)
                 .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
                 .ok_or_else(|| {
-                    Problem::new(
+                    RowProblem::new(
                         Some("max_new_tokens"),
                         format!("{v} is not a whole number of tokens"),
                         "write a number of tokens such as 16, or leave the field out",
