@@ -18,7 +18,7 @@ use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
 use crate::dto::*;
-use crate::jobs::Jobs;
+use crate::jobs::{Context, Jobs};
 
 type Res<T> = Result<T, UiError>;
 
@@ -243,7 +243,9 @@ pub fn preview_import(
     shell
         .jobs
         .start(JobKind::Preview, paths.join(", "), channel, move |ctx| {
-            studio.preview_import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
+            studio
+                .preview_import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
+                .map(|r| JobResult::Preview(Box::new(r)))
         })
 }
 
@@ -256,26 +258,30 @@ pub fn run_demo(shell: State<'_, Shell>, channel: Channel<JobEvent>) -> Res<u64>
     shell
         .jobs
         .start(JobKind::Demo, "demo".into(), channel, move |ctx| {
-            studio.demo(
-                &DemoRequest::default(),
-                &mut |event| match event {
-                    DemoEvent::Step { step, of, text } => ctx.note(&format!("{step}/{of} {text}")),
-                    DemoEvent::Note(text) => ctx.note(text),
-                    DemoEvent::Import(p) => ctx.send(import_progress(p)),
-                    DemoEvent::Train(p) => ctx.send(JobEvent::Train {
-                        progress: p.clone(),
-                    }),
-                    DemoEvent::Eval(p) => ctx.send(JobEvent::Eval {
-                        progress: p.clone(),
-                    }),
-                    DemoEvent::Imported { .. }
-                    | DemoEvent::Model(_)
-                    | DemoEvent::Trained(_)
-                    | DemoEvent::Evaluated(_)
-                    | DemoEvent::Compared(_) => {}
-                },
-                &ctx.cancel,
-            )
+            studio
+                .demo(
+                    &DemoRequest::default(),
+                    &mut |event| match event {
+                        DemoEvent::Step { step, of, text } => {
+                            ctx.note(&format!("{step}/{of} {text}"))
+                        }
+                        DemoEvent::Note(text) => ctx.note(text),
+                        DemoEvent::Import(p) => ctx.send(import_progress(p)),
+                        DemoEvent::Train(p) => ctx.send(JobEvent::Train {
+                            progress: p.clone(),
+                        }),
+                        DemoEvent::Eval(p) => ctx.send(JobEvent::Eval {
+                            progress: p.clone(),
+                        }),
+                        DemoEvent::Imported { .. }
+                        | DemoEvent::Model(_)
+                        | DemoEvent::Trained(_)
+                        | DemoEvent::Evaluated(_)
+                        | DemoEvent::Compared(_) => {}
+                    },
+                    &ctx.cancel,
+                )
+                .map(|r| JobResult::Demo(Box::new(r)))
         })
 }
 
@@ -292,7 +298,9 @@ pub fn import(
     shell
         .jobs
         .start(JobKind::Import, paths.join(", "), channel, move |ctx| {
-            studio.import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
+            studio
+                .import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
+                .map(|r| JobResult::Import(Box::new(r)))
         })
 }
 
@@ -378,6 +386,7 @@ pub fn add_model(
                     studio.add_model(&spec, name.as_deref(), &mut note)
                 }
             }
+            .map(|r| JobResult::Model(Box::new(r)))
         })
 }
 
@@ -411,7 +420,9 @@ pub fn add_remote_model(
         .jobs
         .start(JobKind::Model, spec.clone(), channel, move |ctx| {
             let mut note = |s: &str| ctx.note(s);
-            studio.add_remote_model(&spec, name.as_deref(), &options, &mut note)
+            studio
+                .add_remote_model(&spec, name.as_deref(), &options, &mut note)
+                .map(|r| JobResult::Model(Box::new(r)))
         })
 }
 
@@ -455,16 +466,14 @@ pub fn train(
     shell
         .jobs
         .start(JobKind::Train, label, channel, move |ctx| {
-            studio.train(
-                &request,
-                &mut |p| {
-                    ctx.send(JobEvent::Train {
-                        progress: p.clone(),
-                    })
-                },
-                &mut |s| ctx.note(s),
-                &ctx.cancel,
-            )
+            studio
+                .train(
+                    &request,
+                    &mut train_events(ctx),
+                    &mut |s| ctx.note(s),
+                    &ctx.cancel,
+                )
+                .map(|r| JobResult::Train(Box::new(r)))
         })
 }
 
@@ -482,30 +491,18 @@ pub fn resume_run(shell: State<'_, Shell>, run: i64, channel: Channel<JobEvent>)
     shell
         .jobs
         .start(record.kind.into(), record.name, channel, move |ctx| {
-            if record.kind == RunKind::Eval {
-                let report = studio.resume_eval(
+            Ok(match record.kind {
+                RunKind::Eval => JobResult::Eval(EvalDone::from(&studio.resume_eval(
                     &id,
-                    &mut |p| {
-                        ctx.send(JobEvent::Eval {
-                            progress: p.clone(),
-                        })
-                    },
+                    &mut eval_events(ctx),
                     &mut |s| ctx.note(s),
                     &ctx.cancel,
-                )?;
-                Ok(serde_json::json!({ "run": report.run, "name": report.name }))
-            } else {
-                let outcome = studio.resume(
-                    &id,
-                    &mut |p| {
-                        ctx.send(JobEvent::Train {
-                            progress: p.clone(),
-                        })
-                    },
-                    &ctx.cancel,
-                )?;
-                Ok(serde_json::to_value(outcome)?)
-            }
+                )?)),
+                RunKind::Train => {
+                    let outcome = studio.resume(&id, &mut train_events(ctx), &ctx.cancel)?;
+                    JobResult::Train(Box::new(outcome))
+                }
+            })
         })
 }
 
@@ -551,15 +548,11 @@ pub fn evaluate(
     shell.jobs.start(JobKind::Eval, label, channel, move |ctx| {
         let report = studio.evaluate(
             &request,
-            &mut |p| {
-                ctx.send(JobEvent::Eval {
-                    progress: p.clone(),
-                })
-            },
+            &mut eval_events(ctx),
             &mut |s| ctx.note(s),
             &ctx.cancel,
         )?;
-        Ok(serde_json::json!({ "run": report.run, "name": report.name }))
+        Ok(JobResult::Eval(EvalDone::from(&report)))
     })
 }
 
@@ -636,8 +629,30 @@ pub fn export_report(
         JobKind::Report,
         out.display().to_string(),
         channel,
-        move |ctx| studio.report(&request, &mut |s| ctx.note(s)),
+        move |ctx| {
+            studio
+                .report(&request, &mut |s| ctx.note(s))
+                .map(|path| JobResult::Report(path.display().to_string()))
+        },
     )
+}
+
+/// A job's training progress, sent as events.
+fn train_events(ctx: &Context) -> impl FnMut(&spectrum_app::TrainProgress) + '_ {
+    |p| {
+        ctx.send(JobEvent::Train {
+            progress: p.clone(),
+        })
+    }
+}
+
+/// A job's evaluation progress, sent as events.
+fn eval_events(ctx: &Context) -> impl FnMut(&spectrum_app::EvalProgress) + '_ {
+    |p| {
+        ctx.send(JobEvent::Eval {
+            progress: p.clone(),
+        })
+    }
 }
 
 /// Opens a report this session wrote in the system's PDF viewer.

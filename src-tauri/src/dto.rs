@@ -43,14 +43,45 @@ pub enum JobEvent {
     Eval {
         progress: spectrum_app::EvalProgress,
     },
-    /// The job's result: see the command that started it for its type.
+    /// The job's result, tagged with what it is.
     Done {
-        result: serde_json::Value,
+        result: JobResult,
     },
     Failed {
         error: UiError,
     },
     Cancelled,
+}
+
+/// What a finished job produced: one variant per kind of job.
+#[derive(Debug, Clone, Serialize, TS)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum JobResult {
+    Preview(Box<spectrum_app::ImportPreview>),
+    Import(Box<spectrum_app::ImportOutcome>),
+    Model(Box<spectrum_app::ModelRecord>),
+    Train(Box<spectrum_app::TrainOutcome>),
+    /// The evaluation run written (its report is read with `eval_report`).
+    Eval(EvalDone),
+    /// The PDF written.
+    Report(String),
+    Demo(Box<spectrum_app::DemoOutcome>),
+}
+
+/// An evaluation run that finished.
+#[derive(Debug, Clone, Serialize, TS)]
+pub struct EvalDone {
+    pub run: i64,
+    pub name: String,
+}
+
+impl From<&spectrum_app::EvalReport> for EvalDone {
+    fn from(report: &spectrum_app::EvalReport) -> EvalDone {
+        EvalDone {
+            run: report.run,
+            name: report.name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, TS)]

@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tauri::ipc::Channel;
 
-use crate::dto::{JobEvent, JobInfo, JobKind, UiError};
+use crate::dto::{JobEvent, JobInfo, JobKind, JobResult, UiError};
 
 struct Job {
     info: JobInfo,
@@ -78,7 +77,7 @@ impl Context {
 impl Jobs {
     /// Starts `body` on a new thread; its result (or error) ends the job as a
     /// `done`, `failed` or `cancelled` event on `channel`.
-    pub fn start<T, F>(
+    pub fn start<F>(
         self: &Arc<Self>,
         kind: JobKind,
         label: String,
@@ -86,8 +85,7 @@ impl Jobs {
         body: F,
     ) -> Result<u64, UiError>
     where
-        T: Serialize,
-        F: FnOnce(&Context) -> anyhow::Result<T> + Send + 'static,
+        F: FnOnce(&Context) -> anyhow::Result<JobResult> + Send + 'static,
     {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let cancel = Arc::new(AtomicBool::new(false));
@@ -107,12 +105,7 @@ impl Jobs {
             .spawn(move || {
                 spectrum_app::flush_subnormals();
                 let event = match body(&ctx) {
-                    Ok(value) => match serde_json::to_value(value) {
-                        Ok(result) => JobEvent::Done { result },
-                        Err(e) => JobEvent::Failed {
-                            error: UiError::internal(e.to_string()),
-                        },
-                    },
+                    Ok(result) => JobEvent::Done { result },
                     Err(e) if spectrum_app::is_cancelled(&e) => JobEvent::Cancelled,
                     Err(_) if ctx.cancel.load(Ordering::Relaxed) => JobEvent::Cancelled,
                     Err(e) => JobEvent::Failed {
@@ -195,7 +188,11 @@ mod tests {
         });
         let jobs = Arc::new(Jobs::default());
         jobs.start(JobKind::Train, "subnormals".into(), channel, |_| {
-            Ok(spectrum_lm::fpu::flushes_here())
+            anyhow::ensure!(
+                spectrum_lm::fpu::flushes_here(),
+                "the job thread kept subnormals"
+            );
+            Ok(JobResult::Report("flushed".into()))
         })
         .expect("start the job");
         let event = rx
@@ -206,6 +203,6 @@ mod tests {
         };
         let event: serde_json::Value = serde_json::from_str(&text).expect("JSON");
         assert_eq!(event["type"], "done", "{event}");
-        assert_eq!(event["result"], true, "the job thread kept subnormals");
+        assert_eq!(event["result"]["value"], "flushed", "{event}");
     }
 }

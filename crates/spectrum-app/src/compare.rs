@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use serde::Serialize;
-use serde_json::Value;
 use spectrum_core::Problem;
 use spectrum_eval::Family;
+use spectrum_eval::dist::DistItem;
 use spectrum_eval::stats::{self, Interval, Verdict};
 use spectrum_eval::steer::{SteerOutput, per_sequence_means};
+use spectrum_eval::valid::Setting;
 
+use crate::evaluation::rows_of;
 use crate::{EvalReport, Studio};
 
 /// One metric of one task: baseline and candidate values and the interval of
@@ -72,10 +74,6 @@ pub struct Comparison {
     pub unpaired_units: usize,
 }
 
-fn rows_of<'a>(rows: &'a [Value], task: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
-    rows.iter().filter(move |r| r["task"] == task)
-}
-
 /// Pairs units by key: (baseline value, candidate value) per key both have.
 fn pair(a: &[(String, f64)], b: &[(String, f64)], missing: &mut usize) -> Vec<(f64, f64)> {
     let index: BTreeMap<&str, f64> = b.iter().map(|(k, v)| (k.as_str(), *v)).collect();
@@ -115,38 +113,35 @@ fn steer_units(report: &EvalReport, task: &str) -> Vec<(String, f64, f64)> {
     let Some(steer) = &report.steer else {
         return Vec::new();
     };
-    let outputs: Vec<SteerOutput> = rows_of(&steer.outputs, task)
-        .filter_map(|r| serde_json::from_value(r.clone()).ok())
-        .collect();
+    let outputs: Vec<SteerOutput> = rows_of(&steer.outputs, task).cloned().collect();
     per_sequence_means(&outputs)
 }
 
-fn dist_units(report: &EvalReport, task: &str, metric: &str) -> Vec<(String, f64)> {
+/// One per-item figure of a distribution item.
+type DistMetric = fn(&DistItem) -> f64;
+
+fn dist_units(report: &EvalReport, task: &str, metric: fn(&DistItem) -> f64) -> Vec<(String, f64)> {
     let Some(dist) = &report.dist else {
         return Vec::new();
     };
     rows_of(&dist.items, task)
-        .filter_map(|r| Some((r["id"].as_str()?.to_string(), as_f64(&r[metric])?)))
+        .map(|r| (r.id.clone(), metric(r)))
         .collect()
-}
-
-fn as_f64(v: &Value) -> Option<f64> {
-    v.as_f64().or_else(|| v.as_bool().map(|b| b as u8 as f64))
 }
 
 /// (text, valid) of a task's samples in one setting at one temperature.
 fn samples(
     report: &EvalReport,
     task: &str,
-    setting: &str,
+    setting: Setting,
     temperature: f64,
 ) -> Vec<(String, bool)> {
     let Some(valid) = &report.valid else {
         return Vec::new();
     };
     rows_of(&valid.samples, task)
-        .filter(|r| r["setting"] == setting && r["temperature"].as_f64() == Some(temperature))
-        .filter_map(|r| Some((r["text"].as_str()?.to_string(), r["valid"].as_bool()?)))
+        .filter(|r| r.setting == setting && r.temperature == temperature)
+        .map(|r| (r.text.clone(), r.valid))
         .collect()
 }
 
@@ -175,19 +170,20 @@ fn compare_pair(base: &EvalReport, cand: &EvalReport, missing: &mut usize) -> Ve
     }
     if let (Some(a), Some(_)) = (&base.dist, &cand.dist) {
         for task in task_names(&a.tasks, |t| &t.task) {
-            for (metric, lower, headline) in [
-                ("js", true, true),
-                ("tv", true, false),
-                ("coverage", false, false),
-            ] {
+            let metrics: [(&str, DistMetric, bool, bool); 3] = [
+                ("js", |i| i.alignment.js, true, true),
+                ("tv", |i| i.alignment.tv, true, false),
+                ("coverage", |i| i.alignment.coverage, false, false),
+            ];
+            for (metric, value, lower, headline) in metrics {
                 let m = if metric == "js" {
                     &mut *missing
                 } else {
                     &mut 0
                 };
                 let pairs = pair(
-                    &dist_units(base, &task, metric),
-                    &dist_units(cand, &task, metric),
+                    &dist_units(base, &task, value),
+                    &dist_units(cand, &task, value),
                     m,
                 );
                 rows.extend(paired_row(
@@ -213,8 +209,8 @@ fn compare_pair(base: &EvalReport, cand: &EvalReport, missing: &mut usize) -> Ve
             };
             for setting in spectrum_eval::valid::Setting::ALL {
                 let (sa, sb) = (
-                    samples(base, &t.task, setting.as_str(), temperature),
-                    samples(cand, &t.task, setting.as_str(), temperature),
+                    samples(base, &t.task, setting, temperature),
+                    samples(cand, &t.task, setting, temperature),
                 );
                 let yield_of = |xs: &[&(String, bool)]| {
                     xs.iter()

@@ -8,10 +8,10 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use spectrum_core::Problem;
-use spectrum_eval::dist::DistSummary;
+use spectrum_eval::dist::{DistItem, DistSummary};
 use spectrum_eval::metrics::{MeanSe, mean_se};
-use spectrum_eval::steer::{EvalSequence, SteerSummary};
-use spectrum_eval::valid::{Setting, ValidSummary};
+use spectrum_eval::steer::{EvalSequence, SteerOutput, SteerSummary};
+use spectrum_eval::valid::{Sample, Setting, ValidSummary};
 use spectrum_eval::{EvalError, Evaluator, Family, Profile, Settings};
 use spectrum_lm::{DeviceSpec, PromptFormat};
 use spectrum_store::{
@@ -99,7 +99,22 @@ pub struct SteerReport {
     pub curve: Vec<spectrum_eval::steer::CurvePoint>,
     pub tasks: Vec<SteerSummary>,
     /// Every scored output, with its task.
-    pub outputs: Vec<Value>,
+    pub outputs: Vec<TaskRow<SteerOutput>>,
+}
+
+/// A per-unit row of an evaluation (a scored output, an item, a sample) and
+/// the task it belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct TaskRow<T> {
+    pub task: String,
+    #[serde(flatten)]
+    #[ts(flatten)]
+    pub row: T,
+}
+
+/// The rows of `task`.
+pub fn rows_of<'a, T>(rows: &'a [TaskRow<T>], task: &'a str) -> impl Iterator<Item = &'a T> + 'a {
+    rows.iter().filter(move |r| r.task == task).map(|r| &r.row)
 }
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
@@ -109,8 +124,8 @@ pub struct DistReport {
     pub tv: MeanSe,
     pub coverage: MeanSe,
     pub tasks: Vec<DistSummary>,
-    /// Every item, with its task: id, options, target, p, coverage, q, js, kl, tv...
-    pub items: Vec<Value>,
+    /// Every item, with its task.
+    pub items: Vec<TaskRow<DistItem>>,
 }
 
 /// Validity and diversity of one (setting, temperature) averaged over tasks
@@ -133,7 +148,7 @@ pub struct ValidReport {
     pub overall: Vec<ValidOverall>,
     pub tasks: Vec<ValidSummary>,
     /// Every sample with its verdict and task.
-    pub samples: Vec<Value>,
+    pub samples: Vec<TaskRow<Sample>>,
 }
 
 /// An evaluation run and everything it produced.
@@ -231,13 +246,19 @@ fn plan(tasks: &[TaskSummary], families: &[Family]) -> Vec<Planned> {
 }
 
 /// The row JSON with its task added in front.
-fn with_task(task: &str, row: &impl Serialize) -> Result<Value> {
-    let mut object = serde_json::Map::new();
-    object.insert("task".into(), Value::String(task.to_string()));
-    if let Value::Object(fields) = serde_json::to_value(row)? {
-        object.extend(fields);
-    }
-    Ok(Value::Object(object))
+/// Stored rows of one task, read back as `T`.
+fn task_rows<T: serde::de::DeserializeOwned>(
+    task: &str,
+    rows: Vec<Value>,
+) -> serde_json::Result<Vec<TaskRow<T>>> {
+    rows.into_iter()
+        .map(|r| {
+            Ok(TaskRow {
+                task: task.to_string(),
+                row: serde_json::from_value(r)?,
+            })
+        })
+        .collect()
 }
 
 /// Where the Hugging Face cache keeps google/gemma-3-1b-it's tokenizer (the
@@ -634,10 +655,6 @@ impl Studio {
                 continue;
             }
             let rows = store.eval_rows(record.id, &t.family, &t.task)?;
-            let rows = rows
-                .iter()
-                .map(|r| with_task(&t.task, r))
-                .collect::<Result<Vec<_>>>()?;
             let corrupt = || {
                 format!(
                     "run {}: the {} summary of {} is not readable",
@@ -650,21 +667,21 @@ impl Studio {
                         serde_json::from_value::<SteerSummary>(t.summary.clone())
                             .with_context(corrupt)?,
                     );
-                    outputs.extend(rows);
+                    outputs.extend(task_rows(&t.task, rows).with_context(corrupt)?);
                 }
                 Family::Dist => {
                     dist.push(
                         serde_json::from_value::<DistSummary>(t.summary.clone())
                             .with_context(corrupt)?,
                     );
-                    items.extend(rows);
+                    items.extend(task_rows(&t.task, rows).with_context(corrupt)?);
                 }
                 Family::Valid => {
                     valid.push(
                         serde_json::from_value::<ValidSummary>(t.summary.clone())
                             .with_context(corrupt)?,
                     );
-                    samples.extend(rows);
+                    samples.extend(task_rows(&t.task, rows).with_context(corrupt)?);
                 }
             }
         }

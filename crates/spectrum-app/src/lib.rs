@@ -191,7 +191,7 @@ pub fn keep_freed_memory() {
 pub fn keep_freed_memory() {}
 
 /// The rows of an [`EvalReport`] (`outputs`, `items`, `samples`) are these
-/// types as JSON, each with a `task` field added.
+/// types, each in a [`TaskRow`] that names its task.
 pub mod eval_rows {
     pub use spectrum_eval::dist::DistItem;
     pub use spectrum_eval::steer::SteerOutput;

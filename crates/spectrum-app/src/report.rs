@@ -5,13 +5,14 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde_json::Value;
 use spectrum_core::Problem;
+use spectrum_eval::dist::DistItem;
 use spectrum_eval::valid::Setting;
 use spectrum_lm::template;
 use spectrum_report::{Block, Chart, DocumentSpec, Figure, ItemBars, Panel, Section, Series};
 use spectrum_suite::{Message, Role};
 
+use crate::evaluation::rows_of;
 use crate::{AppError, EvalReport, Fix, Listing, RunDetail, RunKind, Studio};
 
 /// The figures one can ask for.
@@ -171,15 +172,10 @@ fn steer_figure(runs: &Runs, tasks: &[String], metric: &str) -> Figure {
     }
 }
 
-fn item_rows<'a>(r: &'a EvalReport, task: &str) -> Vec<&'a Value> {
-    r.dist.as_ref().map_or(Vec::new(), |d| {
-        d.items.iter().filter(|i| i["task"] == task).collect()
-    })
-}
-
-fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .map_or(Vec::new(), |a| a.iter().filter_map(Value::as_f64).collect())
+fn item_rows<'a>(r: &'a EvalReport, task: &'a str) -> Vec<&'a DistItem> {
+    r.dist
+        .as_ref()
+        .map_or(Vec::new(), |d| rows_of(&d.items, task).collect())
 }
 
 /// Model vs target bars for the first `n` items of a task (the baseline's item order).
@@ -189,22 +185,16 @@ fn items_figure(runs: &Runs, task: &str, n: usize) -> Option<Figure> {
         .into_iter()
         .take(n)
         .map(|item| ItemBars {
-            title: item["id"].as_str().unwrap_or("?").to_string(),
-            options: item["options"].as_array().map_or(Vec::new(), |a| {
-                a.iter()
-                    .filter_map(|o| o.as_str().map(String::from))
-                    .collect()
-            }),
-            target: floats(&item["target"]),
+            title: item.id.clone(),
+            options: item.options.clone(),
+            target: item.target.clone(),
             models: runs
                 .evals
                 .iter()
                 .enumerate()
                 .filter_map(|(i, r)| {
-                    let same = item_rows(r, task)
-                        .into_iter()
-                        .find(|x| x["id"] == item["id"])?;
-                    Some((i, floats(&same["q"])))
+                    let same = item_rows(r, task).into_iter().find(|x| x.id == item.id)?;
+                    Some((i, same.alignment.q.clone()))
                 })
                 .collect(),
         })
@@ -230,7 +220,7 @@ fn js_figure(runs: &Runs) -> Figure {
                 .enumerate()
                 .filter_map(|(i, r)| {
                     let d = r.dist.as_ref()?;
-                    Some((i, d.items.iter().filter_map(|x| x["js"].as_f64()).collect()))
+                    Some((i, d.items.iter().map(|x| x.row.alignment.js).collect()))
                 })
                 .collect(),
         },

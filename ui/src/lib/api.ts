@@ -3,7 +3,7 @@
 import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
   AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,
-  ImportOutcome, ImportPreview, JobEvent, JobInfo, ModelRecord, PickKind, ReportOptions,
+  ImportOutcome, ImportPreview, JobEvent, JobInfo, JobResult, ModelRecord, PickKind, ReportOptions,
   RemoteModelRequest, ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
   PromptView, Setting, TrainOutcome, TrainRequestDto, AppError,
 } from "./bindings";
@@ -40,18 +40,25 @@ export class Cancelled extends Error {
   }
 }
 
-async function job<T>(
+/** A finished job's result of kind `K`, and its value. */
+export type ResultOf<K extends JobResult["kind"]> = Extract<JobResult, { kind: K }>;
+type ValueOf = { [R in JobResult as R["kind"]]: R["value"] };
+
+/** Starts a job whose result is one of `kinds`; any other result rejects. */
+async function job<K extends JobResult["kind"]>(
   cmd: string,
   args: Record<string, unknown>,
   onProgress: (p: Progress) => void,
-): Promise<Job<T>> {
-  let settle!: { resolve: (v: T) => void; reject: (e: unknown) => void };
-  const result = new Promise<T>((resolve, reject) => (settle = { resolve, reject }));
+  kinds: readonly K[],
+): Promise<Job<ResultOf<K>>> {
+  let settle!: { resolve: (v: ResultOf<K>) => void; reject: (e: unknown) => void };
+  const result = new Promise<ResultOf<K>>((resolve, reject) => (settle = { resolve, reject }));
   const channel = new Channel<JobEvent>();
   channel.onmessage = (event) => {
     switch (event.type) {
       case "done":
-        settle.resolve(event.result as T);
+        if (isKind(event.result, kinds)) settle.resolve(event.result);
+        else settle.reject(asUiError(`${cmd} finished with a ${event.result.kind} result, not ${kinds.join(" or ")}`));
         break;
       case "failed":
         settle.reject(event.error);
@@ -67,17 +74,33 @@ async function job<T>(
   return { id, result, cancel: () => call<boolean>("cancel_job", { id }) };
 }
 
+function isKind<K extends JobResult["kind"]>(r: JobResult, kinds: readonly K[]): r is ResultOf<K> {
+  return (kinds as readonly string[]).includes(r.kind);
+}
+
+/** A job with one kind of result, resolved to its value. */
+async function valueJob<K extends JobResult["kind"]>(
+  cmd: string,
+  args: Record<string, unknown>,
+  onProgress: (p: Progress) => void,
+  kind: K,
+): Promise<Job<ValueOf[K]>> {
+  const started = await job(cmd, args, onProgress, [kind]);
+  // `job` checked the kind; TypeScript cannot narrow a generic union's field.
+  return { ...started, result: started.result.then((r) => r.value as ValueOf[K]) };
+}
+
 export const api = {
   appInfo: () => call<AppInfo>("app_info"),
   jobs: () => call<JobInfo[]>("jobs"),
   pick: (kind: PickKind) => call<string[]>("pick", { kind }),
   pickSave: (fileName: string) => call<string | null>("pick_save", { fileName }),
   tourSuite: () => call<string[]>("tour_suite"),
-  runDemo: (on: (p: Progress) => void) => job<DemoOutcome>("run_demo", {}, on),
+  runDemo: (on: (p: Progress) => void) => valueJob("run_demo", {}, on, "demo"),
   previewImport: (paths: string[], options: ImportOptionsDto, on: (p: Progress) => void) =>
-    job<ImportPreview>("preview_import", { paths, options }, on),
+    valueJob("preview_import", { paths, options }, on, "preview"),
   import: (paths: string[], options: ImportOptionsDto, on: (p: Progress) => void) =>
-    job<ImportOutcome>("import", { paths, options }, on),
+    valueJob("import", { paths, options }, on, "import"),
   datasets: () => call<DatasetSummary[]>("datasets"),
   removeDataset: (id: number) => call<DatasetSummary>("remove_dataset", { id }),
   tasks: (split: Split | null = null) => call<TaskSummary[]>("tasks", { split }),
@@ -88,22 +111,22 @@ export const api = {
   models: () => call<ModelRecord[]>("models"),
   removeModel: (name: string) => call<ModelRecord>("remove_model", { name }),
   addModel: (path: string | null, name: string | null, on: (p: Progress) => void) =>
-    job<ModelRecord>("add_model", { path, name }, on),
+    valueJob("add_model", { path, name }, on, "model"),
   addRemoteModel: (request: RemoteModelRequest, on: (p: Progress) => void) =>
-    job<ModelRecord>("add_remote_model", { request }, on),
+    valueJob("add_remote_model", { request }, on, "model"),
   trainDefaults: () => call<TrainDefaults>("train_defaults"),
   train: (request: TrainRequestDto, on: (p: Progress) => void) =>
-    job<TrainOutcome>("train", { request }, on),
-  resumeRun: (run: number, on: (p: Progress) => void) => job<unknown>("resume_run", { run }, on),
+    valueJob("train", { request }, on, "train"),
+  resumeRun: (run: number, on: (p: Progress) => void) => job("resume_run", { run }, on, ["train", "eval"]),
   evalDefaults: () => call<EvalDefaults>("eval_defaults"),
   evaluate: (request: EvalRequestDto, on: (p: Progress) => void) =>
-    job<{ run: number; name: string }>("evaluate", { request }, on),
+    valueJob("evaluate", { request }, on, "eval"),
   runs: () => call<RunRecord[]>("runs"),
   runDetail: (run: number) => call<RunDetail>("run_detail", { run }),
   evalReport: (run: number) => call<EvalReport>("eval_report", { run }),
   compare: (runs: number[]) => call<Comparison>("compare", { runs }),
   reportOptions: () => call<ReportOptions>("report_options"),
   exportReport: (request: ReportRequestDto, on: (p: Progress) => void) =>
-    job<string>("export_report", { request }, on),
+    valueJob("export_report", { request }, on, "report"),
   openPath: (path: string) => call<void>("open_path", { path }),
 };

@@ -144,9 +144,9 @@ export type DistReport = {
  */
 js: MeanSe, tv: MeanSe, coverage: MeanSe, tasks: Array<DistSummary>, 
 /**
- * Every item, with its task: id, options, target, p, coverage, q, js, kl, tv...
+ * Every item, with its task.
  */
-items: Array<JsonValue>, };
+items: Array<TaskRow<DistItem>>, };
 
 export type DistSummary = { task: string, items: number, js: MeanSe, kl: MeanSe, reverse_kl: MeanSe, tv: MeanSe, cross_entropy: MeanSe, mode_match: MeanSe, coverage: MeanSe, 
 /**
@@ -168,6 +168,8 @@ model: boolean, };
 export type ErrorCode = "bad_input" | "not_found" | "not_allowed" | "cancelled" | "internal";
 
 export type EvalDefaults = { profiles: Array<[Profile, Settings]>, };
+
+export type EvalDone = { run: number, name: string, };
 
 export type EvalMetrics = { step: number, loss: number, acc: number, outputs: number, };
 
@@ -267,11 +269,13 @@ export type Interval = { diff: number, lo: number, hi: number,
  */
 n: number, };
 
-export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JsonValue, } | { "type": "failed", error: AppError, } | { "type": "cancelled" };
+export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JobResult, } | { "type": "failed", error: AppError, } | { "type": "cancelled" };
 
 export type JobInfo = { id: number, kind: JobKind, label: string, };
 
 export type JobKind = "preview" | "import" | "model" | "train" | "eval" | "report" | "demo";
+
+export type JobResult = { "kind": "preview", "value": ImportPreview } | { "kind": "import", "value": ImportOutcome } | { "kind": "model", "value": ModelRecord } | { "kind": "train", "value": TrainOutcome } | { "kind": "eval", "value": EvalDone } | { "kind": "report", "value": string } | { "kind": "demo", "value": DemoOutcome };
 
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
 
@@ -555,7 +559,7 @@ curve: Array<CurvePoint>, tasks: Array<SteerSummary>,
 /**
  * Every scored output, with its task.
  */
-outputs: Array<JsonValue>, };
+outputs: Array<TaskRow<SteerOutput>>, };
 
 export type SteerSummary = { task: string, 
 /**
@@ -625,6 +629,8 @@ export type TaskItem = {
  */
 id: string, description: string, input: string, options: Array<string>, probs: Array<number>, ordinal: boolean, };
 
+export type TaskRow<T> = { task: string, } & T;
+
 export type TaskSelection = { 
 /**
  * Only tasks of this dataset (id or name); all datasets when `None`.
@@ -683,7 +689,7 @@ export type ValidReport = { overall: Array<ValidOverall>, tasks: Array<ValidSumm
 /**
  * Every sample with its verdict and task.
  */
-samples: Array<JsonValue>, };
+samples: Array<TaskRow<Sample>>, };
 
 export type ValidSummary = { task: string, 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import type { Comparison, CompareRow, EvalReport, RunDetail, SteerSummary } from "./bindings";
+import type { Comparison, CompareRow, DistItem, EvalReport, RunDetail, SteerSummary, TaskRow } from "./bindings";
 import { heatmapOption, itemOption, jsHistogramOption, steerCurve, steerOption, trainingOption, validityOption } from "./charts";
 
 const ms = (mean: number, se: number | null = null) => ({ mean, se, n: 3 });
@@ -56,8 +56,10 @@ describe("steerability curves", () => {
 });
 
 describe("distributions and validity", () => {
-  const item = (taskName: string, id: string, js: number) =>
-    ({ task: taskName, id, options: ["x", "y"], target: [0.5, 0.5], q: [0.9, 0.1], p: [0.9, 0.1], js });
+  const item = (taskName: string, id: string, js: number): TaskRow<DistItem> => ({
+    task: taskName, id, options: ["x", "y"], target: [0.5, 0.5], q: [0.9, 0.1], p: [0.9, 0.1], js,
+    coverage: 1, kl: 0, reverse_kl: 0, tv: 0, cross_entropy: 0, mode_match: false, wasserstein: null, boundary_clean: true,
+  });
 
   it("bins item JS per run and filters by task", () => {
     const a = report("a", 1, [], { dist: { js: ms(0), tv: ms(0), coverage: ms(1), tasks: [], items: [item("u", "1", 0.05), item("u", "2", 0.6), item("v", "3", 0.1)] } } as Partial<EvalReport>);

@@ -95,7 +95,6 @@ export function itemOption(items: (DistItem | null)[], names: string[]): ECharts
 export function jsHistogramOption(reports: EvalReport[], task: string | null, bins = 12): EChartsCoreOption {
   const per = reports.map((r) =>
     (r.dist?.items ?? [])
-      .map((row) => row as unknown as DistItem & { task: string })
       .filter((row) => task == null || row.task === task)
       .map((row) => row.js),
   );
