@@ -126,6 +126,8 @@ pub struct DistReport {
     pub tasks: Vec<DistSummary>,
     /// Every item, with its task.
     pub items: Vec<TaskRow<DistItem>>,
+    /// The items' JS divergences, binned ([`crate::figures::js_histogram`]).
+    pub js_histogram: crate::figures::JsHistogram,
 }
 
 /// Validity and diversity of one (setting, temperature) averaged over tasks
@@ -146,6 +148,9 @@ pub struct ValidOverall {
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct ValidReport {
     pub overall: Vec<ValidOverall>,
+    /// `overall` as lines through the temperature sweep, per setting
+    /// ([`crate::figures::validity_frontier`]).
+    pub frontier: Vec<crate::figures::FrontierLine>,
     pub tasks: Vec<ValidSummary>,
     /// Every sample with its verdict and task.
     pub samples: Vec<TaskRow<Sample>>,
@@ -709,13 +714,18 @@ impl Studio {
                 js: over(dist.iter().map(|s| s.js.mean).collect()),
                 tv: over(dist.iter().map(|s| s.tv.mean).collect()),
                 coverage: over(dist.iter().map(|s| s.coverage.mean).collect()),
+                js_histogram: crate::figures::js_histogram(&items),
                 tasks: dist,
                 items,
             }),
-            valid: (!valid.is_empty()).then(|| ValidReport {
-                overall: valid_overall(&valid),
-                tasks: valid,
-                samples,
+            valid: (!valid.is_empty()).then(|| {
+                let overall = valid_overall(&valid);
+                ValidReport {
+                    frontier: crate::figures::validity_frontier(&overall),
+                    overall,
+                    tasks: valid,
+                    samples,
+                }
             }),
             skipped,
         })

@@ -1,8 +1,101 @@
 //! Figure series computed once, in Rust, for the PDF (plotters) and the app
 //! (ECharts) alike.
 
+use serde::Serialize;
+use spectrum_eval::dist::DistItem;
 use spectrum_eval::metrics::mean_se;
 use spectrum_eval::steer::{CurvePoint, SteerSummary};
+use spectrum_eval::valid::Setting;
+
+use crate::evaluation::{TaskRow, ValidOverall};
+
+/// Bins of the JS histograms: JS in nats lies in [0, ln 2], so the edges are
+/// fixed and every run's histogram is comparable.
+pub const JS_BINS: usize = 12;
+
+/// Item JS divergences counted in [`JS_BINS`] equal bins over [0, ln 2]: over
+/// all items, and per task.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+pub struct JsHistogram {
+    /// The bins' lower edges; each is `width` wide.
+    pub edges: Vec<f64>,
+    pub width: f64,
+    pub all: Vec<usize>,
+    pub tasks: Vec<TaskCounts>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+pub struct TaskCounts {
+    pub task: String,
+    pub counts: Vec<usize>,
+}
+
+pub fn js_histogram(items: &[TaskRow<DistItem>]) -> JsHistogram {
+    let width = std::f64::consts::LN_2 / JS_BINS as f64;
+    let count = |js: &mut dyn Iterator<Item = f64>| {
+        let mut counts = vec![0; JS_BINS];
+        for x in js.filter(|x| x.is_finite()) {
+            counts[((x / width).floor().max(0.0) as usize).min(JS_BINS - 1)] += 1;
+        }
+        counts
+    };
+    let mut names: Vec<&str> = items.iter().map(|r| r.task.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    JsHistogram {
+        edges: (0..JS_BINS).map(|i| i as f64 * width).collect(),
+        width,
+        all: count(&mut items.iter().map(|r| r.row.alignment.js)),
+        tasks: names
+            .into_iter()
+            .map(|task| TaskCounts {
+                task: task.to_string(),
+                counts: count(
+                    &mut items
+                        .iter()
+                        .filter(|r| r.task == task)
+                        .map(|r| r.row.alignment.js),
+                ),
+            })
+            .collect(),
+    }
+}
+
+/// One prompt setting's line through the temperature sweep: (yield, % valid)
+/// at each temperature, sorted by temperature.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+pub struct FrontierLine {
+    pub setting: Setting,
+    pub points: Vec<FrontierPoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, ts_rs::TS)]
+pub struct FrontierPoint {
+    pub temperature: f64,
+    #[serde(rename = "yield")]
+    pub yield_: f64,
+    pub percent_valid: f64,
+}
+
+/// The validity-diversity frontier of a run, one line per setting that has cells.
+pub fn validity_frontier(overall: &[ValidOverall]) -> Vec<FrontierLine> {
+    Setting::ALL
+        .iter()
+        .filter_map(|&setting| {
+            let mut points: Vec<FrontierPoint> = overall
+                .iter()
+                .filter(|o| o.setting == setting)
+                .map(|o| FrontierPoint {
+                    temperature: o.temperature,
+                    yield_: o.yield_,
+                    percent_valid: o.percent_valid,
+                })
+                .collect();
+            points.sort_by(|a, b| a.temperature.total_cmp(&b.temperature));
+            (!points.is_empty()).then_some(FrontierLine { setting, points })
+        })
+        .collect()
+}
 
 /// The steerability curve over tasks: at each example number j, the mean
 /// (equal weight per task) of the tasks' mean loss and accuracy at j, with its
@@ -86,5 +179,45 @@ mod tests {
                 .all(|p| p.loss.n == 2 && (p.loss.se.unwrap_or(0.0) - 1.0).abs() < 1e-12)
         );
         assert!(steer_mean_curve(&[]).is_empty());
+    }
+
+    #[test]
+    fn js_bins_cover_zero_to_ln2_and_count_per_task() {
+        let row = |task: &str, js: f64| {
+            let mut row = serde_json::from_value::<DistItem>(serde_json::json!({
+                "id": "i", "options": ["a"], "target": [1.0], "p": [1.0], "coverage": 1.0,
+                "q": [1.0], "js": 0.0, "kl": 0.0, "reverse_kl": 0.0, "tv": 0.0,
+                "cross_entropy": 0.0, "mode_match": true, "wasserstein": null,
+                "boundary_clean": true
+            }))
+            .unwrap_or_else(|e| panic!("item JSON: {e}"));
+            row.alignment.js = js;
+            crate::evaluation::TaskRow {
+                task: task.to_string(),
+                row,
+            }
+        };
+        let ln2 = std::f64::consts::LN_2;
+        let h = js_histogram(&[
+            row("b", 0.0),
+            row("a", ln2),
+            row("b", ln2 / 2.0),
+            row("a", f64::NAN),
+        ]);
+        assert_eq!(h.edges.len(), JS_BINS);
+        assert!((h.edges[JS_BINS - 1] + h.width - ln2).abs() < 1e-12);
+        // 0 in the first bin, ln 2 (the largest JS) in the last, NaN nowhere.
+        assert_eq!(
+            (h.all[0], h.all[JS_BINS / 2], h.all[JS_BINS - 1]),
+            (1, 1, 1)
+        );
+        assert_eq!(h.all.iter().sum::<usize>(), 3);
+        assert_eq!(
+            h.tasks
+                .iter()
+                .map(|t| (t.task.as_str(), t.counts.iter().sum::<usize>()))
+                .collect::<Vec<_>>(),
+            [("a", 1), ("b", 2)]
+        );
     }
 }

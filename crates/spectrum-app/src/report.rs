@@ -210,18 +210,24 @@ fn items_figure(runs: &Runs, task: &str, n: usize) -> Option<Figure> {
 }
 
 fn js_figure(runs: &Runs) -> Figure {
+    let histograms: Vec<(usize, &crate::figures::JsHistogram)> = runs
+        .evals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, &r.dist.as_ref()?.js_histogram)))
+        .collect();
+    let (edges, width) = histograms
+        .first()
+        .map_or((Vec::new(), 0.0), |(_, h)| (h.edges.clone(), h.width));
     Figure {
-        title: "Distributional alignment: JS divergence of every item (line: median)".into(),
+        title: "Distributional alignment: items per JS divergence (all distribution tasks)".into(),
         runs: runs.names(),
-        chart: Chart::JsSpread {
-            runs: runs
-                .evals
-                .iter()
-                .enumerate()
-                .filter_map(|(i, r)| {
-                    let d = r.dist.as_ref()?;
-                    Some((i, d.items.iter().map(|x| x.row.alignment.js).collect()))
-                })
+        chart: Chart::JsHistogram {
+            edges,
+            width,
+            runs: histograms
+                .into_iter()
+                .map(|(i, h)| (i, h.all.clone()))
                 .collect(),
         },
         width: 640,
@@ -239,14 +245,18 @@ fn validity_figure(runs: &Runs) -> Figure {
                 .iter()
                 .enumerate()
                 .filter_map(|(i, r)| {
-                    let v = r.valid.as_ref()?;
+                    let line = r
+                        .valid
+                        .as_ref()?
+                        .frontier
+                        .iter()
+                        .find(|l| l.setting == setting)?;
                     Some(Series {
                         run: i,
-                        points: v
-                            .overall
+                        points: line
+                            .points
                             .iter()
-                            .filter(|c| c.setting == setting)
-                            .map(|c| (c.yield_, c.percent_valid, c.temperature))
+                            .map(|p| (p.yield_, p.percent_valid, p.temperature))
                             .collect(),
                     })
                 })
@@ -970,5 +980,147 @@ fn write_figure(figure: &Figure, out: &Path) -> Result<()> {
             Ok(figure.png(out, 2)?)
         }
         _ => bail!("{}: the chart file must end in .svg or .png", out.display()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use spectrum_eval::dist::DistItem;
+    use spectrum_eval::metrics::MeanSe;
+
+    use super::*;
+    use crate::RunStatus;
+    use crate::evaluation::{DistReport, TaskRow, ValidOverall, ValidReport};
+    use crate::figures::{js_histogram, validity_frontier};
+
+    fn item(task: &str, id: &str, js: f64) -> TaskRow<DistItem> {
+        let row = serde_json::from_value(serde_json::json!({
+            "id": id, "options": ["a", "b"], "target": [0.5, 0.5], "p": [0.6, 0.4],
+            "coverage": 1.0, "q": [0.6, 0.4], "js": js, "kl": 0.0, "reverse_kl": 0.0,
+            "tv": 0.1, "cross_entropy": 0.7, "mode_match": true, "wasserstein": null,
+            "boundary_clean": true
+        }))
+        .unwrap_or_else(|e| panic!("item JSON: {e}"));
+        TaskRow {
+            task: task.into(),
+            row,
+        }
+    }
+
+    fn report(run: i64, items: Vec<TaskRow<DistItem>>, overall: Vec<ValidOverall>) -> EvalReport {
+        let ms = MeanSe {
+            mean: 0.0,
+            se: None,
+            n: 0,
+        };
+        EvalReport {
+            run,
+            name: format!("run{run}"),
+            status: RunStatus::Finished,
+            model: "m".into(),
+            model_path: "/m".into(),
+            model_hash: None,
+            datasets: Vec::new(),
+            template: spectrum_lm::PromptFormat::Spectrum,
+            profile: spectrum_eval::Profile::Quick,
+            unfinished: 0,
+            settings: spectrum_eval::Profile::Quick.settings(),
+            steer: None,
+            dist: Some(DistReport {
+                js: ms,
+                tv: ms,
+                coverage: ms,
+                tasks: Vec::new(),
+                js_histogram: js_histogram(&items),
+                items,
+            }),
+            valid: Some(ValidReport {
+                frontier: validity_frontier(&overall),
+                overall,
+                tasks: Vec::new(),
+                samples: Vec::new(),
+            }),
+            skipped: Vec::new(),
+        }
+    }
+
+    fn cell(setting: Setting, temperature: f64, yield_: f64, percent_valid: f64) -> ValidOverall {
+        ValidOverall {
+            setting,
+            temperature,
+            tasks: 1,
+            percent_valid,
+            unique_pct: 50.0,
+            yield_,
+            coverage_pct: None,
+        }
+    }
+
+    /// The PDF draws exactly the series the app receives in the report.
+    #[test]
+    fn the_pdf_figures_draw_the_series_the_app_draws() {
+        let runs = Runs {
+            evals: vec![
+                report(
+                    1,
+                    vec![
+                        item("u", "1", 0.01),
+                        item("u", "2", 0.69),
+                        item("v", "3", 0.3),
+                    ],
+                    vec![
+                        cell(Setting::Both, 1.5, 6.0, 40.0),
+                        cell(Setting::Both, 0.5, 2.0, 90.0),
+                    ],
+                ),
+                report(
+                    2,
+                    vec![item("u", "1", 0.2)],
+                    vec![cell(Setting::Examples, 1.0, 3.0, 70.0)],
+                ),
+            ],
+            trains: Vec::new(),
+        };
+        let Chart::JsHistogram {
+            edges,
+            width,
+            runs: bars,
+        } = js_figure(&runs).chart
+        else {
+            panic!("not a histogram")
+        };
+        for (i, r) in runs.evals.iter().enumerate() {
+            let h = &r.dist.as_ref().expect("dist").js_histogram;
+            assert_eq!((&edges, width), (&h.edges, h.width));
+            assert_eq!(bars[i], (i, h.all.clone()));
+        }
+        assert_eq!(bars[0].1.iter().sum::<usize>(), 3);
+        let Chart::Validity { panels } = validity_figure(&runs).chart else {
+            panic!("not the validity chart")
+        };
+        for (panel, setting) in panels.iter().zip(Setting::ALL) {
+            for series in &panel.series {
+                let line = runs.evals[series.run]
+                    .valid
+                    .as_ref()
+                    .and_then(|v| v.frontier.iter().find(|l| l.setting == setting))
+                    .expect("the app's line");
+                let app: Vec<(f64, f64, f64)> = line
+                    .points
+                    .iter()
+                    .map(|p| (p.yield_, p.percent_valid, p.temperature))
+                    .collect();
+                assert_eq!(series.points, app, "{setting:?}");
+            }
+        }
+        // Sorted by temperature, whatever order the cells came in.
+        let both = &runs.evals[0].valid.as_ref().expect("valid").frontier[0];
+        assert_eq!(
+            both.points
+                .iter()
+                .map(|p| p.temperature)
+                .collect::<Vec<_>>(),
+            [0.5, 1.5]
+        );
     }
 }

@@ -67,8 +67,13 @@ pub enum Chart {
     Steer { metric: String, panels: Vec<Panel> },
     /// Model vs target bars, one panel per item.
     Items { items: Vec<ItemBars> },
-    /// Each run's per-item JS divergences as a strip with its median.
-    JsSpread { runs: Vec<(usize, Vec<f64>)> },
+    /// Items per JS-divergence bin, one bar per run in each bin: bins start at
+    /// `edges` and are `width` wide; `runs` holds (run, count per bin).
+    JsHistogram {
+        edges: Vec<f64>,
+        width: f64,
+        runs: Vec<(usize, Vec<usize>)>,
+    },
     /// Percent valid (y) against yield (x), one line per run through the
     /// temperature sweep; one panel per prompt setting. Points: (yield, valid, temperature).
     Validity { panels: Vec<Panel> },
@@ -196,7 +201,7 @@ impl Figure {
                 ctx.panels(&body, panels, |area, p| ctx.curve(area, p, metric))
             }
             Chart::Items { items } => ctx.grid(&body, items, |area, item| ctx.bars(area, item)),
-            Chart::JsSpread { runs } => ctx.spread(&body, runs),
+            Chart::JsHistogram { edges, width, runs } => ctx.histogram(&body, edges, *width, runs),
             Chart::Validity { panels } => {
                 ctx.panels(&body, panels, |area, p| ctx.validity(area, p))
             }
@@ -375,47 +380,40 @@ impl Ctx {
         Ok(())
     }
 
-    fn spread<DB: DrawingBackend>(
+    fn histogram<DB: DrawingBackend>(
         &self,
         area: &DrawingArea<DB, Shift>,
-        data: &[(usize, Vec<f64>)],
+        edges: &[f64],
+        width: f64,
+        runs: &[(usize, Vec<usize>)],
     ) -> Result<()> {
-        let top = data
+        let top = runs
             .iter()
-            .flat_map(|d| d.1.iter().copied())
-            .fold(0.0, f64::max)
-            .max(0.01)
-            * 1.08;
-        let n = data.len().max(1);
+            .flat_map(|r| r.1.iter().copied())
+            .max()
+            .unwrap_or(0)
+            .max(1) as f64
+            * 1.1;
+        let x1 = edges.last().map_or(1.0, |e| e + width);
         let mut chart = self.plane(
             area,
             Axes {
-                x: 0.0..n as f64,
+                x: 0.0..x1,
                 y: 0.0..top,
-                y_desc: "JS divergence per item (nats)",
-                categories: true,
+                x_desc: "JS divergence (nats)",
+                y_desc: "items",
                 ..Axes::default()
             },
         )?;
-        for (slot, (run, values)) in data.iter().enumerate() {
-            let c = colour(*run);
-            // Deterministic jitter: spread the points by their rank.
+        let bar = width * 0.84 / runs.len().max(1) as f64;
+        for (g, (run, counts)) in runs.iter().enumerate() {
+            let style = colour(*run).filled();
             chart
-                .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                    let x = slot as f64 + 0.25 + 0.5 * ((i as f64 * 0.618_034) % 1.0);
-                    Circle::new((x, v), self.px(2.5) as u32, c.mix(0.55).filled())
+                .draw_series(edges.iter().zip(counts).map(|(&e, &n)| {
+                    let x = e + width * 0.08 + g as f64 * bar;
+                    Rectangle::new([(x, 0.0), (x + bar * 0.92, n as f64)], style)
                 }))
                 .map_err(err)?;
-            let mut sorted = values.clone();
-            sorted.sort_by(f64::total_cmp);
-            if let Some(&median) = sorted.get(sorted.len() / 2) {
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(slot as f64 + 0.15, median), (slot as f64 + 0.85, median)],
-                        c.stroke_width(self.px(3.0) as u32),
-                    )))
-                    .map_err(err)?;
-            }
         }
         Ok(())
     }

@@ -146,7 +146,11 @@ js: MeanSe, tv: MeanSe, coverage: MeanSe, tasks: Array<DistSummary>,
 /**
  * Every item, with its task.
  */
-items: Array<TaskRow<DistItem>>, };
+items: Array<TaskRow<DistItem>>, 
+/**
+ * The items' JS divergences, binned ([`crate::figures::js_histogram`]).
+ */
+js_histogram: JsHistogram, };
 
 export type DistSummary = { task: string, items: number, js: MeanSe, kl: MeanSe, reverse_kl: MeanSe, tv: MeanSe, cross_entropy: MeanSe, mode_match: MeanSe, coverage: MeanSe, 
 /**
@@ -224,6 +228,10 @@ export type Fix = { "kind": "list", what: Listing, } | { "kind": "import" } | { 
 
 export type Format = "jsonl" | "json" | "csv" | "tsv" | "parquet";
 
+export type FrontierLine = { setting: Setting, points: Array<FrontierPoint>, };
+
+export type FrontierPoint = { temperature: number, yield: number, percent_valid: number, };
+
 export type ImportOptionsDto = { name: string | null, 
 /**
  * Force a shape (`sequences`, `distribution`...) instead of detecting it.
@@ -276,6 +284,12 @@ export type JobInfo = { id: number, kind: JobKind, label: string, };
 export type JobKind = "preview" | "import" | "model" | "train" | "eval" | "report" | "demo";
 
 export type JobResult = { "kind": "preview", "value": ImportPreview } | { "kind": "import", "value": ImportOutcome } | { "kind": "model", "value": ModelRecord } | { "kind": "train", "value": TrainOutcome } | { "kind": "eval", "value": EvalDone } | { "kind": "report", "value": string } | { "kind": "demo", "value": DemoOutcome };
+
+export type JsHistogram = { 
+/**
+ * The bins' lower edges; each is `width` wide.
+ */
+edges: Array<number>, width: number, all: Array<number>, tasks: Array<TaskCounts>, };
 
 export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
 
@@ -617,6 +631,8 @@ tokens_per_s: number, elapsed_s: number, };
 
 export type Tally = { win: number, tie: number, loss: number, };
 
+export type TaskCounts = { task: string, counts: Array<number>, };
+
 export type TaskDetail = { task: TaskSummary, descriptions: Array<string>, 
 /**
  * Up to `limit` sequences: (id, messages).
@@ -685,7 +701,12 @@ export type ValidOverall = { setting: Setting, temperature: number, tasks: numbe
  */
 coverage_pct: number | null, };
 
-export type ValidReport = { overall: Array<ValidOverall>, tasks: Array<ValidSummary>, 
+export type ValidReport = { overall: Array<ValidOverall>, 
+/**
+ * `overall` as lines through the temperature sweep, per setting
+ * ([`crate::figures::validity_frontier`]).
+ */
+frontier: Array<FrontierLine>, tasks: Array<ValidSummary>, 
 /**
  * Every sample with its verdict and task.
  */

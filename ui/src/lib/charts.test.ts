@@ -61,12 +61,16 @@ describe("distributions and validity", () => {
     coverage: 1, kl: 0, reverse_kl: 0, tv: 0, cross_entropy: 0, mode_match: false, wasserstein: null, boundary_clean: true,
   });
 
-  it("bins item JS per run and filters by task", () => {
-    const a = report("a", 1, [], { dist: { js: ms(0), tv: ms(0), coverage: ms(1), tasks: [], items: [item("u", "1", 0.05), item("u", "2", 0.6), item("v", "3", 0.1)] } } as Partial<EvalReport>);
-    const o = jsHistogramOption([a], "u", 2) as { series: { data: number[] }[] };
+  it("draws the engine's JS bins, for all items or one task", () => {
+    const js_histogram = { edges: [0, 0.35], width: 0.35, all: [2, 1], tasks: [{ task: "u", counts: [1, 1] }, { task: "v", counts: [1, 0] }] };
+    const items = [item("u", "1", 0.05), item("u", "2", 0.6), item("v", "3", 0.1)];
+    const a = report("a", 1, [], { dist: { js: ms(0), tv: ms(0), coverage: ms(1), tasks: [], items, js_histogram } });
+    const o = jsHistogramOption([a], "u") as { series: { data: number[] }[]; xAxis: { data: string[] } };
     expect(o.series[0].data).toEqual([1, 1]);
-    const all = jsHistogramOption([a], null, 2) as { series: { data: number[] }[] };
-    expect(all.series[0].data.reduce((s, v) => s + v, 0)).toBe(3);
+    expect(o.xAxis.data).toEqual(["0.00–0.35", "0.35–0.70"]);
+    expect((jsHistogramOption([a], null) as { series: { data: number[] }[] }).series[0].data).toEqual([2, 1]);
+    // A task the run lacks counts nothing.
+    expect((jsHistogramOption([a], "w") as { series: { data: number[] }[] }).series[0].data).toEqual([0, 0]);
   });
 
   it("puts the target beside each run's distribution", () => {
@@ -76,13 +80,12 @@ describe("distributions and validity", () => {
     expect(o.series[2].data).toEqual([]);
   });
 
-  it("draws one temperature line per setting, sorted by temperature", () => {
-    const overall = [
-      { setting: "examples", temperature: 1.5, tasks: 2, percent_valid: 60, unique_pct: 90, yield: 5, coverage_pct: null },
-      { setting: "examples", temperature: 0.5, tasks: 2, percent_valid: 95, unique_pct: 20, yield: 2, coverage_pct: null },
-      { setting: "both", temperature: 1, tasks: 2, percent_valid: 80, unique_pct: 50, yield: 4, coverage_pct: null },
-    ];
-    const a = report("a", 1, [], { valid: { overall, tasks: [], samples: [] } } as unknown as Partial<EvalReport>);
+  it("draws the engine's frontier: one temperature line per setting", () => {
+    const frontier = [
+      { setting: "examples", points: [{ temperature: 0.5, yield: 2, percent_valid: 95 }, { temperature: 1.5, yield: 5, percent_valid: 60 }] },
+      { setting: "both", points: [{ temperature: 1, yield: 4, percent_valid: 80 }] },
+    ] as const;
+    const a = report("a", 1, [], { valid: { overall: [], frontier: [...frontier].map((l) => ({ ...l, points: [...l.points] })), tasks: [], samples: [] } });
     const o = validityOption([a]) as { series: { name: string; data: number[][] }[] };
     expect(o.series.map((s) => s.name)).toEqual(["a · examples", "a · both"]);
     expect(o.series[0].data).toEqual([[2, 95, 0.5], [5, 60, 1.5]]);

@@ -3,7 +3,6 @@
 import type { EChartsCoreOption } from "echarts/core";
 import type { Comparison, CompareRow, DistItem, EvalReport, Family, RunDetail } from "./bindings";
 import { colour } from "./palette";
-import { histogram } from "./format";
 
 export type Metric = "loss" | "acc";
 
@@ -91,41 +90,38 @@ export function itemOption(items: (DistItem | null)[], names: string[]): ECharts
   };
 }
 
-/** How items' Jensen-Shannon divergences (nats) spread, per run. */
-export function jsHistogramOption(reports: EvalReport[], task: string | null, bins = 12): EChartsCoreOption {
-  const per = reports.map((r) =>
-    (r.dist?.items ?? [])
-      .filter((row) => task == null || row.task === task)
-      .map((row) => row.js),
+/**
+ * How items' Jensen-Shannon divergences (nats) spread, per run: the engine's
+ * bins over [0, ln 2] (the PDF draws the same counts), for one task or all.
+ */
+export function jsHistogramOption(reports: EvalReport[], task: string | null): EChartsCoreOption {
+  const hists = reports.map((r) => r.dist?.js_histogram ?? null);
+  const shape = hists.find((h) => h != null);
+  const counts = hists.map((h) =>
+    h == null ? [] : task == null ? h.all : (h.tasks.find((t) => t.task === task)?.counts ?? h.all.map(() => 0)),
   );
-  const hi = Math.max(Math.LN2, ...per.flat().filter(Number.isFinite));
-  const hists = per.map((v) => histogram(v, bins, 0, hi));
-  const labels = hists[0]?.edges.map((e, i) => `${e.toFixed(2)}–${(e + hists[0].width).toFixed(2)}`) ?? [];
+  const labels = shape?.edges.map((e) => `${e.toFixed(2)}–${(e + shape.width).toFixed(2)}`) ?? [];
   return {
     ...base(`Jensen-Shannon divergence per item${task ? `: ${task}` : ""}`),
     xAxis: { type: "category", data: labels, name: "JS (nats)", nameLocation: "middle", nameGap: 28 },
     yAxis: { type: "value", name: "items", minInterval: 1 },
-    series: reports.map((r, i) => ({ name: r.name, type: "bar", data: hists[i].counts, color: colour(i) })),
+    series: reports.map((r, i) => ({ name: r.name, type: "bar", data: counts[i], color: colour(i) })),
   };
 }
 
 /** Percent valid against yield, one line per run and setting through the temperature sweep. */
 export function validityOption(reports: EvalReport[]): EChartsCoreOption {
-  const series = reports.flatMap((r, i) => {
-    const settings = [...new Set((r.valid?.overall ?? []).map((o) => o.setting))];
-    return settings.map((s, j) => ({
-      name: `${r.name} · ${s}`,
+  const series = reports.flatMap((r, i) =>
+    (r.valid?.frontier ?? []).map((line, j) => ({
+      name: `${r.name} · ${line.setting}`,
       type: "line",
       color: colour(i),
       lineStyle: { type: ["solid", "dashed", "dotted"][j % 3] },
       symbolSize: 7,
       label: { show: true, formatter: (p: { data: number[] }) => `T=${p.data[2]}`, fontSize: 9, position: "top" },
-      data: (r.valid?.overall ?? [])
-        .filter((o) => o.setting === s)
-        .sort((a, b) => a.temperature - b.temperature)
-        .map((o) => [o.yield, o.percent_valid, o.temperature]),
-    }));
-  });
+      data: line.points.map((p) => [p.yield, p.percent_valid, p.temperature]),
+    })),
+  );
   return {
     ...base("Validity against diversity (temperature sweep)"),
     tooltip: { trigger: "item", formatter: (p: { seriesName: string; data: number[] }) =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { bytes, duration, fixText, fixView, histogram, matches, meanSe, params, sortBy } from "./format";
+import { bytes, duration, fixText, fixView, matches, meanSe, params, sortBy } from "./format";
 
 describe("format", () => {
   it("prints a mean with its standard error", () => {
@@ -17,13 +17,6 @@ describe("format", () => {
     expect(bytes(1536)).toBe("1.5 KB");
     expect(params(134515008)).toBe("135M");
     expect(params(7241732096)).toBe("7.2B");
-  });
-
-  it("bins values into equal-width bins, the maximum in the last bin", () => {
-    const h = histogram([0, 0.1, 0.5, 0.99, 1, 2], 4, 0, 1);
-    expect(h.counts).toEqual([2, 0, 1, 2]);
-    expect(h.edges).toEqual([0, 0.25, 0.5, 0.75]);
-    expect(histogram([], 3).counts).toEqual([0, 0, 0]);
   });
 
   it("sorts numbers and strings, nulls last either way", () => {

@@ -37,21 +37,6 @@ export function params(n: number): string {
   return String(n);
 }
 
-/** Equal-width bins over [lo, hi]: counts per bin and the bins' left edges. */
-export function histogram(values: number[], bins: number, lo?: number, hi?: number) {
-  const finite = values.filter(Number.isFinite);
-  const min = lo ?? (finite.length ? Math.min(...finite) : 0);
-  let max = hi ?? (finite.length ? Math.max(...finite) : 1);
-  if (max <= min) max = min + 1;
-  const width = (max - min) / bins;
-  const counts = new Array<number>(bins).fill(0);
-  for (const v of finite) {
-    if (v < min || v > max) continue;
-    counts[Math.min(bins - 1, Math.floor((v - min) / width))]++;
-  }
-  return { edges: counts.map((_, i) => min + i * width), width, counts };
-}
-
 /** Rows sorted by a key, strings and numbers alike, nulls last. */
 export function sortBy<T>(rows: T[], key: keyof T, ascending: boolean): T[] {
   const sign = ascending ? 1 : -1;

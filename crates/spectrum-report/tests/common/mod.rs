@@ -69,11 +69,10 @@ pub fn figures() -> Vec<(&'static str, Figure)> {
             "js",
             fig(
                 "JS",
-                Chart::JsSpread {
-                    runs: vec![
-                        (0, vec![0.1, 0.2, 0.15, 0.3]),
-                        (1, vec![0.05, 0.07, 0.02, 0.1]),
-                    ],
+                Chart::JsHistogram {
+                    edges: vec![0.0, 0.1, 0.2, 0.3],
+                    width: 0.1,
+                    runs: vec![(0, vec![1, 2, 1, 0]), (1, vec![3, 1, 0, 0])],
                 },
                 260,
             ),
