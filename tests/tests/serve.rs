@@ -156,7 +156,7 @@ fn an_evaluation_through_the_server_equals_the_local_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("served remotely") && err.contains("export-job"),
+        err.contains("served remotely") && err.contains("export the run as a job"),
         "{err}"
     );
 

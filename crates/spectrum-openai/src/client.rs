@@ -25,8 +25,8 @@ use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_lm::{LmError, Result};
 
 use crate::wire::{
-    CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody, ModelList, Prompt, Stop,
-    TokenizerFiles,
+    CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody, ModelList, Prompt,
+    SamplingRequest, Stop, TokenizerFiles,
 };
 
 /// The file in a remote model's folder that says where it is served.
@@ -462,7 +462,10 @@ impl RemoteModel {
             model: self.spec.model.clone(),
             prompt: Some(Prompt::TokenBatch(batch.clone())),
             max_tokens: Some(if zero { 0 } else { 1 }),
-            temperature: Some(0.0),
+            sampling: SamplingRequest {
+                temperature: Some(0.0),
+                ..SamplingRequest::default()
+            },
             echo: true,
             // The top entries beyond the first are the calibration's
             // predictions (entries above 1%); 5 is the OpenAI API's limit.
@@ -648,14 +651,16 @@ impl LanguageModel for RemoteModel {
                 model: self.spec.model.clone(),
                 prompt: Some(Prompt::Tokens(prompt.to_vec())),
                 max_tokens: Some(params.max_tokens),
-                temperature: Some(params.temperature),
-                top_p: (params.top_p < 1.0).then_some(params.top_p),
-                top_k: (params.top_k > 0).then_some(params.top_k as i64),
-                n: Some(count),
-                seed: Some(params.seed.wrapping_add(start as u64 * SAMPLE_SEED_STRIDE)),
-                stop: (!params.stop_strings.is_empty())
-                    .then(|| Stop::Many(params.stop_strings.clone())),
-                stop_token_ids: (!params.stop_ids.is_empty()).then(|| params.stop_ids.clone()),
+                sampling: SamplingRequest {
+                    temperature: Some(params.temperature),
+                    top_p: (params.top_p < 1.0).then_some(params.top_p),
+                    top_k: (params.top_k > 0).then_some(params.top_k as i64),
+                    n: Some(count),
+                    seed: Some(params.seed.wrapping_add(start as u64 * SAMPLE_SEED_STRIDE)),
+                    stop: (!params.stop_strings.is_empty())
+                        .then(|| Stop::Many(params.stop_strings.clone())),
+                    stop_token_ids: (!params.stop_ids.is_empty()).then(|| params.stop_ids.clone()),
+                },
                 ..CompletionRequest::default()
             };
             let choices = self.completions(endpoint, &request)?;

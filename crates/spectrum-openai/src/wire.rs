@@ -33,12 +33,9 @@ impl Stop {
     }
 }
 
+/// The sampling fields both completion endpoints take.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct CompletionRequest {
-    pub model: String,
-    pub prompt: Option<Prompt>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_tokens: Option<usize>,
+pub struct SamplingRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -54,6 +51,16 @@ pub struct CompletionRequest {
     pub stop: Option<Stop>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_token_ids: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    pub model: String,
+    pub prompt: Option<Prompt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<usize>,
+    #[serde(flatten)]
+    pub sampling: SamplingRequest,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub echo: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -137,18 +144,8 @@ pub struct ChatRequest {
     pub max_tokens: Option<usize>,
     #[serde(default)]
     pub max_completion_tokens: Option<usize>,
-    #[serde(default)]
-    pub temperature: Option<f64>,
-    #[serde(default)]
-    pub top_p: Option<f64>,
-    #[serde(default)]
-    pub top_k: Option<i64>,
-    #[serde(default)]
-    pub n: Option<usize>,
-    #[serde(default)]
-    pub seed: Option<u64>,
-    #[serde(default)]
-    pub stop: Option<Stop>,
+    #[serde(flatten)]
+    pub sampling: SamplingRequest,
     #[serde(default)]
     pub stream: bool,
     /// Log-probabilities of the answer's tokens.

@@ -46,8 +46,8 @@ use worker::*;
 use crate::wire::{
     ChatChoice, ChatLogprobs, ChatMessage, ChatRequest, ChatResponse, ChatTokenLogprob,
     ChatTopLogprob, CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody,
-    ErrorDetail, Logprobs, ModelCard, ModelList, Prompt, PromptLogprob, Stop, TokenizerFiles,
-    Usage,
+    ErrorDetail, Logprobs, ModelCard, ModelList, Prompt, PromptLogprob, SamplingRequest, Stop,
+    TokenizerFiles, Usage,
 };
 
 /// How to serve.

@@ -8,32 +8,23 @@ pub(super) struct Sampling {
     pub(super) params: SamplingParams,
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) fn sampling(
-    m: &Model,
-    n: Option<usize>,
-    max_tokens: usize,
-    temperature: Option<f64>,
-    top_p: Option<f64>,
-    top_k: Option<i64>,
-    seed: Option<u64>,
-    stop: Vec<String>,
-    stop_ids: Vec<u32>,
-) -> ApiResult<Sampling> {
-    let n = n.unwrap_or(1);
+/// The sampling parameters of a request, checked, for up to `max_tokens`
+/// new tokens; the model's end-of-sequence tokens always stop.
+pub(super) fn sampling(m: &Model, r: &SamplingRequest, max_tokens: usize) -> ApiResult<Sampling> {
+    let n = r.n.unwrap_or(1);
     if n == 0 || n > 1024 {
         return Err(ApiError::bad(format!(
             "`n` is {n}; ask for 1 to 1024 samples"
         )));
     }
-    let temperature = temperature.unwrap_or(1.0);
-    let top_p = top_p.unwrap_or(1.0);
+    let temperature = r.temperature.unwrap_or(1.0);
+    let top_p = r.top_p.unwrap_or(1.0);
     if !((0.0..=10.0).contains(&temperature) && top_p > 0.0 && top_p <= 1.0) {
         return Err(ApiError::bad(format!(
             "temperature {temperature} must lie in [0, 10] and top_p {top_p} in (0, 1]"
         )));
     }
-    let mut stop_ids = stop_ids;
+    let mut stop_ids = r.stop_token_ids.clone().unwrap_or_default();
     stop_ids.extend(m.tokenizer.eos.iter().copied());
     Ok(Sampling {
         n,
@@ -42,13 +33,13 @@ pub(super) fn sampling(
             n,
             temperature,
             top_p,
-            top_k: top_k.filter(|&k| k > 0).unwrap_or(0) as usize,
+            top_k: r.top_k.filter(|&k| k > 0).unwrap_or(0) as usize,
             // Unseeded requests draw from the clock and a request counter (never
             // two requests alike); seeded ones are reproducible.
-            seed: seed.unwrap_or_else(fresh_seed),
+            seed: r.seed.unwrap_or_else(fresh_seed),
             max_tokens,
             stop_ids,
-            stop_strings: stop,
+            stop_strings: r.stop.clone().map(Stop::into_vec).unwrap_or_default(),
         },
     })
 }

@@ -235,18 +235,8 @@ pub(super) async fn completions(
     let m = model(&state, &request.model)?;
     let prompts = prompts(m, request.prompt.clone())?;
     let max_tokens = request.max_tokens.unwrap_or(16);
-    let stops = request.stop.clone().map(Stop::into_vec).unwrap_or_default();
-    let s = sampling(
-        m,
-        request.n,
-        max_tokens,
-        request.temperature,
-        request.top_p,
-        request.top_k,
-        request.seed,
-        stops.clone(),
-        request.stop_token_ids.clone().unwrap_or_default(),
-    )?;
+    let s = sampling(m, &request.sampling, max_tokens)?;
+    let stops = &s.params.stop_strings;
     if max_tokens == 0 && !request.echo {
         return Err(ApiError::bad(
             "max_tokens is 0 without echo: nothing to return",
@@ -304,7 +294,7 @@ pub(super) async fn completions(
         let prompt = &prompts[i / s.n];
         let generated = &sequence[prompt.len()..];
         completion_tokens += generated.len();
-        let (text, cut) = cut_at_stop(&decode(m, generated)?, &stops);
+        let (text, cut) = cut_at_stop(&decode(m, generated)?, stops);
         let stopped = cut || generated.len() < s.max_tokens;
         let prompt_text = if request.echo {
             decode(m, prompt)?
@@ -396,18 +386,8 @@ pub(super) async fn chat_completions(
             m.context
         )));
     }
-    let stops = request.stop.clone().map(Stop::into_vec).unwrap_or_default();
-    let s = sampling(
-        m,
-        request.n,
-        max_tokens,
-        request.temperature,
-        request.top_p,
-        request.top_k,
-        request.seed,
-        stops.clone(),
-        Vec::new(),
-    )?;
+    let s = sampling(m, &request.sampling, max_tokens)?;
+    let stops = &s.params.stop_strings;
     let samples = submit(m, |reply| Work::Sample {
         prompt: prompt.clone(),
         params: s.params.clone(),
@@ -427,7 +407,7 @@ pub(super) async fn chat_completions(
     let mut completion_tokens = 0;
     for (index, ids) in samples.iter().enumerate() {
         completion_tokens += ids.len();
-        let (content, cut) = cut_at_stop(&decode(m, ids)?, &stops);
+        let (content, cut) = cut_at_stop(&decode(m, ids)?, stops);
         let stopped = cut || ids.len() < max_tokens;
         let logprobs = match &scores {
             Some(all) => Some(chat_logprobs(
