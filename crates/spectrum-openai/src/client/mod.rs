@@ -11,6 +11,10 @@
 //! API keys come from the environment (`api_key_env`, `OPENAI_API_KEY` by
 //! default) or the OS keyring (service `spectrum-studio`, user: the endpoint's
 //! URL); they are held in memory only.
+//!
+//! `spec` parses and stores where a model is served, `keys` finds its API
+//! key, `http` talks to one endpoint with retries, `pool` spreads work over
+//! the endpoints; this file scores and samples through them.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
@@ -24,49 +28,22 @@ use spectrum_lm::engine::{LanguageModel, SamplingParams, TokenScores};
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_lm::{LmError, Result};
 
+mod http;
+mod keys;
+mod pool;
+mod spec;
+
+use http::{Endpoint, Http, endpoints};
+pub use keys::{KEYRING_SERVICE, store_api_key};
+pub use spec::{RemoteSpec, SPEC_FILE, is_remote};
+
 use crate::wire::{
     CompletionChoice, CompletionRequest, CompletionResponse, ErrorBody, ModelList, Prompt,
     SamplingRequest, Stop, TokenizerFiles,
 };
 
-/// The file in a remote model's folder that says where it is served.
-pub const SPEC_FILE: &str = "remote.json";
-/// The OS keyring service API keys are stored under.
-pub const KEYRING_SERVICE: &str = "spectrum-studio";
 /// The seed offset between consecutive samples of one request (as `LocalModel` draws them).
 const SAMPLE_SEED_STRIDE: u64 = 0x9E37_79B9;
-
-/// Where and how a remote model is served (the folder's `remote.json`).
-/// Never holds a key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RemoteSpec {
-    /// Base URLs, each ending in `/v1`.
-    pub endpoints: Vec<String>,
-    /// The model name the servers know it by.
-    pub model: String,
-    /// Requests in flight per endpoint.
-    #[serde(default = "default_concurrency")]
-    pub concurrency: usize,
-    /// Seconds before a request is given up (and retried).
-    #[serde(default = "default_timeout")]
-    pub timeout_s: u64,
-    /// Retries after a 429, a 5xx or a dropped connection.
-    #[serde(default = "default_retries")]
-    pub retries: u32,
-    /// The environment variable holding the API key (default `OPENAI_API_KEY`).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-}
-
-fn default_concurrency() -> usize {
-    4
-}
-fn default_timeout() -> u64 {
-    300
-}
-fn default_retries() -> u32 {
-    4
-}
 
 fn remote(message: impl Into<String>) -> LmError {
     LmError::Remote(message.into())
@@ -77,123 +54,6 @@ fn remote_fix(message: impl Into<String>, fix: impl Into<String>) -> LmError {
     Problem::say(message, fix).into()
 }
 
-impl RemoteSpec {
-    /// Parses `openai:URL[,URL...]#MODEL`.
-    pub fn parse(spec: &str) -> Result<RemoteSpec> {
-        let usage = "write it as openai:http://HOST:PORT/v1#MODEL (several endpoints: openai:URL1,URL2#MODEL)";
-        let bad = |message: String| remote_fix(message, usage);
-        let rest = spec
-            .strip_prefix("openai:")
-            .ok_or_else(|| bad(format!("{spec:?} is not a remote model")))?;
-        let (urls, model) = rest.rsplit_once('#').ok_or_else(|| {
-            remote_fix(
-                format!("{spec:?} names no model after '#'"),
-                format!("{usage}; a server lists the names it knows at URL/models"),
-            )
-        })?;
-        if model.trim().is_empty() {
-            return Err(bad(format!("{spec:?}: the model name after '#' is empty")));
-        }
-        let endpoints: Vec<String> = urls
-            .split(',')
-            .map(|u| u.trim().trim_end_matches('/').to_string())
-            .filter(|u| !u.is_empty())
-            .collect();
-        if endpoints.is_empty() {
-            return Err(bad(format!("{spec:?} names no endpoint")));
-        }
-        for url in &endpoints {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(bad(format!("{url:?} is not an http:// or https:// URL")));
-            }
-        }
-        Ok(RemoteSpec {
-            endpoints,
-            model: model.trim().to_string(),
-            concurrency: default_concurrency(),
-            timeout_s: default_timeout(),
-            retries: default_retries(),
-            api_key_env: None,
-        })
-    }
-
-    /// The `openai:...#model` form.
-    pub fn source(&self) -> String {
-        format!("openai:{}#{}", self.endpoints.join(","), self.model)
-    }
-
-    fn key_env(&self) -> &str {
-        self.api_key_env.as_deref().unwrap_or("OPENAI_API_KEY")
-    }
-
-    /// The key for `endpoint`: the environment first, then the OS keyring.
-    fn api_key(&self, endpoint: &str) -> Option<String> {
-        if let Ok(key) = std::env::var(self.key_env())
-            && !key.trim().is_empty()
-        {
-            return Some(key.trim().to_string());
-        }
-        keyring::Entry::new(KEYRING_SERVICE, endpoint)
-            .and_then(|e| e.get_password())
-            .ok()
-    }
-
-    /// Reads `remote.json` from a remote model's folder.
-    pub fn read(dir: &Path) -> Result<RemoteSpec> {
-        let path = dir.join(SPEC_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| LmError::io(&path, e))?;
-        let spec: RemoteSpec = serde_json::from_str(&text).map_err(|e| {
-            remote_fix(
-                format!("{}: {e}", path.display()),
-                "remove the model and add it again as openai:URL#MODEL",
-            )
-        })?;
-        if spec.endpoints.is_empty() {
-            return Err(LmError::bad(&path, "no endpoints"));
-        }
-        Ok(spec)
-    }
-
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(SPEC_FILE);
-        let text = serde_json::to_string_pretty(self).map_err(|e| remote(e.to_string()))?;
-        std::fs::write(&path, text).map_err(|e| LmError::io(&path, e))
-    }
-}
-
-/// Stores `key` for `endpoint` in the OS keyring.
-pub fn store_api_key(endpoint: &str, key: &str) -> Result<()> {
-    keyring::Entry::new(KEYRING_SERVICE, endpoint.trim_end_matches('/'))
-        .and_then(|e| e.set_password(key))
-        .map_err(|e| {
-            remote_fix(
-                format!("cannot store the key in the OS keyring: {e}"),
-                "set the key in the environment instead, e.g. OPENAI_API_KEY",
-            )
-        })
-}
-
-/// Whether `dir` holds a remote model.
-pub fn is_remote(dir: &Path) -> bool {
-    dir.join(SPEC_FILE).is_file()
-}
-
-#[derive(Debug)]
-struct Endpoint {
-    url: String,
-    key: Option<String>,
-    /// The server refused `max_tokens: 0` (vLLM does): score with 1 and drop it.
-    one_token: AtomicBool,
-}
-
-/// HTTP with retries, for one spec's endpoints.
-#[derive(Debug)]
-struct Http {
-    agent: ureq::Agent,
-    retries: u32,
-    key_env: String,
-}
-
 /// A model behind OpenAI-compatible servers.
 #[derive(Debug)]
 pub struct RemoteModel {
@@ -201,118 +61,6 @@ pub struct RemoteModel {
     pub tokenizer: TextTokenizer,
     endpoints: Vec<Endpoint>,
     http: Http,
-}
-
-impl Http {
-    fn new(spec: &RemoteSpec) -> Http {
-        Http {
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(spec.timeout_s.max(1)))
-                .max_idle_connections_per_host(spec.concurrency.max(1) * 2)
-                .build(),
-            retries: spec.retries,
-            key_env: spec.key_env().to_string(),
-        }
-    }
-
-    fn get<T: serde::de::DeserializeOwned>(&self, endpoint: &Endpoint, path: &str) -> Result<T> {
-        self.request(endpoint, path, None)
-    }
-
-    fn post<T: serde::de::DeserializeOwned>(
-        &self,
-        endpoint: &Endpoint,
-        path: &str,
-        body: &impl Serialize,
-    ) -> Result<T> {
-        let body = serde_json::to_value(body).map_err(|e| remote(e.to_string()))?;
-        self.request(endpoint, path, Some(&body))
-    }
-
-    /// One request with retries: 429, 5xx and transport failures are retried
-    /// after 0.5 s, 1 s, 2 s ... (at most 30 s, or what `Retry-After` asks).
-    fn request<T: serde::de::DeserializeOwned>(
-        &self,
-        endpoint: &Endpoint,
-        path: &str,
-        body: Option<&serde_json::Value>,
-    ) -> Result<T> {
-        let url = format!("{}{path}", endpoint.url);
-        let mut last = String::new();
-        for attempt in 0..=self.retries {
-            let mut req = match body {
-                Some(_) => self.agent.post(&url),
-                None => self.agent.get(&url),
-            };
-            if let Some(key) = &endpoint.key {
-                req = req.set("Authorization", &format!("Bearer {key}"));
-            }
-            let result = match body {
-                Some(b) => req.send_json(b),
-                None => req.call(),
-            };
-            let mut wait = Duration::from_millis(500 << attempt.min(6));
-            match result {
-                Ok(response) => {
-                    let text = response
-                        .into_string()
-                        .map_err(|e| remote(format!("{url}: cannot read the answer: {e}")))?;
-                    return serde_json::from_str(&text).map_err(|e| {
-                        remote_fix(
-                            format!("{url}: unexpected answer ({e}): {}", preview(&text)),
-                            "check that this is an OpenAI-compatible server",
-                        )
-                    });
-                }
-                Err(ureq::Error::Status(code, response)) => {
-                    if let Some(seconds) = response
-                        .header("retry-after")
-                        .and_then(|s| s.trim().parse::<u64>().ok())
-                    {
-                        wait = Duration::from_secs(seconds);
-                    }
-                    let text = response.into_string().unwrap_or_default();
-                    let message = serde_json::from_str::<ErrorBody>(&text)
-                        .map(|b| b.error.message)
-                        .unwrap_or_else(|_| preview(&text));
-                    last = format!("{url}: HTTP {code}: {message}");
-                    if code == 401 || code == 403 {
-                        return Err(remote_fix(
-                            last,
-                            format!(
-                                "set the API key in ${}, or store it in the OS keyring for {} (model key)",
-                                self.key_env, endpoint.url
-                            ),
-                        ));
-                    }
-                    if code != 429 && code < 500 {
-                        return Err(remote(last));
-                    }
-                }
-                Err(ureq::Error::Transport(t)) => {
-                    last = t.to_string(); // names the URL
-                }
-            }
-            if attempt < self.retries {
-                std::thread::sleep(wait.min(Duration::from_secs(30)));
-            }
-        }
-        Err(remote_fix(
-            format!("{last} (after {} attempts)", self.retries + 1),
-            format!("check that the server runs and answers at {}", endpoint.url),
-        ))
-    }
-}
-
-fn endpoints(spec: &RemoteSpec) -> Vec<Endpoint> {
-    spec.endpoints
-        .iter()
-        .map(|url| Endpoint {
-            url: url.clone(),
-            key: spec.api_key(url),
-            one_token: AtomicBool::new(false),
-        })
-        .collect()
 }
 
 impl RemoteModel {
@@ -390,57 +138,6 @@ impl RemoteModel {
             write("tokenizer_config.json", config)?;
         }
         Ok(())
-    }
-
-    /// Runs `jobs` on every endpoint, `concurrency` at a time each; results in
-    /// job order. The first failure stops the remaining jobs.
-    fn parallel<J: Send, T: Send>(
-        &self,
-        jobs: Vec<J>,
-        run: &(dyn Fn(&Endpoint, J) -> Result<T> + Sync),
-    ) -> Result<Vec<T>> {
-        let count = jobs.len();
-        let slots = (self.endpoints.len() * self.spec.concurrency.max(1)).min(count);
-        let queue = Mutex::new(jobs.into_iter().enumerate().collect::<VecDeque<_>>());
-        let results: Mutex<Vec<Option<T>>> = Mutex::new((0..count).map(|_| None).collect());
-        let failure: Mutex<Option<LmError>> = Mutex::new(None);
-        let failed = AtomicBool::new(false);
-        std::thread::scope(|scope| {
-            for slot in 0..slots {
-                let endpoint = &self.endpoints[slot % self.endpoints.len()];
-                let (queue, results, failure, failed) = (&queue, &results, &failure, &failed);
-                scope.spawn(move || {
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some((i, job)) = queue.lock().ok().and_then(|mut q| q.pop_front())
-                        else {
-                            break;
-                        };
-                        match run(endpoint, job) {
-                            Ok(value) => {
-                                if let Ok(mut r) = results.lock() {
-                                    r[i] = Some(value);
-                                }
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                if let Ok(mut f) = failure.lock() {
-                                    f.get_or_insert(e);
-                                }
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = failure.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        results
-            .into_inner()
-            .map_err(|_| remote("a request thread panicked"))?
-            .into_iter()
-            .map(|r| r.ok_or_else(|| remote("a request was not answered")))
-            .collect()
     }
 
     fn completions(
@@ -678,15 +375,6 @@ impl LanguageModel for RemoteModel {
             .flatten()
             .map(|text| self.tokenizer.encode(&text))
             .collect()
-    }
-}
-
-fn preview(text: &str) -> String {
-    let t = text.trim();
-    if t.chars().count() > 200 {
-        format!("{}...", t.chars().take(200).collect::<String>())
-    } else {
-        t.to_string()
     }
 }
 
