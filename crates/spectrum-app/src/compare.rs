@@ -72,6 +72,9 @@ pub struct Comparison {
     pub candidates: Vec<CandidateComparison>,
     /// Paired units (sequences, items) that only one of two runs had.
     pub unpaired_units: usize,
+    /// Tasks x runs (the baseline first) of each family's headline metric,
+    /// for the breakdown heatmaps the app and the PDF draw alike.
+    pub heatmaps: Vec<crate::figures::Heatmap>,
 }
 
 /// Pairs units by key: (baseline value, candidate value) per key both have.
@@ -289,10 +292,16 @@ impl Studio {
                 }
             })
             .collect();
+        let heatmaps = Family::ALL
+            .into_iter()
+            .map(|f| crate::figures::heatmap(&reports, f))
+            .filter(|h| !h.tasks.is_empty())
+            .collect();
         Ok(Comparison {
             baseline: RunRef::of(base),
             candidates,
             unpaired_units,
+            heatmaps,
         })
     }
 }

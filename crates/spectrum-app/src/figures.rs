@@ -7,6 +7,9 @@ use spectrum_eval::metrics::mean_se;
 use spectrum_eval::steer::{CurvePoint, SteerSummary};
 use spectrum_eval::valid::Setting;
 
+use spectrum_eval::Family;
+
+use crate::EvalReport;
 use crate::evaluation::{TaskRow, ValidOverall};
 
 /// Bins of the JS histograms: JS in nats lies in [0, ln 2], so the edges are
@@ -123,6 +126,94 @@ pub fn steer_mean_curve(tasks: &[SteerSummary]) -> Vec<CurvePoint> {
             }
         })
         .collect()
+}
+
+/// Tasks x runs of one family's headline metric (the task means), the
+/// first run being the baseline that the cells are coloured against.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+pub struct Heatmap {
+    pub family: Family,
+    pub metric: String,
+    pub lower_is_better: bool,
+    /// Every task any run has, in the order the runs list them.
+    pub tasks: Vec<String>,
+    /// `values[task][run]`; `None` where a run lacks the task.
+    pub values: Vec<Vec<Option<f64>>>,
+}
+
+impl Heatmap {
+    /// How much better each run is than the baseline (run 0) on each task,
+    /// signed so that positive is better.
+    pub fn improvement(&self, task: usize, run: usize) -> Option<f64> {
+        let row = self.values.get(task)?;
+        let (base, value) = ((*row.first()?)?, (*row.get(run)?)?);
+        Some(if self.lower_is_better {
+            base - value
+        } else {
+            value - base
+        })
+    }
+}
+
+/// The headline metric of `family` for every task of `reports`: steerability
+/// loss (examples >= 1), JS divergence, or yield with both prompts at T = 1.
+pub fn heatmap(reports: &[EvalReport], family: Family) -> Heatmap {
+    let task_means = |r: &EvalReport| -> Vec<(String, f64)> {
+        match family {
+            Family::Steer => r.steer.as_ref().map_or(Vec::new(), |s| {
+                s.tasks
+                    .iter()
+                    .map(|t| (t.task.clone(), t.loss.mean))
+                    .collect()
+            }),
+            Family::Dist => r.dist.as_ref().map_or(Vec::new(), |d| {
+                d.tasks
+                    .iter()
+                    .map(|t| (t.task.clone(), t.js.mean))
+                    .collect()
+            }),
+            Family::Valid => r.valid.as_ref().map_or(Vec::new(), |v| {
+                v.tasks
+                    .iter()
+                    .filter_map(|t| {
+                        let c = t
+                            .cells
+                            .iter()
+                            .find(|c| Setting::is_headline(c.setting, c.temperature))?;
+                        Some((t.task.clone(), c.stats.yield_ as f64))
+                    })
+                    .collect()
+            }),
+        }
+    };
+    let per_run: Vec<Vec<(String, f64)>> = reports.iter().map(task_means).collect();
+    let mut tasks: Vec<String> = Vec::new();
+    for (task, _) in per_run.iter().flatten() {
+        if !tasks.contains(task) {
+            tasks.push(task.clone());
+        }
+    }
+    let values = tasks
+        .iter()
+        .map(|task| {
+            per_run
+                .iter()
+                .map(|run| run.iter().find(|(t, _)| t == task).map(|(_, v)| *v))
+                .collect()
+        })
+        .collect();
+    let (metric, lower_is_better) = match family {
+        Family::Steer => ("steerability loss (examples >= 1)", true),
+        Family::Dist => ("JS divergence", true),
+        Family::Valid => ("yield (both prompts, T = 1)", false),
+    };
+    Heatmap {
+        family,
+        metric: metric.into(),
+        lower_is_better,
+        tasks,
+        values,
+    }
 }
 
 #[cfg(test)]

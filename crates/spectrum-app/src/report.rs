@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use spectrum_core::Problem;
+use spectrum_eval::Family;
 use spectrum_eval::dist::DistItem;
 use spectrum_eval::valid::Setting;
 use spectrum_lm::template;
@@ -272,64 +273,19 @@ fn validity_figure(runs: &Runs) -> Figure {
     }
 }
 
-/// Tasks x runs heatmap of a headline metric, coloured by the difference from the baseline.
-fn heatmap_figure(runs: &Runs, family: &str) -> Figure {
-    let (metric, lower, tasks): (&str, bool, Vec<String>) = match family {
-        "dist" => ("JS divergence", true, runs.tasks(dist_tasks)),
-        "valid" => (
-            "yield (both prompts, T = 1)",
-            false,
-            runs.tasks(valid_tasks),
-        ),
-        _ => (
-            "steerability loss (examples >= 1)",
-            true,
-            runs.tasks(steer_tasks),
-        ),
-    };
-    let value = |r: &EvalReport, task: &str| -> Option<f64> {
-        match family {
-            "dist" => Some(
-                r.dist
-                    .as_ref()?
-                    .tasks
-                    .iter()
-                    .find(|t| t.task == task)?
-                    .js
-                    .mean,
-            ),
-            "valid" => {
-                let t = r.valid.as_ref()?.tasks.iter().find(|t| t.task == task)?;
-                let c = t
-                    .cells
-                    .iter()
-                    .find(|c| Setting::is_headline(c.setting, c.temperature))?;
-                Some(c.stats.yield_ as f64)
-            }
-            _ => Some(
-                r.steer
-                    .as_ref()?
-                    .tasks
-                    .iter()
-                    .find(|t| t.task == task)?
-                    .loss
-                    .mean,
-            ),
-        }
-    };
-    let values = tasks
-        .iter()
-        .map(|t| runs.evals.iter().map(|r| value(r, t)).collect())
-        .collect();
-    let height = 140 + 22 * tasks.len().max(1) as u32;
+/// Tasks x runs heatmap of a headline metric, coloured by the difference from
+/// the baseline: [`crate::figures::heatmap`], as the app draws it.
+fn heatmap_figure(runs: &Runs, family: Family) -> Figure {
+    let h = crate::figures::heatmap(&runs.evals, family);
+    let height = 140 + 22 * h.tasks.len().max(1) as u32;
     Figure {
-        title: format!("Per task: {metric}"),
+        title: format!("Per task: {}", h.metric),
         runs: runs.names(),
         chart: Chart::Heatmap {
-            metric: metric.into(),
-            lower_is_better: lower,
-            tasks,
-            values,
+            metric: h.metric,
+            lower_is_better: h.lower_is_better,
+            tasks: h.tasks,
+            values: h.values,
             baseline: 0,
         },
         width: 640,
@@ -475,7 +431,15 @@ impl Studio {
             }
             "heatmap" => {
                 need_eval()?;
-                heatmap_figure(&runs, task.unwrap_or("steer"))
+                let family = task.unwrap_or("steer");
+                let family = Family::parse(family).ok_or_else(|| {
+                    Problem::setting(
+                        format!("no family {family:?} for a heatmap"),
+                        "task",
+                        "steer, dist or valid",
+                    )
+                })?;
+                heatmap_figure(&runs, family)
             }
             "training" => training_figure(
                 runs.trains
@@ -763,7 +727,7 @@ impl Studio {
     fn tasks_section(runs: &Runs) -> Result<Section> {
         let names = runs.names();
         let mut blocks = Vec::new();
-        for family in ["steer", "dist", "valid"] {
+        for family in Family::ALL {
             let fig = heatmap_figure(runs, family);
             if matches!(&fig.chart, Chart::Heatmap { tasks, .. } if tasks.is_empty()) {
                 continue;
@@ -1062,6 +1026,16 @@ mod tests {
         }
     }
 
+    fn summary(task: &str, js: f64) -> spectrum_eval::dist::DistSummary {
+        let m = serde_json::json!({"mean": js, "se": null, "n": 1});
+        serde_json::from_value(serde_json::json!({
+            "task": task, "items": 1, "js": m, "kl": m, "reverse_kl": m, "tv": m,
+            "cross_entropy": m, "mode_match": m, "coverage": m, "wasserstein": null,
+            "unclean_boundaries": 0
+        }))
+        .unwrap_or_else(|e| panic!("summary JSON: {e}"))
+    }
+
     fn report(run: i64, items: Vec<TaskRow<DistItem>>, overall: Vec<ValidOverall>) -> EvalReport {
         let ms = MeanSe {
             mean: 0.0,
@@ -1085,7 +1059,10 @@ mod tests {
                 js: ms,
                 tv: ms,
                 coverage: ms,
-                tasks: Vec::new(),
+                tasks: items
+                    .iter()
+                    .map(|i| summary(&i.task, i.row.alignment.js))
+                    .collect(),
                 js_histogram: js_histogram(&items),
                 items,
             }),
@@ -1168,6 +1145,17 @@ mod tests {
                 assert_eq!(series.points, app, "{setting:?}");
             }
         }
+        // The breakdown heatmap: the app's (in the comparison) and the PDF's cells.
+        let h = crate::figures::heatmap(&runs.evals, Family::Dist);
+        let Chart::Heatmap { tasks, values, .. } = heatmap_figure(&runs, Family::Dist).chart else {
+            panic!("not a heatmap")
+        };
+        assert_eq!((&tasks, &values), (&h.tasks, &h.values));
+        // Task u: run 1 has JS 0.01 then 0.69 (summaries of one item each: the
+        // first row), run 2 has 0.2; v is missing from run 2.
+        assert_eq!(h.tasks, ["u", "v"]);
+        assert!((h.improvement(0, 1).expect("u") - (0.01 - 0.2)).abs() < 1e-12);
+        assert_eq!(h.improvement(1, 1), None);
         // Sorted by temperature, whatever order the cells came in.
         let both = &runs.evals[0].valid.as_ref().expect("valid").frontier[0];
         assert_eq!(

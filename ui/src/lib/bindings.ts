@@ -66,7 +66,12 @@ export type Comparison = { baseline: RunRef, candidates: Array<CandidateComparis
 /**
  * Paired units (sequences, items) that only one of two runs had.
  */
-unpaired_units: number, };
+unpaired_units: number, 
+/**
+ * Tasks x runs (the baseline first) of each family's headline metric,
+ * for the breakdown heatmaps the app and the PDF draw alike.
+ */
+heatmaps: Array<Heatmap>, };
 
 export type Counts = { tasks: number, sequences: number, distribution_items: number, validity_tasks: number, };
 
@@ -231,6 +236,16 @@ export type Format = "jsonl" | "json" | "csv" | "tsv" | "parquet";
 export type FrontierLine = { setting: Setting, points: Array<FrontierPoint>, };
 
 export type FrontierPoint = { temperature: number, yield: number, percent_valid: number, };
+
+export type Heatmap = { family: Family, metric: string, lower_is_better: boolean, 
+/**
+ * Every task any run has, in the order the runs list them.
+ */
+tasks: Array<string>, 
+/**
+ * `values[task][run]`; `None` where a run lacks the task.
+ */
+values: Array<Array<number | null>>, };
 
 export type ImportOptionsDto = { name: string | null, 
 /**

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { Comparison, CompareRow, DistItem, EvalReport, RunDetail, SteerSummary, TaskRow } from "./bindings";
-import { heatmapOption, itemOption, jsHistogramOption, steerCurve, steerOption, trainingOption, validityOption } from "./charts";
+import { heatmapOf, heatmapOption, itemOption, jsHistogramOption, steerCurve, steerOption, trainingOption, validityOption } from "./charts";
 
 const ms = (mean: number, se: number | null = null) => ({ mean, se, n: 3 });
 
@@ -93,18 +93,21 @@ describe("distributions and validity", () => {
 });
 
 describe("breakdown and training", () => {
-  it("signs differences so that positive is better", () => {
-    const row = (t: string, lower: boolean, b: number, c: number): CompareRow => ({
-      family: "steer", task: t, metric: "loss", lower_is_better: lower, baseline: b, candidate: c,
-      interval: { low: 0, high: 0, level: 0.95 } as never, verdict: "tie", headline: true,
-    });
+  it("signs the engine's heatmap differences so that positive is better", () => {
     const c = {
       baseline: { run: 1, name: "base" }, unpaired_units: 0,
-      candidates: [{ run: { run: 2, name: "tuned" }, rows: [row("t1", true, 3, 2), row("t2", true, 1, 1.5)], tally: {} }],
+      candidates: [{ run: { run: 2, name: "tuned" }, rows: [], tally: {} }],
+      heatmaps: [
+        { family: "steer", metric: "loss", lower_is_better: true, tasks: ["t1", "t2", "t3"], values: [[3, 2], [1, 1.5], [2, null]] },
+        { family: "valid", metric: "yield", lower_is_better: false, tasks: ["v"], values: [[4, 9]] },
+      ],
     } as unknown as Comparison;
     const o = heatmapOption(c, "steer") as { series: { data: number[][] }[]; yAxis: { data: string[] } };
-    expect(o.yAxis.data).toEqual(["t1", "t2"]);
+    expect(o.yAxis.data).toEqual(["t1", "t2", "t3"]);
+    // A task the candidate lacks has no cell.
     expect(o.series[0].data).toEqual([[0, 0, 1], [0, 1, -0.5]]);
+    expect((heatmapOption(c, "valid") as { series: { data: number[][] }[] }).series[0].data).toEqual([[0, 0, 5]]);
+    expect(heatmapOf(c, "dist")).toBeNull();
   });
 
   it("plots loss and learning rate by step, held-out loss at its evaluations", () => {

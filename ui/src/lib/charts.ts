@@ -1,7 +1,7 @@
 // ECharts options for the Results views, built from the engine's reports.
 // Pure functions of their inputs (tested in charts.test.ts); Chart.svelte draws them.
 import type { EChartsCoreOption } from "echarts/core";
-import type { Comparison, CompareRow, DistItem, EvalReport, Family, RunDetail } from "./bindings";
+import type { Comparison, DistItem, EvalReport, Family, Heatmap, RunDetail } from "./bindings";
 import { colour } from "./palette";
 
 export type Metric = "loss" | "acc";
@@ -132,31 +132,34 @@ export function validityOption(reports: EvalReport[]): EChartsCoreOption {
   };
 }
 
-/** The headline row of each task for a family, per candidate. */
-export function headlineRows(c: Comparison, family: Family): { tasks: string[]; rows: CompareRow[][] } {
-  const rows = c.candidates.map((cand) => cand.rows.filter((r) => r.family === family && r.headline));
-  const tasks = [...new Set(rows.flat().map((r) => r.task))].sort();
-  return { tasks, rows };
+/** The engine's heatmap of a family (tasks x runs, the baseline first), if the runs have one. */
+export function heatmapOf(c: Comparison, family: Family): Heatmap | null {
+  return c.heatmaps.find((h) => h.family === family) ?? null;
 }
 
 /**
- * Tasks x runs, coloured by the difference from the baseline, signed so that
- * positive means better (lower loss or JS, higher yield).
+ * Tasks x candidate runs, coloured by the difference from the baseline, signed
+ * so that positive means better (lower loss or JS, higher yield): the same
+ * task means the PDF's heatmap prints.
  */
 export function heatmapOption(c: Comparison, family: Family): EChartsCoreOption {
-  const { tasks, rows } = headlineRows(c, family);
+  const h = heatmapOf(c, family);
+  const tasks = h?.tasks ?? [];
   const data: [number, number, number][] = [];
-  rows.forEach((candRows, x) => {
-    for (const r of candRows) {
-      const better = r.lower_is_better ? r.baseline - r.candidate : r.candidate - r.baseline;
-      data.push([x, tasks.indexOf(r.task), Number(better.toFixed(4))]);
-    }
+  tasks.forEach((_, y) => {
+    c.candidates.forEach((_, x) => {
+      const row = h!.values[y];
+      const base = row[0];
+      const value = row[x + 1];
+      if (base == null || value == null) return;
+      const better = h!.lower_is_better ? base - value : value - base;
+      data.push([x, y, Number(better.toFixed(4))]);
+    });
   });
   const extent = Math.max(1e-6, ...data.map((d) => Math.abs(d[2])));
-  const metric = rows.flat()[0]?.metric ?? "";
   return {
     animation: false,
-    title: { text: `Improvement over ${c.baseline.name} (${family}: ${metric})`, left: "center", textStyle: { fontSize: 13, fontWeight: 600 } },
+    title: { text: `Improvement over ${c.baseline.name} (${family}: ${h?.metric ?? ""})`, left: "center", textStyle: { fontSize: 13, fontWeight: 600 } },
     tooltip: { formatter: (p: { data: number[] }) => `${tasks[p.data[1]]}: ${p.data[2] > 0 ? "+" : ""}${p.data[2]}` },
     grid: { left: 150, right: 24, top: 40, bottom: 80 },
     xAxis: { type: "category", data: c.candidates.map((x) => x.run.name), axisLabel: { interval: 0 } },
