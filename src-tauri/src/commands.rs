@@ -17,8 +17,8 @@ use tauri::{AppHandle, Emitter, Manager, State};
 use tauri_plugin_dialog::DialogExt;
 use tauri_plugin_opener::OpenerExt;
 
-use crate::dto::*;
 use crate::jobs::{Context, Jobs};
+use spectrum_app::dto::*;
 
 type Res<T> = Result<T, UiError>;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tauri::ipc::Channel;
 
-use crate::dto::{JobEvent, JobInfo, JobKind, JobResult, UiError};
+use spectrum_app::dto::{JobEvent, JobInfo, JobKind, JobResult, UiError};
 
 struct Job {
     info: JobInfo,

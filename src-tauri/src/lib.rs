@@ -4,11 +4,12 @@
 //!   `capabilities/default.json`; nothing else is reachable).
 //! - `jobs`: long work on its own threads, progress over Tauri channels,
 //!   cancelled and joined when the app exits.
-//! - `dto`: requests, events and errors; `bindings` writes their TypeScript.
+//!
+//! The types that cross to the UI (requests, job events and results, errors)
+//! are `spectrum_app::dto`'s, and `spectrum_app::bindings` writes their
+//! TypeScript: the shell only moves values between the web view and the core.
 
-pub mod bindings;
 mod commands;
-pub mod dto;
 mod jobs;
 
 use std::path::PathBuf;

@@ -25,6 +25,8 @@ use anyhow::{Context, Result};
 pub use compare::{CandidateComparison, CompareRow, Comparison, RunRef, Tally};
 pub use datasets::{ImportOutcome, ImportRequest};
 pub use demo::{DemoEvent, DemoOutcome, DemoRequest};
+pub mod bindings;
+pub mod dto;
 pub use error::{AppError, ErrorCode, Explain, Fix, Listing, Problem};
 pub use evaluation::{
     DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, ValidOverall,

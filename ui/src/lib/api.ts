@@ -1,5 +1,5 @@
 // Typed calls into the Rust shell. Every type comes from bindings.ts, which is
-// generated from the Rust types (src-tauri/src/bindings.rs).
+// generated from the Rust types (crates/spectrum-app/src/bindings.rs).
 import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
   AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,

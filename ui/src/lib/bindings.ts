@@ -1,5 +1,5 @@
-// Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.
-// Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings
+// Generated from the Rust types by crates/spectrum-app/src/bindings.rs: do not edit.
+// Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-app --lib bindings
 
 export type AppError = { code: ErrorCode, message: string, fix: Fix | null, };
 

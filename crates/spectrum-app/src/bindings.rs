@@ -1,7 +1,7 @@
 //! TypeScript for every type that crosses the IPC boundary, written as one
 //! file, `ui/src/lib/bindings.ts`. The `bindings_are_current` test fails when
 //! the committed file differs from what the Rust types produce;
-//! `SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings` rewrites it.
+//! `SPECTRUM_BLESS=1 cargo test --workspace --lib bindings` rewrites it.
 
 use std::collections::BTreeMap;
 
@@ -51,26 +51,22 @@ pub fn render() -> String {
     c.visit::<ReportOptions>();
     c.visit::<PickKind>();
     c.visit::<RemoteModelRequest>();
-    c.visit::<spectrum_app::ImportPreview>();
-    c.visit::<spectrum_app::ImportOutcome>();
-    c.visit::<spectrum_app::DatasetSummary>();
-    c.visit::<spectrum_app::TaskSummary>();
-    c.visit::<spectrum_app::TaskDetail>();
-    c.visit::<spectrum_app::ModelRecord>();
-    c.visit::<spectrum_app::TrainOutcome>();
-    c.visit::<spectrum_app::DemoOutcome>();
-    c.visit::<spectrum_app::RunRecord>();
-    c.visit::<spectrum_app::RunDetail>();
-    c.visit::<spectrum_app::EvalReport>();
-    c.visit::<spectrum_app::Comparison>();
-    c.visit::<spectrum_app::PromptView>();
-    // The rows of an evaluation report (JSON values with a `task` field added).
-    c.visit::<spectrum_app::eval_rows::SteerOutput>();
-    c.visit::<spectrum_app::eval_rows::DistItem>();
-    c.visit::<spectrum_app::eval_rows::Sample>();
+    c.visit::<crate::ImportPreview>();
+    c.visit::<crate::ImportOutcome>();
+    c.visit::<crate::DatasetSummary>();
+    c.visit::<crate::TaskSummary>();
+    c.visit::<crate::TaskDetail>();
+    c.visit::<crate::ModelRecord>();
+    c.visit::<crate::TrainOutcome>();
+    c.visit::<crate::DemoOutcome>();
+    c.visit::<crate::RunRecord>();
+    c.visit::<crate::RunDetail>();
+    c.visit::<crate::EvalReport>();
+    c.visit::<crate::Comparison>();
+    c.visit::<crate::PromptView>();
     let mut out = String::from(
-        "// Generated from the Rust types by src-tauri/src/bindings.rs: do not edit.\n\
-         // Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings\n",
+        "// Generated from the Rust types by crates/spectrum-app/src/bindings.rs: do not edit.\n\
+         // Regenerate: SPECTRUM_BLESS=1 cargo test --workspace --lib bindings\n",
     );
     for decl in c.decls.values() {
         out.push('\n');
@@ -87,7 +83,7 @@ mod tests {
 
     #[test]
     fn bindings_are_current() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ui/src/lib/bindings.ts");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/lib/bindings.ts");
         let fresh = super::render();
         if std::env::var_os("SPECTRUM_BLESS").is_some() {
             std::fs::write(&path, &fresh).expect("write bindings");
@@ -96,7 +92,7 @@ mod tests {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == fresh,
-            "{} is out of date with the Rust types (fix: SPECTRUM_BLESS=1 cargo test -p spectrum-studio --lib bindings, then commit it)",
+            "{} is out of date with the Rust types (fix: SPECTRUM_BLESS=1 cargo test --workspace --lib bindings, then commit it)",
             path.display()
         );
     }

@@ -1,16 +1,17 @@
-//! What crosses the IPC boundary and is not already a `spectrum-app` type:
-//! requests from the UI, job events, errors. TypeScript types for all of them
-//! are generated (`bindings.rs`) into `ui/src/lib/bindings.ts`.
+//! What crosses to the desktop app and is not already a use case's value:
+//! requests from the UI, job events and results, errors. TypeScript for these
+//! and every value type they reach is generated (`bindings.rs`) into
+//! `ui/src/lib/bindings.ts`; the shell (`src-tauri`) only moves them.
 
-use serde::{Deserialize, Serialize};
-use spectrum_app::{
+use crate::{
     DeviceSpec, ErrorCode, EvalSettings, Family, Fix, Profile, PromptFormat, RunSpec, Split,
 };
+use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-/// The error every command rejects with: `spectrum_app::AppError` (code,
+/// The error every command rejects with: [`crate::AppError`] (code,
 /// message, the fix as data); the UI phrases the fix and offers its button.
-pub type UiError = spectrum_app::AppError;
+pub type UiError = crate::AppError;
 
 /// A path the web view was not given (by a dialog or a drop).
 pub fn not_allowed(path: &std::path::Path) -> UiError {
@@ -38,10 +39,10 @@ pub enum JobEvent {
         progress: ImportProgress,
     },
     Train {
-        progress: spectrum_app::TrainProgress,
+        progress: crate::TrainProgress,
     },
     Eval {
-        progress: spectrum_app::EvalProgress,
+        progress: crate::EvalProgress,
     },
     /// The job's result, tagged with what it is.
     Done {
@@ -57,15 +58,15 @@ pub enum JobEvent {
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum JobResult {
-    Preview(Box<spectrum_app::ImportPreview>),
-    Import(Box<spectrum_app::ImportOutcome>),
-    Model(Box<spectrum_app::ModelRecord>),
-    Train(Box<spectrum_app::TrainOutcome>),
+    Preview(Box<crate::ImportPreview>),
+    Import(Box<crate::ImportOutcome>),
+    Model(Box<crate::ModelRecord>),
+    Train(Box<crate::TrainOutcome>),
     /// The evaluation run written (its report is read with `eval_report`).
     Eval(EvalDone),
     /// The PDF written.
     Report(String),
-    Demo(Box<spectrum_app::DemoOutcome>),
+    Demo(Box<crate::DemoOutcome>),
 }
 
 /// An evaluation run that finished.
@@ -75,8 +76,8 @@ pub struct EvalDone {
     pub name: String,
 }
 
-impl From<&spectrum_app::EvalReport> for EvalDone {
-    fn from(report: &spectrum_app::EvalReport) -> EvalDone {
+impl From<&crate::EvalReport> for EvalDone {
+    fn from(report: &crate::EvalReport) -> EvalDone {
         EvalDone {
             run: report.run,
             name: report.name.clone(),
@@ -113,11 +114,11 @@ pub enum JobKind {
     Demo,
 }
 
-impl From<spectrum_app::RunKind> for JobKind {
-    fn from(kind: spectrum_app::RunKind) -> JobKind {
+impl From<crate::RunKind> for JobKind {
+    fn from(kind: crate::RunKind) -> JobKind {
         match kind {
-            spectrum_app::RunKind::Train => JobKind::Train,
-            spectrum_app::RunKind::Eval => JobKind::Eval,
+            crate::RunKind::Train => JobKind::Train,
+            crate::RunKind::Eval => JobKind::Eval,
         }
     }
 }
@@ -136,9 +137,9 @@ pub struct AppInfo {
     /// Nothing imported yet: the UI offers the tour.
     pub first_run: bool,
     /// How far the store is along the main job, for the tour's checklist.
-    pub tour: spectrum_app::Tour,
+    pub tour: crate::Tour,
     /// Training and evaluation runs left `running` by a process that is gone.
-    pub interrupted: Vec<spectrum_app::RunRecord>,
+    pub interrupted: Vec<crate::RunRecord>,
 }
 
 /// How to read dropped or picked files.
@@ -246,18 +247,18 @@ mod tests {
 
     #[test]
     fn engine_errors_cross_with_their_code_and_fix() {
-        let e = UiError::from(anyhow::Error::new(spectrum_app::AppError::not_found(
+        let e = UiError::from(anyhow::Error::new(crate::AppError::not_found(
             "no model \"q\"",
-            spectrum_app::Listing::Models,
+            crate::Listing::Models,
         )));
         assert_eq!(e.code, ErrorCode::NotFound);
         assert_eq!(
             e.fix,
             Some(Fix::List {
-                what: spectrum_app::Listing::Models
+                what: crate::Listing::Models
             })
         );
-        let e = UiError::from(anyhow::Error::new(spectrum_app::Cancelled("training")));
+        let e = UiError::from(anyhow::Error::new(crate::Cancelled("training")));
         assert_eq!(e.code, ErrorCode::Cancelled);
         let json = serde_json::to_value(not_allowed(std::path::Path::new("/x"))).expect("json");
         assert_eq!(json["code"], "not_allowed");
