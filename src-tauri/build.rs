@@ -28,6 +28,7 @@ const COMMANDS: &[&str] = &[
     "add_model",
     "add_remote_model",
     "train_defaults",
+    "train_memory",
     "train",
     "resume_run",
     "eval_defaults",

@@ -8,9 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use spectrum_app::{
     Comparison, DatasetSummary, DemoEvent, DemoRequest, EvalReport, EvalRequest, Fix,
-    ImportOptions, ImportRequest, Listing, ModelRecord, Overview, PRESETS, Profile, ReportRequest,
-    RunDetail, RunKind, RunRecord, RunSpec, SECTIONS, Shape, Split, Studio, TaskDetail, TaskItem,
-    TaskSummary, TrainRequest,
+    ImportOptions, ImportRequest, Listing, MemoryFit, ModelRecord, Overview, PRESETS, Profile,
+    ReportRequest, RunDetail, RunKind, RunRecord, RunSpec, SECTIONS, Shape, Split, Studio,
+    TaskDetail, TaskItem, TaskSummary, TrainRequest,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -439,6 +439,20 @@ pub fn train_defaults() -> TrainDefaults {
             })
             .collect(),
     }
+}
+
+/// The run's estimated peak memory beside the device's free memory, and the
+/// settings that would fit when it does not (the Train view shows it as the
+/// settings change).
+#[tauri::command]
+pub fn train_memory(shell: State<'_, Shell>, request: TrainRequestDto) -> Res<MemoryFit> {
+    let request = TrainRequest {
+        spec: request.spec,
+        model: request.model,
+        name: None,
+        init_tokens_from: None,
+    };
+    Ok(shell.studio.train_memory(&request)?)
 }
 
 /// Job result: `TrainOutcome`.

@@ -42,6 +42,7 @@ macro_rules! handler {
             commands::add_model,
             commands::add_remote_model,
             commands::train_defaults,
+            commands::train_memory,
             commands::train,
             commands::resume_run,
             commands::eval_defaults,

@@ -469,6 +469,12 @@ fn the_whole_workflow_in_the_desktop_app() {
     d.click("[data-testid=nav-train]");
     d.set("[data-testid=train-steps]", "12");
     d.set("[data-testid=train-eval-every]", "4");
+    // Will it fit: the engine's estimate beside the free memory.
+    d.wait("[data-testid=train-memory]", 30, |d, _| {
+        d.text("[data-testid=train-memory]").contains("free on cpu")
+    });
+    let memory = d.text("[data-testid=train-memory]");
+    assert!(memory.starts_with("Peak memory about"), "{memory}");
     d.click("[data-testid=train-start]");
     d.wait("[data-testid=train-chart]", 120, |d, _| {
         d.points("[data-testid=train-chart]") > 0

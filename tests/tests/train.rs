@@ -374,3 +374,50 @@ fn a_base_without_turn_tokens_gets_them_for_training() {
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("has turn tokens already"));
 }
+
+/// `spectrum train` says how much memory the run will take before it starts,
+/// and refuses a run that cannot fit in this machine's free memory, naming
+/// the settings that would fit; nothing is recorded.
+#[test]
+fn the_memory_estimate_is_shown_and_a_run_that_cannot_fit_is_refused() {
+    let sb = Sandbox::with_suite_and_tiny_model(6);
+    let out = sb.run(&train_args("fits", "1"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("peak memory about") && stderr.contains("free on cpu"),
+        "{stderr}"
+    );
+    // Millions of tokens per forward pass: terabytes of attention probabilities.
+    let out = sb.run(&[
+        "train",
+        "--model",
+        "tiny",
+        "--name",
+        "huge",
+        "--micro-batch",
+        "64",
+        "--max-tokens",
+        "65536",
+        "--max-batch-tokens",
+        "4194304",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("more than the") && stderr.contains("these would fit: max_batch_tokens"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("(fix: --max-batch-tokens: "), "{stderr}");
+    let runs = sb.json(&["runs", "list"]);
+    assert_eq!(
+        runs.as_array()
+            .map(|r| r.iter().filter(|x| x["name"] == "huge").count()),
+        Some(0),
+        "nothing recorded: {runs}"
+    );
+}

@@ -45,6 +45,7 @@ pub fn render() -> String {
     c.visit::<ImportOptionsDto>();
     c.visit::<TrainDefaults>();
     c.visit::<TrainRequestDto>();
+    c.visit::<crate::MemoryFit>();
     c.visit::<EvalRequestDto>();
     c.visit::<EvalDefaults>();
     c.visit::<ReportRequestDto>();

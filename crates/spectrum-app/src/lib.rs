@@ -10,6 +10,7 @@ mod evaluation;
 pub mod figures;
 mod inference;
 mod library;
+mod memory;
 mod models;
 mod overview;
 mod prompt;
@@ -34,6 +35,7 @@ pub use evaluation::{
 };
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
+pub use memory::MemoryFit;
 pub use models::{LoadedModel, RemoteOptions, load_model};
 pub use overview::{Overview, Tour};
 pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
@@ -57,6 +59,7 @@ pub use spectrum_suite::import::{
 };
 pub use spectrum_suite::{Split, TaskKind};
 pub use spectrum_train::job::JobBundle;
+pub use spectrum_train::memory::{MemoryEstimate, Suggestion};
 pub use spectrum_train::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
 pub use system::{SystemReport, system};
 pub use training::{RunDetail, TrainOutcome, TrainProgress, TrainRequest};

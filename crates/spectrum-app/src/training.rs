@@ -118,7 +118,7 @@ impl Studio {
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<TrainOutcome> {
-        let (run, stored) = self.create_run(request, note)?;
+        let (run, stored) = self.create_run(request, true, note)?;
         self.execute(run, stored, progress, cancel)
     }
 
@@ -130,7 +130,9 @@ impl Studio {
         request: &TrainRequest,
         note: &mut dyn FnMut(&str),
     ) -> Result<RunRecord> {
-        let (run, _) = self.create_run(request, note)?;
+        // A planned run trains elsewhere (a cluster): this machine's memory
+        // does not matter.
+        let (run, _) = self.create_run(request, false, note)?;
         let mut store = self.store()?;
         store.set_run_status(run.id, RunStatus::Cancelled, None)?;
         store
@@ -138,9 +140,13 @@ impl Studio {
             .context("the run vanished from the store")
     }
 
+    /// Records a run; `check_memory` refuses one that cannot fit in this
+    /// machine's free memory (with the settings that would), before anything
+    /// is recorded.
     fn create_run(
         &self,
         request: &TrainRequest,
+        check_memory: bool,
         note: &mut dyn FnMut(&str),
     ) -> Result<(RunRecord, StoredRun)> {
         let spec = &request.spec;
@@ -154,6 +160,13 @@ impl Studio {
                 self.add_turn_tokens(&request.model, request.init_tokens_from.as_deref(), note)?
         {
             model_path = PathBuf::from(extended.path);
+        }
+        if check_memory {
+            let fit = crate::MemoryFit::of(&model_path, spec)?;
+            note(&fit.summary());
+            if !fit.fits() {
+                return Err(fit.refusal().into());
+            }
         }
         let mut store = self.store()?;
         let (train_tasks, held_out_tasks) = resolve_tasks(&store, &spec.tasks)?;

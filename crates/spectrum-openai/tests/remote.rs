@@ -1,13 +1,13 @@
 //! The remote backend against `spectrum serve` on loopback: the same numbers
 //! as the local model, work split across endpoints, retries, clear errors.
 
-use spectrum_core::{Explain, Fix};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use spectrum_core::{Explain, Fix};
 use spectrum_lm::{DeviceSpec, LanguageModel, LocalModel, SamplingParams};
 use spectrum_openai::{RemoteModel, RemoteSpec, ServeOptions, ServedModel, Server};
 

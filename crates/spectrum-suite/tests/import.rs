@@ -1,10 +1,10 @@
 //! Importer tests: one per format and shape, one per validation error. Each
 //! writes a small file, imports it into a `Vec`, and checks what a user sees.
 
-use spectrum_core::{Explain, Fix};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
+use spectrum_core::{Explain, Fix};
 use spectrum_suite::import::{
     self, ImportError, ImportOptions, ImportReport, Item, Location, Shape,
 };

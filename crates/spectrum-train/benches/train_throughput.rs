@@ -13,6 +13,10 @@
 //! instead (`spectrum_lm::shapes`; written once under the target folder), so
 //! that real sizes can be measured on a machine that reaches no network.
 //! Each configuration runs in its own process so peak memory is its own.
+//!
+//! `SPECTRUM_BENCH_MEMORY=1` measures our side only, with and without
+//! gradient checkpointing, and prints each run's peak beside the memory
+//! estimate `spectrum train` shows (`spectrum_train::memory`) and their ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -93,6 +97,30 @@ fn main() {
         let text = String::from_utf8_lossy(&out.stdout);
         serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON report")
     };
+    if std::env::var_os("SPECTRUM_BENCH_MEMORY").is_some() {
+        println!(
+            "\n{}, f32, CPU; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third)",
+            shape.as_deref().unwrap_or("SmolLM2-135M")
+        );
+        println!("{}\n", Machine::describe());
+        println!(
+            "{:<30} {:>10} {:>10} {:>7} {:>10}",
+            "", "peak MiB", "estimate", "ratio", "tokens/s"
+        );
+        for mode in ["lora", "lora-ckpt", "full", "full-ckpt"] {
+            let ours = run(&exe, &[], mode);
+            let get = |k: &str| ours[k].as_f64().unwrap_or(0.0);
+            println!(
+                "{:<30} {:>10.0} {:>10.0} {:>6.2}x {:>10.0}",
+                mode.replace("-ckpt", " + checkpointing"),
+                get("peak_mib"),
+                get("estimate_mib"),
+                get("estimate_mib") / get("peak_mib"),
+                get("tokens_per_s")
+            );
+        }
+        return;
+    }
     let script = root.join("bench/train_torch.py");
     let model_arg = model_dir.display().to_string();
     let batch_arg = batch_file.display().to_string();
@@ -175,6 +203,10 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
         .zip(serde_json::from_value::<Vec<Vec<bool>>>(spec["loss"].clone()).expect("loss"))
         .map(|(ids, loss)| Item { ids, loss })
         .collect();
+    let (mode, checkpointing) = match mode.strip_suffix("-ckpt") {
+        Some(m) => (m, true),
+        None => (mode, false),
+    };
     let method = if mode == "lora" {
         Method::Lora(serde_json::from_value(spec["lora"].clone()).expect("lora"))
     } else {
@@ -182,6 +214,10 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     };
     let run = RunSpec {
         method,
+        gradient_checkpointing: checkpointing,
+        micro_batch: BATCH,
+        max_tokens: LENGTH,
+        max_batch_tokens: BATCH * LENGTH,
         ..RunSpec::default()
     };
     let mut model = Trainable::load(&run, model_dir).expect("load");
@@ -199,9 +235,11 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
             .expect("step");
     }
     let secs = start.elapsed().as_secs_f64();
+    let estimate = spectrum_train::memory::estimate(model.lm.model.config(), &run, 1.0 / 3.0);
     serde_json::json!({
         "tokens_per_s": (STEPS * BATCH * LENGTH) as f64 / secs,
         "peak_mib": peak_rss_mib(),
+        "estimate_mib": estimate.total as f64 / (1u64 << 20) as f64,
         "parameters": model.lm.model.config().parameters(),
     })
 }

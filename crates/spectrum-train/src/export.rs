@@ -2,10 +2,10 @@
 //! with `peft` on the base model, and by `spectrum model add`), or a merged
 //! Hugging Face folder (config, safetensors, tokenizer) that transformers loads.
 
-use spectrum_core::Problem;
 use std::path::Path;
 
 use candle_core::{DType, Device};
+use spectrum_core::Problem;
 use spectrum_lm::hf::ModelDir;
 use spectrum_lm::peft;
 

@@ -7,11 +7,11 @@
 //! accelerate launcher (`train.py`, `launch.sh`, accelerate configs for CPU,
 //! multi-GPU and DeepSpeed ZeRO-3).
 
-use spectrum_core::Problem;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use spectrum_core::Problem;
 use spectrum_lm::PromptFormat;
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_suite::Message;

@@ -10,6 +10,7 @@ pub mod checkpoint;
 pub mod data;
 pub mod export;
 pub mod job;
+pub mod memory;
 pub mod optim;
 pub mod spec;
 pub mod trainer;

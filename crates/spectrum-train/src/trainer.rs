@@ -4,15 +4,16 @@
 //! outputs with index >= 1 (§4.1) at fixed intervals; checkpoints with the
 //! optimizer state and the data cursor, from which [`train`] resumes.
 
-use spectrum_core::Problem;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
+use spectrum_core::Problem;
 use spectrum_lm::engine::output_scores;
 use spectrum_lm::hf::ModelDir;
 use spectrum_lm::lora::AdapterSite;
@@ -92,12 +93,37 @@ pub struct Outcome {
     pub checkpoint: PathBuf,
 }
 
+/// A batch as the model takes it.
+struct BatchTensors {
+    ids: Tensor,
+    mask: Option<Tensor>,
+    /// Flat positions (batch x width) whose next token carries loss.
+    rows: Tensor,
+    targets: Vec<u32>,
+    loss_tokens: usize,
+    tokens: usize,
+}
+
+/// The summed NLL of a batch's loss tokens from the final hidden states: only
+/// the positions that predict a loss token become logits.
+fn nll_of(model: &CausalLm, hidden: &Tensor, b: &BatchTensors) -> spectrum_lm::Result<Tensor> {
+    let (batch, width, hidden_size) = hidden.dims3()?;
+    let selected = hidden
+        .reshape((batch * width, hidden_size))?
+        .index_select(&b.rows, 0)?;
+    let logits = model.logits(&selected)?.to_dtype(DType::F32)?;
+    Ok(spectrum_lm::ops::cross_entropy_rows(&logits, &b.targets)?.sum_all()?)
+}
+
 /// A model ready to train: the network, its tokenizer, and what trains.
 #[derive(Debug)]
 pub struct Trainable {
     pub lm: LocalModel,
     pub names: Vec<String>,
     pub vars: Vec<Var>,
+    /// Recompute each decoder layer in the backward pass (the run's
+    /// `gradient_checkpointing`).
+    pub checkpointing: bool,
 }
 
 impl Trainable {
@@ -185,6 +211,7 @@ impl Trainable {
             lm: LocalModel { model, tokenizer },
             names,
             vars,
+            checkpointing: spec.gradient_checkpointing,
         })
     }
 
@@ -204,6 +231,18 @@ impl Trainable {
     /// Summed negative log-likelihood of the loss-flagged tokens of `batch`
     /// (a graph to backpropagate through), its loss-token and all-token counts.
     pub fn batch_nll(&mut self, batch: &[Item]) -> Result<(Tensor, usize, usize)> {
+        let b = self.batch_tensors(batch)?;
+        let hidden = self.lm.model.forward_hidden(&b.ids, b.mask.as_ref())?;
+        Ok((
+            nll_of(&self.lm.model, &hidden, &b)?,
+            b.loss_tokens,
+            b.tokens,
+        ))
+    }
+
+    /// The model's inputs for `batch`: ids padded to the longest item, the
+    /// key mask when there is padding, and the rows that predict loss tokens.
+    fn batch_tensors(&self, batch: &[Item]) -> Result<BatchTensors> {
         let device = self.lm.model.device().clone();
         let width = batch.iter().map(|i| i.ids.len()).max().unwrap_or(0);
         let mut ids = Vec::with_capacity(batch.len() * width);
@@ -228,22 +267,40 @@ impl Trainable {
         }
         let tokens: usize = batch.iter().map(|i| i.ids.len()).sum();
         let padded = tokens < batch.len() * width;
-        let ids = Tensor::from_vec(ids, (batch.len(), width), &device)?;
-        let mask = Tensor::from_vec(mask, (batch.len(), width), &device)?;
-        let hidden = self
-            .lm
-            .model
-            .forward_hidden(&ids, padded.then_some(&mask))?;
-        let hidden_size = hidden.dim(2)?;
-        // Only positions that predict a loss token become logits.
-        let n = rows.len();
-        let rows = Tensor::from_vec(rows, n, &device)?;
-        let selected = hidden
-            .reshape((batch.len() * width, hidden_size))?
-            .index_select(&rows, 0)?;
-        let logits = self.lm.model.logits(&selected)?.to_dtype(DType::F32)?;
-        let nll = spectrum_lm::ops::cross_entropy_rows(&logits, &targets)?.sum_all()?;
-        Ok((nll, n, tokens))
+        let loss_tokens = rows.len();
+        Ok(BatchTensors {
+            ids: Tensor::from_vec(ids, (batch.len(), width), &device)?,
+            mask: padded
+                .then(|| Tensor::from_vec(mask, (batch.len(), width), &device))
+                .transpose()?,
+            rows: Tensor::from_vec(rows, loss_tokens, &device)?,
+            targets,
+            loss_tokens,
+            tokens,
+        })
+    }
+
+    /// The gradients of `nll / scale` over `batch` and the summed NLL: an
+    /// ordinary backward pass, or a checkpointed one (each decoder layer
+    /// recomputed in the backward pass) when the run asks for it.
+    fn batch_gradients(&mut self, batch: &[Item], scale: f64) -> Result<(f64, usize, GradStore)> {
+        if !self.checkpointing {
+            let (nll, _, tokens) = self.batch_nll(batch)?;
+            let value = nll.to_scalar::<f32>()? as f64;
+            return Ok((value, tokens, (nll / scale)?.backward()?));
+        }
+        let b = self.batch_tensors(batch)?;
+        let mut value = 0.0;
+        let (_, store) = self.lm.model.backward_checkpointed(
+            &b.ids,
+            b.mask.as_ref(),
+            &mut |model, hidden| {
+                let nll = nll_of(model, hidden, &b)?;
+                value = nll.to_scalar::<f32>()? as f64;
+                Ok((nll / scale)?)
+            },
+        )?;
+        Ok((value, b.tokens, store))
     }
 
     /// One optimiser step over the micro-batches `micro` (the effective batch):
@@ -269,10 +326,9 @@ impl Trainable {
             if cancel.load(Ordering::Relaxed) {
                 return Ok(None);
             }
-            let (nll, _, n_tokens) = self.batch_nll(batch)?;
-            nll_total += nll.to_scalar::<f32>()? as f64;
+            let (nll, n_tokens, store) = self.batch_gradients(batch, loss_tokens as f64)?;
+            nll_total += nll;
             tokens += n_tokens;
-            let store = (nll / loss_tokens as f64)?.backward()?;
             for (slot, var) in grads.iter_mut().zip(&self.vars) {
                 if let Some(g) = store.get(var.as_tensor()) {
                     *slot = Some(match slot.take() {

@@ -5,7 +5,7 @@ import type {
   AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,
   ImportOutcome, ImportPreview, JobEvent, JobInfo, JobResult, ModelRecord, PickKind, ReportOptions,
   RemoteModelRequest, ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
-  PromptView, Setting, TrainOutcome, TrainRequestDto, AppError,
+  PromptView, Setting, TrainOutcome, TrainRequestDto, AppError, MemoryFit,
 } from "./bindings";
 
 /** What every command rejects with: a code, the message, the fix as data (`fixText`). */
@@ -115,6 +115,7 @@ export const api = {
   addRemoteModel: (request: RemoteModelRequest, on: (p: Progress) => void) =>
     valueJob("add_remote_model", { request }, on, "model"),
   trainDefaults: () => call<TrainDefaults>("train_defaults"),
+  trainMemory: (request: TrainRequestDto) => call<MemoryFit>("train_memory", { request }),
   train: (request: TrainRequestDto, on: (p: Progress) => void) =>
     valueJob("train", { request }, on, "train"),
   resumeRun: (run: number, on: (p: Progress) => void) => job("resume_run", { run }, on, ["train", "eval"]),

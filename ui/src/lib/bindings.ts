@@ -1,5 +1,5 @@
 // Generated from the Rust types by crates/spectrum-app/src/bindings.rs: do not edit.
-// Regenerate: SPECTRUM_BLESS=1 cargo test -p spectrum-app --lib bindings
+// Regenerate: SPECTRUM_BLESS=1 cargo test --workspace --lib bindings
 
 export type AppError = { code: ErrorCode, message: string, fix: Fix | null, };
 
@@ -328,6 +328,40 @@ export type MeanSe = { mean: number,
  */
 se: number | null, n: number, };
 
+export type MemoryEstimate = { weights: number, 
+/**
+ * Gradients, AdamW moments and master weights of what trains.
+ */
+optimizer: number, activations: number, logits: number, 
+/**
+ * What the optimiser step holds beside the state (after the backward
+ * pass has freed the activations; the peak is the larger of the two).
+ */
+step: number, runtime: number, total: number, 
+/**
+ * Trainable parameters.
+ */
+trainable: number, 
+/**
+ * Tokens of the largest forward pass.
+ */
+tokens_per_pass: number, };
+
+export type MemoryFit = { estimate: MemoryEstimate, 
+/**
+ * `cpu`, `cuda:0`, ...
+ */
+device: string, 
+/**
+ * Free memory where it can be read (the CPU's `MemAvailable`; a GPU's is
+ * not read yet).
+ */
+free: number | null, 
+/**
+ * One-setting changes that would fit, when this does not.
+ */
+suggestions: Array<Suggestion>, };
+
 export type Message = { role: Role, content: string, };
 
 export type Method = { "lora": LoraConfig } | "full";
@@ -480,7 +514,15 @@ dtype: string | null, device: DeviceSpec,
  * `composed`: run the composed candle operations a GPU runs instead of
  * the CPU's custom f32 kernels (for testing that path on a CPU).
  */
-kernels?: Kernels, seed: number, 
+kernels?: Kernels, 
+/**
+ * Recompute each decoder layer's activations in the backward pass
+ * instead of keeping them: activation memory falls to the layers' inputs
+ * plus one layer's, for about a third more compute. Gradients are
+ * unchanged (bit for bit on the CPU's kernels). On by default for GPU
+ * presets.
+ */
+gradient_checkpointing?: boolean, seed: number, 
 /**
  * Held-out loss every this many steps (and at the start and the end).
  */
@@ -643,6 +685,17 @@ tokens: number,
  * All tokens processed per second (context included).
  */
 tokens_per_s: number, elapsed_s: number, };
+
+export type Suggestion = { 
+/**
+ * The setting's name (`gradient_checkpointing`, `max_batch_tokens`,
+ * `micro_batch`, `method`).
+ */
+setting: string, 
+/**
+ * Its new value, as a front end would write it.
+ */
+value: string, total: number, };
 
 export type Tally = { win: number, tie: number, loss: number, };
 

@@ -17,6 +17,14 @@ pub enum Mode {
     Training,
 }
 
+/// The attention masks of a pass: every layer's, and the sliding-window
+/// layers' where the family has them.
+#[derive(Debug, Clone)]
+pub(crate) struct Masks {
+    pub full: Tensor,
+    pub local: Option<Tensor>,
+}
+
 /// What one forward pass is: where it starts in the cache, in which mode, on what.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pass<'a> {

@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
+    Activation, Attention, AttentionSpec, Masks, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
     attention_mask, sub_site,
 };
 use super::llama::layer_site;
@@ -122,36 +122,73 @@ impl Gemma3 {
         key_mask: Option<&Tensor>,
         pass: &Pass,
     ) -> Result<Tensor> {
+        let (mut x, masks) = self.begin(ids, key_mask, pass)?;
+        for i in 0..self.blocks.len() {
+            x = self.block(i, &x, &masks, pass)?;
+        }
+        self.end(&x, pass.mode)
+    }
+
+    /// The embedded (and scaled) tokens and the full and sliding-window masks.
+    pub(crate) fn begin(
+        &self,
+        ids: &Tensor,
+        key_mask: Option<&Tensor>,
+        pass: &Pass,
+    ) -> Result<(Tensor, Masks)> {
         let Pass {
             offset,
-            mode,
             dtype,
             device,
+            ..
         } = *pass;
         let (b, t) = ids.dims2()?;
         let full = attention_mask(b, t, offset, key_mask, None, dtype, device)?;
         let local = attention_mask(b, t, offset, key_mask, Some(self.window), dtype, device)?;
-        let train = mode == Mode::Training;
         // The scale is rounded to the model's dtype first, as in transformers.
         let scale = Tensor::new(self.embed_scale as f32, device)?
             .to_dtype(dtype)?
             .to_dtype(DType::F64)?
             .to_scalar::<f64>()?;
-        let mut x = (self.tokens.embed(ids)? * scale)?;
-        for block in &mut self.blocks {
-            let (mask, rotary) = if block.sliding {
-                (&local, &self.rotary_local)
-            } else {
-                (&full, &self.rotary_global)
-            };
-            let h = block.input_norm.forward(&x, mode)?;
-            let h = block.attn.forward(&h, mask, rotary, offset, mode)?;
-            x = (x + block.post_attn_norm.forward(&h, mode)?)?;
-            let h = block.pre_ff_norm.forward(&x, mode)?;
-            let h = block.mlp.forward(&h, train)?;
-            x = (x + block.post_ff_norm.forward(&h, mode)?)?;
-        }
-        self.norm.forward(&x, mode)
+        let x = (self.tokens.embed(ids)? * scale)?;
+        Ok((
+            x,
+            Masks {
+                full,
+                local: Some(local),
+            },
+        ))
+    }
+
+    pub(crate) fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Decoder layer `i` on the residual stream `x`.
+    pub(crate) fn block(
+        &mut self,
+        i: usize,
+        x: &Tensor,
+        masks: &Masks,
+        pass: &Pass,
+    ) -> Result<Tensor> {
+        let (mode, offset) = (pass.mode, pass.offset);
+        let block = &mut self.blocks[i];
+        let (mask, rotary) = match (&masks.local, block.sliding) {
+            (Some(local), true) => (local, &self.rotary_local),
+            _ => (&masks.full, &self.rotary_global),
+        };
+        let h = block.input_norm.forward(x, mode)?;
+        let h = block.attn.forward(&h, mask, rotary, offset, mode)?;
+        let x = (x + block.post_attn_norm.forward(&h, mode)?)?;
+        let h = block.pre_ff_norm.forward(&x, mode)?;
+        let h = block.mlp.forward(&h, mode == Mode::Training)?;
+        Ok((&x + block.post_ff_norm.forward(&h, mode)?)?)
+    }
+
+    /// The final norm.
+    pub(crate) fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.norm.forward(x, mode)
     }
 
     /// Logits from final hidden states (soft-capped if the model says so).

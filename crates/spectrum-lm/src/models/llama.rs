@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
+    Activation, Attention, AttentionSpec, Masks, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
     attention_mask, sub_site,
 };
 use crate::Result;
@@ -108,23 +108,50 @@ impl Llama {
         key_mask: Option<&Tensor>,
         pass: &Pass,
     ) -> Result<Tensor> {
-        let Pass {
-            offset,
-            mode,
-            dtype,
-            device,
-        } = *pass;
-        let (b, t) = ids.dims2()?;
-        let mask = attention_mask(b, t, offset, key_mask, None, dtype, device)?;
-        let train = mode == Mode::Training;
-        let mut x = self.tokens.embed(ids)?;
-        for block in &mut self.blocks {
-            let h = block.input_norm.forward(&x, mode)?;
-            x = (x + block.attn.forward(&h, &mask, &self.rotary, offset, mode)?)?;
-            let h = block.post_norm.forward(&x, mode)?;
-            x = (x + block.mlp.forward(&h, train)?)?;
+        let (mut x, masks) = self.begin(ids, key_mask, pass)?;
+        for i in 0..self.blocks.len() {
+            x = self.block(i, &x, &masks, pass)?;
         }
-        self.norm.forward(&x, mode)
+        self.end(&x, pass.mode)
+    }
+
+    /// The embedded tokens and the attention mask of a pass.
+    pub(crate) fn begin(
+        &self,
+        ids: &Tensor,
+        key_mask: Option<&Tensor>,
+        pass: &Pass,
+    ) -> Result<(Tensor, Masks)> {
+        let (b, t) = ids.dims2()?;
+        let full = attention_mask(b, t, pass.offset, key_mask, None, pass.dtype, pass.device)?;
+        Ok((self.tokens.embed(ids)?, Masks { full, local: None }))
+    }
+
+    pub(crate) fn blocks(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Decoder layer `i` on the residual stream `x`.
+    pub(crate) fn block(
+        &mut self,
+        i: usize,
+        x: &Tensor,
+        masks: &Masks,
+        pass: &Pass,
+    ) -> Result<Tensor> {
+        let (mode, offset) = (pass.mode, pass.offset);
+        let block = &mut self.blocks[i];
+        let h = block.input_norm.forward(x, mode)?;
+        let x = (x + block
+            .attn
+            .forward(&h, &masks.full, &self.rotary, offset, mode)?)?;
+        let h = block.post_norm.forward(&x, mode)?;
+        Ok((&x + block.mlp.forward(&h, mode == Mode::Training)?)?)
+    }
+
+    /// The final norm.
+    pub(crate) fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.norm.forward(x, mode)
     }
 
     /// Logits from final hidden states.

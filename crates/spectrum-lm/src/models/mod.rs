@@ -9,7 +9,8 @@ mod common;
 pub mod gemma3;
 pub mod llama;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::backprop::GradStore;
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
 
 pub use common::Mode;
@@ -152,12 +153,158 @@ impl CausalLm {
         Ok(hidden)
     }
 
+    /// The gradients of `loss(self, hidden)` with gradient checkpointing: the
+    /// forward pass keeps only each decoder layer's input (one [batch, seq,
+    /// hidden] tensor per layer) and drops the layer's activations; the
+    /// backward pass recomputes them one layer at a time, last layer first,
+    /// and backpropagates through that layer alone. Peak activation memory is
+    /// the layer inputs plus one layer's activations, for a second forward
+    /// pass of compute. Every operation is deterministic, so the gradients
+    /// equal `loss(self, forward_hidden(..)).backward()`'s bit for bit.
+    /// Returns the loss (detached) and the gradients. Training mode only.
+    pub fn backward_checkpointed(
+        &mut self,
+        input_ids: &Tensor,
+        key_mask: Option<&Tensor>,
+        loss: &mut dyn FnMut(&CausalLm, &Tensor) -> Result<Tensor>,
+    ) -> Result<(Tensor, GradStore)> {
+        if self.mode != Mode::Training {
+            return Err(candle_core::Error::Msg(
+                "gradient checkpointing needs the model in training mode".into(),
+            )
+            .into());
+        }
+        crate::fpu::flush_subnormals();
+        let (dtype, device) = (self.dtype, self.device.clone());
+        let pass = common::Pass {
+            offset: 0,
+            mode: Mode::Training,
+            dtype,
+            device: &device,
+        };
+        let (x0, masks) = self.net_begin(input_ids, key_mask, &pass)?;
+        // Forward: keep each layer's input, detached (its graph is dropped).
+        let mut inputs = vec![x0.detach()];
+        for i in 0..self.net_blocks() {
+            let x = inputs
+                .last()
+                .cloned()
+                .expect("inputs start with the embeddings");
+            let y = self.net_block(i, &x, &masks, &pass)?;
+            inputs.push(y.detach());
+        }
+        // The top: final norm, head and loss, from the last layer's output.
+        let top = Var::from_tensor(&inputs.pop().expect("the last output"))?;
+        let hidden = self.net_end(top.as_tensor())?;
+        let value = loss(self, &hidden)?;
+        let mut grads = value.backward()?;
+        detach_all(&mut grads);
+        let mut upstream = take_grad(&mut grads, top.as_tensor())?;
+        // Layer by layer, last first: recompute, then backpropagate `upstream`.
+        for i in (0..self.net_blocks()).rev() {
+            let x = Var::from_tensor(&inputs.pop().expect("a layer input"))?;
+            let y = self.net_block(i, x.as_tensor(), &masks, &pass)?;
+            let mut layer = (y * &upstream)?.sum_all()?.backward()?;
+            // Candle's gradients can keep the graph they were computed from
+            // (the layer's recomputed activations): detached, each layer's
+            // activations are freed before the next layer is recomputed.
+            detach_all(&mut layer);
+            upstream = take_grad(&mut layer, x.as_tensor())?;
+            grads.extend(layer)?;
+        }
+        // The embeddings (trainable in full fine-tuning). A variable that
+        // already has a gradient (a tied embedding matrix: the head's) gets
+        // it back as a term of this root, so that the input's rows are added
+        // into it in the ordinary pass's order: candle processes a sum's right
+        // operand first, so the earlier gradient comes first, as there.
+        let (x0, _) = self.net_begin(input_ids, key_mask, &pass)?;
+        let mut root = (x0.clone() * &upstream)?.sum_all()?;
+        let shared: Vec<Tensor> = x0
+            .sorted_nodes()
+            .into_iter()
+            .filter(|n| n.is_variable())
+            .cloned()
+            .collect();
+        let mut earlier: Option<Tensor> = None;
+        for var in &shared {
+            if let Some(g) = grads.remove(var) {
+                let term = (var * g)?.sum_all()?;
+                earlier = Some(match earlier {
+                    Some(e) => (e + term)?,
+                    None => term,
+                });
+            }
+        }
+        if let Some(e) = earlier {
+            root = (root + e)?;
+        }
+        grads.extend(root.backward()?)?;
+        Ok((value.detach(), grads))
+    }
+
+    fn net_begin(
+        &self,
+        ids: &Tensor,
+        key_mask: Option<&Tensor>,
+        pass: &common::Pass,
+    ) -> Result<(Tensor, common::Masks)> {
+        match &self.net {
+            Net::Llama(m) => m.begin(ids, key_mask, pass),
+            Net::Gemma3(m) => m.begin(ids, key_mask, pass),
+        }
+    }
+
+    fn net_blocks(&self) -> usize {
+        match &self.net {
+            Net::Llama(m) => m.blocks(),
+            Net::Gemma3(m) => m.blocks(),
+        }
+    }
+
+    fn net_block(
+        &mut self,
+        i: usize,
+        x: &Tensor,
+        masks: &common::Masks,
+        pass: &common::Pass,
+    ) -> Result<Tensor> {
+        match &mut self.net {
+            Net::Llama(m) => m.block(i, x, masks, pass),
+            Net::Gemma3(m) => m.block(i, x, masks, pass),
+        }
+    }
+
+    fn net_end(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.net {
+            Net::Llama(m) => m.end(x, self.mode),
+            Net::Gemma3(m) => m.end(x, self.mode),
+        }
+    }
+
     /// Logits [.., vocab] from hidden states [.., hidden].
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         let train = self.mode == Mode::Training;
         match &self.net {
             Net::Llama(m) => m.head(hidden, train),
             Net::Gemma3(m) => m.head(hidden, train),
+        }
+    }
+}
+
+/// The gradient of `of` in `grads`, removed (zeros where nothing reached it).
+fn take_grad(grads: &mut GradStore, of: &Tensor) -> Result<Tensor> {
+    Ok(match grads.remove(of) {
+        Some(g) => g,
+        None => of.zeros_like()?,
+    })
+}
+
+/// Every gradient in `grads` without the graph it may still reference.
+fn detach_all(grads: &mut GradStore) {
+    let ids: Vec<_> = grads.get_ids().copied().collect();
+    for id in ids {
+        if let Some(g) = grads.get_id(id).map(Tensor::detach) {
+            grads.insert_id(id, g);
         }
     }
 }
