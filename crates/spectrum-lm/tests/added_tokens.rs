@@ -40,7 +40,11 @@ fn mean_rows_extend_the_model_and_leave_the_rest_alone() {
     ];
     let err =
         template::render(&tok, PromptFormat::Spectrum, &messages, None).expect_err("no turns");
-    assert!(err.to_string().contains("add-tokens"), "{err}");
+    let fix = spectrum_core::Explain::fix(&err);
+    assert!(
+        matches!(&fix, Some(spectrum_core::Fix::Setting { setting, advice }) if setting == "template" && advice.contains("add-tokens")),
+        "{err}: {fix:?}"
+    );
 
     let added = add_tokens(&base, &out, &missing, RowInit::Mean).expect("add");
     let v = tiny::vocab().len();

@@ -14,6 +14,10 @@
 //! that real sizes can be measured on a machine that reaches no network.
 //! Each configuration runs in its own process so peak memory is its own.
 //!
+//! `SPECTRUM_BENCH_DEVICE=cuda:0` trains on that device instead of the CPU,
+//! in bf16 (a build with `--features cuda`; the peak reported is still the
+//! process's resident memory, not the GPU's).
+//!
 //! `SPECTRUM_BENCH_MEMORY=1` measures our side only, with and without
 //! gradient checkpointing, and prints each run's peak beside the memory
 //! estimate `spectrum train` shows (`spectrum_train::memory`) and their ratio.
@@ -212,8 +216,17 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     } else {
         Method::Full
     };
+    let device = match std::env::var("SPECTRUM_BENCH_DEVICE").ok().as_deref() {
+        None | Some("cpu") => spectrum_lm::DeviceSpec::Cpu,
+        Some(d) => spectrum_lm::DeviceSpec::Cuda(
+            d.strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .expect("SPECTRUM_BENCH_DEVICE: cpu or cuda:N"),
+        ),
+    };
     let run = RunSpec {
         method,
+        device,
         gradient_checkpointing: checkpointing,
         micro_batch: BATCH,
         max_tokens: LENGTH,

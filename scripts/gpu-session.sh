@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Issue 21's GPU checks (items 5-7) in one prepared session. Not yet run: no
+# GPU machine has been lent to this project so far.
+#
+#   scripts/gpu-session.sh prepare   # here, without a GPU: build the CUDA binaries
+#   scripts/gpu-session.sh run       # on the GPU machine (the device tool's `run`,
+#                                    # carrying target/gpu-carry): measure, write $OUT
+#
+# `prepare` fetches nvcc from PyPI (as scripts/cuda-check.sh does), builds the
+# `spectrum` CLI and the train bench with --features cuda for compute
+# capability 9.0 (H100/H200; set CUDA_COMPUTE_CAP otherwise), strips them and
+# copies them into target/gpu-carry (the device tool carries at most 64 MiB:
+# no model weights travel; the bench builds random weights of published
+# shapes on the device, spectrum_lm::shapes).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+prepare)
+    scripts/cuda-check.sh -p spectrum-cli >/dev/null   # fetches the toolkit once
+    cuda="$PWD/target/cuda-toolkit/nvidia/cu13"
+    export CUDA_HOME="$cuda" CUDA_PATH="$cuda" PATH="$cuda/bin:$PATH"
+    export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+    cargo build --locked --release -p spectrum-cli --features cuda
+    cargo bench --locked -p spectrum-train --bench train_throughput --features spectrum-lm/cuda --no-run
+    mkdir -p target/gpu-carry
+    cp target/release/spectrum target/gpu-carry/
+    bench=$(ls -t target/release/deps/train_throughput-* | grep -v '\.d$' | head -1)
+    cp "$bench" target/gpu-carry/train_throughput
+    strip target/gpu-carry/*
+    du -sh target/gpu-carry
+    ;;
+run)
+    out="${OUT:-target/gpu-out}"
+    mkdir -p "$out"
+    carry=target/gpu-carry
+    nvidia-smi | tee "$out/nvidia-smi.txt"
+    "$carry/spectrum" system | tee "$out/system.txt"
+    # Item 6: LoRA and full fine-tuning of the 0.5B shape, with and without
+    # checkpointing (memory mode: ours only; tokens/s per configuration).
+    for shape in qwen2.5-0.5b qwen2.5-1.5b qwen2.5-7b; do
+        SPECTRUM_BENCH_SHAPE=$shape SPECTRUM_BENCH_DEVICE=cuda:0 SPECTRUM_BENCH_MEMORY=1 \
+            timeout 240 "$carry/train_throughput" | tee "$out/train-$shape.txt" || true
+        nvidia-smi --query-gpu=memory.used,memory.total --format=csv | tee -a "$out/train-$shape.txt"
+    done
+    ;;
+*)
+    echo "usage: $0 prepare|run" >&2
+    exit 2
+    ;;
+esac
