@@ -319,7 +319,7 @@ impl Studio {
         let mut first_step = None;
         let mut total = 0;
         let mut on_event = |e: Event| -> spectrum_train::Result<()> {
-            let events_error = |e: spectrum_store::StoreError| TrainError::Events(e.to_string());
+            let events_error = |e: spectrum_store::StoreError| TrainError::Events(Box::new(e));
             match e {
                 Event::Started {
                     start_step,

@@ -158,19 +158,32 @@ impl Default for Settings {
 impl Settings {
     /// Checks the numbers; the message says which one is wrong and how to fix it.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: &str| Err(EvalError::Settings(m.to_string()));
+        let bad = |setting: &'static str, message: &str| {
+            Err(EvalError::Settings {
+                setting,
+                message: message.to_string(),
+            })
+        };
         if self.budget < 16 {
-            return bad("budget must be at least 16 tokens");
+            return bad("budget", "budget must be at least 16 tokens");
         }
-        if self.max_sequences == 0 || self.max_items == 0 || self.samples == 0 {
-            return bad("max_sequences, max_items and samples must be at least 1");
+        for (setting, n) in [
+            ("max_sequences", self.max_sequences),
+            ("max_items", self.max_items),
+            ("samples", self.samples),
+            ("max_new_tokens", self.max_new_tokens),
+            ("batch_tokens", self.batch_tokens),
+        ] {
+            if n == 0 {
+                return bad(setting, &format!("{setting} must be at least 1"));
+            }
         }
         if self.temperatures.is_empty() || self.temperatures.iter().any(|t| t.is_nan() || *t <= 0.0)
         {
-            return bad("temperatures must be a non-empty list of numbers above 0");
-        }
-        if self.max_new_tokens == 0 || self.batch_tokens == 0 {
-            return bad("max_new_tokens and batch_tokens must be at least 1");
+            return bad(
+                "temperatures",
+                "temperatures must be a non-empty list of numbers above 0",
+            );
         }
         if let Some(dir) = &self.k_tokenizer {
             if dir.ends_with(".gguf") {
@@ -204,8 +217,12 @@ pub enum EvalError {
     Cancelled,
     #[error("task {task}: {reason}")]
     Task { task: String, reason: String },
-    #[error("invalid settings: {0}")]
-    Settings(String),
+    /// An evaluation setting out of range; `setting` names it for a front end.
+    #[error("invalid settings: {message}")]
+    Settings {
+        setting: &'static str,
+        message: String,
+    },
     /// A failure with a known way out.
     #[error(transparent)]
     Problem(#[from] Problem),
@@ -216,7 +233,7 @@ impl Explain for EvalError {
         match self {
             EvalError::Lm(e) => e.code(),
             EvalError::Cancelled => ErrorCode::Cancelled,
-            EvalError::Task { .. } | EvalError::Settings(_) => ErrorCode::BadInput,
+            EvalError::Task { .. } | EvalError::Settings { .. } => ErrorCode::BadInput,
             EvalError::Problem(p) => p.code,
         }
     }
@@ -225,7 +242,7 @@ impl Explain for EvalError {
         match self {
             EvalError::Lm(e) => e.fix(),
             EvalError::Problem(p) => p.fix.clone(),
-            EvalError::Cancelled | EvalError::Task { .. } | EvalError::Settings(_) => None,
+            EvalError::Cancelled | EvalError::Task { .. } | EvalError::Settings { .. } => None,
         }
     }
 }

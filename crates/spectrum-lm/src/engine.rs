@@ -205,11 +205,10 @@ fn gather_scores(logits: &Tensor, targets: &[u32]) -> Result<Vec<RowScore>> {
     })
 }
 
-fn check_prompt(prompt: &[u32]) -> Result<()> {
+/// Refuses an empty prompt: there is nothing to score or continue.
+pub fn check_prompt(prompt: &[u32]) -> Result<()> {
     if prompt.is_empty() {
-        return Err(crate::LmError::Template(
-            "the prompt has no tokens: give some text to continue".into(),
-        ));
+        return Err(crate::LmError::EmptyPrompt);
     }
     Ok(())
 }

@@ -26,6 +26,9 @@ pub enum LmError {
     /// A named tensor that does not fit where it goes (a merge, a restore).
     #[error("{name}: {problem}")]
     Tensor { name: String, problem: String },
+    /// Nothing to score or continue.
+    #[error("the prompt has no tokens")]
+    EmptyPrompt,
     #[error("tokenizer: {0}")]
     Tokenizer(String),
     #[error("template: {0}")]
@@ -58,6 +61,7 @@ impl Explain for LmError {
                 "check the name and the network; offline, download the folder on a machine \
                  that reaches the hub and add it as a local model",
             )),
+            LmError::EmptyPrompt => Some(Fix::say("give some text to continue")),
             LmError::Problem(p) => p.fix.clone(),
             _ => None,
         }

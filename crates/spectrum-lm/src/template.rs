@@ -285,7 +285,11 @@ pub struct ChatTemplate {
 impl ChatTemplate {
     pub fn new(tok: &TextTokenizer) -> Result<ChatTemplate> {
         let template = tok.chat_template.clone().ok_or_else(|| {
-            LmError::Template("the model has no chat template (tokenizer_config.json chat_template); use the spectrum or colon format".into())
+            Problem::setting(
+                "the model has no chat template (tokenizer_config.json chat_template)",
+                "template",
+                "the spectrum or colon format",
+            )
         })?;
         let mut env = Environment::new();
         env.add_function(

@@ -77,8 +77,10 @@ pub fn export_merged(ckpt: &Checkpoint, method: &Method, base: &Path, out: &Path
     let cfg_path = md.dir.join("config.json");
     if md.config.multimodal {
         // Only the language model was loaded: describe the export as the text model.
-        let mut cfg = serde_json::to_value(&md.config)
-            .map_err(|e| TrainError::Spec(format!("cannot write config.json: {e}")))?;
+        let mut cfg = serde_json::to_value(&md.config).map_err(|source| TrainError::Json {
+            path: cfg_path.clone(),
+            source,
+        })?;
         if let Some(o) = cfg.as_object_mut() {
             o.retain(|_, v| !v.is_null());
         }

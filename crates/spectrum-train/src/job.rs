@@ -71,7 +71,10 @@ const FILES: [(&str, &str); 7] = [
 ];
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
-    move |e| TrainError::Io(format!("{}: {e}", path.display()))
+    move |source| TrainError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Writes the TRL bundle into `out` (created; it must not exist or be empty).
@@ -158,7 +161,10 @@ pub fn write_trl_bundle(input: &JobInput, out: &Path) -> Result<JobBundle> {
         "keep_checkpoints": spec.keep_checkpoints,
     });
     let path = out.join("job.json");
-    let text = serde_json::to_string_pretty(&job).map_err(|e| TrainError::Io(e.to_string()))?;
+    let text = serde_json::to_string_pretty(&job).map_err(|source| TrainError::Json {
+        path: path.clone(),
+        source,
+    })?;
     std::fs::write(&path, text).map_err(io(&path))?;
     for (name, content) in FILES {
         let path = out.join(name);

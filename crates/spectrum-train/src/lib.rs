@@ -29,11 +29,7 @@ pub use trainer::{
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     #[error("run spec: {0}")]
-    Spec(String),
-    #[error("run spec: {0}")]
     Setting(#[from] spec::SpecError),
-    #[error("training data: {0}")]
-    Data(String),
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
     #[error(transparent)]
@@ -41,11 +37,24 @@ pub enum TrainError {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
     /// A front end's event handler failed (e.g. the store could not be written).
-    #[error("{0}")]
-    Events(String),
-    /// Writing files (a job bundle) failed; the message names the file.
-    #[error("{0}")]
-    Io(String),
+    #[error("recording the run: {0}")]
+    Events(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// Writing a file (a job bundle, an export) failed.
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A lock another thread panicked while holding.
+    #[error("a variable store lock was poisoned (a training thread panicked)")]
+    Poisoned,
     /// A failure with a known way out.
     #[error(transparent)]
     Problem(#[from] Problem),
@@ -54,15 +63,14 @@ pub enum TrainError {
 impl Explain for TrainError {
     fn code(&self) -> ErrorCode {
         match self {
-            TrainError::Spec(_) | TrainError::Setting(_) | TrainError::Data(_) => {
-                ErrorCode::BadInput
-            }
-            TrainError::Checkpoint { .. } => ErrorCode::BadInput,
+            TrainError::Setting(_) | TrainError::Checkpoint { .. } => ErrorCode::BadInput,
             TrainError::Lm(e) => e.code(),
             TrainError::Problem(p) => p.code,
-            TrainError::Candle(_) | TrainError::Events(_) | TrainError::Io(_) => {
-                ErrorCode::Internal
-            }
+            TrainError::Candle(_)
+            | TrainError::Events(_)
+            | TrainError::Io { .. }
+            | TrainError::Json { .. }
+            | TrainError::Poisoned => ErrorCode::Internal,
         }
     }
 

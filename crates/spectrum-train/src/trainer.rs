@@ -202,9 +202,12 @@ impl Trainable {
             }
         }
         if named.is_empty() {
-            return Err(TrainError::Spec(
-                "nothing to train: no LoRA target module exists in this model".into(),
-            ));
+            return Err(Problem::setting(
+                "nothing to train: no LoRA target module exists in this model",
+                "method",
+                "LoRA targets the model has (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), or full fine-tuning",
+            )
+            .into());
         }
         let (names, vars) = named.into_iter().unzip();
         Ok(Trainable {
@@ -425,7 +428,7 @@ pub struct StepDone {
 }
 
 fn poisoned() -> TrainError {
-    TrainError::Spec("a variable store lock was poisoned".into())
+    TrainError::Poisoned
 }
 
 /// The micro-batches in training order, epoch after epoch.

@@ -25,6 +25,32 @@ pub(crate) struct Masks {
     pub local: Option<Tensor>,
 }
 
+/// A decoder-only network as its three stages, so that a pass can run (or
+/// recompute) one decoder layer at a time.
+pub(crate) trait Layers {
+    /// The embedded tokens and the attention masks of a pass.
+    fn begin(
+        &self,
+        ids: &Tensor,
+        key_mask: Option<&Tensor>,
+        pass: &Pass,
+    ) -> Result<(Tensor, Masks)>;
+    fn blocks(&self) -> usize;
+    /// Decoder layer `i` on the residual stream `x`.
+    fn block(&mut self, i: usize, x: &Tensor, masks: &Masks, pass: &Pass) -> Result<Tensor>;
+    /// The final norm.
+    fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor>;
+
+    /// The final hidden states of `ids`.
+    fn forward(&mut self, ids: &Tensor, key_mask: Option<&Tensor>, pass: &Pass) -> Result<Tensor> {
+        let (mut x, masks) = self.begin(ids, key_mask, pass)?;
+        for i in 0..self.blocks() {
+            x = self.block(i, &x, &masks, pass)?;
+        }
+        self.end(&x, pass.mode)
+    }
+}
+
 /// What one forward pass is: where it starts in the cache, in which mode, on what.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Pass<'a> {

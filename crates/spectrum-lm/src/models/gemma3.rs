@@ -7,7 +7,7 @@ use candle_core::{DType, Tensor};
 use candle_nn::VarBuilder;
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Masks, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
+    Activation, Attention, AttentionSpec, Layers, Masks, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
     attention_mask, sub_site,
 };
 use super::llama::layer_site;
@@ -116,21 +116,19 @@ impl Gemma3 {
         self.blocks.iter_mut().map(|b| &mut b.attn)
     }
 
-    pub(crate) fn forward(
-        &mut self,
-        ids: &Tensor,
-        key_mask: Option<&Tensor>,
-        pass: &Pass,
-    ) -> Result<Tensor> {
-        let (mut x, masks) = self.begin(ids, key_mask, pass)?;
-        for i in 0..self.blocks.len() {
-            x = self.block(i, &x, &masks, pass)?;
-        }
-        self.end(&x, pass.mode)
+    /// Logits from final hidden states (soft-capped if the model says so).
+    pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        let logits = self.tokens.head(hidden, train)?;
+        Ok(match self.final_softcap {
+            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
+            None => logits,
+        })
     }
+}
 
+impl Layers for Gemma3 {
     /// The embedded (and scaled) tokens and the full and sliding-window masks.
-    pub(crate) fn begin(
+    fn begin(
         &self,
         ids: &Tensor,
         key_mask: Option<&Tensor>,
@@ -160,18 +158,12 @@ impl Gemma3 {
         ))
     }
 
-    pub(crate) fn blocks(&self) -> usize {
+    fn blocks(&self) -> usize {
         self.blocks.len()
     }
 
     /// Decoder layer `i` on the residual stream `x`.
-    pub(crate) fn block(
-        &mut self,
-        i: usize,
-        x: &Tensor,
-        masks: &Masks,
-        pass: &Pass,
-    ) -> Result<Tensor> {
+    fn block(&mut self, i: usize, x: &Tensor, masks: &Masks, pass: &Pass) -> Result<Tensor> {
         let (mode, offset) = (pass.mode, pass.offset);
         let block = &mut self.blocks[i];
         let (mask, rotary) = match (&masks.local, block.sliding) {
@@ -187,16 +179,7 @@ impl Gemma3 {
     }
 
     /// The final norm.
-    pub(crate) fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.norm.forward(x, mode)
-    }
-
-    /// Logits from final hidden states (soft-capped if the model says so).
-    pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        let logits = self.tokens.head(hidden, train)?;
-        Ok(match self.final_softcap {
-            Some(cap) => ((logits / cap)?.tanh()? * cap)?,
-            None => logits,
-        })
     }
 }

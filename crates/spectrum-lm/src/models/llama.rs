@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
 use super::common::{
-    Activation, Attention, AttentionSpec, Masks, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
+    Activation, Attention, AttentionSpec, Layers, Masks, Mlp, Mode, Pass, RmsNorm, Rotary, TokenIo,
     attention_mask, sub_site,
 };
 use crate::Result;
@@ -102,21 +102,15 @@ impl Llama {
         self.blocks.iter_mut().map(|b| &mut b.attn)
     }
 
-    pub(crate) fn forward(
-        &mut self,
-        ids: &Tensor,
-        key_mask: Option<&Tensor>,
-        pass: &Pass,
-    ) -> Result<Tensor> {
-        let (mut x, masks) = self.begin(ids, key_mask, pass)?;
-        for i in 0..self.blocks.len() {
-            x = self.block(i, &x, &masks, pass)?;
-        }
-        self.end(&x, pass.mode)
+    /// Logits from final hidden states.
+    pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
+        self.tokens.head(hidden, train)
     }
+}
 
+impl Layers for Llama {
     /// The embedded tokens and the attention mask of a pass.
-    pub(crate) fn begin(
+    fn begin(
         &self,
         ids: &Tensor,
         key_mask: Option<&Tensor>,
@@ -127,18 +121,12 @@ impl Llama {
         Ok((self.tokens.embed(ids)?, Masks { full, local: None }))
     }
 
-    pub(crate) fn blocks(&self) -> usize {
+    fn blocks(&self) -> usize {
         self.blocks.len()
     }
 
     /// Decoder layer `i` on the residual stream `x`.
-    pub(crate) fn block(
-        &mut self,
-        i: usize,
-        x: &Tensor,
-        masks: &Masks,
-        pass: &Pass,
-    ) -> Result<Tensor> {
+    fn block(&mut self, i: usize, x: &Tensor, masks: &Masks, pass: &Pass) -> Result<Tensor> {
         let (mode, offset) = (pass.mode, pass.offset);
         let block = &mut self.blocks[i];
         let h = block.input_norm.forward(x, mode)?;
@@ -150,12 +138,7 @@ impl Llama {
     }
 
     /// The final norm.
-    pub(crate) fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn end(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         self.norm.forward(x, mode)
-    }
-
-    /// Logits from final hidden states.
-    pub(crate) fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
-        self.tokens.head(hidden, train)
     }
 }

@@ -18,6 +18,7 @@ pub use common::Mode;
 use crate::Result;
 use crate::config::{Family, ModelConfig};
 use crate::lora::AdapterSite;
+use common::Layers;
 
 #[derive(Debug, Clone)]
 enum Net {
@@ -137,16 +138,14 @@ impl CausalLm {
         } else {
             0
         };
+        let device = self.device.clone();
         let pass = common::Pass {
             offset,
             mode: self.mode,
             dtype: self.dtype,
-            device: &self.device,
+            device: &device,
         };
-        let hidden = match &mut self.net {
-            Net::Llama(m) => m.forward(input_ids, key_mask, &pass)?,
-            Net::Gemma3(m) => m.forward(input_ids, key_mask, &pass)?,
-        };
+        let hidden = self.layers().forward(input_ids, key_mask, &pass)?;
         if self.mode == Mode::Inference {
             self.cached += t;
         }
@@ -182,28 +181,28 @@ impl CausalLm {
             dtype,
             device: &device,
         };
-        let (x0, masks) = self.net_begin(input_ids, key_mask, &pass)?;
+        let (x0, masks) = self.layers().begin(input_ids, key_mask, &pass)?;
         // Forward: keep each layer's input, detached (its graph is dropped).
         let mut inputs = vec![x0.detach()];
-        for i in 0..self.net_blocks() {
+        for i in 0..self.layers().blocks() {
             let x = inputs
                 .last()
                 .cloned()
                 .expect("inputs start with the embeddings");
-            let y = self.net_block(i, &x, &masks, &pass)?;
+            let y = self.layers().block(i, &x, &masks, &pass)?;
             inputs.push(y.detach());
         }
         // The top: final norm, head and loss, from the last layer's output.
         let top = Var::from_tensor(&inputs.pop().expect("the last output"))?;
-        let hidden = self.net_end(top.as_tensor())?;
+        let hidden = self.layers().end(top.as_tensor(), Mode::Training)?;
         let value = loss(self, &hidden)?;
         let mut grads = value.backward()?;
         detach_all(&mut grads);
         let mut upstream = take_grad(&mut grads, top.as_tensor())?;
         // Layer by layer, last first: recompute, then backpropagate `upstream`.
-        for i in (0..self.net_blocks()).rev() {
+        for i in (0..self.layers().blocks()).rev() {
             let x = Var::from_tensor(&inputs.pop().expect("a layer input"))?;
-            let y = self.net_block(i, x.as_tensor(), &masks, &pass)?;
+            let y = self.layers().block(i, x.as_tensor(), &masks, &pass)?;
             let mut layer = (y * &upstream)?.sum_all()?.backward()?;
             // Candle's gradients can keep the graph they were computed from
             // (the layer's recomputed activations): detached, each layer's
@@ -217,7 +216,7 @@ impl CausalLm {
         // it back as a term of this root, so that the input's rows are added
         // into it in the ordinary pass's order: candle processes a sum's right
         // operand first, so the earlier gradient comes first, as there.
-        let (x0, _) = self.net_begin(input_ids, key_mask, &pass)?;
+        let (x0, _) = self.layers().begin(input_ids, key_mask, &pass)?;
         let mut root = (x0.clone() * &upstream)?.sum_all()?;
         let shared: Vec<Tensor> = x0
             .sorted_nodes()
@@ -242,42 +241,10 @@ impl CausalLm {
         Ok((value.detach(), grads))
     }
 
-    fn net_begin(
-        &self,
-        ids: &Tensor,
-        key_mask: Option<&Tensor>,
-        pass: &common::Pass,
-    ) -> Result<(Tensor, common::Masks)> {
-        match &self.net {
-            Net::Llama(m) => m.begin(ids, key_mask, pass),
-            Net::Gemma3(m) => m.begin(ids, key_mask, pass),
-        }
-    }
-
-    fn net_blocks(&self) -> usize {
-        match &self.net {
-            Net::Llama(m) => m.blocks(),
-            Net::Gemma3(m) => m.blocks(),
-        }
-    }
-
-    fn net_block(
-        &mut self,
-        i: usize,
-        x: &Tensor,
-        masks: &common::Masks,
-        pass: &common::Pass,
-    ) -> Result<Tensor> {
+    fn layers(&mut self) -> &mut dyn Layers {
         match &mut self.net {
-            Net::Llama(m) => m.block(i, x, masks, pass),
-            Net::Gemma3(m) => m.block(i, x, masks, pass),
-        }
-    }
-
-    fn net_end(&self, x: &Tensor) -> Result<Tensor> {
-        match &self.net {
-            Net::Llama(m) => m.end(x, self.mode),
-            Net::Gemma3(m) => m.end(x, self.mode),
+            Net::Llama(m) => m,
+            Net::Gemma3(m) => m,
         }
     }
 

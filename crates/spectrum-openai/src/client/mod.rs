@@ -305,11 +305,7 @@ impl LanguageModel for RemoteModel {
     }
 
     fn option_logprobs(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>> {
-        if prompt.is_empty() {
-            return Err(LmError::Template(
-                "the prompt has no tokens: give some text to continue".into(),
-            ));
-        }
+        spectrum_lm::engine::check_prompt(prompt)?;
         let scored: Vec<usize> = (0..options.len())
             .filter(|&k| !options[k].is_empty())
             .collect();
@@ -330,11 +326,7 @@ impl LanguageModel for RemoteModel {
     }
 
     fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
-        if prompt.is_empty() {
-            return Err(LmError::Template(
-                "the prompt has no tokens: give some text to continue".into(),
-            ));
-        }
+        spectrum_lm::engine::check_prompt(prompt)?;
         let n = params.n.max(1);
         let per = self.requests_per_call(n).max(n.div_ceil(64));
         // Part j starts at sample `start`: its seed is shifted so that a server
