@@ -36,17 +36,19 @@ pub enum TrainError {
     Lm(#[from] spectrum_lm::LmError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    // The variants below name what failed; their sources say why (an error
+    // chain, `{:#}`, prints both, so the messages do not repeat the source).
     /// A front end's event handler failed (e.g. the store could not be written).
-    #[error("recording the run: {0}")]
+    #[error("recording the run")]
     Events(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Writing a file (a job bundle, an export) failed.
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("cannot write JSON to {}", path.display())]
     Json {
         path: PathBuf,
         #[source]
