@@ -474,7 +474,7 @@ fn the_whole_workflow_in_the_desktop_app() {
         d.text("[data-testid=train-memory]").contains("free on cpu")
     });
     let memory = d.text("[data-testid=train-memory]");
-    assert!(memory.starts_with("Peak memory about"), "{memory}");
+    assert!(memory.starts_with("Peak memory up to about"), "{memory}");
     d.click("[data-testid=train-start]");
     d.wait("[data-testid=train-chart]", 120, |d, _| {
         d.points("[data-testid=train-chart]") > 0

@@ -389,7 +389,7 @@ fn the_memory_estimate_is_shown_and_a_run_that_cannot_fit_is_refused() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("peak memory about") && stderr.contains("free on cpu"),
+        stderr.contains("peak memory up to about") && stderr.contains("free on cpu"),
         "{stderr}"
     );
     // Millions of tokens per forward pass: terabytes of attention probabilities.

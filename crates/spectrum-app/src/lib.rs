@@ -30,8 +30,8 @@ pub mod bindings;
 pub mod dto;
 pub use error::{AppError, ErrorCode, Explain, Fix, Listing, Problem};
 pub use evaluation::{
-    DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, ValidOverall,
-    ValidReport,
+    DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, TaskRow, ValidOverall,
+    ValidReport, rows_of,
 };
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};

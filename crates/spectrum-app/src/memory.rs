@@ -60,8 +60,9 @@ impl MemoryFit {
         self.free.is_none_or(|free| self.estimate.total <= free)
     }
 
-    /// `about 2.9 GiB (weights 513 MiB, optimizer 30 MiB, activations 1.8
-    /// GiB, logits 288 MiB) for 1024 tokens per pass; 20.1 GiB free on cpu`.
+    /// `peak memory up to about 2.9 GiB (weights 513 MiB, ...) with 1024
+    /// tokens per forward pass (the most these settings allow); 20.1 GiB free
+    /// on cpu`. Shorter sequences than `max_tokens` need less.
     pub fn summary(&self) -> String {
         let e = &self.estimate;
         let free = match self.free {
@@ -69,7 +70,7 @@ impl MemoryFit {
             None => format!("free memory of {} not read", self.device),
         };
         format!(
-            "peak memory about {} (weights {}, optimizer {}, activations {}, logits {}) for {} tokens per forward pass; {free}",
+            "peak memory up to about {} (weights {}, optimizer {}, activations {}, logits {}) with {} tokens per forward pass, the most these settings allow; {free}",
             bytes_text(e.total),
             bytes_text(e.weights),
             bytes_text(e.optimizer),
