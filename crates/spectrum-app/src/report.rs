@@ -573,6 +573,7 @@ impl Studio {
             blocks,
         })
     }
+
     /// Steerability curves and the per-task table.
     fn steer_section(runs: &Runs) -> Result<Section> {
         let names = runs.names();
@@ -607,19 +608,18 @@ impl Studio {
                 })
             })
             .collect();
-        blocks.push(Block::Heading("Per task".into()));
-        blocks.push(Block::Table {
-            header: ["task", "run", "k", "seqs", "loss", "acc", "ECE"]
-                .map(String::from)
-                .to_vec(),
+        blocks.extend(task_table(
+            "Per task",
+            &["task", "run", "k", "seqs", "loss", "acc", "ECE"],
             rows,
-            widths: vec![0.19, 0.33, 0.05, 0.06, 0.15, 0.14, 0.08],
-        });
+            vec![0.19, 0.33, 0.05, 0.06, 0.15, 0.14, 0.08],
+        ));
         Ok(Section {
             title: "In-context steerability".into(),
             blocks,
         })
     }
+
     /// The JS histogram, model vs target bars and the per-task table.
     fn dist_section(runs: &Runs) -> Result<Section> {
         let names = runs.names();
@@ -657,21 +657,20 @@ impl Studio {
                 })
             })
             .collect();
-        blocks.push(Block::Heading("Per task".into()));
-        blocks.push(Block::Table {
-            header: [
+        blocks.extend(task_table(
+            "Per task",
+            &[
                 "task", "run", "items", "JS", "KL", "TV", "mode", "coverage", "W1",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             rows,
-            widths: vec![0.15, 0.27, 0.06, 0.15, 0.07, 0.07, 0.07, 0.09, 0.07],
-        });
+            vec![0.15, 0.27, 0.06, 0.15, 0.07, 0.07, 0.07, 0.09, 0.07],
+        ));
         Ok(Section {
             title: "Distributional alignment".into(),
             blocks,
         })
     }
+
     /// The validity-diversity frontier and the per-task table at temperature 1.
     fn valid_section(runs: &Runs) -> Result<Section> {
         let names = runs.names();
@@ -708,21 +707,20 @@ impl Studio {
                 })
             })
             .collect();
-        blocks.push(Block::Heading("Per task at temperature 1".into()));
-        blocks.push(Block::Table {
-            header: [
+        blocks.extend(task_table(
+            "Per task at temperature 1",
+            &[
                 "task", "run", "prompt", "valid", "unique", "yield", "coverage",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ],
             rows,
-            widths: vec![0.18, 0.3, 0.13, 0.1, 0.09, 0.09, 0.11],
-        });
+            vec![0.18, 0.3, 0.13, 0.1, 0.09, 0.09, 0.11],
+        ));
         Ok(Section {
             title: "Validity and diversity".into(),
             blocks,
         })
     }
+
     /// Per-task heatmaps against the baseline.
     fn tasks_section(runs: &Runs) -> Result<Section> {
         let names = runs.names();
@@ -742,6 +740,7 @@ impl Studio {
             blocks,
         })
     }
+
     /// The training curves of every training run.
     fn training_section(runs: &Runs) -> Result<Section> {
         let mut blocks = Vec::new();
@@ -753,6 +752,7 @@ impl Studio {
             blocks,
         })
     }
+
     /// How each run's template renders a short sequence.
     fn templates_section(runs: &Runs) -> Result<Section> {
         let mut blocks = vec![Block::Text("How each run's prompts look: a short sequence rendered by the run's template with its model's tokenizer. Text in [[ ]] carries loss (is scored). The chat template adds this system prompt:".into()), Block::Code(template::CHAT_SYSTEM_PROMPT.into())];
@@ -776,6 +776,7 @@ impl Studio {
             blocks,
         })
     }
+
     /// Every run's full spec.
     fn appendix_section(&self, request: &ReportRequest) -> Result<Section> {
         let mut blocks = Vec::new();
@@ -792,6 +793,23 @@ impl Studio {
             blocks,
         })
     }
+}
+
+/// A per-task table under its heading.
+fn task_table(
+    heading: &str,
+    header: &[&str],
+    rows: Vec<Vec<String>>,
+    widths: Vec<f32>,
+) -> [Block; 2] {
+    [
+        Block::Heading(heading.into()),
+        Block::Table {
+            header: header.iter().map(|h| h.to_string()).collect(),
+            rows,
+            widths,
+        },
+    ]
 }
 
 /// The comparison against the baseline: win/tie/loss per family, then each

@@ -322,18 +322,7 @@ fn lora_adapters_start_at_the_base_model_and_receive_gradients() {
     let ids = ids_tensor(&r.ids[..1]);
     let base_logits = base.forward(&ids, None).expect("forward");
 
-    let adapters = VarMap::new();
-    let config = LoraConfig {
-        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
-        ..LoraConfig::default()
-    };
-    let site = AdapterSite {
-        config: &config,
-        vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
-        token_rows: None,
-    };
-    let mut adapted =
-        CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("load with adapters");
+    let (mut adapted, adapters) = lora_model(&r);
     let logits = adapted.forward(&ids, None).expect("forward");
     let diff = max_diff(&base_logits, &logits);
     assert_eq!(diff, 0.0, "a fresh adapter must not change the model");
@@ -577,6 +566,24 @@ fn gradients_are_the_same_bit_for_bit_on_every_pass() {
     }
 }
 
+/// The reference model (f32, frozen) with fresh LoRA adapters on q, v and
+/// down, and the adapters' variables.
+fn lora_model(r: &Reference) -> (CausalLm, VarMap) {
+    let adapters = VarMap::new();
+    let config = LoraConfig {
+        targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+        ..LoraConfig::default()
+    };
+    let site = AdapterSite {
+        config: &config,
+        vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+        token_rows: None,
+    };
+    let model =
+        CausalLm::load(&r.config, vb(r, DType::F32), Some(&site)).expect("load with adapters");
+    (model, adapters)
+}
+
 /// Every gradient of a loss, as bits, by variable name.
 fn gradient_bits(vars: &VarMap, g: &candle_core::backprop::GradStore) -> Vec<(String, Vec<u32>)> {
     let data = vars.data().lock().expect("lock");
@@ -632,18 +639,7 @@ fn checkpointed_gradients_equal_the_ordinary_ones_bit_for_bit() {
                 let full = candle_nn::VarBuilder::from_varmap(&vars, DType::F32, &Device::Cpu);
                 let mut model = CausalLm::load(&r.config, full, None).expect("load");
                 // LoRA on top of frozen weights.
-                let adapters = VarMap::new();
-                let config = LoraConfig {
-                    targets: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
-                    ..LoraConfig::default()
-                };
-                let site = AdapterSite {
-                    config: &config,
-                    vb: candle_nn::VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
-                    token_rows: None,
-                };
-                let mut lora =
-                    CausalLm::load(&r.config, vb(&r, DType::F32), Some(&site)).expect("lora");
+                let (mut lora, adapters) = lora_model(&r);
                 // Non-zero B so that every adapter weight gets a gradient.
                 for (name, var) in adapters.data().lock().expect("lock").iter() {
                     if name.ends_with("lora_B.weight") {
