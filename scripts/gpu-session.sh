@@ -23,10 +23,13 @@ prepare)
     export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
     cargo build --locked --release -p spectrum-cli --features cuda
     cargo bench --locked -p spectrum-train --bench train_throughput --features spectrum-lm/cuda --no-run
+    cargo test --locked --release -p spectrum-train --test train --features spectrum-lm/cuda --no-run
     mkdir -p target/gpu-carry
     cp target/release/spectrum target/gpu-carry/
     bench=$(ls -t target/release/deps/train_throughput-* | grep -v '\.d$' | head -1)
     cp "$bench" target/gpu-carry/train_throughput
+    tests=$(ls -t target/release/deps/train-* | grep -v '\.d$' | head -1)
+    cp "$tests" target/gpu-carry/train_tests
     strip target/gpu-carry/*
     du -sh target/gpu-carry
     ;;
@@ -36,6 +39,10 @@ run)
     carry=target/gpu-carry
     nvidia-smi | tee "$out/nvidia-smi.txt"
     "$carry/spectrum" system | tee "$out/system.txt"
+    # Item 5: the composed-path training test on the GPU (f32 and bf16)
+    # against the CPU's fused kernels, step by step.
+    SPECTRUM_TEST_DEVICE=cuda:0 timeout 180 "$carry/train_tests" \
+        the_composed_gpu_path --nocapture 2>&1 | tee "$out/composed-on-cuda.txt" || true
     # Item 6: LoRA and full fine-tuning of the 0.5B shape, with and without
     # checkpointing (memory mode: ours only; tokens/s per configuration).
     for shape in qwen2.5-0.5b qwen2.5-1.5b qwen2.5-7b; do

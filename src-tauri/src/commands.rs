@@ -7,10 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use spectrum_app::{
-    Comparison, DatasetSummary, DemoEvent, DemoRequest, EvalReport, EvalRequest, Fix,
-    ImportOptions, ImportRequest, Listing, MemoryFit, ModelRecord, Overview, PRESETS, Profile,
-    ReportRequest, RunDetail, RunKind, RunRecord, RunSpec, SECTIONS, Shape, Split, Studio,
-    TaskDetail, TaskItem, TaskSummary, TrainRequest,
+    DemoEvent, DemoRequest, EvalRequest, Fix, ImportOptions, ImportRequest, Listing, Overview,
+    PRESETS, Profile, ReportRequest, RunKind, RunSpec, SECTIONS, Shape, Split, Studio,
+    TrainRequest,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -344,7 +343,7 @@ pub async fn run_prompt(
     task: String,
     pick: Option<String>,
     setting: Option<spectrum_app::eval_rows::Setting>,
-) -> Res<spectrum_app::PromptView> {
+) -> Res<PromptView> {
     Ok(shell
         .studio
         .run_prompt(&run.to_string(), family, &task, pick, setting)?)
@@ -652,7 +651,7 @@ pub fn export_report(
 }
 
 /// A job's training progress, sent as events.
-fn train_events(ctx: &Context) -> impl FnMut(&spectrum_app::TrainProgress) + '_ {
+fn train_events(ctx: &Context) -> impl FnMut(&TrainProgress) + '_ {
     |p| {
         ctx.send(JobEvent::Train {
             progress: p.clone(),
@@ -661,7 +660,7 @@ fn train_events(ctx: &Context) -> impl FnMut(&spectrum_app::TrainProgress) + '_ 
 }
 
 /// A job's evaluation progress, sent as events.
-fn eval_events(ctx: &Context) -> impl FnMut(&spectrum_app::EvalProgress) + '_ {
+fn eval_events(ctx: &Context) -> impl FnMut(&EvalProgress) + '_ {
     |p| {
         ctx.send(JobEvent::Eval {
             progress: p.clone(),

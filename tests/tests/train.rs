@@ -95,6 +95,14 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
     sb.json(&train_args("whole", "200"));
     let whole = losses(&sb, "whole");
     assert_eq!(whole.len(), 200);
+    // A run shows the settings it was started with, typed.
+    let detail = sb.json(&["runs", "show", "whole"]);
+    assert_eq!(detail["settings"]["kind"], "train");
+    assert_eq!(detail["settings"]["spec"]["learning_rate"], 0.01);
+    assert_eq!(detail["settings"]["spec"]["method"], "full");
+    assert!(detail["run"].get("spec").is_none(), "{detail}");
+    let human = sb.ok(&["runs", "show", "whole"]);
+    assert!(human.contains("\"learning_rate\":0.01"), "{human}");
 
     let mut child = sb
         .command(&train_args("parts", "200"))

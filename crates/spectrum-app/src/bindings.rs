@@ -45,26 +45,27 @@ pub fn render() -> String {
     c.visit::<ImportOptionsDto>();
     c.visit::<TrainDefaults>();
     c.visit::<TrainRequestDto>();
-    c.visit::<crate::MemoryFit>();
+    c.visit::<MemoryFit>();
     c.visit::<EvalRequestDto>();
     c.visit::<EvalDefaults>();
     c.visit::<ReportRequestDto>();
     c.visit::<ReportOptions>();
     c.visit::<PickKind>();
     c.visit::<RemoteModelRequest>();
-    c.visit::<crate::ImportPreview>();
-    c.visit::<crate::ImportOutcome>();
-    c.visit::<crate::DatasetSummary>();
-    c.visit::<crate::TaskSummary>();
-    c.visit::<crate::TaskDetail>();
-    c.visit::<crate::ModelRecord>();
-    c.visit::<crate::TrainOutcome>();
-    c.visit::<crate::DemoOutcome>();
-    c.visit::<crate::RunRecord>();
-    c.visit::<crate::RunDetail>();
-    c.visit::<crate::EvalReport>();
-    c.visit::<crate::Comparison>();
-    c.visit::<crate::PromptView>();
+    c.visit::<ImportPreview>();
+    c.visit::<ImportOutcome>();
+    c.visit::<DatasetSummary>();
+    c.visit::<TaskSummary>();
+    c.visit::<TaskDetail>();
+    c.visit::<TaskItem>();
+    c.visit::<ModelRecord>();
+    c.visit::<TrainOutcome>();
+    c.visit::<DemoOutcome>();
+    c.visit::<RunRecord>();
+    c.visit::<RunDetail>();
+    c.visit::<EvalReport>();
+    c.visit::<Comparison>();
+    c.visit::<PromptView>();
     let mut out = String::from(
         "// Generated from the Rust types by crates/spectrum-app/src/bindings.rs: do not edit.\n\
          // Regenerate: SPECTRUM_BLESS=1 cargo test --workspace --lib bindings\n",

@@ -66,7 +66,7 @@ impl Studio {
         };
         let mut tx = store.begin_import(&new)?;
         let report = import::import(&files, &request.options, &mut tx, progress, cancel)?;
-        let id = tx.commit(&serde_json::to_value(&report.files)?)?;
+        let id = tx.commit(&report.files)?;
         let dataset = store
             .find_dataset(&id.to_string())?
             .ok_or_else(|| anyhow::anyhow!("dataset {id} vanished after its import"))?;

@@ -255,11 +255,10 @@ impl Studio {
         emit: &dyn Fn(DemoEvent<'_>),
         cancel: &AtomicBool,
     ) -> Result<(String, i64)> {
-        let wanted = serde_json::to_value(&spec)?;
         let earlier = self.runs()?.into_iter().find(|r| {
             r.kind == RunKind::Train
                 && r.model.as_deref() == Some(&model.name)
-                && r.spec["spec"] == wanted
+                && crate::training::StoredRun::of(r).is_ok_and(|s| s.spec == spec)
         });
         let mut progress = |p: &TrainProgress| emit(DemoEvent::Train(p));
         let outcome = match earlier {

@@ -9,6 +9,16 @@ use crate::{
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+/// What the commands return, named here so that this module is the whole
+/// boundary: each is defined beside the use case (or the library) that
+/// computes it, where the CLI prints the same value, and derives its
+/// TypeScript there; `bindings.rs` generates every type from this list.
+pub use crate::{
+    Comparison, DatasetSummary, DemoOutcome, EvalProgress, EvalReport, ImportOutcome,
+    ImportPreview, MemoryFit, ModelRecord, PromptView, RunDetail, RunRecord, RunSettings,
+    TaskDetail, TaskItem, TaskSummary, Tour, TrainOutcome, TrainProgress,
+};
+
 /// The error every command rejects with: [`crate::AppError`] (code,
 /// message, the fix as data); the UI phrases the fix and offers its button.
 pub type UiError = crate::AppError;
@@ -39,10 +49,10 @@ pub enum JobEvent {
         progress: ImportProgress,
     },
     Train {
-        progress: crate::TrainProgress,
+        progress: TrainProgress,
     },
     Eval {
-        progress: crate::EvalProgress,
+        progress: EvalProgress,
     },
     /// The job's result, tagged with what it is.
     Done {
@@ -58,15 +68,15 @@ pub enum JobEvent {
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
 pub enum JobResult {
-    Preview(Box<crate::ImportPreview>),
-    Import(Box<crate::ImportOutcome>),
-    Model(Box<crate::ModelRecord>),
+    Preview(Box<ImportPreview>),
+    Import(Box<ImportOutcome>),
+    Model(Box<ModelRecord>),
     Train(Box<crate::TrainOutcome>),
     /// The evaluation run written (its report is read with `eval_report`).
     Eval(EvalDone),
     /// The PDF written.
     Report(String),
-    Demo(Box<crate::DemoOutcome>),
+    Demo(Box<DemoOutcome>),
 }
 
 /// An evaluation run that finished.
@@ -137,9 +147,9 @@ pub struct AppInfo {
     /// Nothing imported yet: the UI offers the tour.
     pub first_run: bool,
     /// How far the store is along the main job, for the tour's checklist.
-    pub tour: crate::Tour,
+    pub tour: Tour,
     /// Training and evaluation runs left `running` by a process that is gone.
-    pub interrupted: Vec<crate::RunRecord>,
+    pub interrupted: Vec<RunRecord>,
 }
 
 /// How to read dropped or picked files.

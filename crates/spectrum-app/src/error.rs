@@ -119,6 +119,29 @@ mod tests {
     }
 
     #[test]
+    fn a_cause_is_said_once() {
+        let io = || std::io::Error::other("disk full");
+        let store = StoreError::CreateDir {
+            path: "/s".into(),
+            source: io(),
+        };
+        let e = anyhow::Error::new(store).context("opening the store");
+        assert_eq!(
+            AppError::of(&e).message,
+            "opening the store: cannot create the folder for the store /s: disk full"
+        );
+        let lm = spectrum_lm::LmError::Io {
+            path: "/m/config.json".into(),
+            source: io(),
+        };
+        let e = anyhow::Error::new(spectrum_train::TrainError::Lm(lm));
+        assert_eq!(
+            AppError::of(&e).message,
+            "cannot read /m/config.json: disk full"
+        );
+    }
+
+    #[test]
     fn library_errors_explain_themselves_through_context() {
         // A problem raised deep in a library, wrapped twice.
         let lm = spectrum_lm::LmError::from(Problem::setting(

@@ -13,7 +13,7 @@ use spectrum_eval::metrics::{MeanSe, mean_se};
 use spectrum_eval::steer::{EvalSequence, SteerOutput, SteerSummary};
 use spectrum_eval::valid::{Sample, Setting, ValidSummary};
 use spectrum_eval::{EvalError, Evaluator, Family, Profile, Settings};
-use spectrum_lm::{DeviceSpec, PromptFormat};
+use spectrum_lm::{Backend, DeviceSpec, PromptFormat};
 use spectrum_store::{
     NewRun, RunDataset, RunKind, RunRecord, RunStatus, Store, TaskFilter, TaskSummary,
 };
@@ -63,7 +63,7 @@ struct Planned {
 
 /// The spec stored with an evaluation run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredEval {
+pub(crate) struct StoredEval {
     model: String,
     model_path: PathBuf,
     template: PromptFormat,
@@ -78,6 +78,31 @@ struct StoredEval {
     /// absent in runs from before it was recorded.
     #[serde(default)]
     definitions: Option<String>,
+}
+
+impl StoredEval {
+    pub(crate) fn of(record: &RunRecord) -> Result<StoredEval> {
+        serde_json::from_value(record.spec.clone()).with_context(|| {
+            format!(
+                "run {}: its stored evaluation settings are not readable by this version",
+                record.id
+            )
+        })
+    }
+
+    /// What a front end shows of them.
+    pub(crate) fn settings(self) -> crate::RunSettings {
+        crate::RunSettings::Eval {
+            model: self.model,
+            model_path: self.model_path,
+            template: self.template,
+            profile: self.profile,
+            settings: self.settings,
+            families: self.families,
+            tasks: self.tasks,
+            device: self.device,
+        }
+    }
 }
 
 /// A task a family could not evaluate, and why.
@@ -389,7 +414,7 @@ impl Studio {
             model_id: base.map(|m| m.id),
             tasks: tasks.iter().map(|t| t.id).collect(),
             seed: request.settings.seed as i64,
-            device: request.device.to_string(),
+            device: request.device,
             app_version: env!("CARGO_PKG_VERSION").into(),
             out_dir: String::new(),
             total_steps: stored.plan.len() as i64,
@@ -436,8 +461,7 @@ impl Studio {
             })
             .into());
         }
-        let stored: StoredEval = serde_json::from_value(record.spec.clone())
-            .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;
+        let stored = StoredEval::of(&record)?;
         if stored.definitions.as_deref() != Some(spectrum_eval::DEFINITIONS) {
             return Err(AppError::bad_input(format!(
                 "evaluation run {} ({}) was started with other metric definitions ({}); its remaining tasks would not be comparable with the finished ones",
@@ -592,8 +616,7 @@ impl Studio {
         setting: Option<spectrum_eval::valid::Setting>,
     ) -> Result<crate::PromptView> {
         let record = find_run(&self.store()?, run)?;
-        let stored: StoredEval = serde_json::from_value(record.spec.clone())
-            .with_context(|| format!("run {run} is not an evaluation"))?;
+        let stored = StoredEval::of(&record)?;
         let request = crate::PromptRequest {
             model: stored.model_path.display().to_string(),
             task: task.to_string(),
@@ -613,7 +636,7 @@ impl Studio {
         let store = self.store()?;
         let path = self.resolve_model(&request.model, &mut |_| {})?;
         for run in store.runs(Some(RunKind::Eval))? {
-            let Ok(s) = serde_json::from_value::<StoredEval>(run.spec.clone()) else {
+            let Ok(s) = StoredEval::of(&run) else {
                 continue;
             };
             if run.status == RunStatus::Finished
@@ -643,8 +666,7 @@ impl Studio {
             })
             .into());
         }
-        let stored: StoredEval = serde_json::from_value(record.spec.clone())
-            .with_context(|| format!("run {}: its stored spec is not readable", record.id))?;
+        let stored = StoredEval::of(&record)?;
         let finished = store.eval_tasks(record.id)?;
         let mut skipped = Vec::new();
         let (mut steer, mut dist, mut valid) = (Vec::new(), Vec::new(), Vec::new());

@@ -62,7 +62,7 @@ pub use spectrum_train::job::JobBundle;
 pub use spectrum_train::memory::{MemoryEstimate, Suggestion};
 pub use spectrum_train::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
 pub use system::{SystemReport, system};
-pub use training::{RunDetail, TrainOutcome, TrainProgress, TrainRequest};
+pub use training::{RunDetail, RunSettings, TrainOutcome, TrainProgress, TrainRequest};
 
 use spectrum_store::Store;
 

@@ -24,7 +24,7 @@ const LOSS_FRACTION: f64 = 0.5;
 pub struct MemoryFit {
     pub estimate: MemoryEstimate,
     /// `cpu`, `cuda:0`, ...
-    pub device: String,
+    pub device: DeviceSpec,
     /// Free memory where it can be read (the CPU's `MemAvailable`; a GPU's is
     /// not read yet).
     pub free: Option<u64>,
@@ -49,7 +49,7 @@ impl MemoryFit {
         };
         Ok(MemoryFit {
             estimate,
-            device: spec.device.to_string(),
+            device: spec.device,
             free,
             suggestions,
         })

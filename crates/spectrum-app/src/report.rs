@@ -786,7 +786,7 @@ impl Studio {
                 "Run {} ({}), {}",
                 d.run.id, d.run.name, d.run.kind
             )));
-            blocks.push(Block::Code(serde_json::to_string_pretty(&d.run.spec)?));
+            blocks.push(Block::Code(serde_json::to_string_pretty(&d.settings)?));
         }
         Ok(Section {
             title: "Appendix: run specifications".into(),

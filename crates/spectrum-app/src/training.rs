@@ -35,15 +35,57 @@ pub struct TrainRequest {
 
 /// What a run record's `spec` column holds: the settings and what they resolved to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct StoredRun {
-    spec: RunSpec,
+pub(crate) struct StoredRun {
+    pub(crate) spec: RunSpec,
     model_path: PathBuf,
     train_tasks: Vec<i64>,
     held_out_tasks: Vec<i64>,
 }
 
+/// A run's settings as it was started, read from the store: what a front end
+/// shows of a run beside its record.
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RunSettings {
+    Train {
+        spec: RunSpec,
+        /// The base model's folder.
+        model_path: PathBuf,
+        /// Store ids of the tasks it trains on and holds out.
+        train_tasks: Vec<i64>,
+        held_out_tasks: Vec<i64>,
+    },
+    Eval {
+        model: String,
+        model_path: PathBuf,
+        template: spectrum_lm::PromptFormat,
+        profile: spectrum_eval::Profile,
+        settings: spectrum_eval::Settings,
+        families: Vec<spectrum_eval::Family>,
+        tasks: Vec<String>,
+        device: spectrum_lm::DeviceSpec,
+    },
+}
+
+impl RunSettings {
+    pub fn of(record: &RunRecord) -> Result<RunSettings> {
+        Ok(match record.kind {
+            RunKind::Train => {
+                let s = StoredRun::of(record)?;
+                RunSettings::Train {
+                    spec: s.spec,
+                    model_path: s.model_path,
+                    train_tasks: s.train_tasks,
+                    held_out_tasks: s.held_out_tasks,
+                }
+            }
+            RunKind::Eval => crate::evaluation::StoredEval::of(record)?.settings(),
+        })
+    }
+}
+
 impl StoredRun {
-    fn of(record: &RunRecord) -> Result<StoredRun> {
+    pub(crate) fn of(record: &RunRecord) -> Result<StoredRun> {
         serde_json::from_value(record.spec.clone()).with_context(|| {
             format!(
                 "run {}: its stored spec is not readable by this version",
@@ -91,10 +133,11 @@ pub struct TrainOutcome {
     pub evals: Vec<EvalMetrics>,
 }
 
-/// A run with its metrics and checkpoints.
+/// A run with its settings, metrics and checkpoints.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct RunDetail {
     pub run: RunRecord,
+    pub settings: RunSettings,
     pub steps: Vec<StepMetrics>,
     pub evals: Vec<EvalMetrics>,
     pub checkpoints: Vec<PathBuf>,
@@ -152,7 +195,7 @@ impl Studio {
         let spec = &request.spec;
         spec.validate().context("run spec")?;
         // A device this build or machine lacks is refused before a run is recorded.
-        spec.device.device()?;
+        spectrum_lm::Backend::device(spec.device)?;
         let mut model_path = self.resolve_model(&request.model, note)?;
         crate::models::require_weights(&model_path)?;
         if spec.format == spectrum_lm::PromptFormat::Spectrum
@@ -213,7 +256,7 @@ impl Studio {
                 .copied()
                 .collect(),
             seed: spec.seed as i64,
-            device: spec.device.to_string(),
+            device: spec.device,
             app_version: env!("CARGO_PKG_VERSION").into(),
             out_dir: String::new(),
             total_steps: 0,
@@ -425,6 +468,7 @@ impl Studio {
             .map(|c| c.dir)
             .collect();
         Ok(RunDetail {
+            settings: RunSettings::of(&record)?,
             steps: store.run_steps(record.id)?,
             evals: store.run_evals(record.id)?,
             run: record,

@@ -782,17 +782,8 @@ pub struct ModelArgs {
 }
 
 fn device(s: &str) -> Result<spectrum_app::DeviceSpec, String> {
-    use spectrum_app::DeviceSpec;
-    match s {
-        "cpu" => Ok(DeviceSpec::Cpu),
-        "metal" => Ok(DeviceSpec::Metal),
-        "cuda" => Ok(DeviceSpec::Cuda(0)),
-        _ => s
-            .strip_prefix("cuda:")
-            .and_then(|n| n.parse().ok())
-            .map(DeviceSpec::Cuda)
-            .ok_or_else(|| format!("{s:?} is not a device; use cpu, cuda, cuda:N or metal")),
-    }
+    spectrum_app::DeviceSpec::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a device; use cpu, cuda, cuda:N or metal"))
 }
 
 impl ModelArgs {

@@ -8,7 +8,7 @@ use serde::Serialize;
 use spectrum_app::{
     AppError, Comparison, DatasetDetail, DatasetSummary, EvalReport, Fix, ImportError,
     ImportOutcome, Listing, MeanSe, ModelRecord, OutputScore, RowError, RunDetail, RunKind,
-    RunRecord, RunStatus, ScoredRow, TaskSummary, TrainOutcome, Verdict,
+    RunRecord, RunSettings, RunStatus, ScoredRow, TaskSummary, TrainOutcome, Verdict,
 };
 
 pub struct Output {
@@ -185,15 +185,15 @@ impl Output {
         println!("  imported: {}", s.imported_at);
         println!("  content:  blake3 {}", s.content_hash);
         println!("  files:");
-        for f in d.files.as_array().into_iter().flatten() {
+        for f in &d.files {
             println!(
                 "    {} ({}, {} shape): {} rows, {} imported, {} rejected",
-                f["path"].as_str().unwrap_or("?"),
-                f["format"].as_str().unwrap_or("?"),
-                f["shape"].as_str().unwrap_or("?"),
-                f["rows"],
-                f["imported"],
-                f["rejected"]
+                f.path,
+                f.format.as_str(),
+                f.shape.as_str(),
+                f.rows,
+                f.imported,
+                f.rejected
             );
         }
         println!();
@@ -617,7 +617,22 @@ impl Output {
             );
         }
         println!("folder: {}", r.out_dir);
-        println!("settings: {}", serde_json::to_string(&r.spec["spec"])?);
+        match &d.settings {
+            RunSettings::Train { spec, .. } => {
+                println!("settings: {}", serde_json::to_string(spec)?)
+            }
+            RunSettings::Eval {
+                settings, families, ..
+            } => println!(
+                "families: {}; settings: {}",
+                families
+                    .iter()
+                    .map(|f| f.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                serde_json::to_string(settings)?
+            ),
+        }
         if !d.evals.is_empty() {
             println!();
             table(

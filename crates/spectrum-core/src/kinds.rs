@@ -84,9 +84,82 @@ impl RunStatus {
     }
 }
 
+/// Where a model runs. Stored and shown as `cpu`, `cuda:N` or `metal`
+/// (`Display`, [`DeviceSpec::parse`]); serde and TypeScript see the tagged
+/// form (`"cpu"`, `{"cuda": 0}`, `"metal"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+    Metal,
+}
+
+impl std::fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+            DeviceSpec::Metal => f.write_str("metal"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// `cpu`, `cuda` (device 0), `cuda:N` or `metal`.
+    pub fn parse(text: &str) -> Option<DeviceSpec> {
+        match text {
+            "cpu" => Some(DeviceSpec::Cpu),
+            "metal" => Some(DeviceSpec::Metal),
+            "cuda" => Some(DeviceSpec::Cuda(0)),
+            _ => text
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda),
+        }
+    }
+}
+
+#[cfg(feature = "sql")]
+impl rusqlite::types::ToSql for DeviceSpec {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.to_string()))
+    }
+}
+
+#[cfg(feature = "sql")]
+impl rusqlite::types::FromSql for DeviceSpec {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        DeviceSpec::parse(text).ok_or_else(|| {
+            rusqlite::types::FromSqlError::Other(format!("unknown device {text:?}").into())
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn devices_read_back_as_they_are_written() {
+        for d in [
+            DeviceSpec::Cpu,
+            DeviceSpec::Cuda(0),
+            DeviceSpec::Cuda(3),
+            DeviceSpec::Metal,
+        ] {
+            assert_eq!(DeviceSpec::parse(&d.to_string()), Some(d));
+        }
+        assert_eq!(DeviceSpec::parse("cuda"), Some(DeviceSpec::Cuda(0)));
+        assert_eq!(DeviceSpec::parse("cuda(0)"), None);
+        assert_eq!(DeviceSpec::parse("gpu"), None);
+        assert_eq!(
+            serde_json::to_string(&DeviceSpec::Cuda(1)).expect("json"),
+            r#"{"cuda":1}"#
+        );
+    }
 
     #[test]
     fn every_spelling_reads_back_and_serde_agrees() {

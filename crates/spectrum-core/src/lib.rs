@@ -2,7 +2,7 @@
 //! graph so that each library can speak it:
 //!
 //! - [`kinds`]: closed sets that are stored and shown ([`RunKind`],
-//!   [`RunStatus`]), one spelling in SQLite, serde and TypeScript;
+//!   [`RunStatus`], [`DeviceSpec`]), one spelling in SQLite, serde and TypeScript;
 //! - [`problem`]: what kind of failure an error is ([`ErrorCode`]) and the way
 //!   out of it as data ([`Fix`]), which each front end phrases in its own
 //!   words: a command line in the CLI, a sentence and a button in the app.
@@ -12,5 +12,5 @@
 pub mod kinds;
 pub mod problem;
 
-pub use kinds::{RunKind, RunStatus};
+pub use kinds::{DeviceSpec, RunKind, RunStatus};
 pub use problem::{ErrorCode, Explain, Fix, Listing, Problem};

@@ -6,7 +6,7 @@ use spectrum_core::{ErrorCode, Explain, Fix, Problem};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LmError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         #[source]

@@ -34,32 +34,18 @@ use std::path::Path;
 
 use spectrum_core::Problem;
 
-/// Where a model runs.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, ts_rs::TS,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum DeviceSpec {
-    #[default]
-    Cpu,
-    Cuda(usize),
-    Metal,
-}
+pub use spectrum_core::DeviceSpec;
 
-/// `cpu`, `cuda:0`, `metal`: how runs record their device.
-impl std::fmt::Display for DeviceSpec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeviceSpec::Cpu => f.write_str("cpu"),
-            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
-            DeviceSpec::Metal => f.write_str("metal"),
-        }
-    }
-}
-
-impl DeviceSpec {
+/// What a [`DeviceSpec`] means to candle.
+pub trait Backend {
     /// The candle device, or a clear error when this build lacks the backend.
-    pub fn device(self) -> Result<candle_core::Device> {
+    fn device(self) -> Result<candle_core::Device>;
+    /// f32 on the CPU, bf16 on GPUs.
+    fn dtype(self) -> candle_core::DType;
+}
+
+impl Backend for DeviceSpec {
+    fn device(self) -> Result<candle_core::Device> {
         Ok(match self {
             DeviceSpec::Cpu => candle_core::Device::Cpu,
             DeviceSpec::Cuda(i) => candle_core::Device::new_cuda(i).map_err(|e| {
@@ -77,8 +63,7 @@ impl DeviceSpec {
         })
     }
 
-    /// f32 on the CPU, bf16 on GPUs.
-    pub fn dtype(self) -> candle_core::DType {
+    fn dtype(self) -> candle_core::DType {
         match self {
             DeviceSpec::Cpu => candle_core::DType::F32,
             _ => candle_core::DType::BF16,

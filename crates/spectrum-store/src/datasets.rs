@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
-use spectrum_suite::import::{Item, ItemSink, SinkError};
+use spectrum_suite::import::{FileReport, Item, ItemSink, SinkError};
 use spectrum_suite::{Split, TaskDef};
 
 use crate::{Result, Store, StoreError};
@@ -40,7 +40,7 @@ pub struct DatasetDetail {
     #[serde(flatten)]
     pub summary: DatasetSummary,
     /// Per-file format, shape and row counts, as the importer reported them.
-    pub files: serde_json::Value,
+    pub files: Vec<FileReport>,
     pub tasks: Vec<TaskSummary>,
 }
 
@@ -258,12 +258,13 @@ impl ImportTx<'_> {
     }
 
     /// Records the per-file report and commits the whole import.
-    pub fn commit(mut self, files: &serde_json::Value) -> Result<i64> {
+    pub fn commit(mut self, files: &[FileReport]) -> Result<i64> {
+        let files = serde_json::to_string(files).expect("file reports serialise");
         let result = self
             .conn
             .execute(
                 "UPDATE datasets SET files = ?1 WHERE id = ?2",
-                params![files.to_string(), self.dataset_id],
+                params![files, self.dataset_id],
             )
             .and_then(|_| self.conn.execute_batch("COMMIT"));
         self.done = result.is_ok();

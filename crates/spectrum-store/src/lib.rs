@@ -17,7 +17,8 @@ use spectrum_core::{ErrorCode, Explain, Fix};
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
 pub use models::{ModelRecord, NewModel};
 pub use runs::{
-    EvalMetrics, EvalTaskRecord, NewRun, RunDataset, RunKind, RunRecord, RunStatus, StepMetrics,
+    DeviceSpec, EvalMetrics, EvalTaskRecord, NewRun, RunDataset, RunKind, RunRecord, RunStatus,
+    StepMetrics,
 };
 
 /// `PRAGMA application_id` of a Spectrum Studio store ("SPEC").
@@ -25,7 +26,7 @@ const APPLICATION_ID: i32 = 0x5350_4543;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the folder for the store {}: {source}", path.display())]
+    #[error("cannot create the folder for the store {}", path.display())]
     CreateDir {
         path: PathBuf,
         #[source]
@@ -45,7 +46,7 @@ pub enum StoreError {
         found: i64,
         supported: i64,
     },
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Sqlite {
         path: PathBuf,
         #[source]
@@ -309,12 +310,12 @@ mod tests {
         let runs = store.runs(None).expect("runs");
         assert_eq!(runs.len(), 2);
         assert_eq!(
-            (runs[0].kind, runs[0].status, runs[0].device.as_str()),
-            (RunKind::Eval, RunStatus::Cancelled, "cpu")
+            (runs[0].kind, runs[0].status, runs[0].device),
+            (RunKind::Eval, RunStatus::Cancelled, DeviceSpec::Cpu)
         );
         assert_eq!(
-            (runs[1].kind, runs[1].status, runs[1].device.as_str()),
-            (RunKind::Train, RunStatus::Finished, "cuda:1")
+            (runs[1].kind, runs[1].status, runs[1].device),
+            (RunKind::Train, RunStatus::Finished, DeviceSpec::Cuda(1))
         );
         assert!(
             runs.iter()
@@ -337,9 +338,15 @@ mod tests {
             )
             .expect("insert");
         let err = store.runs(None).expect_err("unknown status");
+        let chain: Vec<String> =
+            std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+                .map(|e| e.to_string())
+                .collect();
         assert!(
-            err.to_string().contains("unknown RunStatus \"paused\""),
-            "{err}"
+            chain
+                .iter()
+                .any(|e| e.contains("unknown RunStatus \"paused\"")),
+            "{chain:?}"
         );
         for kind in RunKind::ALL {
             assert_eq!(RunKind::parse(kind.as_str()), Some(*kind));

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Result, Store, StoreError};
 
-pub use spectrum_core::{RunKind, RunStatus};
+pub use spectrum_core::{DeviceSpec, RunKind, RunStatus};
 
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -22,7 +22,7 @@ pub struct NewRun {
     /// recorded with the run (provenance, as DESIGN.md promises).
     pub tasks: Vec<i64>,
     pub seed: i64,
-    pub device: String,
+    pub device: DeviceSpec,
     pub app_version: String,
     pub out_dir: String,
     pub total_steps: i64,
@@ -43,6 +43,11 @@ pub struct RunRecord {
     pub kind: RunKind,
     pub name: String,
     pub status: RunStatus,
+    /// The settings as the app stored them; it reads them typed
+    /// (`spectrum_app::RunSettings`), so they are not part of the record
+    /// front ends receive.
+    #[serde(skip)]
+    #[ts(skip)]
     pub spec: serde_json::Value,
     pub model: Option<String>,
     /// The content hash of the model when the run started (`None` for runs
@@ -51,7 +56,7 @@ pub struct RunRecord {
     /// The datasets the run read (empty for runs recorded before provenance).
     pub datasets: Vec<RunDataset>,
     pub seed: i64,
-    pub device: String,
+    pub device: DeviceSpec,
     pub out_dir: String,
     pub step: i64,
     pub total_steps: i64,

@@ -1,13 +1,13 @@
 //! The store's queries on temporary files: datasets and their tasks, models,
 //! runs with their provenance, metrics and evaluation records.
 
-use spectrum_core::{Explain, Fix};
+use spectrum_core::{DeviceSpec, Explain, Fix};
 use spectrum_store::{
     EvalMetrics, NewDataset, NewModel, NewRun, RunDataset, RunKind, RunStatus, StepMetrics, Store,
     StoreError, TaskFilter,
 };
 use spectrum_suite::builtin::{self, SuiteConfig};
-use spectrum_suite::import::{Item, ItemSink};
+use spectrum_suite::import::{FileReport, Format, Item, ItemSink, Shape};
 use spectrum_suite::{Split, TaskKind};
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -47,8 +47,16 @@ fn import(store: &mut Store, name: &str, hash: &str, suite: &builtin::Suite) -> 
     for item in items {
         tx.accept(item).expect("accept");
     }
-    tx.commit(&serde_json::json!([{ "file": "tasks.jsonl" }]))
-        .expect("commit")
+    tx.commit(&[FileReport {
+        path: "tasks.jsonl".into(),
+        format: Format::Jsonl,
+        shape: Shape::Tasks,
+        detected: true,
+        rows: 3,
+        imported: 3,
+        rejected: 0,
+    }])
+    .expect("commit")
 }
 
 fn new_run(kind: RunKind, name: &str, tasks: Vec<i64>) -> NewRun {
@@ -61,7 +69,7 @@ fn new_run(kind: RunKind, name: &str, tasks: Vec<i64>) -> NewRun {
         model_hash: Some("model-hash".into()),
         tasks,
         seed: 7,
-        device: "cpu".into(),
+        device: DeviceSpec::Cpu,
         app_version: "0.0.0".into(),
         out_dir: String::new(),
         total_steps: 10,
@@ -105,7 +113,8 @@ fn an_import_is_counted_listed_found_and_read_back() {
     );
 
     let detail = store.dataset_detail(id).expect("detail").expect("exists");
-    assert_eq!(detail.files[0]["file"], "tasks.jsonl");
+    assert_eq!(detail.files[0].path, "tasks.jsonl");
+    assert_eq!(detail.files[0].shape, Shape::Tasks);
     assert_eq!(detail.tasks.len(), suite.tasks.len());
 
     // The split filter returns exactly the tasks of that split.

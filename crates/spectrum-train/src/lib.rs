@@ -28,7 +28,7 @@ pub use trainer::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("run spec: {0}")]
+    #[error("run spec")]
     Setting(#[from] spec::SpecError),
     #[error("checkpoint {}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },

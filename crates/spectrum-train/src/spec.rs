@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
 use spectrum_lm::ops::Kernels;
-use spectrum_lm::{DeviceSpec, PromptFormat};
+use spectrum_lm::{Backend, DeviceSpec, PromptFormat};
 
 /// Which tasks to train on. Empty `names` and `categories`: every train task.
 /// Held-out tasks are never trained on.

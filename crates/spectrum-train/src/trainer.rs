@@ -19,7 +19,7 @@ use spectrum_lm::hf::ModelDir;
 use spectrum_lm::lora::AdapterSite;
 use spectrum_lm::models::{CausalLm, Mode};
 use spectrum_lm::tokenizer::TextTokenizer;
-use spectrum_lm::{LanguageModel, LocalModel, PromptFormat, Rendered};
+use spectrum_lm::{Backend, LanguageModel, LocalModel, PromptFormat, Rendered};
 use spectrum_suite::{Message, Rng};
 
 use crate::checkpoint::{self, Checkpoint, State};

@@ -306,8 +306,6 @@ export type JsHistogram = {
  */
 edges: Array<number>, width: number, all: Array<number>, tasks: Array<TaskCounts>, };
 
-export type JsonValue = number | string | boolean | Array<JsonValue> | { [key in string]: JsonValue } | null;
-
 export type Kernels = "fused" | "composed";
 
 export type Length = { "steps": number } | { "epochs": number };
@@ -351,7 +349,7 @@ export type MemoryFit = { estimate: MemoryEstimate,
 /**
  * `cpu`, `cuda:0`, ...
  */
-device: string, 
+device: DeviceSpec, 
 /**
  * Free memory where it can be read (the CPU's `MemAvailable`; a GPU's is
  * not read yet).
@@ -459,11 +457,11 @@ export type RunDataset = {
  */
 id: number | null, name: string, content_hash: string, };
 
-export type RunDetail = { run: RunRecord, steps: Array<StepMetrics>, evals: Array<EvalMetrics>, checkpoints: Array<string>, };
+export type RunDetail = { run: RunRecord, settings: RunSettings, steps: Array<StepMetrics>, evals: Array<EvalMetrics>, checkpoints: Array<string>, };
 
 export type RunKind = "train" | "eval";
 
-export type RunRecord = { id: number, kind: RunKind, name: string, status: RunStatus, spec: JsonValue, model: string | null, 
+export type RunRecord = { id: number, kind: RunKind, name: string, status: RunStatus, model: string | null, 
 /**
  * The content hash of the model when the run started (`None` for runs
  * recorded before provenance was kept, and for remote models).
@@ -472,13 +470,23 @@ model_hash: string | null,
 /**
  * The datasets the run read (empty for runs recorded before provenance).
  */
-datasets: Array<RunDataset>, seed: number, device: string, out_dir: string, step: number, total_steps: number, created_at: string, updated_at: string | null, finished_at: string | null, error: string | null, 
+datasets: Array<RunDataset>, seed: number, device: DeviceSpec, out_dir: string, step: number, total_steps: number, created_at: string, updated_at: string | null, finished_at: string | null, error: string | null, 
 /**
  * The registered model the run produced.
  */
 result_model: string | null, };
 
 export type RunRef = { run: number, name: string, model: string, template: PromptFormat, };
+
+export type RunSettings = { "kind": "train", spec: RunSpec, 
+/**
+ * The base model's folder.
+ */
+model_path: string, 
+/**
+ * Store ids of the tasks it trains on and holds out.
+ */
+train_tasks: Array<number>, held_out_tasks: Array<number>, } | { "kind": "eval", model: string, model_path: string, template: PromptFormat, profile: Profile, settings: Settings, families: Array<Family>, tasks: Array<string>, device: DeviceSpec, };
 
 export type RunSpec = { tasks: TaskSelection, format: PromptFormat, 
 /**

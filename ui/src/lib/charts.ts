@@ -177,7 +177,7 @@ export function heatmapOption(c: Comparison, family: Family): EChartsCoreOption 
  * evaluations (mean summed nats per output with index >= 1: another scale, so
  * its own axis) and the learning rate.
  */
-export function trainingOption(d: RunDetail): EChartsCoreOption {
+export function trainingOption(d: Pick<RunDetail, "run" | "steps" | "evals">): EChartsCoreOption {
   return {
     ...base(`Training: ${d.run.name}`),
     grid: { left: 56, right: 130, top: 40, bottom: 56 },

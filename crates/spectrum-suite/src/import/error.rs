@@ -85,7 +85,7 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Io {
         path: PathBuf,
         #[source]
@@ -123,7 +123,7 @@ pub enum ImportError {
     },
     #[error("the import was cancelled; nothing was imported")]
     Cancelled,
-    #[error("could not store the imported rows: {0}")]
+    #[error("could not store the imported rows")]
     Sink(#[source] SinkError),
 }
 

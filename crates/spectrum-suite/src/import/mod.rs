@@ -79,7 +79,7 @@ pub struct Progress {
 }
 
 /// What one file held.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, ts_rs::TS)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
 pub struct FileReport {
     pub path: String,
     pub format: Format,

@@ -12,7 +12,7 @@ use super::error::{ImportError, Location, RowProblem};
 use super::fields::kind_of;
 
 /// The file formats the importer reads, chosen by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
     Jsonl,
