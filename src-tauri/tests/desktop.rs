@@ -527,6 +527,12 @@ fn the_whole_workflow_in_the_desktop_app() {
     d.tab("breakdown", "heatmap-chart");
     d.screenshot("09-results-breakdown");
     d.tab("training", "training-chart");
+    // The run's settings, read back typed from the store, under its curves.
+    let settings = d.text("[data-testid=training-settings]");
+    assert!(
+        settings.starts_with("LoRA rank") && settings.contains("learning rate"),
+        "{settings}"
+    );
     d.screenshot("10-results-training");
     d.click("[data-testid=tab-steer]");
     d.click("button[aria-label='Toggle dark theme']");

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bytes, duration, fixText, fixView, matches, meanSe, params, sortBy } from "./format";
+import type { RunSettings } from "./bindings";
 
 describe("format", () => {
   it("prints a mean with its standard error", () => {
@@ -41,6 +42,26 @@ describe("devices", () => {
     expect(parseDevice("metal")).toBe("metal");
     expect(parseDevice("anything")).toBe("cpu");
     for (const s of ["cpu", "cuda:0", "cuda:3", "metal"]) expect(deviceName(parseDevice(s))).toBe(s);
+  });
+});
+
+describe("run settings", () => {
+  it("says a training run's settings in one line", async () => {
+    const { trainSettings } = await import("./format");
+    const spec = {
+      method: { lora: { rank: 16, alpha: 32, dropout: 0, targets: [] } }, learning_rate: 0.001, decay: "cosine",
+      warmup_steps: 4, length: { steps: 12 }, micro_batch: 4, grad_accum: 2, max_tokens: 1024,
+      gradient_checkpointing: true, dtype: null, device: { cuda: 1 }, seed: 0,
+    };
+    const s = { kind: "train", spec, model_path: "/m", train_tasks: [], held_out_tasks: [] } as unknown as RunSettings;
+    expect(trainSettings(s)).toBe(
+      "LoRA rank 16, alpha 32 · learning rate 0.001, cosine after 4 warm-up steps · 12 steps of 4 × 2 sequences up to 1024 tokens · gradient checkpointing · bf16 on cuda:1 · seed 0",
+    );
+    const full = { ...s, spec: { ...spec, method: "full", length: { epochs: 1.5 }, gradient_checkpointing: false, dtype: "f16" } } as RunSettings;
+    expect(trainSettings(full)).toBe(
+      "full fine-tuning · learning rate 0.001, cosine after 4 warm-up steps · 1.5 epochs of 4 × 2 sequences up to 1024 tokens · f16 on cuda:1 · seed 0",
+    );
+    expect(trainSettings({ kind: "eval" } as RunSettings)).toBeNull();
   });
 });
 

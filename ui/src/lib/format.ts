@@ -1,5 +1,5 @@
 // Small pure helpers shared by the views; tested in format.test.ts.
-import type { DeviceSpec, Fix, MeanSe } from "./bindings";
+import type { DeviceSpec, Fix, MeanSe, RunSettings } from "./bindings";
 
 /** `0.1234 ± 0.0100`, with the standard error when there is one. */
 export function meanSe(m: MeanSe | null | undefined, digits = 3): string {
@@ -70,6 +70,25 @@ export function parseDevice(s: string): DeviceSpec {
 
 export function deviceName(d: DeviceSpec): string {
   return typeof d === "object" ? `cuda:${d.cuda}` : d;
+}
+
+/** A training run's settings in one line (what the Results view shows under its curves). */
+export function trainSettings(s: RunSettings): string | null {
+  if (s.kind !== "train") return null;
+  const t = s.spec;
+  const method = t.method === "full"
+    ? "full fine-tuning"
+    : `LoRA rank ${t.method.lora.rank}, alpha ${t.method.lora.alpha}`;
+  const length = "steps" in t.length ? `${t.length.steps} steps` : `${t.length.epochs} epochs`;
+  return [
+    method,
+    `learning rate ${t.learning_rate}, ${t.decay} after ${t.warmup_steps} warm-up steps`,
+    `${length} of ${t.micro_batch} × ${t.grad_accum} sequences up to ${t.max_tokens} tokens`,
+    t.gradient_checkpointing ? "gradient checkpointing" : null,
+    // No dtype: f32 on the CPU, bf16 on GPUs (the engine's default).
+    `${t.dtype ?? (t.device === "cpu" ? "f32" : "bf16")} on ${deviceName(t.device)}`,
+    `seed ${t.seed}`,
+  ].filter(Boolean).join(" · ");
 }
 
 /** An error's fix in the app's words (the CLI phrases the same fix as a command). */
