@@ -180,7 +180,8 @@ impl Studio {
             let ids = probe.tokenizer.encode("Spectrum probe")?;
             if let Err(e) = probe.score_tokens(&[ids]) {
                 progress(&format!(
-                    "warning: {e}. The steer and dist evaluations need them; valid runs without."
+                    "warning: {}. The steer and dist evaluations need them; valid runs without.",
+                    spectrum_core::chain(&e)
                 ));
             }
             Ok(())

@@ -13,4 +13,4 @@ pub mod kinds;
 pub mod problem;
 
 pub use kinds::{DeviceSpec, RunKind, RunStatus};
-pub use problem::{ErrorCode, Explain, Fix, Listing, Problem};
+pub use problem::{ErrorCode, Explain, Fix, Listing, Problem, chain};

@@ -150,9 +150,32 @@ impl Explain for Problem {
     }
 }
 
+/// An error and its sources as one line, `what failed: why: why`, for the
+/// places that show an error as text (an HTTP answer, a warning). Messages do
+/// not repeat their source, so each cause appears once.
+pub fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        text.push_str(": ");
+        text.push_str(&e.to_string());
+        source = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_chain_says_each_cause_once() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot read /m")]
+        struct Outer(#[source] std::io::Error);
+        let e = Outer(std::io::Error::other("disk full"));
+        assert_eq!(chain(&e), "cannot read /m: disk full");
+    }
 
     #[test]
     fn fixes_cross_as_tagged_data() {

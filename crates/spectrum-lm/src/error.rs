@@ -29,10 +29,20 @@ pub enum LmError {
     /// Nothing to score or continue.
     #[error("the prompt has no tokens")]
     EmptyPrompt,
-    #[error("tokenizer: {0}")]
-    Tokenizer(String),
-    #[error("template: {0}")]
-    Template(String),
+    /// The tokenizer failed to load, encode or decode.
+    #[error("tokenizer: cannot {what}")]
+    Tokenizer {
+        what: &'static str,
+        #[source]
+        source: tokenizers::Error,
+    },
+    /// The model's chat template does not parse or fails to render.
+    #[error("chat template: {what}")]
+    Template {
+        what: &'static str,
+        #[source]
+        source: minijinja::Error,
+    },
     #[error("hf:{repo}: cannot download from the Hugging Face hub: {message}")]
     Hub { repo: String, message: String },
     /// A remote model server failed or answered something unusable.

@@ -303,7 +303,10 @@ impl ChatTemplate {
         );
         env.add_function("strftime_now", |_fmt: String| -> String { String::new() });
         env.add_template_owned("chat", template)
-            .map_err(|e| LmError::Template(format!("chat template does not parse: {e}")))?;
+            .map_err(|source| LmError::Template {
+                what: "does not parse",
+                source,
+            })?;
         Ok(ChatTemplate {
             env,
             bos: tok.bos_token.clone().unwrap_or_default(),
@@ -321,9 +324,15 @@ impl ChatTemplate {
         let tmpl = self
             .env
             .get_template("chat")
-            .map_err(|e| LmError::Template(e.to_string()))?;
+            .map_err(|source| LmError::Template {
+                what: "is missing",
+                source,
+            })?;
         tmpl.render(context! { messages => messages, add_generation_prompt => add_generation_prompt, bos_token => &self.bos, eos_token => &self.eos })
-            .map_err(|e| LmError::Template(format!("chat template failed: {e}")))
+            .map_err(|source| LmError::Template {
+                what: "failed to render",
+                source,
+            })
     }
 }
 

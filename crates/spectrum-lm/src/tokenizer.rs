@@ -115,14 +115,20 @@ impl TextTokenizer {
         let enc = self
             .inner
             .encode(text, false)
-            .map_err(|e| LmError::Tokenizer(e.to_string()))?;
+            .map_err(|source| LmError::Tokenizer {
+                what: "encode the text",
+                source,
+            })?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, false)
-            .map_err(|e| LmError::Tokenizer(e.to_string()))
+            .map_err(|source| LmError::Tokenizer {
+                what: "decode the tokens",
+                source,
+            })
     }
 
     pub fn token_id(&self, token: &str) -> Option<u32> {

@@ -271,3 +271,25 @@ fn examples_are_numbered_by_loss_runs() {
         [(0, Some(0)), (1, Some(1)), (2, Some(2))]
     );
 }
+
+/// A chat template that does not parse is refused with the template engine's
+/// reason, said once; one that raises says what it raised.
+#[test]
+fn a_broken_chat_template_says_why() {
+    let messages = [msg(Role::Input, "hi"), msg(Role::Output, "yo")];
+    let tok = tiny_tokenizer(Some("{% for m in messages %}{{ m.content }"));
+    let err = render(&tok, PromptFormat::Chat, &messages, None).expect_err("unparsable");
+    let text = spectrum_core::chain(&err);
+    assert!(
+        text.starts_with("chat template: does not parse: "),
+        "{text}"
+    );
+    assert_eq!(text.matches("syntax error").count(), 1, "{text}");
+    let tok = tiny_tokenizer(Some("{{ raise_exception('no system turns') }}"));
+    let err = render(&tok, PromptFormat::Chat, &messages, None).expect_err("raises");
+    let text = spectrum_core::chain(&err);
+    assert!(
+        text.starts_with("chat template: failed to render: ") && text.contains("no system turns"),
+        "{text}"
+    );
+}

@@ -77,5 +77,5 @@ pub(super) fn refuse_stream(stream: bool) -> ApiResult<()> {
 pub(super) fn decode(m: &Model, ids: &[u32]) -> ApiResult<String> {
     m.tokenizer
         .decode(ids)
-        .map_err(|e| ApiError::bad(e.to_string()))
+        .map_err(|e| ApiError::bad(spectrum_core::chain(&e)))
 }

@@ -197,7 +197,7 @@ pub(super) fn prompts(m: &Model, prompt: Option<Prompt>) -> ApiResult<Vec<Vec<u3
         ids.extend(
             m.tokenizer
                 .encode(text)
-                .map_err(|e| ApiError::bad(e.to_string()))?,
+                .map_err(|e| ApiError::bad(spectrum_core::chain(&e)))?,
         );
         Ok(ids)
     };
@@ -361,7 +361,7 @@ pub(super) async fn chat_completions(
         .collect();
     let text = chat
         .render(&messages, true)
-        .map_err(|e| ApiError::bad(e.to_string()))?;
+        .map_err(|e| ApiError::bad(spectrum_core::chain(&e)))?;
     let mut prompt: Vec<u32> = m.tokenizer.bos.into_iter().collect();
     if m.tokenizer
         .bos_token
@@ -373,7 +373,7 @@ pub(super) async fn chat_completions(
     prompt.extend(
         m.tokenizer
             .encode(&text)
-            .map_err(|e| ApiError::bad(e.to_string()))?,
+            .map_err(|e| ApiError::bad(spectrum_core::chain(&e)))?,
     );
     let max_tokens = request
         .max_completion_tokens

@@ -60,7 +60,7 @@ pub(super) fn run_scores(model: &mut LocalModel, works: Vec<Work>, max_tokens: u
                     results.insert((s.0, s.1), score);
                 }
             }
-            Err(e) => failure = Some(e.to_string()),
+            Err(e) => failure = Some(spectrum_core::chain(&e)),
         }
         start = end;
     }
@@ -92,7 +92,9 @@ pub(super) fn run_samples(model: &mut LocalModel, works: Vec<Work>) {
             Work::Score { .. } => None,
         })
         .collect();
-    let result = model.sample_many(&requests).map_err(|e| e.to_string());
+    let result = model
+        .sample_many(&requests)
+        .map_err(|e| spectrum_core::chain(&e));
     let mut outputs = match result {
         Ok(out) => out.into_iter().map(Ok).collect::<Vec<_>>(),
         Err(e) => vec![Err(e); works.len()],
