@@ -11,16 +11,23 @@
 //! `SPECTRUM_BENCH_SHAPE=qwen2.5-0.5b` (or qwen2.5-1.5b, llama-3.2-1b,
 //! qwen2.5-7b) measures a randomly initialised model of that published shape
 //! instead (`spectrum_lm::shapes`; written once under the target folder), so
-//! that real sizes can be measured on a machine that reaches no network.
+//! that real sizes can be measured on a machine that reaches no network
+//! (`SPECTRUM_BENCH_TMP` says where, for a binary carried to another machine).
 //! Each configuration runs in its own process so peak memory is its own.
 //!
 //! `SPECTRUM_BENCH_DEVICE=cuda:0` trains on that device instead of the CPU,
-//! in bf16 (a build with `--features cuda`; the peak reported is still the
-//! process's resident memory, not the GPU's).
+//! in bf16 (a build with `--features cuda`); the peak is then the GPU
+//! memory `nvidia-smi` reports for the process, sampled every 100 ms.
 //!
 //! `SPECTRUM_BENCH_MEMORY=1` measures our side only, with and without
 //! gradient checkpointing, and prints each run's peak beside the memory
-//! estimate `spectrum train` shows (`spectrum_train::memory`) and their ratio.
+//! estimate `spectrum train` shows (`spectrum_train::memory`) and their ratio,
+//! and, given the device's dense peak (`SPECTRUM_BENCH_PEAK_TFLOPS`, e.g. 989
+//! for an H100/H200's bf16), the model FLOP utilisation: 6 x parameters
+//! (full) or 4 x (LoRA) x tokens/s over that peak.
+//! `SPECTRUM_BENCH_LENGTH` and `SPECTRUM_BENCH_BATCH` change the 4 x 256
+//! tokens of a micro-batch; `SPECTRUM_BENCH_MODES=lora,lora-ckpt` runs only
+//! those of `lora`, `lora-ckpt`, `full`, `full-ckpt`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,9 +45,29 @@ use spectrum_train::{Method, RunSpec, Trainable};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const BATCH: usize = 4;
-const LENGTH: usize = 256;
 const STEPS: usize = 3;
+
+/// Sequences per micro-batch and tokens per sequence (4 x 256 unless set).
+fn batch_shape() -> (usize, usize) {
+    let get = |name: &str, default: usize| {
+        std::env::var(name).map_or(default, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}={v:?} is not a count"))
+        })
+    };
+    (
+        get("SPECTRUM_BENCH_BATCH", 4),
+        get("SPECTRUM_BENCH_LENGTH", 256),
+    )
+}
+
+/// The device `SPECTRUM_BENCH_DEVICE` names (the CPU when unset).
+fn bench_device() -> spectrum_lm::DeviceSpec {
+    std::env::var("SPECTRUM_BENCH_DEVICE").map_or(spectrum_lm::DeviceSpec::Cpu, |d| {
+        spectrum_lm::DeviceSpec::parse(&d)
+            .unwrap_or_else(|| panic!("SPECTRUM_BENCH_DEVICE={d:?}: cpu or cuda:N"))
+    })
+}
 
 fn main() {
     spectrum_lm::fpu::flush_subnormals();
@@ -48,9 +75,11 @@ fn main() {
     let shape = std::env::var("SPECTRUM_BENCH_SHAPE").ok();
     let model_dir = match &shape {
         Some(name) => {
-            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-                .join("shapes")
-                .join(name);
+            // `SPECTRUM_BENCH_TMP`: where to write it when the build's own
+            // target folder is not there (a binary carried to another machine).
+            let tmp = std::env::var_os("SPECTRUM_BENCH_TMP")
+                .map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+            let dir = tmp.join("shapes").join(name);
             spectrum_lm::shapes::write_model(name, &dir, 0).expect("model of a named shape")
         }
         None => spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR")),
@@ -64,13 +93,14 @@ fn main() {
 
     // Token ids and loss masks: loss on the last third of each sequence, like
     // the outputs of a Spectrum sequence.
+    let (batch, length) = batch_shape();
     let mut rng = Rng::new(7);
-    let items: Vec<Item> = (0..BATCH)
+    let items: Vec<Item> = (0..batch)
         .map(|_| Item {
-            ids: (0..LENGTH)
+            ids: (0..length)
                 .map(|_| 100 + rng.below(40_000) as u32)
                 .collect(),
-            loss: (0..LENGTH).map(|p| p >= 2 * LENGTH / 3).collect(),
+            loss: (0..length).map(|p| p >= 2 * length / 3).collect(),
         })
         .collect();
     let spec = serde_json::json!({
@@ -102,25 +132,57 @@ fn main() {
         serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON report")
     };
     if std::env::var_os("SPECTRUM_BENCH_MEMORY").is_some() {
+        let device = bench_device();
+        let peak_tflops: Option<f64> = std::env::var("SPECTRUM_BENCH_PEAK_TFLOPS")
+            .ok()
+            .map(|v| v.parse().expect("SPECTRUM_BENCH_PEAK_TFLOPS: a number"));
         println!(
-            "\n{}, f32, CPU; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third)",
-            shape.as_deref().unwrap_or("SmolLM2-135M")
+            "\n{}, {} on {device}; {STEPS} steps of {batch} x {length} tokens (loss on the last third)",
+            shape.as_deref().unwrap_or("SmolLM2-135M"),
+            if device == spectrum_lm::DeviceSpec::Cpu {
+                "f32"
+            } else {
+                "bf16"
+            },
         );
         println!("{}\n", Machine::describe());
         println!(
-            "{:<30} {:>10} {:>10} {:>7} {:>10}",
-            "", "peak MiB", "estimate", "ratio", "tokens/s"
+            "{:<30} {:>10} {:>10} {:>7} {:>10} {:>6}",
+            "",
+            if device == spectrum_lm::DeviceSpec::Cpu {
+                "peak MiB"
+            } else {
+                "GPU MiB"
+            },
+            "estimate",
+            "ratio",
+            "tokens/s",
+            "MFU"
         );
-        for mode in ["lora", "lora-ckpt", "full", "full-ckpt"] {
+        let modes = std::env::var("SPECTRUM_BENCH_MODES")
+            .unwrap_or_else(|_| "lora,lora-ckpt,full,full-ckpt".into());
+        for mode in modes.split(',').map(str::trim) {
+            assert!(
+                ["lora", "lora-ckpt", "full", "full-ckpt"].contains(&mode),
+                "SPECTRUM_BENCH_MODES: {mode:?} is not lora, lora-ckpt, full or full-ckpt"
+            );
             let ours = run(&exe, &[], mode);
             let get = |k: &str| ours[k].as_f64().unwrap_or(0.0);
+            let per_token = if mode.starts_with("lora") { 4.0 } else { 6.0 } * get("parameters");
+            let mfu = peak_tflops.map_or("-".to_string(), |peak| {
+                format!(
+                    "{:.1}%",
+                    100.0 * per_token * get("tokens_per_s") / (peak * 1e12)
+                )
+            });
             println!(
-                "{:<30} {:>10.0} {:>10.0} {:>6.2}x {:>10.0}",
+                "{:<30} {:>10.0} {:>10.0} {:>6.2}x {:>10.0} {:>6}",
                 mode.replace("-ckpt", " + checkpointing"),
                 get("peak_mib"),
                 get("estimate_mib"),
                 get("estimate_mib") / get("peak_mib"),
-                get("tokens_per_s")
+                get("tokens_per_s"),
+                mfu
             );
         }
         return;
@@ -138,7 +200,7 @@ fn main() {
     let matmul = gemm_gflops(2048, Operands::Ordinary).expect("matmul");
     let probe = GemmProbe::run(1024).expect("matmul probe");
     println!(
-        "\n{}, f32, CPU, {} threads; {STEPS} steps of {BATCH} x {LENGTH} tokens (loss on the last third); best of {rounds} alternating rounds",
+        "\n{}, f32, CPU, {} threads; {STEPS} steps of {batch} x {length} tokens (loss on the last third); best of {rounds} alternating rounds",
         shape
             .as_deref()
             .map_or("SmolLM2-135M".to_string(), |s| format!(
@@ -216,23 +278,18 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     } else {
         Method::Full
     };
-    let device = match std::env::var("SPECTRUM_BENCH_DEVICE").ok().as_deref() {
-        None | Some("cpu") => spectrum_lm::DeviceSpec::Cpu,
-        Some(d) => spectrum_lm::DeviceSpec::Cuda(
-            d.strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .expect("SPECTRUM_BENCH_DEVICE: cpu or cuda:N"),
-        ),
-    };
+    let device = bench_device();
+    let (batch, length) = (items.len(), items[0].ids.len());
     let run = RunSpec {
         method,
         device,
         gradient_checkpointing: checkpointing,
-        micro_batch: BATCH,
-        max_tokens: LENGTH,
-        max_batch_tokens: BATCH * LENGTH,
+        micro_batch: batch,
+        max_tokens: length,
+        max_batch_tokens: batch * length,
         ..RunSpec::default()
     };
+    let gpu = (device != spectrum_lm::DeviceSpec::Cpu).then(GpuPeak::start);
     let mut model = Trainable::load(&run, model_dir).expect("load");
     model.lm.model.set_mode(spectrum_lm::models::Mode::Training);
     let mut opt = AdamW::new(&model.vars, 0.0).expect("optimizer");
@@ -250,11 +307,54 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     let secs = start.elapsed().as_secs_f64();
     let estimate = spectrum_train::memory::estimate(model.lm.model.config(), &run, 1.0 / 3.0);
     serde_json::json!({
-        "tokens_per_s": (STEPS * BATCH * LENGTH) as f64 / secs,
-        "peak_mib": peak_rss_mib(),
+        "tokens_per_s": (STEPS * batch * length) as f64 / secs,
+        "peak_mib": gpu.map_or_else(peak_rss_mib, GpuPeak::stop),
         "estimate_mib": estimate.total as f64 / (1u64 << 20) as f64,
         "parameters": model.lm.model.config().parameters(),
     })
+}
+
+/// The most GPU memory this process held while it ran, as `nvidia-smi`
+/// reports it (sampled every 100 ms on a thread of its own).
+struct GpuPeak {
+    stop: std::sync::Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<f64>,
+}
+
+impl GpuPeak {
+    fn start() -> GpuPeak {
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let pid = std::process::id().to_string();
+        let thread = std::thread::spawn(move || {
+            let mut peak = 0f64;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let out = Command::new("nvidia-smi")
+                    .args([
+                        "--query-compute-apps=pid,used_memory",
+                        "--format=csv,noheader,nounits",
+                    ])
+                    .output();
+                let Ok(out) = out else { return f64::NAN };
+                for line in String::from_utf8_lossy(&out.stdout).lines() {
+                    let mut fields = line.split(',').map(str::trim);
+                    if fields.next() == Some(pid.as_str())
+                        && let Some(mib) = fields.next().and_then(|m| m.parse::<f64>().ok())
+                    {
+                        peak = peak.max(mib);
+                    }
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            peak
+        });
+        GpuPeak { stop, thread }
+    }
+
+    fn stop(self) -> f64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap_or(f64::NAN)
+    }
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
