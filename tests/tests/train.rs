@@ -103,6 +103,14 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
     assert!(detail["run"].get("spec").is_none(), "{detail}");
     let human = sb.ok(&["runs", "show", "whole"]);
     assert!(human.contains("\"learning_rate\":0.01"), "{human}");
+    // A training run is not an evaluation to compare.
+    let out = sb.run(&["compare", "whole", "whole"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is a train run, not an evaluation"),
+        "{stderr}"
+    );
 
     let mut child = sb
         .command(&train_args("parts", "200"))

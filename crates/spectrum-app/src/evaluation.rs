@@ -105,6 +105,21 @@ impl StoredEval {
     }
 }
 
+/// Refuses a run that is not an evaluation (its results and prompts are asked for).
+fn not_an_evaluation(record: &RunRecord) -> Result<()> {
+    if record.kind == RunKind::Eval {
+        return Ok(());
+    }
+    Err(AppError::bad_input(format!(
+        "run {} ({}) is a {} run, not an evaluation",
+        record.id, record.name, record.kind
+    ))
+    .with_fix(Fix::List {
+        what: Listing::Runs,
+    })
+    .into())
+}
+
 /// A task a family could not evaluate, and why.
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Skipped {
@@ -616,6 +631,7 @@ impl Studio {
         setting: Option<spectrum_eval::valid::Setting>,
     ) -> Result<crate::PromptView> {
         let record = find_run(&self.store()?, run)?;
+        not_an_evaluation(&record)?;
         let stored = StoredEval::of(&record)?;
         let request = crate::PromptRequest {
             model: stored.model_path.display().to_string(),
@@ -656,16 +672,7 @@ impl Studio {
     pub fn eval_report(&self, run: &str) -> Result<EvalReport> {
         let store = self.store()?;
         let record = find_run(&store, run)?;
-        if record.kind != RunKind::Eval {
-            return Err(AppError::bad_input(format!(
-                "run {} ({}) is a {} run, not an evaluation",
-                record.id, record.name, record.kind
-            ))
-            .with_fix(Fix::List {
-                what: Listing::Runs,
-            })
-            .into());
-        }
+        not_an_evaluation(&record)?;
         let stored = StoredEval::of(&record)?;
         let finished = store.eval_tasks(record.id)?;
         let mut skipped = Vec::new();
