@@ -324,6 +324,10 @@ fn report_and_charts_of_stored_runs() {
         "a (spectrum)",
         "b (colon)",
         "wins",
+        // The appendix: each run's settings, read back typed.
+        "Appendix: run specifications",
+        "\"kind\": \"eval\"",
+        "\"template\": \"colon\"",
     ] {
         assert!(
             text.contains(needle),

@@ -779,14 +779,16 @@ impl Studio {
 
     /// Every run's full spec.
     fn appendix_section(&self, request: &ReportRequest) -> Result<Section> {
+        let store = self.store()?;
         let mut blocks = Vec::new();
         for r in request.runs.iter() {
-            let d = self.run_detail(r)?;
+            let run = crate::training::find_run(&store, r)?;
             blocks.push(Block::Heading(format!(
                 "Run {} ({}), {}",
-                d.run.id, d.run.name, d.run.kind
+                run.id, run.name, run.kind
             )));
-            blocks.push(Block::Code(serde_json::to_string_pretty(&d.settings)?));
+            let settings = crate::RunSettings::of(&run)?;
+            blocks.push(Block::Code(serde_json::to_string_pretty(&settings)?));
         }
         Ok(Section {
             title: "Appendix: run specifications".into(),

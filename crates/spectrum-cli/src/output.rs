@@ -617,21 +617,9 @@ impl Output {
             );
         }
         println!("folder: {}", r.out_dir);
-        match &d.settings {
-            RunSettings::Train { spec, .. } => {
-                println!("settings: {}", serde_json::to_string(spec)?)
-            }
-            RunSettings::Eval {
-                settings, families, ..
-            } => println!(
-                "families: {}; settings: {}",
-                families
-                    .iter()
-                    .map(|f| f.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                serde_json::to_string(settings)?
-            ),
+        // Evaluation runs are shown as their report (`eval_report`).
+        if let RunSettings::Train { spec, .. } = &d.settings {
+            println!("settings: {}", serde_json::to_string(spec)?);
         }
         if !d.evals.is_empty() {
             println!();
