@@ -89,8 +89,7 @@ fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 's
 
 #[tauri::command]
 pub fn app_info(shell: State<'_, Shell>) -> Res<AppInfo> {
-    let active: BTreeSet<String> = shell.jobs.list().into_iter().map(|j| j.label).collect();
-    let Overview { tour, interrupted } = shell.studio.overview(&active)?;
+    let Overview { tour, interrupted } = shell.studio.overview()?;
     Ok(AppInfo {
         version: env!("CARGO_PKG_VERSION").into(),
         store: shell.studio.store_path().display().to_string(),

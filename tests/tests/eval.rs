@@ -260,14 +260,36 @@ fn ctrl_c_keeps_the_finished_tasks() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // While it runs, a second process cannot resume it.
+    let refused = sb.run(&["eval", "--resume", "stopped"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("is being run by process {}", child.id())),
+        "{stderr}"
+    );
     let stderr = spectrum_system_tests::interrupt(child);
     assert!(stderr.contains("finished tasks are kept"), "{stderr}");
     let report = sb.json(&["runs", "show", "stopped"]);
     assert_eq!(report["status"], "cancelled");
     assert_eq!(report["steer"]["tasks"].as_array().expect("kept").len(), 8);
     assert!(report["unfinished"].as_u64().expect("unfinished") >= 1);
-    // Resuming keeps what was done and runs the rest with the run's settings.
-    let resumed = sb.json(&["eval", "--resume", "stopped"]);
+    // Resuming keeps what was done and runs the rest with the run's settings;
+    // of two resumes at once, one runs it and the other is refused.
+    let spawn = || {
+        sb.command(&["--json", "eval", "--resume", "stopped"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("resume")
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [first, second].map(|c| c.wait_with_output().expect("wait"));
+    let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
+    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one resume runs");
+    let stderr = String::from_utf8_lossy(&lost[0].stderr);
+    assert!(stderr.contains("is being run by process"), "{stderr}");
+    let resumed: serde_json::Value = serde_json::from_slice(&won[0].stdout).expect("JSON");
     assert_eq!(resumed["run"], report["run"]);
     assert_eq!(resumed["status"], "finished");
     assert_eq!(resumed["unfinished"], 0);

@@ -1,5 +1,6 @@
 //! Training through the CLI on a tiny model built in code: a run killed with
-//! SIGKILL resumes to the same losses as an uninterrupted one, Ctrl-C keeps a
+//! SIGKILL resumes to the same losses as an uninterrupted one (a run belongs
+//! to one process: a second resume is refused), Ctrl-C keeps a
 //! checkpoint, held-out tasks are refused, exports load as models.
 
 use std::path::{Path, PathBuf};
@@ -134,6 +135,25 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
         std::thread::sleep(Duration::from_millis(10));
     };
     wait_for_checkpoint(&dir.join("checkpoints"), 30, &mut child);
+    // While it trains, the run belongs to its process: shown as its holder,
+    // not resumable, and a second process's resume is refused without
+    // touching a step the first one recorded.
+    let running = sb.json(&["runs", "show", "parts"]);
+    assert_eq!(running["run"]["holder"]["pid"], child.id(), "{running}");
+    assert_eq!(running["run"]["resumable"], false);
+    let before = losses(&sb, "parts");
+    let refused = sb.run(&["train", "--resume", "parts"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("is being run by process {}", child.id())),
+        "{stderr}"
+    );
+    let after = losses(&sb, "parts");
+    assert!(
+        after.len() >= before.len() && after[..before.len()] == before[..],
+        "the refused resume rewound the run"
+    );
     child.kill().expect("SIGKILL");
     child.wait().expect("reap");
     let killed = sb.json(&["runs", "show", "parts"]);
@@ -141,12 +161,29 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
         killed["run"]["status"], "running",
         "a killed run cannot record its end"
     );
+    assert!(killed["run"]["holder"].is_null(), "{killed}");
+    assert_eq!(killed["run"]["resumable"], true);
     let stopped_at = killed["run"]["step"].as_i64().expect("step");
     assert!(stopped_at < 200, "killed before the end");
 
-    let resumed = sb.json(&["train", "--resume", "parts"]);
+    // Two resumes at once: one trains the run to its end, the other is refused.
+    let spawn = || {
+        sb.command(&["--json", "train", "--resume", "parts"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("resume")
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [first, second].map(|c| c.wait_with_output().expect("wait"));
+    let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
+    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one resume runs");
+    let stderr = String::from_utf8_lossy(&lost[0].stderr);
+    assert!(stderr.contains("is being run by process"), "{stderr}");
+    let resumed: serde_json::Value = serde_json::from_slice(&won[0].stdout).expect("JSON");
     assert_eq!(resumed["run"]["status"], "finished");
     assert_eq!(resumed["model"]["name"], "parts");
+    assert!(resumed["run"]["holder"].is_null(), "the lease was given up");
     assert_eq!(
         losses(&sb, "parts"),
         whole,

@@ -15,11 +15,11 @@ use spectrum_eval::valid::{Sample, Setting, ValidSummary};
 use spectrum_eval::{EvalError, Evaluator, Family, Profile, Settings};
 use spectrum_lm::{Backend, DeviceSpec, PromptFormat};
 use spectrum_store::{
-    NewRun, RunDataset, RunKind, RunRecord, RunStatus, Store, TaskFilter, TaskSummary,
+    Lease, NewRun, RunDataset, RunKind, RunRecord, RunStatus, Store, TaskFilter, TaskSummary,
 };
 use spectrum_suite::Split;
 
-use crate::training::{find_run, unique_name};
+use crate::runs::{find_run, unique_name};
 use crate::{AppError, Cancelled, ErrorCode, Fix, Listing, Studio};
 
 /// What to evaluate, on what, how.
@@ -420,7 +420,7 @@ impl Studio {
             definitions: Some(spectrum_eval::DEFINITIONS.into()),
         };
         let spec = serde_json::to_value(&stored)?;
-        let run = store.create_run(&NewRun {
+        let (run, lease) = store.create_run(&NewRun {
             kind: RunKind::Eval,
             name,
             spec_hash: spec_hash(&spec.to_string()),
@@ -441,7 +441,7 @@ impl Studio {
             stored.plan.len(),
             request.profile.as_str()
         ));
-        self.execute_eval(&mut store, &run, &stored, progress, note, cancel)
+        self.execute_eval(&mut store, &run, &stored, &lease, progress, note, cancel)
     }
 
     /// Continues a cancelled, failed or killed evaluation: the tasks it finished
@@ -454,28 +454,7 @@ impl Studio {
         cancel: &AtomicBool,
     ) -> Result<EvalReport> {
         let mut store = self.store()?;
-        let record = find_run(&store, run)?;
-        if record.kind != RunKind::Eval {
-            return Err(AppError::bad_input(format!(
-                "run {} ({}) is a {} run, not an evaluation",
-                record.id, record.name, record.kind
-            ))
-            .with_fix(Fix::Resume {
-                run: record.id,
-                run_kind: record.kind,
-            })
-            .into());
-        }
-        if record.status == RunStatus::Finished {
-            return Err(Problem::bad_input(format!(
-                "evaluation run {} ({}) has already finished",
-                record.id, record.name
-            ))
-            .with_fix(Fix::List {
-                what: Listing::Runs,
-            })
-            .into());
-        }
+        let (record, lease) = crate::runs::claim(&mut store, run, RunKind::Eval)?;
         let stored = StoredEval::of(&record)?;
         if stored.definitions.as_deref() != Some(spectrum_eval::DEFINITIONS) {
             return Err(AppError::bad_input(format!(
@@ -501,19 +480,22 @@ impl Studio {
             store.eval_tasks(record.id)?.len(),
             stored.plan.len()
         ));
-        self.execute_eval(&mut store, &record, &stored, progress, note, cancel)
+        self.execute_eval(&mut store, &record, &stored, &lease, progress, note, cancel)
     }
 
+    /// Evaluates a run this process holds the lease of, and records how it ended.
+    #[allow(clippy::too_many_arguments)]
     fn execute_eval(
         &self,
         store: &mut Store,
         run: &RunRecord,
         stored: &StoredEval,
+        lease: &Lease,
         progress: &mut dyn FnMut(&EvalProgress),
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<EvalReport> {
-        let result = self.run_plan(store, run, stored, stored.device, progress, note, cancel);
+        let result = self.run_plan(store, run, stored, lease, progress, note, cancel);
         match &result {
             Ok(()) => store.set_run_status(run.id, RunStatus::Finished, None)?,
             Err(e) if e.downcast_ref::<Cancelled>().is_some() => {
@@ -531,13 +513,13 @@ impl Studio {
         store: &mut Store,
         run: &RunRecord,
         stored: &StoredEval,
-        device: DeviceSpec,
+        lease: &Lease,
         progress: &mut dyn FnMut(&EvalProgress),
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<()> {
         note(&format!("loading {}", stored.model_path.display()));
-        let mut loaded = crate::models::load_model(&stored.model_path, device)?;
+        let mut loaded = crate::models::load_model(&stored.model_path, stored.device)?;
         let tok = loaded.tokenizer.clone();
         let k_tokenizer = self.k_tokenizer(&stored.settings, &tok)?;
         let mut ev = Evaluator {
@@ -613,6 +595,8 @@ impl Studio {
                 }
                 Err(e) => return Err(e).with_context(|| format!("{} {task}", family.as_str())),
             };
+            // Nothing is written once another process has taken the run over.
+            lease.check()?;
             store.record_eval_task(run.id, family.as_str(), task, &summary, &rows)?;
             store.set_run_progress(run.id, i as i64 + 1, total as i64, "")?;
         }

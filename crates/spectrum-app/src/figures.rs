@@ -139,20 +139,32 @@ pub struct Heatmap {
     pub tasks: Vec<String>,
     /// `values[task][run]`; `None` where a run lacks the task.
     pub values: Vec<Vec<Option<f64>>>,
+    /// `improvement[task][run]`: how much better the run is than the
+    /// baseline (run 0) on the task, signed so that positive is better (what
+    /// the app and the PDF colour cells by); `None` where either lacks it.
+    pub improvement: Vec<Vec<Option<f64>>>,
 }
 
 impl Heatmap {
-    /// How much better each run is than the baseline (run 0) on each task,
-    /// signed so that positive is better.
     pub fn improvement(&self, task: usize, run: usize) -> Option<f64> {
-        let row = self.values.get(task)?;
-        let (base, value) = ((*row.first()?)?, (*row.get(run)?)?);
-        Some(if self.lower_is_better {
-            base - value
-        } else {
-            value - base
-        })
+        *self.improvement.get(task)?.get(run)?
     }
+}
+
+/// Each value of `row` against its first (the baseline's), signed so that
+/// positive is better.
+fn improvement_row(row: &[Option<f64>], lower_is_better: bool) -> Vec<Option<f64>> {
+    let base = row.first().copied().flatten();
+    row.iter()
+        .map(|value| {
+            let (base, value) = (base?, (*value)?);
+            Some(if lower_is_better {
+                base - value
+            } else {
+                value - base
+            })
+        })
+        .collect()
 }
 
 /// The headline metric of `family` for every task of `reports`: steerability
@@ -193,7 +205,7 @@ pub fn heatmap(reports: &[EvalReport], family: Family) -> Heatmap {
             tasks.push(task.clone());
         }
     }
-    let values = tasks
+    let values: Vec<Vec<Option<f64>>> = tasks
         .iter()
         .map(|task| {
             per_run
@@ -212,6 +224,10 @@ pub fn heatmap(reports: &[EvalReport], family: Family) -> Heatmap {
         metric: metric.into(),
         lower_is_better,
         tasks,
+        improvement: values
+            .iter()
+            .map(|row| improvement_row(row, lower_is_better))
+            .collect(),
         values,
     }
 }

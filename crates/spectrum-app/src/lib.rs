@@ -15,6 +15,7 @@ mod models;
 mod overview;
 mod prompt;
 mod report;
+mod runs;
 mod serve;
 mod system;
 mod training;
@@ -50,8 +51,8 @@ pub use spectrum_lm::{DeviceSpec, OutputScore, PromptFormat, SamplingParams};
 pub use spectrum_openai::ServeOptions;
 pub use spectrum_openai::client::store_api_key;
 pub use spectrum_store::{
-    DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunDataset, RunKind, RunRecord,
-    RunStatus, StepMetrics, TaskSummary,
+    DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunDataset, RunHolder, RunKind,
+    RunRecord, RunStatus, StepMetrics, TaskSummary,
 };
 pub use spectrum_suite::builtin::SuiteConfig;
 pub use spectrum_suite::import::{
@@ -60,7 +61,7 @@ pub use spectrum_suite::import::{
 pub use spectrum_suite::{Split, TaskKind};
 pub use spectrum_train::job::JobBundle;
 pub use spectrum_train::memory::{MemoryEstimate, Suggestion};
-pub use spectrum_train::{Decay, Length, Method, PRESETS, RunSpec, TaskSelection};
+pub use spectrum_train::{Decay, Dtype, Length, Method, PRESETS, RunSpec, TaskSelection};
 pub use system::{SystemReport, system};
 pub use training::{RunDetail, RunSettings, TrainOutcome, TrainProgress, TrainRequest};
 

@@ -28,6 +28,9 @@ pub struct MemoryFit {
     /// Free memory where it can be read (the CPU's `MemAvailable`; a GPU's is
     /// not read yet).
     pub free: Option<u64>,
+    /// False only when the free memory is known and the estimate exceeds it:
+    /// then the run is refused.
+    pub fits: bool,
     /// One-setting changes that would fit, when this does not.
     pub suggestions: Vec<Suggestion>,
 }
@@ -48,16 +51,12 @@ impl MemoryFit {
             _ => Vec::new(),
         };
         Ok(MemoryFit {
+            fits: free.is_none_or(|free| estimate.total <= free),
             estimate,
             device: spec.device,
             free,
             suggestions,
         })
-    }
-
-    /// False only when the free memory is known and the estimate exceeds it.
-    pub fn fits(&self) -> bool {
-        self.free.is_none_or(|free| self.estimate.total <= free)
     }
 
     /// `peak memory up to about 2.9 GiB (weights 513 MiB, ...) with 1024

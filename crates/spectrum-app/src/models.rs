@@ -261,7 +261,7 @@ impl Studio {
                 },
                 |m| m.name,
             );
-        let name = crate::training::unique_name(&store, format!("{base_name}-turns"))?;
+        let name = crate::runs::unique_name(&store, format!("{base_name}-turns"))?;
         drop(store);
         let out = self.models_dir().join(&name);
         let staging = self.models_dir().join(format!(".{name}.adding"));

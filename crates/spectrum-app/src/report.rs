@@ -286,6 +286,7 @@ fn heatmap_figure(runs: &Runs, family: Family) -> Figure {
             lower_is_better: h.lower_is_better,
             tasks: h.tasks,
             values: h.values,
+            improvement: h.improvement,
             baseline: 0,
         },
         width: 640,
@@ -782,7 +783,7 @@ impl Studio {
         let store = self.store()?;
         let mut blocks = Vec::new();
         for r in request.runs.iter() {
-            let run = crate::training::find_run(&store, r)?;
+            let run = crate::runs::find_run(&store, r)?;
             blocks.push(Block::Heading(format!(
                 "Run {} ({}), {}",
                 run.id, run.name, run.kind

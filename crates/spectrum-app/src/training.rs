@@ -11,7 +11,7 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use spectrum_core::Problem;
 use spectrum_store::{
-    EvalMetrics, ModelRecord, NewRun, RunKind, RunRecord, RunStatus, StepMetrics, Store,
+    EvalMetrics, Lease, ModelRecord, NewRun, RunKind, RunRecord, RunStatus, StepMetrics, Store,
     TaskFilter, TaskSummary,
 };
 use spectrum_suite::{Message, Rng, Split};
@@ -19,6 +19,7 @@ use spectrum_train::{
     Checkpoint, Event, Method, RunSpec, SourceSequence, TrainError, TrainJob, checkpoint, export,
 };
 
+use crate::runs::{find_run, unique_name};
 use crate::{AppError, ErrorCode, Fix, Listing, Studio};
 
 /// What `train` needs: the settings, the base model (as `--model` takes it)
@@ -49,6 +50,8 @@ pub(crate) struct StoredRun {
 pub enum RunSettings {
     Train {
         spec: RunSpec,
+        /// The dtype it trains in (`spec.dtype`, or the device's default).
+        dtype: spectrum_train::Dtype,
         /// The base model's folder.
         model_path: PathBuf,
         /// Store ids of the tasks it trains on and holds out.
@@ -73,6 +76,7 @@ impl RunSettings {
             RunKind::Train => {
                 let s = StoredRun::of(record)?;
                 RunSettings::Train {
+                    dtype: s.spec.resolved_dtype(),
                     spec: s.spec,
                     model_path: s.model_path,
                     train_tasks: s.train_tasks,
@@ -161,8 +165,8 @@ impl Studio {
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<TrainOutcome> {
-        let (run, stored) = self.create_run(request, true, note)?;
-        self.execute(run, stored, progress, cancel)
+        let (run, stored, lease) = self.create_run(request, true, note)?;
+        self.execute(run, stored, &lease, progress, cancel)
     }
 
     /// Records a training run (spec, tasks, model) without training: for
@@ -175,9 +179,10 @@ impl Studio {
     ) -> Result<RunRecord> {
         // A planned run trains elsewhere (a cluster): this machine's memory
         // does not matter.
-        let (run, _) = self.create_run(request, false, note)?;
+        let (run, _, lease) = self.create_run(request, false, note)?;
         let mut store = self.store()?;
         store.set_run_status(run.id, RunStatus::Cancelled, None)?;
+        drop(lease);
         store
             .run(run.id)?
             .context("the run vanished from the store")
@@ -191,7 +196,7 @@ impl Studio {
         request: &TrainRequest,
         check_memory: bool,
         note: &mut dyn FnMut(&str),
-    ) -> Result<(RunRecord, StoredRun)> {
+    ) -> Result<(RunRecord, StoredRun, Lease)> {
         let spec = &request.spec;
         spec.validate().context("run spec")?;
         // A device this build or machine lacks is refused before a run is recorded.
@@ -207,7 +212,7 @@ impl Studio {
         if check_memory {
             let fit = crate::MemoryFit::of(&model_path, spec)?;
             note(&fit.summary());
-            if !fit.fits() {
+            if !fit.fits {
                 return Err(fit.refusal().into());
             }
         }
@@ -242,7 +247,7 @@ impl Studio {
             train_tasks: train_tasks.iter().map(|t| t.id).collect(),
             held_out_tasks: held_out_tasks.iter().map(|t| t.id).collect(),
         };
-        let run = store.create_run(&NewRun {
+        let (run, lease) = store.create_run(&NewRun {
             kind: RunKind::Train,
             name,
             spec: serde_json::to_value(&stored)?,
@@ -261,7 +266,7 @@ impl Studio {
             out_dir: String::new(),
             total_steps: 0,
         })?;
-        Ok((run, stored))
+        Ok((run, stored, lease))
     }
 
     /// Continues an unfinished run from its newest checkpoint (after a crash, a
@@ -274,25 +279,7 @@ impl Studio {
         cancel: &AtomicBool,
     ) -> Result<TrainOutcome> {
         let mut store = self.store()?;
-        let record = find_run(&store, run)?;
-        if record.kind != RunKind::Train {
-            return Err(AppError::bad_input(format!(
-                "run {} ({}) is an evaluation run, not a training run",
-                record.id, record.name
-            ))
-            .with_fix(Fix::Resume {
-                run: record.id,
-                run_kind: record.kind,
-            })
-            .into());
-        }
-        if record.status == RunStatus::Finished {
-            return Err(Problem::say(
-                format!("run {} ({}) has already finished", record.id, record.name),
-                "export its model, or start a new run",
-            )
-            .into());
-        }
+        let (record, lease) = crate::runs::claim(&mut store, run, RunKind::Train)?;
         let stored = StoredRun::of(&record)?;
         let dir = self.run_dir(record.id);
         let step = match checkpoint::latest(&dir.join("checkpoints"))? {
@@ -302,17 +289,19 @@ impl Studio {
         store.rewind_run(record.id, step as i64)?;
         store.set_run_status(record.id, RunStatus::Running, None)?;
         drop(store);
-        self.execute(record, stored, progress, cancel)
+        self.execute(record, stored, &lease, progress, cancel)
     }
 
+    /// Trains a run this process holds the lease of, and records how it ended.
     fn execute(
         &self,
         run: RunRecord,
         stored: StoredRun,
+        lease: &Lease,
         progress: &mut dyn FnMut(&TrainProgress),
         cancel: &AtomicBool,
     ) -> Result<TrainOutcome> {
-        let result = self.execute_inner(&run, &stored, progress, cancel);
+        let result = self.execute_inner(&run, &stored, lease, progress, cancel);
         let mut store = self.store()?;
         match &result {
             Ok(true) => {}
@@ -340,6 +329,7 @@ impl Studio {
         &self,
         run: &RunRecord,
         stored: &StoredRun,
+        lease: &Lease,
         progress: &mut dyn FnMut(&TrainProgress),
         cancel: &AtomicBool,
     ) -> Result<bool> {
@@ -363,6 +353,8 @@ impl Studio {
         let mut total = 0;
         let mut on_event = |e: Event| -> spectrum_train::Result<()> {
             let events_error = |e: spectrum_store::StoreError| TrainError::Events(Box::new(e));
+            // Nothing is written once another process has taken the run over.
+            lease.check().map_err(events_error)?;
             match e {
                 Event::Started {
                     start_step,
@@ -581,29 +573,6 @@ impl Studio {
         };
         Ok(spectrum_train::job::write_trl_bundle(&input, out)?)
     }
-}
-
-pub(crate) fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
-    store
-        .find_run(run)?
-        .ok_or_else(|| AppError::not_found(format!("no run {run:?}"), Listing::Runs).into())
-}
-
-/// `name`, or `name-2`, `name-3`... if a model or run already has it.
-pub(crate) fn unique_name(store: &Store, name: String) -> Result<String> {
-    let taken = |n: &str| -> Result<bool> {
-        Ok(store.find_model(n)?.is_some() || store.find_run(n)?.is_some())
-    };
-    if !taken(&name)? {
-        return Ok(name);
-    }
-    for i in 2.. {
-        let candidate = format!("{name}-{i}");
-        if !taken(&candidate)? {
-            return Ok(candidate);
-        }
-    }
-    unreachable!("some suffix is free")
 }
 
 /// The train tasks a selection names, and the held-out tasks of the same

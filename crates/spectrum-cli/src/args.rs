@@ -307,8 +307,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// f32, bf16 or f16 (default: f32 on the CPU, bf16 on GPUs).
-    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
-    pub dtype: Option<String>,
+    #[arg(long, value_parser = dtype)]
+    pub dtype: Option<spectrum_app::Dtype>,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, value_parser = device)]
     pub device: Option<spectrum_app::DeviceSpec>,
@@ -781,6 +781,11 @@ pub struct ModelArgs {
     pub device: spectrum_app::DeviceSpec,
 }
 
+fn dtype(s: &str) -> Result<spectrum_app::Dtype, String> {
+    spectrum_app::Dtype::parse(s)
+        .ok_or_else(|| format!("{s:?} is not a dtype; use f32, bf16 or f16"))
+}
+
 fn device(s: &str) -> Result<spectrum_app::DeviceSpec, String> {
     spectrum_app::DeviceSpec::parse(s)
         .ok_or_else(|| format!("{s:?} is not a device; use cpu, cuda, cuda:N or metal"))
@@ -979,8 +984,8 @@ impl TrainArgs {
             eval_sequences <- eval_sequences,
             checkpoint_every <- checkpoint_every,
         );
-        if let Some(d) = &self.dtype {
-            spec.dtype = Some(d.clone());
+        if let Some(d) = self.dtype {
+            spec.dtype = Some(d);
         }
         if let Some(d) = &self.decay {
             spec.decay = match d.as_str() {

@@ -560,7 +560,7 @@ impl Output {
                     r.id.to_string(),
                     r.name.clone(),
                     r.kind.to_string(),
-                    r.status.to_string(),
+                    shown_status(r),
                     format!("{}/{}", r.step, r.total_steps),
                     r.model.clone().unwrap_or_else(|| "-".into()),
                     r.result_model.clone().unwrap_or_else(|| "-".into()),
@@ -591,8 +591,16 @@ impl Output {
         let r = &d.run;
         println!(
             "run {} ({}): {} {}, step {}/{}",
-            r.id, r.name, r.kind, r.status, r.step, r.total_steps
+            r.id,
+            r.name,
+            r.kind,
+            shown_status(r),
+            r.step,
+            r.total_steps
         );
+        if let Some(holder) = &r.holder {
+            println!("run by {holder}");
+        }
         println!(
             "base model: {} (content hash {})",
             r.model.as_deref().unwrap_or("-"),
@@ -610,9 +618,9 @@ impl Output {
         if let Some(e) = &r.error {
             println!("error: {e}");
         }
-        if r.kind == RunKind::Train && r.status != RunStatus::Finished {
+        if r.kind == RunKind::Train && r.resumable {
             println!(
-                "if no `spectrum train` process is working on it (cancelled, crashed or killed), continue with `spectrum train --resume {}`",
+                "interrupted: continue it with `spectrum train --resume {}`",
                 r.id
             );
         }
@@ -956,4 +964,14 @@ fn row_lines(errors: &[RowError], rejected: usize) -> String {
         lines.push(format!("  ... and {} more", rejected - errors.len()));
     }
     lines.join("\n")
+}
+
+/// A run's status as the tables show it: a run left `running` by a process
+/// that is gone is interrupted.
+fn shown_status(r: &RunRecord) -> String {
+    if r.status == RunStatus::Running && r.holder.is_none() {
+        "interrupted".into()
+    } else {
+        r.status.to_string()
+    }
 }

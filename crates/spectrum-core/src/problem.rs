@@ -19,6 +19,9 @@ pub enum ErrorCode {
     NotFound,
     /// A path the front end may not touch (the desktop app's grants).
     NotAllowed,
+    /// Another process is working on it (a run it trains or evaluates):
+    /// wait for it, or stop that process.
+    Busy,
     Cancelled,
     /// The work failed for a reason the user cannot fix (a bug, an I/O failure).
     Internal,

@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use spectrum_core::Rng;
 use spectrum_lm::machine::{GemmProbe, Machine, Operands, gemm_gflops};
 use spectrum_lm::{DeviceSpec, LanguageModel, SamplingParams};
-use spectrum_suite::Rng;
 
 // The allocator and setting the `spectrum` binary runs with (see its main.rs):
 // mimalloc, keeping freed memory instead of faulting it back in every pass.

@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, IndexOp, Tensor};
 use serde::{Deserialize, Serialize};
-use spectrum_suite::Rng;
+use spectrum_core::Rng;
 
 use crate::Result;
 use crate::models::{CausalLm, Mode};

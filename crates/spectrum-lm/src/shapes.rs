@@ -12,7 +12,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use serde_json::{Value, json};
-use spectrum_suite::Rng;
+use spectrum_core::Rng;
 
 use spectrum_core::Problem;
 

@@ -10,7 +10,7 @@
 
 use minijinja::{Environment, context};
 use serde::{Deserialize, Serialize};
-use spectrum_suite::{Message, Role};
+use spectrum_core::{Message, Role};
 
 use spectrum_core::Problem;
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use serde_json::json;
-use spectrum_suite::Rng;
+use spectrum_core::Rng;
 
 use crate::config::ModelConfig;
 use crate::{LmError, Result};

@@ -32,7 +32,7 @@ fn mean_rows_extend_the_model_and_leave_the_rest_alone() {
     let tok = TextTokenizer::from_dir(&base).expect("tokenizer");
     let missing = missing_turn_tokens(&tok);
     assert_eq!(missing, ["<|im_start|>", "<|im_end|>"]);
-    use spectrum_suite::{Message, Role};
+    use spectrum_core::{Message, Role};
     let messages = vec![
         Message::new(Role::Description, "Name a colour."),
         Message::new(Role::Output, "red"),

@@ -7,12 +7,12 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use candle_core::{DType, Device};
+use spectrum_core::{Message, Role};
 use spectrum_lm::default_model::DefaultModel;
 use spectrum_lm::engine::output_scores;
 use spectrum_lm::hf::ModelDir;
 use spectrum_lm::template::{PromptFormat, render};
 use spectrum_lm::{LanguageModel, LocalModel, SamplingParams};
-use spectrum_suite::{Message, Role};
 
 fn installed() -> &'static DefaultModel {
     static MODEL: OnceLock<DefaultModel> = OnceLock::new();

@@ -4,8 +4,8 @@
 mod common;
 
 use common::tiny_tokenizer;
+use spectrum_core::{Message, Role};
 use spectrum_lm::template::{PromptFormat, render};
-use spectrum_suite::{Message, Role};
 
 fn msg(role: Role, content: &str) -> Message {
     Message::new(role, content)

@@ -135,6 +135,12 @@ fn main() {
                         metric: "loss".into(),
                         lower_is_better: true,
                         tasks: tasks.clone(),
+                        improvement: values
+                            .iter()
+                            .map(|row: &Vec<Option<f64>>| {
+                                row.iter().map(|v| Some(row[0]? - (*v)?)).collect()
+                            })
+                            .collect(),
                         values,
                         baseline: 0,
                     },

@@ -84,6 +84,10 @@ pub enum Chart {
         tasks: Vec<String>,
         /// values[task][run]
         values: Vec<Vec<Option<f64>>>,
+        /// improvement[task][run] over the baseline, positive when better:
+        /// what a cell is coloured by (computed by the caller, which knows
+        /// the metric).
+        improvement: Vec<Vec<Option<f64>>>,
         baseline: usize,
     },
     /// Training loss, held-out loss and learning rate against step.
@@ -210,13 +214,14 @@ impl Figure {
                 lower_is_better,
                 tasks,
                 values,
+                improvement,
                 baseline,
             } => ctx.heatmap(
                 &body,
                 metric,
                 *lower_is_better,
                 tasks,
-                values,
+                (values, improvement),
                 *baseline,
                 &self.runs,
             ),
@@ -472,7 +477,7 @@ impl Ctx {
         metric: &str,
         lower_is_better: bool,
         tasks: &[String],
-        values: &[Vec<Option<f64>>],
+        (values, improvement): (&[Vec<Option<f64>>], &[Vec<Option<f64>>]),
         baseline: usize,
         runs: &[String],
     ) -> Result<()> {
@@ -484,14 +489,7 @@ impl Ctx {
         let cell_w = ((w as i32 - label_w - self.px(10.0)) / cols).max(1);
         let _ = h;
         let cell_h = self.px(22.0);
-        let diffs: Vec<Vec<Option<f64>>> = values
-            .iter()
-            .map(|row| {
-                let base = row.get(baseline).copied().flatten();
-                row.iter().map(|v| Some(v.as_ref()? - base?)).collect()
-            })
-            .collect();
-        let scale = diffs
+        let scale = improvement
             .iter()
             .flatten()
             .flatten()
@@ -528,14 +526,17 @@ impl Ctx {
             for j in 0..runs.len() {
                 let x = label_w + j as i32 * cell_w;
                 let value = values[i].get(j).copied().flatten();
-                let diff = diffs[i].get(j).copied().flatten();
-                let fill = match diff {
-                    Some(d) if j != baseline => {
-                        let better = if lower_is_better { -d } else { d };
-                        diverging(better / scale)
-                    }
+                let better = improvement
+                    .get(i)
+                    .and_then(|row| row.get(j))
+                    .copied()
+                    .flatten();
+                let fill = match better {
+                    Some(b) if j != baseline => diverging(b / scale),
                     _ => RGBColor(245, 245, 245),
                 };
+                let base = values[i].get(baseline).copied().flatten();
+                let diff = value.zip(base).map(|(v, b)| v - b);
                 area.draw(&Rectangle::new(
                     [(x, y), (x + cell_w - 2, y + cell_h - 2)],
                     fill.filled(),

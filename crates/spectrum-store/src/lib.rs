@@ -5,6 +5,7 @@
 //! leaves either all of them or none. Only this crate speaks SQL.
 
 mod datasets;
+mod leases;
 mod migrations;
 mod models;
 mod runs;
@@ -15,6 +16,7 @@ use rusqlite::Connection;
 use spectrum_core::{ErrorCode, Explain, Fix};
 
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
+pub use leases::{HEARTBEAT, Lease, RunHolder, STALE_AFTER};
 pub use models::{ModelRecord, NewModel};
 pub use runs::{
     DeviceSpec, EvalMetrics, EvalTaskRecord, NewRun, RunDataset, RunKind, RunRecord, RunStatus,
@@ -55,6 +57,19 @@ pub enum StoreError {
     /// A record this build cannot read back: `what` names it, `why` says how.
     #[error("{what}: {why}")]
     Corrupt { what: String, why: String },
+    /// A run another process (or another job of this one) is running.
+    #[error("run {run} ({name}) is being run by {holder}")]
+    Busy {
+        run: i64,
+        name: String,
+        holder: RunHolder,
+    },
+    /// This process's lease on a run was taken over: it was silent too long.
+    #[error(
+        "run {run} was taken over by another process: this one did not renew its lease for {} s, and stopped writing to it",
+        STALE_AFTER.as_secs()
+    )]
+    LeaseLost { run: i64 },
     /// A name that several records share.
     #[error("{} {}s are named {name:?} (ids {})", ids.len(), what, join_ids(ids))]
     Ambiguous {
@@ -87,7 +102,9 @@ impl Explain for StoreError {
             | StoreError::ForeignDatabase { .. }
             | StoreError::NewerSchema { .. }
             | StoreError::Ambiguous { .. } => ErrorCode::BadInput,
+            StoreError::Busy { .. } => ErrorCode::Busy,
             StoreError::CreateDir { .. }
+            | StoreError::LeaseLost { .. }
             | StoreError::Sqlite { .. }
             | StoreError::Corrupt { .. } => ErrorCode::Internal,
         }
@@ -100,7 +117,12 @@ impl Explain for StoreError {
             }
             StoreError::NewerSchema { .. } => Some(Fix::Upgrade),
             StoreError::Ambiguous { .. } => Some(Fix::say("name one by its id")),
+            StoreError::Busy { holder, .. } => Some(Fix::say(format!(
+                "wait for it to finish, or stop that process (process {} on {}) and try again",
+                holder.pid, holder.host
+            ))),
             StoreError::CreateDir { .. }
+            | StoreError::LeaseLost { .. }
             | StoreError::Sqlite { .. }
             | StoreError::Corrupt { .. } => None,
         }

@@ -162,4 +162,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     UPDATE runs SET device = 'cuda:' || substr(device, 6, length(device) - 6) WHERE device LIKE 'cuda(%)';
     "#,
+    // 6: who runs a run: one lease per running run (see leases.rs).
+    r#"
+    CREATE TABLE run_leases (
+        run_id        INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+        token         TEXT NOT NULL,              -- this acquisition's own
+        pid           INTEGER NOT NULL,
+        host          TEXT NOT NULL,
+        started_at    TEXT NOT NULL,
+        heartbeat_at  REAL NOT NULL               -- seconds since the epoch
+    );
+    "#,
 ];

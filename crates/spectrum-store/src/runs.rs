@@ -5,6 +5,7 @@
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
+use crate::leases::{self, HOLDER_COLUMNS, Lease, RunHolder};
 use crate::{Result, Store, StoreError};
 
 pub use spectrum_core::{DeviceSpec, RunKind, RunStatus};
@@ -66,6 +67,19 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The registered model the run produced.
     pub result_model: Option<String>,
+    /// The process running it now, if one is (its lease is alive).
+    pub holder: Option<RunHolder>,
+    /// Whether it can be resumed: it has not finished and no process runs
+    /// it (cancelled, failed, or left `running` by a process that is gone).
+    /// This is what "interrupted" means everywhere.
+    pub resumable: bool,
+}
+
+impl RunRecord {
+    /// A run that has not finished and that no live process holds.
+    fn is_resumable(status: RunStatus, holder: Option<&RunHolder>) -> bool {
+        status != RunStatus::Finished && holder.is_none()
+    }
 }
 
 /// One optimiser step.
@@ -91,24 +105,31 @@ pub struct EvalMetrics {
     pub outputs: i64,
 }
 
-const SELECT: &str = "
-    SELECT r.id, r.kind, COALESCE(r.name, 'run-' || r.id), r.status, r.spec, m.name, r.seed, r.device,
-           COALESCE(r.out_dir, ''), r.step, r.total_steps, r.created_at, r.updated_at, r.finished_at,
-           r.error, tm.name, r.model_hash,
-           (SELECT json_group_array(json_object('id', rd.dataset_id, 'name', rd.name,
-                                                'content_hash', rd.content_hash))
-            FROM (SELECT * FROM run_datasets WHERE run_id = r.id ORDER BY name, content_hash) rd)
-    FROM runs r
-    LEFT JOIN models m ON m.id = r.model_id
-    LEFT JOIN models tm ON tm.id = r.result_model_id";
+fn select() -> String {
+    format!(
+        "SELECT r.id, r.kind, COALESCE(r.name, 'run-' || r.id), r.status, r.spec, m.name, r.seed, r.device,
+               COALESCE(r.out_dir, ''), r.step, r.total_steps, r.created_at, r.updated_at, r.finished_at,
+               r.error, tm.name, r.model_hash,
+               (SELECT json_group_array(json_object('id', rd.dataset_id, 'name', rd.name,
+                                                    'content_hash', rd.content_hash))
+                FROM (SELECT * FROM run_datasets WHERE run_id = r.id ORDER BY name, content_hash) rd),
+               {HOLDER_COLUMNS}
+        FROM runs r
+        LEFT JOIN models m ON m.id = r.model_id
+        LEFT JOIN models tm ON tm.id = r.result_model_id
+        LEFT JOIN run_leases l ON l.run_id = r.id"
+    )
+}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
     let spec: String = r.get(4)?;
+    let status = r.get(3)?;
+    let holder = leases::live_holder(r.get(18)?, r.get(19)?, r.get(20)?, r.get(21)?);
     Ok(RunRecord {
         id: r.get(0)?,
         kind: r.get(1)?,
         name: r.get(2)?,
-        status: r.get(3)?,
+        status,
         spec: serde_json::from_str(&spec).unwrap_or(serde_json::Value::String(spec)),
         model: r.get(5)?,
         seed: r.get(6)?,
@@ -128,19 +149,22 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RunRecord> {
                 rusqlite::Error::FromSqlConversionFailure(17, rusqlite::types::Type::Text, e.into())
             })?
         },
+        resumable: RunRecord::is_resumable(status, holder.as_ref()),
+        holder,
     })
 }
 
 const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%SZ', 'now')";
 
 impl Store {
-    /// Records a new run as `running`, with the datasets of its tasks.
-    pub fn create_run(&mut self, run: &NewRun) -> Result<RunRecord> {
+    /// Records a new run as `running`, with the datasets of its tasks, and
+    /// its lease, held by this process until the [`Lease`] is dropped.
+    pub fn create_run(&mut self, run: &NewRun) -> Result<(RunRecord, Lease)> {
         let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
             path: self.path.clone(),
             source: e,
         })?;
-        let insert = || -> rusqlite::Result<i64> {
+        let insert = || -> rusqlite::Result<(i64, String)> {
             let id: i64 = tx.query_row(
                 &format!(
                     "INSERT INTO runs (kind, name, status, spec, spec_hash, model_id, model_hash, seed, device,
@@ -172,18 +196,23 @@ impl Store {
                 datasets.execute(params![id, task])?;
             }
             drop(datasets);
-            Ok(id)
+            // A new run has no holder yet.
+            let token = leases::insert(&tx, id)?;
+            Ok((id, token))
         };
-        let id = insert()
-            .and_then(|id| tx.commit().map(|()| id))
+        let (id, token) = insert()
+            .and_then(|made| tx.commit().map(|()| made))
             .map_err(|e| self.sqlite(e))?;
-        self.run(id)?
-            .ok_or_else(|| StoreError::corrupt(format!("run {id}"), "vanished after insert"))
+        let lease = leases::start(self.path.clone(), id, token)?;
+        let record = self
+            .run(id)?
+            .ok_or_else(|| StoreError::corrupt(format!("run {id}"), "vanished after insert"))?;
+        Ok((record, lease))
     }
 
     pub fn run(&self, id: i64) -> Result<Option<RunRecord>> {
         self.conn
-            .query_row(&format!("{SELECT} WHERE r.id = ?1"), [id], row)
+            .query_row(&format!("{} WHERE r.id = ?1", select()), [id], row)
             .optional()
             .map_err(|e| self.sqlite(e))
     }
@@ -193,7 +222,10 @@ impl Store {
         let id = id_or_name.parse::<i64>().ok();
         self.conn
             .query_row(
-                &format!("{SELECT} WHERE r.id = ?1 OR r.name = ?2 ORDER BY r.id = ?1 DESC, r.id DESC LIMIT 1"),
+                &format!(
+                    "{} WHERE r.id = ?1 OR r.name = ?2 ORDER BY r.id = ?1 DESC, r.id DESC LIMIT 1",
+                    select()
+                ),
                 params![id, id_or_name],
                 row,
             )
@@ -206,7 +238,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(&format!(
-                "{SELECT} WHERE ?1 IS NULL OR r.kind = ?1 ORDER BY r.id DESC"
+                "{} WHERE ?1 IS NULL OR r.kind = ?1 ORDER BY r.id DESC",
+                select()
             ))
             .map_err(|e| self.sqlite(e))?;
         let rows = stmt.query_map([kind], row).map_err(|e| self.sqlite(e))?;

@@ -273,6 +273,7 @@ fn a_run_records_the_datasets_of_its_tasks_and_keeps_them_when_a_dataset_goes() 
     tasks.push(tasks_of(&store, second)[0]);
     let run = store
         .create_run(&new_run(RunKind::Eval, "eval-a", tasks))
+        .map(|(run, _lease)| run)
         .expect("run");
     assert_eq!(run.kind, RunKind::Eval);
     assert_eq!(run.status, RunStatus::Running);
@@ -301,6 +302,7 @@ fn a_run_records_the_datasets_of_its_tasks_and_keeps_them_when_a_dataset_goes() 
     // A run that reads no tasks records none.
     let bare = store
         .create_run(&new_run(RunKind::Train, "t", vec![]))
+        .map(|(run, _lease)| run)
         .expect("run");
     assert!(bare.datasets.is_empty());
 }
@@ -310,12 +312,15 @@ fn run_status_kind_filter_and_name_lookup() {
     let (_dir, mut store) = store();
     let a = store
         .create_run(&new_run(RunKind::Train, "same", vec![]))
+        .map(|(run, _lease)| run)
         .expect("a");
     let e = store
         .create_run(&new_run(RunKind::Eval, "eval", vec![]))
+        .map(|(run, _lease)| run)
         .expect("e");
     let b = store
         .create_run(&new_run(RunKind::Train, "same", vec![]))
+        .map(|(run, _lease)| run)
         .expect("b");
     // By name: the newest of that name; by id: that one.
     assert_eq!(
@@ -371,6 +376,7 @@ fn steps_replace_on_resume_and_rewind_forgets_what_follows() {
     let (_dir, mut store) = store();
     let run = store
         .create_run(&new_run(RunKind::Train, "t", vec![]))
+        .map(|(run, _lease)| run)
         .expect("run");
     let step = |step, loss| StepMetrics {
         step,
@@ -418,6 +424,7 @@ fn eval_task_records_replace_their_rows_and_come_back_in_family_order() {
     let (_dir, mut store) = store();
     let run = store
         .create_run(&new_run(RunKind::Eval, "e", vec![]))
+        .map(|(run, _lease)| run)
         .expect("run");
     let rows = |n: usize| -> Vec<serde_json::Value> {
         (0..n).map(|i| serde_json::json!({ "index": i })).collect()
@@ -466,4 +473,75 @@ fn eval_task_records_replace_their_rows_and_come_back_in_family_order() {
             .record_eval_task(run.id, "vibes", "x", &serde_json::json!({}), &[])
             .is_err()
     );
+}
+
+/// A run belongs to the process that holds its lease: a second claim is
+/// refused while it is alive, and taken over once it is given up or stale.
+#[test]
+fn a_run_is_held_by_one_lease_at_a_time() {
+    let (dir, mut store) = store();
+    let (run, lease) = store
+        .create_run(&new_run(RunKind::Train, "held", vec![]))
+        .expect("run");
+    let me = std::process::id();
+    let holder = run.holder.clone().expect("a new run is held");
+    assert_eq!(holder.pid, me);
+    assert!(!run.resumable, "a held run is not interrupted");
+    // Another job, even of this process, is refused, with the holder named.
+    let err = store.take_lease(run.id).expect_err("held");
+    assert!(
+        matches!(&err, spectrum_store::StoreError::Busy { holder, .. } if holder.pid == me),
+        "{err}"
+    );
+    assert_eq!(err.code(), spectrum_core::ErrorCode::Busy);
+    assert!(
+        err.to_string().contains(&format!(
+            "run {} (held) is being run by process {me}",
+            run.id
+        )),
+        "{err}"
+    );
+    // Given up: the run is interrupted, and the next claim takes it.
+    drop(lease);
+    let free = store.run(run.id).expect("run").expect("exists");
+    assert!(free.holder.is_none() && free.resumable, "{free:?}");
+    let lease = store.take_lease(run.id).expect("free to take");
+    lease.check().expect("held");
+    // A holder silent for longer than STALE_AFTER is taken over, and learns
+    // it at its next heartbeat.
+    rusqlite::Connection::open(dir.path().join("store.sqlite3"))
+        .expect("open")
+        .execute(
+            "UPDATE run_leases SET heartbeat_at = heartbeat_at - 3600",
+            [],
+        )
+        .expect("age the heartbeat");
+    let stale = store.run(run.id).expect("run").expect("exists");
+    assert!(stale.holder.is_none() && stale.resumable, "{stale:?}");
+    let taker = store.take_lease(run.id).expect("stale lease taken over");
+    std::thread::sleep(spectrum_store::HEARTBEAT * 2);
+    assert!(
+        matches!(
+            lease.check(),
+            Err(spectrum_store::StoreError::LeaseLost { .. })
+        ),
+        "the old holder must stop writing"
+    );
+    taker.check().expect("the new holder keeps it");
+    drop(lease);
+    assert!(
+        store
+            .run(run.id)
+            .expect("run")
+            .expect("exists")
+            .holder
+            .is_some(),
+        "dropping the lost lease does not free the taker's"
+    );
+    // A finished run is not resumable.
+    store
+        .set_run_status(run.id, RunStatus::Finished, None)
+        .expect("finish");
+    drop(taker);
+    assert!(!store.run(run.id).expect("run").expect("exists").resumable);
 }

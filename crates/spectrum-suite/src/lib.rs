@@ -8,11 +8,10 @@
 pub mod builtin;
 pub mod import;
 mod model;
-mod rng;
 pub mod validity;
 
 pub use model::{
     DistributionItem, Message, Role, Sequence, Split, TaskDef, TaskKind, ValidityTask,
 };
-pub use rng::Rng;
+pub use spectrum_core::Rng;
 pub use validity::ValidityRule;

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use spectrum_core::{Message, Role};
+
 use crate::validity::ValidityRule;
 
 /// Whether a task is trained on or kept aside for evaluation.
@@ -77,40 +79,6 @@ pub struct TaskDef {
     /// Alternative descriptions; a sequence uses one of them, chosen by seed.
     /// Parametrised tasks write their parameters as `{name}` placeholders.
     pub descriptions: Vec<String>,
-}
-
-/// The role of one message in a sequence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    Description,
-    Input,
-    Output,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Description => "description",
-            Role::Input => "input",
-            Role::Output => "output",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct Message {
-    pub role: Role,
-    pub content: String,
-}
-
-impl Message {
-    pub fn new(role: Role, content: impl Into<String>) -> Message {
-        Message {
-            role,
-            content: content.into(),
-        }
-    }
 }
 
 /// One training or evaluation row: many samples from one task.

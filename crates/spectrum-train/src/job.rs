@@ -154,7 +154,7 @@ pub fn write_trl_bundle(input: &JobInput, out: &Path) -> Result<JobBundle> {
         "grad_accum": spec.grad_accum,
         "max_grad_norm": spec.max_grad_norm,
         "weight_decay": spec.weight_decay,
-        "dtype": spec.dtype.clone().unwrap_or_else(|| if spec.device == spectrum_lm::DeviceSpec::Cpu { "f32".into() } else { "bf16".into() }),
+        "dtype": spec.resolved_dtype(),
         "seed": spec.seed,
         "eval_every": spec.eval_every,
         "checkpoint_every": spec.checkpoint_every,

@@ -286,7 +286,7 @@ mod tests {
         assert!(estimate(&cfg, &small, 0.3).activations < e.activations);
         // bf16 weights: half the bytes, and an f32 master copy of what trains.
         let bf16 = RunSpec {
-            dtype: Some("bf16".into()),
+            dtype: Some(crate::Dtype::Bf16),
             ..full
         };
         let b = estimate(&cfg, &bf16, 0.3);

@@ -4,7 +4,47 @@
 use serde::{Deserialize, Serialize};
 use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
 use spectrum_lm::ops::Kernels;
-use spectrum_lm::{Backend, DeviceSpec, PromptFormat};
+use spectrum_lm::{DeviceSpec, PromptFormat};
+
+/// The number format a run's weights train in: one spelling (`f32`, `bf16`,
+/// `f16`) in run specs, the store, TypeScript and the CLI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "lowercase")]
+pub enum Dtype {
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Dtype {
+    pub const ALL: [Dtype; 3] = [Dtype::F32, Dtype::Bf16, Dtype::F16];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::Bf16 => "bf16",
+            Dtype::F16 => "f16",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Dtype> {
+        Dtype::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+
+    pub fn candle(self) -> candle_core::DType {
+        match self {
+            Dtype::F32 => candle_core::DType::F32,
+            Dtype::Bf16 => candle_core::DType::BF16,
+            Dtype::F16 => candle_core::DType::F16,
+        }
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// Which tasks to train on. Empty `names` and `categories`: every train task.
 /// Held-out tasks are never trained on.
@@ -66,8 +106,9 @@ pub struct RunSpec {
     /// Clip the global gradient norm to this (0: no clipping).
     pub max_grad_norm: f64,
     pub weight_decay: f64,
-    /// `f32`, `bf16` or `f16`; `None`: f32 on the CPU, bf16 on GPUs.
-    pub dtype: Option<String>,
+    /// The weights' number format; `None`: f32 on the CPU, bf16 on GPUs
+    /// ([`RunSpec::resolved_dtype`]).
+    pub dtype: Option<Dtype>,
     pub device: DeviceSpec,
     /// `composed`: run the composed candle operations a GPU runs instead of
     /// the CPU's custom f32 kernels (for testing that path on a CPU).
@@ -149,7 +190,7 @@ impl RunSpec {
                 micro_batch: 8,
                 grad_accum: 128,
                 length: Length::Epochs(1.0),
-                dtype: Some("bf16".into()),
+                dtype: Some(Dtype::Bf16),
                 gradient_checkpointing: true,
                 eval_every: 10,
                 checkpoint_every: 10,
@@ -232,24 +273,20 @@ impl RunSpec {
                 return Err(SpecError::new("method", "LoRA dropout must be in [0, 1)"));
             }
         }
-        if let Some(d) = &self.dtype
-            && !["f32", "bf16", "f16"].contains(&d.as_str())
-        {
-            return Err(SpecError::new(
-                "dtype",
-                format!("dtype {d:?} is not one of f32, bf16, f16"),
-            ));
-        }
         Ok(())
     }
 
+    /// The dtype the run trains in: the one set, else f32 on the CPU and
+    /// bf16 on GPUs.
+    pub fn resolved_dtype(&self) -> Dtype {
+        self.dtype.unwrap_or(match self.device {
+            DeviceSpec::Cpu => Dtype::F32,
+            DeviceSpec::Cuda(_) | DeviceSpec::Metal => Dtype::Bf16,
+        })
+    }
+
     pub fn dtype(&self) -> candle_core::DType {
-        match self.dtype.as_deref() {
-            Some("bf16") => candle_core::DType::BF16,
-            Some("f16") => candle_core::DType::F16,
-            Some(_) => candle_core::DType::F32,
-            None => self.device.dtype(),
-        }
+        self.resolved_dtype().candle()
     }
 
     /// Sequences per optimiser step.

@@ -398,7 +398,7 @@ fn a_bf16_run_trains_and_resumes_exactly() {
     tiny_model(&model);
     let d = data();
     let s = RunSpec {
-        dtype: Some("bf16".into()),
+        dtype: Some(spectrum_train::Dtype::Bf16),
         learning_rate: 3e-3,
         ..spec(Method::Full, 12)
     };
@@ -500,7 +500,7 @@ fn the_composed_gpu_path_trains_as_the_custom_kernels_do() {
         // out (3.8e-4 seen for this model): 5e-3, about one rounding, is what a
         // correct bf16 path stays within; a wrong op is off by far more.
         let bf16 = RunSpec {
-            dtype: Some("bf16".into()),
+            dtype: Some(spectrum_train::Dtype::Bf16),
             ..composed.clone()
         };
         let (c, _) = run(

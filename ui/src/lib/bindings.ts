@@ -174,7 +174,9 @@ export type Dropped = { paths: Array<string>,
  */
 model: boolean, };
 
-export type ErrorCode = "bad_input" | "not_found" | "not_allowed" | "cancelled" | "internal";
+export type Dtype = "f32" | "bf16" | "f16";
+
+export type ErrorCode = "bad_input" | "not_found" | "not_allowed" | "busy" | "cancelled" | "internal";
 
 export type EvalDefaults = { profiles: Array<[Profile, Settings]>, };
 
@@ -245,7 +247,13 @@ tasks: Array<string>,
 /**
  * `values[task][run]`; `None` where a run lacks the task.
  */
-values: Array<Array<number | null>>, };
+values: Array<Array<number | null>>, 
+/**
+ * `improvement[task][run]`: how much better the run is than the
+ * baseline (run 0) on the task, signed so that positive is better (what
+ * the app and the PDF colour cells by); `None` where either lacks it.
+ */
+improvement: Array<Array<number | null>>, };
 
 export type ImportOptionsDto = { name: string | null, 
 /**
@@ -356,6 +364,11 @@ device: DeviceSpec,
  */
 free: number | null, 
 /**
+ * False only when the free memory is known and the estimate exceeds it:
+ * then the run is refused.
+ */
+fits: boolean, 
+/**
  * One-setting changes that would fit, when this does not.
  */
 suggestions: Array<Suggestion>, };
@@ -459,6 +472,16 @@ id: number | null, name: string, content_hash: string, };
 
 export type RunDetail = { run: RunRecord, settings: RunSettings, steps: Array<StepMetrics>, evals: Array<EvalMetrics>, checkpoints: Array<string>, };
 
+export type RunHolder = { pid: number, host: string, 
+/**
+ * When it took the lease (UTC, ISO 8601).
+ */
+since: string, 
+/**
+ * Seconds since its last heartbeat when the record was read.
+ */
+heartbeat_age_s: number, };
+
 export type RunKind = "train" | "eval";
 
 export type RunRecord = { id: number, kind: RunKind, name: string, status: RunStatus, model: string | null, 
@@ -474,11 +497,25 @@ datasets: Array<RunDataset>, seed: number, device: DeviceSpec, out_dir: string, 
 /**
  * The registered model the run produced.
  */
-result_model: string | null, };
+result_model: string | null, 
+/**
+ * The process running it now, if one is (its lease is alive).
+ */
+holder: RunHolder | null, 
+/**
+ * Whether it can be resumed: it has not finished and no process runs
+ * it (cancelled, failed, or left `running` by a process that is gone).
+ * This is what "interrupted" means everywhere.
+ */
+resumable: boolean, };
 
 export type RunRef = { run: number, name: string, model: string, template: PromptFormat, };
 
 export type RunSettings = { "kind": "train", spec: RunSpec, 
+/**
+ * The dtype it trains in (`spec.dtype`, or the device's default).
+ */
+dtype: Dtype, 
 /**
  * The base model's folder.
  */
@@ -515,9 +552,10 @@ max_batch_tokens: number, length: Length,
  */
 max_grad_norm: number, weight_decay: number, 
 /**
- * `f32`, `bf16` or `f16`; `None`: f32 on the CPU, bf16 on GPUs.
+ * The weights' number format; `None`: f32 on the CPU, bf16 on GPUs
+ * ([`RunSpec::resolved_dtype`]).
  */
-dtype: string | null, device: DeviceSpec, 
+dtype: Dtype | null, device: DeviceSpec, 
 /**
  * `composed`: run the composed candle operations a GPU runs instead of
  * the CPU's custom f32 kernels (for testing that path on a CPU).

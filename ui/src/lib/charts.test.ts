@@ -93,13 +93,13 @@ describe("distributions and validity", () => {
 });
 
 describe("breakdown and training", () => {
-  it("signs the engine's heatmap differences so that positive is better", () => {
+  it("draws the engine's improvement cells (positive is better), not its own", () => {
     const c = {
       baseline: { run: 1, name: "base" }, unpaired_units: 0,
       candidates: [{ run: { run: 2, name: "tuned" }, rows: [], tally: {} }],
       heatmaps: [
-        { family: "steer", metric: "loss", lower_is_better: true, tasks: ["t1", "t2", "t3"], values: [[3, 2], [1, 1.5], [2, null]] },
-        { family: "valid", metric: "yield", lower_is_better: false, tasks: ["v"], values: [[4, 9]] },
+        { family: "steer", metric: "loss", lower_is_better: true, tasks: ["t1", "t2", "t3"], values: [[3, 2], [1, 1.5], [2, null]], improvement: [[0, 1], [0, -0.5], [0, null]] },
+        { family: "valid", metric: "yield", lower_is_better: false, tasks: ["v"], values: [[4, 9]], improvement: [[0, 5]] },
       ],
     } as unknown as Comparison;
     const o = heatmapOption(c, "steer") as { series: { data: number[][] }[]; yAxis: { data: string[] } };

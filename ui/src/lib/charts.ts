@@ -148,11 +148,8 @@ export function heatmapOption(c: Comparison, family: Family): EChartsCoreOption 
   const data: [number, number, number][] = [];
   tasks.forEach((_, y) => {
     c.candidates.forEach((_, x) => {
-      const row = h!.values[y];
-      const base = row[0];
-      const value = row[x + 1];
-      if (base == null || value == null) return;
-      const better = h!.lower_is_better ? base - value : value - base;
+      const better = h!.improvement[y][x + 1];
+      if (better == null) return;
       data.push([x, y, Number(better.toFixed(4))]);
     });
   });

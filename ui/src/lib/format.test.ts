@@ -53,11 +53,12 @@ describe("run settings", () => {
       warmup_steps: 4, length: { steps: 12 }, micro_batch: 4, grad_accum: 2, max_tokens: 1024,
       gradient_checkpointing: true, dtype: null, device: { cuda: 1 }, seed: 0,
     };
-    const s = { kind: "train", spec, model_path: "/m", train_tasks: [], held_out_tasks: [] } as unknown as RunSettings;
+    // The engine resolves the dtype (bf16 on a GPU when none is set); the UI shows it.
+    const s = { kind: "train", spec, dtype: "bf16", model_path: "/m", train_tasks: [], held_out_tasks: [] } as unknown as RunSettings;
     expect(trainSettings(s)).toBe(
       "LoRA rank 16, alpha 32 · learning rate 0.001, cosine after 4 warm-up steps · 12 steps of 4 × 2 sequences up to 1024 tokens · gradient checkpointing · bf16 on cuda:1 · seed 0",
     );
-    const full = { ...s, spec: { ...spec, method: "full", length: { epochs: 1.5 }, gradient_checkpointing: false, dtype: "f16" } } as RunSettings;
+    const full = { ...s, dtype: "f16", spec: { ...spec, method: "full", length: { epochs: 1.5 }, gradient_checkpointing: false, dtype: "f16" } } as RunSettings;
     expect(trainSettings(full)).toBe(
       "full fine-tuning · learning rate 0.001, cosine after 4 warm-up steps · 1.5 epochs of 4 × 2 sequences up to 1024 tokens · f16 on cuda:1 · seed 0",
     );

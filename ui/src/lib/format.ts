@@ -85,8 +85,7 @@ export function trainSettings(s: RunSettings): string | null {
     `learning rate ${t.learning_rate}, ${t.decay} after ${t.warmup_steps} warm-up steps`,
     `${length} of ${t.micro_batch} × ${t.grad_accum} sequences up to ${t.max_tokens} tokens`,
     t.gradient_checkpointing ? "gradient checkpointing" : null,
-    // No dtype: f32 on the CPU, bf16 on GPUs (the engine's default).
-    `${t.dtype ?? (t.device === "cpu" ? "f32" : "bf16")} on ${deviceName(t.device)}`,
+    `${s.dtype} on ${deviceName(t.device)}`,
     `seed ${t.seed}`,
   ].filter(Boolean).join(" · ");
 }

@@ -108,6 +108,7 @@ pub fn figures() -> Vec<(&'static str, Figure)> {
                     lower_is_better: true,
                     tasks: vec!["coin_flip".into(), "zipf_rank".into()],
                     values: vec![vec![Some(2.0), Some(1.5)], vec![Some(3.0), None]],
+                    improvement: vec![vec![Some(0.0), Some(0.5)], vec![Some(0.0), None]],
                     baseline: 0,
                 },
                 200,

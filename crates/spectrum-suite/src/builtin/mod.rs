@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::model::{DistributionItem, Message, Role, Sequence, TaskDef, TaskKind, ValidityTask};
-use crate::rng::Rng;
+use spectrum_core::Rng;
 use tasks::{Episode, TaskSpec};
 
 /// How big and how random the built-in suite is.

@@ -3,8 +3,8 @@
 //! such as a coin's bias) from which a sequence's outputs are sampled.
 
 use crate::model::{Split, TaskDef, TaskKind};
-use crate::rng::Rng;
 use crate::validity::ValidityRule;
+use spectrum_core::Rng;
 
 const US_STATES: &str = include_str!("../../../../assets/wordlists/us_states.txt");
 const ELEMENT_SYMBOLS: &str = include_str!("../../../../assets/wordlists/element_symbols.txt");

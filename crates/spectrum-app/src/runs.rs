@@ -1,0 +1,77 @@
+//! Runs as the use cases see them: finding one by id or name, naming new
+//! ones, and claiming one to resume it. A run belongs to the process that
+//! holds its lease (`spectrum_store::Lease`); claiming takes the lease first,
+//! so two processes never run one run, and a run another process is running
+//! is refused with that process's id and host.
+
+use anyhow::Result;
+use spectrum_store::{Lease, RunKind, RunRecord, RunStatus, Store};
+
+use crate::{AppError, Fix, Listing, Problem};
+
+pub(crate) fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
+    store
+        .find_run(run)?
+        .ok_or_else(|| AppError::not_found(format!("no run {run:?}"), Listing::Runs).into())
+}
+
+/// `name`, or `name-2`, `name-3`... if a model or run already has it.
+pub(crate) fn unique_name(store: &Store, name: String) -> Result<String> {
+    let taken = |n: &str| -> Result<bool> {
+        Ok(store.find_model(n)?.is_some() || store.find_run(n)?.is_some())
+    };
+    if !taken(&name)? {
+        return Ok(name);
+    }
+    for i in 2.. {
+        let candidate = format!("{name}-{i}");
+        if !taken(&candidate)? {
+            return Ok(candidate);
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+/// Refuses a run of another kind than `kind`, pointing at the way to resume it.
+pub(crate) fn require_kind(record: &RunRecord, kind: RunKind) -> Result<()> {
+    if record.kind == kind {
+        return Ok(());
+    }
+    let what = match kind {
+        RunKind::Train => "a training run",
+        RunKind::Eval => "an evaluation",
+    };
+    Err(AppError::bad_input(format!(
+        "run {} ({}) is a {} run, not {what}",
+        record.id, record.name, record.kind
+    ))
+    .with_fix(Fix::Resume {
+        run: record.id,
+        run_kind: record.kind,
+    })
+    .into())
+}
+
+/// Claims run `run` of `kind` to resume it: takes its lease (refused while
+/// another process, or another job of this one, runs it), then checks that it
+/// has not finished. The record returned is read under the lease.
+pub(crate) fn claim(store: &mut Store, run: &str, kind: RunKind) -> Result<(RunRecord, Lease)> {
+    let found = find_run(store, run)?;
+    require_kind(&found, kind)?;
+    let lease = store.take_lease(found.id)?;
+    let record = store
+        .run(found.id)?
+        .ok_or_else(|| AppError::not_found(format!("run {run:?} was removed"), Listing::Runs))?;
+    if record.status == RunStatus::Finished {
+        let fix = match kind {
+            RunKind::Train => "export its model, or start a new run",
+            RunKind::Eval => "start a new evaluation, or compare this one",
+        };
+        return Err(Problem::say(
+            format!("run {} ({}) has already finished", record.id, record.name),
+            fix,
+        )
+        .into());
+    }
+    Ok((record, lease))
+}
