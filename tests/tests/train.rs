@@ -183,7 +183,8 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
     let resumed: serde_json::Value = serde_json::from_slice(&won[0].stdout).expect("JSON");
     assert_eq!(resumed["run"]["status"], "finished");
     assert_eq!(resumed["model"]["name"], "parts");
-    assert!(resumed["run"]["holder"].is_null(), "the lease was given up");
+    let ended = sb.json(&["runs", "show", "parts"]);
+    assert!(ended["run"]["holder"].is_null(), "the lease was given up: {ended}");
     assert_eq!(
         losses(&sb, "parts"),
         whole,
