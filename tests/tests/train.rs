@@ -184,7 +184,10 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
     assert_eq!(resumed["run"]["status"], "finished");
     assert_eq!(resumed["model"]["name"], "parts");
     let ended = sb.json(&["runs", "show", "parts"]);
-    assert!(ended["run"]["holder"].is_null(), "the lease was given up: {ended}");
+    assert!(
+        ended["run"]["holder"].is_null(),
+        "the lease was given up: {ended}"
+    );
     assert_eq!(
         losses(&sb, "parts"),
         whole,

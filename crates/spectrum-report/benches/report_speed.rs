@@ -121,7 +121,7 @@ fn main() {
     );
     let heat: Vec<Block> = (0..3)
         .map(|k| {
-            let values = (0..TASKS)
+            let values: Vec<Vec<Option<f64>>> = (0..TASKS)
                 .map(|t| {
                     (0..RUNS)
                         .map(|r| Some(1.0 + (t * (r + 1) + k) as f64 % 7.0 / 10.0))

@@ -230,6 +230,9 @@ impl Figure {
     }
 }
 
+/// One row of a heatmap's cells (`None`: no value).
+type Cells = Vec<Option<f64>>;
+
 /// Drawing helpers at a scale factor.
 struct Ctx {
     s: f64,
@@ -477,7 +480,7 @@ impl Ctx {
         metric: &str,
         lower_is_better: bool,
         tasks: &[String],
-        (values, improvement): (&[Vec<Option<f64>>], &[Vec<Option<f64>>]),
+        (values, improvement): (&[Cells], &[Cells]),
         baseline: usize,
         runs: &[String],
     ) -> Result<()> {
