@@ -160,3 +160,25 @@ pub fn start_server(mut command: Command) -> (std::process::Child, String) {
     let url = info["url"].as_str().expect("url").to_string();
     (child, url)
 }
+
+/// Starts `spectrum --json args...` twice at once (two resumes of one run)
+/// and checks that exactly one ran it and the other was refused because the
+/// first holds the run. Returns the winner's parsed JSON.
+pub fn one_of_two_at_once(sb: &Sandbox, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let spawn = || {
+        sb.command(&full)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start spectrum")
+    };
+    let (first, second) = (spawn(), spawn());
+    let outputs = [first, second].map(|c| c.wait_with_output().expect("wait"));
+    let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
+    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one resume runs");
+    let stderr = String::from_utf8_lossy(&lost[0].stderr);
+    assert!(stderr.contains("is being run by process"), "{stderr}");
+    serde_json::from_slice(&won[0].stdout).expect("stdout is JSON")
+}

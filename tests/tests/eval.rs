@@ -276,20 +276,7 @@ fn ctrl_c_keeps_the_finished_tasks() {
     assert!(report["unfinished"].as_u64().expect("unfinished") >= 1);
     // Resuming keeps what was done and runs the rest with the run's settings;
     // of two resumes at once, one runs it and the other is refused.
-    let spawn = || {
-        sb.command(&["--json", "eval", "--resume", "stopped"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("resume")
-    };
-    let (first, second) = (spawn(), spawn());
-    let outputs = [first, second].map(|c| c.wait_with_output().expect("wait"));
-    let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
-    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one resume runs");
-    let stderr = String::from_utf8_lossy(&lost[0].stderr);
-    assert!(stderr.contains("is being run by process"), "{stderr}");
-    let resumed: serde_json::Value = serde_json::from_slice(&won[0].stdout).expect("JSON");
+    let resumed = spectrum_system_tests::one_of_two_at_once(&sb, &["eval", "--resume", "stopped"]);
     assert_eq!(resumed["run"], report["run"]);
     assert_eq!(resumed["status"], "finished");
     assert_eq!(resumed["unfinished"], 0);

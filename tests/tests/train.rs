@@ -167,20 +167,7 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
     assert!(stopped_at < 200, "killed before the end");
 
     // Two resumes at once: one trains the run to its end, the other is refused.
-    let spawn = || {
-        sb.command(&["--json", "train", "--resume", "parts"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("resume")
-    };
-    let (first, second) = (spawn(), spawn());
-    let outputs = [first, second].map(|c| c.wait_with_output().expect("wait"));
-    let (won, lost): (Vec<_>, Vec<_>) = outputs.iter().partition(|o| o.status.success());
-    assert_eq!((won.len(), lost.len()), (1, 1), "exactly one resume runs");
-    let stderr = String::from_utf8_lossy(&lost[0].stderr);
-    assert!(stderr.contains("is being run by process"), "{stderr}");
-    let resumed: serde_json::Value = serde_json::from_slice(&won[0].stdout).expect("JSON");
+    let resumed = spectrum_system_tests::one_of_two_at_once(&sb, &["train", "--resume", "parts"]);
     assert_eq!(resumed["run"]["status"], "finished");
     assert_eq!(resumed["model"]["name"], "parts");
     let ended = sb.json(&["runs", "show", "parts"]);
