@@ -26,7 +26,6 @@ const COMMANDS: &[&str] = &[
     "models",
     "remove_model",
     "add_model",
-    "add_remote_model",
     "train_defaults",
     "train_memory",
     "train",

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use spectrum_app::{
-    DemoEvent, DemoRequest, EvalRequest, Fix, ImportOptions, ImportRequest, Listing, Overview,
-    PRESETS, Profile, ReportRequest, RunKind, RunSpec, SECTIONS, Shape, Split, Studio,
-    TrainRequest,
+    DemoEvent, DemoRequest, Fix, Overview, PRESETS, Profile, ReportSection, RunEvent, RunSpec,
+    Split, Studio,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -73,14 +72,7 @@ impl Shell {
 /// Hands dropped (or tour-built) files to the UI: the same path for both.
 pub fn accept_dropped(app: &AppHandle, shell: &Shell, paths: Vec<PathBuf>) {
     shell.grant(&paths);
-    let model = !paths.is_empty()
-        && paths.iter().all(|p| {
-            p.extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-                || p.join("config.json").is_file()
-        });
-    let paths = paths.iter().map(|p| p.display().to_string()).collect();
-    let _ = app.emit("files-dropped", Dropped { paths, model });
+    let _ = app.emit("files-dropped", Dropped::of(&paths));
 }
 
 fn blocking<T: Send + 'static>(f: impl FnOnce() -> anyhow::Result<T> + Send + 'static) -> Res<T> {
@@ -187,35 +179,24 @@ pub async fn tour_suite(app: AppHandle) -> Res<Vec<String>> {
     Ok(vec![out.display().to_string()])
 }
 
-fn import_request(shell: &Shell, paths: &[String], o: &ImportOptionsDto) -> Res<ImportRequest> {
-    let paths = paths
-        .iter()
-        .map(|p| shell.check(p))
-        .collect::<Res<Vec<_>>>()?;
-    if paths.is_empty() {
+/// `request` with every path checked as granted.
+fn import_request(shell: &Shell, mut request: ImportRequest) -> Res<ImportRequest> {
+    if request.paths.is_empty() {
         return Err(UiError::bad_input("no files to import").with_fix(Fix::Import));
     }
-    let shape = match o.shape.as_deref() {
-        None | Some("") | Some("auto") => None,
-        Some(s) => Some(Shape::parse(s).ok_or_else(|| {
-            UiError::bad_input(format!("unknown shape {s:?}")).with_fix(Fix::Say {
-                text: format!("one of {}", spectrum_app::SHAPE_NAMES),
-            })
-        })?),
-    };
-    let defaults = ImportOptions::default();
-    Ok(ImportRequest {
-        paths,
-        name: o.name.clone().filter(|n| !n.trim().is_empty()),
-        options: ImportOptions {
-            shape,
-            skip_invalid: o.skip_invalid,
-            error_limit: 1000,
-            task: None,
-            split: o.split,
-            category: o.category.clone().unwrap_or(defaults.category),
-        },
-    })
+    for path in &mut request.paths {
+        *path = shell.check(&path.display().to_string())?;
+    }
+    Ok(request)
+}
+
+fn import_label(request: &ImportRequest) -> String {
+    let paths: Vec<String> = request
+        .paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    paths.join(", ")
 }
 
 fn import_progress(p: spectrum_app::Progress) -> JobEvent {
@@ -232,19 +213,21 @@ fn import_progress(p: spectrum_app::Progress) -> JobEvent {
 #[tauri::command]
 pub fn preview_import(
     shell: State<'_, Shell>,
-    paths: Vec<String>,
-    options: ImportOptionsDto,
+    request: ImportRequest,
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
-    let request = import_request(&shell, &paths, &options)?;
+    let request = import_request(&shell, request)?;
     let studio = shell.studio.clone();
-    shell
-        .jobs
-        .start(JobKind::Preview, paths.join(", "), channel, move |ctx| {
+    shell.jobs.start(
+        JobKind::Preview,
+        import_label(&request),
+        channel,
+        move |ctx| {
             studio
                 .preview_import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
                 .map(|r| JobResult::Preview(Box::new(r)))
-        })
+        },
+    )
 }
 
 /// The whole demo as one job, as `spectrum demo` runs it (the tour's "Run
@@ -287,19 +270,21 @@ pub fn run_demo(shell: State<'_, Shell>, channel: Channel<JobEvent>) -> Res<u64>
 #[tauri::command]
 pub fn import(
     shell: State<'_, Shell>,
-    paths: Vec<String>,
-    options: ImportOptionsDto,
+    request: ImportRequest,
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
-    let request = import_request(&shell, &paths, &options)?;
+    let request = import_request(&shell, request)?;
     let studio = shell.studio.clone();
-    shell
-        .jobs
-        .start(JobKind::Import, paths.join(", "), channel, move |ctx| {
+    shell.jobs.start(
+        JobKind::Import,
+        import_label(&request),
+        channel,
+        move |ctx| {
             studio
                 .import(&request, &mut |p| ctx.send(import_progress(p)), &ctx.cancel)
                 .map(|r| JobResult::Import(Box::new(r)))
-        })
+        },
+    )
 }
 
 #[tauri::command]
@@ -337,7 +322,7 @@ pub async fn distribution_item(
 #[tauri::command]
 pub async fn run_prompt(
     shell: State<'_, Shell>,
-    run: i64,
+    run: RunRef,
     family: spectrum_app::Family,
     task: String,
     pick: Option<String>,
@@ -345,7 +330,7 @@ pub async fn run_prompt(
 ) -> Res<PromptView> {
     Ok(shell
         .studio
-        .run_prompt(&run.to_string(), family, &task, pick, setting)?)
+        .run_prompt(&run, family, &task, pick, setting)?)
 }
 
 #[tauri::command]
@@ -358,70 +343,30 @@ pub fn remove_model(shell: State<'_, Shell>, name: String) -> Res<ModelRecord> {
     Ok(shell.studio.remove_model(&name)?)
 }
 
-/// Job result: `ModelRecord`. `path`: a granted folder or GGUF file; `None`:
-/// the built-in default model.
+/// Job result: `ModelRecord`. Folders, GGUF files and tokenizer folders
+/// must have been granted (picked in a dialog or dropped).
 #[tauri::command]
 pub fn add_model(
     shell: State<'_, Shell>,
-    path: Option<String>,
-    name: Option<String>,
+    request: AddModelRequest,
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
-    let path = path.map(|p| shell.check(&p)).transpose()?;
+    for source in std::iter::once(&request.source).chain(request.remote.tokenizer.as_ref()) {
+        if let ModelSource::Folder { path } | ModelSource::Gguf { path } = source {
+            shell.check(&path.display().to_string())?;
+        }
+    }
     let studio = shell.studio.clone();
-    let label = path
-        .as_ref()
-        .map_or("default model".into(), |p| p.display().to_string());
-    shell
-        .jobs
-        .start(JobKind::Model, label, channel, move |ctx| {
-            let mut note = |s: &str| ctx.note(s);
-            match path {
-                None => studio.install_default_model(&mut note),
-                Some(p) => {
-                    let spec = p.display().to_string();
-                    let name = name.filter(|n| !n.trim().is_empty());
-                    studio.add_model(&spec, name.as_deref(), &mut note)
-                }
-            }
-            .map(|r| JobResult::Model(Box::new(r)))
-        })
-}
-
-/// Job result: `ModelRecord`.
-#[tauri::command]
-pub fn add_remote_model(
-    shell: State<'_, Shell>,
-    request: RemoteModelRequest,
-    channel: Channel<JobEvent>,
-) -> Res<u64> {
-    let tokenizer = request
-        .tokenizer
-        .as_deref()
-        .map(|p| shell.check(p))
-        .transpose()?;
-    let endpoints: Vec<&str> = request
-        .endpoints
-        .split([',', ' ', '\n'])
-        .filter(|u| !u.trim().is_empty())
-        .collect();
-    let spec = format!("openai:{}#{}", endpoints.join(","), request.model.trim());
-    let options = spectrum_app::RemoteOptions {
-        tokenizer: tokenizer.map(|p| p.display().to_string()),
-        api_key_env: request.api_key_env.filter(|v| !v.trim().is_empty()),
-        concurrency: request.concurrency.map(|c| c as usize),
-        timeout_s: None,
-    };
-    let name = request.name.filter(|n| !n.trim().is_empty());
-    let studio = shell.studio.clone();
-    shell
-        .jobs
-        .start(JobKind::Model, spec.clone(), channel, move |ctx| {
-            let mut note = |s: &str| ctx.note(s);
+    shell.jobs.start(
+        JobKind::Model,
+        request.source.to_string(),
+        channel,
+        move |ctx| {
             studio
-                .add_remote_model(&spec, name.as_deref(), &options, &mut note)
+                .add_model(&request, &mut |s| ctx.note(s))
                 .map(|r| JobResult::Model(Box::new(r)))
-        })
+        },
+    )
 }
 
 #[tauri::command]
@@ -443,13 +388,7 @@ pub fn train_defaults() -> TrainDefaults {
 /// settings that would fit when it does not (the Train view shows it as the
 /// settings change).
 #[tauri::command]
-pub fn train_memory(shell: State<'_, Shell>, request: TrainRequestDto) -> Res<MemoryFit> {
-    let request = TrainRequest {
-        spec: request.spec,
-        model: request.model,
-        name: None,
-        init_tokens_from: None,
-    };
+pub fn train_memory(shell: State<'_, Shell>, request: TrainRequest) -> Res<MemoryFit> {
     Ok(shell.studio.train_memory(&request)?)
 }
 
@@ -457,24 +396,14 @@ pub fn train_memory(shell: State<'_, Shell>, request: TrainRequestDto) -> Res<Me
 #[tauri::command]
 pub fn train(
     shell: State<'_, Shell>,
-    request: TrainRequestDto,
+    request: TrainRequest,
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
-    request
-        .spec
-        .validate()
-        .map_err(|e| UiError::bad_input(e.to_string()))?;
     let studio = shell.studio.clone();
     let label = request
         .name
         .clone()
-        .unwrap_or_else(|| request.model.clone());
-    let request = TrainRequest {
-        spec: request.spec,
-        model: request.model,
-        name: request.name.filter(|n| !n.trim().is_empty()),
-        init_tokens_from: request.init_tokens_from.filter(|n| !n.trim().is_empty()),
-    };
+        .unwrap_or_else(|| request.model.to_string());
     shell
         .jobs
         .start(JobKind::Train, label, channel, move |ctx| {
@@ -489,32 +418,26 @@ pub fn train(
         })
 }
 
-/// Resumes a training or evaluation run. Job result: `TrainOutcome` or `EvalReport`.
+/// Resumes a training or evaluation run. Job result: `TrainOutcome` or `EvalDone`.
 #[tauri::command]
-pub fn resume_run(shell: State<'_, Shell>, run: i64, channel: Channel<JobEvent>) -> Res<u64> {
-    let record = shell
-        .studio
-        .runs()?
-        .into_iter()
-        .find(|r| r.id == run)
-        .ok_or_else(|| UiError::not_found(format!("no run {run}"), Listing::Runs))?;
+pub fn resume_run(shell: State<'_, Shell>, run: RunRef, channel: Channel<JobEvent>) -> Res<u64> {
+    let record = shell.studio.run_detail(&run)?.run;
     let studio = shell.studio.clone();
-    let id = run.to_string();
     shell
         .jobs
         .start(record.kind.into(), record.name, channel, move |ctx| {
-            Ok(match record.kind {
-                RunKind::Eval => JobResult::Eval(EvalDone::from(&studio.resume_eval(
-                    &id,
-                    &mut eval_events(ctx),
-                    &mut |s| ctx.note(s),
-                    &ctx.cancel,
-                )?)),
-                RunKind::Train => {
-                    let outcome = studio.resume(&id, &mut train_events(ctx), &ctx.cancel)?;
-                    JobResult::Train(Box::new(outcome))
-                }
-            })
+            let mut events = |event: RunEvent<'_>| match event {
+                RunEvent::Train(p) => ctx.send(JobEvent::Train {
+                    progress: p.clone(),
+                }),
+                RunEvent::Eval(p) => ctx.send(JobEvent::Eval {
+                    progress: p.clone(),
+                }),
+                RunEvent::Note(text) => ctx.note(text),
+            };
+            Ok(studio
+                .resume_run(&RunRef::Id(record.id), &mut events, &ctx.cancel)?
+                .into())
         })
 }
 
@@ -532,31 +455,14 @@ pub fn eval_defaults() -> EvalDefaults {
 #[tauri::command]
 pub fn evaluate(
     shell: State<'_, Shell>,
-    request: EvalRequestDto,
+    request: EvalRequest,
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
-    if request.families.is_empty() {
-        return Err(
-            UiError::bad_input("no evaluation family chosen").with_fix(Fix::Say {
-                text: "tick steerability, distributions or validity".into(),
-            }),
-        );
-    }
     let studio = shell.studio.clone();
     let label = request
         .name
         .clone()
-        .unwrap_or_else(|| request.model.clone());
-    let request = EvalRequest {
-        model: request.model,
-        families: request.families,
-        tasks: request.tasks,
-        format: request.format,
-        profile: request.profile,
-        settings: request.settings.unwrap_or(request.profile.settings()),
-        device: request.device,
-        name: request.name.filter(|n| !n.trim().is_empty()),
-    };
+        .unwrap_or_else(|| request.model.to_string());
     shell.jobs.start(JobKind::Eval, label, channel, move |ctx| {
         let report = studio.evaluate(
             &request,
@@ -574,69 +480,46 @@ pub fn runs(shell: State<'_, Shell>) -> Res<Vec<RunRecord>> {
 }
 
 #[tauri::command]
-pub async fn run_detail(shell: State<'_, Shell>, run: i64) -> Res<RunDetail> {
-    Ok(shell.studio.run_detail(&run.to_string())?)
+pub async fn run_detail(shell: State<'_, Shell>, run: RunRef) -> Res<RunDetail> {
+    Ok(shell.studio.run_detail(&run)?)
 }
 
 #[tauri::command]
-pub async fn eval_report(shell: State<'_, Shell>, run: i64) -> Res<EvalReport> {
-    Ok(shell.studio.eval_report(&run.to_string())?)
+pub async fn eval_report(shell: State<'_, Shell>, run: RunRef) -> Res<EvalReport> {
+    Ok(shell.studio.eval_report(&run)?)
 }
 
 #[tauri::command]
-pub async fn compare(shell: State<'_, Shell>, runs: Vec<i64>) -> Res<Comparison> {
-    let runs: Vec<String> = runs.iter().map(i64::to_string).collect();
+pub async fn compare(shell: State<'_, Shell>, runs: Vec<RunRef>) -> Res<Comparison> {
     Ok(shell.studio.compare(&runs)?)
 }
 
 #[tauri::command]
 pub fn report_options() -> ReportOptions {
     ReportOptions {
-        sections: SECTIONS.iter().map(|s| (*s).to_string()).collect(),
+        sections: ReportSection::ALL.to_vec(),
     }
 }
 
-/// Job result: the PDF's path. Without `out` (or a path the save dialog
-/// returned), the report goes to `reports/` beside the store.
+/// Job result: the PDF's path. Without `out` (a path the save dialog
+/// returned), the report goes where `Studio` puts reports by default.
 #[tauri::command]
 pub fn export_report(
     shell: State<'_, Shell>,
-    request: ReportRequestDto,
+    mut request: ReportRequest,
     channel: Channel<JobEvent>,
 ) -> Res<u64> {
-    let out = match request.out.as_deref() {
-        Some(path) => shell.check_save(path)?,
-        None => {
-            let dir = shell
-                .studio
-                .store_path()
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("reports");
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let out = dir.join(format!("report-{stamp}.pdf"));
-            shell
-                .granted
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(out.clone());
-            out
-        }
+    let out = match &request.out {
+        Some(path) => shell.check_save(&path.display().to_string())?,
+        None => shell.studio.default_report_path(),
     };
-    if let Some(dir) = out.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| UiError::bad_input(format!("cannot create {}: {e}", dir.display())))?;
-    }
+    shell
+        .granted
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(out.clone());
+    request.out = Some(out.clone());
     let studio = shell.studio.clone();
-    let request = ReportRequest {
-        runs: request.runs,
-        baseline: request.baseline,
-        sections: request.sections,
-        out: out.clone(),
-        created: None,
-    };
     shell.jobs.start(
         JobKind::Report,
         out.display().to_string(),

@@ -1,7 +1,8 @@
 //! Spectrum Studio's desktop shell: Tauri 2 around `spectrum-app`.
 //!
 //! - `commands`: what the UI may call (listed in `build.rs` and allowed in
-//!   `capabilities/default.json`; nothing else is reachable).
+//!   `capabilities/default.json`; nothing else is reachable). The `drift`
+//!   test checks those lists and `ui/src/lib/api.ts`'s calls against them.
 //! - `jobs`: long work on its own threads, progress over Tauri channels,
 //!   cancelled and joined when the app exits.
 //!
@@ -10,6 +11,8 @@
 //! TypeScript: the shell only moves values between the web view and the core.
 
 mod commands;
+#[cfg(test)]
+mod drift;
 mod jobs;
 
 use std::path::PathBuf;
@@ -40,7 +43,6 @@ macro_rules! handler {
             commands::models,
             commands::remove_model,
             commands::add_model,
-            commands::add_remote_model,
             commands::train_defaults,
             commands::train_memory,
             commands::train,

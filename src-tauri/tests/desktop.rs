@@ -223,7 +223,13 @@ impl Desktop {
         spectrum_lm::tiny::write_model(&tiny, 32, 2, 3).expect("tiny model");
         spectrum_app::Studio::new(Some(store.clone()))
             .expect("studio")
-            .add_model(tiny.to_str().expect("utf-8"), Some("tiny"), &mut |_| {})
+            .add_model(
+                &spectrum_app::AddModelRequest::new(
+                    spectrum_app::ModelSource::Folder { path: tiny.clone() },
+                    Some("tiny"),
+                ),
+                &mut |_| {},
+            )
             .expect("register the tiny model");
 
         let shots = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -608,7 +614,9 @@ fn closing_the_window_cancels_training_and_reopening_offers_resume() {
     assert_eq!(run.kind, spectrum_app::RunKind::Train);
     assert_eq!(run.status, spectrum_app::RunStatus::Cancelled, "{run:?}");
     assert!(run.step > 0 && run.step < run.total_steps, "{run:?}");
-    let detail = studio.run_detail(&run.id.to_string()).expect("detail");
+    let detail = studio
+        .run_detail(&spectrum_app::RunRef::Id(run.id))
+        .expect("detail");
     assert!(!detail.checkpoints.is_empty(), "no checkpoint after cancel");
     d.quit();
 

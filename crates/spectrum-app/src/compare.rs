@@ -1,6 +1,7 @@
 //! `spectrum compare`: evaluation runs lined up per family and task against the
 //! first (the baseline), with bootstrap intervals for the differences.
 
+use crate::RunRef;
 use std::collections::BTreeMap;
 
 use anyhow::Result;
@@ -40,16 +41,16 @@ pub struct Tally {
 }
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct RunRef {
+pub struct ComparedRun {
     pub run: i64,
     pub name: String,
     pub model: String,
     pub template: spectrum_lm::PromptFormat,
 }
 
-impl RunRef {
-    fn of(r: &EvalReport) -> RunRef {
-        RunRef {
+impl ComparedRun {
+    fn of(r: &EvalReport) -> ComparedRun {
+        ComparedRun {
             run: r.run,
             name: r.name.clone(),
             model: r.model.clone(),
@@ -60,7 +61,7 @@ impl RunRef {
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct CandidateComparison {
-    pub run: RunRef,
+    pub run: ComparedRun,
     pub rows: Vec<CompareRow>,
     /// Per family, over the headline rows.
     pub tally: BTreeMap<Family, Tally>,
@@ -68,7 +69,7 @@ pub struct CandidateComparison {
 
 #[derive(Debug, Clone, Serialize, ts_rs::TS)]
 pub struct Comparison {
-    pub baseline: RunRef,
+    pub baseline: ComparedRun,
     pub candidates: Vec<CandidateComparison>,
     /// Paired units (sequences, items) that only one of two runs had.
     pub unpaired_units: usize,
@@ -257,7 +258,7 @@ fn compare_pair(base: &EvalReport, cand: &EvalReport, missing: &mut usize) -> Ve
 
 impl Studio {
     /// Lines up evaluation runs against the first one.
-    pub fn compare(&self, runs: &[String]) -> Result<Comparison> {
+    pub fn compare(&self, runs: &[RunRef]) -> Result<Comparison> {
         if runs.len() < 2 {
             return Err(Problem::setting(
                 "compare needs at least two evaluation runs",
@@ -286,19 +287,19 @@ impl Studio {
                     }
                 }
                 CandidateComparison {
-                    run: RunRef::of(cand),
+                    run: ComparedRun::of(cand),
                     rows,
                     tally,
                 }
             })
             .collect();
         let heatmaps = Family::ALL
-            .into_iter()
-            .map(|f| crate::figures::heatmap(&reports, f))
+            .iter()
+            .map(|f| crate::figures::heatmap(&reports, *f))
             .filter(|h| !h.tasks.is_empty())
             .collect();
         Ok(Comparison {
-            baseline: RunRef::of(base),
+            baseline: ComparedRun::of(base),
             candidates,
             unpaired_units,
             heatmaps,

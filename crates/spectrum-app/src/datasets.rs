@@ -5,17 +5,32 @@ use std::sync::atomic::AtomicBool;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use spectrum_store::{DatasetSummary, NewDataset};
 use spectrum_suite::import::{self, ImportOptions, ImportReport, Progress};
 
 use crate::Studio;
 
-#[derive(Debug, Clone)]
+impl ImportRequest {
+    /// Blank fields of a form read as not given: no name, the default category.
+    pub(crate) fn cleaned(&self) -> ImportRequest {
+        let mut out = self.clone();
+        out.name = out
+            .name
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty());
+        if out.options.category.trim().is_empty() {
+            out.options.category = ImportOptions::default().category;
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
 pub struct ImportRequest {
     /// Files or folders of files; one import makes one dataset.
     pub paths: Vec<PathBuf>,
-    /// Dataset name (default: the first path's file or folder name).
+    /// Dataset name (default, or blank: the first path's file or folder name).
     pub name: Option<String>,
     pub options: ImportOptions,
 }
@@ -40,6 +55,7 @@ impl Studio {
         progress: &mut dyn FnMut(Progress),
         cancel: &AtomicBool,
     ) -> Result<ImportOutcome> {
+        let request = &request.cleaned();
         let files = import::files_to_import(&request.paths)?;
         let content_hash = import::content_hash(&files)?;
         let import_key = import_key(&content_hash, &request.options);

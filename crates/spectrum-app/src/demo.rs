@@ -15,8 +15,8 @@ use spectrum_suite::import::Progress;
 
 use crate::{
     Cancelled, Comparison, EvalProgress, EvalReport, EvalRequest, Family, ImportOutcome,
-    ImportRequest, Length, Profile, PromptFormat, ReportRequest, RunSpec, Studio, TrainOutcome,
-    TrainProgress, TrainRequest,
+    ImportRequest, Length, ModelSource, Profile, PromptFormat, ReportRequest, RunRef, RunSpec,
+    Studio, TrainOutcome, TrainProgress, TrainRequest,
 };
 
 /// The demo's knobs; `Default` is the demo as the README runs it.
@@ -189,12 +189,12 @@ impl Studio {
             (tuned_model.clone(), PromptFormat::Spectrum),
         ] {
             let eval = EvalRequest {
-                model,
+                model: ModelSource::registered(model),
                 families: Family::ALL.to_vec(),
                 tasks: vec!["held-out".into()],
                 format,
                 profile,
-                settings: settings.clone(),
+                settings: Some(settings.clone()),
                 device: Default::default(),
                 name: None,
             };
@@ -216,7 +216,7 @@ impl Studio {
             emit(DemoEvent::Evaluated(&report));
             eval_runs.push(report.run);
         }
-        let ids: Vec<String> = eval_runs.iter().map(i64::to_string).collect();
+        let ids: Vec<RunRef> = eval_runs.iter().copied().map(RunRef::Id).collect();
         emit(DemoEvent::Compared(&self.compare(&ids)?));
 
         let out = request
@@ -225,13 +225,13 @@ impl Studio {
             .unwrap_or_else(|| beside_store("demo-report.pdf"));
         step(6, format!("writing the PDF report to {}", out.display()));
         let mut runs = ids;
-        runs.push(train_run.to_string());
+        runs.push(RunRef::Id(train_run));
         self.report(
             &ReportRequest {
                 runs,
                 baseline: None,
                 sections: Vec::new(),
-                out: out.clone(),
+                out: Some(out.clone()),
                 created: None,
             },
             &mut |m| emit(DemoEvent::Note(m)),
@@ -272,11 +272,11 @@ impl Studio {
                     .context("the finished tuning run registered no model")?;
                 return Ok((tuned, run.id));
             }
-            Some(run) => self.resume(&run.id.to_string(), &mut progress, cancel)?,
+            Some(run) => self.resume(&RunRef::Id(run.id), &mut progress, cancel)?,
             None => {
                 let request = TrainRequest {
                     spec,
-                    model: model.name.clone(),
+                    model: ModelSource::registered(model.name.clone()),
                     name: None,
                     init_tokens_from: None,
                 };

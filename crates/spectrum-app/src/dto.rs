@@ -3,9 +3,7 @@
 //! and every value type they reach is generated (`bindings.rs`) into
 //! `ui/src/lib/bindings.ts`; the shell (`src-tauri`) only moves them.
 
-use crate::{
-    DeviceSpec, ErrorCode, EvalSettings, Family, Fix, Profile, PromptFormat, RunSpec, Split,
-};
+use crate::{ErrorCode, EvalSettings, Fix, Profile, ReportSection, RunSpec};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -14,9 +12,10 @@ use ts_rs::TS;
 /// computes it, where the CLI prints the same value, and derives its
 /// TypeScript there; `bindings.rs` generates every type from this list.
 pub use crate::{
-    Comparison, DatasetSummary, DemoOutcome, EvalProgress, EvalReport, ImportOutcome,
-    ImportPreview, MemoryFit, ModelRecord, PromptView, RunDetail, RunRecord, RunSettings,
-    TaskDetail, TaskItem, TaskSummary, Tour, TrainOutcome, TrainProgress,
+    AddModelRequest, Comparison, DatasetSummary, DemoOutcome, EvalProgress, EvalReport,
+    EvalRequest, ImportOutcome, ImportPreview, ImportRequest, MemoryFit, ModelRecord, ModelSource,
+    PromptView, ReportRequest, RunDetail, RunRecord, RunRef, RunSettings, TaskDetail, TaskItem,
+    TaskSummary, Tour, TrainOutcome, TrainProgress, TrainRequest,
 };
 
 /// The error every command rejects with: [`crate::AppError`] (code,
@@ -64,6 +63,15 @@ pub enum JobEvent {
     Cancelled,
 }
 
+impl From<crate::Resumed> for JobResult {
+    fn from(resumed: crate::Resumed) -> JobResult {
+        match resumed {
+            crate::Resumed::Train(outcome) => JobResult::Train(outcome),
+            crate::Resumed::Eval(report) => JobResult::Eval(EvalDone::from(report.as_ref())),
+        }
+    }
+}
+
 /// What a finished job produced: one variant per kind of job.
 #[derive(Debug, Clone, Serialize, TS)]
 #[serde(tag = "kind", content = "value", rename_all = "snake_case")]
@@ -106,9 +114,21 @@ pub struct ImportProgress {
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct Dropped {
     pub paths: Vec<String>,
-    /// Every path is a GGUF file or a model folder (has config.json): the
-    /// Models view takes them; otherwise the Library's import preview does.
-    pub model: bool,
+    /// The models, when every path is a GGUF file or a model folder (has
+    /// config.json): the Models view adds them; otherwise (empty) the
+    /// Library's import preview takes the paths.
+    pub models: Vec<ModelSource>,
+}
+
+impl Dropped {
+    pub fn of(paths: &[std::path::PathBuf]) -> Dropped {
+        let models: Option<Vec<ModelSource>> =
+            paths.iter().map(|p| ModelSource::local(p)).collect();
+        Dropped {
+            paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            models: models.unwrap_or_default(),
+        }
+    }
 }
 
 /// What a job does (the UI's jobs bar and the views find their jobs by it).
@@ -152,18 +172,6 @@ pub struct AppInfo {
     pub interrupted: Vec<RunRecord>,
 }
 
-/// How to read dropped or picked files.
-#[derive(Debug, Clone, Deserialize, TS)]
-pub struct ImportOptionsDto {
-    pub name: Option<String>,
-    /// Force a shape (`sequences`, `distribution`...) instead of detecting it.
-    pub shape: Option<String>,
-    pub skip_invalid: bool,
-    /// Split and category for tasks no definition row describes.
-    pub split: Split,
-    pub category: Option<String>,
-}
-
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct Preset {
     pub name: String,
@@ -175,68 +183,14 @@ pub struct TrainDefaults {
     pub presets: Vec<Preset>,
 }
 
-#[derive(Debug, Clone, Deserialize, TS)]
-pub struct TrainRequestDto {
-    pub spec: RunSpec,
-    /// A registered model's name.
-    pub model: String,
-    pub name: Option<String>,
-    /// Where the rows of chat turn tokens added to a base model without them
-    /// start (METHOD.md §2): a registered instruct sibling's name; `None`: the
-    /// mean embedding row.
-    pub init_tokens_from: Option<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, TS)]
-pub struct EvalRequestDto {
-    /// A registered model's name.
-    pub model: String,
-    pub families: Vec<Family>,
-    /// `held-out` (default when empty), `train`, `all`, task or dataset names.
-    pub tasks: Vec<String>,
-    pub format: PromptFormat,
-    pub profile: Profile,
-    /// The profile's settings, edited; `None`: the profile's own.
-    pub settings: Option<EvalSettings>,
-    pub device: DeviceSpec,
-    pub name: Option<String>,
-}
-
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct EvalDefaults {
     pub profiles: Vec<(Profile, EvalSettings)>,
 }
 
-#[derive(Debug, Clone, Deserialize, TS)]
-pub struct ReportRequestDto {
-    pub runs: Vec<String>,
-    pub baseline: Option<String>,
-    /// Empty: every section.
-    pub sections: Vec<String>,
-    /// A path the save dialog returned; `None`: `reports/` beside the store.
-    pub out: Option<String>,
-}
-
 #[derive(Debug, Clone, Serialize, TS)]
 pub struct ReportOptions {
-    pub sections: Vec<String>,
-}
-
-/// A model on OpenAI-compatible servers (vLLM, SGLang, llama.cpp, `spectrum serve`).
-#[derive(Debug, Clone, Deserialize, TS)]
-pub struct RemoteModelRequest {
-    /// Base URLs ending in /v1, separated by commas or spaces.
-    pub endpoints: String,
-    /// The name the servers know the model by.
-    pub model: String,
-    /// Name in the registry (default: the served name).
-    pub name: Option<String>,
-    /// A granted folder holding tokenizer.json (default: asked of the server).
-    pub tokenizer: Option<String>,
-    /// The environment variable holding the API key (default OPENAI_API_KEY).
-    pub api_key_env: Option<String>,
-    /// Requests in flight per endpoint.
-    pub concurrency: Option<u32>,
+    pub sections: Vec<ReportSection>,
 }
 
 /// What a pick dialog is for.

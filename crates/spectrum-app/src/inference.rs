@@ -11,11 +11,11 @@ use spectrum_lm::{DeviceSpec, OutputScore, SamplingParams};
 use spectrum_suite::import::{self, ImportOptions, Item, Shape};
 use spectrum_suite::{Message, Role, Sequence};
 
-use crate::{AppError, Listing, Studio};
+use crate::{AppError, Listing, ModelSource, Studio};
 
 #[derive(Debug, Clone)]
 pub struct ScoreRequest {
-    pub model: String,
+    pub model: ModelSource,
     pub format: PromptFormat,
     /// A file of `messages` rows (JSONL, JSON, CSV or Parquet).
     pub file: PathBuf,
@@ -45,7 +45,7 @@ pub enum PromptSource {
 
 #[derive(Debug, Clone)]
 pub struct GenerateRequest {
-    pub model: String,
+    pub model: ModelSource,
     pub format: PromptFormat,
     pub prompt: PromptSource,
     pub params: SamplingParams,

@@ -17,6 +17,7 @@ mod prompt;
 mod report;
 mod runs;
 mod serve;
+mod source;
 mod system;
 mod training;
 
@@ -24,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-pub use compare::{CandidateComparison, CompareRow, Comparison, RunRef, Tally};
+pub use compare::{CandidateComparison, CompareRow, ComparedRun, Comparison, Tally};
 pub use datasets::{ImportOutcome, ImportRequest};
 pub use demo::{DemoEvent, DemoOutcome, DemoRequest};
 pub mod bindings;
@@ -37,11 +38,14 @@ pub use evaluation::{
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
 pub use memory::MemoryFit;
-pub use models::{LoadedModel, RemoteOptions, load_model};
+pub use models::{AddModelRequest, LoadedModel, RemoteOptions, load_model};
 pub use overview::{Overview, Tour};
 pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
-pub use report::{CHART_KINDS, ChartRequest, ReportRequest, SECTIONS};
+pub use report::{ChartKind, ChartMetric, ChartRequest, ReportRequest, ReportSection};
+pub use runs::{Resumed, RunEvent};
 pub use serve::Serving;
+pub use source::ModelSource;
+pub use spectrum_core::{ClosedSet, ModelFamily};
 pub use spectrum_eval::metrics::MeanSe;
 pub use spectrum_eval::stats::{Interval, Verdict};
 pub use spectrum_eval::{Family, Profile, Settings as EvalSettings};
@@ -52,7 +56,7 @@ pub use spectrum_openai::ServeOptions;
 pub use spectrum_openai::client::store_api_key;
 pub use spectrum_store::{
     DatasetDetail, DatasetSummary, EvalMetrics, ModelRecord, RunDataset, RunHolder, RunKind,
-    RunRecord, RunStatus, StepMetrics, TaskSummary,
+    RunRecord, RunRef, RunStatus, StepMetrics, TaskSummary,
 };
 pub use spectrum_suite::builtin::SuiteConfig;
 pub use spectrum_suite::import::{

@@ -134,6 +134,7 @@ impl Studio {
         progress: &mut dyn FnMut(Progress),
         cancel: &AtomicBool,
     ) -> Result<ImportPreview> {
+        let request = &request.cleaned();
         let files = import::files_to_import(&request.paths)?;
         let mut options = request.options.clone();
         options.skip_invalid = true;

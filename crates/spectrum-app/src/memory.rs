@@ -116,9 +116,18 @@ impl Studio {
     /// view asks as settings change). The model must be registered or a
     /// folder; nothing is installed.
     pub fn train_memory(&self, request: &TrainRequest) -> Result<MemoryFit> {
-        let path = match self.store()?.find_model(&request.model)? {
-            Some(m) => std::path::PathBuf::from(m.path),
-            None => std::path::PathBuf::from(&request.model),
+        let path = match &request.model {
+            crate::ModelSource::Registered { .. } | crate::ModelSource::Folder { .. } => {
+                self.resolve_model(&request.model, &mut |_| {})?
+            }
+            other => {
+                return Err(crate::Problem::setting(
+                    format!("{other} is not installed yet: its size is not known"),
+                    "model",
+                    "add the model first, then choose it by name",
+                )
+                .into());
+            }
         };
         MemoryFit::of(&path, &request.spec)
     }

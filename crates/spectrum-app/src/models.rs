@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use spectrum_core::Problem;
+use spectrum_core::{ModelFamily, Problem};
 use spectrum_lm::added_tokens::RowInit;
 use spectrum_lm::default_model::{self, DefaultModel};
 use spectrum_lm::hf::ModelDir;
@@ -14,7 +14,9 @@ use spectrum_lm::{DeviceSpec, LanguageModel};
 use spectrum_openai::client::{self as remote, RemoteModel, RemoteSpec};
 use spectrum_store::{ModelRecord, NewModel};
 
-use crate::{AppError, Listing, Studio};
+use serde::Deserialize;
+
+use crate::{AppError, Listing, ModelSource, Studio};
 
 fn now() -> i64 {
     SystemTime::now()
@@ -45,57 +47,51 @@ impl Studio {
         )
     }
 
-    /// Registers a model: `default`, a Hugging Face folder, a `.gguf` file
-    /// (imported into the models folder), `hf:ORG/NAME`, or a remote model
-    /// `openai:URL[,URL...]#NAME` (see [`Studio::add_remote_model`]).
+    /// Registers a model: the default one, a Hugging Face folder, a GGUF
+    /// file (imported into the models folder), a hub repository, or a remote
+    /// model (see [`Studio::add_remote_model`]).
     pub fn add_model(
         &self,
-        spec: &str,
-        name: Option<&str>,
+        request: &AddModelRequest,
         progress: &mut dyn FnMut(&str),
     ) -> Result<ModelRecord> {
-        if spec.starts_with("openai:") {
-            return self.add_remote_model(spec, name, &RemoteOptions::default(), progress);
-        }
-        if spec == "default" {
-            return self.install_default_model(progress);
-        }
-        if let Some(repo) = spec.strip_prefix("hf:") {
-            let dir = spectrum_lm::hub::download(repo, progress)?;
-            let name = name.map_or_else(
-                || repo.rsplit('/').next().unwrap_or(repo).to_string(),
-                str::to_string,
-            );
-            return self.register(&dir, &name, spec);
-        }
-        let path = PathBuf::from(spec);
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
-            if !path.is_file() {
-                bail!("{}: no such GGUF file", path.display());
+        let name = request
+            .name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        match &request.source {
+            ModelSource::Default => self.install_default_model(progress),
+            ModelSource::Remote { .. } => {
+                self.add_remote_model(&request.source, name, &request.remote, progress)
             }
-            let stem = path
-                .file_stem()
-                .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-            let name = name.map_or(stem, str::to_string);
-            let out = self.models_dir().join(&name);
-            progress(&format!(
-                "importing {} (dequantising, rebuilding the tokenizer)",
-                path.display()
-            ));
-            spectrum_lm::gguf::import_gguf(&path, &out)?;
-            return self.register(
-                &out,
-                &name,
-                &path
-                    .canonicalize()
-                    .unwrap_or(path.clone())
-                    .display()
-                    .to_string(),
-            );
+            ModelSource::Hub { repo } => {
+                let dir = spectrum_lm::hub::download(repo, progress)?;
+                let name = name.unwrap_or_else(|| repo.rsplit('/').next().unwrap_or(repo));
+                self.register(&dir, name, &request.source.to_string())
+            }
+            ModelSource::Gguf { path } => {
+                if !path.is_file() {
+                    bail!("{}: no such GGUF file", path.display());
+                }
+                let stem = path
+                    .file_stem()
+                    .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+                let name = name.map_or(stem, str::to_string);
+                let out = self.models_dir().join(&name);
+                progress(&format!(
+                    "importing {} (dequantising, rebuilding the tokenizer)",
+                    path.display()
+                ));
+                spectrum_lm::gguf::import_gguf(path, &out)?;
+                self.register(&out, &name, &gguf_source(path))
+            }
+            ModelSource::Folder { path } => self.add_folder(path, name),
+            ModelSource::Registered { name: folder } => self.add_folder(Path::new(folder), name),
         }
+    }
+
+    fn add_folder(&self, path: &Path, name: Option<&str>) -> Result<ModelRecord> {
         let dir = path
             .canonicalize()
             .with_context(|| format!("{}: no such model folder or file", path.display()))?;
@@ -113,19 +109,25 @@ impl Studio {
     /// with the tokenizer in the models folder.
     pub fn add_remote_model(
         &self,
-        spec: &str,
+        source: &ModelSource,
         name: Option<&str>,
         options: &RemoteOptions,
         progress: &mut dyn FnMut(&str),
     ) -> Result<ModelRecord> {
-        let mut spec = RemoteSpec::parse(spec)?;
+        let mut spec = source.remote_spec()?.ok_or_else(|| {
+            Problem::setting(
+                format!("{source} is not a remote model"),
+                "model",
+                "openai:URL[,URL...]#NAME",
+            )
+        })?;
         if let Some(c) = options.concurrency {
-            spec.concurrency = c.max(1);
+            spec.concurrency = (c as usize).max(1);
         }
         if let Some(t) = options.timeout_s {
-            spec.timeout_s = t.max(1);
+            spec.timeout_s = u64::from(t.max(1));
         }
-        spec.api_key_env.clone_from(&options.api_key_env);
+        spec.api_key_env = options.api_key_env.clone().filter(|v| !v.trim().is_empty());
         let mut store = self.store()?;
         let name = match name {
             Some(n) => n.to_string(),
@@ -173,7 +175,7 @@ impl Studio {
                 spec.endpoints.join(", ")
             ));
             remote::check(&spec)?;
-            remote_tokenizer(&spec, options.tokenizer.as_deref(), &staging, progress)?;
+            remote_tokenizer(&spec, options.tokenizer.as_ref(), &staging, progress)?;
             spec.write(&staging)?;
             progress("checking that the server returns prompt log-probabilities");
             let mut probe = RemoteModel::open(&staging)?;
@@ -202,7 +204,7 @@ impl Studio {
         }
         let record = NewModel {
             name,
-            family: "remote".into(),
+            family: ModelFamily::Remote,
             source: spec.source(),
             path: dir.display().to_string(),
             parameters: 0,
@@ -220,11 +222,11 @@ impl Studio {
     /// its turn tokens already.
     pub fn add_turn_tokens(
         &self,
-        spec: &str,
-        init_from: Option<&str>,
+        model: &ModelSource,
+        init_from: Option<&ModelSource>,
         progress: &mut dyn FnMut(&str),
     ) -> Result<Option<ModelRecord>> {
-        let dir = self.resolve_model(spec, progress)?;
+        let dir = self.resolve_model(model, progress)?;
         let tokenizer = spectrum_lm::tokenizer::TextTokenizer::from_dir(&dir)?;
         let missing = spectrum_lm::added_tokens::missing_turn_tokens(&tokenizer);
         if missing.is_empty() {
@@ -282,8 +284,12 @@ impl Studio {
         let family = model
             .config
             .family()
-            .map_or("unknown", |f| f.as_str())
-            .to_string();
+            .map_or(ModelFamily::Unknown, |f| match f {
+                spectrum_lm::config::Family::Llama => ModelFamily::Llama,
+                spectrum_lm::config::Family::Qwen2 => ModelFamily::Qwen2,
+                spectrum_lm::config::Family::Qwen3 => ModelFamily::Qwen3,
+                spectrum_lm::config::Family::Gemma3 => ModelFamily::Gemma3,
+            });
         let record = NewModel {
             name: name.to_string(),
             family,
@@ -323,60 +329,114 @@ impl Studio {
         Ok(record)
     }
 
-    /// The folder a `--model` argument names: `default` (installed on first use),
-    /// a registered name or id, a folder, or a GGUF file (imported on first use).
-    pub fn resolve_model(&self, spec: &str, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
-        if spec == "default" {
-            return Ok(PathBuf::from(self.install_default_model(progress)?.path));
-        }
-        if let Some(found) = self.store()?.find_model(spec)? {
-            return Ok(PathBuf::from(found.path));
-        }
-        if spec.starts_with("openai:") {
-            // Registered on first use; later uses find it by its source.
-            let source = RemoteSpec::parse(spec)?.source();
-            if let Some(m) = self
+    /// The folder of model `source`: the default model and GGUF files, hub
+    /// repositories and remote models are registered on first use, and found
+    /// by their source afterwards.
+    pub fn resolve_model(
+        &self,
+        source: &ModelSource,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<PathBuf> {
+        let by_source = |text: &str| -> Result<Option<PathBuf>> {
+            Ok(self
                 .store()?
                 .models()?
                 .into_iter()
-                .find(|m| m.source == source)
-            {
-                return Ok(PathBuf::from(m.path));
+                .find(|m| m.source == text)
+                .map(|m| PathBuf::from(m.path)))
+        };
+        let registered = match source {
+            ModelSource::Default => {
+                return Ok(PathBuf::from(self.install_default_model(progress)?.path));
             }
-            return Ok(PathBuf::from(self.add_model(spec, None, progress)?.path));
-        }
-        let path = PathBuf::from(spec);
-        if path.is_dir() {
+            ModelSource::Registered { name } => {
+                if let Some(found) = self.store()?.find_model(name)? {
+                    return Ok(PathBuf::from(found.path));
+                }
+                let path = PathBuf::from(name);
+                if path.is_dir() {
+                    return Ok(path);
+                }
+                return Err(AppError::not_found(
+                    format!("no model {name:?}: not a registered model, a folder or a .gguf file"),
+                    Listing::Models,
+                )
+                .into());
+            }
+            ModelSource::Folder { path } => {
+                if path.is_dir() {
+                    return Ok(path.clone());
+                }
+                return Err(AppError::not_found(
+                    format!("{}: no such model folder", path.display()),
+                    Listing::Models,
+                )
+                .into());
+            }
+            ModelSource::Gguf { path } => by_source(&gguf_source(path))?,
+            ModelSource::Hub { .. } => by_source(&source.to_string())?,
+            ModelSource::Remote { .. } => match source.remote_spec()? {
+                Some(spec) => by_source(&spec.source())?,
+                None => None,
+            },
+        };
+        if let Some(path) = registered {
             return Ok(path);
         }
-        if path.is_file() {
-            return Ok(PathBuf::from(self.add_model(spec, None, progress)?.path));
-        }
-        Err(AppError::not_found(
-            format!("no model {spec:?}: not a registered model, a folder or a .gguf file"),
-            Listing::Models,
-        )
-        .into())
+        let request = AddModelRequest::new(source.clone(), None);
+        Ok(PathBuf::from(self.add_model(&request, progress)?.path))
     }
 }
 
-/// How to reach a remote model, beyond its `openai:URL#NAME`.
-#[derive(Debug, Clone, Default)]
+/// How a GGUF file is recorded as a model's source: its canonical path.
+fn gguf_source(path: &Path) -> String {
+    path.canonicalize()
+        .unwrap_or_else(|_| path.to_path_buf())
+        .display()
+        .to_string()
+}
+
+/// What adding a model takes: where it comes from, its name in the
+/// registry, and for a remote model how to reach it.
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
+pub struct AddModelRequest {
+    pub source: ModelSource,
+    /// The name in the registry (default: from the source).
+    pub name: Option<String>,
+    #[serde(default)]
+    pub remote: RemoteOptions,
+}
+
+impl AddModelRequest {
+    pub fn new(source: ModelSource, name: Option<&str>) -> AddModelRequest {
+        AddModelRequest {
+            source,
+            name: name.map(str::to_string),
+            remote: RemoteOptions::default(),
+        }
+    }
+}
+
+/// How to reach a remote model, beyond its endpoints and name.
+#[derive(Debug, Clone, Default, Deserialize, ts_rs::TS)]
+#[serde(default)]
 pub struct RemoteOptions {
-    /// A folder holding `tokenizer.json` (and `tokenizer_config.json`), or `hf:ORG/NAME`.
-    pub tokenizer: Option<String>,
+    /// Where its tokenizer is: a folder holding `tokenizer.json` (and
+    /// `tokenizer_config.json`) or a hub repository; default: asked of the
+    /// server, then the hub when the served name is ORG/NAME.
+    pub tokenizer: Option<ModelSource>,
     /// The environment variable holding the API key (default `OPENAI_API_KEY`).
     pub api_key_env: Option<String>,
     /// Requests in flight per endpoint (default 4).
-    pub concurrency: Option<usize>,
+    pub concurrency: Option<u32>,
     /// Seconds before a request is retried (default 300).
-    pub timeout_s: Option<u64>,
+    pub timeout_s: Option<u32>,
 }
 
 /// Puts the remote model's tokenizer files into `dir`.
 fn remote_tokenizer(
     spec: &RemoteSpec,
-    given: Option<&str>,
+    given: Option<&ModelSource>,
     dir: &Path,
     progress: &mut dyn FnMut(&str),
 ) -> Result<()> {
@@ -403,10 +463,17 @@ fn remote_tokenizer(
         Ok(())
     };
     match given {
-        Some(repo) if repo.starts_with("hf:") => {
-            copy_from(&hub_tokenizer(&repo[3..], progress)?)?;
+        Some(ModelSource::Hub { repo }) => copy_from(&hub_tokenizer(repo, progress)?)?,
+        Some(ModelSource::Folder { path }) => copy_from(path)?,
+        Some(ModelSource::Registered { name }) => copy_from(Path::new(name))?,
+        Some(other) => {
+            return Err(Problem::setting(
+                format!("{other} is not a tokenizer's place"),
+                "tokenizer",
+                "a folder that holds tokenizer.json, or hf:ORG/NAME",
+            )
+            .into());
         }
-        Some(path) => copy_from(Path::new(path))?,
         None => {
             if let Err(served) = RemoteModel::fetch_tokenizer(spec, dir) {
                 if !spec.model.contains('/') {

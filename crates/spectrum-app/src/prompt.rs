@@ -13,13 +13,13 @@ use spectrum_lm::PromptFormat;
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_store::TaskFilter;
 
-use crate::{AppError, Listing, Studio};
+use crate::{AppError, Listing, ModelSource, Studio};
 
 /// Which prompt to show.
 #[derive(Debug, Clone)]
 pub struct PromptRequest {
     /// The model whose tokenizer and chat template render the prompt.
-    pub model: String,
+    pub model: ModelSource,
     pub task: String,
     /// `None`: the family the task's data is for.
     pub family: Option<Family>,
@@ -81,7 +81,11 @@ impl Studio {
             .ok_or_else(|| AppError::not_found(format!("no task {name:?}"), Listing::Tasks).into())
     }
 
-    fn tokenizer_of(&self, model: &str, progress: &mut dyn FnMut(&str)) -> Result<TextTokenizer> {
+    fn tokenizer_of(
+        &self,
+        model: &ModelSource,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<TextTokenizer> {
         let dir = self.resolve_model(model, progress)?;
         if dir.join("tokenizer.json").exists() {
             return Ok(TextTokenizer::from_dir(&dir)?);

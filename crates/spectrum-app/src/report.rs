@@ -13,48 +13,69 @@ use spectrum_lm::template;
 use spectrum_report::{Block, Chart, DocumentSpec, Figure, ItemBars, Panel, Section, Series};
 use spectrum_suite::{Message, Role};
 
+use crate::RunRef;
 use crate::evaluation::rows_of;
 use crate::{AppError, EvalReport, Fix, Listing, RunDetail, RunKind, Studio};
 
-/// The figures one can ask for.
-pub const CHART_KINDS: [&str; 6] = ["steer", "items", "js", "validity", "heatmap", "training"];
+spectrum_core::closed_set! {
+    /// The figures one can ask for.
+    ChartKind {
+        Steer => "steer",
+        Items => "items",
+        Js => "js",
+        Validity => "validity",
+        Heatmap => "heatmap",
+        Training => "training",
+    }
+}
 
-/// The report's sections, in order.
-pub const SECTIONS: [&str; 8] = [
-    "summary",
-    "steer",
-    "dist",
-    "valid",
-    "tasks",
-    "training",
-    "templates",
-    "appendix",
-];
+spectrum_core::closed_set! {
+    /// What a steerability chart plots.
+    ChartMetric { Loss => "loss", Acc => "acc" }
+}
+
+spectrum_core::closed_set! {
+    /// The report's sections, in order.
+    ReportSection {
+        Summary => "summary",
+        Steer => "steer",
+        Dist => "dist",
+        Valid => "valid",
+        Tasks => "tasks",
+        Training => "training",
+        Templates => "templates",
+        Appendix => "appendix",
+    }
+}
 
 /// One chart of stored runs.
 #[derive(Debug, Clone)]
 pub struct ChartRequest {
-    /// One of [`CHART_KINDS`].
-    pub kind: String,
-    pub runs: Vec<String>,
-    /// One task (steer, items), or the family of a heatmap (steer, dist, valid).
+    pub kind: ChartKind,
+    pub runs: Vec<RunRef>,
+    /// One task (steer, items).
     pub task: Option<String>,
+    /// The family whose headline metric a heatmap shows (default steer).
+    pub family: Option<Family>,
     /// The run differences are taken against (heatmap).
-    pub baseline: Option<String>,
-    /// `loss` or `acc` (steer).
-    pub metric: String,
+    pub baseline: Option<RunRef>,
+    pub metric: ChartMetric,
 }
 
-#[derive(Debug, Clone)]
+/// A PDF report of stored runs.
+#[derive(Debug, Clone, serde::Deserialize, ts_rs::TS)]
 pub struct ReportRequest {
-    /// Evaluation and training runs (ids or names).
-    pub runs: Vec<String>,
+    /// Evaluation and training runs.
+    pub runs: Vec<RunRef>,
     /// The run differences are taken against (default: the first evaluation run).
-    pub baseline: Option<String>,
-    /// Sections to include (default: all of [`SECTIONS`]).
-    pub sections: Vec<String>,
-    pub out: PathBuf,
+    pub baseline: Option<RunRef>,
+    /// Sections to include (empty: all, in [`ReportSection::ALL`]'s order).
+    pub sections: Vec<ReportSection>,
+    /// Where the PDF goes; `None`: [`Studio::default_report_path`].
+    pub out: Option<PathBuf>,
     /// The creation date written into the PDF (UTC); default: now. Fixed for identical bytes.
+    #[serde(skip)]
+    #[ts(skip)]
     pub created: Option<(u16, u8, u8, u8, u8, u8)>,
 }
 
@@ -116,12 +137,15 @@ fn mse(m: &spectrum_eval::metrics::MeanSe, digits: usize) -> String {
 
 /// Steerability curves: the mean over tasks (the app's "all tasks" chart,
 /// from the same series) then one panel per task, runs overlaid.
-fn steer_figure(runs: &Runs, tasks: &[String], metric: &str) -> Figure {
+fn steer_figure(runs: &Runs, tasks: &[String], metric: ChartMetric) -> Figure {
     let series = |curve: &[spectrum_eval::steer::CurvePoint]| -> Vec<(f64, f64, f64)> {
         curve
             .iter()
             .map(|p| {
-                let m = if metric == "acc" { &p.acc } else { &p.loss };
+                let m = match metric {
+                    ChartMetric::Acc => &p.acc,
+                    ChartMetric::Loss => &p.loss,
+                };
                 (p.index as f64, m.mean, m.se.unwrap_or(0.0))
             })
             .collect()
@@ -161,10 +185,9 @@ fn steer_figure(runs: &Runs, tasks: &[String], metric: &str) -> Figure {
         title: format!("Steerability: {metric} of output j given outputs 0..j-1 (mean ± s.e.)"),
         runs: runs.names(),
         chart: Chart::Steer {
-            metric: if metric == "acc" {
-                "accuracy".into()
-            } else {
-                "loss (nats)".into()
+            metric: match metric {
+                ChartMetric::Acc => "accuracy".into(),
+                ChartMetric::Loss => "loss (nats)".into(),
             },
             panels,
         },
@@ -349,7 +372,7 @@ fn rendered_example(r: &EvalReport) -> Result<String> {
 }
 
 impl Studio {
-    fn report_runs(&self, runs: &[String], baseline: Option<&str>) -> Result<Runs> {
+    fn report_runs(&self, runs: &[RunRef], baseline: Option<&RunRef>) -> Result<Runs> {
         if runs.is_empty() {
             return Err(AppError::bad_input("no runs given")
                 .with_fix(Fix::List {
@@ -365,7 +388,7 @@ impl Studio {
             let detail = self.run_detail(r)?;
             if detail.run.kind == RunKind::Eval {
                 out.evals
-                    .push(self.eval_report(&detail.run.id.to_string())?);
+                    .push(self.eval_report(&RunRef::Id(detail.run.id))?);
             } else {
                 out.trains.push(detail);
             }
@@ -374,7 +397,7 @@ impl Studio {
             let id = self.run_detail(b)?.run.id;
             let at = out.evals.iter().position(|r| r.run == id).ok_or_else(|| {
                 Problem::setting(
-                    format!("the baseline {b:?} is not one of the evaluation runs of the report"),
+                    format!("the baseline {b} is not one of the evaluation runs of the report"),
                     "runs",
                     "list the baseline among the runs",
                 )
@@ -387,8 +410,8 @@ impl Studio {
 
     /// One figure of stored runs, written as SVG or PNG by the file's extension.
     pub fn chart(&self, request: &ChartRequest, out: &Path) -> Result<()> {
-        let (kind, task) = (request.kind.as_str(), request.task.as_deref());
-        let runs = self.report_runs(&request.runs, request.baseline.as_deref())?;
+        let (kind, task) = (request.kind, request.task.as_deref());
+        let runs = self.report_runs(&request.runs, request.baseline.as_ref())?;
         let need_eval = || -> Result<()> {
             if runs.evals.is_empty() {
                 return Err(AppError::not_found(
@@ -400,15 +423,15 @@ impl Studio {
             Ok(())
         };
         let figure = match kind {
-            "steer" => {
+            ChartKind::Steer => {
                 need_eval()?;
                 let tasks = match task {
                     Some(t) => vec![t.to_string()],
                     None => runs.tasks(steer_tasks),
                 };
-                steer_figure(&runs, &tasks, &request.metric)
+                steer_figure(&runs, &tasks, request.metric)
             }
-            "items" => {
+            ChartKind::Items => {
                 need_eval()?;
                 let task = match task {
                     Some(t) => t.to_string(),
@@ -422,34 +445,23 @@ impl Studio {
                     format!("no distributional items of task {task:?} in these runs")
                 })?
             }
-            "js" => {
+            ChartKind::Js => {
                 need_eval()?;
                 js_figure(&runs)
             }
-            "validity" => {
+            ChartKind::Validity => {
                 need_eval()?;
                 validity_figure(&runs)
             }
-            "heatmap" => {
+            ChartKind::Heatmap => {
                 need_eval()?;
-                let family = task.unwrap_or("steer");
-                let family = Family::parse(family).ok_or_else(|| {
-                    Problem::setting(
-                        format!("no family {family:?} for a heatmap"),
-                        "task",
-                        "steer, dist or valid",
-                    )
-                })?;
+                let family = request.family.unwrap_or(Family::Steer);
                 heatmap_figure(&runs, family)
             }
-            "training" => training_figure(
+            ChartKind::Training => training_figure(
                 runs.trains
                     .first()
                     .context("a training chart needs a training run")?,
-            ),
-            _ => bail!(
-                "no chart kind {kind:?}; the kinds are {}",
-                CHART_KINDS.join(", ")
             ),
         };
         write_figure(&figure, out)
@@ -461,16 +473,8 @@ impl Studio {
         request: &ReportRequest,
         progress: &mut dyn FnMut(&str),
     ) -> Result<PathBuf> {
-        for s in &request.sections {
-            if !SECTIONS.contains(&s.as_str()) {
-                bail!(
-                    "no report section {s:?}; the sections are {}",
-                    SECTIONS.join(", ")
-                );
-            }
-        }
-        let want = |s: &str| request.sections.is_empty() || request.sections.iter().any(|x| x == s);
-        let runs = self.report_runs(&request.runs, request.baseline.as_deref())?;
+        let want = |s: ReportSection| request.sections.is_empty() || request.sections.contains(&s);
+        let runs = self.report_runs(&request.runs, request.baseline.as_ref())?;
         progress(&format!(
             "{} evaluation and {} training runs",
             runs.evals.len(),
@@ -480,35 +484,39 @@ impl Studio {
         let version = env!("CARGO_PKG_VERSION");
         let created = request.created.unwrap_or_else(now);
         let title_lines = title_lines(&runs, created, version);
-        if want("summary") && !runs.evals.is_empty() {
+        if want(ReportSection::Summary) && !runs.evals.is_empty() {
             sections.push(self.summary_section(&runs)?);
         }
-        if want("steer") && runs.evals.iter().any(|r| r.steer.is_some()) {
+        if want(ReportSection::Steer) && runs.evals.iter().any(|r| r.steer.is_some()) {
             progress("steerability");
             sections.push(Self::steer_section(&runs)?);
         }
-        if want("dist") && runs.evals.iter().any(|r| r.dist.is_some()) {
+        if want(ReportSection::Dist) && runs.evals.iter().any(|r| r.dist.is_some()) {
             progress("distributional alignment");
             sections.push(Self::dist_section(&runs)?);
         }
-        if want("valid") && runs.evals.iter().any(|r| r.valid.is_some()) {
+        if want(ReportSection::Valid) && runs.evals.iter().any(|r| r.valid.is_some()) {
             progress("validity and diversity");
             sections.push(Self::valid_section(&runs)?);
         }
-        if want("tasks") && runs.evals.len() > 1 {
+        if want(ReportSection::Tasks) && runs.evals.len() > 1 {
             progress("task breakdown");
             sections.push(Self::tasks_section(&runs)?);
         }
-        if want("training") && !runs.trains.is_empty() {
+        if want(ReportSection::Training) && !runs.trains.is_empty() {
             sections.push(Self::training_section(&runs)?);
         }
-        if want("templates") && !runs.evals.is_empty() {
+        if want(ReportSection::Templates) && !runs.evals.is_empty() {
             sections.push(Self::templates_section(&runs)?);
         }
-        if want("appendix") {
+        if want(ReportSection::Appendix) {
             sections.push(self.appendix_section(request)?);
         }
-        progress(&format!("writing {}", request.out.display()));
+        let out = match &request.out {
+            Some(path) => path.clone(),
+            None => self.default_report_path(),
+        };
+        progress(&format!("writing {}", out.display()));
         let spec = DocumentSpec {
             title: format!(
                 "Spectrum Studio report: {}",
@@ -525,8 +533,21 @@ impl Studio {
             sections,
         };
         let bytes = spectrum_report::pdf::render(&spec)?;
-        write_new(&request.out, &bytes)?;
-        Ok(request.out.clone())
+        write_new(&out, &bytes)?;
+        Ok(out)
+    }
+
+    /// Where a report goes when no path is given: `reports/` beside the
+    /// store, named by the time (seconds since 1970).
+    pub fn default_report_path(&self) -> PathBuf {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.store_path()
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join("reports")
+            .join(format!("report-{stamp}.pdf"))
     }
 
     /// The means of every run and, with a baseline, the comparison against it.
@@ -565,7 +586,7 @@ impl Studio {
             },
         ];
         if runs.evals.len() > 1 {
-            let ids: Vec<String> = runs.evals.iter().map(|r| r.run.to_string()).collect();
+            let ids: Vec<RunRef> = runs.evals.iter().map(|r| RunRef::Id(r.run)).collect();
             let cmp = self.compare(&ids)?;
             blocks.extend(comparison_blocks(&cmp, &names));
         }
@@ -582,13 +603,13 @@ impl Studio {
         let mut blocks = Vec::new();
         for chunk in tasks.chunks(9) {
             blocks.push(Block::Figure {
-                svg: steer_figure(runs, chunk, "loss").svg()?,
+                svg: steer_figure(runs, chunk, ChartMetric::Loss).svg()?,
                 caption: "Loss of each output given the earlier outputs of its sequence; bands: ± one standard error over sequences. Lower is better; a falling curve means the model follows its context.".into(),
             });
         }
         for chunk in tasks.chunks(9) {
             blocks.push(Block::Figure {
-                svg: steer_figure(runs, chunk, "acc").svg()?,
+                svg: steer_figure(runs, chunk, ChartMetric::Acc).svg()?,
                 caption: "Accuracy of each output (every token the arg-max) given the earlier outputs; bands: ± one standard error. Higher is better.".into(),
             });
         }
@@ -727,7 +748,7 @@ impl Studio {
         let names = runs.names();
         let mut blocks = Vec::new();
         for family in Family::ALL {
-            let fig = heatmap_figure(runs, family);
+            let fig = heatmap_figure(runs, *family);
             if matches!(&fig.chart, Chart::Heatmap { tasks, .. } if tasks.is_empty()) {
                 continue;
             }

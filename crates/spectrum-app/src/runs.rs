@@ -4,21 +4,25 @@
 //! so two processes never run one run, and a run another process is running
 //! is refused with that process's id and host.
 
+use std::sync::atomic::AtomicBool;
+
 use anyhow::Result;
-use spectrum_store::{Lease, RunKind, RunRecord, RunStatus, Store};
+use spectrum_store::{Lease, RunKind, RunRecord, RunRef, RunStatus, Store};
 
-use crate::{AppError, Fix, Listing, Problem};
+use crate::{
+    AppError, EvalProgress, EvalReport, Fix, Listing, Problem, Studio, TrainOutcome, TrainProgress,
+};
 
-pub(crate) fn find_run(store: &Store, run: &str) -> Result<RunRecord> {
-    store
-        .find_run(run)?
-        .ok_or_else(|| AppError::not_found(format!("no run {run:?}"), Listing::Runs).into())
+pub(crate) fn find_run(store: &Store, run: &RunRef) -> Result<RunRecord> {
+    store.find_run(run)?.ok_or_else(|| {
+        AppError::not_found(format!("no run {:?}", run.to_string()), Listing::Runs).into()
+    })
 }
 
 /// `name`, or `name-2`, `name-3`... if a model or run already has it.
 pub(crate) fn unique_name(store: &Store, name: String) -> Result<String> {
     let taken = |n: &str| -> Result<bool> {
-        Ok(store.find_model(n)?.is_some() || store.find_run(n)?.is_some())
+        Ok(store.find_model(n)?.is_some() || store.find_run(&RunRef::Name(n.into()))?.is_some())
     };
     if !taken(&name)? {
         return Ok(name);
@@ -55,13 +59,13 @@ pub(crate) fn require_kind(record: &RunRecord, kind: RunKind) -> Result<()> {
 /// Claims run `run` of `kind` to resume it: takes its lease (refused while
 /// another process, or another job of this one, runs it), then checks that it
 /// has not finished. The record returned is read under the lease.
-pub(crate) fn claim(store: &mut Store, run: &str, kind: RunKind) -> Result<(RunRecord, Lease)> {
+pub(crate) fn claim(store: &mut Store, run: &RunRef, kind: RunKind) -> Result<(RunRecord, Lease)> {
     let found = find_run(store, run)?;
     require_kind(&found, kind)?;
     let lease = store.take_lease(found.id)?;
-    let record = store
-        .run(found.id)?
-        .ok_or_else(|| AppError::not_found(format!("run {run:?} was removed"), Listing::Runs))?;
+    let record = store.run(found.id)?.ok_or_else(|| {
+        AppError::not_found(format!("run {} was removed", found.id), Listing::Runs)
+    })?;
     if record.status == RunStatus::Finished {
         let fix = match kind {
             RunKind::Train => "export its model, or start a new run",
@@ -74,4 +78,48 @@ pub(crate) fn claim(store: &mut Store, run: &str, kind: RunKind) -> Result<(RunR
         .into());
     }
     Ok((record, lease))
+}
+
+/// What a resumed run reports as it goes, whichever its kind.
+#[derive(Debug)]
+pub enum RunEvent<'a> {
+    Train(&'a TrainProgress),
+    Eval(&'a EvalProgress),
+    Note(&'a str),
+}
+
+/// What a resumed run produced.
+#[derive(Debug)]
+pub enum Resumed {
+    Train(Box<TrainOutcome>),
+    Eval(Box<EvalReport>),
+}
+
+impl Studio {
+    /// Resumes run `run`, a training or an evaluation run alike.
+    pub fn resume_run(
+        &self,
+        run: &RunRef,
+        events: &mut dyn FnMut(RunEvent<'_>),
+        cancel: &AtomicBool,
+    ) -> Result<Resumed> {
+        let record = find_run(&self.store()?, run)?;
+        let run = RunRef::Id(record.id);
+        Ok(match record.kind {
+            RunKind::Train => Resumed::Train(Box::new(self.resume(
+                &run,
+                &mut |p| events(RunEvent::Train(p)),
+                cancel,
+            )?)),
+            RunKind::Eval => {
+                let events = std::cell::RefCell::new(events);
+                Resumed::Eval(Box::new(self.resume_eval(
+                    &run,
+                    &mut |p| (events.borrow_mut())(RunEvent::Eval(p)),
+                    &mut |n| (events.borrow_mut())(RunEvent::Note(n)),
+                    cancel,
+                )?))
+            }
+        })
+    }
 }

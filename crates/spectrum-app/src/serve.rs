@@ -8,7 +8,7 @@ use spectrum_lm::DeviceSpec;
 use spectrum_lm::hf::ModelDir;
 use spectrum_openai::{ServeOptions, ServedModel, Server};
 
-use crate::Studio;
+use crate::{ModelSource, Studio};
 
 /// A running server and the names it serves models under.
 #[derive(Debug)]
@@ -33,7 +33,7 @@ impl Studio {
     /// load) and serves them under their registry names.
     pub fn serve(
         &self,
-        models: &[String],
+        models: &[ModelSource],
         device: DeviceSpec,
         options: &ServeOptions,
         note: &mut dyn FnMut(&str),
@@ -47,7 +47,7 @@ impl Studio {
                 .models()?
                 .into_iter()
                 .find(|m| std::path::Path::new(&m.path) == path)
-                .map_or_else(|| spec.clone(), |m| m.name);
+                .map_or_else(|| spec.to_string(), |m| m.name);
             if served.iter().any(|s: &ServedModel| s.name == name) {
                 return Err(Problem::setting(
                     format!("{name:?} is named twice"),

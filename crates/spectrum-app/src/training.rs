@@ -21,17 +21,19 @@ use spectrum_train::{
 
 use crate::runs::{find_run, unique_name};
 use crate::{AppError, ErrorCode, Fix, Listing, Studio};
+use crate::{ModelSource, RunRef};
 
 /// What `train` needs: the settings, the base model (as `--model` takes it)
 /// and, optionally, the name of the run and of the tuned model it registers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
 pub struct TrainRequest {
     pub spec: RunSpec,
-    pub model: String,
+    pub model: ModelSource,
+    /// The run's name (default: MODEL-spectrum); also the tuned model's.
     pub name: Option<String>,
     /// For a base model without the spectrum format's turn tokens: the
     /// instruct sibling whose rows for them are copied (default: the mean row).
-    pub init_tokens_from: Option<String>,
+    pub init_tokens_from: Option<ModelSource>,
 }
 
 /// What a run record's `spec` column holds: the settings and what they resolved to.
@@ -205,7 +207,7 @@ impl Studio {
         crate::models::require_weights(&model_path)?;
         if spec.format == spectrum_lm::PromptFormat::Spectrum
             && let Some(extended) =
-                self.add_turn_tokens(&request.model, request.init_tokens_from.as_deref(), note)?
+                self.add_turn_tokens(&request.model, request.init_tokens_from.as_ref(), note)?
         {
             model_path = PathBuf::from(extended.path);
         }
@@ -274,7 +276,7 @@ impl Studio {
     /// an uninterrupted run.
     pub fn resume(
         &self,
-        run: &str,
+        run: &RunRef,
         progress: &mut dyn FnMut(&TrainProgress),
         cancel: &AtomicBool,
     ) -> Result<TrainOutcome> {
@@ -452,7 +454,7 @@ impl Studio {
         Ok(self.store()?.runs(None)?)
     }
 
-    pub fn run_detail(&self, run: &str) -> Result<RunDetail> {
+    pub fn run_detail(&self, run: &RunRef) -> Result<RunDetail> {
         let store = self.store()?;
         let record = find_run(&store, run)?;
         let checkpoints = checkpoint::list(&self.run_dir(record.id).join("checkpoints"))?
@@ -472,7 +474,7 @@ impl Studio {
     /// merged Hugging Face folder.
     pub fn export_run(
         &self,
-        run: &str,
+        run: &RunRef,
         peft: Option<&Path>,
         merged: Option<&Path>,
     ) -> Result<RunRecord> {
@@ -527,7 +529,7 @@ impl Studio {
     /// `model` overrides how the engine finds the base model (default: its folder).
     pub fn export_job(
         &self,
-        run: &str,
+        run: &RunRef,
         engine: &str,
         out: &Path,
         model: Option<&str>,
@@ -602,7 +604,7 @@ fn resolve_tasks(
         .with_fix(Fix::Import)
         .into());
     }
-    let is_train = |t: &TaskSummary| t.split == Split::Train.as_str();
+    let is_train = |t: &TaskSummary| t.split == Split::Train;
     for name in &sel.names {
         let matching: Vec<&TaskSummary> = all.iter().filter(|t| &t.name == name).collect();
         if matching.is_empty() {

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{Result, bail};
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use spectrum_app::{ChartKind, ChartMetric, ClosedSet, ModelSource, ReportSection, RunRef};
 use spectrum_app::{ImportOptions, SHAPE_NAMES, Shape, Split, SuiteConfig};
 
 const ABOUT: &str = "Spectrum Studio: post-train language models for distributional coverage and \
@@ -147,7 +149,7 @@ pub enum Command {
     /// (`spectrum model add OUT/output/final`).
     ExportJob {
         /// A training run (id or name); `spectrum train --no-start` records one without training.
-        run: String,
+        run: RunRef,
         #[arg(long, default_value = "trl", value_parser = ["trl"])]
         engine: String,
         /// A new (or empty) folder for the bundle.
@@ -174,7 +176,7 @@ pub enum Command {
     Compare {
         /// Evaluation runs (ids or names); the first is the baseline.
         #[arg(required = true, num_args = 2..)]
-        runs: Vec<String>,
+        runs: Vec<RunRef>,
     },
     /// Write the PDF report of evaluation and training runs.
     ///
@@ -221,7 +223,7 @@ pub enum Command {
 pub struct TrainArgs {
     /// Continue this run (id or name) from its newest checkpoint; other flags are ignored.
     #[arg(long, value_name = "RUN")]
-    pub resume: Option<String>,
+    pub resume: Option<RunRef>,
     /// Record the run (settings, tasks, model) without training: for
     /// `spectrum export-job RUN`, or `--resume RUN` later (it is listed as
     /// cancelled at step 0).
@@ -230,12 +232,12 @@ pub struct TrainArgs {
     /// Base model: a registered name or id, a folder, a .gguf file, or `default`.
     /// A model without ChatML, Gemma or Llama-3 turn tokens gets ChatML's added
     /// for the spectrum format (registered as NAME-turns; see `model add-tokens`).
-    #[arg(long, default_value = "default")]
-    pub model: String,
+    #[arg(long, default_value = "default", value_parser = model_source)]
+    pub model: ModelSource,
     /// When turn tokens are added: the instruct sibling whose rows for them are
     /// copied (default: the mean of the existing rows).
-    #[arg(long, value_name = "MODEL")]
-    pub init_tokens_from: Option<String>,
+    #[arg(long, value_name = "MODEL", value_parser = model_source)]
+    pub init_tokens_from: Option<ModelSource>,
     /// Name of the run and of the tuned model it registers (default: MODEL-spectrum).
     #[arg(long)]
     pub name: Option<String>,
@@ -330,10 +332,10 @@ pub struct EvalArgs {
     /// Continue this evaluation run (id or name) after a cancel, crash or kill: its
     /// finished tasks are kept, the rest run with its settings; other flags are ignored.
     #[arg(long, value_name = "RUN")]
-    pub resume: Option<String>,
+    pub resume: Option<RunRef>,
     /// A registered model (name or id), a Hugging Face folder, a .gguf file, or `default`.
-    #[arg(long, default_value = "default")]
-    pub model: String,
+    #[arg(long, default_value = "default", value_parser = model_source)]
+    pub model: ModelSource,
     /// Families, comma-separated: steer, dist, valid.
     #[arg(long, value_delimiter = ',', default_value = "steer,dist,valid", value_parser = family)]
     pub family: Vec<spectrum_app::Family>,
@@ -381,8 +383,19 @@ pub struct EvalArgs {
     pub seed: Option<u64>,
 }
 
+/// `--model` and the like, parsed once into what the use cases take.
+fn model_source(s: &str) -> Result<ModelSource, String> {
+    s.parse().map_err(|e| crate::output::explain(&e))
+}
+
+/// Any closed set, its choices listed in the help and in the error.
+fn closed<T: ClosedSet>() -> impl clap::builder::TypedValueParser<Value = T> {
+    clap::builder::PossibleValuesParser::new(T::ALL.iter().map(|v| v.as_str()))
+        .map(|s| T::parse(&s).expect("one of the possible values"))
+}
+
 fn family(s: &str) -> Result<spectrum_app::Family, String> {
-    spectrum_app::Family::parse(s)
+    spectrum_app::Family::named(s)
         .ok_or_else(|| format!("{s:?} is not a family; use steer, dist or valid"))
 }
 
@@ -417,7 +430,7 @@ impl EvalArgs {
             format: spectrum_app::PromptFormat::parse(&self.template)
                 .unwrap_or(spectrum_app::PromptFormat::Spectrum),
             profile,
-            settings,
+            settings: Some(settings),
             device: self.device,
             name: self.name.clone(),
         }
@@ -428,16 +441,16 @@ impl EvalArgs {
 pub struct ReportArgs {
     /// Evaluation and training runs (ids or names).
     #[arg(required = true)]
-    pub runs: Vec<String>,
+    pub runs: Vec<RunRef>,
     /// The PDF to write.
     #[arg(long, value_name = "FILE.pdf")]
     pub out: PathBuf,
     /// The run differences are taken against (default: the first evaluation run).
     #[arg(long, value_name = "RUN")]
-    pub baseline: Option<String>,
-    /// Sections, comma-separated: summary, steer, dist, valid, tasks, training, templates, appendix.
-    #[arg(long, value_delimiter = ',')]
-    pub sections: Vec<String>,
+    pub baseline: Option<RunRef>,
+    /// Sections, comma-separated (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = closed::<ReportSection>())]
+    pub sections: Vec<ReportSection>,
     /// Creation date written into the PDF, as YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC); the
     /// same runs and date give the same bytes. Default: now.
     #[arg(long, value_parser = date)]
@@ -462,12 +475,11 @@ fn date(s: &str) -> Result<(u16, u8, u8, u8, u8, u8), String> {
 
 #[derive(Debug, Args)]
 pub struct ChartArgs {
-    /// steer, items, js, validity, heatmap or training.
-    #[arg(value_parser = spectrum_app::CHART_KINDS)]
-    pub kind: String,
+    #[arg(value_parser = closed::<ChartKind>())]
+    pub kind: ChartKind,
     /// Runs (ids or names).
     #[arg(required = true)]
-    pub runs: Vec<String>,
+    pub runs: Vec<RunRef>,
     /// The file to write: .svg or .png.
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -476,10 +488,10 @@ pub struct ChartArgs {
     pub task: Option<String>,
     /// The run differences are taken against (heatmap).
     #[arg(long, value_name = "RUN")]
-    pub baseline: Option<String>,
-    /// What a steer chart shows: loss or acc.
-    #[arg(long, default_value = "loss", value_parser = ["loss", "acc"])]
-    pub metric: String,
+    pub baseline: Option<RunRef>,
+    /// What a steer chart shows.
+    #[arg(long, default_value = "loss", value_parser = closed::<ChartMetric>())]
+    pub metric: ChartMetric,
 }
 
 #[derive(Debug, Subcommand)]
@@ -490,7 +502,7 @@ pub enum RunsCommand {
     /// held-out losses; an evaluation run's results (all rows with --json).
     Show {
         /// Run id or name.
-        run: String,
+        run: RunRef,
     },
 }
 
@@ -498,7 +510,7 @@ pub enum RunsCommand {
 #[command(group(clap::ArgGroup::new("what").required(true).multiple(true).args(["peft", "merged"])))]
 pub struct ExportArgs {
     /// Run id or name.
-    pub run: String,
+    pub run: RunRef,
     /// Write the LoRA adapter as a PEFT folder (adapter_config.json + adapter_model.safetensors).
     #[arg(long, value_name = "DIR")]
     pub peft: Option<PathBuf>,
@@ -695,24 +707,24 @@ pub enum ModelCommand {
     /// A remote model's API key comes from $OPENAI_API_KEY (or --api-key-env) or
     /// the OS keyring (`spectrum model key URL`); it is never written to the store.
     Add {
-        #[arg(value_name = "PATH|FILE.gguf|hf:ORG/NAME|openai:URL#NAME")]
-        source: String,
+        #[arg(value_name = "PATH|FILE.gguf|hf:ORG/NAME|openai:URL#NAME", value_parser = model_source)]
+        source: ModelSource,
         /// Name in the registry (default: the folder, file or served model name).
         #[arg(long)]
         name: Option<String>,
         /// Remote models: the tokenizer, a folder holding tokenizer.json or hf:ORG/NAME
         /// (default: asked of a `spectrum serve` endpoint, else hf:NAME when NAME is ORG/NAME).
-        #[arg(long, value_name = "DIR|hf:ORG/NAME")]
-        tokenizer: Option<String>,
+        #[arg(long, value_name = "DIR|hf:ORG/NAME", value_parser = model_source)]
+        tokenizer: Option<ModelSource>,
         /// Remote models: the environment variable holding the API key.
         #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]
         api_key_env: String,
         /// Remote models: requests in flight per endpoint.
         #[arg(long, default_value_t = 4)]
-        concurrency: usize,
+        concurrency: u32,
         /// Remote models: seconds before a request is retried.
         #[arg(long, default_value_t = 300)]
-        timeout: u64,
+        timeout: u32,
     },
     /// Store the API key of an endpoint in the OS keyring (read from stdin).
     Key {
@@ -725,10 +737,11 @@ pub enum ModelCommand {
     /// `spectrum train` does this by itself; LoRA runs train the new rows too.
     AddTokens {
         /// The base model: a registered name or id, a folder, or a .gguf file.
-        model: String,
+        #[arg(value_parser = model_source)]
+        model: ModelSource,
         /// The instruct sibling whose rows for the tokens are copied.
-        #[arg(long, value_name = "MODEL")]
-        from: Option<String>,
+        #[arg(long, value_name = "MODEL", value_parser = model_source)]
+        from: Option<ModelSource>,
     },
     /// One line per registered model.
     List,
@@ -742,8 +755,8 @@ pub enum ModelCommand {
 pub struct ServeArgs {
     /// Models to serve (registered names or ids, folders, .gguf files, `default`);
     /// each is served under its registry name.
-    #[arg(long = "model", default_value = "default", value_name = "MODEL")]
-    pub models: Vec<String>,
+    #[arg(long = "model", default_value = "default", value_name = "MODEL", value_parser = model_source)]
+    pub models: Vec<ModelSource>,
     /// Address to listen on (0.0.0.0: every interface).
     #[arg(long, default_value = "127.0.0.1")]
     pub host: String,
@@ -771,8 +784,8 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// A registered model (name or id), a Hugging Face folder, a .gguf file, or `default`.
-    #[arg(long, default_value = "default")]
-    pub model: String,
+    #[arg(long, default_value = "default", value_parser = model_source)]
+    pub model: ModelSource,
     /// Prompt format: spectrum (trained format), colon (pretrained baselines), chat (instruct baselines).
     #[arg(long, default_value = "spectrum", value_parser = ["spectrum", "colon", "chat"])]
     pub format: String,

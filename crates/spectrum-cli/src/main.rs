@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 use clap::Parser;
 use spectrum_app::{
-    Cancelled, ChartRequest, DemoEvent, EvalProgress, EvalReport, GenerateRequest, ImportOutcome,
-    ImportRequest, PromptSource, ReportRequest, RunKind, SamplingParams, ScoreRequest, Studio,
-    TrainOutcome, TrainProgress, TrainRequest,
+    Cancelled, ChartKind, ChartRequest, DemoEvent, EvalProgress, EvalReport, GenerateRequest,
+    ImportOutcome, ImportRequest, PromptSource, ReportRequest, RunKind, RunRef, SamplingParams,
+    ScoreRequest, Studio, TrainOutcome, TrainProgress, TrainRequest,
 };
 
 use args::{Cli, Command, DatasetsCommand, ModelCommand, RunsCommand, SuiteCommand, TasksCommand};
@@ -102,18 +102,17 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 concurrency,
                 timeout,
             } => {
-                let record = if source.starts_with("openai:") {
-                    let options = spectrum_app::RemoteOptions {
+                let request = spectrum_app::AddModelRequest {
+                    source,
+                    name,
+                    remote: spectrum_app::RemoteOptions {
                         tokenizer,
                         api_key_env: Some(api_key_env),
                         concurrency: Some(concurrency),
                         timeout_s: Some(timeout),
-                    };
-                    studio.add_remote_model(&source, name.as_deref(), &options, &mut note)?
-                } else {
-                    studio.add_model(&source, name.as_deref(), &mut note)?
+                    },
                 };
-                out.model(&record)
+                out.model(&studio.add_model(&request, &mut note)?)
             }
             ModelCommand::Key { url } => {
                 eprintln!("API key for {url} (read from stdin, stored in the OS keyring):");
@@ -124,7 +123,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 Ok(())
             }
             ModelCommand::AddTokens { model, from } => {
-                match studio.add_turn_tokens(&model, from.as_deref(), &mut |m| out.note(m))? {
+                match studio.add_turn_tokens(&model, from.as_ref(), &mut |m| out.note(m))? {
                     Some(record) => out.model(&record),
                     None => anyhow::bail!(
                         "{model} has turn tokens already (ChatML, Gemma or Llama 3): the spectrum format works as it is"
@@ -266,7 +265,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 runs: a.runs,
                 baseline: a.baseline,
                 sections: a.sections,
-                out: a.out,
+                out: Some(a.out),
                 created: a.created,
             };
             let path = studio.report(&request, &mut note)?;
@@ -274,12 +273,26 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             Ok(())
         }
         Command::Chart(a) => {
+            // A heatmap's --task names the family whose metric it shows.
+            let family = match (a.kind, &a.task) {
+                (ChartKind::Heatmap, Some(family)) => {
+                    Some(spectrum_app::Family::named(family).ok_or_else(|| {
+                        spectrum_app::Problem::setting(
+                            format!("no family {family:?} for a heatmap"),
+                            "task",
+                            "steer, dist or valid",
+                        )
+                    })?)
+                }
+                _ => None,
+            };
             let chart = ChartRequest {
-                kind: a.kind.clone(),
+                kind: a.kind,
                 runs: a.runs.clone(),
-                task: a.task.clone(),
+                task: a.task.clone().filter(|_| family.is_none()),
+                family,
                 baseline: a.baseline.clone(),
-                metric: a.metric.clone(),
+                metric: a.metric,
             };
             studio.chart(&chart, &a.out)?;
             out.note(&format!("wrote {}", a.out.display()));
@@ -290,7 +303,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             RunsCommand::Show { run } => {
                 let detail = studio.run_detail(&run)?;
                 if detail.run.kind == RunKind::Eval {
-                    out.eval_report(&studio.eval_report(&detail.run.id.to_string())?)
+                    out.eval_report(&studio.eval_report(&RunRef::Id(detail.run.id))?)
                 } else {
                     out.run_detail(&detail)
                 }

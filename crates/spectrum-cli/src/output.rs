@@ -260,8 +260,8 @@ impl Output {
                     t.name.clone(),
                     t.dataset.clone(),
                     t.category.clone(),
-                    t.split.clone(),
-                    t.kind.clone(),
+                    t.split.as_str().to_string(),
+                    t.kind.as_str().to_string(),
                     t.descriptions.to_string(),
                     t.sequences.to_string(),
                     t.distribution_items.to_string(),
@@ -349,7 +349,7 @@ impl Output {
         }
         println!("model {} {:?}", m.id, m.name);
         println!("  family:     {}", m.family);
-        if m.family == "remote" {
+        if m.family == spectrum_app::ModelFamily::Remote {
             println!("  parameters: (served remotely)");
         } else {
             println!("  parameters: {:.1}M", m.parameters as f64 / 1e6);
@@ -375,7 +375,7 @@ impl Output {
                 vec![
                     m.id.to_string(),
                     m.name.clone(),
-                    m.family.clone(),
+                    m.family.to_string(),
                     format!("{:.1}M", m.parameters as f64 / 1e6),
                     m.dtype.clone(),
                     m.source.clone(),
@@ -910,6 +910,15 @@ impl Output {
             );
         }
         Ok(())
+    }
+}
+
+/// An error as one line with its fix, for the argument parser's messages.
+pub fn explain(error: &anyhow::Error) -> String {
+    let shown = AppError::of(error);
+    match shown.fix.as_ref().map(fix_text) {
+        Some(fix) => format!("{} (fix: {fix})", shown.message),
+        None => shown.message,
     }
 }
 

@@ -4,25 +4,67 @@
 
 use serde::{Deserialize, Serialize};
 
-macro_rules! stored_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+/// A closed set of values with one spelling each: what serde, SQLite,
+/// TypeScript and the command line all read and write. Implemented by
+/// [`closed_set!`](crate::closed_set); front ends list [`ClosedSet::ALL`] as
+/// the choices (the CLI's value parser, the UI's menus come from bindings).
+pub trait ClosedSet: Sized + Copy + Send + Sync + 'static {
+    const ALL: &'static [Self];
+
+    fn as_str(self) -> &'static str;
+
+    /// The value spelled `text`, exactly.
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == text)
+    }
+
+    /// Every spelling, comma-separated, for messages.
+    fn choices() -> String {
+        Self::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Declares an enum of a closed set: each variant with its one spelling.
+/// The calling crate depends on `serde` and `ts-rs`.
+///
+/// ```ignore
+/// spectrum_core::closed_set! {
+///     /// What a run does.
+///     RunKind { Train => "train", Eval => "eval" }
+/// }
+/// ```
+#[macro_export]
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize, ::ts_rs::TS)]
         pub enum $name {
-            $(#[serde(rename = $text)] $variant),+
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
 
-        impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+        impl $crate::ClosedSet for $name {
+            const ALL: &'static [$name] = &[$($name::$variant),+];
 
-            pub fn as_str(self) -> &'static str {
+            fn as_str(self) -> &'static str {
                 match self {
                     $($name::$variant => $text),+
                 }
             }
+        }
+
+        impl $name {
+            pub const ALL: &'static [$name] = <$name as $crate::ClosedSet>::ALL;
+
+            pub fn as_str(self) -> &'static str {
+                <$name as $crate::ClosedSet>::as_str(self)
+            }
 
             pub fn parse(text: &str) -> Option<$name> {
-                $name::ALL.iter().copied().find(|v| v.as_str() == text)
+                <$name as $crate::ClosedSet>::parse(text)
             }
         }
 
@@ -32,21 +74,45 @@ macro_rules! stored_enum {
             }
         }
 
-        #[cfg(feature = "sql")]
-        impl rusqlite::types::ToSql for $name {
-            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
-                Ok(rusqlite::types::ToSqlOutput::from(self.as_str()))
+        impl std::str::FromStr for $name {
+            type Err = String;
+
+            fn from_str(text: &str) -> Result<$name, String> {
+                $name::parse(text).ok_or_else(|| {
+                    format!(
+                        "no {} {text:?}; one of {}",
+                        stringify!($name),
+                        <$name as $crate::ClosedSet>::choices()
+                    )
+                })
             }
         }
 
-        #[cfg(feature = "sql")]
-        impl rusqlite::types::FromSql for $name {
+        $crate::__closed_set_sql!($name);
+    };
+}
+
+/// ToSql/FromSql of a closed set, when the store (feature `sql`) is built.
+#[cfg(feature = "sql")]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __closed_set_sql {
+    ($name:ident) => {
+        impl $crate::__rusqlite::types::ToSql for $name {
+            fn to_sql(
+                &self,
+            ) -> $crate::__rusqlite::Result<$crate::__rusqlite::types::ToSqlOutput<'_>> {
+                Ok($crate::__rusqlite::types::ToSqlOutput::from(self.as_str()))
+            }
+        }
+
+        impl $crate::__rusqlite::types::FromSql for $name {
             fn column_result(
-                value: rusqlite::types::ValueRef<'_>,
-            ) -> rusqlite::types::FromSqlResult<Self> {
+                value: $crate::__rusqlite::types::ValueRef<'_>,
+            ) -> $crate::__rusqlite::types::FromSqlResult<Self> {
                 let text = value.as_str()?;
                 $name::parse(text).ok_or_else(|| {
-                    rusqlite::types::FromSqlError::Other(
+                    $crate::__rusqlite::types::FromSqlError::Other(
                         format!("unknown {} {text:?}", stringify!($name)).into(),
                     )
                 })
@@ -55,12 +121,19 @@ macro_rules! stored_enum {
     };
 }
 
-stored_enum! {
+#[cfg(not(feature = "sql"))]
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __closed_set_sql {
+    ($name:ident) => {};
+}
+
+crate::closed_set! {
     /// What a run does.
     RunKind { Train => "train", Eval => "eval" }
 }
 
-stored_enum! {
+crate::closed_set! {
     /// Where a run stands. A process killed mid-run leaves `Running`; the
     /// record's `updated_at` tells how long ago it was heard from.
     RunStatus {
@@ -81,6 +154,46 @@ impl RunStatus {
     /// that can be resumed.
     pub fn is_unfinished(self) -> bool {
         self != RunStatus::Finished
+    }
+}
+
+crate::closed_set! {
+    /// The evaluation families (METHOD.md §4): in-context steerability,
+    /// distributional alignment, validity and diversity.
+    Family { Steer => "steer", Dist => "dist", Valid => "valid" }
+}
+
+impl Family {
+    /// What users type: the spellings and the long names (`steerability`,
+    /// `distribution`, `validity`...), any case.
+    pub fn named(text: &str) -> Option<Family> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "steer" | "steerability" => Some(Family::Steer),
+            "dist" | "distribution" | "distributional" => Some(Family::Dist),
+            "valid" | "validity" | "diversity" | "yield" => Some(Family::Valid),
+            _ => None,
+        }
+    }
+}
+
+crate::closed_set! {
+    /// What a registered model is: the architecture of a model whose weights
+    /// are here, or a remote one (served elsewhere, scored over HTTP).
+    ModelFamily {
+        Llama => "llama",
+        Qwen2 => "qwen2",
+        Qwen3 => "qwen3",
+        Gemma3 => "gemma3",
+        /// Weights here in an architecture this build cannot name.
+        Unknown => "unknown",
+        Remote => "remote",
+    }
+}
+
+impl ModelFamily {
+    /// Whether its weights are here to be trained.
+    pub fn is_local(self) -> bool {
+        self != ModelFamily::Remote
     }
 }
 

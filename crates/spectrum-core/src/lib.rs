@@ -17,7 +17,11 @@ pub mod message;
 pub mod problem;
 pub mod rng;
 
-pub use kinds::{DeviceSpec, RunKind, RunStatus};
+pub use kinds::{ClosedSet, DeviceSpec, Family, ModelFamily, RunKind, RunStatus};
+
 pub use message::{Message, Role};
 pub use problem::{ErrorCode, Explain, Fix, Listing, Problem, chain};
 pub use rng::Rng;
+#[cfg(feature = "sql")]
+#[doc(hidden)]
+pub use rusqlite as __rusqlite;

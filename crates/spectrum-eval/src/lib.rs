@@ -25,38 +25,8 @@ pub mod valid;
 use serde::{Deserialize, Serialize};
 use spectrum_core::{ErrorCode, Explain, Fix, Problem};
 
-/// The evaluation families.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Family {
-    Steer,
-    Dist,
-    Valid,
-}
-
-impl Family {
-    pub const ALL: [Family; 3] = [Family::Steer, Family::Dist, Family::Valid];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Family::Steer => "steer",
-            Family::Dist => "dist",
-            Family::Valid => "valid",
-        }
-    }
-
-    /// Parses `steer`, `dist`, `valid` and their long names.
-    pub fn parse(s: &str) -> Option<Family> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "steer" | "steerability" => Some(Family::Steer),
-            "dist" | "distribution" | "distributional" => Some(Family::Dist),
-            "valid" | "validity" | "diversity" | "yield" => Some(Family::Valid),
-            _ => None,
-        }
-    }
-}
+/// The evaluation families (defined with the other closed sets).
+pub use spectrum_core::Family;
 
 /// Evaluation sizes: `quick` runs in minutes on a CPU with the default model,
 /// `full` uses the reference sizes of METHOD.md §4.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 use spectrum_suite::import::{FileReport, Item, ItemSink, SinkError};
-use spectrum_suite::{Split, TaskDef};
+use spectrum_suite::{Split, TaskDef, TaskKind};
 
 use crate::{Result, Store, StoreError};
 
@@ -51,8 +51,8 @@ pub struct TaskSummary {
     pub dataset: String,
     pub name: String,
     pub category: String,
-    pub split: String,
-    pub kind: String,
+    pub split: Split,
+    pub kind: TaskKind,
     pub descriptions: i64,
     pub sequences: i64,
     pub distribution_items: i64,
@@ -237,8 +237,8 @@ impl Store {
                         dataset: r.get(2)?,
                         name: r.get(3)?,
                         category: r.get(4)?,
-                        split: r.get(5)?,
-                        kind: r.get(6)?,
+                        split: parsed(r, 5, Split::parse)?,
+                        kind: parsed(r, 6, TaskKind::parse)?,
                         descriptions: r.get(7)?,
                         sequences: r.get(8)?,
                         distribution_items: r.get(9)?,
@@ -571,4 +571,21 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// Column `at` of `r` read by `parse`; a spelling it does not know is an
+/// error naming the column, never a default.
+fn parsed<T>(
+    r: &rusqlite::Row<'_>,
+    at: usize,
+    parse: fn(&str) -> Option<T>,
+) -> rusqlite::Result<T> {
+    let text: String = r.get(at)?;
+    parse(&text).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            at,
+            rusqlite::types::Type::Text,
+            format!("unknown value {text:?}").into(),
+        )
+    })
 }

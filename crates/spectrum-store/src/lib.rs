@@ -19,8 +19,8 @@ pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilt
 pub use leases::{HEARTBEAT, Lease, RunHolder, STALE_AFTER};
 pub use models::{ModelRecord, NewModel};
 pub use runs::{
-    DeviceSpec, EvalMetrics, EvalTaskRecord, NewRun, RunDataset, RunKind, RunRecord, RunStatus,
-    StepMetrics,
+    DeviceSpec, EvalMetrics, EvalOutcome, EvalTaskRecord, Family, NewRun, RunDataset, RunKind,
+    RunRecord, RunRef, RunStatus, StepMetrics,
 };
 
 /// `PRAGMA application_id` of a Spectrum Studio store ("SPEC").
@@ -342,6 +342,57 @@ mod tests {
         assert!(
             runs.iter()
                 .all(|r| r.model_hash.is_none() && r.datasets.is_empty())
+        );
+    }
+
+    /// Schema 6 recorded a skipped task as a `{"skipped": reason}` summary;
+    /// schema 7 reads it as a skipped outcome, and a summary as done.
+    #[test]
+    fn a_schema_6_skip_reads_back_as_skipped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.sqlite3");
+        {
+            let mut conn = Connection::open(&path).expect("raw open");
+            let tx = conn.transaction().expect("tx");
+            for sql in &migrations::MIGRATIONS[..6] {
+                tx.execute_batch(sql).expect("old migration");
+            }
+            tx.pragma_update(None, "application_id", APPLICATION_ID)
+                .expect("id");
+            tx.pragma_update(None, "user_version", 6).expect("version");
+            tx.execute_batch(
+                r#"INSERT INTO runs (kind, status, spec, spec_hash, seed, device, app_version, created_at)
+                   VALUES ('eval', 'finished', '{}', 'h', 0, 'cpu', '0.1.0', '2026-11-01T00:00:00Z');
+                   INSERT INTO eval_tasks (run_id, family, task, summary) VALUES
+                     (1, 'steer', 'coin', '{"task": "coin", "skipped": "fewer than 10 sequences"}'),
+                     (1, 'dist', 'urn', '{"task": "urn", "js": 0.25}');"#,
+            )
+            .expect("old results");
+            tx.commit().expect("commit");
+        }
+        let store = Store::open(&path).expect("open");
+        let tasks = store.eval_tasks(1).expect("tasks");
+        assert_eq!(
+            tasks
+                .iter()
+                .map(|t| (t.family, t.task.as_str(), &t.outcome))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    Family::Steer,
+                    "coin",
+                    &EvalOutcome::Skipped {
+                        reason: "fewer than 10 sequences".into()
+                    }
+                ),
+                (
+                    Family::Dist,
+                    "urn",
+                    &EvalOutcome::Done {
+                        summary: serde_json::json!({"task": "urn", "js": 0.25})
+                    }
+                ),
+            ]
         );
     }
 

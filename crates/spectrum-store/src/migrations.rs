@@ -173,4 +173,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         heartbeat_at  REAL NOT NULL               -- seconds since the epoch
     );
     "#,
+    // 7: a task an evaluation family could not run is recorded as skipped,
+    // with its reason, instead of a `{"skipped": reason}` summary.
+    r#"
+    ALTER TABLE eval_tasks ADD COLUMN skipped TEXT;  -- the reason; NULL: done
+    UPDATE eval_tasks SET skipped = json_extract(summary, '$.skipped'), summary = 'null'
+        WHERE json_valid(summary) AND json_type(summary, '$.skipped') = 'text';
+    "#,
 ];

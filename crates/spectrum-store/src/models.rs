@@ -4,12 +4,14 @@
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use spectrum_core::ModelFamily;
+
 use crate::{Result, Store, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct NewModel {
     pub name: String,
-    pub family: String,
+    pub family: ModelFamily,
     /// Where it came from: a folder, a GGUF file, `pypi:...`, `hf:ORG/NAME`.
     pub source: String,
     /// The Hugging Face folder it loads from.
@@ -25,7 +27,9 @@ pub struct NewModel {
 pub struct ModelRecord {
     pub id: i64,
     pub name: String,
-    pub family: String,
+    pub family: ModelFamily,
+    /// Its weights are here (not a remote model): it can be trained.
+    pub trainable: bool,
     pub source: String,
     pub path: String,
     pub parameters: i64,
@@ -38,10 +42,12 @@ const SELECT: &str =
     "SELECT id, name, family, source, path, parameters, dtype, content_hash, added_at FROM models";
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ModelRecord> {
+    let family: ModelFamily = r.get(2)?;
     Ok(ModelRecord {
         id: r.get(0)?,
         name: r.get(1)?,
-        family: r.get(2)?,
+        family,
+        trainable: family.is_local(),
         source: r.get(3)?,
         path: r.get(4)?,
         parameters: r.get(5)?,

@@ -8,7 +8,55 @@ use serde::{Deserialize, Serialize};
 use crate::leases::{self, HOLDER_COLUMNS, Lease, RunHolder};
 use crate::{Result, Store, StoreError};
 
-pub use spectrum_core::{DeviceSpec, RunKind, RunStatus};
+pub use spectrum_core::{DeviceSpec, Family, RunKind, RunStatus};
+
+/// A run as a user names it: its id, or its name (the newest run of that
+/// name). Text parses digits as an id; over IPC a number is an id and a
+/// string a name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(untagged)]
+pub enum RunRef {
+    Id(i64),
+    Name(String),
+}
+
+impl std::str::FromStr for RunRef {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<RunRef, Self::Err> {
+        let s = s.trim();
+        Ok(s.parse()
+            .map_or_else(|_| RunRef::Name(s.to_string()), RunRef::Id))
+    }
+}
+
+impl std::fmt::Display for RunRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RunRef::Id(id) => write!(f, "{id}"),
+            RunRef::Name(name) => f.write_str(name),
+        }
+    }
+}
+
+impl From<i64> for RunRef {
+    fn from(id: i64) -> RunRef {
+        RunRef::Id(id)
+    }
+}
+
+impl From<&str> for RunRef {
+    fn from(text: &str) -> RunRef {
+        let Ok(run) = text.parse();
+        run
+    }
+}
+
+impl From<&RunRecord> for RunRef {
+    fn from(run: &RunRecord) -> RunRef {
+        RunRef::Id(run.id)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -218,15 +266,20 @@ impl Store {
     }
 
     /// Finds a run by id or name (the newest of that name).
-    pub fn find_run(&self, id_or_name: &str) -> Result<Option<RunRecord>> {
-        let id = id_or_name.parse::<i64>().ok();
+    /// The run `run` names. An id that is no run's id still finds a run
+    /// whose name is those digits.
+    pub fn find_run(&self, run: &RunRef) -> Result<Option<RunRecord>> {
+        let (id, name) = match run {
+            RunRef::Id(id) => (Some(*id), id.to_string()),
+            RunRef::Name(name) => (None, name.clone()),
+        };
         self.conn
             .query_row(
                 &format!(
                     "{} WHERE r.id = ?1 OR r.name = ?2 ORDER BY r.id = ?1 DESC, r.id DESC LIMIT 1",
                     select()
                 ),
-                params![id, id_or_name],
+                params![id, name],
                 row,
             )
             .optional()
@@ -406,25 +459,40 @@ impl Store {
     }
 }
 
+/// How one task of an evaluation run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EvalOutcome {
+    /// Evaluated: the task's summary, its rows beside it (`eval_rows`).
+    Done { summary: serde_json::Value },
+    /// The family could not evaluate the task (too few sequences within the
+    /// budget, no options...): why.
+    Skipped { reason: String },
+}
+
 /// One finished task of an evaluation run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EvalTaskRecord {
-    pub family: String,
+    pub family: Family,
     pub task: String,
-    pub summary: serde_json::Value,
+    pub outcome: EvalOutcome,
 }
 
 impl Store {
-    /// Records one finished task of an evaluation run, its summary and every
-    /// row behind it, in one transaction (replacing an earlier record of it).
+    /// Records one finished task of an evaluation run, how it ended and
+    /// every row behind it, in one transaction (replacing an earlier record
+    /// of it).
     pub fn record_eval_task(
         &mut self,
         run_id: i64,
-        family: &str,
+        family: Family,
         task: &str,
-        summary: &serde_json::Value,
+        outcome: &EvalOutcome,
         rows: &[serde_json::Value],
     ) -> Result<()> {
+        let (summary, skipped) = match outcome {
+            EvalOutcome::Done { summary } => (summary.to_string(), None),
+            EvalOutcome::Skipped { reason } => ("null".to_string(), Some(reason.as_str())),
+        };
         let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
             path: self.path.clone(),
             source: e,
@@ -436,8 +504,9 @@ impl Store {
                 key,
             )?;
             tx.execute(
-                "INSERT OR REPLACE INTO eval_tasks (run_id, family, task, summary) VALUES (?1, ?2, ?3, ?4)",
-                params![run_id, family, task, summary.to_string()],
+                "INSERT OR REPLACE INTO eval_tasks (run_id, family, task, summary, skipped)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![run_id, family, task, summary, skipped],
             )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO eval_rows (run_id, family, task, position, record) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -459,17 +528,29 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT family, task, summary FROM eval_tasks WHERE run_id = ?1
+                "SELECT family, task, summary, skipped FROM eval_tasks WHERE run_id = ?1
                  ORDER BY CASE family WHEN 'steer' THEN 0 WHEN 'dist' THEN 1 ELSE 2 END, task",
             )
             .map_err(|e| self.sqlite(e))?;
         let rows = stmt
             .query_map([run_id], |r| {
                 let summary: String = r.get(2)?;
+                let outcome = match r.get::<_, Option<String>>(3)? {
+                    Some(reason) => EvalOutcome::Skipped { reason },
+                    None => EvalOutcome::Done {
+                        summary: serde_json::from_str(&summary).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                2,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?,
+                    },
+                };
                 Ok(EvalTaskRecord {
                     family: r.get(0)?,
                     task: r.get(1)?,
-                    summary: serde_json::from_str(&summary).unwrap_or(serde_json::Value::Null),
+                    outcome,
                 })
             })
             .map_err(|e| self.sqlite(e))?;
@@ -481,7 +562,7 @@ impl Store {
     pub fn eval_rows(
         &self,
         run_id: i64,
-        family: &str,
+        family: Family,
         task: &str,
     ) -> Result<Vec<serde_json::Value>> {
         self.json_rows(

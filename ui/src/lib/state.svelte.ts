@@ -1,6 +1,6 @@
 // App-wide state: the current view, the theme, dropped files, errors, and the
 // jobs this window started (so that every view can show their progress).
-import type { AppError as UiError, JobKind } from "./bindings";
+import type { AppError as UiError, JobKind, ModelSource } from "./bindings";
 
 export type View = "library" | "models" | "train" | "evaluate" | "results" | "report";
 
@@ -32,7 +32,7 @@ export const ui = $state({
   /** Files dropped on the window (or built by the tour), waiting for the import preview. */
   dropped: [] as string[],
   /** Model files or folders dropped, waiting in the Models view. */
-  droppedModels: [] as string[],
+  droppedModels: [] as ModelSource[],
   dragging: false,
   errors: [] as UiError[],
   jobs: [] as ActiveJob[],

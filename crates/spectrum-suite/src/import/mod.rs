@@ -31,7 +31,8 @@ use fields::Fields;
 use read::RowVisitor;
 
 /// How to read the files of one import.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize, ts_rs::TS)]
+#[serde(default)]
 pub struct ImportOptions {
     /// Force a shape instead of detecting it from the first row.
     pub shape: Option<Shape>,

@@ -6,37 +6,46 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use spectrum_core::Problem;
-use spectrum_eval::dist::{DistItem, DistSummary};
-use spectrum_eval::metrics::{MeanSe, mean_se};
-use spectrum_eval::steer::{EvalSequence, SteerOutput, SteerSummary};
-use spectrum_eval::valid::{Sample, Setting, ValidSummary};
-use spectrum_eval::{EvalError, Evaluator, Family, Profile, Settings};
+use spectrum_eval::{Evaluator, Family, Profile, Settings};
 use spectrum_lm::{Backend, DeviceSpec, PromptFormat};
 use spectrum_store::{
-    Lease, NewRun, RunDataset, RunKind, RunRecord, RunStatus, Store, TaskFilter, TaskSummary,
+    Lease, NewRun, RunKind, RunRecord, RunStatus, Store, TaskFilter, TaskSummary,
 };
 use spectrum_suite::Split;
 
 use crate::runs::{find_run, unique_name};
 use crate::{AppError, Cancelled, ErrorCode, Fix, Listing, Studio};
+use crate::{ModelSource, RunRef};
+
+mod family;
+mod results;
+
+pub use results::*;
 
 /// What to evaluate, on what, how.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize, ts_rs::TS)]
 pub struct EvalRequest {
-    /// `default`, a registered model, a folder or a GGUF file.
-    pub model: String,
+    pub model: ModelSource,
     pub families: Vec<Family>,
     /// Task selectors: `held-out` (the default when empty), `train`, `all`,
     /// task names, categories or dataset names.
     pub tasks: Vec<String>,
     pub format: PromptFormat,
     pub profile: Profile,
-    /// The profile's settings with the user's overrides.
-    pub settings: Settings,
+    /// The profile's settings with the user's overrides; `None`: the profile's own.
+    pub settings: Option<Settings>,
     pub device: DeviceSpec,
     pub name: Option<String>,
+}
+
+impl EvalRequest {
+    /// The settings it runs with: the edited ones, else the profile's.
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .clone()
+            .unwrap_or_else(|| self.profile.settings())
+    }
 }
 
 /// Where an evaluation is.
@@ -120,106 +129,6 @@ fn not_an_evaluation(record: &RunRecord) -> Result<()> {
     .into())
 }
 
-/// A task a family could not evaluate, and why.
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct Skipped {
-    pub family: Family,
-    pub task: String,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct SteerReport {
-    /// Means over tasks (equal weight) of the task means of examples 1..k (the reference's loss_geq_1).
-    pub loss: MeanSe,
-    pub acc: MeanSe,
-    /// The curve over tasks: at each example number every task reaches
-    /// (0..=the smallest k), the mean of the tasks' means ± s.e. over tasks
-    /// ([`crate::figures::steer_mean_curve`]).
-    pub curve: Vec<spectrum_eval::steer::CurvePoint>,
-    pub tasks: Vec<SteerSummary>,
-    /// Every scored output, with its task.
-    pub outputs: Vec<TaskRow<SteerOutput>>,
-}
-
-/// A per-unit row of an evaluation (a scored output, an item, a sample) and
-/// the task it belongs to.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct TaskRow<T> {
-    pub task: String,
-    #[serde(flatten)]
-    #[ts(flatten)]
-    pub row: T,
-}
-
-/// The rows of `task`.
-pub fn rows_of<'a, T>(rows: &'a [TaskRow<T>], task: &'a str) -> impl Iterator<Item = &'a T> + 'a {
-    rows.iter().filter(move |r| r.task == task).map(|r| &r.row)
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct DistReport {
-    /// Means over tasks (equal weight).
-    pub js: MeanSe,
-    pub tv: MeanSe,
-    pub coverage: MeanSe,
-    pub tasks: Vec<DistSummary>,
-    /// Every item, with its task.
-    pub items: Vec<TaskRow<DistItem>>,
-    /// The items' JS divergences, binned ([`crate::figures::js_histogram`]).
-    pub js_histogram: crate::figures::JsHistogram,
-}
-
-/// Validity and diversity of one (setting, temperature) averaged over tasks
-/// with equal weight (METHOD.md §4.3).
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct ValidOverall {
-    pub setting: Setting,
-    pub temperature: f64,
-    pub tasks: usize,
-    pub percent_valid: f64,
-    pub unique_pct: f64,
-    #[serde(rename = "yield")]
-    pub yield_: f64,
-    /// Over the closed-set tasks only.
-    pub coverage_pct: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct ValidReport {
-    pub overall: Vec<ValidOverall>,
-    /// `overall` as lines through the temperature sweep, per setting
-    /// ([`crate::figures::validity_frontier`]).
-    pub frontier: Vec<crate::figures::FrontierLine>,
-    pub tasks: Vec<ValidSummary>,
-    /// Every sample with its verdict and task.
-    pub samples: Vec<TaskRow<Sample>>,
-}
-
-/// An evaluation run and everything it produced.
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct EvalReport {
-    pub run: i64,
-    pub name: String,
-    pub status: RunStatus,
-    pub model: String,
-    /// The model folder the run evaluated.
-    pub model_path: PathBuf,
-    /// The model's content hash and the datasets the run read, recorded when
-    /// it started (absent for runs from before provenance was kept).
-    pub model_hash: Option<String>,
-    pub datasets: Vec<RunDataset>,
-    pub template: PromptFormat,
-    pub profile: Profile,
-    pub settings: Settings,
-    pub steer: Option<SteerReport>,
-    pub dist: Option<DistReport>,
-    pub valid: Option<ValidReport>,
-    pub skipped: Vec<Skipped>,
-    /// Planned (family, task) pairs not finished (a cancelled or failed run).
-    pub unfinished: usize,
-}
-
 /// Which tasks the selectors name. An empty list means the held-out tasks.
 fn select_tasks(store: &Store, selectors: &[String]) -> Result<Vec<TaskSummary>> {
     let all = store.tasks(&TaskFilter::default())?;
@@ -240,7 +149,7 @@ fn select_tasks(store: &Store, selectors: &[String]) -> Result<Vec<TaskSummary>>
         let matched: Vec<&TaskSummary> = if sel == "all" {
             all.iter().collect()
         } else if let Some(split) = Split::parse(sel) {
-            all.iter().filter(|t| t.split == split.as_str()).collect()
+            all.iter().filter(|t| t.split == split).collect()
         } else {
             let by_name: Vec<&TaskSummary> = all.iter().filter(|t| &t.name == sel).collect();
             if !by_name.is_empty() {
@@ -288,22 +197,6 @@ fn plan(tasks: &[TaskSummary], families: &[Family]) -> Vec<Planned> {
         }
     }
     plan
-}
-
-/// The row JSON with its task added in front.
-/// Stored rows of one task, read back as `T`.
-fn task_rows<T: serde::de::DeserializeOwned>(
-    task: &str,
-    rows: Vec<Value>,
-) -> serde_json::Result<Vec<TaskRow<T>>> {
-    rows.into_iter()
-        .map(|r| {
-            Ok(TaskRow {
-                task: task.to_string(),
-                row: serde_json::from_value(r)?,
-            })
-        })
-        .collect()
 }
 
 /// Where the Hugging Face cache keeps google/gemma-3-1b-it's tokenizer (the
@@ -365,7 +258,8 @@ impl Studio {
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
     ) -> Result<EvalReport> {
-        request.settings.validate()?;
+        let settings = request.settings();
+        settings.validate()?;
         if request.families.is_empty() {
             return Err(Problem::setting(
                 "no evaluation family chosen",
@@ -412,7 +306,7 @@ impl Studio {
             model_path: model_path.clone(),
             template: request.format,
             profile: request.profile,
-            settings: request.settings.clone(),
+            settings: settings.clone(),
             families: request.families.clone(),
             tasks: request.tasks.clone(),
             plan,
@@ -428,7 +322,7 @@ impl Studio {
             model_hash: crate::models::model_hash(base.as_ref(), &model_path),
             model_id: base.map(|m| m.id),
             tasks: tasks.iter().map(|t| t.id).collect(),
-            seed: request.settings.seed as i64,
+            seed: settings.seed as i64,
             device: request.device,
             app_version: env!("CARGO_PKG_VERSION").into(),
             out_dir: String::new(),
@@ -448,7 +342,7 @@ impl Studio {
     /// are kept, the others run with the run's own settings.
     pub fn resume_eval(
         &self,
-        run: &str,
+        run: &RunRef,
         progress: &mut dyn FnMut(&EvalProgress),
         note: &mut dyn FnMut(&str),
         cancel: &AtomicBool,
@@ -504,7 +398,7 @@ impl Studio {
             Err(e) => store.set_run_status(run.id, RunStatus::Failed, Some(&format!("{e:#}")))?,
         }
         result?;
-        self.eval_report(&run.id.to_string())
+        self.eval_report(&RunRef::Id(run.id))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -531,14 +425,14 @@ impl Studio {
             cancel,
         };
         let total = stored.plan.len();
-        let finished: Vec<(String, String)> = store
+        let finished: Vec<(Family, String)> = store
             .eval_tasks(run.id)?
             .into_iter()
             .map(|t| (t.family, t.task))
             .collect();
         for (i, planned) in stored.plan.iter().enumerate() {
             let (family, task) = (planned.family, planned.task.as_str());
-            if finished.contains(&(family.as_str().to_string(), task.to_string())) {
+            if finished.contains(&(family, task.to_string())) {
                 continue;
             }
             let mut report = |done: usize, units: usize| {
@@ -553,51 +447,21 @@ impl Studio {
                 })
             };
             report(0, 1);
-            let outcome = match family {
-                Family::Steer => {
-                    let sequences: Vec<EvalSequence> = store
-                        .task_sequences_with_ids(planned.task_id)?
-                        .into_iter()
-                        .map(|(id, messages)| EvalSequence { id, messages })
-                        .collect();
-                    spectrum_eval::steer::evaluate(&mut ev, task, &sequences, &mut report)
-                        .map(|r| (to_json(&r.summary), r.outputs.iter().map(to_json).collect()))
-                }
-                Family::Dist => {
-                    let items = store.task_distribution_items(planned.task_id)?;
-                    spectrum_eval::dist::evaluate(&mut ev, task, &items, &mut report)
-                        .map(|r| (to_json(&r.summary), r.items.iter().map(to_json).collect()))
-                }
-                Family::Valid => {
-                    let defs = store.task_validity(planned.task_id)?;
-                    let Some(def) = defs.first() else {
-                        continue;
-                    };
-                    if defs.len() > 1 {
-                        note(&format!(
-                            "{task}: {} diverse-valid definitions, the first is used",
-                            defs.len()
-                        ));
-                    }
-                    spectrum_eval::valid::evaluate(&mut ev, def, &mut report)
-                        .map(|r| (to_json(&r.summary), r.samples.iter().map(to_json).collect()))
-                }
-            };
-            let (summary, rows): (Value, Vec<Value>) = match outcome {
-                Ok(done) => done,
-                Err(EvalError::Cancelled) => return Err(Cancelled("the evaluation").into()),
-                Err(EvalError::Task { task, reason }) => {
-                    note(&format!("{} {task}: skipped: {reason}", family.as_str()));
-                    (
-                        serde_json::json!({ "task": task, "skipped": reason }),
-                        Vec::new(),
-                    )
-                }
-                Err(e) => return Err(e).with_context(|| format!("{} {task}", family.as_str())),
+            let recorded = family::run_task(
+                family,
+                &mut ev,
+                store,
+                planned.task_id,
+                task,
+                &mut report,
+                note,
+            )?;
+            let Some((outcome, rows)) = recorded else {
+                continue;
             };
             // Nothing is written once another process has taken the run over.
             lease.check()?;
-            store.record_eval_task(run.id, family.as_str(), task, &summary, &rows)?;
+            store.record_eval_task(run.id, family, task, &outcome, &rows)?;
             store.set_run_progress(run.id, i as i64 + 1, total as i64, "")?;
         }
         Ok(())
@@ -608,7 +472,7 @@ impl Studio {
     /// in the run's rows), `setting` the validity prompt.
     pub fn run_prompt(
         &self,
-        run: &str,
+        run: &RunRef,
         family: Family,
         task: &str,
         pick: Option<String>,
@@ -618,7 +482,9 @@ impl Studio {
         not_an_evaluation(&record)?;
         let stored = StoredEval::of(&record)?;
         let request = crate::PromptRequest {
-            model: stored.model_path.display().to_string(),
+            model: ModelSource::Folder {
+                path: stored.model_path.clone(),
+            },
             task: task.to_string(),
             family: Some(family),
             format: stored.template,
@@ -642,152 +508,18 @@ impl Studio {
             if run.status == RunStatus::Finished
                 && s.model_path == path
                 && s.template == request.format
-                && s.settings == request.settings
+                && s.settings == request.settings()
                 && s.families == request.families
                 && s.tasks == request.tasks
             {
-                return self.eval_report(&run.id.to_string()).map(Some);
+                return self.eval_report(&RunRef::Id(run.id)).map(Some);
             }
         }
         Ok(None)
     }
-
-    /// An evaluation run and all its results, as stored.
-    pub fn eval_report(&self, run: &str) -> Result<EvalReport> {
-        let store = self.store()?;
-        let record = find_run(&store, run)?;
-        not_an_evaluation(&record)?;
-        let stored = StoredEval::of(&record)?;
-        let finished = store.eval_tasks(record.id)?;
-        let mut skipped = Vec::new();
-        let (mut steer, mut dist, mut valid) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut outputs, mut items, mut samples) = (Vec::new(), Vec::new(), Vec::new());
-        for t in &finished {
-            let family = Family::parse(&t.family).context("unknown family in the store")?;
-            if let Some(reason) = t.summary.get("skipped").and_then(Value::as_str) {
-                skipped.push(Skipped {
-                    family,
-                    task: t.task.clone(),
-                    reason: reason.to_string(),
-                });
-                continue;
-            }
-            let rows = store.eval_rows(record.id, &t.family, &t.task)?;
-            let corrupt = || {
-                format!(
-                    "run {}: the {} summary of {} is not readable",
-                    record.id, t.family, t.task
-                )
-            };
-            match family {
-                Family::Steer => {
-                    steer.push(
-                        serde_json::from_value::<SteerSummary>(t.summary.clone())
-                            .with_context(corrupt)?,
-                    );
-                    outputs.extend(task_rows(&t.task, rows).with_context(corrupt)?);
-                }
-                Family::Dist => {
-                    dist.push(
-                        serde_json::from_value::<DistSummary>(t.summary.clone())
-                            .with_context(corrupt)?,
-                    );
-                    items.extend(task_rows(&t.task, rows).with_context(corrupt)?);
-                }
-                Family::Valid => {
-                    valid.push(
-                        serde_json::from_value::<ValidSummary>(t.summary.clone())
-                            .with_context(corrupt)?,
-                    );
-                    samples.extend(task_rows(&t.task, rows).with_context(corrupt)?);
-                }
-            }
-        }
-        let over = |xs: Vec<f64>| mean_se(&xs);
-        Ok(EvalReport {
-            run: record.id,
-            name: record.name.clone(),
-            status: record.status,
-            model: stored.model.clone(),
-            model_path: stored.model_path.clone(),
-            model_hash: record.model_hash.clone(),
-            datasets: record.datasets.clone(),
-            template: stored.template,
-            profile: stored.profile,
-            unfinished: stored.plan.len().saturating_sub(finished.len()),
-            settings: stored.settings,
-            steer: (!steer.is_empty()).then(|| SteerReport {
-                loss: over(steer.iter().map(|s| s.loss.mean).collect()),
-                acc: over(steer.iter().map(|s| s.acc.mean).collect()),
-                curve: crate::figures::steer_mean_curve(&steer),
-                tasks: steer,
-                outputs,
-            }),
-            dist: (!dist.is_empty()).then(|| DistReport {
-                js: over(dist.iter().map(|s| s.js.mean).collect()),
-                tv: over(dist.iter().map(|s| s.tv.mean).collect()),
-                coverage: over(dist.iter().map(|s| s.coverage.mean).collect()),
-                js_histogram: crate::figures::js_histogram(&items),
-                tasks: dist,
-                items,
-            }),
-            valid: (!valid.is_empty()).then(|| {
-                let overall = valid_overall(&valid);
-                ValidReport {
-                    frontier: crate::figures::validity_frontier(&overall),
-                    overall,
-                    tasks: valid,
-                    samples,
-                }
-            }),
-            skipped,
-        })
-    }
-}
-
-fn to_json(x: &impl Serialize) -> Value {
-    serde_json::to_value(x).unwrap_or(Value::Null)
 }
 
 fn spec_hash(text: &str) -> String {
     use sha2::Digest;
     format!("{:x}", sha2::Sha256::digest(text.as_bytes()))
-}
-
-/// METHOD.md §4.3: each (setting, temperature) averaged over tasks with equal weight.
-fn valid_overall(tasks: &[ValidSummary]) -> Vec<ValidOverall> {
-    let mut keys: Vec<(Setting, f64)> = Vec::new();
-    for t in tasks {
-        for c in &t.cells {
-            if !keys
-                .iter()
-                .any(|k| k.0 == c.setting && k.1 == c.temperature)
-            {
-                keys.push((c.setting, c.temperature));
-            }
-        }
-    }
-    keys.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    keys.into_iter()
-        .map(|(setting, temperature)| {
-            let cells: Vec<_> = tasks
-                .iter()
-                .flat_map(|t| &t.cells)
-                .filter(|c| c.setting == setting && c.temperature == temperature)
-                .map(|c| &c.stats)
-                .collect();
-            let n = cells.len() as f64;
-            let closed: Vec<f64> = cells.iter().filter_map(|c| c.coverage_pct).collect();
-            ValidOverall {
-                setting,
-                temperature,
-                tasks: cells.len(),
-                percent_valid: cells.iter().map(|c| c.percent_valid).sum::<f64>() / n,
-                unique_pct: cells.iter().map(|c| c.unique_pct).sum::<f64>() / n,
-                yield_: cells.iter().map(|c| c.yield_ as f64).sum::<f64>() / n,
-                coverage_pct: (!closed.is_empty())
-                    .then(|| closed.iter().sum::<f64>() / closed.len() as f64),
-            }
-        })
-        .collect()
 }
