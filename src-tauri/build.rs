@@ -25,6 +25,7 @@ const COMMANDS: &[&str] = &[
     "run_prompt",
     "models",
     "remove_model",
+    "remove_run",
     "add_model",
     "train_defaults",
     "train_memory",

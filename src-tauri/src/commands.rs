@@ -339,6 +339,11 @@ pub fn models(shell: State<'_, Shell>) -> Res<Vec<ModelRecord>> {
 }
 
 #[tauri::command]
+pub fn remove_run(shell: State<'_, Shell>, run: RunRef) -> Res<RunRecord> {
+    Ok(shell.studio.remove_run(&run)?)
+}
+
+#[tauri::command]
 pub fn remove_model(shell: State<'_, Shell>, name: String) -> Res<ModelRecord> {
     Ok(shell.studio.remove_model(&name)?)
 }

@@ -42,6 +42,7 @@ macro_rules! handler {
             commands::run_demo,
             commands::models,
             commands::remove_model,
+            commands::remove_run,
             commands::add_model,
             commands::train_defaults,
             commands::train_memory,

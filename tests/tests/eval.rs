@@ -268,6 +268,14 @@ fn ctrl_c_keeps_the_finished_tasks() {
         stderr.contains(&format!("is being run by process {}", child.id())),
         "{stderr}"
     );
+    // Nor remove it.
+    let refused = sb.run(&["runs", "remove", "stopped"]);
+    assert_eq!(refused.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("is being run by process {}", child.id())),
+        "{stderr}"
+    );
     let stderr = spectrum_system_tests::interrupt(child);
     assert!(stderr.contains("finished tasks are kept"), "{stderr}");
     let report = sb.json(&["runs", "show", "stopped"]);
@@ -292,6 +300,10 @@ fn ctrl_c_keeps_the_finished_tasks() {
     );
     let again = sb.run(&["eval", "--resume", "stopped"]);
     assert!(String::from_utf8_lossy(&again.stderr).contains("already finished"));
+    // Once nobody runs it, it can be removed, with everything recorded of it.
+    let removed = sb.json(&["runs", "remove", "stopped"]);
+    assert_eq!(removed["id"], report["run"]);
+    assert_eq!(sb.json(&["runs", "list"]), serde_json::json!([]));
 }
 
 #[test]

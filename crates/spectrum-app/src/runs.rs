@@ -96,6 +96,16 @@ pub enum Resumed {
 }
 
 impl Studio {
+    /// Removes run `run` from the store with everything recorded of it;
+    /// refused, naming the holder, while a process runs it. Its files (the
+    /// run folder, a registered tuned model) are kept.
+    pub fn remove_run(&self, run: &RunRef) -> Result<RunRecord> {
+        let mut store = self.store()?;
+        let record = find_run(&store, run)?;
+        store.remove_run(record.id)?;
+        Ok(record)
+    }
+
     /// Resumes run `run`, a training or an evaluation run alike.
     pub fn resume_run(
         &self,

@@ -504,6 +504,12 @@ pub enum RunsCommand {
         /// Run id or name.
         run: RunRef,
     },
+    /// Remove a run and everything recorded of it (its files and tuned model
+    /// stay); refused while a process runs it.
+    Remove {
+        /// Run id or name.
+        run: RunRef,
+    },
 }
 
 #[derive(Debug, Args)]

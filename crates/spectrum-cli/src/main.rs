@@ -308,6 +308,7 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                     out.run_detail(&detail)
                 }
             }
+            RunsCommand::Remove { run } => out.removed_run(&studio.remove_run(&run)?),
         },
         Command::Export(a) => {
             let run = studio.export_run(&a.run, a.peft.as_deref(), a.merged.as_deref())?;

@@ -386,6 +386,17 @@ impl Output {
         Ok(())
     }
 
+    pub fn removed_run(&self, r: &RunRecord) -> Result<()> {
+        if self.json {
+            return self.print_json(r);
+        }
+        println!("removed run {} {:?}", r.id, r.name);
+        if !r.out_dir.is_empty() {
+            println!("its files stay in {}", r.out_dir);
+        }
+        Ok(())
+    }
+
     pub fn removed_model(&self, m: &ModelRecord) -> Result<()> {
         if self.json {
             return self.print_json(m);

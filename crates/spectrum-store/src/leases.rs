@@ -254,6 +254,38 @@ impl Store {
         tx.commit().map_err(sqlite)?;
         start(self.path.clone(), run_id, token)
     }
+
+    /// Removes run `run_id` and everything recorded of it (steps, evaluations,
+    /// results, provenance); refused with [`StoreError::Busy`], naming the
+    /// holder, while a process runs it. `false` when there is no such run.
+    pub fn remove_run(&mut self, run_id: i64) -> Result<bool> {
+        let path = self.path.clone();
+        let sqlite = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(sqlite)?;
+        let Some(name) = tx
+            .query_row(
+                "SELECT COALESCE(name, 'run-' || id) FROM runs WHERE id = ?1",
+                [run_id],
+                |r| r.get::<_, String>(0),
+            )
+            .optional()
+            .map_err(sqlite)?
+        else {
+            return Ok(false);
+        };
+        // Taking the lease is the check that nobody runs it; the row goes with the run.
+        acquire(&tx, run_id, &name).map_err(sqlite)??;
+        tx.execute("DELETE FROM runs WHERE id = ?1", [run_id])
+            .map_err(sqlite)?;
+        tx.commit().map_err(sqlite)?;
+        Ok(true)
+    }
 }
 
 #[cfg(test)]

@@ -549,3 +549,33 @@ fn a_run_is_held_by_one_lease_at_a_time() {
     drop(taker);
     assert!(!store.run(run.id).expect("run").expect("exists").resumable);
 }
+
+/// Removing a run is refused while a process runs it, and takes everything
+/// recorded of it once nobody does.
+#[test]
+fn a_running_run_is_not_removed() {
+    let (_dir, mut store) = store();
+    let (run, lease) = store
+        .create_run(&new_run(RunKind::Eval, "busy", vec![]))
+        .expect("run");
+    store
+        .record_eval_task(
+            run.id,
+            Family::Steer,
+            "urn",
+            &EvalOutcome::Done {
+                summary: serde_json::json!({"n": 1}),
+            },
+            &[serde_json::json!({"i": 0})],
+        )
+        .expect("record");
+    let err = store.remove_run(run.id).expect_err("held");
+    assert_eq!(err.code(), spectrum_core::ErrorCode::Busy, "{err}");
+    assert!(store.run(run.id).expect("run").is_some(), "nothing removed");
+    assert_eq!(store.eval_tasks(run.id).expect("tasks").len(), 1);
+    drop(lease);
+    assert!(store.remove_run(run.id).expect("removed"));
+    assert!(store.run(run.id).expect("run").is_none());
+    assert!(store.eval_tasks(run.id).expect("tasks").is_empty());
+    assert!(!store.remove_run(run.id).expect("already gone"));
+}

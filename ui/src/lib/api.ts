@@ -120,6 +120,7 @@ export const api = {
   trainMemory: (request: TrainRequest) => call<MemoryFit>("train_memory", { request }),
   train: (request: TrainRequest, on: (p: Progress) => void) =>
     valueJob("train", { request }, on, "train"),
+  removeRun: (run: RunRef) => call<RunRecord>("remove_run", { run }),
   resumeRun: (run: RunRef, on: (p: Progress) => void) => job("resume_run", { run }, on, ["train", "eval"]),
   evalDefaults: () => call<EvalDefaults>("eval_defaults"),
   evaluate: (request: EvalRequest, on: (p: Progress) => void) =>
