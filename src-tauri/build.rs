@@ -26,6 +26,8 @@ const COMMANDS: &[&str] = &[
     "models",
     "remove_model",
     "remove_run",
+    "paper_suite",
+    "fetch_paper_suite",
     "add_model",
     "train_defaults",
     "train_memory",

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use spectrum_app::{
-    DemoEvent, DemoRequest, Fix, Overview, PRESETS, Profile, ReportSection, RunEvent, RunSpec,
-    Split, Studio,
+    DemoEvent, DemoRequest, Fix, Overview, PRESETS, PaperFetchRequest, PaperTaskView, Profile,
+    ReportSection, RunEvent, RunSpec, Split, Studio,
 };
 use tauri::ipc::Channel;
 use tauri::{AppHandle, Emitter, Manager, State};
@@ -285,6 +285,42 @@ pub fn import(
                 .map(|r| JobResult::Import(Box::new(r)))
         },
     )
+}
+
+/// The paper's suite: every task, its source and what it still needs.
+#[tauri::command]
+pub fn paper_suite(shell: State<'_, Shell>, data_dir: Option<PathBuf>) -> Res<Vec<PaperTaskView>> {
+    Ok(shell.studio.paper_suite(data_dir.as_deref())?)
+}
+
+/// Job result: `PaperFetched`. Downloads, builds and imports the paper's tasks.
+#[tauri::command]
+pub fn fetch_paper_suite(
+    shell: State<'_, Shell>,
+    request: PaperFetchRequest,
+    channel: Channel<JobEvent>,
+) -> Res<u64> {
+    let studio = shell.studio.clone();
+    let label = match request.tasks.as_slice() {
+        [] => "the paper's suite".to_string(),
+        [one] => one.clone(),
+        many => format!("{} paper tasks", many.len()),
+    };
+    shell
+        .jobs
+        .start(JobKind::Suite, label, channel, move |ctx| {
+            studio
+                .fetch_paper_suite(
+                    &request,
+                    &mut |e| {
+                        ctx.send(JobEvent::Suite {
+                            progress: e.clone(),
+                        })
+                    },
+                    &ctx.cancel,
+                )
+                .map(|r| JobResult::Suite(Box::new(r)))
+        })
 }
 
 #[tauri::command]

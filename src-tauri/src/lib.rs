@@ -43,6 +43,8 @@ macro_rules! handler {
             commands::models,
             commands::remove_model,
             commands::remove_run,
+            commands::paper_suite,
+            commands::fetch_paper_suite,
             commands::add_model,
             commands::train_defaults,
             commands::train_memory,

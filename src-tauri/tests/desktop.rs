@@ -16,11 +16,28 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-/// Kills a helper process when the test ends, however it ends.
+/// Kills a helper process and everything it started (tauri-driver starts
+/// WebKitWebDriver, which would otherwise outlive the test holding its
+/// stderr open) when the test ends, however it ends.
 struct Guard(Child);
+
+impl Guard {
+    fn spawn(command: &mut Command, what: &str) -> Guard {
+        use std::os::unix::process::CommandExt;
+        Guard(
+            command
+                .process_group(0)
+                .spawn()
+                .unwrap_or_else(|e| panic!("start {what}: {e}")),
+        )
+    }
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -244,7 +261,7 @@ impl Desktop {
                 break format!(":{n}");
             }
         };
-        let xvfb = Guard(
+        let xvfb = Guard::spawn(
             Command::new(xvfb)
                 .args([
                     display.as_str(),
@@ -255,15 +272,14 @@ impl Desktop {
                     "tcp",
                 ])
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start Xvfb"),
+                .stderr(Stdio::null()),
+            "Xvfb",
         );
         std::thread::sleep(Duration::from_millis(800));
 
         let port = free_port();
         let native = free_port();
-        let driver = Guard(
+        let driver = Guard::spawn(
             Command::new(tauri_driver)
                 .args([
                     "--port",
@@ -276,9 +292,8 @@ impl Desktop {
                 .env("DISPLAY", &display)
                 .env("SPECTRUM_STORE", &store)
                 .env_remove("WAYLAND_DISPLAY")
-                .stdout(Stdio::null())
-                .spawn()
-                .expect("start tauri-driver"),
+                .stdout(Stdio::null()),
+            "tauri-driver",
         );
         let root = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 /// with the features of `cargo test --workspace` (`--workspace --bins --tests`),
 /// so under the README's test command it reuses every artifact the tests were
 /// built from instead of rebuilding the dependencies with other features.
+pub mod hub;
+
 pub fn spectrum_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {

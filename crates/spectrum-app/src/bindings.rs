@@ -54,6 +54,10 @@ pub fn render() -> String {
     c.visit::<AddModelRequest>();
     c.visit::<ImportPreview>();
     c.visit::<ImportOutcome>();
+    c.visit::<crate::PaperTaskView>();
+    c.visit::<crate::PaperFetchRequest>();
+    c.visit::<crate::PaperEvent>();
+    c.visit::<crate::PaperFetched>();
     c.visit::<DatasetSummary>();
     c.visit::<TaskSummary>();
     c.visit::<TaskDetail>();

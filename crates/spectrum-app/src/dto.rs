@@ -53,6 +53,10 @@ pub enum JobEvent {
     Eval {
         progress: EvalProgress,
     },
+    /// Building the paper's suite: downloads, tasks built or missing.
+    Suite {
+        progress: crate::PaperEvent,
+    },
     /// The job's result, tagged with what it is.
     Done {
         result: JobResult,
@@ -85,6 +89,8 @@ pub enum JobResult {
     /// The PDF written.
     Report(String),
     Demo(Box<DemoOutcome>),
+    /// The paper's suite fetched and imported.
+    Suite(Box<crate::PaperFetched>),
 }
 
 /// An evaluation run that finished.
@@ -142,6 +148,7 @@ pub enum JobKind {
     Eval,
     Report,
     Demo,
+    Suite,
 }
 
 impl From<crate::RunKind> for JobKind {

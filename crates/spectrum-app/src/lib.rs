@@ -5,6 +5,7 @@
 mod compare;
 mod datasets;
 mod demo;
+pub mod download;
 mod error;
 mod evaluation;
 pub mod figures;
@@ -13,6 +14,7 @@ mod library;
 mod memory;
 mod models;
 mod overview;
+mod paper;
 mod prompt;
 mod report;
 mod runs;
@@ -40,6 +42,9 @@ pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence
 pub use memory::MemoryFit;
 pub use models::{AddModelRequest, LoadedModel, RemoteOptions, load_model};
 pub use overview::{Overview, Tour};
+pub use paper::{
+    PAPER_DATASET, PaperEvent, PaperFetchRequest, PaperFetched, PaperStatus, PaperTaskView,
+};
 pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use report::{ChartKind, ChartMetric, ChartRequest, ReportRequest, ReportSection};
 pub use runs::{Resumed, RunEvent};

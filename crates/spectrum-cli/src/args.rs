@@ -622,6 +622,45 @@ pub enum TasksCommand {
 pub enum SuiteCommand {
     /// Write the built-in suite as files the importer reads (same seed, same bytes).
     Build(SuiteArgs),
+    /// Every task of the paper's held-out, distributional and diverse-valid
+    /// suites: its source and what it still needs (download, a file from its
+    /// authors, a dataset's terms).
+    List {
+        /// Where files requested from their authors are (DIR/wvs/..., DIR/numbergame/...).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Download the sources of the paper's tasks (cached; an interrupted
+    /// download continues), build the tasks and import them as the dataset
+    /// `spectrum-paper` (`spectrum eval --tasks spectrum-paper`).
+    Fetch(FetchArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FetchArgs {
+    /// Tasks to build (`spectrum suite list`); default: every one that can be.
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Where files requested from their authors are (DIR/wvs/..., DIR/numbergame/...).
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Sequences per task at most.
+    #[arg(long, default_value_t = 200)]
+    pub max_sequences: usize,
+    /// Random seed of the sequences drawn.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl FetchArgs {
+    pub fn request(&self) -> spectrum_app::PaperFetchRequest {
+        spectrum_app::PaperFetchRequest {
+            tasks: self.tasks.clone(),
+            data_dir: self.data_dir.clone(),
+            max_sequences: Some(self.max_sequences),
+            seed: self.seed,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

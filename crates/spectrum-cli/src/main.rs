@@ -92,6 +92,17 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
             let files = studio.build_suite(&a.knobs.config(), &a.out)?;
             out.suite_files(&files)
         }
+        Command::Suite {
+            command: SuiteCommand::List { data_dir },
+        } => out.paper_suite(&studio.paper_suite(data_dir.as_deref())?),
+        Command::Suite {
+            command: SuiteCommand::Fetch(a),
+        } => {
+            let bar = progress::FetchBar::new(out);
+            let fetched = studio.fetch_paper_suite(&a.request(), &mut |e| bar.event(e), cancel);
+            bar.finish();
+            out.paper_fetched(&fetched?)
+        }
         Command::Model { command } => match command {
             ModelCommand::Default => out.model(&studio.install_default_model(&mut note)?),
             ModelCommand::Add {

@@ -296,6 +296,49 @@ impl Output {
         self.note("import them with: spectrum import <that folder>");
         Ok(())
     }
+
+    /// The paper's tasks: suite, family, status, what to do next.
+    pub fn paper_suite(&self, tasks: &[spectrum_app::PaperTaskView]) -> Result<()> {
+        if self.json {
+            return self.print_json(&tasks);
+        }
+        let rows = tasks
+            .iter()
+            .map(|t| {
+                vec![
+                    t.name.clone(),
+                    t.suite.clone(),
+                    t.family.to_string(),
+                    t.status.to_string(),
+                    t.detail.clone(),
+                ]
+            })
+            .collect();
+        table(&["TASK", "SUITE", "FAMILY", "STATUS", "NEXT"], rows);
+        Ok(())
+    }
+
+    pub fn paper_fetched(&self, f: &spectrum_app::PaperFetched) -> Result<()> {
+        if self.json {
+            return self.print_json(f);
+        }
+        println!(
+            "built {} tasks, {} not built",
+            f.built.len(),
+            f.missing.len()
+        );
+        for (task, reason) in &f.missing {
+            println!("  {task}: {reason}");
+        }
+        if let Some(d) = &f.dataset {
+            println!("imported as dataset {} ({} tasks)", d.name, d.tasks);
+            self.note(&format!(
+                "evaluate them with: spectrum eval --tasks {}",
+                d.name
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Running totals for the human-readable score table.

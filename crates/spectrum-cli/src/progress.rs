@@ -212,3 +212,47 @@ impl ImportBar {
         self.bar.finish_and_clear();
     }
 }
+
+/// Bytes of each download; tasks built and missing above the bar.
+pub struct FetchBar {
+    bar: ProgressBar,
+    file: RefCell<String>,
+}
+
+impl FetchBar {
+    pub fn new(out: &Output) -> FetchBar {
+        FetchBar {
+            bar: bar(
+                out,
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta} left)",
+                true,
+            ),
+            file: RefCell::new(String::new()),
+        }
+    }
+
+    pub fn event(&self, e: &spectrum_app::PaperEvent) {
+        use spectrum_app::PaperEvent;
+        match e {
+            PaperEvent::Downloading { file, done, total } => {
+                if *self.file.borrow() != *file {
+                    say(&self.bar, format!("downloading {file}"));
+                    self.bar.set_message(file.clone());
+                    self.file.replace(file.clone());
+                }
+                self.bar.set_length(total.unwrap_or(*done));
+                self.bar.set_position(*done);
+            }
+            PaperEvent::Built { task, sequences } => {
+                say(&self.bar, format!("built {task}: {sequences} sequences"))
+            }
+            PaperEvent::Missing { task, reason } => {
+                say(&self.bar, format!("not built: {task}: {reason}"))
+            }
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

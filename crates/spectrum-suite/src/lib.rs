@@ -8,6 +8,7 @@
 pub mod builtin;
 pub mod import;
 mod model;
+pub mod paper;
 pub mod validity;
 
 pub use model::{

@@ -5,7 +5,7 @@ import type {
   AddModelRequest, AppInfo, Comparison, DatasetSummary, DemoOutcome, EvalDefaults, EvalReport, EvalRequest, Family,
   ImportRequest, ImportOutcome, ImportPreview, JobEvent, JobInfo, JobResult, ModelRecord, ModelSource, PickKind,
   ReportOptions, RemoteOptions, ReportRequest, RunDetail, RunRecord, RunRef, Split, TaskDetail, TaskItem, TaskSummary,
-  TrainDefaults, PromptView, Setting, TrainOutcome, TrainRequest, AppError, MemoryFit,
+  TrainDefaults, PromptView, Setting, TrainOutcome, TrainRequest, AppError, MemoryFit, PaperFetchRequest, PaperTaskView,
 } from "./bindings";
 
 /** What every command rejects with: a code, the message, the fix as data (`fixText`). */
@@ -106,6 +106,9 @@ export const api = {
   previewImport: (request: ImportRequest, on: (p: Progress) => void) =>
     valueJob("preview_import", { request }, on, "preview"),
   import: (request: ImportRequest, on: (p: Progress) => void) => valueJob("import", { request }, on, "import"),
+  paperSuite: (dataDir: string | null) => call<PaperTaskView[]>("paper_suite", { dataDir }),
+  fetchPaperSuite: (request: PaperFetchRequest, on: (p: Progress) => void) =>
+    valueJob("fetch_paper_suite", { request }, on, "suite"),
   datasets: () => call<DatasetSummary[]>("datasets"),
   removeDataset: (id: number) => call<DatasetSummary>("remove_dataset", { id }),
   tasks: (split: Split | null = null) => call<TaskSummary[]>("tasks", { split }),

@@ -328,13 +328,13 @@ export type Interval = { diff: number, lo: number, hi: number,
  */
 n: number, };
 
-export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "done", result: JobResult, } | { "type": "failed", error: AppError, } | { "type": "cancelled" };
+export type JobEvent = { "type": "note", text: string, } | { "type": "import", progress: ImportProgress, } | { "type": "train", progress: TrainProgress, } | { "type": "eval", progress: EvalProgress, } | { "type": "suite", progress: PaperEvent, } | { "type": "done", result: JobResult, } | { "type": "failed", error: AppError, } | { "type": "cancelled" };
 
 export type JobInfo = { id: number, kind: JobKind, label: string, };
 
-export type JobKind = "preview" | "import" | "model" | "train" | "eval" | "report" | "demo";
+export type JobKind = "preview" | "import" | "model" | "train" | "eval" | "report" | "demo" | "suite";
 
-export type JobResult = { "kind": "preview", "value": ImportPreview } | { "kind": "import", "value": ImportOutcome } | { "kind": "model", "value": ModelRecord } | { "kind": "train", "value": TrainOutcome } | { "kind": "eval", "value": EvalDone } | { "kind": "report", "value": string } | { "kind": "demo", "value": DemoOutcome };
+export type JobResult = { "kind": "preview", "value": ImportPreview } | { "kind": "import", "value": ImportOutcome } | { "kind": "model", "value": ModelRecord } | { "kind": "train", "value": TrainOutcome } | { "kind": "eval", "value": EvalDone } | { "kind": "report", "value": string } | { "kind": "demo", "value": DemoOutcome } | { "kind": "suite", "value": PaperFetched };
 
 export type JsHistogram = { 
 /**
@@ -345,6 +345,8 @@ edges: Array<number>, width: number, all: Array<number>, tasks: Array<TaskCounts
 export type Kernels = "fused" | "composed";
 
 export type Length = { "steps": number } | { "epochs": number };
+
+export type ListMatch = "exact" | "ignore_case" | "lowercase_output" | "every_field_within";
 
 export type Listing = "datasets" | "tasks" | "models" | "runs";
 
@@ -414,6 +416,53 @@ export type ModelRecord = { id: number, name: string, family: ModelFamily,
 trainable: boolean, source: string, path: string, parameters: number, dtype: string, content_hash: string, added_at: string, };
 
 export type ModelSource = { "kind": "default" } | { "kind": "registered", name: string, } | { "kind": "folder", path: string, } | { "kind": "gguf", path: string, } | { "kind": "hub", repo: string, } | { "kind": "remote", endpoints: Array<string>, model: string, };
+
+export type PaperEvent = { "event": "downloading", file: string, done: number, total: number | null, } | { "event": "built", task: string, sequences: number, } | { "event": "missing", task: string, reason: string, };
+
+export type PaperFetchRequest = { 
+/**
+ * Task names; empty: every task that can be built.
+ */
+tasks: Array<string>, 
+/**
+ * Where files that must be requested from their authors are
+ * (`DIR/wvs/...`, `DIR/numbergame/...`; `suite list` names each).
+ */
+data_dir: string | null, 
+/**
+ * Sequences per task at most (default 200).
+ */
+max_sequences: number | null, seed: number, };
+
+export type PaperFetched = { 
+/**
+ * Tasks built, with their sequence counts.
+ */
+built: Array<[string, number]>, 
+/**
+ * Tasks not built, and why.
+ */
+missing: Array<[string, string]>, 
+/**
+ * The dataset they were imported as (none when nothing was built).
+ */
+dataset: DatasetSummary | null, };
+
+export type PaperStatus = "imported" | "downloaded" | "needs_download" | "needs_terms" | "needs_file" | "no_recipe";
+
+export type PaperTaskView = { name: string, 
+/**
+ * `held_out`, `distributional` or `diverse_valid`.
+ */
+suite: string, family: Family, 
+/**
+ * Where its data comes from, in words.
+ */
+source: string, status: PaperStatus, 
+/**
+ * What to do next, or what is there.
+ */
+detail: string, };
 
 export type PickKind = "data_files" | "data_folder" | "model_folder" | "gguf_file";
 
@@ -873,6 +922,18 @@ export type ValidSummary = { task: string,
  */
 valid_set_size: number | null, cells: Array<Cell>, };
 
-export type ValidityRule = { "type": "closed_set", values: Array<string>, case_sensitive?: boolean, } | { "type": "integer_range", min: number, max: number, } | { "type": "prime", min?: number | null, max?: number | null, } | { "type": "regex", pattern: string, } | { "type": "email" } | { "type": "phone" };
+export type ValidityRule = { "type": "closed_set", values: Array<string>, case_sensitive?: boolean, } | { "type": "integer_range", min: number, max: number, } | { "type": "prime", min?: number | null, max?: number | null, } | { "type": "regex", pattern: string, } | { "type": "email" } | { "type": "phone" } | { "type": "all_of", rules: Array<ValidityRule>, } | { "type": "python_int", min?: number | null, max?: number | null, prime?: boolean, no_leading_zero?: boolean, } | { "type": "word_list", 
+/**
+ * The list's name: its key in [`WordLists`].
+ */
+list: string, 
+/**
+ * Where the list comes from and which part of it is meant, for a person.
+ */
+source: string, 
+/**
+ * How an output is compared with the entries.
+ */
+matching: ListMatch, };
 
 export type Verdict = "win" | "tie" | "loss";

@@ -24,4 +24,12 @@ describe("job progress lines", () => {
     expect(describeProgress({ type: "import", progress: { bytes_done: 512, bytes_total: 1024, rows: 7 } }).fraction).toBe(0.5);
     expect(describeProgress({ type: "import", progress: { bytes_done: 0, bytes_total: 0, rows: 0 } }).fraction).toBeNull();
   });
+
+  it("reports a suite download's bytes, and tasks built or missing", () => {
+    const down = describeProgress({ type: "suite", progress: { event: "downloading", file: "cais/mmlu 0000.parquet", done: 256, total: 1024 } });
+    expect(down.fraction).toBe(0.25);
+    expect(down.status).toContain("cais/mmlu");
+    const missing = describeProgress({ type: "suite", progress: { event: "missing", task: "wvs_individual", reason: "needs a file" } });
+    expect(missing.status).toBe("not built: wvs_individual: needs a file");
+  });
 });

@@ -36,6 +36,17 @@ export function describe(p: Progress): { status: string; fraction: number | null
       }
       break;
     }
+    case "suite": {
+      const s = p.progress;
+      if (s.event === "downloading") {
+        return {
+          status: `downloading ${s.file}: ${bytes(s.done)}${s.total != null ? ` of ${bytes(s.total)}` : ""}`,
+          fraction: s.total ? s.done / s.total : null,
+        };
+      }
+      if (s.event === "built") return { status: `built ${s.task}: ${s.sequences} sequences`, fraction: null };
+      return { status: `not built: ${s.task}: ${s.reason}`, fraction: null };
+    }
     case "eval": {
       const e = p.progress;
       const within = e.total > 0 ? e.done / e.total : 0;

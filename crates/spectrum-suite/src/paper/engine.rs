@@ -1,0 +1,440 @@
+//! Rows to sequences: what the reference's ICL classes do, with our random
+//! stream. A recipe's templates turn each source row into an example; the
+//! grouping decides which examples share a sequence; each sequence starts with
+//! one of the task's descriptions with probability `description_prob`.
+
+use minijinja::Environment;
+use serde_json::{Map, Value};
+use spectrum_core::{Message, Rng, Role};
+
+use super::recipe::{Individual, Length, Recipe};
+use crate::Sequence;
+
+/// What went wrong with a recipe or a row it read.
+#[derive(Debug, thiserror::Error)]
+pub enum RecipeError {
+    #[error("recipe {file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error(
+        "{task}: the source has no column {column:?} (it has {present}); the dataset changed its schema, or the recipe names the wrong column"
+    )]
+    MissingColumn {
+        task: String,
+        column: String,
+        present: String,
+    },
+    #[error("{task}: row {row}: column {column}: {message}")]
+    Row {
+        task: String,
+        row: usize,
+        column: String,
+        message: String,
+    },
+}
+
+/// How the suite's sequences are drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildConfig {
+    pub seed: u64,
+    /// Probability that a sequence starts with a description: 0.6, the
+    /// reference's `include_description_prob`.
+    pub description_prob: f64,
+    /// At most this many sequences per task (drawn at random from all of them).
+    pub max_sequences: Option<usize>,
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            seed: 0,
+            description_prob: 0.6,
+            max_sequences: None,
+        }
+    }
+}
+
+const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/// The examples of `rows`: each row with the recipe's derived columns added.
+/// Every column the recipe reads must be in the first row's schema.
+pub fn examples(
+    recipe: &Recipe,
+    rows: &[Map<String, Value>],
+) -> Result<Vec<Map<String, Value>>, RecipeError> {
+    if let Some(first) = rows.first() {
+        for column in &recipe.source.columns {
+            if !first.contains_key(column) {
+                return Err(RecipeError::MissingColumn {
+                    task: recipe.task.clone(),
+                    column: column.clone(),
+                    present: first.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+    }
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_global(
+        "letters",
+        minijinja::Value::from_serialize(LETTERS.chars().map(String::from).collect::<Vec<_>>()),
+    );
+    env.add_filter("py", |v: minijinja::Value| -> String {
+        let json = serde_json::to_value(&v).unwrap_or(Value::Null);
+        super::py::str_of(&json)
+    });
+    for (name, text) in &recipe.columns {
+        env.add_template_owned(name.clone(), text.clone())
+            .map_err(|e| RecipeError::Invalid {
+                file: format!("{}.toml", recipe.task),
+                message: format!("column {name}: {e}"),
+            })?;
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let context = minijinja::Value::from_serialize(row);
+        let mut example = row.clone();
+        for name in recipe.columns.keys() {
+            let rendered = env
+                .get_template(name)
+                .and_then(|t| t.render(&context))
+                .map_err(|e| RecipeError::Row {
+                    task: recipe.task.clone(),
+                    row: i + 1,
+                    column: name.clone(),
+                    message: e.to_string(),
+                })?;
+            example.insert(name.clone(), Value::String(rendered));
+        }
+        for column in recipe.example_columns() {
+            if !example.contains_key(column) {
+                return Err(RecipeError::MissingColumn {
+                    task: recipe.task.clone(),
+                    column: column.clone(),
+                    present: example.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+        out.push(example);
+    }
+    Ok(out)
+}
+
+/// The task's sequences, drawn from its examples.
+pub fn sequences(
+    recipe: &Recipe,
+    examples: &[Map<String, Value>],
+    config: &BuildConfig,
+) -> Vec<Sequence> {
+    let mut rng = Rng::derive(config.seed, &recipe.task);
+    let descriptions = recipe.descriptions();
+    let mut out = Vec::new();
+    for (individual, members, description) in individuals(recipe, examples) {
+        let draw = |rng: &mut Rng| -> Vec<usize> {
+            if recipe.group_by.is_empty() {
+                let mut order = members.clone();
+                rng.shuffle(&mut order);
+                order
+            } else {
+                grouped_order(examples, &members, &recipe.group_by, rng)
+            }
+        };
+        let mut chunks: Vec<Vec<usize>> = Vec::new();
+        match recipe.per_individual {
+            Some(n) => {
+                for _ in 0..n {
+                    let take = length(recipe.length, &mut rng);
+                    let order = draw(&mut rng);
+                    chunks.push(order.into_iter().take(take).collect());
+                }
+            }
+            None => {
+                let order = draw(&mut rng);
+                let mut rest = &order[..];
+                while !rest.is_empty() {
+                    let take = length(recipe.length, &mut rng).clamp(1, rest.len());
+                    chunks.push(rest[..take].to_vec());
+                    rest = &rest[take..];
+                }
+            }
+        }
+        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+            let mut messages = Vec::with_capacity(chunk.len() * 2 + 1);
+            if rng.bernoulli(config.description_prob) {
+                let text = match &description {
+                    Some(d) => d.clone(),
+                    None => rng.choose(&descriptions).clone(),
+                };
+                messages.push(Message::new(Role::Description, text));
+            }
+            for &i in &chunk {
+                let (input, output) = recipe.texts(&examples[i]);
+                if let Some(input) = input {
+                    messages.push(Message::new(Role::Input, input));
+                }
+                messages.push(Message::new(Role::Output, output));
+            }
+            let mut metadata = Map::new();
+            if let Some(id) = &individual {
+                metadata.insert("individual".into(), Value::String(id.clone()));
+            }
+            out.push(Sequence {
+                task: recipe.task.clone(),
+                messages,
+                metadata,
+            });
+        }
+    }
+    if let Some(max) = config.max_sequences
+        && out.len() > max
+    {
+        rng.shuffle(&mut out);
+        out.truncate(max);
+    }
+    out
+}
+
+/// The individuals of a task in order of first appearance: their id (none
+/// for a generic task, which is one individual), the examples that are
+/// theirs, and their description if the recipe reads one.
+fn individuals(
+    recipe: &Recipe,
+    examples: &[Map<String, Value>],
+) -> Vec<(Option<String>, Vec<usize>, Option<String>)> {
+    match &recipe.individual {
+        None => vec![(None, (0..examples.len()).collect(), None)],
+        Some(Individual {
+            id_column,
+            description_column,
+        }) => {
+            let mut order: Vec<String> = Vec::new();
+            let mut members: std::collections::HashMap<String, Vec<usize>> = Default::default();
+            for (i, e) in examples.iter().enumerate() {
+                let id = super::py::str_of(e.get(id_column).unwrap_or(&Value::Null));
+                members
+                    .entry(id.clone())
+                    .or_insert_with(|| {
+                        order.push(id.clone());
+                        Vec::new()
+                    })
+                    .push(i);
+            }
+            order
+                .into_iter()
+                .map(|id| {
+                    let rows = members.remove(&id).unwrap_or_default();
+                    let description = description_column.as_ref().map(|c| {
+                        super::py::str_of(examples[rows[0]].get(c).unwrap_or(&Value::Null))
+                    });
+                    (Some(id), rows, description)
+                })
+                .collect()
+        }
+    }
+}
+
+/// `members` with the groups (rows equal on `group_by`) shuffled and each
+/// group's rows kept together in their order.
+fn grouped_order(
+    examples: &[Map<String, Value>],
+    members: &[usize],
+    group_by: &[String],
+    rng: &mut Rng,
+) -> Vec<usize> {
+    let key = |i: usize| -> String {
+        group_by
+            .iter()
+            .map(|c| super::py::str_of(examples[i].get(c).unwrap_or(&Value::Null)))
+            .collect::<Vec<_>>()
+            .join("\u{1f}")
+    };
+    let mut keys: Vec<String> = Vec::new();
+    let mut groups: std::collections::HashMap<String, Vec<usize>> = Default::default();
+    for &i in members {
+        let k = key(i);
+        groups
+            .entry(k.clone())
+            .or_insert_with(|| {
+                keys.push(k.clone());
+                Vec::new()
+            })
+            .push(i);
+    }
+    // pandas' groupby sorts the groups before the shuffle; the shuffle makes
+    // the starting order irrelevant to the distribution.
+    rng.shuffle(&mut keys);
+    keys.into_iter()
+        .flat_map(|k| groups.remove(&k).unwrap_or_default())
+        .collect()
+}
+
+/// Examples in the next sequence.
+fn length(length: Length, rng: &mut Rng) -> usize {
+    match length {
+        Length::Fixed(n) => n,
+        Length::GeomAndPoisson { geom_and_poisson } => {
+            let half = geom_and_poisson / 2.0;
+            geometric(1.0 / half, rng) + poisson(half, rng)
+        }
+    }
+}
+
+/// Trials up to and including the first success (numpy's `geometric`, >= 1).
+fn geometric(p: f64, rng: &mut Rng) -> usize {
+    let p = p.clamp(f64::MIN_POSITIVE, 1.0);
+    if p >= 1.0 {
+        return 1;
+    }
+    let u = 1.0 - rng.f64();
+    (u.ln() / (1.0 - p).ln()).ceil().max(1.0) as usize
+}
+
+/// A Poisson draw (Knuth's product of uniforms; means here are small).
+fn poisson(mean: f64, rng: &mut Rng) -> usize {
+    let limit = (-mean).exp();
+    let (mut k, mut product) = (0usize, rng.f64());
+    while product > limit {
+        k += 1;
+        product *= rng.f64();
+    }
+    k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn recipe(text: &str) -> Recipe {
+        toml::from_str(text).expect("recipe")
+    }
+
+    const QA: &str = r#"
+task = "qa"
+split = "held_out"
+given = ["prompt"]
+generated = ["answer_letter"]
+descriptions = ["Answer."]
+length = 3
+[source]
+hf = "x/qa"
+split = "test"
+columns = ["question", "choices", "answer"]
+[columns]
+prompt = """Question: {{ question | trim }}
+{%- for c in choices %}
+{{ letters[loop.index0] }}. {{ c }}
+{%- endfor %}"""
+answer_letter = "{{ letters[answer] }}"
+"#;
+
+    fn rows(n: usize) -> Vec<Map<String, Value>> {
+        (0..n)
+            .map(|i| {
+                json!({"question": format!(" Q{i}? "), "choices": ["yes", "no"], "answer": i % 2})
+                    .as_object()
+                    .cloned()
+                    .expect("object")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_become_example_texts_through_the_templates() {
+        let r = recipe(QA);
+        let ex = examples(&r, &rows(2)).expect("examples");
+        assert_eq!(
+            r.texts(&ex[1]),
+            (Some("Question: Q1?\nA. yes\nB. no".into()), "B".into())
+        );
+    }
+
+    #[test]
+    fn every_example_is_used_once_in_sequences_of_the_length() {
+        let r = recipe(QA);
+        let ex = examples(&r, &rows(10)).expect("examples");
+        let seqs = sequences(&r, &ex, &BuildConfig::default());
+        let lengths: Vec<usize> = seqs.iter().map(|s| s.examples()).collect();
+        assert_eq!(lengths.iter().sum::<usize>(), 10);
+        assert!(lengths.iter().all(|&n| n == 3 || n == 1), "{lengths:?}");
+        let mut inputs: Vec<&str> = seqs
+            .iter()
+            .flat_map(|s| &s.messages)
+            .filter(|m| m.role == Role::Input)
+            .map(|m| m.content.as_str())
+            .collect();
+        inputs.sort();
+        inputs.dedup();
+        assert_eq!(inputs.len(), 10, "no example twice");
+    }
+
+    #[test]
+    fn a_missing_column_is_named() {
+        let r = recipe(QA);
+        let mut bad = rows(1);
+        bad[0].remove("answer");
+        let err = examples(&r, &bad).expect_err("schema changed");
+        assert!(err.to_string().contains("no column \"answer\""), "{err}");
+    }
+
+    #[test]
+    fn individuals_keep_to_their_own_rows_and_descriptions() {
+        let r = recipe(
+            r#"
+task = "people"
+split = "held_out"
+individual = { id_column = "who", description_column = "bio" }
+given = ["q"]
+generated = ["a"]
+per_individual = 2
+length = 2
+[source]
+hf = "x/p"
+split = "train"
+columns = ["who", "bio", "q", "a"]
+"#,
+        );
+        let rows: Vec<Map<String, Value>> = (0..12)
+            .map(|i| {
+                json!({"who": i % 3, "bio": format!("person {}", i % 3), "q": format!("q{i}"), "a": format!("{}", i % 3)})
+                    .as_object()
+                    .cloned()
+                    .expect("object")
+            })
+            .collect();
+        let ex = examples(&r, &rows).expect("examples");
+        let config = BuildConfig {
+            description_prob: 1.0,
+            ..BuildConfig::default()
+        };
+        let seqs = sequences(&r, &ex, &config);
+        assert_eq!(seqs.len(), 6, "two per individual");
+        for s in &seqs {
+            let who = s.metadata["individual"].as_str().expect("id");
+            assert_eq!(s.messages[0].content, format!("person {who}"));
+            assert!(
+                s.messages
+                    .iter()
+                    .filter(|m| m.role == Role::Output)
+                    .all(|m| m.content == who)
+            );
+        }
+    }
+
+    #[test]
+    fn geom_and_poisson_lengths_have_the_mean() {
+        let mut rng = Rng::new(1);
+        let n = 20_000;
+        let mean = (0..n)
+            .map(|_| {
+                length(
+                    Length::GeomAndPoisson {
+                        geom_and_poisson: 10.0,
+                    },
+                    &mut rng,
+                )
+            })
+            .sum::<usize>() as f64
+            / n as f64;
+        assert!((mean - 10.0).abs() < 0.2, "{mean}");
+    }
+}

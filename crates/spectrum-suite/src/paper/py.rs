@@ -1,0 +1,227 @@
+//! How the reference's generators turn a cell into text: Python's `str()` of
+//! the value pandas holds, and `json.dumps` (ASCII-escaped, `", "` and `": "`
+//! separators) when an example has several given or generated variables.
+//! Spelled out here because a task's texts must equal the reference's.
+
+use serde_json::Value;
+
+/// Python's `str(x)` for a value read from a table (a missing value is
+/// `None`, as pandas holds it in a text column).
+pub fn str_of(value: &Value) -> String {
+    match value {
+        Value::Null => "None".into(),
+        Value::Bool(b) => if *b { "True" } else { "False" }.into(),
+        Value::Number(n) => match n.as_i64().or_else(|| n.as_u64().map(|u| u as i64)) {
+            Some(i) if n.is_i64() || n.is_u64() => i.to_string(),
+            _ => float_repr(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => s.clone(),
+        // A list or dict prints as Python's repr of its items.
+        other => repr(other),
+    }
+}
+
+/// Python's `repr(x)`: strings quoted the way Python quotes them.
+pub fn repr(value: &Value) -> String {
+    match value {
+        Value::String(s) => string_repr(s),
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(repr).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Object(map) => {
+            let inner: Vec<String> = map
+                .iter()
+                .map(|(k, v)| format!("{}: {}", string_repr(k), repr(v)))
+                .collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        other => str_of(other),
+    }
+}
+
+/// Python's `repr(str)`: single quotes unless the text has a single quote
+/// and no double quote; backslash escapes for the quote, `\\`, `\n`, `\r`,
+/// `\t` and other control characters.
+fn string_repr(s: &str) -> String {
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
+                out.push_str(&format!("\\x{:02x}", c as u32))
+            }
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
+    out
+}
+
+/// Python's `repr(float)`: the shortest text that reads back as the same
+/// number, fixed-point for exponents -4..16, else `1e-05` / `1e+16` style;
+/// always with a `.0` when it would look like an integer.
+pub fn float_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
+    if x == 0.0 {
+        return if x.is_sign_negative() { "-0.0" } else { "0.0" }.into();
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "d.ddde±x".
+    let sci = format!("{x:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} has an exponent");
+    let exp: i32 = exp.parse().expect("an integer exponent");
+    let (sign, mantissa) = match mantissa.strip_prefix('-') {
+        Some(m) => ("-", m),
+        None => ("", mantissa),
+    };
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let point = exp + 1;
+        let body = if point <= 0 {
+            format!("0.{}{}", "0".repeat((-point) as usize), digits)
+        } else if point as usize >= digits.len() {
+            format!("{}{}.0", digits, "0".repeat(point as usize - digits.len()))
+        } else {
+            let (int, frac) = digits.split_at(point as usize);
+            format!("{int}.{frac}")
+        };
+        format!("{sign}{body}")
+    } else {
+        let mant = if digits.len() == 1 {
+            digits
+        } else {
+            format!("{}.{}", &digits[..1], &digits[1..])
+        };
+        let esign = if exp < 0 { '-' } else { '+' };
+        format!("{sign}{mant}e{esign}{:02}", exp.abs())
+    }
+}
+
+/// Python's `json.dumps(obj)` with its defaults: `ensure_ascii` (every
+/// non-ASCII character as `\uXXXX`, surrogate pairs beyond the BMP), `", "`
+/// and `": "` separators, floats as `repr`, NaN as `NaN`.
+pub fn json_dumps(value: &Value) -> String {
+    let mut out = String::new();
+    dump(value, &mut out);
+    out
+}
+
+fn dump(value: &Value, out: &mut String) {
+    match value {
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => {
+            if n.is_i64() || n.is_u64() {
+                out.push_str(&n.to_string())
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                out.push_str(&match float_repr(f).as_str() {
+                    "nan" => "NaN".into(),
+                    "inf" => "Infinity".into(),
+                    "-inf" => "-Infinity".into(),
+                    r => r.to_string(),
+                })
+            }
+        }
+        Value::String(s) => dump_str(s, out),
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                dump(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            out.push('{');
+            for (i, (k, v)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.push_str(", ");
+                }
+                dump_str(k, out);
+                out.push_str(": ");
+                dump(v, out);
+            }
+            out.push('}');
+        }
+    }
+}
+
+fn dump_str(s: &str, out: &mut String) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0c}' => out.push_str("\\f"),
+            c if c.is_ascii() && (c as u32) >= 0x20 => out.push(c),
+            c => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn floats_print_as_python_prints_them() {
+        for (x, want) in [
+            (3.0, "3.0"),
+            (0.1, "0.1"),
+            (1e-5, "1e-05"),
+            (0.0001, "0.0001"),
+            (1e16, "1e+16"),
+            (123456789012345.6, "123456789012345.6"),
+            (-2.5, "-2.5"),
+            (1.5e300, "1.5e+300"),
+            (f64::NAN, "nan"),
+        ] {
+            assert_eq!(float_repr(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn values_print_as_str_and_json_dumps_do() {
+        assert_eq!(str_of(&json!(null)), "None");
+        assert_eq!(str_of(&json!(true)), "True");
+        assert_eq!(str_of(&json!(7)), "7");
+        assert_eq!(str_of(&json!(7.0)), "7.0");
+        assert_eq!(str_of(&json!(["a", "it's"])), r#"['a', "it's"]"#);
+        assert_eq!(
+            json_dumps(&json!({"q": "café \"x\"", "n": 2, "f": 0.5, "e": "😀"})),
+            r#"{"q": "caf\u00e9 \"x\"", "n": 2, "f": 0.5, "e": "\ud83d\ude00"}"#
+        );
+    }
+}

@@ -1,0 +1,141 @@
+//! A task of the paper's suite as data: where its rows come from, how a row
+//! becomes the texts of one example, and how examples are grouped into
+//! sequences. One TOML file per task under `crates/spectrum-suite/recipes/`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::Split;
+
+/// Where a task's rows come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    /// A Hugging Face dataset (`owner/name`), read as the hub's Parquet
+    /// conversion of `config`/`split`.
+    pub hf: String,
+    #[serde(default = "default_config")]
+    pub config: String,
+    pub split: String,
+    /// The columns the recipe reads: a source without one of them is refused
+    /// with the column named (the dataset changed its schema).
+    pub columns: Vec<String>,
+    /// Accepting the dataset's terms on its page is needed before download.
+    #[serde(default)]
+    pub gated: bool,
+}
+
+fn default_config() -> String {
+    "default".into()
+}
+
+impl Source {
+    /// The dataset's page, where its card and terms are.
+    pub fn page(&self) -> String {
+        format!("https://huggingface.co/datasets/{}", self.hf)
+    }
+}
+
+/// How many examples a sequence has.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum Length {
+    Fixed(usize),
+    /// The reference's `geom_and_poisson_iter(mean)`: a geometric draw with
+    /// mean `mean/2` plus a Poisson draw with mean `mean/2`.
+    GeomAndPoisson {
+        geom_and_poisson: f64,
+    },
+}
+
+/// The reference's `IndividualMultivariate`: every example of a sequence
+/// comes from one individual (a respondent, an annotator, a user).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Individual {
+    pub id_column: String,
+    /// The individual's description, used as the sequence's.
+    #[serde(default)]
+    pub description_column: Option<String>,
+}
+
+/// One task of the paper's suite.
+///
+/// Without `individual`, the reference's `GenericMultivariate`: examples are
+/// drawn from the whole table; with `group_by`, rows sharing those columns
+/// stay together, in order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// The reference's name (`default_data_map` key), so figures line up with the paper's.
+    pub task: String,
+    pub split: Split,
+    /// The name the reference's generator gives its rows (`arc_arc_challenge_test`).
+    #[serde(default)]
+    pub reference_name: Option<String>,
+    pub source: Source,
+    #[serde(default)]
+    pub individual: Option<Individual>,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    /// Columns every example gets: a MiniJinja template over the source row
+    /// (whose columns are the template's variables), rendered to text.
+    #[serde(default)]
+    pub columns: BTreeMap<String, String>,
+    /// What the model is given and what it generates, by column.
+    #[serde(default)]
+    pub given: Vec<String>,
+    pub generated: Vec<String>,
+    /// Descriptions a sequence may start with; none: the reference's defaults
+    /// for the class.
+    #[serde(default)]
+    pub descriptions: Vec<String>,
+    /// Sequences per individual (`n_per`); absent: every example once, in
+    /// sequences of `length` (the reference's `n_per = -1`).
+    #[serde(default)]
+    pub per_individual: Option<usize>,
+    /// Examples per sequence (`n_iter`).
+    pub length: Length,
+}
+
+impl Recipe {
+    /// The descriptions a sequence draws from: the recipe's, or the ones the
+    /// reference's `GenericMultivariate` writes when given none.
+    pub fn descriptions(&self) -> Vec<String> {
+        if !self.descriptions.is_empty() {
+            return self.descriptions.clone();
+        }
+        let (given, generated) = (self.given.join(", "), self.generated.join(", "));
+        vec![
+            format!("The following are given: {given}. You must generate {generated}."),
+            format!("Given: {given}. Generate: {generated}."),
+            format!("Inputs: {given}. Outputs: {generated}."),
+        ]
+    }
+
+    /// Every column an example must have once derived.
+    pub fn example_columns(&self) -> impl Iterator<Item = &String> {
+        self.given.iter().chain(&self.generated)
+    }
+
+    /// The texts of one example, as the reference's `format_sample` writes
+    /// them: one variable is its `str()`, several are a `json.dumps` object.
+    pub fn texts(&self, example: &Map<String, Value>) -> (Option<String>, String) {
+        let text = |vars: &[String]| -> String {
+            match vars {
+                [one] => super::py::str_of(example.get(one).unwrap_or(&Value::Null)),
+                many => {
+                    let object: Map<String, Value> = many
+                        .iter()
+                        .map(|v| (v.clone(), example.get(v).cloned().unwrap_or(Value::Null)))
+                        .collect();
+                    super::py::json_dumps(&Value::Object(object))
+                }
+            }
+        };
+        let input = (!self.given.is_empty()).then(|| text(&self.given));
+        (input, text(&self.generated))
+    }
+}

@@ -1,0 +1,242 @@
+//! The paper's suite from its sources, against a local server that answers
+//! like the Hugging Face hub (HF_ENDPOINT), with the fixture tables of
+//! crates/spectrum-suite/tests/fixtures/paper: `suite list`, `suite fetch`
+//! (download, cache reuse, resume after a cut connection, a gated dataset, a
+//! changed schema), then `spectrum eval` on the imported tasks.
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::Ordering;
+
+use spectrum_system_tests::Sandbox;
+use spectrum_system_tests::hub::FakeHub;
+
+fn fixture(task: &str) -> Vec<u8> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/spectrum-suite/tests/fixtures/paper")
+        .join(format!("{task}.parquet"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The five held-out sources the recipes read, served as the hub would.
+fn hub() -> FakeHub {
+    let hub = FakeHub::start();
+    hub.dataset("cais/mmlu", "all", "test", fixture("mmlu"));
+    hub.dataset("allenai/ai2_arc", "ARC-Challenge", "test", fixture("arc"));
+    hub.dataset(
+        "Rowan/hellaswag",
+        "default",
+        "validation",
+        fixture("hellaswag"),
+    );
+    hub.dataset(
+        "allenai/winogrande",
+        "winogrande_xl",
+        "validation",
+        fixture("winogrande"),
+    );
+    hub.dataset(
+        "EleutherAI/truthful_qa_mc",
+        "multiple_choice",
+        "validation",
+        fixture("truthful_qa"),
+    );
+    hub
+}
+
+fn run(sb: &Sandbox, hub: &FakeHub, args: &[&str]) -> Output {
+    sb.command(args)
+        .env("HF_ENDPOINT", &hub.endpoint)
+        .env("HF_HOME", sb.path("hf"))
+        .env_remove("HF_TOKEN")
+        .output()
+        .expect("run spectrum")
+}
+
+fn json(sb: &Sandbox, hub: &FakeHub, args: &[&str]) -> serde_json::Value {
+    let mut full = vec!["--json"];
+    full.extend_from_slice(args);
+    let out = run(sb, hub, &full);
+    assert!(
+        out.status.success(),
+        "spectrum {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON")
+}
+
+fn status_of(list: &serde_json::Value, task: &str) -> String {
+    list.as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["name"] == task)
+        .unwrap_or_else(|| panic!("{task} listed"))["status"]
+        .as_str()
+        .expect("status")
+        .to_string()
+}
+
+#[test]
+fn the_list_names_every_task_and_what_it_needs() {
+    let (sb, hub) = (Sandbox::default(), hub());
+    let list = json(&sb, &hub, &["suite", "list"]);
+    let tasks = list.as_array().expect("tasks");
+    let count = |suite: &str| tasks.iter().filter(|t| t["suite"] == suite).count();
+    assert_eq!(
+        (
+            count("held_out"),
+            count("distributional"),
+            count("diverse_valid")
+        ),
+        (22, 8, 22)
+    );
+    assert_eq!(status_of(&list, "mmlu"), "needs_download");
+    assert_eq!(status_of(&list, "chatbotarena_prompts"), "needs_terms");
+    assert_eq!(status_of(&list, "wvs_individual"), "needs_file");
+    assert_eq!(status_of(&list, "car_brand"), "needs_file");
+    let wvs = tasks
+        .iter()
+        .find(|t| t["name"] == "wvs_individual")
+        .expect("wvs");
+    assert!(
+        wvs["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("worldvaluessurvey.org"),
+        "{wvs}"
+    );
+    // Listing reads nothing from the network.
+    assert!(hub.requests().is_empty(), "{:?}", hub.requests());
+}
+
+#[test]
+fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
+    let sb = Sandbox::with_suite_and_tiny_model(4);
+    let hub = hub();
+    // The connection drops halfway through the first file: nothing is
+    // imported and only a .part is left; the next run continues it.
+    hub.cut_next_transfer(fixture("mmlu").len() / 2);
+    let cut = run(&sb, &hub, &["suite", "fetch", "--tasks", "mmlu"]);
+    let stderr = String::from_utf8_lossy(&cut.stderr);
+    let stdout = String::from_utf8_lossy(&cut.stdout);
+    assert!(
+        stdout.contains("run the same command again")
+            || stderr.contains("run the same command again"),
+        "{stdout}\n{stderr}"
+    );
+    let cache = sb.path("hf/spectrum/datasets/cais--mmlu/all/test");
+    assert!(cache.join("0000.parquet.part").is_file());
+    assert!(
+        !cache.join("0000.parquet").exists(),
+        "nothing half-written under its name"
+    );
+    let fetched = json(&sb, &hub, &["suite", "fetch", "--tasks", "mmlu"]);
+    assert_eq!(fetched["built"][0][0], "mmlu");
+    assert!(
+        hub.requests()
+            .iter()
+            .any(|r| r.contains("/files/cais/mmlu") && r.contains("from byte")),
+        "resumed with a range request: {:?}",
+        hub.requests()
+    );
+    assert_eq!(
+        std::fs::read(cache.join("0000.parquet")).expect("cached"),
+        fixture("mmlu")
+    );
+
+    // Everything that can be built; mmlu comes from the cache.
+    let before = hub.file_requests.load(Ordering::SeqCst);
+    let all = json(&sb, &hub, &["suite", "fetch"]);
+    let built: Vec<&str> = all["built"]
+        .as_array()
+        .expect("built")
+        .iter()
+        .map(|b| b[0].as_str().expect("name"))
+        .collect();
+    for task in [
+        "mmlu",
+        "arc",
+        "hellaswag",
+        "winogrande",
+        "truthful_qa",
+        "weekdays_full",
+        "rng_1_10",
+    ] {
+        assert!(built.contains(&task), "{task} built: {built:?}");
+    }
+    assert_eq!(
+        hub.file_requests.load(Ordering::SeqCst) - before,
+        4,
+        "four new sources, mmlu cached"
+    );
+    let missing = all["missing"].as_array().expect("missing");
+    assert!(missing.iter().any(|m| m[0] == "gpqa"), "{missing:?}");
+    assert_eq!(all["dataset"]["name"], "spectrum-paper");
+    let list = json(&sb, &hub, &["suite", "list"]);
+    assert_eq!(status_of(&list, "arc"), "imported");
+
+    // The imported tasks evaluate end to end (arc and the others have too few
+    // fixture rows for ten sequences; mmlu draws 200 from its five).
+    let report = json(
+        &sb,
+        &hub,
+        &[
+            "eval",
+            "--model",
+            "tiny",
+            "--tasks",
+            "mmlu,weekdays_full,rng_1_10",
+            "--family",
+            "steer,valid",
+            "--budget",
+            "4096",
+            "--max-sequences",
+            "10",
+            "--samples",
+            "4",
+            "--temperatures",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+    );
+    assert_eq!(report["steer"]["tasks"][0]["task"], "mmlu");
+    let valid = report["valid"]["tasks"].as_array().expect("valid");
+    assert_eq!(valid.len(), 2, "{valid:?}");
+}
+
+#[test]
+fn a_gated_dataset_and_a_changed_schema_are_named() {
+    let sb = Sandbox::default();
+    let hub = hub();
+    hub.gate("cais/mmlu");
+    // ARC's source now lacks the column the recipe reads.
+    hub.dataset(
+        "allenai/ai2_arc",
+        "ARC-Challenge",
+        "test",
+        fixture("winogrande"),
+    );
+    let out = json(&sb, &hub, &["suite", "fetch", "--tasks", "mmlu,arc"]);
+    let reason = |task: &str| -> String {
+        out["missing"]
+            .as_array()
+            .expect("missing")
+            .iter()
+            .find(|m| m[0] == task)
+            .unwrap_or_else(|| panic!("{task} missing: {out}"))[1]
+            .as_str()
+            .expect("reason")
+            .to_string()
+    };
+    let gated = reason("mmlu");
+    assert!(
+        gated.contains("https://huggingface.co/datasets/cais/mmlu") && gated.contains("HF_TOKEN"),
+        "{gated}"
+    );
+    let schema = reason("arc");
+    assert!(schema.contains("no column \"question\""), "{schema}");
+    assert!(out["dataset"].is_null(), "nothing built, nothing imported");
+    let unknown = run(&sb, &hub, &["suite", "fetch", "--tasks", "no_such_task"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("spectrum suite list"));
+}
