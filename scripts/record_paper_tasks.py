@@ -5,28 +5,35 @@ For every task with a recipe (crates/spectrum-suite/recipes/held_out/), this wri
 a few rows with the real schema of the task's source (the columns the reference
 reads, the dtypes the dataset card gives, awkward rows included: whitespace,
 unicode, long texts, empty fields, many choices) as
-crates/spectrum-suite/tests/fixtures/paper/TASK.parquet, then runs the reference's
+crates/spectrum-suite/tests/fixtures/paper/TASK.parquet (TASK.csv for the sources
+the reference reads as CSV files from its data/ folder), then runs the reference's
 generator (tsor13/spectrum at the pinned commit) on exactly those rows, its
 `load_dataset` answered with the fixture, and records in TASK.reference.json:
 
 - name: the name the reference gives its rows,
-- n_per, n_iter: what its generator passes to generate_many,
+- n_per, n_iter, permutations: what its generator passes to generate_many
+  (n_iter {"geom_and_poisson": mean} for geom_and_poisson_iter(mean)),
 - descriptions: the descriptions its ICL class draws from,
-- pairs: every distinct (input, output) text pair of its sequences, sorted.
+- pairs: every distinct (input, output) text pair of its sequences, sorted,
+- groups: the pairs of each sequence (which examples share a sequence: for a
+  task of individuals whose sequence holds all of one individual's examples,
+  the grouping by individual).
 
 The Rust test (crates/spectrum-suite/tests/paper_fidelity.rs) builds the same
 rows with our recipes and compares. Run from the repository root:
 
-    python3 -m pip install pandas pyarrow numpy
+    python3 -m pip install pandas==2.3.3 "pyarrow>=21" "numpy>=2.3.4" tqdm   # the reference's uv.lock
     git clone https://github.com/tsor13/spectrum /tmp/spectrum   # or a bare mirror
     python3 scripts/record_paper_tasks.py --reference /tmp/spectrum
 
-The reference's heavy imports that these generators never call (transformers,
+pandas must be the reference's (2.3.3): pandas 3 reads a missing text cell as NaN,
+not None, and the texts differ. The reference's heavy imports that these generators never call (transformers,
 torch, datasets) are replaced by small stand-ins before it is imported.
 """
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tarfile
@@ -112,8 +119,80 @@ FIXTURES = {
     ),
 }
 
+NOVACOMET = (
+    pa.schema([("premise", pa.string()), ("hypothesis", pa.string())]),
+    [
+        {"premise": "PersonX drinks coffee", "hypothesis": "PersonX wants to stay awake"},
+        {"premise": "PersonX drinks coffee", "hypothesis": "  PersonX is tired  "},
+        {"premise": "PersonX drinks coffee", "hypothesis": None},
+        {"premise": "A café in Zürich — 😀", "hypothesis": "It serves crêpes"},
+        {"premise": "A café in Zürich — 😀", "hypothesis": 'He said "hi"\nand left'},
+        {"premise": "  Padded premise  ", "hypothesis": "x"},
+        {"premise": "Another premise", "hypothesis": "Another premise"},
+        {"premise": "Another premise", "hypothesis": "Another premise"},
+    ],
+)
+FIXTURES["novacomet_hypothesis"] = NOVACOMET
+FIXTURES["novacomet_premise"] = NOVACOMET
+
+SPANS = pa.struct([("spans", pa.list_(pa.string())), ("types", pa.list_(pa.string()))])
+FIXTURES["drop"] = (
+    pa.schema([("section_id", pa.string()), ("query_id", pa.string()), ("passage", pa.string()),
+               ("question", pa.string()), ("answers_spans", SPANS)]),
+    [
+        {"section_id": "nfl_1", "query_id": "q1", "passage": " The Bears scored 14 points. ",
+         "question": "How many points did the Bears score?", "answers_spans": {"spans": ["14"], "types": ["number"]}},
+        {"section_id": "nfl_1", "query_id": "q2", "passage": " The Bears scored 14 points. ",
+         "question": "  Which team?  ", "answers_spans": {"spans": ["", "  Bears ", "Chicago"], "types": ["span", "span", "span"]}},
+        {"section_id": "hist_2", "query_id": "q3", "passage": "Ünïcödé passage — 1848.\n" + LONG,
+         "question": "When?", "answers_spans": {"spans": ["1848"], "types": ["date"]}},
+    ],
+)
+
+# Sources the reference reads as CSV files from its data/ folder:
+# (path under the reference's working directory, the file's text).
+CSV_FIXTURES = {
+    "chemistry_esol": ("data/chemistry/esol_iupac.csv", "\n".join([
+        "Compound ID,measured log(solubility:mol/L),ESOL predicted log(solubility:mol/L),SMILES,SELFIES,InChI,IUPAC",
+        '"1,1,1,2-Tetrachloroethane",-2.18,-2.794,ClCC(Cl)(Cl)Cl,[Cl][C][C][Branch1][C][Cl][Branch1][C][Cl][Cl],"InChI=1S/C2H2Cl4/c3-1-2(4,5)6/h1H2","1,1,1,2-tetrachloroethane"',
+        '"1,1,1-Trichloroethane",-2.0,-2.232,CC(Cl)(Cl)Cl,[C][C][Branch1][C][Cl][Branch1][C][Cl][Cl],"InChI=1S/C2H3Cl3/c1-2(3,4)5/h1H3","1,1,1-trichloroethane"',
+        "Water,0,1e-05,O,[O],InChI=1S/H2O/h1H2,oxidane",
+        "Acetylene,0.29,0.0,C#C,[C][#C],InChI=1S/C2H2/c1-2/h1-2H,",
+        'Odd one,-11.6,-9.99,C/C=C\\C,[C][/C][=C][\\C],"InChI=1S/C4H8/c1-3-4-2/h3-4H,1-2H3/b4-3-","(Z)-but-2-ene — ünïcödé"',
+    ]) + "\n"),
+    "chemistry_oxidative": ("data/chemistry/train_data_num_feats.csv", "\n".join([
+        "Name,M1,M1_mol,M2,M2_mol,M3,M3_mol,Temp,Total_flow,Ar_flow,CH4_flow,O2_flow,CT,C2_yield,feat_vector,totkens_1_86,prompt",
+        '0.93,0.26,0.37,0.32,0.185,0.04,0.185,900,15,10.5,3.0,1.5,0.5,4.62,"[0.93, 0.26]","[\'MgO\', \'BEA\']"," To synthesize the catalyst Mn-FeMoO4/SiO2 for the oxidative coupling of methane, Support (1.0 g) is impregnated with 4.5 mL of an aqueous solution consisting of Mn ( 0.37 mol) , Fe ( 0.185 mol) , Mo ( 0.185 mol) , at 50 °C for 6 h. The reaction was then ran at 900 °C. The total flow rate was 15 mL/min (Ar: 10.5 mL/min, CH4: 3.0 mL/min, O2: 1.5 mL/min), leading to a reactant contact time of 0.5 s."',
+        '0.65,0.81,0.37,0.80,0.37,0.06,0.185,700,15,2.3,8.5,4.3,0.5,0,"[0.65]","[]"," A prompt with ""quotes"", a comma\nand a new line."',
+        '0.5,0.5,0.37,0.5,0.37,0.5,0.185,750,15,2.3,8.5,4.3,0.5,12.1,"[0.5]","[]",Unquoted prompt',
+    ]) + "\n"),
+}
+
+# The number game's file (requested from its authors): one answer per row.
+# Ties for round(p * 100) (0.125, 0.145), a duplicated (set, target), padded
+# set members, participants with several answers.
+NUMBERGAME = ("data/numbergame/numbergame_data.csv", "\n".join([
+    "id,set,target,rating,p",
+    "1,16_8_2_64,4,1,0.9",
+    "1,16_8_2_64,5,0,0.125",
+    "1,60,80,1,0.145",
+    "2,16_8_2_64,4,1,0.9",
+    "2,16_ 8_2,32,0,0.5",
+    "3,81_25_4_36,49,1,0.675",
+    "3,1,100,0,0.0",
+]) + "\n")
+CSV_FIXTURES["numbergame_perc"] = NUMBERGAME
+CSV_FIXTURES["numbergame_individual"] = NUMBERGAME
+
 # The reference's generator of each task, and the call the paper makes.
 GENERATORS = {
+    "novacomet_hypothesis": ("novacomet", "generate_novacomet_hypothesis_data"),
+    "novacomet_premise": ("novacomet", "generate_novacomet_premise_data"),
+    "drop": ("drop", "generate_drop"),
+    "chemistry_esol": ("chemistry", "generate_chemistry_esol"),
+    "numbergame_perc": ("numbergame", "generate_numbergame_perc"),
+    "numbergame_individual": ("numbergame", "generate_numbergame_individual"),
+    "chemistry_oxidative": ("chemistry", "generate_chemistry_oxidative"),
     "mmlu": ("mmlu", "generate_mmlu"),
     "arc": ("arc", "generate_arc"),
     "hellaswag": ("hellaswag", "generate_hellaswag"),
@@ -171,7 +250,14 @@ def record(task, module_name, function, current):
         seen["descriptions"] = list(self.descriptions)
 
     def many(self, seed, n_per=1, n_iter=None, **kwargs):
-        seen["generate_many"] = {"n_per": n_per, "n_iter": n_iter}
+        length = n_iter
+        if hasattr(n_iter, "gi_frame"):  # geom_and_poisson_iter(mean)
+            length = {"geom_and_poisson": n_iter.gi_frame.f_locals["mean"]}
+        seen["generate_many"] = {
+            "n_per": n_per,
+            "n_iter": length,
+            "permutations": kwargs.get("permutations_per_iter", 1),
+        }
         # Small n_per keeps recording fast; the texts do not depend on it.
         return original_many(self, seed, n_per=min(n_per, 20) if n_per > 0 else n_per, n_iter=n_iter, **kwargs)
 
@@ -184,21 +270,26 @@ def record(task, module_name, function, current):
         icl_class.ICLClass.__init__ = original_init
         icl_class.ICLClass.generate_many = original_many
     pairs = set()
+    groups = set()
     for messages in data["messages"]:
-        pending = None
+        pending, these = None, []
         for m in messages:
             if m["role"] == "input":
                 pending = m["content"]
             elif m["role"] == "output":
-                pairs.add((pending, m["content"]))
+                these.append((pending, m["content"]))
                 pending = None
+        pairs.update(these)
+        groups.add(tuple(sorted(these, key=lambda p: (p[0] or "", p[1]))))
     return {
         "task": task,
         "name": sorted(set(data["name"])),
         "n_per": seen["generate_many"]["n_per"],
         "n_iter": seen["generate_many"]["n_iter"],
+        "permutations": seen["generate_many"]["permutations"],
         "descriptions": seen["descriptions"],
         "pairs": sorted([list(p) for p in pairs], key=lambda p: (p[0] or "", p[1])),
+        "groups": sorted([[list(p) for p in g] for g in groups], key=json.dumps),
     }
 
 
@@ -219,6 +310,22 @@ def main():
         result = record(task, module_name, function, current)
         (OUT / f"{task}.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         print(f"{task}: {len(rows)} rows, {len(result['pairs'])} pairs, name {result['name']}")
+    # CSV sources: the file where the reference's code opens it, in a
+    # working directory of its own.
+    for task, (path, text) in CSV_FIXTURES.items():
+        (OUT / f"{task}.csv").write_text(text, encoding="utf-8")
+        work = Path(tempfile.mkdtemp(prefix="spectrum-csv-"))
+        (work / path).parent.mkdir(parents=True)
+        (work / path).write_text(text, encoding="utf-8")
+        here = os.getcwd()
+        os.chdir(work)
+        try:
+            module_name, function = GENERATORS[task]
+            result = record(task, module_name, function, current)
+        finally:
+            os.chdir(here)
+        (OUT / f"{task}.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        print(f"{task}: {len(result['pairs'])} pairs, name {result['name']}")
 
 
 if __name__ == "__main__":

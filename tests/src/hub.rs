@@ -1,7 +1,9 @@
 //! A local server that answers like the Hugging Face hub for datasets: the
 //! Parquet listing (`/api/datasets/REPO/parquet/CONFIG/SPLIT`) and the files
-//! it names, with range requests; gated datasets refuse with 401. Tests point
-//! `HF_ENDPOINT` at it, so no test reaches the network.
+//! it names, with range requests; gated datasets refuse with 401. It also
+//! mirrors public files under `/mirror/HOST/PATH` (what
+//! `SPECTRUM_SOURCE_MIRROR` points at). Tests point `HF_ENDPOINT` at it, so no
+//! test reaches the network.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,6 +16,8 @@ use std::sync::{Arc, Mutex};
 struct State {
     /// "repo/config/split" -> the Parquet files' bytes.
     files: HashMap<String, Vec<Vec<u8>>>,
+    /// "host/path" -> a public file's bytes.
+    mirrored: HashMap<String, Vec<u8>>,
     gated: Vec<String>,
     /// Cut the connection of the next file transfer after this many bytes.
     cut_after: Option<usize>,
@@ -53,6 +57,21 @@ impl FakeHub {
         let mut s = self.state.lock().expect("state");
         s.files
             .insert(format!("{repo}/{config}/{split}"), vec![file]);
+    }
+
+    /// Serves `file` as the public file at `url` (through the mirror).
+    pub fn public_file(&self, url: &str, file: Vec<u8>) {
+        let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+        self.state
+            .lock()
+            .expect("state")
+            .mirrored
+            .insert(rest.to_string(), file);
+    }
+
+    /// What `SPECTRUM_SOURCE_MIRROR` is set to.
+    pub fn mirror(&self) -> String {
+        format!("{}/mirror", self.endpoint)
     }
 
     pub fn gate(&self, repo: &str) {
@@ -131,7 +150,7 @@ impl FakeHub {
             let body = serde_json::to_vec(&urls).expect("json");
             return respond(&mut stream, "200 OK", "application/json", &body, None);
         }
-        if let Some(rest) = path.strip_prefix("/files/") {
+        let file = if let Some(rest) = path.strip_prefix("/files/") {
             self.file_requests.fetch_add(1, Ordering::SeqCst);
             if state.gated.iter().any(|g| *g == repo_of(rest)) {
                 return respond(&mut stream, "403 Forbidden", "text/plain", b"gated", None);
@@ -141,52 +160,50 @@ impl FakeHub {
                 .trim_end_matches(".parquet")
                 .parse()
                 .unwrap_or(usize::MAX);
-            let Some(file) = state.files.get(key).and_then(|f| f.get(index)).cloned() else {
-                return respond(
-                    &mut stream,
-                    "404 Not Found",
-                    "text/plain",
-                    b"no such file",
-                    None,
+            state.files.get(key).and_then(|f| f.get(index)).cloned()
+        } else if let Some(rest) = path.strip_prefix("/mirror/") {
+            self.file_requests.fetch_add(1, Ordering::SeqCst);
+            state.mirrored.get(rest).cloned()
+        } else {
+            None
+        };
+        let Some(file) = file else {
+            return respond(
+                &mut stream,
+                "404 Not Found",
+                "text/plain",
+                b"no such file",
+                None,
+            );
+        };
+        let cut = state.cut_after.take();
+        drop(state);
+        let from = range_from.unwrap_or(0).min(file.len());
+        let status = if range_from.is_some() {
+            "206 Partial Content"
+        } else {
+            "200 OK"
+        };
+        let body = &file[from..];
+        match cut {
+            Some(n) => {
+                // Announce the whole length, send part of it, hang up.
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
                 );
-            };
-            let cut = state.cut_after.take();
-            drop(state);
-            let from = range_from.unwrap_or(0).min(file.len());
-            let status = if range_from.is_some() {
-                "206 Partial Content"
-            } else {
-                "200 OK"
-            };
-            let body = &file[from..];
-            match cut {
-                Some(n) => {
-                    // Announce the whole length, send part of it, hang up.
-                    let head = format!(
-                        "HTTP/1.1 {status}\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = stream.write_all(head.as_bytes());
-                    let _ = stream.write_all(&body[..n.min(body.len())]);
-                    let _ = stream.flush();
-                }
-                None => respond(
-                    &mut stream,
-                    status,
-                    "application/octet-stream",
-                    body,
-                    Some(from),
-                ),
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(&body[..n.min(body.len())]);
+                let _ = stream.flush();
             }
-            return;
+            None => respond(
+                &mut stream,
+                status,
+                "application/octet-stream",
+                body,
+                Some(from),
+            ),
         }
-        respond(
-            &mut stream,
-            "404 Not Found",
-            "text/plain",
-            b"no such route",
-            None,
-        )
     }
 }
 

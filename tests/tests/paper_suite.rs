@@ -1,8 +1,10 @@
 //! The paper's suite from its sources, against a local server that answers
-//! like the Hugging Face hub (HF_ENDPOINT), with the fixture tables of
+//! like the Hugging Face hub (HF_ENDPOINT) and mirrors the public files
+//! (SPECTRUM_SOURCE_MIRROR), with the fixture tables of
 //! crates/spectrum-suite/tests/fixtures/paper: `suite list`, `suite fetch`
 //! (download, cache reuse, resume after a cut connection, a gated dataset, a
-//! changed schema), then `spectrum eval` on the imported tasks.
+//! changed schema, a file that must be requested from its authors, given and
+//! missing), then `spectrum eval` on the imported tasks.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -11,16 +13,39 @@ use std::sync::atomic::Ordering;
 use spectrum_system_tests::Sandbox;
 use spectrum_system_tests::hub::FakeHub;
 
-fn fixture(task: &str) -> Vec<u8> {
+fn fixture_file(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../crates/spectrum-suite/tests/fixtures/paper")
-        .join(format!("{task}.parquet"));
+        .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// The five held-out sources the recipes read, served as the hub would.
+fn fixture(task: &str) -> Vec<u8> {
+    fixture_file(&format!("{task}.parquet"))
+}
+
+const BO_ICL: &str =
+    "https://raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data";
+
+/// The held-out sources the recipes read, served as the hub and the files'
+/// hosts would.
 fn hub() -> FakeHub {
     let hub = FakeHub::start();
+    hub.dataset(
+        "tsor13/novacomet",
+        "default",
+        "train",
+        fixture("novacomet_hypothesis"),
+    );
+    hub.dataset("ucinlp/drop", "default", "validation", fixture("drop"));
+    hub.public_file(
+        &format!("{BO_ICL}/esol_iupac.csv"),
+        fixture_file("chemistry_esol.csv"),
+    );
+    hub.public_file(
+        &format!("{BO_ICL}/train_data_num_feats.csv"),
+        fixture_file("chemistry_oxidative.csv"),
+    );
     hub.dataset("cais/mmlu", "all", "test", fixture("mmlu"));
     hub.dataset("allenai/ai2_arc", "ARC-Challenge", "test", fixture("arc"));
     hub.dataset(
@@ -47,6 +72,7 @@ fn hub() -> FakeHub {
 fn run(sb: &Sandbox, hub: &FakeHub, args: &[&str]) -> Output {
     sb.command(args)
         .env("HF_ENDPOINT", &hub.endpoint)
+        .env("SPECTRUM_SOURCE_MIRROR", hub.mirror())
         .env("HF_HOME", sb.path("hf"))
         .env_remove("HF_TOKEN")
         .output()
@@ -159,6 +185,11 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "hellaswag",
         "winogrande",
         "truthful_qa",
+        "novacomet_hypothesis",
+        "novacomet_premise",
+        "drop",
+        "chemistry_esol",
+        "chemistry_oxidative",
         "weekdays_full",
         "rng_1_10",
     ] {
@@ -166,11 +197,60 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        4,
-        "four new sources, mmlu cached"
+        8,
+        "eight new files (novacomet's serves two tasks), mmlu cached"
+    );
+    assert!(
+        sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")
+            .is_file(),
+        "a public file is cached under HF_HOME/spectrum/files"
     );
     let missing = all["missing"].as_array().expect("missing");
     assert!(missing.iter().any(|m| m[0] == "gpqa"), "{missing:?}");
+    // The number game's file is requested from its authors: named, with
+    // where to get it and where it was looked for.
+    let numbergame = missing
+        .iter()
+        .find(|m| m[0] == "numbergame_perc")
+        .unwrap_or_else(|| panic!("numbergame_perc missing: {missing:?}"))[1]
+        .as_str()
+        .expect("reason")
+        .to_string();
+    assert!(
+        numbergame.contains("numbergame/numbergame_data.csv")
+            && numbergame.contains("--data-dir")
+            && numbergame.contains("dataverse.harvard.edu"),
+        "{numbergame}"
+    );
+
+    // Given in --data-dir, it builds.
+    let data = sb.path("data");
+    std::fs::create_dir_all(data.join("numbergame")).expect("data dir");
+    std::fs::write(
+        data.join("numbergame/numbergame_data.csv"),
+        fixture_file("numbergame_perc.csv"),
+    )
+    .expect("write the file");
+    let data_arg = data.to_str().expect("utf-8 path");
+    let list = json(&sb, &hub, &["suite", "list", "--data-dir", data_arg]);
+    assert_eq!(status_of(&list, "numbergame_individual"), "downloaded");
+    let given = json(
+        &sb,
+        &hub,
+        &[
+            "suite",
+            "fetch",
+            "--tasks",
+            "numbergame_perc,numbergame_individual",
+            "--data-dir",
+            data_arg,
+        ],
+    );
+    assert_eq!(
+        given["built"].as_array().expect("built").len(),
+        2,
+        "{given}"
+    );
     assert_eq!(all["dataset"]["name"], "spectrum-paper");
     let list = json(&sb, &hub, &["suite", "list"]);
     assert_eq!(status_of(&list, "arc"), "imported");

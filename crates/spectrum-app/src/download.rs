@@ -36,6 +36,14 @@ pub enum DownloadError {
     #[error("the download was cancelled; run the same command again to continue")]
     Cancelled,
     #[error(
+        "needs the file {path} under --data-dir DIR ({looked}); it cannot be downloaded: get it from {from}"
+    )]
+    Manual {
+        path: String,
+        from: String,
+        looked: String,
+    },
+    #[error(
         "{url}: the download ended at {got} bytes of {want}; run the same command again to continue"
     )]
     Short { url: String, got: u64, want: u64 },
@@ -231,4 +239,45 @@ pub fn hf_endpoint() -> String {
         .filter(|e| !e.trim().is_empty())
         .map(|e| e.trim_end_matches('/').to_string())
         .unwrap_or_else(|| "https://huggingface.co".into())
+}
+
+/// The address a public file is fetched from: its own, or under
+/// `SPECTRUM_SOURCE_MIRROR` (`https://host/path` becomes `MIRROR/host/path`)
+/// for machines that reach the internet only through a mirror.
+pub fn source_url(url: &str) -> String {
+    match std::env::var("SPECTRUM_SOURCE_MIRROR")
+        .ok()
+        .filter(|m| !m.trim().is_empty())
+    {
+        Some(mirror) => {
+            let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+            format!("{}/{rest}", mirror.trim_end_matches('/'))
+        }
+        None => url.to_string(),
+    }
+}
+
+/// Where a public file is cached: `HF_HOME/spectrum/files/HOST/PATH`, every
+/// character outside `[A-Za-z0-9._-]` of each segment replaced by `_`.
+pub fn url_cache_path(url: &str) -> PathBuf {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let rest = rest.split(['?', '#']).next().unwrap_or(rest);
+    let mut path = hf_home().join("spectrum").join("files");
+    for segment in rest
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+    {
+        let clean: String = segment
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        path.push(clean);
+    }
+    path
 }

@@ -14,7 +14,9 @@ use serde_json::{Map, Value};
 use spectrum_eval::Family;
 use spectrum_store::TaskFilter;
 use spectrum_suite::builtin::Suite;
-use spectrum_suite::paper::{self, BuildConfig, Origin, PaperSuite, PaperTask, Source};
+use spectrum_suite::paper::{
+    self, BuildConfig, Format, Origin, PaperSuite, PaperTask, Place, Source,
+};
 use spectrum_suite::{TaskDef, TaskKind};
 
 use crate::download::{self, Client, DownloadError};
@@ -123,27 +125,67 @@ fn origin_text(origin: &Origin) -> String {
     }
 }
 
-/// The cache folder of a source: under the hub's cache root (`HF_HOME`).
-fn source_dir(source: &Source) -> PathBuf {
+/// The cache folder of a hub source: under the hub's cache root (`HF_HOME`).
+fn hub_dir(repo: &str, config: &str, split: &str) -> PathBuf {
     download::hf_home()
         .join("spectrum")
         .join("datasets")
-        .join(source.hf.replace('/', "--"))
-        .join(&source.config)
-        .join(&source.split)
+        .join(repo.replace('/', "--"))
+        .join(config)
+        .join(split)
 }
 
-/// The file that lists a source's downloaded Parquet files, written last.
-fn manifest(source: &Source) -> PathBuf {
-    source_dir(source).join("files.json")
+/// The file that lists a hub source's downloaded Parquet files, written last.
+fn manifest(dir: &Path) -> PathBuf {
+    dir.join("files.json")
 }
 
-fn downloaded(source: &Source) -> Option<Vec<PathBuf>> {
-    let text = std::fs::read_to_string(manifest(source)).ok()?;
-    let names: Vec<String> = serde_json::from_str(&text).ok()?;
-    let dir = source_dir(source);
-    let files: Vec<PathBuf> = names.iter().map(|n| dir.join(n)).collect();
-    files.iter().all(|f| f.is_file()).then_some(files)
+/// A source's files when they are all here (downloaded, or given in
+/// `data_dir`), each with how it is read.
+fn local(source: &Source, data_dir: Option<&Path>) -> Option<Vec<(PathBuf, Format)>> {
+    match source.place().ok()? {
+        Place::Hub {
+            repo,
+            config,
+            split,
+        } => {
+            let dir = hub_dir(repo, config, split);
+            let text = std::fs::read_to_string(manifest(&dir)).ok()?;
+            let names: Vec<String> = serde_json::from_str(&text).ok()?;
+            let files: Vec<(PathBuf, Format)> = names
+                .iter()
+                .map(|n| (dir.join(n), Format::Parquet))
+                .collect();
+            files.iter().all(|(f, _)| f.is_file()).then_some(files)
+        }
+        Place::Url(url) => {
+            let path = download::url_cache_path(url);
+            let format = Format::of(url)?;
+            path.is_file().then_some(vec![(path, format)])
+        }
+        Place::File { path, .. } => {
+            let full = data_dir?.join(path);
+            let format = Format::of(path)?;
+            full.is_file().then_some(vec![(full, format)])
+        }
+    }
+}
+
+/// Where a source's files are, or would be, in words.
+fn location(source: &Source, data_dir: Option<&Path>) -> String {
+    match source.place() {
+        Ok(Place::Hub {
+            repo,
+            config,
+            split,
+        }) => hub_dir(repo, config, split).display().to_string(),
+        Ok(Place::Url(url)) => download::url_cache_path(url).display().to_string(),
+        Ok(Place::File { path, .. }) => match data_dir {
+            Some(d) => d.join(path).display().to_string(),
+            None => format!("no --data-dir given, so DIR/{path} was not looked for"),
+        },
+        Err(e) => e,
+    }
 }
 
 impl Studio {
@@ -224,13 +266,15 @@ impl Studio {
                 continue;
             };
             let source = &recipe.source;
-            let key = format!("{}/{}/{}", source.hf, source.config, source.split);
+            let key = source.label();
             if !tables.contains_key(&key) {
-                match self.download_source(&client, source, events, cancel) {
+                let files =
+                    self.source_files(&client, source, request.data_dir.as_deref(), events, cancel);
+                match files {
                     Ok(files) => {
                         let mut rows = Vec::new();
-                        for f in &files {
-                            rows.extend(paper::table::read_parquet(f)?);
+                        for (f, format) in &files {
+                            rows.extend(paper::table::read(f, *format)?);
                         }
                         tables.insert(key.clone(), rows);
                     }
@@ -314,59 +358,89 @@ impl Studio {
         })
     }
 
-    /// The Parquet files of `source`, downloaded once into its cache folder.
-    fn download_source(
+    /// The files of `source`: downloaded once into the cache, or found in
+    /// `data_dir`.
+    fn source_files(
         &self,
         client: &Client,
         source: &Source,
+        data_dir: Option<&Path>,
         events: &mut dyn FnMut(&PaperEvent),
         cancel: &AtomicBool,
-    ) -> std::result::Result<Vec<PathBuf>, DownloadError> {
-        if let Some(files) = downloaded(source) {
+    ) -> std::result::Result<Vec<(PathBuf, Format)>, DownloadError> {
+        if let Some(files) = local(source, data_dir) {
             return Ok(files);
         }
-        let endpoint = download::hf_endpoint();
-        let listing = format!(
-            "{endpoint}/api/datasets/{}/parquet/{}/{}",
-            source.hf, source.config, source.split
-        );
         let page = source.page();
-        let urls: Vec<String> =
-            serde_json::from_value(client.json(&listing, &page)?).map_err(|e| {
-                DownloadError::Network {
-                    url: listing.clone(),
-                    message: format!("not a list of Parquet files: {e}"),
-                }
-            })?;
-        let dir = source_dir(source);
-        let mut names = Vec::new();
-        for (i, url) in urls.iter().enumerate() {
-            let name = format!("{i:04}.parquet");
-            let label = format!("{}/{}/{} {name}", source.hf, source.config, source.split);
-            client.file(
-                url,
-                &dir.join(&name),
-                &page,
-                &mut |done, total| {
-                    events(&PaperEvent::Downloading {
-                        file: label.clone(),
-                        done,
-                        total,
-                    })
-                },
-                cancel,
-            )?;
-            names.push(name);
-        }
-        let file_error = |e: std::io::Error| DownloadError::File {
-            path: manifest(source),
-            message: e.to_string(),
+        let place = source.place().map_err(|message| DownloadError::File {
+            path: PathBuf::from(source.label()),
+            message,
+        })?;
+        let mut progress = |label: &str, done, total| {
+            events(&PaperEvent::Downloading {
+                file: label.to_string(),
+                done,
+                total,
+            })
         };
-        let tmp = dir.join("files.json.part");
-        std::fs::write(&tmp, serde_json::to_string(&names).unwrap_or_default())
-            .map_err(file_error)?;
-        std::fs::rename(&tmp, manifest(source)).map_err(file_error)?;
-        Ok(names.iter().map(|n| dir.join(n)).collect())
+        match place {
+            Place::Hub {
+                repo,
+                config,
+                split,
+            } => {
+                let endpoint = download::hf_endpoint();
+                let listing = format!("{endpoint}/api/datasets/{repo}/parquet/{config}/{split}");
+                let urls: Vec<String> = serde_json::from_value(client.json(&listing, &page)?)
+                    .map_err(|e| DownloadError::Network {
+                        url: listing.clone(),
+                        message: format!("not a list of Parquet files: {e}"),
+                    })?;
+                let dir = hub_dir(repo, config, split);
+                let mut names = Vec::new();
+                for (i, url) in urls.iter().enumerate() {
+                    let name = format!("{i:04}.parquet");
+                    let label = format!("{repo} {config}/{split} {name}");
+                    client.file(
+                        url,
+                        &dir.join(&name),
+                        &page,
+                        &mut |done, total| progress(&label, done, total),
+                        cancel,
+                    )?;
+                    names.push(name);
+                }
+                let file_error = |e: std::io::Error| DownloadError::File {
+                    path: manifest(&dir),
+                    message: e.to_string(),
+                };
+                let tmp = dir.join("files.json.part");
+                std::fs::write(&tmp, serde_json::to_string(&names).unwrap_or_default())
+                    .map_err(file_error)?;
+                std::fs::rename(&tmp, manifest(&dir)).map_err(file_error)?;
+            }
+            Place::Url(url) => {
+                let dest = download::url_cache_path(url);
+                client.file(
+                    &download::source_url(url),
+                    &dest,
+                    &page,
+                    &mut |done, total| progress(url, done, total),
+                    cancel,
+                )?;
+            }
+            Place::File { path, from } => {
+                return Err(DownloadError::Manual {
+                    path: path.to_string(),
+                    from: from.to_string(),
+                    looked: location(source, data_dir),
+                });
+            }
+        }
+        local(source, data_dir).ok_or_else(|| DownloadError::File {
+            path: PathBuf::from(location(source, data_dir)),
+            message: "downloaded, then not found".into(),
+        })
     }
 
     /// Writes the built tasks as suite files and imports them.
@@ -420,9 +494,10 @@ fn status(
             PaperStatus::NeedsFile,
             format!("needs the word list {list} ({from}), which suite fetch does not download yet"),
         ),
-        (Origin::File { path, from }, _) => {
-            let there = data_dir.is_some_and(|d| d.join(path).is_file());
-            if there && task.recipe.is_none() {
+        (Origin::File { path, from }, recipe)
+            if !data_dir.is_some_and(|d| d.join(path).is_file()) || recipe.is_none() =>
+        {
+            if recipe.is_none() && data_dir.is_some_and(|d| d.join(path).is_file()) {
                 (
                     PaperStatus::NoRecipe,
                     format!("{path} is there; its recipe is not written yet"),
@@ -430,7 +505,7 @@ fn status(
             } else {
                 (
                     PaperStatus::NeedsFile,
-                    format!("needs {path} under --data-dir, from {from}"),
+                    format!("needs {path} under --data-dir DIR, from {from}"),
                 )
             }
         }
@@ -444,14 +519,21 @@ fn status(
             PaperStatus::NoRecipe,
             "listed; its recipe is not written yet".into(),
         ),
-        (_, Some(recipe)) => match downloaded(&recipe.source) {
-            Some(_) => (
+        (_, Some(recipe)) => match (local(&recipe.source, data_dir), recipe.source.place()) {
+            (Some(_), Ok(Place::File { .. })) => (
                 PaperStatus::Downloaded,
-                format!("cached in {}", source_dir(&recipe.source).display()),
+                format!(
+                    "found at {}; `spectrum suite fetch --data-dir DIR` builds it",
+                    location(&recipe.source, data_dir)
+                ),
             ),
-            None => (
+            (Some(_), _) => (
+                PaperStatus::Downloaded,
+                format!("cached in {}", location(&recipe.source, data_dir)),
+            ),
+            (None, _) => (
                 PaperStatus::NeedsDownload,
-                format!("`spectrum suite fetch` downloads {}", recipe.source.hf),
+                format!("`spectrum suite fetch` downloads {}", recipe.source.label()),
             ),
         },
     }

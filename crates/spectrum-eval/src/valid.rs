@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use spectrum_lm::template::{self, GenerationPrompt};
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_lm::{PromptFormat, SamplingParams};
+use spectrum_suite::paper::py::strip;
 use spectrum_suite::{Rng, ValidityTask};
 
 use crate::metrics::{Yield, yield_stats};
@@ -117,12 +118,13 @@ pub fn stop_strings(eos_token: Option<&str>) -> Vec<String> {
 /// A sample's text as the reference cleans it (`format_with_stop_strings`):
 /// for each of `<pad>` and `<|endoftext|>`, remove it, strip, and cut before
 /// the first of `stops` **in list order** that occurs (not the earliest in
-/// the text); finally strip. So at most two cuts:
+/// the text); finally strip (Python's strip: U+001C..U+001F are spaces too).
+/// So at most two cuts:
 /// `"x\ny<|im_end|>z<|eot_id|>"` becomes `"x\ny"`.
 pub fn cut(text: &str, stops: &[String]) -> String {
     let mut text = text.to_string();
     for junk in ["<pad>", "<|endoftext|>"] {
-        text = text.replace(junk, "").trim().to_string();
+        text = strip(&text.replace(junk, "")).to_string();
         if let Some(at) = stops
             .iter()
             .filter(|s| !s.is_empty())
@@ -131,7 +133,7 @@ pub fn cut(text: &str, stops: &[String]) -> String {
             text.truncate(at);
         }
     }
-    text.trim().to_string()
+    strip(&text).to_string()
 }
 
 /// Samples and validates one task in every setting and temperature.
@@ -225,5 +227,7 @@ mod tests {
         // List order, not text order, and two cuts at most: the newline stays.
         assert_eq!(cut("x\ny<|im_end|>z<|eot_id|>", &stops), "x\ny");
         assert_eq!(cut("<pad>a<|endoftext|>b", &stops), "ab");
+        // Python's strip removes the information separators too.
+        assert_eq!(cut("\u{1f}red\u{1c}", &stops), "red");
     }
 }

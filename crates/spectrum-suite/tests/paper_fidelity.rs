@@ -4,9 +4,14 @@
 //! the reference's generator gave on the same rows (TASK.reference.json,
 //! recorded by scripts/record_paper_tasks.py at tsor13/spectrum 5a33588).
 //!
+//! Sources the reference reads as CSV files have TASK.csv instead, read as
+//! our CSV reader types it.
+//!
 //! Compared per task: every (input, output) text pair, the description list,
-//! `n_per`/`n_iter`. Not compared: which examples share a sequence and in what
-//! order (sampling is ours; its structure is tested in paper::engine).
+//! `n_per`, `n_iter`, `permutations_per_iter`; for a task of individuals
+//! whose sequence is all of an individual's examples, which examples share a
+//! sequence. Not compared otherwise: which examples share a sequence and in
+//! what order (sampling is ours; its structure is tested in paper::engine).
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -18,16 +23,34 @@ struct Reference {
     task: String,
     name: Vec<String>,
     n_per: i64,
-    n_iter: Option<usize>,
+    n_iter: Option<Length>,
+    permutations: usize,
     descriptions: Vec<String>,
     pairs: Vec<(Option<String>, String)>,
+    groups: Vec<Vec<(Option<String>, String)>>,
+}
+
+/// The (input, output) pairs of a sequence, sorted.
+fn pairs_of(sequence: &spectrum_suite::Sequence) -> Vec<(Option<String>, String)> {
+    use spectrum_core::Role;
+    let mut pairs = Vec::new();
+    let mut pending = None;
+    for m in &sequence.messages {
+        match m.role {
+            Role::Input => pending = Some(m.content.clone()),
+            Role::Output => pairs.push((pending.take(), m.content.clone())),
+            _ => {}
+        }
+    }
+    pairs.sort();
+    pairs
 }
 
 #[test]
 fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper");
     let catalog = paper::catalog().expect("catalog");
-    let mut compared = Vec::new();
+    let (mut compared, mut grouped) = (Vec::new(), Vec::new());
     for task in catalog.iter().filter(|t| t.recipe.is_some()) {
         let recipe = task.recipe.as_ref().expect("recipe");
         let path = fixtures.join(format!("{}.reference.json", task.name));
@@ -53,13 +76,19 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         );
         let per = recipe.per_individual.map_or(-1, |n| n as i64);
         assert_eq!(per, reference.n_per, "{}: n_per", task.name);
+        // n_iter = None is generate_many's 5000.
+        let n_iter = reference.n_iter.unwrap_or(Length::Fixed(5000));
+        assert_eq!(recipe.length, n_iter, "{}: n_iter", task.name);
         assert_eq!(
-            Some(recipe.length),
-            reference.n_iter.map(Length::Fixed),
-            "{}: n_iter",
+            recipe.permutations, reference.permutations,
+            "{}: permutations",
             task.name
         );
-        let rows = paper::table::read_parquet(&fixtures.join(format!("{}.parquet", task.name)))
+        let (extension, format) = match recipe.source.place() {
+            Ok(paper::Place::Hub { .. }) => ("parquet", paper::Format::Parquet),
+            _ => ("csv", paper::Format::Csv),
+        };
+        let rows = paper::table::read(&fixtures.join(format!("{}.{extension}", task.name)), format)
             .expect("fixture rows");
         let examples = paper::engine::examples(recipe, &rows).expect("examples");
         let ours: BTreeSet<(Option<String>, String)> =
@@ -69,7 +98,25 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
             assert_eq!(mine, want, "{}: first differing example", task.name);
         }
         assert_eq!(ours, theirs, "{}: example texts", task.name);
+        // A task of individuals whose sequence holds all of an individual's
+        // examples: the same examples share a sequence.
+        if recipe.individual.is_some() && recipe.length == Length::Fixed(5000) {
+            let sequences =
+                paper::engine::sequences(recipe, &examples, &paper::BuildConfig::default());
+            let ours: BTreeSet<_> = sequences.iter().map(pairs_of).collect();
+            let theirs: BTreeSet<_> = reference
+                .groups
+                .into_iter()
+                .map(|mut g| {
+                    g.sort();
+                    g
+                })
+                .collect();
+            assert_eq!(ours, theirs, "{}: who shares a sequence", task.name);
+            grouped.push(task.name.clone());
+        }
         compared.push(task.name.clone());
     }
-    assert!(compared.len() >= 5, "compared {compared:?}");
+    assert!(compared.len() >= 12, "compared {compared:?}");
+    assert!(!grouped.is_empty(), "no grouping compared");
 }

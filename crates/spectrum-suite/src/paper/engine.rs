@@ -79,8 +79,18 @@ pub fn examples(
         minijinja::Value::from_serialize(LETTERS.chars().map(String::from).collect::<Vec<_>>()),
     );
     env.add_filter("py", |v: minijinja::Value| -> String {
-        let json = serde_json::to_value(&v).unwrap_or(Value::Null);
-        super::py::str_of(&json)
+        super::py::str_of(&serde_json::to_value(&v).unwrap_or(Value::Null))
+    });
+    env.add_filter("json", |v: minijinja::Value| -> String {
+        super::py::json_dumps(&serde_json::to_value(&v).unwrap_or(Value::Null))
+    });
+    // Python's round(x): to the nearest integer, halves to even.
+    env.add_filter("round_even", |x: f64| -> i64 { x.round_ties_even() as i64 });
+    env.add_filter("strip", |v: minijinja::Value| -> String {
+        super::py::strip(&super::py::str_of(
+            &serde_json::to_value(&v).unwrap_or(Value::Null),
+        ))
+        .to_string()
     });
     for (name, text) in &recipe.columns {
         env.add_template_owned(name.clone(), text.clone())
@@ -89,6 +99,7 @@ pub fn examples(
                 message: format!("column {name}: {e}"),
             })?;
     }
+    let rows = reshape(recipe, rows);
     let mut out = Vec::with_capacity(rows.len());
     for (i, row) in rows.iter().enumerate() {
         let context = minijinja::Value::from_serialize(row);
@@ -117,6 +128,60 @@ pub fn examples(
         out.push(example);
     }
     Ok(out)
+}
+
+/// The recipe's `collect` and `distinct` applied to the source rows.
+fn reshape<'a>(
+    recipe: &Recipe,
+    rows: &'a [Map<String, Value>],
+) -> std::borrow::Cow<'a, [Map<String, Value>]> {
+    let key = |row: &Map<String, Value>, columns: &[String]| -> Option<Vec<String>> {
+        columns
+            .iter()
+            .map(|c| match row.get(c) {
+                None | Some(Value::Null) => None,
+                Some(v) if super::py::is_nan(v) => None,
+                Some(v) => Some(super::py::str_of(v)),
+            })
+            .collect()
+    };
+    let mut rows = std::borrow::Cow::Borrowed(rows);
+    if let Some(collect) = &recipe.collect {
+        let mut groups: std::collections::BTreeMap<Vec<String>, Map<String, Value>> =
+            Default::default();
+        for row in rows.iter() {
+            let Some(k) = key(row, &collect.by) else {
+                continue;
+            };
+            let group = groups.entry(k).or_insert_with(|| {
+                let mut g: Map<String, Value> = collect
+                    .by
+                    .iter()
+                    .map(|c| (c.clone(), row[c].clone()))
+                    .collect();
+                for l in &collect.lists {
+                    g.insert(l.clone(), Value::Array(Vec::new()));
+                }
+                g
+            });
+            for l in &collect.lists {
+                if let Some(Value::Array(values)) = group.get_mut(l) {
+                    values.push(row.get(l).cloned().unwrap_or(Value::Null));
+                }
+            }
+        }
+        rows = std::borrow::Cow::Owned(groups.into_values().collect());
+    }
+    if !recipe.distinct.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        let kept: Vec<Map<String, Value>> = rows
+            .iter()
+            .filter(|row| seen.insert(key(row, &recipe.distinct)))
+            .cloned()
+            .collect();
+        rows = std::borrow::Cow::Owned(kept);
+    }
+    rows
 }
 
 /// The task's sequences, drawn from its examples.
@@ -157,7 +222,18 @@ pub fn sequences(
                 }
             }
         }
-        for chunk in chunks.into_iter().filter(|c| !c.is_empty()) {
+        let chunks: Vec<Vec<usize>> = chunks
+            .into_iter()
+            .filter(|c| !c.is_empty())
+            .flat_map(|c| {
+                let mut copies = vec![c; recipe.permutations.max(1)];
+                for copy in copies.iter_mut().skip(1) {
+                    rng.shuffle(copy);
+                }
+                copies
+            })
+            .collect();
+        for chunk in chunks {
             let mut messages = Vec::with_capacity(chunk.len() * 2 + 1);
             if rng.bernoulli(config.description_prob) {
                 let text = match &description {
@@ -365,6 +441,93 @@ answer_letter = "{{ letters[answer] }}"
         inputs.sort();
         inputs.dedup();
         assert_eq!(inputs.len(), 10, "no example twice");
+    }
+
+    #[test]
+    fn permutations_repeat_each_sequence_in_new_orders() {
+        let r = recipe(&QA.replace("length = 3", "length = 3\npermutations = 4"));
+        let ex = examples(&r, &rows(9)).expect("examples");
+        let seqs = sequences(&r, &ex, &BuildConfig::default());
+        assert_eq!(seqs.len(), 12, "3 sequences, 4 orders each");
+        let inputs = |s: &Sequence| -> Vec<String> {
+            s.messages
+                .iter()
+                .filter(|m| m.role == Role::Input)
+                .map(|m| m.content.clone())
+                .collect()
+        };
+        let mut orders = std::collections::HashSet::new();
+        for copies in seqs.chunks(4) {
+            let mut first = inputs(&copies[0]);
+            first.sort();
+            for c in copies {
+                let mut these = inputs(c);
+                orders.insert(these.clone());
+                these.sort();
+                assert_eq!(these, first, "the same examples in every copy");
+            }
+        }
+        assert!(orders.len() > 3, "new orders, not only copies");
+    }
+
+    #[test]
+    fn collect_and_distinct_reshape_rows_as_pandas_does() {
+        let text = r#"
+task = "c"
+split = "held_out"
+given = ["k"]
+generated = ["vs"]
+length = 5
+[source]
+hf = "x/c"
+split = "train"
+columns = ["k", "v"]
+[collect]
+by = ["k"]
+lists = ["v"]
+[columns]
+vs = "{{ v | json }}"
+"#;
+        let table: Vec<Map<String, Value>> = [
+            json!({"k": "b", "v": 1}),
+            json!({"k": "a", "v": "é"}),
+            json!({"k": null, "v": 3}),
+            json!({"k": "b", "v": null}),
+        ]
+        .iter()
+        .map(|v| v.as_object().cloned().expect("object"))
+        .collect();
+        let ex = examples(&recipe(text), &table).expect("examples");
+        let texts: Vec<_> = ex.iter().map(|e| recipe(text).texts(e)).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (Some("a".into()), "[\"\\u00e9\"]".into()),
+                (Some("b".into()), "[1, null]".into())
+            ],
+            "sorted groups, the missing key dropped"
+        );
+        let distinct = r#"
+task = "d"
+split = "held_out"
+generated = ["v"]
+length = 5
+distinct = ["k"]
+[source]
+hf = "x/c"
+split = "train"
+columns = ["k", "v"]
+"#;
+        let ex = examples(&recipe(distinct), &table).expect("examples");
+        let firsts: Vec<String> = ex
+            .iter()
+            .map(|e| super::super::py::str_of(&e["v"]))
+            .collect();
+        assert_eq!(
+            firsts,
+            ["1", "é", "3"],
+            "the first row of each key, in order"
+        );
     }
 
     #[test]

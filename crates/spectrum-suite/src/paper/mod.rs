@@ -16,7 +16,7 @@ pub mod valid;
 use serde::Deserialize;
 
 pub use engine::{BuildConfig, RecipeError};
-pub use recipe::{Recipe, Source};
+pub use recipe::{Format, Place, Recipe, Source};
 
 /// Which of the paper's evaluation suites a task belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
@@ -113,12 +113,40 @@ const RECIPES: &[(&str, &str)] = &[
         include_str!("../../recipes/held_out/arc.toml"),
     ),
     (
+        "held_out/chemistry_esol.toml",
+        include_str!("../../recipes/held_out/chemistry_esol.toml"),
+    ),
+    (
+        "held_out/chemistry_oxidative.toml",
+        include_str!("../../recipes/held_out/chemistry_oxidative.toml"),
+    ),
+    (
+        "held_out/drop.toml",
+        include_str!("../../recipes/held_out/drop.toml"),
+    ),
+    (
         "held_out/hellaswag.toml",
         include_str!("../../recipes/held_out/hellaswag.toml"),
     ),
     (
         "held_out/mmlu.toml",
         include_str!("../../recipes/held_out/mmlu.toml"),
+    ),
+    (
+        "held_out/novacomet_hypothesis.toml",
+        include_str!("../../recipes/held_out/novacomet_hypothesis.toml"),
+    ),
+    (
+        "held_out/novacomet_premise.toml",
+        include_str!("../../recipes/held_out/novacomet_premise.toml"),
+    ),
+    (
+        "held_out/numbergame_individual.toml",
+        include_str!("../../recipes/held_out/numbergame_individual.toml"),
+    ),
+    (
+        "held_out/numbergame_perc.toml",
+        include_str!("../../recipes/held_out/numbergame_perc.toml"),
     ),
     (
         "held_out/truthful_qa.toml",
@@ -143,7 +171,9 @@ pub fn recipe(file: &str) -> Result<Recipe, RecipeError> {
         .iter()
         .find(|(name, _)| *name == file)
         .ok_or_else(|| invalid("paper.toml", format!("no recipe file {file}")))?;
-    toml::from_str(text).map_err(|e| invalid(file, e))
+    let recipe: Recipe = toml::from_str(text).map_err(|e| invalid(file, e))?;
+    recipe.source.place().map_err(|e| invalid(file, e))?;
+    Ok(recipe)
 }
 
 /// Every task of the paper's three evaluation suites, in the catalog's order
@@ -167,10 +197,27 @@ pub fn catalog() -> Result<Vec<PaperTask>, RecipeError> {
             _ => return Err(at("exactly one of hf, url, file, synthetic")),
         };
         let recipe = t.recipe.as_deref().map(recipe).transpose()?;
-        if let Some(r) = &recipe
-            && r.task != t.name
-        {
-            return Err(at(&format!("its recipe builds {}", r.task)));
+        if let Some(r) = &recipe {
+            if r.task != t.name {
+                return Err(at(&format!("its recipe builds {}", r.task)));
+            }
+            let agrees = match (r.source.place(), &origin) {
+                (
+                    Ok(Place::Hub { repo, .. }),
+                    Origin::Hub {
+                        repo: listed,
+                        gated,
+                    },
+                ) => repo == listed && r.source.gated == *gated,
+                (Ok(Place::Url(url)), Origin::Url(listed)) => url == listed,
+                (Ok(Place::File { path, from }), Origin::File { path: p, from: f }) => {
+                    path == p && from == f
+                }
+                _ => false,
+            };
+            if !agrees {
+                return Err(at("its recipe's [source] differs from paper.toml's"));
+            }
         }
         tasks.push(PaperTask {
             name: t.name,

@@ -5,10 +5,21 @@
 
 use serde_json::Value;
 
+/// pandas' NaN, the missing cell of a CSV file (JSON has no NaN): a text no
+/// table holds. [`str_of`], [`repr`] and [`json_dumps`] write it as Python
+/// writes `float("nan")`.
+pub const NAN: &str = "\u{0}NaN";
+
+pub fn is_nan(value: &Value) -> bool {
+    value.as_str() == Some(NAN)
+}
+
 /// Python's `str(x)` for a value read from a table (a missing value is
-/// `None`, as pandas holds it in a text column).
+/// `None`, as pandas holds it in a text column of a Parquet file, or NaN,
+/// as it reads a missing cell of a CSV file: [`NAN`]).
 pub fn str_of(value: &Value) -> String {
     match value {
+        v if is_nan(v) => "nan".into(),
         Value::Null => "None".into(),
         Value::Bool(b) => if *b { "True" } else { "False" }.into(),
         Value::Number(n) => match n.as_i64().or_else(|| n.as_u64().map(|u| u as i64)) {
@@ -21,9 +32,22 @@ pub fn str_of(value: &Value) -> String {
     }
 }
 
+/// Python's `str.isspace()` for one character: Unicode's white space and the
+/// four information separators U+001C..U+001F, which Python counts and Rust's
+/// `char::is_whitespace` does not.
+pub fn is_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `s.strip()`.
+pub fn strip(s: &str) -> &str {
+    s.trim_matches(is_space)
+}
+
 /// Python's `repr(x)`: strings quoted the way Python quotes them.
 pub fn repr(value: &Value) -> String {
     match value {
+        v if is_nan(v) => "nan".into(),
         Value::String(s) => string_repr(s),
         Value::Array(items) => {
             let inner: Vec<String> = items.iter().map(repr).collect();
@@ -126,6 +150,7 @@ pub fn json_dumps(value: &Value) -> String {
 
 fn dump(value: &Value, out: &mut String) {
     match value {
+        v if is_nan(v) => out.push_str("NaN"),
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => {
@@ -194,6 +219,17 @@ fn dump_str(s: &str, out: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn strip_is_pythons() {
+        // Python: " \x1c\xa0a b\u2003\n".strip() == "a b"
+        assert_eq!(strip(" \u{1c}\u{a0}a b\u{2003}\n"), "a b");
+        assert_eq!(
+            strip("\u{200b}x"),
+            "\u{200b}x",
+            "a zero-width space is not a space"
+        );
+    }
 
     #[test]
     fn floats_print_as_python_prints_them() {

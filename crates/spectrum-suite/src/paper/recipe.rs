@@ -9,16 +9,28 @@ use serde_json::{Map, Value};
 
 use crate::Split;
 
-/// Where a task's rows come from.
+/// Where a task's rows come from: exactly one of `hf`, `url` or `file`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     /// A Hugging Face dataset (`owner/name`), read as the hub's Parquet
     /// conversion of `config`/`split`.
-    pub hf: String,
+    #[serde(default)]
+    pub hf: Option<String>,
     #[serde(default = "default_config")]
     pub config: String,
-    pub split: String,
+    #[serde(default)]
+    pub split: Option<String>,
+    /// A public file (`.csv` or `.parquet`), as the reference's
+    /// `data/download.sh` fetches it.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A file that must be got by hand, read from `--data-dir DIR/<file>`;
+    /// `from` says where.
+    #[serde(default)]
+    pub file: Option<String>,
+    #[serde(default)]
+    pub from: Option<String>,
     /// The columns the recipe reads: a source without one of them is refused
     /// with the column named (the dataset changed its schema).
     pub columns: Vec<String>,
@@ -31,10 +43,96 @@ fn default_config() -> String {
     "default".into()
 }
 
+/// A source's place, checked: what [`Source`] says, as one choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place<'a> {
+    Hub {
+        repo: &'a str,
+        config: &'a str,
+        split: &'a str,
+    },
+    Url(&'a str),
+    File {
+        path: &'a str,
+        from: &'a str,
+    },
+}
+
+/// How a downloaded or given file is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Csv,
+}
+
+impl Format {
+    /// By the file's extension.
+    pub fn of(name: &str) -> Option<Format> {
+        let lower = name.to_ascii_lowercase();
+        if lower.ends_with(".parquet") {
+            Some(Format::Parquet)
+        } else if lower.ends_with(".csv") {
+            Some(Format::Csv)
+        } else {
+            None
+        }
+    }
+}
+
 impl Source {
-    /// The dataset's page, where its card and terms are.
+    /// Where the rows are, or what is wrong with the recipe's `[source]`.
+    pub fn place(&self) -> Result<Place<'_>, String> {
+        let file_format = |name: &str| {
+            Format::of(name)
+                .map(|_| ())
+                .ok_or_else(|| format!("{name}: only .csv and .parquet files are read"))
+        };
+        match (&self.hf, &self.url, &self.file) {
+            (Some(repo), None, None) => Ok(Place::Hub {
+                repo,
+                config: &self.config,
+                split: self.split.as_deref().ok_or("a hub source needs `split`")?,
+            }),
+            (None, Some(url), None) => {
+                file_format(url)?;
+                Ok(Place::Url(url))
+            }
+            (None, None, Some(path)) => {
+                file_format(path)?;
+                Ok(Place::File {
+                    path,
+                    from: self
+                        .from
+                        .as_deref()
+                        .ok_or("a file source needs `from`: where a user gets it")?,
+                })
+            }
+            _ => Err("[source] needs exactly one of hf, url, file".into()),
+        }
+    }
+
+    /// The page that names the source's terms, or the file itself.
     pub fn page(&self) -> String {
-        format!("https://huggingface.co/datasets/{}", self.hf)
+        match self.place() {
+            Ok(Place::Hub { repo, .. }) => format!("https://huggingface.co/datasets/{repo}"),
+            Ok(Place::Url(url)) => url.to_string(),
+            Ok(Place::File { from, .. }) => from.to_string(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// One line naming the source, e.g. `cais/mmlu all/test`.
+    pub fn label(&self) -> String {
+        match self.place() {
+            Ok(Place::Hub {
+                repo,
+                config,
+                split,
+            }) => format!("{repo} {config}/{split}"),
+            Ok(Place::Url(url)) => url.to_string(),
+            Ok(Place::File { path, .. }) => path.to_string(),
+            Err(e) => e,
+        }
     }
 }
 
@@ -80,6 +178,15 @@ pub struct Recipe {
     pub individual: Option<Individual>,
     #[serde(default)]
     pub group_by: Vec<String>,
+    /// Rows grouped on `by` become one row, each of `lists` the list of its
+    /// group's values (the reference's `groupby(by)[lists].apply(list)`:
+    /// groups sorted by key, rows with a missing key dropped).
+    #[serde(default)]
+    pub collect: Option<Collect>,
+    /// Only the first row of each distinct value of these columns is kept
+    /// (the reference's `unique()`).
+    #[serde(default)]
+    pub distinct: Vec<String>,
     /// Columns every example gets: a MiniJinja template over the source row
     /// (whose columns are the template's variables), rendered to text.
     #[serde(default)]
@@ -98,6 +205,22 @@ pub struct Recipe {
     pub per_individual: Option<usize>,
     /// Examples per sequence (`n_iter`).
     pub length: Length,
+    /// Each sequence's examples appear this many times, in a new order each
+    /// (`permutations_per_iter`).
+    #[serde(default = "one")]
+    pub permutations: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// See [`Recipe::collect`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collect {
+    pub by: Vec<String>,
+    pub lists: Vec<String>,
 }
 
 impl Recipe {

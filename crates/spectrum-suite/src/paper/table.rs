@@ -5,12 +5,25 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
+use super::recipe::Format;
+
 /// A table that cannot be read, with the file named.
 #[derive(Debug, thiserror::Error)]
-#[error("{path}: not a readable Parquet file: {message}; delete it so that it is downloaded again")]
+#[error(
+    "{path}: not a readable {format} file: {message}; delete it so that it is downloaded again"
+)]
 pub struct TableError {
     pub path: String,
+    pub format: &'static str,
     pub message: String,
+}
+
+/// Every row of the table at `path`.
+pub fn read(path: &Path, format: Format) -> Result<Vec<Map<String, Value>>, TableError> {
+    match format {
+        Format::Parquet => read_parquet(path),
+        Format::Csv => read_csv(path),
+    }
 }
 
 /// Every row of the Parquet file at `path`.
@@ -18,6 +31,7 @@ pub fn read_parquet(path: &Path) -> Result<Vec<Map<String, Value>>, TableError> 
     use parquet::file::reader::{FileReader, SerializedFileReader};
     let error = |message: String| TableError {
         path: path.display().to_string(),
+        format: "Parquet",
         message,
     };
     let file = std::fs::File::open(path).map_err(|e| error(e.to_string()))?;
@@ -33,4 +47,130 @@ pub fn read_parquet(path: &Path) -> Result<Vec<Map<String, Value>>, TableError> 
         }
     }
     Ok(rows)
+}
+
+/// The cells pandas' `read_csv` reads as missing (its default `na_values`).
+const MISSING: &[&str] = &[
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// Every row of the CSV file at `path` (a header line, then records), each
+/// column typed as pandas' `read_csv` types it: integers when every cell is
+/// one, floats when every cell is a number (a missing cell in a number
+/// column makes it float), booleans when every cell is True or False, text
+/// otherwise. A missing cell is NaN ([`super::py::NAN`]), as in pandas.
+pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, TableError> {
+    let error = |message: String| TableError {
+        path: path.display().to_string(),
+        format: "CSV",
+        message,
+    };
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(false)
+        .from_path(path)
+        .map_err(|e| error(e.to_string()))?;
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| error(e.to_string()))?
+        .iter()
+        .map(String::from)
+        .collect();
+    let mut records: Vec<csv::StringRecord> = Vec::new();
+    for record in reader.records() {
+        records.push(record.map_err(|e| error(e.to_string()))?);
+    }
+    let columns: Vec<Vec<Value>> = (0..header.len())
+        .map(|c| typed(records.iter().map(|r| r.get(c).unwrap_or(""))))
+        .collect();
+    Ok((0..records.len())
+        .map(|i| {
+            header
+                .iter()
+                .zip(&columns)
+                .map(|(name, column)| (name.clone(), column[i].clone()))
+                .collect()
+        })
+        .collect())
+}
+
+/// One CSV column's cells, typed together.
+fn typed<'a>(cells: impl Iterator<Item = &'a str> + Clone) -> Vec<Value> {
+    let present = || cells.clone().filter(|c| !MISSING.contains(c));
+    let any_missing = cells.clone().any(|c| MISSING.contains(&c));
+    let int = |c: &str| c.trim().parse::<i64>().ok();
+    let float = |c: &str| {
+        let t = c.trim();
+        match t.to_ascii_lowercase().as_str() {
+            "inf" | "+inf" | "infinity" | "+infinity" => Some(f64::INFINITY),
+            "-inf" | "-infinity" => Some(f64::NEG_INFINITY),
+            _ => t.parse::<f64>().ok().filter(|x| x.is_finite()),
+        }
+    };
+    let nan = || Value::String(super::py::NAN.into());
+    let missing_or = |c: &str, v: Value| if MISSING.contains(&c) { nan() } else { v };
+    if present().count() > 0 && !any_missing && present().all(|c| int(c).is_some()) {
+        return cells
+            .map(|c| Value::from(int(c).unwrap_or_default()))
+            .collect();
+    }
+    if present().count() > 0 && present().all(|c| float(c).is_some()) {
+        return cells
+            .map(|c| missing_or(c, float(c).map_or_else(nan, Value::from)))
+            .collect();
+    }
+    let boolean = |c: &str| match c {
+        "True" | "TRUE" | "true" => Some(true),
+        "False" | "FALSE" | "false" => Some(false),
+        _ => None,
+    };
+    if present().count() > 0 && !any_missing && present().all(|c| boolean(c).is_some()) {
+        return cells
+            .map(|c| Value::Bool(boolean(c).unwrap_or_default()))
+            .collect();
+    }
+    cells
+        .map(|c| missing_or(c, Value::String(c.to_string())))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_columns_are_typed_as_pandas_types_them() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("t.csv");
+        std::fs::write(
+            &path,
+            "n,x,gap,flag,text,\"quoted, with comma\"\n\
+             1,-2.18,3,True,hello,\"a \"\"b\"\"\"\n\
+             2,1e-05,,False,NA,\"line\nbreak\"\n",
+        )
+        .expect("write");
+        let rows = read_csv(&path).expect("reads");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["n"], Value::from(1));
+        assert_eq!(rows[0]["x"], Value::from(-2.18));
+        assert_eq!(rows[1]["x"], Value::from(1e-5));
+        // An int column with a missing cell is float, the cell NaN.
+        let str_of = |v: &Value| super::super::py::str_of(v);
+        assert_eq!(str_of(&rows[0]["gap"]), "3.0");
+        assert_eq!(str_of(&rows[1]["gap"]), "nan");
+        assert_eq!(rows[1]["flag"], Value::Bool(false));
+        assert_eq!(str_of(&rows[1]["text"]), "nan");
+        assert_eq!(super::super::py::json_dumps(&rows[1]["text"]), "NaN");
+        assert_eq!(rows[0]["quoted, with comma"], Value::from("a \"b\""));
+        assert_eq!(rows[1]["quoted, with comma"], Value::from("line\nbreak"));
+    }
+
+    #[test]
+    fn a_ragged_csv_names_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("bad.csv");
+        std::fs::write(&path, "a,b\n1,2\n3\n").expect("write");
+        let e = read_csv(&path).expect_err("ragged").to_string();
+        assert!(e.contains("bad.csv") && e.contains("CSV"), "{e}");
+    }
 }
