@@ -184,8 +184,69 @@ NUMBERGAME = ("data/numbergame/numbergame_data.csv", "\n".join([
 CSV_FIXTURES["numbergame_perc"] = NUMBERGAME
 CSV_FIXTURES["numbergame_individual"] = NUMBERGAME
 
+# The Habermas Machine's files (Google Cloud Storage): the position-statement
+# ratings, and the round survey that holds each worker's opinion. Awkward
+# rows: a MOCK rating before a real one of the same (worker, question), a
+# repeated (worker, question), a missing rating, a rating outside the seven
+# levels, two ratings in one cell, no worker, no opinion, a worker's opinion
+# given twice.
+def _rating(worker, qid, agreement, statement="We should act."):
+    return {"index": 0, "question.text": f"Question {qid}?", "question.affirming_statement": statement,
+            "question.negating_statement": "We should not act.", "question.id": qid,
+            "question.topic": "politics", "ratings.agreement": agreement, "worker_id": worker}
+
+
+HABERMAS_RATINGS = (
+    pa.schema([("index", pa.int64()), ("question.text", pa.string()),
+               ("question.affirming_statement", pa.string()), ("question.negating_statement", pa.string()),
+               ("question.id", pa.string()), ("question.topic", pa.string()),
+               ("ratings.agreement", pa.list_(pa.string())), ("worker_id", pa.string())]),
+    [
+        _rating("w1", "q1", ["AGREE"]),
+        _rating("w1", "q2", ["STRONGLY_DISAGREE"], "  Padded statement, ünïcödé — 😀  "),
+        _rating("w1", "q1", ["NEUTRAL"]),
+        _rating("w2", "q1", ["MOCK"]),
+        _rating("w2", "q1", ["SOMEWHAT_AGREE"]),
+        _rating("w3", "q2", None),
+        _rating("w4", "q1", ["WEIRD"]),
+        _rating(None, "q1", ["AGREE"]),
+        _rating("w5", "q3", ["AGREE"]),
+        _rating("w6", "q2", ["AGREE", "NEUTRAL"]),
+        _rating("w7", "q1", ["SOMEWHAT_DISAGREE"], 'Say "no"\nto it.'),
+        _rating("w7", "q2", ["DISAGREE"]),
+        _rating("w8", "q2", ["STRONGLY_AGREE"]),
+    ],
+)
+HABERMAS_SURVEY = (
+    pa.schema([("worker_id", pa.string()), ("question.id", pa.string()), ("opinion.text", pa.string()),
+               ("round", pa.int64())]),
+    [
+        {"worker_id": "w1", "question.id": "q1", "opinion.text": "I agree, mostly.", "round": 1},
+        {"worker_id": "w1", "question.id": "q2", "opinion.text": "No.", "round": 1},
+        {"worker_id": "w2", "question.id": "q1", "opinion.text": "First opinion.", "round": 1},
+        {"worker_id": "w2", "question.id": "q1", "opinion.text": "Second opinion.", "round": 2},
+        {"worker_id": "w3", "question.id": "q2", "opinion.text": "x", "round": 1},
+        {"worker_id": "w4", "question.id": "q1", "opinion.text": "y", "round": 1},
+        {"worker_id": "w6", "question.id": "q2", "opinion.text": "z", "round": 1},
+        {"worker_id": "w7", "question.id": "q1", "opinion.text": "Ünïcödé opinion 😀", "round": 1},
+        {"worker_id": "w7", "question.id": "q2", "opinion.text": "  spaced  ", "round": 1},
+        {"worker_id": "w8", "question.id": "q2", "opinion.text": None, "round": 1},
+        {"worker_id": "w9", "question.id": "q9", "opinion.text": "unmatched", "round": 1},
+    ],
+)
+# Tasks that read Parquet files from the reference's data/ folder: the main
+# file (our TASK.parquet) and the joined ones (our joins/NAME).
+PARQUET_FILES = {
+    task: ("data/habermas_data/hm_all_position_statement_ratings.parquet", HABERMAS_RATINGS,
+           {"data/habermas_data/hm_all_round_survey_responses.parquet": HABERMAS_SURVEY})
+    for task in ["habermas_question", "habermas_individual", "habermas_individual_categorical"]
+}
+
 # The reference's generator of each task, and the call the paper makes.
 GENERATORS = {
+    "habermas_question": ("habermas", "generate_habermas_question_data"),
+    "habermas_individual": ("habermas", "generate_habermas_individual_data"),
+    "habermas_individual_categorical": ("habermas", "generate_habermas_individual_categorical_data"),
     "novacomet_hypothesis": ("novacomet", "generate_novacomet_hypothesis_data"),
     "novacomet_premise": ("novacomet", "generate_novacomet_premise_data"),
     "drop": ("drop", "generate_drop"),
@@ -257,6 +318,7 @@ def record(task, module_name, function, current):
             "n_per": n_per,
             "n_iter": length,
             "permutations": kwargs.get("permutations_per_iter", 1),
+            "max_inds": kwargs.get("max_inds"),
         }
         # Small n_per keeps recording fast; the texts do not depend on it.
         return original_many(self, seed, n_per=min(n_per, 20) if n_per > 0 else n_per, n_iter=n_iter, **kwargs)
@@ -287,6 +349,7 @@ def record(task, module_name, function, current):
         "n_per": seen["generate_many"]["n_per"],
         "n_iter": seen["generate_many"]["n_iter"],
         "permutations": seen["generate_many"]["permutations"],
+        "max_inds": seen["generate_many"]["max_inds"],
         "descriptions": seen["descriptions"],
         "pairs": sorted([list(p) for p in pairs], key=lambda p: (p[0] or "", p[1])),
         "groups": sorted([[list(p) for p in g] for g in groups], key=json.dumps),
@@ -310,13 +373,27 @@ def main():
         result = record(task, module_name, function, current)
         (OUT / f"{task}.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         print(f"{task}: {len(rows)} rows, {len(result['pairs'])} pairs, name {result['name']}")
-    # CSV sources: the file where the reference's code opens it, in a
-    # working directory of its own.
-    for task, (path, text) in CSV_FIXTURES.items():
-        (OUT / f"{task}.csv").write_text(text, encoding="utf-8")
-        work = Path(tempfile.mkdtemp(prefix="spectrum-csv-"))
-        (work / path).parent.mkdir(parents=True)
-        (work / path).write_text(text, encoding="utf-8")
+    # Files the reference opens from its data/ folder: each where its code
+    # looks, in a working directory of its own.
+    files = {task: (f"{task}.csv", {path: text.encode()}) for task, (path, text) in CSV_FIXTURES.items()}
+    for task, (path, (schema, rows), joins) in PARQUET_FILES.items():
+        tables = {path: (schema, rows), **joins}
+        written = {}
+        for p, (sch, rs) in tables.items():
+            sink = pa.BufferOutputStream()
+            pq.write_table(pa.Table.from_pylist(rs, schema=sch), sink)
+            written[p] = sink.getvalue().to_pybytes()
+        (OUT / "joins").mkdir(exist_ok=True)
+        for p in joins:
+            (OUT / "joins" / Path(p).name).write_bytes(written[p])
+        files[task] = (f"{task}.parquet", {path: written[path], **{p: written[p] for p in joins}})
+    for task, (ours, sources) in files.items():
+        main = next(iter(sources.values()))
+        (OUT / ours).write_bytes(main)
+        work = Path(tempfile.mkdtemp(prefix="spectrum-files-"))
+        for path, data in sources.items():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_bytes(data)
         here = os.getcwd()
         os.chdir(work)
         try:

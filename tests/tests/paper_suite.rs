@@ -27,6 +27,8 @@ fn fixture(task: &str) -> Vec<u8> {
 const BO_ICL: &str =
     "https://raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data";
 
+const HABERMAS: &str = "https://storage.googleapis.com/habermas_machine/datasets";
+
 /// The held-out sources the recipes read, served as the hub and the files'
 /// hosts would.
 fn hub() -> FakeHub {
@@ -45,6 +47,14 @@ fn hub() -> FakeHub {
     hub.public_file(
         &format!("{BO_ICL}/train_data_num_feats.csv"),
         fixture_file("chemistry_oxidative.csv"),
+    );
+    hub.public_file(
+        &format!("{HABERMAS}/hm_all_position_statement_ratings.parquet"),
+        fixture("habermas_individual"),
+    );
+    hub.public_file(
+        &format!("{HABERMAS}/hm_all_round_survey_responses.parquet"),
+        fixture_file("joins/hm_all_round_survey_responses.parquet"),
     );
     hub.dataset("cais/mmlu", "all", "test", fixture("mmlu"));
     hub.dataset("allenai/ai2_arc", "ARC-Challenge", "test", fixture("arc"));
@@ -190,6 +200,9 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "drop",
         "chemistry_esol",
         "chemistry_oxidative",
+        "habermas_question",
+        "habermas_individual",
+        "habermas_individual_categorical",
         "weekdays_full",
         "rng_1_10",
     ] {
@@ -197,8 +210,8 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        8,
-        "eight new files (novacomet's serves two tasks), mmlu cached"
+        10,
+        "ten new files (novacomet's serves two tasks, habermas's two three), mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")

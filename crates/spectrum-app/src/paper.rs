@@ -287,8 +287,37 @@ impl Studio {
                     }
                 }
             }
+            let mut joined = paper::engine::Joined::new();
+            let mut failed = None;
+            for join in recipe.joins() {
+                let read = self
+                    .public_file(&client, &join.url, events, cancel)
+                    .and_then(|path| {
+                        let format = Format::of(&join.url).unwrap_or(Format::Parquet);
+                        paper::table::read(&path, format).map_err(|e| DownloadError::File {
+                            path,
+                            message: e.to_string(),
+                        })
+                    });
+                match read {
+                    Ok(rows) => {
+                        joined.insert(join.url.clone(), rows);
+                    }
+                    Err(DownloadError::Cancelled) => {
+                        return Err(crate::Cancelled("the download").into());
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = failed {
+                miss(&task.name, reason, events);
+                continue;
+            }
             let rows = &tables[&key];
-            let examples = match paper::engine::examples(recipe, rows) {
+            let examples = match paper::engine::examples_joined(recipe, rows, &joined) {
                 Ok(examples) => examples,
                 Err(e) => {
                     miss(&task.name, e.to_string(), events);
@@ -420,14 +449,7 @@ impl Studio {
                 std::fs::rename(&tmp, manifest(&dir)).map_err(file_error)?;
             }
             Place::Url(url) => {
-                let dest = download::url_cache_path(url);
-                client.file(
-                    &download::source_url(url),
-                    &dest,
-                    &page,
-                    &mut |done, total| progress(url, done, total),
-                    cancel,
-                )?;
+                self.public_file(client, url, events, cancel)?;
             }
             Place::File { path, from } => {
                 return Err(DownloadError::Manual {
@@ -441,6 +463,33 @@ impl Studio {
             path: PathBuf::from(location(source, data_dir)),
             message: "downloaded, then not found".into(),
         })
+    }
+
+    /// A public file, downloaded once into `HF_HOME/spectrum/files`.
+    fn public_file(
+        &self,
+        client: &Client,
+        url: &str,
+        events: &mut dyn FnMut(&PaperEvent),
+        cancel: &AtomicBool,
+    ) -> std::result::Result<PathBuf, DownloadError> {
+        let dest = download::url_cache_path(url);
+        if !dest.is_file() {
+            client.file(
+                &download::source_url(url),
+                &dest,
+                url,
+                &mut |done, total| {
+                    events(&PaperEvent::Downloading {
+                        file: url.to_string(),
+                        done,
+                        total,
+                    })
+                },
+                cancel,
+            )?;
+        }
+        Ok(dest)
     }
 
     /// Writes the built tasks as suite files and imports them.
@@ -519,6 +568,19 @@ fn status(
             PaperStatus::NoRecipe,
             "listed; its recipe is not written yet".into(),
         ),
+        (_, Some(recipe))
+            if recipe
+                .joins()
+                .any(|j| !download::url_cache_path(&j.url).is_file()) =>
+        {
+            (
+                PaperStatus::NeedsDownload,
+                format!(
+                    "`spectrum suite fetch` downloads {} and the files it joins",
+                    recipe.source.label()
+                ),
+            )
+        }
         (_, Some(recipe)) => match (local(&recipe.source, data_dir), recipe.source.place()) {
             (Some(_), Ok(Place::File { .. })) => (
                 PaperStatus::Downloaded,

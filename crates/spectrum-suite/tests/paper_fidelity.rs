@@ -5,7 +5,7 @@
 //! recorded by scripts/record_paper_tasks.py at tsor13/spectrum 5a33588).
 //!
 //! Sources the reference reads as CSV files have TASK.csv instead, read as
-//! our CSV reader types it.
+//! our CSV reader types it; the files a recipe joins are joins/NAME.
 //!
 //! Compared per task: every (input, output) text pair, the description list,
 //! `n_per`, `n_iter`, `permutations_per_iter`; for a task of individuals
@@ -25,6 +25,7 @@ struct Reference {
     n_per: i64,
     n_iter: Option<Length>,
     permutations: usize,
+    max_inds: Option<usize>,
     descriptions: Vec<String>,
     pairs: Vec<(Option<String>, String)>,
     groups: Vec<Vec<(Option<String>, String)>>,
@@ -85,12 +86,32 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
             task.name
         );
         let (extension, format) = match recipe.source.place() {
-            Ok(paper::Place::Hub { .. }) => ("parquet", paper::Format::Parquet),
-            _ => ("csv", paper::Format::Csv),
+            Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. })
+                if paper::Format::of(name) == Some(paper::Format::Csv) =>
+            {
+                ("csv", paper::Format::Csv)
+            }
+            _ => ("parquet", paper::Format::Parquet),
         };
         let rows = paper::table::read(&fixtures.join(format!("{}.{extension}", task.name)), format)
             .expect("fixture rows");
-        let examples = paper::engine::examples(recipe, &rows).expect("examples");
+        let mut joined = paper::engine::Joined::new();
+        for join in recipe.joins() {
+            let name = join.url.rsplit('/').next().expect("a file name");
+            let format = paper::Format::of(name).expect("a known format");
+            let path = fixtures.join("joins").join(name);
+            joined.insert(
+                join.url.clone(),
+                paper::table::read(&path, format).expect("joined rows"),
+            );
+        }
+        let examples = paper::engine::examples_joined(recipe, &rows, &joined).expect("examples");
+        assert_eq!(
+            recipe.individual.as_ref().and_then(|i| i.max),
+            reference.max_inds,
+            "{}: max_inds",
+            task.name
+        );
         let ours: BTreeSet<(Option<String>, String)> =
             examples.iter().map(|e| recipe.texts(e)).collect();
         let theirs: BTreeSet<(Option<String>, String)> = reference.pairs.into_iter().collect();
@@ -98,15 +119,36 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
             assert_eq!(mine, want, "{}: first differing example", task.name);
         }
         assert_eq!(ours, theirs, "{}: example texts", task.name);
-        // A task of individuals whose sequence holds all of an individual's
-        // examples: the same examples share a sequence.
+        // A task of individuals: every sequence of the reference's is one
+        // individual's, here too; and when a sequence holds all of an
+        // individual's examples, the same examples share a sequence.
+        if let Some(individual) = &recipe.individual {
+            let mut theirs_by_individual: std::collections::BTreeMap<String, BTreeSet<_>> =
+                Default::default();
+            for e in &examples {
+                theirs_by_individual
+                    .entry(paper::py::str_of(&e[&individual.id_column]))
+                    .or_default()
+                    .insert(recipe.texts(e));
+            }
+            for group in &reference.groups {
+                assert!(
+                    theirs_by_individual
+                        .values()
+                        .any(|pairs| group.iter().all(|p| pairs.contains(p))),
+                    "{}: a reference sequence spans individuals here: {group:?}",
+                    task.name
+                );
+            }
+        }
         if recipe.individual.is_some() && recipe.length == Length::Fixed(5000) {
             let sequences =
                 paper::engine::sequences(recipe, &examples, &paper::BuildConfig::default());
             let ours: BTreeSet<_> = sequences.iter().map(pairs_of).collect();
             let theirs: BTreeSet<_> = reference
                 .groups
-                .into_iter()
+                .iter()
+                .cloned()
                 .map(|mut g| {
                     g.sort();
                     g
@@ -117,6 +159,6 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         }
         compared.push(task.name.clone());
     }
-    assert!(compared.len() >= 12, "compared {compared:?}");
+    assert!(compared.len() >= 15, "compared {compared:?}");
     assert!(!grouped.is_empty(), "no grouping compared");
 }

@@ -7,7 +7,7 @@ use minijinja::Environment;
 use serde_json::{Map, Value};
 use spectrum_core::{Message, Rng, Role};
 
-use super::recipe::{Individual, Length, Recipe};
+use super::recipe::{Individual, Length, Recipe, Step};
 use crate::Sequence;
 
 /// What went wrong with a recipe or a row it read.
@@ -55,11 +55,23 @@ impl Default for BuildConfig {
 
 const LETTERS: &str = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 
+/// The tables a recipe's joins read, by URL.
+pub type Joined = std::collections::BTreeMap<String, Vec<Map<String, Value>>>;
+
 /// The examples of `rows`: each row with the recipe's derived columns added.
 /// Every column the recipe reads must be in the first row's schema.
 pub fn examples(
     recipe: &Recipe,
     rows: &[Map<String, Value>],
+) -> Result<Vec<Map<String, Value>>, RecipeError> {
+    examples_joined(recipe, rows, &Joined::new())
+}
+
+/// [`examples`] for a recipe with joins: `joined` holds each joined file's rows.
+pub fn examples_joined(
+    recipe: &Recipe,
+    rows: &[Map<String, Value>],
+    joined: &Joined,
 ) -> Result<Vec<Map<String, Value>>, RecipeError> {
     if let Some(first) = rows.first() {
         for column in &recipe.source.columns {
@@ -72,38 +84,23 @@ pub fn examples(
             }
         }
     }
-    let mut env = Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_global(
-        "letters",
-        minijinja::Value::from_serialize(LETTERS.chars().map(String::from).collect::<Vec<_>>()),
-    );
-    env.add_filter("py", |v: minijinja::Value| -> String {
-        super::py::str_of(&serde_json::to_value(&v).unwrap_or(Value::Null))
-    });
-    env.add_filter("json", |v: minijinja::Value| -> String {
-        super::py::json_dumps(&serde_json::to_value(&v).unwrap_or(Value::Null))
-    });
-    // Python's round(x): to the nearest integer, halves to even.
-    env.add_filter("round_even", |x: f64| -> i64 { x.round_ties_even() as i64 });
-    env.add_filter("strip", |v: minijinja::Value| -> String {
-        super::py::strip(&super::py::str_of(
-            &serde_json::to_value(&v).unwrap_or(Value::Null),
-        ))
-        .to_string()
-    });
+    let invalid = |message: String| RecipeError::Invalid {
+        file: format!("{}.toml", recipe.task),
+        message,
+    };
+    let mut env = environment();
     for (name, text) in &recipe.columns {
         env.add_template_owned(name.clone(), text.clone())
-            .map_err(|e| RecipeError::Invalid {
-                file: format!("{}.toml", recipe.task),
-                message: format!("column {name}: {e}"),
-            })?;
+            .map_err(|e| invalid(format!("column {name}: {e}")))?;
     }
-    let rows = reshape(recipe, rows);
+    let mut rows = rows.to_vec();
+    for step in &recipe.steps {
+        rows = apply(recipe, step, rows, joined, &env)?;
+    }
     let mut out = Vec::with_capacity(rows.len());
-    for (i, row) in rows.iter().enumerate() {
-        let context = minijinja::Value::from_serialize(row);
-        let mut example = row.clone();
+    for (i, row) in rows.into_iter().enumerate() {
+        let context = context(&row);
+        let mut example = row;
         for name in recipe.columns.keys() {
             let rendered = env
                 .get_template(name)
@@ -130,58 +127,172 @@ pub fn examples(
     Ok(out)
 }
 
-/// The recipe's `collect` and `distinct` applied to the source rows.
-fn reshape<'a>(
+/// The templates' and expressions' environment: strict about undefined
+/// names, with `letters`, Python's ways of writing values (`py`, `json`,
+/// `strip`, `round_even`) and the `missing` test (None or NaN).
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.add_global(
+        "letters",
+        minijinja::Value::from_serialize(LETTERS.chars().map(String::from).collect::<Vec<_>>()),
+    );
+    let json = |v: &minijinja::Value| serde_json::to_value(v).unwrap_or(Value::Null);
+    env.add_filter("py", move |v: minijinja::Value| {
+        super::py::str_of(&json(&v))
+    });
+    env.add_filter("json", move |v: minijinja::Value| {
+        super::py::json_dumps(&json(&v))
+    });
+    // Python's round(x): to the nearest integer, halves to even.
+    env.add_filter("round_even", |x: f64| -> i64 { x.round_ties_even() as i64 });
+    env.add_filter("strip", move |v: minijinja::Value| {
+        super::py::strip(&super::py::str_of(&json(&v))).to_string()
+    });
+    env.add_test("missing", |v: minijinja::Value| {
+        v.is_undefined() || v.is_none() || v.as_str() == Some(super::py::NAN)
+    });
+    env
+}
+
+/// A row as templates see it: its columns, and `row` for dotted names.
+fn context(row: &Map<String, Value>) -> minijinja::Value {
+    let mut context = row.clone();
+    context.insert("row".into(), Value::Object(row.clone()));
+    minijinja::Value::from_serialize(&context)
+}
+
+fn is_missing(value: Option<&Value>) -> bool {
+    matches!(value, None | Some(Value::Null)) || value.is_some_and(super::py::is_nan)
+}
+
+/// The values of `columns` in `row` as text, or `None` when one is missing.
+fn key(row: &Map<String, Value>, columns: &[String]) -> Option<Vec<String>> {
+    columns
+        .iter()
+        .map(|c| (!is_missing(row.get(c))).then(|| super::py::str_of(&row[c])))
+        .collect()
+}
+
+/// One step of the recipe's table pipeline.
+fn apply(
     recipe: &Recipe,
-    rows: &'a [Map<String, Value>],
-) -> std::borrow::Cow<'a, [Map<String, Value>]> {
-    let key = |row: &Map<String, Value>, columns: &[String]| -> Option<Vec<String>> {
-        columns
-            .iter()
-            .map(|c| match row.get(c) {
-                None | Some(Value::Null) => None,
-                Some(v) if super::py::is_nan(v) => None,
-                Some(v) => Some(super::py::str_of(v)),
-            })
-            .collect()
-    };
-    let mut rows = std::borrow::Cow::Borrowed(rows);
-    if let Some(collect) = &recipe.collect {
-        let mut groups: std::collections::BTreeMap<Vec<String>, Map<String, Value>> =
-            Default::default();
-        for row in rows.iter() {
-            let Some(k) = key(row, &collect.by) else {
-                continue;
-            };
-            let group = groups.entry(k).or_insert_with(|| {
-                let mut g: Map<String, Value> = collect
-                    .by
-                    .iter()
-                    .map(|c| (c.clone(), row[c].clone()))
-                    .collect();
-                for l in &collect.lists {
-                    g.insert(l.clone(), Value::Array(Vec::new()));
-                }
-                g
-            });
-            for l in &collect.lists {
-                if let Some(Value::Array(values)) = group.get_mut(l) {
-                    values.push(row.get(l).cloned().unwrap_or(Value::Null));
+    step: &Step,
+    rows: Vec<Map<String, Value>>,
+    joined: &Joined,
+    env: &Environment,
+) -> Result<Vec<Map<String, Value>>, RecipeError> {
+    Ok(match step {
+        Step::Join(join) => {
+            let right = joined.get(&join.url).ok_or_else(|| RecipeError::Invalid {
+                file: format!("{}.toml", recipe.task),
+                message: format!("the joined file {} was not read", join.url),
+            })?;
+            if let Some(first) = right.first() {
+                for column in join.on.iter().chain(&join.columns) {
+                    if !first.contains_key(column) {
+                        return Err(RecipeError::MissingColumn {
+                            task: recipe.task.clone(),
+                            column: column.clone(),
+                            present: first.keys().cloned().collect::<Vec<_>>().join(", "),
+                        });
+                    }
                 }
             }
+            let mut index: std::collections::HashMap<Vec<String>, Vec<usize>> = Default::default();
+            for (i, r) in right.iter().enumerate() {
+                if let Some(k) = key(r, &join.on) {
+                    index.entry(k).or_default().push(i);
+                }
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                match key(&row, &join.on).and_then(|k| index.get(&k)) {
+                    Some(matches) => {
+                        for &m in matches {
+                            let mut merged = row.clone();
+                            for c in &join.columns {
+                                merged.insert(c.clone(), right[m][c].clone());
+                            }
+                            out.push(merged);
+                        }
+                    }
+                    None => {
+                        let mut merged = row;
+                        for c in &join.columns {
+                            merged.insert(c.clone(), Value::String(super::py::NAN.into()));
+                        }
+                        out.push(merged);
+                    }
+                }
+            }
+            out
         }
-        rows = std::borrow::Cow::Owned(groups.into_values().collect());
-    }
-    if !recipe.distinct.is_empty() {
-        let mut seen = std::collections::HashSet::new();
-        let kept: Vec<Map<String, Value>> = rows
-            .iter()
-            .filter(|row| seen.insert(key(row, &recipe.distinct)))
-            .cloned()
-            .collect();
-        rows = std::borrow::Cow::Owned(kept);
-    }
-    rows
+        Step::Keep(expression) => {
+            let compiled =
+                env.compile_expression(expression)
+                    .map_err(|e| RecipeError::Invalid {
+                        file: format!("{}.toml", recipe.task),
+                        message: format!("keep {expression:?}: {e}"),
+                    })?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (i, row) in rows.into_iter().enumerate() {
+                let keep = compiled.eval(context(&row)).map_err(|e| RecipeError::Row {
+                    task: recipe.task.clone(),
+                    row: i + 1,
+                    column: format!("keep {expression:?}"),
+                    message: e.to_string(),
+                })?;
+                if keep.is_true() {
+                    out.push(row);
+                }
+            }
+            out
+        }
+        Step::DropMissing(columns) => rows
+            .into_iter()
+            .filter(|row| columns.iter().all(|c| !is_missing(row.get(c))))
+            .collect(),
+        Step::Distinct(columns) => {
+            // Missing values are equal to each other here, as in pandas.
+            let mut seen = std::collections::HashSet::new();
+            rows.into_iter()
+                .filter(|row| {
+                    let k: Vec<Option<String>> = columns
+                        .iter()
+                        .map(|c| key(row, std::slice::from_ref(c)).map(|mut k| k.remove(0)))
+                        .collect();
+                    seen.insert(k)
+                })
+                .collect()
+        }
+        Step::Collect(collect) => {
+            let mut groups: std::collections::BTreeMap<Vec<String>, Map<String, Value>> =
+                Default::default();
+            for row in &rows {
+                let Some(k) = key(row, &collect.by) else {
+                    continue;
+                };
+                let group = groups.entry(k).or_insert_with(|| {
+                    let mut g: Map<String, Value> = collect
+                        .by
+                        .iter()
+                        .map(|c| (c.clone(), row[c].clone()))
+                        .collect();
+                    for l in &collect.lists {
+                        g.insert(l.clone(), Value::Array(Vec::new()));
+                    }
+                    g
+                });
+                for l in &collect.lists {
+                    if let Some(Value::Array(values)) = group.get_mut(l) {
+                        values.push(row.get(l).cloned().unwrap_or(Value::Null));
+                    }
+                }
+            }
+            groups.into_values().collect()
+        }
+    })
 }
 
 /// The task's sequences, drawn from its examples.
@@ -193,7 +304,14 @@ pub fn sequences(
     let mut rng = Rng::derive(config.seed, &recipe.task);
     let descriptions = recipe.descriptions();
     let mut out = Vec::new();
-    for (individual, members, description) in individuals(recipe, examples) {
+    let mut individuals = individuals(recipe, examples);
+    if let Some(max) = recipe.individual.as_ref().and_then(|i| i.max)
+        && individuals.len() > max
+    {
+        rng.shuffle(&mut individuals);
+        individuals.truncate(max);
+    }
+    for (individual, members, description) in individuals {
         let draw = |rng: &mut Rng| -> Vec<usize> {
             if recipe.group_by.is_empty() {
                 let mut order = members.clone();
@@ -281,6 +399,7 @@ fn individuals(
         Some(Individual {
             id_column,
             description_column,
+            ..
         }) => {
             let mut order: Vec<String> = Vec::new();
             let mut members: std::collections::HashMap<String, Vec<usize>> = Default::default();
@@ -482,9 +601,8 @@ length = 5
 hf = "x/c"
 split = "train"
 columns = ["k", "v"]
-[collect]
-by = ["k"]
-lists = ["v"]
+[[steps]]
+collect = { by = ["k"], lists = ["v"] }
 [columns]
 vs = "{{ v | json }}"
 "#;
@@ -512,11 +630,12 @@ task = "d"
 split = "held_out"
 generated = ["v"]
 length = 5
-distinct = ["k"]
 [source]
 hf = "x/c"
 split = "train"
 columns = ["k", "v"]
+[[steps]]
+distinct = ["k"]
 "#;
         let ex = examples(&recipe(distinct), &table).expect("examples");
         let firsts: Vec<String> = ex

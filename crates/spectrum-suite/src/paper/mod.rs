@@ -125,6 +125,18 @@ const RECIPES: &[(&str, &str)] = &[
         include_str!("../../recipes/held_out/drop.toml"),
     ),
     (
+        "held_out/habermas_individual.toml",
+        include_str!("../../recipes/held_out/habermas_individual.toml"),
+    ),
+    (
+        "held_out/habermas_individual_categorical.toml",
+        include_str!("../../recipes/held_out/habermas_individual_categorical.toml"),
+    ),
+    (
+        "held_out/habermas_question.toml",
+        include_str!("../../recipes/held_out/habermas_question.toml"),
+    ),
+    (
         "held_out/hellaswag.toml",
         include_str!("../../recipes/held_out/hellaswag.toml"),
     ),

@@ -157,6 +157,9 @@ pub struct Individual {
     /// The individual's description, used as the sequence's.
     #[serde(default)]
     pub description_column: Option<String>,
+    /// At most this many individuals, drawn at random (`max_inds`).
+    #[serde(default)]
+    pub max: Option<usize>,
 }
 
 /// One task of the paper's suite.
@@ -178,15 +181,9 @@ pub struct Recipe {
     pub individual: Option<Individual>,
     #[serde(default)]
     pub group_by: Vec<String>,
-    /// Rows grouped on `by` become one row, each of `lists` the list of its
-    /// group's values (the reference's `groupby(by)[lists].apply(list)`:
-    /// groups sorted by key, rows with a missing key dropped).
+    /// What is done to the source table, in order, before the templates.
     #[serde(default)]
-    pub collect: Option<Collect>,
-    /// Only the first row of each distinct value of these columns is kept
-    /// (the reference's `unique()`).
-    #[serde(default)]
-    pub distinct: Vec<String>,
+    pub steps: Vec<Step>,
     /// Columns every example gets: a MiniJinja template over the source row
     /// (whose columns are the template's variables), rendered to text.
     #[serde(default)]
@@ -215,7 +212,39 @@ fn one() -> usize {
     1
 }
 
-/// See [`Recipe::collect`].
+/// One step of a recipe's table pipeline, written `[[steps]]` and one key.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Step {
+    /// pandas' `merge(how="left")`: each row gets `columns` of every row of
+    /// the public file `url` equal on `on` (one row per match, in the file's
+    /// order); a row without a match gets NaN.
+    Join(Join),
+    /// Only the rows where this MiniJinja expression is true (the row's
+    /// columns are its variables, and `row["a.b"]` reaches a dotted name;
+    /// `x is missing` is true for None and NaN).
+    Keep(String),
+    /// pandas' `dropna(subset=...)`: rows missing any of these columns go.
+    DropMissing(Vec<String>),
+    /// Only the first row of each distinct value of these columns is kept
+    /// (`unique()`, `drop_duplicates(subset=...)`).
+    Distinct(Vec<String>),
+    /// Rows grouped on `by` become one row, each of `lists` the list of its
+    /// group's values (`groupby(by)[lists].apply(list)`: groups sorted by
+    /// key, rows with a missing key dropped).
+    Collect(Collect),
+}
+
+/// See [`Step::Join`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Join {
+    pub url: String,
+    pub on: Vec<String>,
+    pub columns: Vec<String>,
+}
+
+/// See [`Step::Collect`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Collect {
@@ -236,6 +265,14 @@ impl Recipe {
             format!("Given: {given}. Generate: {generated}."),
             format!("Inputs: {given}. Outputs: {generated}."),
         ]
+    }
+
+    /// The public files the recipe's joins read.
+    pub fn joins(&self) -> impl Iterator<Item = &Join> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Join(j) => Some(j),
+            _ => None,
+        })
     }
 
     /// Every column an example must have once derived.
