@@ -149,6 +149,33 @@ FIXTURES["drop"] = (
     ],
 )
 
+# GlobalOQA's CSV in the hub's repository (the reference reads it with
+# pd.read_csv("hf://..."); the hub's Parquet conversion has the same columns).
+# Probabilities that numpy's rounding makes awkward (0.29 -> 28, 0.125 -> 12),
+# an int probability, fewer probabilities than options, an option with a
+# quote, a unicode country, a selection without a dict.
+FIXTURES["globaloqa"] = (
+    pa.schema([("question", pa.string()), ("selections", pa.string()),
+               ("options", pa.string()), ("source", pa.string())]),
+    [
+        {"question": "When it comes to Germany’s decision-making in the EU, does it have...",
+         "selections": "defaultdict(<class 'list'>, {'Belgium': [0.21, 0.07, 0.69, 0.03], "
+                       "'Italy': [0.6138613861386139, 0.0297029702970297, 0.3465346534653465, 0.009900990099009901]})",
+         "options": "['Has too much influence', 'Has too little influence', 'Has about the right amount', 'DK/Refused']",
+         "source": "GAS"},
+        {"question": "Do you approve?",
+         "selections": "defaultdict(<class 'list'>, {'Belgium': [0.29, 0.125, 0.585], 'Côte d’Ivoire': [1, 0, 0.0]})",
+         "options": "[\"Don't know\", 'Yes', 'No']",
+         "source": "GAS"},
+        {"question": "  Fewer numbers than options?  ",
+         "selections": "defaultdict(<class 'list'>, {'Italy': [0.5, 0.5]})",
+         "options": "['a', 'b', 'c']",
+         "source": "WVS"},
+        {"question": "No selections", "selections": "defaultdict(<class 'list'>, )",
+         "options": "['a']", "source": "WVS"},
+    ],
+)
+
 # Sources the reference reads as CSV files from its data/ folder:
 # (path under the reference's working directory, the file's text).
 CSV_FIXTURES = {
@@ -244,6 +271,7 @@ PARQUET_FILES = {
 
 # The reference's generator of each task, and the call the paper makes.
 GENERATORS = {
+    "globaloqa": ("globaloqa", "generate_globaloqa_data"),
     "habermas_question": ("habermas", "generate_habermas_question_data"),
     "habermas_individual": ("habermas", "generate_habermas_individual_data"),
     "habermas_individual_categorical": ("habermas", "generate_habermas_individual_categorical_data"),
@@ -295,6 +323,15 @@ def stub_heavy_imports(current):
     datasets = types.ModuleType("datasets")
     datasets.load_dataset = lambda *args, **kwargs: FakeDataset(current["table"])
     sys.modules["datasets"] = datasets
+    # A hub file read by path (globaloqa): the current fixture table.
+    read_csv = pd.read_csv
+
+    def hub_csv(path, *args, **kwargs):
+        if str(path).startswith("hf://"):
+            return current["table"].to_pandas()
+        return read_csv(path, *args, **kwargs)
+
+    pd.read_csv = hub_csv
 
 
 def record(task, module_name, function, current):

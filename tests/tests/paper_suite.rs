@@ -40,6 +40,12 @@ fn hub() -> FakeHub {
         fixture("novacomet_hypothesis"),
     );
     hub.dataset("ucinlp/drop", "default", "validation", fixture("drop"));
+    hub.dataset(
+        "Anthropic/llm_global_opinions",
+        "default",
+        "train",
+        fixture("globaloqa"),
+    );
     hub.public_file(
         &format!("{BO_ICL}/esol_iupac.csv"),
         fixture_file("chemistry_esol.csv"),
@@ -200,6 +206,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "drop",
         "chemistry_esol",
         "chemistry_oxidative",
+        "globaloqa",
         "habermas_question",
         "habermas_individual",
         "habermas_individual_categorical",
@@ -210,8 +217,8 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        10,
-        "ten new files (novacomet's serves two tasks, habermas's two three), mmlu cached"
+        11,
+        "eleven new files (novacomet's serves two tasks, habermas's two three), mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")

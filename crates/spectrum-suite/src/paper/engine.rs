@@ -149,6 +149,37 @@ fn environment() -> Environment<'static> {
     env.add_filter("strip", move |v: minijinja::Value| {
         super::py::strip(&super::py::str_of(&json(&v))).to_string()
     });
+    // ast.literal_eval of a text cell.
+    env.add_filter(
+        "literal",
+        |text: String| -> Result<minijinja::Value, minijinja::Error> {
+            super::py::literal_eval(&text)
+                .map(|v| minijinja::Value::from_serialize(&v))
+                .map_err(|e| {
+                    minijinja::Error::new(
+                        minijinja::ErrorKind::InvalidOperation,
+                        format!("not a Python literal: {e}"),
+                    )
+                })
+        },
+    );
+    // re.search(pattern, text).group(), or none.
+    env.add_filter(
+        "regex_search",
+        |text: String, pattern: String| -> Result<minijinja::Value, minijinja::Error> {
+            let re = regex::Regex::new(&pattern).map_err(|e| {
+                minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+            })?;
+            Ok(re.find(&text).map_or(minijinja::Value::from(()), |m| {
+                minijinja::Value::from(m.as_str())
+            }))
+        },
+    );
+    // numpy's round(x, n) for n >= 0: rint(x * 10^n) / 10^n, halves to even.
+    env.add_filter("np_round", |x: f64, digits: i32| -> f64 {
+        let scale = 10f64.powi(digits);
+        (x * scale).round_ties_even() / scale
+    });
     env.add_test("missing", |v: minijinja::Value| {
         v.is_undefined() || v.is_none() || v.as_str() == Some(super::py::NAN)
     });
@@ -245,6 +276,60 @@ fn apply(
                 })?;
                 if keep.is_true() {
                     out.push(row);
+                }
+            }
+            out
+        }
+        Step::Derive(columns) => {
+            let mut compiled = Vec::with_capacity(columns.len());
+            for (name, expression) in columns {
+                let e = env
+                    .compile_expression(expression)
+                    .map_err(|e| RecipeError::Invalid {
+                        file: format!("{}.toml", recipe.task),
+                        message: format!("derive {name}: {e}"),
+                    })?;
+                compiled.push((name, e));
+            }
+            let mut out = Vec::with_capacity(rows.len());
+            for (i, mut row) in rows.into_iter().enumerate() {
+                let ctx = context(&row);
+                for (name, e) in &compiled {
+                    let value = e.eval(&ctx).map_err(|e| RecipeError::Row {
+                        task: recipe.task.clone(),
+                        row: i + 1,
+                        column: name.to_string(),
+                        message: e.to_string(),
+                    })?;
+                    row.insert(
+                        name.to_string(),
+                        serde_json::to_value(&value).unwrap_or(Value::Null),
+                    );
+                }
+                out.push(row);
+            }
+            out
+        }
+        Step::Explode(explode) => {
+            let mut out = Vec::with_capacity(rows.len());
+            for mut row in rows {
+                let items: Vec<(Value, Value)> = match row.remove(&explode.column) {
+                    Some(Value::Object(map)) => map
+                        .into_iter()
+                        .map(|(k, v)| (Value::String(k), v))
+                        .collect(),
+                    Some(Value::Array(list)) => list
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, v)| (Value::from(i), v))
+                        .collect(),
+                    _ => Vec::new(),
+                };
+                for (k, v) in items {
+                    let mut one = row.clone();
+                    one.insert(explode.key.clone(), k);
+                    one.insert(explode.value.clone(), v);
+                    out.push(one);
                 }
             }
             out

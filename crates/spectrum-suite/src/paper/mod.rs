@@ -125,6 +125,10 @@ const RECIPES: &[(&str, &str)] = &[
         include_str!("../../recipes/held_out/drop.toml"),
     ),
     (
+        "held_out/globaloqa.toml",
+        include_str!("../../recipes/held_out/globaloqa.toml"),
+    ),
+    (
         "held_out/habermas_individual.toml",
         include_str!("../../recipes/held_out/habermas_individual.toml"),
     ),

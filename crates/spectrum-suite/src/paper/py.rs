@@ -215,10 +215,198 @@ fn dump_str(s: &str, out: &mut String) {
     out.push('"');
 }
 
+/// Python's `ast.literal_eval` for the literals tables hold as text: dicts,
+/// lists, tuples (as lists), strings (either quote, with escapes), ints,
+/// floats, `True`, `False`, `None`. Dicts keep their order; keys become text.
+pub fn literal_eval(text: &str) -> Result<Value, String> {
+    let mut p = Literal {
+        chars: text.chars().collect(),
+        at: 0,
+    };
+    let value = p.value()?;
+    p.space();
+    if p.at < p.chars.len() {
+        return Err(format!(
+            "unexpected {:?} at character {}",
+            p.chars[p.at],
+            p.at + 1
+        ));
+    }
+    Ok(value)
+}
+
+struct Literal {
+    chars: Vec<char>,
+    at: usize,
+}
+
+impl Literal {
+    fn space(&mut self) {
+        while self.chars.get(self.at).is_some_and(|c| c.is_whitespace()) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<char> {
+        self.space();
+        self.chars.get(self.at).copied()
+    }
+
+    fn expect(&mut self, c: char) -> Result<(), String> {
+        match self.peek() {
+            Some(got) if got == c => {
+                self.at += 1;
+                Ok(())
+            }
+            got => Err(format!(
+                "expected {c:?} at character {}, found {got:?}",
+                self.at + 1
+            )),
+        }
+    }
+
+    /// Items up to `close`, separated by commas (a trailing one allowed).
+    fn items<T>(
+        &mut self,
+        close: char,
+        mut item: impl FnMut(&mut Self) -> Result<T, String>,
+    ) -> Result<Vec<T>, String> {
+        let mut out = Vec::new();
+        loop {
+            if self.peek() == Some(close) {
+                self.at += 1;
+                return Ok(out);
+            }
+            out.push(item(self)?);
+            match self.peek() {
+                Some(',') => self.at += 1,
+                Some(c) if c == close => {}
+                got => return Err(format!("expected ',' or {close:?}, found {got:?}")),
+            }
+        }
+    }
+
+    fn value(&mut self) -> Result<Value, String> {
+        match self.peek() {
+            Some('{') => {
+                self.at += 1;
+                let pairs = self.items('}', |p| {
+                    let key = p.value()?;
+                    p.expect(':')?;
+                    Ok((str_of(&key), p.value()?))
+                })?;
+                Ok(Value::Object(pairs.into_iter().collect()))
+            }
+            Some('[') => {
+                self.at += 1;
+                Ok(Value::Array(self.items(']', Self::value)?))
+            }
+            Some('(') => {
+                self.at += 1;
+                Ok(Value::Array(self.items(')', Self::value)?))
+            }
+            Some(q @ ('\'' | '"')) => {
+                self.at += 1;
+                self.string(q).map(Value::String)
+            }
+            Some(_) => self.word(),
+            None => Err("unexpected end".into()),
+        }
+    }
+
+    fn string(&mut self, quote: char) -> Result<String, String> {
+        let mut out = String::new();
+        loop {
+            let c = *self.chars.get(self.at).ok_or("unterminated string")?;
+            self.at += 1;
+            match c {
+                c if c == quote => return Ok(out),
+                '\\' => {
+                    let e = *self.chars.get(self.at).ok_or("unterminated string")?;
+                    self.at += 1;
+                    match e {
+                        'n' => out.push('\n'),
+                        't' => out.push('\t'),
+                        'r' => out.push('\r'),
+                        '0' => out.push('\0'),
+                        '\\' | '\'' | '"' => out.push(e),
+                        '\n' => {}
+                        'x' | 'u' | 'U' => {
+                            let n = match e {
+                                'x' => 2,
+                                'u' => 4,
+                                _ => 8,
+                            };
+                            let hex: String = self.chars.iter().skip(self.at).take(n).collect();
+                            self.at += n;
+                            let code = u32::from_str_radix(&hex, 16)
+                                .map_err(|_| format!("bad escape \\{e}{hex}"))?;
+                            out.push(char::from_u32(code).ok_or("bad code point")?);
+                        }
+                        other => {
+                            out.push('\\');
+                            out.push(other);
+                        }
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+    }
+
+    /// A number or a name.
+    fn word(&mut self) -> Result<Value, String> {
+        let start = self.at;
+        while self
+            .chars
+            .get(self.at)
+            .is_some_and(|c| c.is_alphanumeric() || "+-._".contains(*c))
+        {
+            self.at += 1;
+        }
+        let word: String = self.chars[start..self.at].iter().collect();
+        match word.as_str() {
+            "True" => Ok(Value::Bool(true)),
+            "False" => Ok(Value::Bool(false)),
+            "None" => Ok(Value::Null),
+            w => {
+                let plain = w.replace('_', "");
+                if let Ok(i) = plain.parse::<i64>() {
+                    Ok(Value::from(i))
+                } else if let Ok(f) = plain.parse::<f64>()
+                    && f.is_finite()
+                {
+                    Ok(Value::from(f))
+                } else {
+                    Err(format!("not a literal: {w:?}"))
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn literal_eval_reads_pythons_literals() {
+        let v = literal_eval(
+            "{'Belgium': [0.21, 0.07, 1, -2e-3], \"It's\": ('a', \"b\\n\", None, True), 'x': {}}",
+        )
+        .expect("parses");
+        assert_eq!(
+            v,
+            json!({"Belgium": [0.21, 0.07, 1, -0.002], "It's": ["a", "b\n", null, true], "x": {}})
+        );
+        assert_eq!(
+            literal_eval("['caf\\xe9', '\\u00fc', 'tr, ail',]").expect("parses"),
+            json!(["café", "ü", "tr, ail"])
+        );
+        assert!(literal_eval("[1, 2").is_err());
+        assert!(literal_eval("os.system('x')").is_err());
+    }
 
     #[test]
     fn strip_is_pythons() {

@@ -173,7 +173,9 @@ pub struct Recipe {
     /// The reference's name (`default_data_map` key), so figures line up with the paper's.
     pub task: String,
     pub split: Split,
-    /// The name the reference's generator gives its rows (`arc_arc_challenge_test`).
+    /// The name the reference's generator gives its rows (`arc_arc_challenge_test`);
+    /// `{individual}` stands for the individual's id where it names each
+    /// individual's rows apart (`globaloqa_{individual}`).
     #[serde(default)]
     pub reference_name: Option<String>,
     pub source: Source,
@@ -220,6 +222,12 @@ pub enum Step {
     /// the public file `url` equal on `on` (one row per match, in the file's
     /// order); a row without a match gets NaN.
     Join(Join),
+    /// New or replaced columns, each the value of a MiniJinja expression
+    /// over the row (a value, not text: `options | literal` is a list).
+    Derive(BTreeMap<String, String>),
+    /// Each row becomes one row per item of the dict (or list) in `column`:
+    /// the item's key (or index) in `key`, its value in `value`.
+    Explode(Explode),
     /// Only the rows where this MiniJinja expression is true (the row's
     /// columns are its variables, and `row["a.b"]` reaches a dotted name;
     /// `x is missing` is true for None and NaN).
@@ -233,6 +241,15 @@ pub enum Step {
     /// group's values (`groupby(by)[lists].apply(list)`: groups sorted by
     /// key, rows with a missing key dropped).
     Collect(Collect),
+}
+
+/// See [`Step::Explode`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Explode {
+    pub column: String,
+    pub key: String,
+    pub value: String,
 }
 
 /// See [`Step::Join`].
