@@ -19,6 +19,11 @@ generator (tsor13/spectrum at the pinned commit) on exactly those rows, its
   task of individuals whose sequence holds all of one individual's examples,
   the grouping by individual).
 
+For the distributional tasks (recipes/distributional/) it runs the reference's
+loader (distributional_alignment/distributional_tasks/) on the fixture file and
+records TASK.distribution.json: the output name and every item's description,
+input, options and probabilities.
+
 The Rust test (crates/spectrum-suite/tests/paper_fidelity.rs) builds the same
 rows with our recipes and compares. Run from the repository root:
 
@@ -269,6 +274,25 @@ PARQUET_FILES = {
     for task in ["habermas_question", "habermas_individual", "habermas_individual_categorical"]
 }
 
+# The distributional number game needs groups of nine answers or more: two
+# such groups, a set with an empty member, a group of eight (left out),
+# ratings outside 0/1 and missing ones.
+def _numbergame_rows():
+    rows = ["id,set,target,rating"]
+    for i, r in enumerate([1, 1, 0, 1, 1, 1, 0, 1, 1, 1]):
+        rows.append(f"{i},16_8_2_64,4,{r}")
+    for i, r in enumerate([0, 0, 0, 1, 0, 0, 0, 0, 1]):
+        rows.append(f"{i},60_ 80_,90,{r}")
+    for i in range(8):
+        rows.append(f"{i},3_5,7,1")
+    rows += ["1,16_8_2_64,4,2", "2,16_8_2_64,4,", ",16_8_2_64,4,1"]
+    return "\n".join(rows) + "\n"
+
+
+DIST_CSV = {"numbergame": ("data/numbergame/numbergame_data.csv", _numbergame_rows())}
+# The distributional loader of each task.
+DIST_LOADERS = {"numbergame": ("numbergame", "load_numbergame_dataset")}
+
 # The reference's generator of each task, and the call the paper makes.
 GENERATORS = {
     "globaloqa": ("globaloqa", "generate_globaloqa_data"),
@@ -440,6 +464,40 @@ def main():
             os.chdir(here)
         (OUT / f"{task}.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         print(f"{task}: {len(result['pairs'])} pairs, name {result['name']}")
+    record_distributions()
+
+
+def record_distribution(task, module_name, function):
+    import importlib
+
+    module = importlib.import_module(f"spectrum.distributional_alignment.distributional_tasks.{module_name}")
+    loaded = getattr(module, function)()
+    items = []
+    for _, row in loaded["df"].iterrows():
+        items.append({
+            "description": row.get("description_text", "") if isinstance(row.get("description_text", ""), str) else "",
+            "input": row["input_text"],
+            "options": [str(o) for o in row["target_outputs"]],
+            "probs": [float(p) for p in row["target_probs"]],
+        })
+    items.sort(key=lambda i: json.dumps(i, ensure_ascii=False))
+    return {"task": task, "output_name": loaded["output_name"], "items": items}
+
+
+def record_distributions():
+    for task, (path, text) in DIST_CSV.items():
+        (OUT / f"{task}.csv").write_text(text, encoding="utf-8")
+        work = Path(tempfile.mkdtemp(prefix="spectrum-dist-"))
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text(text, encoding="utf-8")
+        here = os.getcwd()
+        os.chdir(work)
+        try:
+            result = record_distribution(task, *DIST_LOADERS[task])
+        finally:
+            os.chdir(here)
+        (OUT / f"{task}.distribution.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+        print(f"{task} (distributional): {len(result['items'])} items")
 
 
 if __name__ == "__main__":

@@ -271,6 +271,30 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         2,
         "{given}"
     );
+    // The distributional number game reads the same file (groups of nine
+    // answers or more).
+    std::fs::write(
+        data.join("numbergame/numbergame_data.csv"),
+        fixture_file("numbergame.csv"),
+    )
+    .expect("write the file");
+    let dist = json(
+        &sb,
+        &hub,
+        &[
+            "suite",
+            "fetch",
+            "--tasks",
+            "numbergame",
+            "--data-dir",
+            data_arg,
+        ],
+    );
+    assert_eq!(
+        dist["built"][0],
+        serde_json::json!(["numbergame", 2]),
+        "{dist}"
+    );
     assert_eq!(all["dataset"]["name"], "spectrum-paper");
     let list = json(&sb, &hub, &["suite", "list"]);
     assert_eq!(status_of(&list, "arc"), "imported");
@@ -285,9 +309,9 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
             "--model",
             "tiny",
             "--tasks",
-            "mmlu,weekdays_full,rng_1_10",
+            "mmlu,weekdays_full,rng_1_10,numbergame",
             "--family",
-            "steer,valid",
+            "steer,valid,dist",
             "--budget",
             "4096",
             "--max-sequences",
@@ -303,6 +327,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     assert_eq!(report["steer"]["tasks"][0]["task"], "mmlu");
     let valid = report["valid"]["tasks"].as_array().expect("valid");
     assert_eq!(valid.len(), 2, "{valid:?}");
+    assert_eq!(report["dist"]["tasks"][0]["task"], "numbergame", "{report}");
 }
 
 #[test]

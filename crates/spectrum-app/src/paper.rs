@@ -317,6 +317,38 @@ impl Studio {
                 continue;
             }
             let rows = &tables[&key];
+            if recipe.distribution.is_some() {
+                let mut items = match paper::engine::distribution_items(recipe, rows, &joined) {
+                    Ok(items) => items,
+                    Err(e) => {
+                        miss(&task.name, e.to_string(), events);
+                        continue;
+                    }
+                };
+                if items.len() > config.max_sequences.unwrap_or(usize::MAX) {
+                    let mut rng = spectrum_suite::Rng::derive(config.seed, &recipe.task);
+                    rng.shuffle(&mut items);
+                    items.truncate(config.max_sequences.unwrap_or(usize::MAX));
+                }
+                for (i, item) in items.iter_mut().enumerate() {
+                    item.metadata
+                        .insert("id".into(), Value::String(format!("{}/{i:05}", item.task)));
+                }
+                events(&PaperEvent::Built {
+                    task: task.name.clone(),
+                    sequences: items.len(),
+                });
+                built.push((task.name.clone(), items.len()));
+                suite.tasks.push(TaskDef {
+                    task: recipe.task.clone(),
+                    category: format!("paper_{}", task.suite.as_str()),
+                    split: recipe.split,
+                    kind: TaskKind::Distribution,
+                    descriptions: Vec::new(),
+                });
+                suite.distribution.extend(items);
+                continue;
+            }
             let examples = match paper::engine::examples_joined(recipe, rows, &joined) {
                 Ok(examples) => examples,
                 Err(e) => {

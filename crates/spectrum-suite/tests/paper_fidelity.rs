@@ -47,12 +47,48 @@ fn pairs_of(sequence: &spectrum_suite::Sequence) -> Vec<(Option<String>, String)
     pairs
 }
 
+/// A task's fixture rows (TASK.parquet or TASK.csv, as its source is read)
+/// and the files its recipe joins (joins/NAME).
+fn fixture_rows(
+    fixtures: &Path,
+    task: &str,
+    recipe: &paper::Recipe,
+) -> (
+    Vec<serde_json::Map<String, serde_json::Value>>,
+    paper::engine::Joined,
+) {
+    let (extension, format) = match recipe.source.place() {
+        Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. })
+            if paper::Format::of(name) == Some(paper::Format::Csv) =>
+        {
+            ("csv", paper::Format::Csv)
+        }
+        _ => ("parquet", paper::Format::Parquet),
+    };
+    let rows = paper::table::read(&fixtures.join(format!("{}.{extension}", task)), format)
+        .expect("fixture rows");
+    let mut joined = paper::engine::Joined::new();
+    for join in recipe.joins() {
+        let name = join.url.rsplit('/').next().expect("a file name");
+        let format = paper::Format::of(name).expect("a known format");
+        let path = fixtures.join("joins").join(name);
+        joined.insert(
+            join.url.clone(),
+            paper::table::read(&path, format).expect("joined rows"),
+        );
+    }
+    (rows, joined)
+}
+
 #[test]
 fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper");
     let catalog = paper::catalog().expect("catalog");
     let (mut compared, mut grouped) = (Vec::new(), Vec::new());
-    for task in catalog.iter().filter(|t| t.recipe.is_some()) {
+    for task in catalog
+        .iter()
+        .filter(|t| t.recipe.as_ref().is_some_and(|r| r.distribution.is_none()))
+    {
         let recipe = task.recipe.as_ref().expect("recipe");
         let path = fixtures.join(format!("{}.reference.json", task.name));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
@@ -80,26 +116,7 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
             "{}: permutations",
             task.name
         );
-        let (extension, format) = match recipe.source.place() {
-            Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. })
-                if paper::Format::of(name) == Some(paper::Format::Csv) =>
-            {
-                ("csv", paper::Format::Csv)
-            }
-            _ => ("parquet", paper::Format::Parquet),
-        };
-        let rows = paper::table::read(&fixtures.join(format!("{}.{extension}", task.name)), format)
-            .expect("fixture rows");
-        let mut joined = paper::engine::Joined::new();
-        for join in recipe.joins() {
-            let name = join.url.rsplit('/').next().expect("a file name");
-            let format = paper::Format::of(name).expect("a known format");
-            let path = fixtures.join("joins").join(name);
-            joined.insert(
-                join.url.clone(),
-                paper::table::read(&path, format).expect("joined rows"),
-            );
-        }
+        let (rows, joined) = fixture_rows(&fixtures, &task.name, recipe);
         let examples = paper::engine::examples_joined(recipe, &rows, &joined).expect("examples");
         let names: BTreeSet<String> = match &recipe.individual {
             Some(i) if reference_name.contains("{individual}") => examples
@@ -171,4 +188,58 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
     }
     assert!(compared.len() >= 16, "compared {compared:?}");
     assert!(!grouped.is_empty(), "no grouping compared");
+}
+
+#[derive(serde::Deserialize)]
+struct ReferenceItems {
+    task: String,
+    output_name: String,
+    items: Vec<Item>,
+}
+
+#[derive(Debug, PartialEq, PartialOrd, serde::Deserialize)]
+struct Item {
+    description: String,
+    input: String,
+    options: Vec<String>,
+    probs: Vec<f64>,
+}
+
+/// Every distributional recipe against the reference's loader on the same
+/// fixture rows (TASK.distribution.json): the same prompts with the same
+/// options and the same target probabilities, exactly.
+#[test]
+fn every_distributional_recipe_gives_the_references_items() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paper");
+    let mut compared = Vec::new();
+    for task in paper::catalog().expect("catalog") {
+        let Some(recipe) = task.recipe.as_ref().filter(|r| r.distribution.is_some()) else {
+            continue;
+        };
+        let path = fixtures.join(format!("{}.distribution.json", task.name));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (scripts/record_paper_tasks.py)", path.display()));
+        let reference: ReferenceItems = serde_json::from_str(&text).expect("reference JSON");
+        assert_eq!(reference.task, task.name);
+        let (rows, joined) = fixture_rows(&fixtures, &task.name, recipe);
+        let items = paper::engine::distribution_items(recipe, &rows, &joined).expect("items");
+        let spec = recipe.distribution.as_ref().expect("distribution");
+        assert_eq!(spec.output_name, reference.output_name, "{}", task.name);
+        let mut ours: Vec<Item> = items
+            .into_iter()
+            .map(|i| Item {
+                description: i.description,
+                input: i.input,
+                options: i.options,
+                probs: i.probs,
+            })
+            .collect();
+        ours.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        let mut theirs = reference.items;
+        theirs.sort_by(|a, b| a.partial_cmp(b).expect("no NaN"));
+        assert_eq!(ours, theirs, "{}: items", task.name);
+        assert!(!ours.is_empty(), "{}: the fixture gives items", task.name);
+        compared.push(task.name.clone());
+    }
+    assert!(!compared.is_empty(), "no distributional recipe compared");
 }

@@ -73,17 +73,6 @@ pub fn examples_joined(
     rows: &[Map<String, Value>],
     joined: &Joined,
 ) -> Result<Vec<Map<String, Value>>, RecipeError> {
-    if let Some(first) = rows.first() {
-        for column in &recipe.source.columns {
-            if !first.contains_key(column) {
-                return Err(RecipeError::MissingColumn {
-                    task: recipe.task.clone(),
-                    column: column.clone(),
-                    present: first.keys().cloned().collect::<Vec<_>>().join(", "),
-                });
-            }
-        }
-    }
     let invalid = |message: String| RecipeError::Invalid {
         file: format!("{}.toml", recipe.task),
         message,
@@ -93,10 +82,7 @@ pub fn examples_joined(
         env.add_template_owned(name.clone(), text.clone())
             .map_err(|e| invalid(format!("column {name}: {e}")))?;
     }
-    let mut rows = rows.to_vec();
-    for step in &recipe.steps {
-        rows = apply(recipe, step, rows, joined, &env)?;
-    }
+    let rows = steps(recipe, rows, joined, &env)?;
     let mut out = Vec::with_capacity(rows.len());
     for (i, row) in rows.into_iter().enumerate() {
         let context = context(&row);
@@ -125,6 +111,110 @@ pub fn examples_joined(
         out.push(example);
     }
     Ok(out)
+}
+
+/// The recipe's steps, in order, over the source rows.
+fn steps(
+    recipe: &Recipe,
+    rows: &[Map<String, Value>],
+    joined: &Joined,
+    env: &Environment,
+) -> Result<Vec<Map<String, Value>>, RecipeError> {
+    if let Some(first) = rows.first() {
+        for column in &recipe.source.columns {
+            if !first.contains_key(column) {
+                return Err(RecipeError::MissingColumn {
+                    task: recipe.task.clone(),
+                    column: column.clone(),
+                    present: first.keys().cloned().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+    }
+    let mut rows = rows.to_vec();
+    for step in &recipe.steps {
+        rows = apply(recipe, step, rows, joined, env)?;
+    }
+    Ok(rows)
+}
+
+/// The prompts and targets of a distributional recipe: one per row after its
+/// steps.
+pub fn distribution_items(
+    recipe: &Recipe,
+    rows: &[Map<String, Value>],
+    joined: &Joined,
+) -> Result<Vec<crate::DistributionItem>, RecipeError> {
+    let spec = recipe
+        .distribution
+        .as_ref()
+        .ok_or_else(|| RecipeError::Invalid {
+            file: format!("{}.toml", recipe.task),
+            message: "not a distributional recipe: it has no [distribution]".into(),
+        })?;
+    let invalid = |what: &str, e: minijinja::Error| RecipeError::Invalid {
+        file: format!("{}.toml", recipe.task),
+        message: format!("distribution.{what}: {e}"),
+    };
+    let mut env = environment();
+    env.add_template_owned("description", spec.description.clone())
+        .map_err(|e| invalid("description", e))?;
+    env.add_template_owned("input", spec.input.clone())
+        .map_err(|e| invalid("input", e))?;
+    let rows = steps(recipe, rows, joined, &env)?;
+    let options = env
+        .compile_expression(&spec.options)
+        .map_err(|e| invalid("options", e))?;
+    let probs = env
+        .compile_expression(&spec.probs)
+        .map_err(|e| invalid("probs", e))?;
+    let mut items = Vec::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        let at = |column: &str, message: String| RecipeError::Row {
+            task: recipe.task.clone(),
+            row: i + 1,
+            column: format!("distribution.{column}"),
+            message,
+        };
+        let ctx = context(row);
+        let render = |name: &str| {
+            env.get_template(name)
+                .and_then(|t| t.render(&ctx))
+                .map_err(|e| at(name, e.to_string()))
+        };
+        let list = |name: &str, e: &minijinja::Expression| -> Result<Vec<Value>, RecipeError> {
+            match serde_json::to_value(e.eval(&ctx).map_err(|e| at(name, e.to_string()))?) {
+                Ok(Value::Array(values)) => Ok(values),
+                other => Err(at(name, format!("not a list: {other:?}"))),
+            }
+        };
+        let options: Vec<String> = list("options", &options)?
+            .iter()
+            .map(super::py::str_of)
+            .collect();
+        let probs = list("probs", &probs)?
+            .iter()
+            .map(|p| {
+                p.as_f64()
+                    .ok_or_else(|| at("probs", format!("{p} is not a number")))
+            })
+            .collect::<Result<Vec<f64>, _>>()?;
+        let mut metadata = Map::new();
+        metadata.insert(
+            "output_name".into(),
+            Value::String(spec.output_name.clone()),
+        );
+        items.push(crate::DistributionItem {
+            task: recipe.task.clone(),
+            description: render("description")?,
+            input: render("input")?,
+            options,
+            probs,
+            ordinal: spec.ordinal,
+            metadata,
+        });
+    }
+    Ok(items)
 }
 
 /// The templates' and expressions' environment: strict about undefined

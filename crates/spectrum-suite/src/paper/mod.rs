@@ -106,8 +106,12 @@ struct Listed {
 
 const CATALOG: &str = include_str!("../../recipes/paper.toml");
 
-/// The recipes of `recipes/held_out/`, by file name.
+/// The recipes of `recipes/held_out/` and `recipes/distributional/`, by file name.
 const RECIPES: &[(&str, &str)] = &[
+    (
+        "distributional/numbergame.toml",
+        include_str!("../../recipes/distributional/numbergame.toml"),
+    ),
     (
         "held_out/arc.toml",
         include_str!("../../recipes/held_out/arc.toml"),

@@ -193,7 +193,12 @@ pub struct Recipe {
     /// What the model is given and what it generates, by column.
     #[serde(default)]
     pub given: Vec<String>,
+    #[serde(default)]
     pub generated: Vec<String>,
+    /// A distributional task: each row (after the steps) is one prompt with
+    /// its target distribution, not an example.
+    #[serde(default)]
+    pub distribution: Option<DistributionSpec>,
     /// Descriptions a sequence may start with; none: the reference's defaults
     /// for the class.
     #[serde(default)]
@@ -202,7 +207,8 @@ pub struct Recipe {
     /// sequences of `length` (the reference's `n_per = -1`).
     #[serde(default)]
     pub per_individual: Option<usize>,
-    /// Examples per sequence (`n_iter`).
+    /// Examples per sequence (`n_iter`; absent: `generate_many`'s 5000).
+    #[serde(default = "Length::all")]
     pub length: Length,
     /// Each sequence's examples appear this many times, in a new order each
     /// (`permutations_per_iter`).
@@ -243,6 +249,27 @@ pub enum Step {
     Collect(Collect),
 }
 
+/// How a row of a distributional task becomes a prompt and its target
+/// (`description_text`, `input_text`, `target_outputs`, `target_probs` of
+/// the reference's loaders).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistributionSpec {
+    /// MiniJinja templates over the row.
+    #[serde(default)]
+    pub description: String,
+    pub input: String,
+    /// MiniJinja expressions over the row: a list of options (written as
+    /// Python's `str` writes them) and a list of probabilities.
+    pub options: String,
+    pub probs: String,
+    /// The loader's `output_name` (`Answer (Likert 1-7)`).
+    pub output_name: String,
+    /// Options in a natural order (Likert items): enables Wasserstein-1.
+    #[serde(default)]
+    pub ordinal: bool,
+}
+
 /// See [`Step::Explode`].
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -267,6 +294,13 @@ pub struct Join {
 pub struct Collect {
     pub by: Vec<String>,
     pub lists: Vec<String>,
+}
+
+impl Length {
+    /// `n_iter = None`: at most 5000 examples, all of them in practice.
+    pub fn all() -> Length {
+        Length::Fixed(5000)
+    }
 }
 
 impl Recipe {
