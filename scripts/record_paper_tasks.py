@@ -225,16 +225,24 @@ CSV_FIXTURES["numbergame_individual"] = NUMBERGAME
 def _rating(worker, qid, agreement, statement="We should act."):
     return {"index": 0, "question.text": f"Question {qid}?", "question.affirming_statement": statement,
             "question.negating_statement": "We should not act.", "question.id": qid,
-            "question.topic": "politics", "ratings.agreement": agreement, "worker_id": worker}
+            "question.topic": "politics", "ratings.agreement": agreement, "worker_id": worker,
+            # The columns the distributional loader reads too (the system test
+            # serves this file to both).
+            "metadata.provenance": "HUMAN_CITIZEN",
+            "ratings.metadata.participant_id": f"p-{worker}-{qid}-{agreement}"}
 
 
 HABERMAS_RATINGS = (
     pa.schema([("index", pa.int64()), ("question.text", pa.string()),
                ("question.affirming_statement", pa.string()), ("question.negating_statement", pa.string()),
                ("question.id", pa.string()), ("question.topic", pa.string()),
-               ("ratings.agreement", pa.list_(pa.string())), ("worker_id", pa.string())]),
+               ("ratings.agreement", pa.list_(pa.string())), ("worker_id", pa.string()),
+               ("metadata.provenance", pa.string()), ("ratings.metadata.participant_id", pa.string())]),
     [
         _rating("w1", "q1", ["AGREE"]),
+        _rating("w10", "q1", ["NEUTRAL"]),
+        _rating("w11", "q1", ["STRONGLY_AGREE"]),
+        _rating("w12", "q1", ["DISAGREE"]),
         _rating("w1", "q2", ["STRONGLY_DISAGREE"], "  Padded statement, ünïcödé — 😀  "),
         _rating("w1", "q1", ["NEUTRAL"]),
         _rating("w2", "q1", ["MOCK"]),
@@ -264,6 +272,9 @@ HABERMAS_SURVEY = (
         {"worker_id": "w7", "question.id": "q2", "opinion.text": "  spaced  ", "round": 1},
         {"worker_id": "w8", "question.id": "q2", "opinion.text": None, "round": 1},
         {"worker_id": "w9", "question.id": "q9", "opinion.text": "unmatched", "round": 1},
+        {"worker_id": "w10", "question.id": "q1", "opinion.text": "Neutral, really.", "round": 1},
+        {"worker_id": "w11", "question.id": "q1", "opinion.text": "Yes!", "round": 1},
+        {"worker_id": "w12", "question.id": "q1", "opinion.text": "No!", "round": 1},
     ],
 )
 # Tasks that read Parquet files from the reference's data/ folder: the main
@@ -289,9 +300,70 @@ def _numbergame_rows():
     return "\n".join(rows) + "\n"
 
 
-DIST_CSV = {"numbergame": ("data/numbergame/numbergame_data.csv", _numbergame_rows())}
-# The distributional loader of each task.
-DIST_LOADERS = {"numbergame": ("numbergame", "load_numbergame_dataset")}
+# The distributional Habermas task reads the ratings alone: questions with six
+# answers or more from human citizens, one answer per participant.
+def _habermas_dist_table():
+    schema = pa.schema([("question.id", pa.string()), ("question.text", pa.string()),
+                        ("question.affirming_statement", pa.string()),
+                        ("question.negating_statement", pa.string()),
+                        ("metadata.provenance", pa.string()),
+                        ("ratings.metadata.participant_id", pa.string()),
+                        ("ratings.agreement", pa.list_(pa.string())), ("worker_id", pa.string())])
+    rows = []
+
+    def add(qid, part, agreement, provenance="HUMAN_CITIZEN", worker="w", negating="Do not act."):
+        rows.append({"question.id": qid, "question.text": f"Question {qid}: ünïcödé?",
+                     "question.affirming_statement": "Act now.", "question.negating_statement": negating,
+                     "metadata.provenance": provenance, "ratings.metadata.participant_id": part,
+                     "ratings.agreement": agreement, "worker_id": worker})
+
+    levels = ["STRONGLY_AGREE", "AGREE", "SOMEWHAT_AGREE", "NEUTRAL", "SOMEWHAT_DISAGREE", "DISAGREE", "STRONGLY_DISAGREE"]
+    for i, level in enumerate(levels + ["AGREE", "NEUTRAL"]):
+        add("q1", f"p{i}", [level])
+    add("q1", "p0", ["DISAGREE"])           # the same participant again: the first answer stays
+    add("q1", "px", ["AGREE"], provenance="MOCK_AGENT")
+    add("q1", "py", ["MOCK"])
+    add("q1", "pz", ["AGREE"], worker=None)
+    add("q1", "pw", ["WEIRD"])
+    for i in range(6):
+        add("q2", f"p{i}", ["AGREE" if i % 2 else "DISAGREE"])
+    for i in range(5):                      # five answers: left out
+        add("q3", f"p{i}", ["AGREE"])
+    for i in range(6):                      # no negating statement: groupby drops it
+        add("q4", f"p{i}", ["AGREE"], negating=None)
+    return pq_bytes(pa.Table.from_pylist(rows, schema=schema))
+
+
+def pq_bytes(table):
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    return sink.getvalue().to_pybytes()
+
+
+# Rotten Tomatoes' movie_info.csv: scores with and without "%", missing ones,
+# a float score, no release date, a unicode title with a comma.
+ROTTEN = "\n".join([
+    "title,release_date,critic_score,audience_score,genre",
+    "The Godfather,1972-03-24,97%,98%,Crime",
+    "\"Amélie, or not\",,89%,,Comedy",
+    "Unrated,2001-01-01,,,Drama",
+    "Odd,2002-02-02,abc%,0%,Drama",
+    "Full,2003-03-03,100%,7%,Drama",
+]) + "\n"
+
+# Distributional tasks: the reference's loader, the files it opens (path under
+# its working directory -> bytes; the first is our fixture TASK.csv/.parquet),
+# and the table a hub read (hf://) answers with.
+DIST = {
+    "numbergame": ("numbergame", "load_numbergame_dataset",
+                   {"data/numbergame/numbergame_data.csv": _numbergame_rows().encode()}, None),
+    "habermas": ("habermas", "load_habermas_dataset",
+                 {"data/habermas_data/hm_all_position_statement_ratings.parquet": _habermas_dist_table()}, None),
+    "global_oqa": ("global_oqa", "load_globaloqa_dataset", {}, "globaloqa"),
+    "states": ("states", "load_states_dataset", {}, None),
+    "rotten_tomatoes": ("rotten_tomatoes", "load_rotten_tomatoes_dataset",
+                        {"data/rotten_tomatoes/rotten_tomatoes_data_1970_2024/movie_info.csv": ROTTEN.encode()}, None),
+}
 
 # The reference's generator of each task, and the call the paper makes.
 GENERATORS = {
@@ -464,7 +536,7 @@ def main():
             os.chdir(here)
         (OUT / f"{task}.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         print(f"{task}: {len(result['pairs'])} pairs, name {result['name']}")
-    record_distributions()
+    record_distributions(current)
 
 
 def record_distribution(task, module_name, function):
@@ -484,16 +556,21 @@ def record_distribution(task, module_name, function):
     return {"task": task, "output_name": loaded["output_name"], "items": items}
 
 
-def record_distributions():
-    for task, (path, text) in DIST_CSV.items():
-        (OUT / f"{task}.csv").write_text(text, encoding="utf-8")
+def record_distributions(current):
+    for task, (module_name, function, files, hub_table) in DIST.items():
         work = Path(tempfile.mkdtemp(prefix="spectrum-dist-"))
-        (work / path).parent.mkdir(parents=True, exist_ok=True)
-        (work / path).write_text(text, encoding="utf-8")
+        for i, (path, data) in enumerate(files.items()):
+            if i == 0:
+                (OUT / f"{task}{Path(path).suffix}").write_bytes(data)
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_bytes(data)
+        if hub_table is not None:  # the same rows as that held-out task's fixture
+            current["table"] = pq.read_table(OUT / f"{hub_table}.parquet")
+            (OUT / f"{task}.parquet").write_bytes((OUT / f"{hub_table}.parquet").read_bytes())
         here = os.getcwd()
         os.chdir(work)
         try:
-            result = record_distribution(task, *DIST_LOADERS[task])
+            result = record_distribution(task, module_name, function)
         finally:
             os.chdir(here)
         (OUT / f"{task}.distribution.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")

@@ -210,6 +210,9 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "habermas_question",
         "habermas_individual",
         "habermas_individual_categorical",
+        "habermas",
+        "global_oqa",
+        "states",
         "weekdays_full",
         "rng_1_10",
     ] {

@@ -82,7 +82,11 @@ pub enum PaperEvent {
     },
     Built {
         task: String,
+        /// Sequences (or prompts, for a distributional task) built.
         sequences: usize,
+        /// What was left out of it, and why (prompts the importer would
+        /// refuse), if anything.
+        left_out: Option<String>,
     },
     Missing {
         task: String,
@@ -144,6 +148,7 @@ fn manifest(dir: &Path) -> PathBuf {
 /// `data_dir`), each with how it is read.
 fn local(source: &Source, data_dir: Option<&Path>) -> Option<Vec<(PathBuf, Format)>> {
     match source.place().ok()? {
+        Place::Inline(_) => Some(Vec::new()),
         Place::Hub {
             repo,
             config,
@@ -180,6 +185,7 @@ fn location(source: &Source, data_dir: Option<&Path>) -> String {
             split,
         }) => hub_dir(repo, config, split).display().to_string(),
         Ok(Place::Url(url)) => download::url_cache_path(url).display().to_string(),
+        Ok(Place::Inline(_)) => "the recipe itself".into(),
         Ok(Place::File { path, .. }) => match data_dir {
             Some(d) => d.join(path).display().to_string(),
             None => format!("no --data-dir given, so DIR/{path} was not looked for"),
@@ -267,6 +273,9 @@ impl Studio {
             };
             let source = &recipe.source;
             let key = source.label();
+            if let Ok(Place::Inline(rows)) = source.place() {
+                tables.insert(key.clone(), rows.to_vec());
+            }
             if !tables.contains_key(&key) {
                 let files =
                     self.source_files(&client, source, request.data_dir.as_deref(), events, cancel);
@@ -330,6 +339,17 @@ impl Studio {
                     rng.shuffle(&mut items);
                     items.truncate(config.max_sequences.unwrap_or(usize::MAX));
                 }
+                // A prompt with more or fewer probabilities than options (the
+                // reference's loader writes such rows; its evaluation cannot
+                // score them) is left out: the importer refuses it.
+                let before = items.len();
+                items.retain(|i| i.options.len() == i.probs.len());
+                let left_out = (items.len() < before).then(|| {
+                    format!(
+                        "{} prompt(s) whose probabilities and options differ in number",
+                        before - items.len()
+                    )
+                });
                 for (i, item) in items.iter_mut().enumerate() {
                     item.metadata
                         .insert("id".into(), Value::String(format!("{}/{i:05}", item.task)));
@@ -337,6 +357,7 @@ impl Studio {
                 events(&PaperEvent::Built {
                     task: task.name.clone(),
                     sequences: items.len(),
+                    left_out,
                 });
                 built.push((task.name.clone(), items.len()));
                 suite.tasks.push(TaskDef {
@@ -360,6 +381,7 @@ impl Studio {
             events(&PaperEvent::Built {
                 task: task.name.clone(),
                 sequences: sequences.len(),
+                left_out: None,
             });
             built.push((task.name.clone(), sequences.len()));
             suite.tasks.push(TaskDef {
@@ -483,6 +505,7 @@ impl Studio {
             Place::Url(url) => {
                 self.public_file(client, url, events, cancel)?;
             }
+            Place::Inline(_) => {}
             Place::File { path, from } => {
                 return Err(DownloadError::Manual {
                     path: path.to_string(),
@@ -599,6 +622,10 @@ fn status(
         (_, None) => (
             PaperStatus::NoRecipe,
             "listed; its recipe is not written yet".into(),
+        ),
+        (Origin::Synthetic, Some(_)) => (
+            PaperStatus::NeedsDownload,
+            "`spectrum suite fetch` builds it (nothing to download)".into(),
         ),
         (_, Some(recipe))
             if recipe

@@ -243,9 +243,17 @@ impl FetchBar {
                 self.bar.set_length(total.unwrap_or(*done));
                 self.bar.set_position(*done);
             }
-            PaperEvent::Built { task, sequences } => {
-                say(&self.bar, format!("built {task}: {sequences} sequences"))
-            }
+            PaperEvent::Built {
+                task,
+                sequences,
+                left_out,
+            } => say(
+                &self.bar,
+                match left_out {
+                    Some(what) => format!("built {task}: {sequences} (left out: {what})"),
+                    None => format!("built {task}: {sequences}"),
+                },
+            ),
             PaperEvent::Missing { task, reason } => {
                 say(&self.bar, format!("not built: {task}: {reason}"))
             }

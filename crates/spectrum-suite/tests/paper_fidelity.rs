@@ -57,6 +57,9 @@ fn fixture_rows(
     Vec<serde_json::Map<String, serde_json::Value>>,
     paper::engine::Joined,
 ) {
+    if let Ok(paper::Place::Inline(rows)) = recipe.source.place() {
+        return (rows.to_vec(), paper::engine::Joined::new());
+    }
     let (extension, format) = match recipe.source.place() {
         Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. })
             if paper::Format::of(name) == Some(paper::Format::Csv) =>
@@ -241,5 +244,5 @@ fn every_distributional_recipe_gives_the_references_items() {
         assert!(!ours.is_empty(), "{}: the fixture gives items", task.name);
         compared.push(task.name.clone());
     }
-    assert!(!compared.is_empty(), "no distributional recipe compared");
+    assert!(compared.len() >= 4, "compared {compared:?}");
 }

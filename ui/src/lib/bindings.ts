@@ -417,7 +417,16 @@ trainable: boolean, source: string, path: string, parameters: number, dtype: str
 
 export type ModelSource = { "kind": "default" } | { "kind": "registered", name: string, } | { "kind": "folder", path: string, } | { "kind": "gguf", path: string, } | { "kind": "hub", repo: string, } | { "kind": "remote", endpoints: Array<string>, model: string, };
 
-export type PaperEvent = { "event": "downloading", file: string, done: number, total: number | null, } | { "event": "built", task: string, sequences: number, } | { "event": "missing", task: string, reason: string, };
+export type PaperEvent = { "event": "downloading", file: string, done: number, total: number | null, } | { "event": "built", task: string, 
+/**
+ * Sequences (or prompts, for a distributional task) built.
+ */
+sequences: number, 
+/**
+ * What was left out of it, and why (prompts the importer would
+ * refuse), if anything.
+ */
+left_out: string | null, } | { "event": "missing", task: string, reason: string, };
 
 export type PaperFetchRequest = { 
 /**

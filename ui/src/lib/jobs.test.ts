@@ -31,5 +31,7 @@ describe("job progress lines", () => {
     expect(down.status).toContain("cais/mmlu");
     const missing = describeProgress({ type: "suite", progress: { event: "missing", task: "wvs_individual", reason: "needs a file" } });
     expect(missing.status).toBe("not built: wvs_individual: needs a file");
+    const built = describeProgress({ type: "suite", progress: { event: "built", task: "global_oqa", sequences: 4, left_out: "1 prompt(s)" } });
+    expect(built.status).toBe("built global_oqa: 4 (left out: 1 prompt(s))");
   });
 });

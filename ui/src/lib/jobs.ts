@@ -44,7 +44,10 @@ export function describe(p: Progress): { status: string; fraction: number | null
           fraction: s.total ? s.done / s.total : null,
         };
       }
-      if (s.event === "built") return { status: `built ${s.task}: ${s.sequences} sequences`, fraction: null };
+      if (s.event === "built") {
+        const note = s.left_out ? ` (left out: ${s.left_out})` : "";
+        return { status: `built ${s.task}: ${s.sequences}${note}`, fraction: null };
+      }
       return { status: `not built: ${s.task}: ${s.reason}`, fraction: null };
     }
     case "eval": {

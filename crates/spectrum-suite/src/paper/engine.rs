@@ -270,6 +270,25 @@ fn environment() -> Environment<'static> {
         let scale = 10f64.powi(digits);
         (x * scale).round_ties_even() / scale
     });
+    // Probabilities divided by their sum (left to right, as Python's sum
+    // adds), when it is positive.
+    env.add_filter("normalized", |probs: Vec<f64>| -> Vec<f64> {
+        let total = probs.iter().fold(0.0, |a, p| a + p);
+        if total > 0.0 {
+            probs.iter().map(|p| p / total).collect()
+        } else {
+            probs
+        }
+    });
+    // A uniform distribution over a list's items.
+    env.add_filter("uniform", |items: Vec<minijinja::Value>| -> Vec<f64> {
+        vec![1.0 / items.len() as f64; items.len()]
+    });
+    // Python's str.isdigit(): not empty, every character a digit.
+    env.add_test("digits", |v: minijinja::Value| {
+        v.as_str()
+            .is_some_and(|s| !s.is_empty() && s.chars().all(char::is_numeric))
+    });
     env.add_test("missing", |v: minijinja::Value| {
         v.is_undefined() || v.is_none() || v.as_str() == Some(super::py::NAN)
     });

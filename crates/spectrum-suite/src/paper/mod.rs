@@ -106,77 +106,9 @@ struct Listed {
 
 const CATALOG: &str = include_str!("../../recipes/paper.toml");
 
-/// The recipes of `recipes/held_out/` and `recipes/distributional/`, by file name.
-const RECIPES: &[(&str, &str)] = &[
-    (
-        "distributional/numbergame.toml",
-        include_str!("../../recipes/distributional/numbergame.toml"),
-    ),
-    (
-        "held_out/arc.toml",
-        include_str!("../../recipes/held_out/arc.toml"),
-    ),
-    (
-        "held_out/chemistry_esol.toml",
-        include_str!("../../recipes/held_out/chemistry_esol.toml"),
-    ),
-    (
-        "held_out/chemistry_oxidative.toml",
-        include_str!("../../recipes/held_out/chemistry_oxidative.toml"),
-    ),
-    (
-        "held_out/drop.toml",
-        include_str!("../../recipes/held_out/drop.toml"),
-    ),
-    (
-        "held_out/globaloqa.toml",
-        include_str!("../../recipes/held_out/globaloqa.toml"),
-    ),
-    (
-        "held_out/habermas_individual.toml",
-        include_str!("../../recipes/held_out/habermas_individual.toml"),
-    ),
-    (
-        "held_out/habermas_individual_categorical.toml",
-        include_str!("../../recipes/held_out/habermas_individual_categorical.toml"),
-    ),
-    (
-        "held_out/habermas_question.toml",
-        include_str!("../../recipes/held_out/habermas_question.toml"),
-    ),
-    (
-        "held_out/hellaswag.toml",
-        include_str!("../../recipes/held_out/hellaswag.toml"),
-    ),
-    (
-        "held_out/mmlu.toml",
-        include_str!("../../recipes/held_out/mmlu.toml"),
-    ),
-    (
-        "held_out/novacomet_hypothesis.toml",
-        include_str!("../../recipes/held_out/novacomet_hypothesis.toml"),
-    ),
-    (
-        "held_out/novacomet_premise.toml",
-        include_str!("../../recipes/held_out/novacomet_premise.toml"),
-    ),
-    (
-        "held_out/numbergame_individual.toml",
-        include_str!("../../recipes/held_out/numbergame_individual.toml"),
-    ),
-    (
-        "held_out/numbergame_perc.toml",
-        include_str!("../../recipes/held_out/numbergame_perc.toml"),
-    ),
-    (
-        "held_out/truthful_qa.toml",
-        include_str!("../../recipes/held_out/truthful_qa.toml"),
-    ),
-    (
-        "held_out/winogrande.toml",
-        include_str!("../../recipes/held_out/winogrande.toml"),
-    ),
-];
+/// The recipes of `recipes/held_out/` and `recipes/distributional/`, by file
+/// name (listed by build.rs).
+const RECIPES: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/recipes.rs"));
 
 fn invalid(file: &str, message: impl std::fmt::Display) -> RecipeError {
     RecipeError::Invalid {
@@ -230,6 +162,7 @@ pub fn catalog() -> Result<Vec<PaperTask>, RecipeError> {
                     },
                 ) => repo == listed && r.source.gated == *gated,
                 (Ok(Place::Url(url)), Origin::Url(listed)) => url == listed,
+                (Ok(Place::Inline(_)), Origin::Synthetic) => true,
                 (Ok(Place::File { path, from }), Origin::File { path: p, from: f }) => {
                     path == p && from == f
                 }

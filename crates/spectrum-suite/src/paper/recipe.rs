@@ -31,6 +31,9 @@ pub struct Source {
     pub file: Option<String>,
     #[serde(default)]
     pub from: Option<String>,
+    /// Rows written in the recipe itself (a task generated from constants).
+    #[serde(default)]
+    pub rows: Option<Vec<Map<String, Value>>>,
     /// The columns the recipe reads: a source without one of them is refused
     /// with the column named (the dataset changed its schema).
     pub columns: Vec<String>,
@@ -52,6 +55,8 @@ pub enum Place<'a> {
         split: &'a str,
     },
     Url(&'a str),
+    /// The recipe's own rows.
+    Inline(&'a [Map<String, Value>]),
     File {
         path: &'a str,
         from: &'a str,
@@ -88,6 +93,10 @@ impl Source {
                 .ok_or_else(|| format!("{name}: only .csv and .parquet files are read"))
         };
         match (&self.hf, &self.url, &self.file) {
+            (None, None, None) if self.rows.is_some() => {
+                Ok(Place::Inline(self.rows.as_deref().unwrap_or_default()))
+            }
+            _ if self.rows.is_some() => Err("[source] has rows and a place".into()),
             (Some(repo), None, None) => Ok(Place::Hub {
                 repo,
                 config: &self.config,
@@ -107,7 +116,7 @@ impl Source {
                         .ok_or("a file source needs `from`: where a user gets it")?,
                 })
             }
-            _ => Err("[source] needs exactly one of hf, url, file".into()),
+            _ => Err("[source] needs exactly one of hf, url, file, rows".into()),
         }
     }
 
@@ -117,7 +126,7 @@ impl Source {
             Ok(Place::Hub { repo, .. }) => format!("https://huggingface.co/datasets/{repo}"),
             Ok(Place::Url(url)) => url.to_string(),
             Ok(Place::File { from, .. }) => from.to_string(),
-            Err(_) => String::new(),
+            Ok(Place::Inline(_)) | Err(_) => String::new(),
         }
     }
 
@@ -131,6 +140,7 @@ impl Source {
             }) => format!("{repo} {config}/{split}"),
             Ok(Place::Url(url)) => url.to_string(),
             Ok(Place::File { path, .. }) => path.to_string(),
+            Ok(Place::Inline(_)) => "the recipe's own rows".into(),
             Err(e) => e,
         }
     }
