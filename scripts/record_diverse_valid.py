@@ -121,9 +121,12 @@ TASK_LISTS = {
 }
 
 
+LISTS_OUT = Path("crates/spectrum-suite/tests/fixtures/word_lists")
+
+
 def write_lists(data: Path) -> None:
     """The probe lists, where and as the reference reads them."""
-    data.mkdir(parents=True)
+    data.mkdir(parents=True, exist_ok=True)
     with open(data / "colornames.csv", "w", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["name", "hex", "good name"])
@@ -139,7 +142,7 @@ def write_lists(data: Path) -> None:
         for number, symbol, name in ELEMENTS:
             f.write(f"{number}, {symbol} , {name}, 1.0(1),metal\n")
     cars = data / "us-car-models-data"
-    cars.mkdir()
+    cars.mkdir(exist_ok=True)
     for name, rows in CAR_FILES.items():
         with open(cars / name, "w", newline="") as f:
             w = csv.writer(f, lineterminator="\n")
@@ -411,6 +414,9 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out.resolve()
     home = os.getcwd()
+    # The probe files themselves, for the Rust test of our list extraction
+    # (crates/spectrum-suite/tests/paper_lists.rs).
+    write_lists(Path(home) / LISTS_OUT)
     with tempfile.TemporaryDirectory(prefix="diverse_valid_") as tmp:
         try:
             record(args, Path(tmp), out)

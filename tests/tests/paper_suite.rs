@@ -54,6 +54,24 @@ fn hub() -> FakeHub {
         &format!("{BO_ICL}/train_data_num_feats.csv"),
         fixture_file("chemistry_oxidative.csv"),
     );
+    // The word lists of the diverse-valid tasks, as the probe files of
+    // scripts/record_diverse_valid.py.
+    for (url, file) in [
+        (
+            "https://raw.githubusercontent.com/meodai/color-names/main/src/colornames.csv",
+            "colornames.csv",
+        ),
+        (
+            "https://raw.githubusercontent.com/gutfeeling/word_forms/master/word_forms/en-verbs.txt",
+            "en-verbs.txt",
+        ),
+        (
+            "https://raw.githubusercontent.com/andrejewski/periodic-table/master/data.csv",
+            "periodic_table_elements.csv",
+        ),
+    ] {
+        hub.public_file(url, fixture_file(&format!("../word_lists/{file}")));
+    }
     hub.public_file(
         &format!("{HABERMAS}/hm_all_position_statement_ratings.parquet"),
         fixture("habermas_individual"),
@@ -136,6 +154,7 @@ fn the_list_names_every_task_and_what_it_needs() {
     assert_eq!(status_of(&list, "chatbotarena_prompts"), "needs_terms");
     assert_eq!(status_of(&list, "wvs_individual"), "needs_file");
     assert_eq!(status_of(&list, "car_brand"), "needs_file");
+    assert_eq!(status_of(&list, "element_symbols"), "needs_download");
     let wvs = tasks
         .iter()
         .find(|t| t["name"] == "wvs_individual")
@@ -215,13 +234,18 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "states",
         "weekdays_full",
         "rng_1_10",
+        "color_normal_ex",
+        "color_interesting_ex",
+        "claude_gerunds",
+        "element_names",
+        "element_symbols",
     ] {
         assert!(built.contains(&task), "{task} built: {built:?}");
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        11,
-        "eleven new files (novacomet's serves two tasks, habermas's two three), mmlu cached"
+        14,
+        "eleven new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")
@@ -230,6 +254,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     );
     let missing = all["missing"].as_array().expect("missing");
     assert!(missing.iter().any(|m| m[0] == "gpqa"), "{missing:?}");
+    assert!(missing.iter().any(|m| m[0] == "car_brand"), "{missing:?}");
     // The number game's file is requested from its authors: named, with
     // where to get it and where it was looked for.
     let numbergame = missing
@@ -312,7 +337,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
             "--model",
             "tiny",
             "--tasks",
-            "mmlu,weekdays_full,rng_1_10,numbergame",
+            "mmlu,weekdays_full,rng_1_10,element_symbols,numbergame",
             "--family",
             "steer,valid,dist",
             "--budget",
@@ -329,7 +354,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     );
     assert_eq!(report["steer"]["tasks"][0]["task"], "mmlu");
     let valid = report["valid"]["tasks"].as_array().expect("valid");
-    assert_eq!(valid.len(), 2, "{valid:?}");
+    assert_eq!(valid.len(), 3, "{valid:?}");
     assert_eq!(report["dist"]["tasks"][0]["task"], "numbergame", "{report}");
 }
 

@@ -17,6 +17,7 @@ use spectrum_suite::builtin::Suite;
 use spectrum_suite::paper::{
     self, BuildConfig, Format, Origin, PaperSuite, PaperTask, Place, Source,
 };
+use spectrum_suite::validity::WordLists;
 use spectrum_suite::{TaskDef, TaskKind};
 
 use crate::download::{self, Client, DownloadError};
@@ -262,7 +263,7 @@ impl Studio {
             missing.push((task.to_string(), reason));
         };
         for task in &chosen {
-            if task.origin == Origin::Shipped {
+            if task.suite == PaperSuite::DiverseValid {
                 continue;
             }
             let Some(recipe) = &task.recipe else {
@@ -393,22 +394,56 @@ impl Studio {
             });
             suite.sequences.extend(sequences);
         }
-        let wants_valid = chosen.iter().any(|t| t.origin == Origin::Shipped);
-        if wants_valid {
-            for v in paper::valid::tasks()? {
-                if !chosen
-                    .iter()
-                    .any(|t| t.name == v.task && t.origin == Origin::Shipped)
-                {
+        let valid_tasks: Vec<&str> = chosen
+            .iter()
+            .filter(|t| t.suite == PaperSuite::DiverseValid)
+            .map(|t| t.name.as_str())
+            .collect();
+        if !valid_tasks.is_empty() {
+            let specs = paper::lists::specs().map_err(|e| anyhow::anyhow!(e))?;
+            let mut lists = WordLists::new();
+            'task: for mut v in paper::valid::tasks()? {
+                if !valid_tasks.contains(&v.task.as_str()) {
                     continue;
                 }
-                suite.tasks.push(TaskDef {
-                    task: v.task.clone(),
-                    category: "paper_diverse_valid".into(),
-                    split: spectrum_suite::Split::HeldOut,
-                    kind: TaskKind::DiverseValid,
-                    descriptions: vec![v.description.clone()],
-                });
+                // The word lists its rule checks against, downloaded once and
+                // written into the rule, which then validates on its own.
+                for name in v.rule.word_lists() {
+                    if lists.get(name).is_some() {
+                        continue;
+                    }
+                    let Some(spec) = specs.iter().find(|s| s.name == name) else {
+                        let detail = catalog.iter().find(|t| t.name == v.task).map_or_else(
+                            || format!("no word list {name} to download"),
+                            |t| status(t, &[], request.data_dir.as_deref(), client.has_token()).1,
+                        );
+                        miss(&v.task, detail, events);
+                        continue 'task;
+                    };
+                    let read = self
+                        .public_file(&client, &spec.url, events, cancel)
+                        .and_then(|path| {
+                            let text = std::fs::read_to_string(&path).map_err(|e| {
+                                DownloadError::File {
+                                    path: path.clone(),
+                                    message: e.to_string(),
+                                }
+                            })?;
+                            paper::lists::entries(spec, &text)
+                                .map_err(|message| DownloadError::File { path, message })
+                        });
+                    match read {
+                        Ok(entries) => lists.insert(name, entries),
+                        Err(DownloadError::Cancelled) => {
+                            return Err(crate::Cancelled("the download").into());
+                        }
+                        Err(e) => {
+                            miss(&v.task, format!("the word list {name}: {e}"), events);
+                            continue 'task;
+                        }
+                    }
+                }
+                v.rule = v.rule.with_entries(&lists)?;
                 // The importer holds every example to its own rule; the
                 // reference's us_phone_numbers has one its validator refuses.
                 let validator = v.rule.compile()?;
@@ -422,6 +457,13 @@ impl Studio {
                     );
                     continue;
                 }
+                suite.tasks.push(TaskDef {
+                    task: v.task.clone(),
+                    category: "paper_diverse_valid".into(),
+                    split: spectrum_suite::Split::HeldOut,
+                    kind: TaskKind::DiverseValid,
+                    descriptions: vec![v.description.clone()],
+                });
                 built.push((v.task.clone(), 0));
                 suite.validity.push(v);
             }
@@ -594,10 +636,33 @@ fn status(
             PaperStatus::NeedsDownload,
             "`spectrum suite fetch` imports it (nothing to download)".into(),
         ),
-        (Origin::WordList { list, from }, _) => (
-            PaperStatus::NeedsFile,
-            format!("needs the word list {list} ({from}), which suite fetch does not download yet"),
-        ),
+        (Origin::WordList { list, from }, _) => {
+            let spec = paper::lists::specs()
+                .ok()
+                .and_then(|specs| specs.into_iter().find(|s| &s.name == list));
+            match spec {
+                Some(spec) if download::url_cache_path(&spec.url).is_file() => (
+                    PaperStatus::Downloaded,
+                    format!(
+                        "its word list {list} is cached in {}",
+                        download::url_cache_path(&spec.url).display()
+                    ),
+                ),
+                Some(spec) => (
+                    PaperStatus::NeedsDownload,
+                    format!(
+                        "`spectrum suite fetch` downloads its word list {list} from {}",
+                        spec.url
+                    ),
+                ),
+                None => (
+                    PaperStatus::NeedsFile,
+                    format!(
+                        "needs the word list {list} ({from}), which suite fetch does not download yet"
+                    ),
+                ),
+            }
+        }
         (Origin::File { path, from }, recipe)
             if !data_dir.is_some_and(|d| d.join(path).is_file()) || recipe.is_none() =>
         {

@@ -64,6 +64,10 @@ pub enum ValidityRule {
         source: String,
         /// How an output is compared with the entries.
         matching: ListMatch,
+        /// The list's entries, once fetched (`spectrum suite fetch` writes
+        /// them in): a rule with them needs no [`WordLists`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        entries: Vec<Vec<String>>,
     },
 }
 
@@ -166,6 +170,37 @@ impl ValidityRule {
         })
     }
 
+    /// The rule with the entries of every word list it names written in, so
+    /// that it validates on its own (stored, evaluated later).
+    pub fn with_entries(&self, lists: &WordLists) -> Result<ValidityRule, RuleError> {
+        Ok(match self {
+            ValidityRule::WordList {
+                list,
+                source,
+                matching,
+                ..
+            } => ValidityRule::WordList {
+                list: list.clone(),
+                source: source.clone(),
+                matching: *matching,
+                entries: lists
+                    .get(list)
+                    .ok_or_else(|| RuleError::MissingList {
+                        list: list.clone(),
+                        origin: source.clone(),
+                    })?
+                    .to_vec(),
+            },
+            ValidityRule::AllOf { rules } => ValidityRule::AllOf {
+                rules: rules
+                    .iter()
+                    .map(|r| r.with_entries(lists))
+                    .collect::<Result<_, _>>()?,
+            },
+            other => other.clone(),
+        })
+    }
+
     /// The names of the word lists the rule needs.
     pub fn word_lists(&self) -> Vec<&str> {
         match self {
@@ -245,11 +280,16 @@ impl ValidityRule {
                 list,
                 source,
                 matching,
+                entries,
             } => {
-                let entries = lists.get(list).ok_or_else(|| RuleError::MissingList {
-                    list: list.clone(),
-                    origin: source.clone(),
-                })?;
+                let entries = if entries.is_empty() {
+                    lists.get(list).ok_or_else(|| RuleError::MissingList {
+                        list: list.clone(),
+                        origin: source.clone(),
+                    })?
+                } else {
+                    entries.as_slice()
+                };
                 Check::List(ListCheck::new(list, entries, *matching)?)
             }
         };
@@ -926,6 +966,7 @@ mod tests {
             list: "colors".into(),
             source: "a test".into(),
             matching,
+            entries: Vec::new(),
         };
         let mut lists = WordLists::new();
         let one = |v: &[&str]| v.iter().map(|s| vec![s.to_string()]).collect::<Vec<_>>();
@@ -968,8 +1009,20 @@ mod tests {
             list: "cars".into(),
             source: "a test".into(),
             matching: ListMatch::EveryFieldWithin,
+            entries: Vec::new(),
         };
         let v = within.compile_with(&lists).expect("compiles");
+        // Written in, the entries need no lists, and survive a round trip
+        // through JSON (the store).
+        let written = within.with_entries(&lists).expect("the list is there");
+        let stored: ValidityRule =
+            serde_json::from_str(&serde_json::to_string(&written).expect("json")).expect("back");
+        let alone = stored.compile().expect("compiles without lists");
+        assert!(alone.is_valid("Tesla Model 3") && !alone.is_valid("Ford Model 3"));
+        assert!(
+            within.compile().is_err(),
+            "without entries, the list is needed"
+        );
         for (text, valid) in [
             ("Ford Mustang", true),
             ("mustang FORD", true),
@@ -984,6 +1037,7 @@ mod tests {
             list: "cars".into(),
             source: "a test".into(),
             matching: ListMatch::IgnoreCase,
+            entries: Vec::new(),
         };
         assert!(matches!(
             shape.compile_with(&lists),
@@ -1031,6 +1085,7 @@ mod tests {
                 list: "color-names".into(),
                 source: "somewhere".into(),
                 matching: ListMatch::EveryFieldWithin,
+                entries: Vec::new(),
             },
         ];
         for rule in rules {

@@ -943,6 +943,11 @@ source: string,
 /**
  * How an output is compared with the entries.
  */
-matching: ListMatch, };
+matching: ListMatch, 
+/**
+ * The list's entries, once fetched (`spectrum suite fetch` writes
+ * them in): a rule with them needs no [`WordLists`].
+ */
+entries?: Array<Array<string>>, };
 
 export type Verdict = "win" | "tie" | "loss";

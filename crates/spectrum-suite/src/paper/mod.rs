@@ -8,6 +8,7 @@
 //! Everything here is data in, values out; downloading is the app's.
 
 pub mod engine;
+pub mod lists;
 pub mod py;
 pub mod recipe;
 pub mod table;

@@ -55,6 +55,11 @@ const MISSING: &[&str] = &[
     "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ];
 
+/// A cell pandas' `read_csv` reads as missing.
+pub fn is_missing_cell(cell: &str) -> bool {
+    MISSING.contains(&cell)
+}
+
 /// Every row of the CSV file at `path` (a header line, then records), each
 /// column typed as pandas' `read_csv` types it: integers when every cell is
 /// one, floats when every cell is a number (a missing cell in a number
