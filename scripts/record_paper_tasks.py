@@ -537,6 +537,38 @@ def main():
         (OUT / f"{task}.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         print(f"{task}: {len(result['pairs'])} pairs, name {result['name']}")
     record_distributions(current)
+    record_flight()
+
+
+def record_flight():
+    """The flight task's texts for flights drawn by the reference's own
+    sampler (and a few at the grid's edges): the same flights and profile must
+    give the same text and the same preferred flight here."""
+    import numpy as np
+    from spectrum.icl_classes.icl_dataset_classes import synth_flight_prefs as fp
+
+    cases = []
+    for seed in range(1, 41):
+        rng = np.random.default_rng(seed)
+        profile = fp.sample_profile(rng)
+        cases.append((fp.sample_flights(rng, 3), profile))
+    edges = np.array([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0], [0.5, 0.5, 0.5, 0.5],
+                      [1 / 99, 98 / 99, 37 / 99, 0.5], [7 / 99, 50 / 99, 99 / 99 * 0.99, 0.0]])
+    cases.append((edges, np.array([0.5, -1.0, 0.0, -0.5])))
+    cases.append((edges[:2], np.array([0.0, 0.0, 0.0, 0.5])))
+    helper = fp.synth_flight_prefs_helper(seed=43, num_inc=2, num_flights=3)
+    out = {
+        "name": helper.name,
+        "descriptions": list(helper.descriptions),
+        "cases": [{
+            "flights": [[float(x) for x in f] for f in flights],
+            "profile": [float(w) for w in profile],
+            "text": fp.get_flights_str(flights),
+            "rating": f"{int((flights @ profile).argmax()) + 1}",
+        } for flights, profile in cases],
+    }
+    (OUT / "flight.reference.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"flight: {len(cases)} cases")
 
 
 def record_distribution(task, module_name, function):

@@ -266,6 +266,19 @@ impl Studio {
             if task.suite == PaperSuite::DiverseValid {
                 continue;
             }
+            if task.recipe.is_none()
+                && let Some((descriptions, sequences)) = paper::generated(&task.name, &config)
+            {
+                let def = TaskDef {
+                    task: task.name.clone(),
+                    category: format!("paper_{}", task.suite.as_str()),
+                    split: spectrum_suite::Split::HeldOut,
+                    kind: TaskKind::Sequence,
+                    descriptions,
+                };
+                add_sequences(&mut suite, &mut built, events, def, sequences);
+                continue;
+            }
             let Some(recipe) = &task.recipe else {
                 let (_, detail) =
                     status(task, &[], request.data_dir.as_deref(), client.has_token());
@@ -379,20 +392,14 @@ impl Studio {
                 }
             };
             let sequences = paper::engine::sequences(recipe, &examples, &config);
-            events(&PaperEvent::Built {
-                task: task.name.clone(),
-                sequences: sequences.len(),
-                left_out: None,
-            });
-            built.push((task.name.clone(), sequences.len()));
-            suite.tasks.push(TaskDef {
+            let def = TaskDef {
                 task: recipe.task.clone(),
                 category: format!("paper_{}", task.suite.as_str()),
                 split: recipe.split,
                 kind: TaskKind::Sequence,
                 descriptions: recipe.descriptions(),
-            });
-            suite.sequences.extend(sequences);
+            };
+            add_sequences(&mut suite, &mut built, events, def, sequences);
         }
         let valid_tasks: Vec<&str> = chosen
             .iter()
@@ -618,6 +625,24 @@ impl Studio {
     }
 }
 
+/// Adds a built task of sequences to the suite, and says so.
+fn add_sequences(
+    suite: &mut Suite,
+    built: &mut Vec<(String, usize)>,
+    events: &mut dyn FnMut(&PaperEvent),
+    def: TaskDef,
+    sequences: Vec<spectrum_suite::Sequence>,
+) {
+    events(&PaperEvent::Built {
+        task: def.task.clone(),
+        sequences: sequences.len(),
+        left_out: None,
+    });
+    built.push((def.task.clone(), sequences.len()));
+    suite.tasks.push(def);
+    suite.sequences.extend(sequences);
+}
+
 /// Where `task` stands, and what to do next.
 fn status(
     task: &PaperTask,
@@ -688,7 +713,7 @@ fn status(
             PaperStatus::NoRecipe,
             "listed; its recipe is not written yet".into(),
         ),
-        (Origin::Synthetic, Some(_)) => (
+        (Origin::Synthetic, recipe) if recipe.is_some() || paper::is_generated(&task.name) => (
             PaperStatus::NeedsDownload,
             "`spectrum suite fetch` builds it (nothing to download)".into(),
         ),

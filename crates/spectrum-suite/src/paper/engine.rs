@@ -572,13 +572,18 @@ pub fn sequences(
             });
         }
     }
-    if let Some(max) = config.max_sequences
-        && out.len() > max
-    {
-        rng.shuffle(&mut out);
-        out.truncate(max);
-    }
+    keep_at_most(&mut out, config.max_sequences, &mut rng);
     out
+}
+
+/// At most `max` of `items`, drawn at random.
+pub(crate) fn keep_at_most<T>(items: &mut Vec<T>, max: Option<usize>, rng: &mut Rng) {
+    if let Some(max) = max
+        && items.len() > max
+    {
+        rng.shuffle(items);
+        items.truncate(max);
+    }
 }
 
 /// The individuals of a task in order of first appearance: their id (none
