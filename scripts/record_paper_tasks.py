@@ -538,6 +538,7 @@ def main():
         print(f"{task}: {len(result['pairs'])} pairs, name {result['name']}")
     record_distributions(current)
     record_flight()
+    record_urn()
 
 
 def record_flight():
@@ -569,6 +570,23 @@ def record_flight():
     }
     (OUT / "flight.reference.json").write_text(json.dumps(out, indent=1) + "\n")
     print(f"flight: {len(cases)} cases")
+
+
+def record_urn():
+    """80 urns drawn by the reference's own loader: their prompts and targets,
+    which the same colours and counts must give here too."""
+    from spectrum.distributional_alignment.distributional_tasks import urn
+
+    loaded = urn.load_urn_dataset(n=80, seed=42)
+    items = [{
+        "description": row["description_text"],
+        "input": row["input_text"],
+        "options": [str(o) for o in row["target_outputs"]],
+        "probs": [float(p) for p in row["target_probs"]],
+    } for _, row in loaded["df"].iterrows()]
+    out = {"task": "urn", "output_name": loaded["output_name"], "items": items}
+    (OUT / "urn.generated.json").write_text(json.dumps(out, indent=1) + "\n")
+    print(f"urn: {len(items)} items")
 
 
 def record_distribution(task, module_name, function):

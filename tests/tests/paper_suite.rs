@@ -232,6 +232,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "habermas",
         "global_oqa",
         "states",
+        "urn",
         "flight",
         "weekdays_full",
         "rng_1_10",

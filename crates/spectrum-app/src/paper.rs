@@ -279,6 +279,19 @@ impl Studio {
                 add_sequences(&mut suite, &mut built, events, def, sequences);
                 continue;
             }
+            if task.recipe.is_none()
+                && let Some(items) = paper::generated_items(&task.name, &config)
+            {
+                let def = TaskDef {
+                    task: task.name.clone(),
+                    category: format!("paper_{}", task.suite.as_str()),
+                    split: spectrum_suite::Split::HeldOut,
+                    kind: TaskKind::Distribution,
+                    descriptions: Vec::new(),
+                };
+                add_items(&mut suite, &mut built, events, def, items, &config);
+                continue;
+            }
             let Some(recipe) = &task.recipe else {
                 let (_, detail) =
                     status(task, &[], request.data_dir.as_deref(), client.has_token());
@@ -341,47 +354,21 @@ impl Studio {
             }
             let rows = &tables[&key];
             if recipe.distribution.is_some() {
-                let mut items = match paper::engine::distribution_items(recipe, rows, &joined) {
+                let items = match paper::engine::distribution_items(recipe, rows, &joined) {
                     Ok(items) => items,
                     Err(e) => {
                         miss(&task.name, e.to_string(), events);
                         continue;
                     }
                 };
-                if items.len() > config.max_sequences.unwrap_or(usize::MAX) {
-                    let mut rng = spectrum_suite::Rng::derive(config.seed, &recipe.task);
-                    rng.shuffle(&mut items);
-                    items.truncate(config.max_sequences.unwrap_or(usize::MAX));
-                }
-                // A prompt with more or fewer probabilities than options (the
-                // reference's loader writes such rows; its evaluation cannot
-                // score them) is left out: the importer refuses it.
-                let before = items.len();
-                items.retain(|i| i.options.len() == i.probs.len());
-                let left_out = (items.len() < before).then(|| {
-                    format!(
-                        "{} prompt(s) whose probabilities and options differ in number",
-                        before - items.len()
-                    )
-                });
-                for (i, item) in items.iter_mut().enumerate() {
-                    item.metadata
-                        .insert("id".into(), Value::String(format!("{}/{i:05}", item.task)));
-                }
-                events(&PaperEvent::Built {
-                    task: task.name.clone(),
-                    sequences: items.len(),
-                    left_out,
-                });
-                built.push((task.name.clone(), items.len()));
-                suite.tasks.push(TaskDef {
+                let def = TaskDef {
                     task: recipe.task.clone(),
                     category: format!("paper_{}", task.suite.as_str()),
                     split: recipe.split,
                     kind: TaskKind::Distribution,
                     descriptions: Vec::new(),
-                });
-                suite.distribution.extend(items);
+                };
+                add_items(&mut suite, &mut built, events, def, items, &config);
                 continue;
             }
             let examples = match paper::engine::examples_joined(recipe, rows, &joined) {
@@ -641,6 +628,45 @@ fn add_sequences(
     built.push((def.task.clone(), sequences.len()));
     suite.tasks.push(def);
     suite.sequences.extend(sequences);
+}
+
+/// Adds a built distributional task to the suite (at most `max_sequences`
+/// prompts, drawn at random), and says so. A prompt with more or fewer
+/// probabilities than options (the reference's loader writes such rows; its
+/// evaluation cannot score them) is left out: the importer refuses it.
+fn add_items(
+    suite: &mut Suite,
+    built: &mut Vec<(String, usize)>,
+    events: &mut dyn FnMut(&PaperEvent),
+    def: TaskDef,
+    mut items: Vec<spectrum_suite::DistributionItem>,
+    config: &BuildConfig,
+) {
+    let before = items.len();
+    items.retain(|i| i.options.len() == i.probs.len());
+    let left_out = (items.len() < before).then(|| {
+        format!(
+            "{} prompt(s) whose probabilities and options differ in number",
+            before - items.len()
+        )
+    });
+    if items.len() > config.max_sequences.unwrap_or(usize::MAX) {
+        let mut rng = spectrum_suite::Rng::derive(config.seed, &def.task);
+        rng.shuffle(&mut items);
+        items.truncate(config.max_sequences.unwrap_or(usize::MAX));
+    }
+    for (i, item) in items.iter_mut().enumerate() {
+        item.metadata
+            .insert("id".into(), Value::String(format!("{}/{i:05}", item.task)));
+    }
+    events(&PaperEvent::Built {
+        task: def.task.clone(),
+        sequences: items.len(),
+        left_out,
+    });
+    built.push((def.task.clone(), items.len()));
+    suite.tasks.push(def);
+    suite.distribution.extend(items);
 }
 
 /// Where `task` stands, and what to do next.

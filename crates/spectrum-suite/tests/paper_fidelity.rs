@@ -13,6 +13,9 @@
 //! sequence. Not compared otherwise: which examples share a sequence and in
 //! what order (sampling is ours; its structure is tested in paper::engine).
 
+mod common;
+use common::Item;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -198,14 +201,6 @@ struct ReferenceItems {
     task: String,
     output_name: String,
     items: Vec<Item>,
-}
-
-#[derive(Debug, PartialEq, PartialOrd, serde::Deserialize)]
-struct Item {
-    description: String,
-    input: String,
-    options: Vec<String>,
-    probs: Vec<f64>,
 }
 
 /// Every distributional recipe against the reference's loader on the same
