@@ -351,6 +351,28 @@ ROTTEN = "\n".join([
     "Full,2003-03-03,100%,7%,Drama",
 ]) + "\n"
 
+# NYTIMES_proportions.json: a book whose summary holds an "Answer:" line, a
+# demographic missing, one with no answers, a count for an option not listed,
+# unicode.
+NYTIMES = {
+    "The Bee Sting By Paul Murray": {
+        "MC_options": ["1: Very unlikely", "2: Somewhat unlikely", "3: Somewhat likely", "4: Very likely"],
+        "genre": "Fiction",
+        "summary": "In Murray\u2019s boisterous tragicomic novel, a family struggles.",
+        "Democrat": {"1: Very unlikely": 9, "2: Somewhat unlikely": 6, "3: Somewhat likely": 3, "4: Very likely": 2},
+        "Republican": {"1: Very unlikely": 7, "2: Somewhat unlikely": 5, "3: Somewhat likely": 5, "4: Very likely": 2},
+        "Male": {"1: Very unlikely": 7, "2: Somewhat unlikely": 5, "3: Somewhat likely": 4, "4: Very likely": 1},
+        "Female": {"1: Very unlikely": 9, "2: Somewhat unlikely": 5, "3: Somewhat likely": 5, "4: Very likely": 3},
+    },
+    "Second Book": {
+        "MC_options": ["1: Very unlikely", "2: Somewhat unlikely", "3: Somewhat likely", "4: Very likely"],
+        "genre": "Nonfiction",
+        "summary": "A summary.\n  Answer:  \nAfter the answer line.",
+        "Democrat": {"1: Very unlikely": 0, "2: Somewhat unlikely": 0, "3: Somewhat likely": 0, "4: Very likely": 0},
+        "Male": {"1: Very unlikely": 1, "4: Very likely": 2, "5: Other": 1},
+    },
+}
+
 # Distributional tasks: the reference's loader, the files it opens (path under
 # its working directory -> bytes; the first is our fixture TASK.csv/.parquet),
 # and the table a hub read (hf://) answers with.
@@ -361,6 +383,9 @@ DIST = {
                  {"data/habermas_data/hm_all_position_statement_ratings.parquet": _habermas_dist_table()}, None),
     "global_oqa": ("global_oqa", "load_globaloqa_dataset", {}, "globaloqa"),
     "states": ("states", "load_states_dataset", {}, None),
+    "nytimes": ("nytimes", "load_nytimes_dataset",
+                {"data/benchmarking-distributional-alignment/nytimes/NYTIMES_proportions.json":
+                 json.dumps(NYTIMES, indent=1).encode()}, None),
     "rotten_tomatoes": ("rotten_tomatoes", "load_rotten_tomatoes_dataset",
                         {"data/rotten_tomatoes/rotten_tomatoes_data_1970_2024/movie_info.csv": ROTTEN.encode()}, None),
 }

@@ -73,6 +73,10 @@ fn hub() -> FakeHub {
         hub.public_file(url, fixture_file(&format!("../word_lists/{file}")));
     }
     hub.public_file(
+        "https://raw.githubusercontent.com/nicolemeister/benchmarking-distributional-alignment/main/nytimes/NYTIMES_proportions.json",
+        fixture_file("nytimes.json"),
+    );
+    hub.public_file(
         &format!("{HABERMAS}/hm_all_position_statement_ratings.parquet"),
         fixture("habermas_individual"),
     );
@@ -233,6 +237,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "global_oqa",
         "states",
         "urn",
+        "nytimes",
         "flight",
         "weekdays_full",
         "rng_1_10",
@@ -246,8 +251,8 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        14,
-        "eleven new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
+        15,
+        "twelve new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")

@@ -631,9 +631,10 @@ fn add_sequences(
 }
 
 /// Adds a built distributional task to the suite (at most `max_sequences`
-/// prompts, drawn at random), and says so. A prompt with more or fewer
-/// probabilities than options (the reference's loader writes such rows; its
-/// evaluation cannot score them) is left out: the importer refuses it.
+/// prompts, drawn at random), and says so. A prompt whose probabilities are
+/// not one per option summing to 1 (the reference's loaders write such rows
+/// from awkward data; its evaluation cannot score them) is left out: the
+/// importer refuses it.
 fn add_items(
     suite: &mut Suite,
     built: &mut Vec<(String, usize)>,
@@ -643,10 +644,14 @@ fn add_items(
     config: &BuildConfig,
 ) {
     let before = items.len();
-    items.retain(|i| i.options.len() == i.probs.len());
+    items.retain(|i| {
+        i.options.len() == i.probs.len()
+            && i.probs.iter().all(|p| p.is_finite() && *p >= 0.0)
+            && (i.probs.iter().sum::<f64>() - 1.0).abs() <= 1e-6
+    });
     let left_out = (items.len() < before).then(|| {
         format!(
-            "{} prompt(s) whose probabilities and options differ in number",
+            "{} prompt(s) whose probabilities are not one per option summing to 1",
             before - items.len()
         )
     });

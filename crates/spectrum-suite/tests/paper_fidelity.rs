@@ -64,10 +64,12 @@ fn fixture_rows(
         return (rows.to_vec(), paper::engine::Joined::new());
     }
     let (extension, format) = match recipe.source.place() {
-        Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. })
-            if paper::Format::of(name) == Some(paper::Format::Csv) =>
-        {
-            ("csv", paper::Format::Csv)
+        Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. }) => {
+            match paper::Format::of(name) {
+                Some(paper::Format::Csv) => ("csv", paper::Format::Csv),
+                Some(paper::Format::Json) => ("json", paper::Format::Json),
+                _ => ("parquet", paper::Format::Parquet),
+            }
         }
         _ => ("parquet", paper::Format::Parquet),
     };

@@ -280,6 +280,30 @@ fn environment() -> Environment<'static> {
             probs
         }
     });
+    // [map.get(item, default) for item in items]
+    env.add_filter(
+        "lookup",
+        |items: Vec<minijinja::Value>, map: minijinja::Value, default: minijinja::Value| {
+            items
+                .into_iter()
+                .map(|k| match map.get_item(&k) {
+                    Ok(v) if !v.is_undefined() => v,
+                    _ => default.clone(),
+                })
+                .collect::<Vec<_>>()
+        },
+    );
+    // list(map.values())
+    env.add_filter(
+        "values",
+        |map: minijinja::Value| -> Result<Vec<minijinja::Value>, minijinja::Error> {
+            map.try_iter()?.map(|k| map.get_item(&k)).collect()
+        },
+    );
+    // [x / total for x in items]
+    env.add_filter("over", |items: Vec<f64>, total: f64| -> Vec<f64> {
+        items.iter().map(|x| x / total).collect()
+    });
     // A uniform distribution over a list's items.
     env.add_filter("uniform", |items: Vec<minijinja::Value>| -> Vec<f64> {
         vec![1.0 / items.len() as f64; items.len()]

@@ -68,6 +68,9 @@ pub enum Place<'a> {
 pub enum Format {
     Parquet,
     Csv,
+    /// An array of records, or an object of records by name (the name in
+    /// the column `key`).
+    Json,
 }
 
 impl Format {
@@ -78,6 +81,8 @@ impl Format {
             Some(Format::Parquet)
         } else if lower.ends_with(".csv") {
             Some(Format::Csv)
+        } else if lower.ends_with(".json") {
+            Some(Format::Json)
         } else {
             None
         }
@@ -90,7 +95,7 @@ impl Source {
         let file_format = |name: &str| {
             Format::of(name)
                 .map(|_| ())
-                .ok_or_else(|| format!("{name}: only .csv and .parquet files are read"))
+                .ok_or_else(|| format!("{name}: only .csv, .json and .parquet files are read"))
         };
         match (&self.hf, &self.url, &self.file) {
             (None, None, None) if self.rows.is_some() => {

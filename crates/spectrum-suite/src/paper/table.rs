@@ -23,6 +23,42 @@ pub fn read(path: &Path, format: Format) -> Result<Vec<Map<String, Value>>, Tabl
     match format {
         Format::Parquet => read_parquet(path),
         Format::Csv => read_csv(path),
+        Format::Json => read_json(path),
+    }
+}
+
+/// Every record of the JSON file at `path`: an array of objects, or an
+/// object of objects by name, each record with its name as `key` (first).
+pub fn read_json(path: &Path) -> Result<Vec<Map<String, Value>>, TableError> {
+    let error = |message: String| TableError {
+        path: path.display().to_string(),
+        format: "JSON",
+        message,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let value: Value = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+    let record = |v: Value, at: &str| match v {
+        Value::Object(map) => Ok(map),
+        other => Err(error(format!("{at} is {other}, not a record"))),
+    };
+    match value {
+        Value::Array(items) => items
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| record(v, &format!("item {}", i + 1)))
+            .collect(),
+        Value::Object(map) => map
+            .into_iter()
+            .map(|(key, v)| {
+                let mut row = Map::new();
+                row.insert("key".into(), Value::String(key.clone()));
+                row.extend(record(v, &format!("{key:?}"))?);
+                Ok(row)
+            })
+            .collect(),
+        other => Err(error(format!(
+            "the file holds {other}, not an array or object of records"
+        ))),
     }
 }
 
