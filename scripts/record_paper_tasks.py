@@ -181,6 +181,47 @@ FIXTURES["globaloqa"] = (
     ],
 )
 
+# Chatbot Arena's battles (lmsys/chatbot_arena_conversations, gated; the
+# reference reads its Parquet file by hf:// path): judges with 4, 5 and 3
+# battles (the last left out), a model seen only as model_b (no sequence of
+# its own), padded and unicode turns, every winner label and one unknown.
+CONV = pa.list_(pa.struct([("content", pa.string()), ("role", pa.string())]))
+
+
+def _battle(i, judge, a, b, winner, prompt=None):
+    prompt = prompt if prompt is not None else f"Prompt {i}?"
+    return {"question_id": f"q{i}", "model_a": a, "model_b": b, "winner": winner, "judge": judge,
+            "conversation_a": [{"content": prompt, "role": "user"}, {"content": f"  {a} answers {i}.  ", "role": "assistant"}],
+            "conversation_b": [{"content": prompt, "role": "user"}, {"content": f"{b} answers {i} — ünïcödé", "role": "assistant"}],
+            "turn": 1, "anony": True, "language": "English"}
+
+
+FIXTURES["chatbotarena"] = (
+    pa.schema([("question_id", pa.string()), ("model_a", pa.string()), ("model_b", pa.string()),
+               ("winner", pa.string()), ("judge", pa.string()), ("conversation_a", CONV),
+               ("conversation_b", CONV), ("turn", pa.int64()), ("anony", pa.bool_()),
+               ("language", pa.string())]),
+    [
+        _battle(1, "j1", "gpt-4", "claude-v1", "model_a", "  Write a haiku.  "),
+        _battle(2, "j1", "claude-v1", "gpt-4", "model_b"),
+        _battle(3, "j1", "gpt-4", "vicuna-13b", "tie"),
+        _battle(4, "j1", "claude-v1", "vicuna-13b", "tie (bothbad)"),
+        _battle(5, "j2", "gpt-4", "claude-v1", "model_a", "Ünïcödé prompt 😀"),
+        _battle(6, "j2", "gpt-4", "claude-v1", "model_b"),
+        _battle(7, "j2", "claude-v1", "gpt-4", "tie"),
+        _battle(8, "j2", "gpt-4", "vicuna-13b", "model_a"),
+        _battle(9, "j2", "claude-v1", "vicuna-13b", "model_b", "  Write a haiku.  "),
+        _battle(10, "j3", "gpt-4", "claude-v1", "model_a"),
+        _battle(11, "j3", "gpt-4", "claude-v1", "model_a"),
+        _battle(12, "j3", "gpt-4", "claude-v1", "model_b"),
+        _battle(13, None, "gpt-4", "claude-v1", "model_a"),
+    ],
+)
+FIXTURES["chatbotarena"][1].append(_battle(14, "j2", "gpt-4", "claude-v1", "draw"))
+for _task in ["chatbotarena_prompts", "chatbotarena_assistant", "chatbotarena_individual_prefs"]:
+    FIXTURES[_task] = FIXTURES["chatbotarena"]
+del FIXTURES["chatbotarena"]
+
 # Sources the reference reads as CSV files from its data/ folder:
 # (path under the reference's working directory, the file's text).
 CSV_FIXTURES = {
@@ -393,6 +434,9 @@ DIST = {
 # The reference's generator of each task, and the call the paper makes.
 GENERATORS = {
     "globaloqa": ("globaloqa", "generate_globaloqa_data"),
+    "chatbotarena_prompts": ("chatbotarena", "generate_chatbotarena_prompts"),
+    "chatbotarena_assistant": ("chatbotarena", "generate_chatbotarena_assistant"),
+    "chatbotarena_individual_prefs": ("chatbotarena", "generate_chatbotarena_individual_prefs"),
     "habermas_question": ("habermas", "generate_habermas_question_data"),
     "habermas_individual": ("habermas", "generate_habermas_individual_data"),
     "habermas_individual_categorical": ("habermas", "generate_habermas_individual_categorical_data"),
@@ -453,6 +497,14 @@ def stub_heavy_imports(current):
         return read_csv(path, *args, **kwargs)
 
     pd.read_csv = hub_csv
+    read_parquet = pd.read_parquet
+
+    def hub_parquet(path, *args, **kwargs):
+        if str(path).startswith("hf://"):
+            return current["table"].to_pandas()
+        return read_parquet(path, *args, **kwargs)
+
+    pd.read_parquet = hub_parquet
 
 
 def record(task, module_name, function, current):
@@ -460,13 +512,14 @@ def record(task, module_name, function, current):
 
     from spectrum.icl_classes import icl_class
 
-    seen = {"descriptions": None, "generate_many": None}
+    seen = {"descriptions": None, "generate_many": None, "by_name": {}}
     original_init = icl_class.ICLClass.__init__
     original_many = icl_class.ICLClass.generate_many
 
     def init(self, *args, **kwargs):
         original_init(self, *args, **kwargs)
         seen["descriptions"] = list(self.descriptions)
+        seen.setdefault("by_name", {})[self.name] = list(self.descriptions)
 
     def many(self, seed, n_per=1, n_iter=None, **kwargs):
         length = n_iter
@@ -509,6 +562,7 @@ def record(task, module_name, function, current):
         "permutations": seen["generate_many"]["permutations"],
         "max_inds": seen["generate_many"]["max_inds"],
         "descriptions": seen["descriptions"],
+        "descriptions_by_name": seen["by_name"],
         "pairs": sorted([list(p) for p in pairs], key=lambda p: (p[0] or "", p[1])),
         "groups": sorted([[list(p) for p in g] for g in groups], key=json.dumps),
     }

@@ -41,6 +41,12 @@ fn hub() -> FakeHub {
     );
     hub.dataset("ucinlp/drop", "default", "validation", fixture("drop"));
     hub.dataset(
+        "lmsys/chatbot_arena_conversations",
+        "default",
+        "train",
+        fixture("chatbotarena_prompts"),
+    );
+    hub.dataset(
         "Anthropic/llm_global_opinions",
         "default",
         "train",
@@ -230,6 +236,9 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "chemistry_esol",
         "chemistry_oxidative",
         "globaloqa",
+        "chatbotarena_prompts",
+        "chatbotarena_individual_prefs",
+        "chatbotarena_assistant",
         "habermas_question",
         "habermas_individual",
         "habermas_individual_categorical",
@@ -251,8 +260,8 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        15,
-        "twelve new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
+        16,
+        "thirteen new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")

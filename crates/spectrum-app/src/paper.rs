@@ -378,13 +378,20 @@ impl Studio {
                     continue;
                 }
             };
+            let descriptions = match paper::engine::descriptions(recipe, &examples) {
+                Ok(d) => d,
+                Err(e) => {
+                    miss(&task.name, e.to_string(), events);
+                    continue;
+                }
+            };
             let sequences = paper::engine::sequences(recipe, &examples, &config);
             let def = TaskDef {
                 task: recipe.task.clone(),
                 category: format!("paper_{}", task.suite.as_str()),
                 split: recipe.split,
                 kind: TaskKind::Sequence,
-                descriptions: recipe.descriptions(),
+                descriptions,
             };
             add_sequences(&mut suite, &mut built, events, def, sequences);
         }

@@ -30,6 +30,7 @@ struct Reference {
     permutations: usize,
     max_inds: Option<usize>,
     descriptions: Vec<String>,
+    descriptions_by_name: std::collections::BTreeMap<String, Vec<String>>,
     pairs: Vec<(Option<String>, String)>,
     groups: Vec<Vec<(Option<String>, String)>>,
 }
@@ -108,12 +109,7 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         let reference: Reference = serde_json::from_str(&text).expect("reference JSON");
         assert_eq!(reference.task, task.name);
         let reference_name = recipe.reference_name.clone().expect("reference_name");
-        assert_eq!(
-            recipe.descriptions(),
-            reference.descriptions,
-            "{}: descriptions",
-            task.name
-        );
+
         let per = recipe.per_individual.map_or(-1, |n| n as i64);
         assert_eq!(per, reference.n_per, "{}: n_per", task.name);
         // n_iter = None is generate_many's 5000.
@@ -126,6 +122,29 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         );
         let (rows, joined) = fixture_rows(&fixtures, &task.name, recipe);
         let examples = paper::engine::examples_joined(recipe, &rows, &joined).expect("examples");
+        let rendered = paper::engine::descriptions(recipe, &examples).expect("descriptions render");
+        match reference_name.split_once("{individual}") {
+            // One class per individual: each with its own descriptions.
+            Some((prefix, suffix)) => {
+                assert!(!reference.descriptions_by_name.is_empty());
+                for (name, descriptions) in &reference.descriptions_by_name {
+                    let id = name
+                        .strip_prefix(prefix)
+                        .and_then(|n| n.strip_suffix(suffix))
+                        .expect("a name of the pattern");
+                    let ours: Vec<String> = rendered
+                        .iter()
+                        .map(|d| d.replace("{individual}", id))
+                        .collect();
+                    assert_eq!(&ours, descriptions, "{}: descriptions of {id}", task.name);
+                }
+            }
+            None => assert_eq!(
+                rendered, reference.descriptions,
+                "{}: descriptions",
+                task.name
+            ),
+        }
         let names: BTreeSet<String> = match &recipe.individual {
             Some(i) if reference_name.contains("{individual}") => examples
                 .iter()
@@ -194,7 +213,7 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         }
         compared.push(task.name.clone());
     }
-    assert!(compared.len() >= 16, "compared {compared:?}");
+    assert!(compared.len() >= 19, "compared {compared:?}");
     assert!(!grouped.is_empty(), "no grouping compared");
 }
 

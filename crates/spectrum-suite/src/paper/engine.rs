@@ -113,6 +113,31 @@ pub fn examples_joined(
     Ok(out)
 }
 
+/// The task's descriptions: a description with `{{ ... }}` is a MiniJinja
+/// template over all of the task's `examples` (the reference writes some
+/// from its table, e.g. the winner labels that occur).
+pub fn descriptions(
+    recipe: &Recipe,
+    examples: &[Map<String, Value>],
+) -> Result<Vec<String>, RecipeError> {
+    let env = environment();
+    let context = minijinja::context! { examples => minijinja::Value::from_serialize(examples) };
+    recipe
+        .descriptions()
+        .into_iter()
+        .map(|d| {
+            if !d.contains("{{") {
+                return Ok(d);
+            }
+            env.render_str(&d, &context)
+                .map_err(|e| RecipeError::Invalid {
+                    file: format!("{}.toml", recipe.task),
+                    message: format!("description {d:?}: {e}"),
+                })
+        })
+        .collect()
+}
+
 /// The recipe's steps, in order, over the source rows.
 fn steps(
     recipe: &Recipe,
@@ -313,6 +338,14 @@ fn environment() -> Environment<'static> {
         v.as_str()
             .is_some_and(|s| !s.is_empty() && s.chars().all(char::is_numeric))
     });
+    // pandas' NaN, for a value mapped to nothing.
+    env.add_global("nan", super::py::NAN);
+    // str() of a 1-D numpy object array: its items' repr, space-separated
+    // (short arrays: numpy wraps lines past 75 characters, which is not done here).
+    env.add_filter("np_str", move |items: Vec<minijinja::Value>| {
+        let items: Vec<String> = items.iter().map(|v| super::py::repr(&json(v))).collect();
+        format!("[{}]", items.join(" "))
+    });
     env.add_test("missing", |v: minijinja::Value| {
         v.is_undefined() || v.is_none() || v.as_str() == Some(super::py::NAN)
     });
@@ -467,6 +500,30 @@ fn apply(
             }
             out
         }
+        Step::MinGroup(group) => {
+            let mut counts: std::collections::HashMap<Vec<String>, usize> = Default::default();
+            for row in &rows {
+                if let Some(k) = key(row, &group.by) {
+                    *counts.entry(k).or_default() += 1;
+                }
+            }
+            rows.into_iter()
+                .filter(|row| key(row, &group.by).is_some_and(|k| counts[&k] >= group.rows))
+                .collect()
+        }
+        Step::KeepSeen(seen) => {
+            let among: std::collections::HashSet<String> = rows
+                .iter()
+                .filter_map(|r| key(r, std::slice::from_ref(&seen.among)))
+                .map(|mut k| k.remove(0))
+                .collect();
+            rows.into_iter()
+                .filter(|row| {
+                    key(row, std::slice::from_ref(&seen.column))
+                        .is_some_and(|k| among.contains(&k[0]))
+                })
+                .collect()
+        }
         Step::DropMissing(columns) => rows
             .into_iter()
             .filter(|row| columns.iter().all(|c| !is_missing(row.get(c))))
@@ -520,7 +577,9 @@ pub fn sequences(
     config: &BuildConfig,
 ) -> Vec<Sequence> {
     let mut rng = Rng::derive(config.seed, &recipe.task);
-    let descriptions = recipe.descriptions();
+    // A description template that does not render is reported by
+    // [`descriptions`], which callers run first; here it stays as written.
+    let descriptions = descriptions(recipe, examples).unwrap_or_else(|_| recipe.descriptions());
     let mut out = Vec::new();
     let mut individuals = individuals(recipe, examples);
     if let Some(max) = recipe.individual.as_ref().and_then(|i| i.max)
@@ -574,7 +633,9 @@ pub fn sequences(
             if rng.bernoulli(config.description_prob) {
                 let text = match &description {
                     Some(d) => d.clone(),
-                    None => rng.choose(&descriptions).clone(),
+                    None => rng
+                        .choose(&descriptions)
+                        .replace("{individual}", individual.as_deref().unwrap_or_default()),
                 };
                 messages.push(Message::new(Role::Description, text));
             }

@@ -215,7 +215,7 @@ pub struct Recipe {
     #[serde(default)]
     pub distribution: Option<DistributionSpec>,
     /// Descriptions a sequence may start with; none: the reference's defaults
-    /// for the class.
+    /// for the class. `{individual}` stands for the sequence's individual.
     #[serde(default)]
     pub descriptions: Vec<String>,
     /// Sequences per individual (`n_per`); absent: every example once, in
@@ -253,6 +253,13 @@ pub enum Step {
     /// columns are its variables, and `row["a.b"]` reaches a dotted name;
     /// `x is missing` is true for None and NaN).
     Keep(String),
+    /// Only rows of groups (equal on `by`) of at least `rows` rows, as
+    /// `df[df[c].isin(counts[counts >= rows].index)]` keeps (a missing key
+    /// belongs to no group).
+    MinGroup(MinGroup),
+    /// Only rows whose `column` holds a value found in the column `among`
+    /// of some row (`for m in df[among].unique(): ... df[column] == m`).
+    KeepSeen(KeepSeen),
     /// pandas' `dropna(subset=...)`: rows missing any of these columns go.
     DropMissing(Vec<String>),
     /// Only the first row of each distinct value of these columns is kept
@@ -283,6 +290,22 @@ pub struct DistributionSpec {
     /// Options in a natural order (Likert items): enables Wasserstein-1.
     #[serde(default)]
     pub ordinal: bool,
+}
+
+/// See [`Step::MinGroup`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MinGroup {
+    pub by: Vec<String>,
+    pub rows: usize,
+}
+
+/// See [`Step::KeepSeen`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepSeen {
+    pub column: String,
+    pub among: String,
 }
 
 /// See [`Step::Explode`].
