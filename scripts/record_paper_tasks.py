@@ -241,6 +241,30 @@ CSV_FIXTURES = {
     ]) + "\n"),
 }
 
+# GPQA's main CSV, as the password-protected archive holds it: padded and
+# empty answers, an answer equal to the correct one, a multi-line question,
+# unicode, a quoted comma.
+def _gpqa_csv():
+    import csv as _csv
+    import io as _io
+    out = _io.StringIO()
+    w = _csv.writer(out, lineterminator="\n")
+    w.writerow(["Pre-Revision Question", "Question", "Correct Answer", "Incorrect Answer 1",
+                "Incorrect Answer 2", "Incorrect Answer 3", "Explanation", "Subdomain",
+                "High-level domain", "Record ID"])
+    rows = [
+        ("What is the spin of a photon?", "1", "0", "1/2", "3/2"),
+        ("Which reagent oxidises a primary alcohol to an aldehyde?\nGive one.", "  PCC  ", "KMnO4, hot", " ", "LiAlH4"),
+        ("Ünïcödé: what is ħ in SI units?", "1.054571817e-34 J·s", "6.626e-34 J·s", "1.054571817e-34 J·s", "0"),
+        ("Only two wrong answers?", "yes", "no", "", "maybe"),
+    ]
+    for i, (q, right, *wrong) in enumerate(rows):
+        w.writerow([q, q, right, *wrong, "Because.", "Physics", "Physics", f"rec{i}"])
+    return out.getvalue()
+
+
+CSV_FIXTURES["gpqa"] = ("data/gpqa/gpqa_main.csv", _gpqa_csv())
+
 # The number game's file (requested from its authors): one answer per row.
 # Ties for round(p * 100) (0.125, 0.145), a duplicated (set, target), padded
 # set members, participants with several answers.
@@ -444,6 +468,7 @@ GENERATORS = {
     "novacomet_premise": ("novacomet", "generate_novacomet_premise_data"),
     "drop": ("drop", "generate_drop"),
     "chemistry_esol": ("chemistry", "generate_chemistry_esol"),
+    "gpqa": ("gpqa", "generate_gpqa"),
     "numbergame_perc": ("numbergame", "generate_numbergame_perc"),
     "numbergame_individual": ("numbergame", "generate_numbergame_individual"),
     "chemistry_oxidative": ("chemistry", "generate_chemistry_oxidative"),

@@ -24,6 +24,22 @@ fn fixture(task: &str) -> Vec<u8> {
     fixture_file(&format!("{task}.parquet"))
 }
 
+/// GPQA's archive as its authors publish it: the CSV files under dataset/,
+/// encrypted with the published password (ZipCrypto).
+fn gpqa_zip() -> Vec<u8> {
+    use std::io::Write;
+    use zip::unstable::write::FileOptionsExt;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .with_deprecated_encryption(b"deserted-untie-orchid")
+        .expect("a password");
+    zip.start_file("dataset/gpqa_main.csv", options)
+        .expect("a member");
+    zip.write_all(&fixture_file("gpqa.csv")).expect("write");
+    zip.finish().expect("zip").into_inner()
+}
+
 const BO_ICL: &str =
     "https://raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data";
 
@@ -51,6 +67,10 @@ fn hub() -> FakeHub {
         "default",
         "train",
         fixture("globaloqa"),
+    );
+    hub.public_file(
+        "https://github.com/idavidrein/gpqa/raw/main/dataset.zip",
+        gpqa_zip(),
     );
     hub.public_file(
         &format!("{BO_ICL}/esol_iupac.csv"),
@@ -235,6 +255,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "drop",
         "chemistry_esol",
         "chemistry_oxidative",
+        "gpqa",
         "globaloqa",
         "chatbotarena_prompts",
         "chatbotarena_individual_prefs",
@@ -260,8 +281,8 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        16,
-        "thirteen new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
+        17,
+        "fourteen new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")
@@ -269,7 +290,10 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "a public file is cached under HF_HOME/spectrum/files"
     );
     let missing = all["missing"].as_array().expect("missing");
-    assert!(missing.iter().any(|m| m[0] == "gpqa"), "{missing:?}");
+    assert!(
+        missing.iter().any(|m| m[0] == "wvs_individual"),
+        "{missing:?}"
+    );
     assert!(missing.iter().any(|m| m[0] == "car_brand"), "{missing:?}");
     // The number game's file is requested from its authors: named, with
     // where to get it and where it was looked for.

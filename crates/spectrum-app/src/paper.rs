@@ -165,8 +165,11 @@ fn local(source: &Source, data_dir: Option<&Path>) -> Option<Vec<(PathBuf, Forma
             files.iter().all(|(f, _)| f.is_file()).then_some(files)
         }
         Place::Url(url) => {
-            let path = download::url_cache_path(url);
-            let format = Format::of(url)?;
+            let path = match &source.member {
+                Some(member) => member_path(url, member),
+                None => download::url_cache_path(url),
+            };
+            let format = source.format()?;
             path.is_file().then_some(vec![(path, format)])
         }
         Place::File { path, .. } => {
@@ -175,6 +178,61 @@ fn local(source: &Source, data_dir: Option<&Path>) -> Option<Vec<(PathBuf, Forma
             full.is_file().then_some(vec![(full, format)])
         }
     }
+}
+
+/// Where the file `member` of the archive at `url` is kept once extracted.
+fn member_path(url: &str, member: &str) -> PathBuf {
+    let mut dir = download::url_cache_path(url).into_os_string();
+    dir.push(".d");
+    let mut path = PathBuf::from(dir);
+    for part in member
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != "." && *p != "..")
+    {
+        path.push(part);
+    }
+    path
+}
+
+/// Extracts `member` of the zip archive `archive` (decrypted with
+/// `password`, if given) to `dest`, written whole or not at all.
+fn extract(
+    archive: &Path,
+    member: &str,
+    password: Option<&str>,
+    dest: &Path,
+) -> std::result::Result<(), DownloadError> {
+    let error = |message: String| DownloadError::File {
+        path: archive.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(archive).map_err(|e| error(e.to_string()))?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| {
+        error(format!(
+            "not a readable zip archive ({e}); delete it so that it is downloaded again"
+        ))
+    })?;
+    let mut entry = match password {
+        Some(p) => zip.by_name_decrypt(member, p.as_bytes()),
+        None => zip.by_name(member),
+    }
+    .map_err(|e| match e {
+        zip::result::ZipError::InvalidPassword => error(format!(
+            "{member}: the archive's password is not the one published"
+        )),
+        zip::result::ZipError::FileNotFound => {
+            error(format!("the archive has no {member}; its layout changed"))
+        }
+        other => error(format!("{member}: {other}")),
+    })?;
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| error(e.to_string()))?;
+    }
+    let part = download::part_path(dest);
+    let mut out = std::fs::File::create(&part).map_err(|e| error(e.to_string()))?;
+    std::io::copy(&mut entry, &mut out).map_err(|e| error(format!("{member}: {e}")))?;
+    drop(out);
+    std::fs::rename(&part, dest).map_err(|e| error(e.to_string()))
 }
 
 /// Where a source's files are, or would be, in words.
@@ -546,7 +604,15 @@ impl Studio {
                 std::fs::rename(&tmp, manifest(&dir)).map_err(file_error)?;
             }
             Place::Url(url) => {
-                self.public_file(client, url, events, cancel)?;
+                let archive = self.public_file(client, url, events, cancel)?;
+                if let Some(member) = &source.member {
+                    extract(
+                        &archive,
+                        member,
+                        source.password.as_deref(),
+                        &member_path(url, member),
+                    )?;
+                }
             }
             Place::Inline(_) => {}
             Place::File { path, from } => {

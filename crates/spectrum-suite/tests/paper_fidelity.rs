@@ -51,6 +51,33 @@ fn pairs_of(sequence: &spectrum_suite::Sequence) -> Vec<(Option<String>, String)
     pairs
 }
 
+/// A multiple-choice example with its choices sorted and its answer letter
+/// replaced by the answer's text: the prompt's trailing `X. text` lines are
+/// its choices.
+fn choices_as_set(pair: &(Option<String>, String)) -> (Option<String>, String) {
+    let prompt = pair.0.clone().unwrap_or_default();
+    let lines: Vec<&str> = prompt.split('\n').collect();
+    let is_choice = |l: &str| {
+        let b = l.as_bytes();
+        b.len() >= 3 && b[0].is_ascii_uppercase() && b[1] == b'.' && b[2] == b' '
+    };
+    let mut first = lines.len();
+    while first > 0 && is_choice(lines[first - 1]) {
+        first -= 1;
+    }
+    let choices: Vec<(&str, &str)> = lines[first..].iter().map(|l| (&l[..1], &l[3..])).collect();
+    let answer = choices
+        .iter()
+        .find(|(letter, _)| *letter == pair.1)
+        .map_or("(no such choice)", |(_, text)| text)
+        .to_string();
+    let mut texts: Vec<&str> = choices.iter().map(|(_, t)| *t).collect();
+    texts.sort();
+    let mut head = lines[..first].to_vec();
+    head.extend(texts);
+    (Some(head.join("\n")), answer)
+}
+
 /// A task's fixture rows (TASK.parquet or TASK.csv, as its source is read)
 /// and the files its recipe joins (joins/NAME).
 fn fixture_rows(
@@ -64,14 +91,9 @@ fn fixture_rows(
     if let Ok(paper::Place::Inline(rows)) = recipe.source.place() {
         return (rows.to_vec(), paper::engine::Joined::new());
     }
-    let (extension, format) = match recipe.source.place() {
-        Ok(paper::Place::Url(name) | paper::Place::File { path: name, .. }) => {
-            match paper::Format::of(name) {
-                Some(paper::Format::Csv) => ("csv", paper::Format::Csv),
-                Some(paper::Format::Json) => ("json", paper::Format::Json),
-                _ => ("parquet", paper::Format::Parquet),
-            }
-        }
+    let (extension, format) = match recipe.source.format() {
+        Some(paper::Format::Csv) => ("csv", paper::Format::Csv),
+        Some(paper::Format::Json) => ("json", paper::Format::Json),
         _ => ("parquet", paper::Format::Parquet),
     };
     let rows = paper::table::read(&fixtures.join(format!("{}.{extension}", task)), format)
@@ -166,9 +188,18 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
             "{}: max_inds",
             task.name
         );
+        // Choices in an order of our own: compared as a set, the answer by its text.
+        let compare = |pair: (Option<String>, String)| {
+            if recipe.shuffled_choices {
+                choices_as_set(&pair)
+            } else {
+                pair
+            }
+        };
         let ours: BTreeSet<(Option<String>, String)> =
-            examples.iter().map(|e| recipe.texts(e)).collect();
-        let theirs: BTreeSet<(Option<String>, String)> = reference.pairs.into_iter().collect();
+            examples.iter().map(|e| compare(recipe.texts(e))).collect();
+        let theirs: BTreeSet<(Option<String>, String)> =
+            reference.pairs.iter().cloned().map(compare).collect();
         for (mine, want) in ours.iter().zip(&theirs) {
             assert_eq!(mine, want, "{}: first differing example", task.name);
         }
@@ -213,7 +244,7 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         }
         compared.push(task.name.clone());
     }
-    assert!(compared.len() >= 19, "compared {compared:?}");
+    assert!(compared.len() >= 20, "compared {compared:?}");
     assert!(!grouped.is_empty(), "no grouping compared");
 }
 

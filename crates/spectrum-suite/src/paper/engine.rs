@@ -329,6 +329,27 @@ fn environment() -> Environment<'static> {
     env.add_filter("over", |items: Vec<f64>, total: f64| -> Vec<f64> {
         items.iter().map(|x| x / total).collect()
     });
+    // The indices 0..n in an order of our own, the same for the same key
+    // (a task's choices, shuffled once per question).
+    env.add_filter("permutation", |n: usize, key: String| -> Vec<usize> {
+        let mut order: Vec<usize> = (0..n).collect();
+        Rng::derive(0, &key).shuffle(&mut order);
+        order
+    });
+    // list.index(value)
+    env.add_filter(
+        "index_of",
+        |items: Vec<minijinja::Value>,
+         value: minijinja::Value|
+         -> Result<usize, minijinja::Error> {
+            items.iter().position(|v| *v == value).ok_or_else(|| {
+                minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    format!("{value} is not in the list"),
+                )
+            })
+        },
+    );
     // A uniform distribution over a list's items.
     env.add_filter("uniform", |items: Vec<minijinja::Value>| -> Vec<f64> {
         vec![1.0 / items.len() as f64; items.len()]

@@ -25,6 +25,12 @@ pub struct Source {
     /// `data/download.sh` fetches it.
     #[serde(default)]
     pub url: Option<String>,
+    /// For a `url` that is a zip archive: the file in it that is read, and
+    /// the archive's password, if it has one (published with the data).
+    #[serde(default)]
+    pub member: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
     /// A file that must be got by hand, read from `--data-dir DIR/<file>`;
     /// `from` says where.
     #[serde(default)]
@@ -108,7 +114,13 @@ impl Source {
                 split: self.split.as_deref().ok_or("a hub source needs `split`")?,
             }),
             (None, Some(url), None) => {
-                file_format(url)?;
+                match &self.member {
+                    Some(member) if url.to_ascii_lowercase().ends_with(".zip") => {
+                        file_format(member)?
+                    }
+                    Some(_) => return Err("`member` reads a file of a .zip `url`".into()),
+                    None => file_format(url)?,
+                }
                 Ok(Place::Url(url))
             }
             (None, None, Some(path)) => {
@@ -122,6 +134,16 @@ impl Source {
                 })
             }
             _ => Err("[source] needs exactly one of hf, url, file, rows".into()),
+        }
+    }
+
+    /// How the source's file (or the archive's member) is read.
+    pub fn format(&self) -> Option<Format> {
+        match self.place().ok()? {
+            Place::Hub { .. } => Some(Format::Parquet),
+            Place::Url(url) => Format::of(self.member.as_deref().unwrap_or(url)),
+            Place::File { path, .. } => Format::of(path),
+            Place::Inline(_) => None,
         }
     }
 
@@ -225,6 +247,10 @@ pub struct Recipe {
     /// Examples per sequence (`n_iter`; absent: `generate_many`'s 5000).
     #[serde(default = "Length::all")]
     pub length: Length,
+    /// The order of each example's choices is drawn by us, not the
+    /// reference's (the fidelity test compares choices as a set).
+    #[serde(default)]
+    pub shuffled_choices: bool,
     /// Each sequence's examples appear this many times, in a new order each
     /// (`permutations_per_iter`).
     #[serde(default = "one")]
