@@ -185,6 +185,9 @@ fn the_list_names_every_task_and_what_it_needs() {
     assert_eq!(status_of(&list, "wvs_individual"), "needs_file");
     assert_eq!(status_of(&list, "car_brand"), "needs_file");
     assert_eq!(status_of(&list, "element_symbols"), "needs_download");
+    assert_eq!(status_of(&list, "flight"), "needs_download");
+    assert_eq!(status_of(&list, "urn"), "needs_download");
+    assert_eq!(status_of(&list, "us_phone_numbers"), "unusable");
     let wvs = tasks
         .iter()
         .find(|t| t["name"] == "wvs_individual")

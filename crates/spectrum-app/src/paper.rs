@@ -41,6 +41,9 @@ spectrum_core::closed_set! {
         NeedsFile => "needs_file",
         /// Listed, but its recipe is not written yet.
         NoRecipe => "no_recipe",
+        /// Its reference data cannot be imported as it is (an example that
+        /// fails its own rule).
+        Unusable => "unusable",
     }
 }
 
@@ -747,6 +750,28 @@ fn add_items(
     suite.distribution.extend(items);
 }
 
+/// The first example of the shipped diverse-valid task `task` that fails its
+/// own rule (the importer refuses such a task), if any.
+fn refused_example(task: &str) -> Option<String> {
+    static REFUSED: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    let refused = REFUSED.get_or_init(|| {
+        paper::valid::tasks()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.rule.word_lists().is_empty())
+            .filter_map(|v| {
+                let validator = v.rule.compile().ok()?;
+                let bad = v.examples.iter().find(|e| !validator.is_valid(e))?;
+                Some((v.task.clone(), bad.clone()))
+            })
+            .collect()
+    });
+    refused
+        .iter()
+        .find(|(t, _)| t == task)
+        .map(|(_, bad)| bad.clone())
+}
+
 /// Where `task` stands, and what to do next.
 fn status(
     task: &PaperTask,
@@ -761,10 +786,18 @@ fn status(
         );
     }
     match (&task.origin, &task.recipe) {
-        (Origin::Shipped, _) => (
-            PaperStatus::NeedsDownload,
-            "`spectrum suite fetch` imports it (nothing to download)".into(),
-        ),
+        (Origin::Shipped, _) => match refused_example(&task.name) {
+            Some(bad) => (
+                PaperStatus::Unusable,
+                format!(
+                    "the reference's example {bad:?} fails its own validity rule, which the importer refuses"
+                ),
+            ),
+            None => (
+                PaperStatus::NeedsDownload,
+                "`spectrum suite fetch` imports it (nothing to download)".into(),
+            ),
+        },
         (Origin::WordList { list, from }, _) => {
             let spec = paper::lists::specs()
                 .ok()
@@ -813,13 +846,13 @@ fn status(
                 "accept the terms at https://huggingface.co/datasets/{repo}, then set HF_TOKEN"
             ),
         ),
-        (_, None) => (
-            PaperStatus::NoRecipe,
-            "listed; its recipe is not written yet".into(),
-        ),
         (Origin::Synthetic, recipe) if recipe.is_some() || paper::is_generated(&task.name) => (
             PaperStatus::NeedsDownload,
             "`spectrum suite fetch` builds it (nothing to download)".into(),
+        ),
+        (_, None) => (
+            PaperStatus::NoRecipe,
+            "listed; its recipe is not written yet".into(),
         ),
         (_, Some(recipe))
             if recipe

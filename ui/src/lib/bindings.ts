@@ -457,7 +457,7 @@ missing: Array<[string, string]>,
  */
 dataset: DatasetSummary | null, };
 
-export type PaperStatus = "imported" | "downloaded" | "needs_download" | "needs_terms" | "needs_file" | "no_recipe";
+export type PaperStatus = "imported" | "downloaded" | "needs_download" | "needs_terms" | "needs_file" | "no_recipe" | "unusable";
 
 export type PaperTaskView = { name: string, 
 /**
