@@ -438,6 +438,25 @@ NYTIMES = {
     },
 }
 
+# MPI: human responses (one column per item I1..I120; a missing answer, an
+# answer outside 0..5, an item nobody answered, an item past the questions
+# file) and the questions file (tab-separated, read by position).
+MPI_RESPONSES = "\n".join([
+    "ID,I1,I2,I3,I5,I119,I121,country",
+    "r1,0,5,,3,1,9,US",
+    "r2,0,4,,3,2,9,UK",
+    "r3,1,5,,6,,9,US",
+    "r4,,5,,3,1,9,DE",
+]) + "\n"
+MPI_QUESTIONS = "\n".join([
+    "label_raw\ttext\tlabel_ocean\tkey",
+    "Anxiety\tWorry about things\tN\t1",
+    "Friendliness\tMake friends easily\tE\t1",
+    "Imagination\tHave a vivid imagination\tO\t1",
+    "Trust\tTrust others\tA\t1",
+    "Self-efficacy\tComplete tasks successfully — ÜBER\tC\t1",
+]) + "\n"
+
 # Distributional tasks: the reference's loader, the files it opens (path under
 # its working directory -> bytes; the first is our fixture TASK.csv/.parquet),
 # and the table a hub read (hf://) answers with.
@@ -448,6 +467,9 @@ DIST = {
                  {"data/habermas_data/hm_all_position_statement_ratings.parquet": _habermas_dist_table()}, None),
     "global_oqa": ("global_oqa", "load_globaloqa_dataset", {}, "globaloqa"),
     "states": ("states", "load_states_dataset", {}, None),
+    "mpi": ("mpi", "load_mpi_dataset",
+            {"data/mpi/mpi_human_resp.csv": MPI_RESPONSES.encode(),
+             "data/mpi/AI_Pluralistic_Alignment/data/mpi_questions.csv": MPI_QUESTIONS.encode()}, None),
     "nytimes": ("nytimes", "load_nytimes_dataset",
                 {"data/benchmarking-distributional-alignment/nytimes/NYTIMES_proportions.json":
                  json.dumps(NYTIMES, indent=1).encode()}, None),
@@ -716,6 +738,9 @@ def record_distributions(current):
         for i, (path, data) in enumerate(files.items()):
             if i == 0:
                 (OUT / f"{task}{Path(path).suffix}").write_bytes(data)
+            else:  # a file the recipe joins
+                (OUT / "joins").mkdir(exist_ok=True)
+                (OUT / "joins" / Path(path).name).write_bytes(data)
             (work / path).parent.mkdir(parents=True, exist_ok=True)
             (work / path).write_bytes(data)
         if hub_table is not None:  # the same rows as that held-out task's fixture

@@ -69,6 +69,10 @@ fn hub() -> FakeHub {
         fixture("globaloqa"),
     );
     hub.public_file(
+        "https://raw.githubusercontent.com/jfisher52/AI_Pluralistic_Alignment/main/data/mpi_questions.csv",
+        fixture_file("joins/mpi_questions.csv"),
+    );
+    hub.public_file(
         "https://github.com/idavidrein/gpqa/raw/main/dataset.zip",
         gpqa_zip(),
     );
@@ -366,6 +370,17 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         serde_json::json!(["numbergame", 2]),
         "{dist}"
     );
+    // MPI: the responses by hand, the questions from their repository.
+    std::fs::create_dir_all(data.join("mpi")).expect("data dir");
+    std::fs::write(data.join("mpi/mpi_human_resp.csv"), fixture_file("mpi.csv"))
+        .expect("write the file");
+    let mpi = json(
+        &sb,
+        &hub,
+        &["suite", "fetch", "--tasks", "mpi", "--data-dir", data_arg],
+    );
+    // Five items; the one with an answer outside 0..5 sums to 0.75 and is left out.
+    assert_eq!(mpi["built"][0], serde_json::json!(["mpi", 4]), "{mpi}");
     assert_eq!(all["dataset"]["name"], "spectrum-paper");
     let list = json(&sb, &hub, &["suite", "list"]);
     assert_eq!(status_of(&list, "arc"), "imported");

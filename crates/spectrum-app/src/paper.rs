@@ -390,7 +390,7 @@ impl Studio {
                 let read = self
                     .public_file(&client, &join.url, events, cancel)
                     .and_then(|path| {
-                        let format = Format::of(&join.url).unwrap_or(Format::Parquet);
+                        let format = join.format().unwrap_or(Format::Parquet);
                         paper::table::read(&path, format).map_err(|e| DownloadError::File {
                             path,
                             message: e.to_string(),

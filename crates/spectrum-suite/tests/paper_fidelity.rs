@@ -101,7 +101,7 @@ fn fixture_rows(
     let mut joined = paper::engine::Joined::new();
     for join in recipe.joins() {
         let name = join.url.rsplit('/').next().expect("a file name");
-        let format = paper::Format::of(name).expect("a known format");
+        let format = join.format().expect("a known format");
         let path = fixtures.join("joins").join(name);
         joined.insert(
             join.url.clone(),

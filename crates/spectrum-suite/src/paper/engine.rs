@@ -406,6 +406,22 @@ fn apply(
                 file: format!("{}.toml", recipe.task),
                 message: format!("the joined file {} was not read", join.url),
             })?;
+            let numbered: Vec<Map<String, Value>>;
+            let right = match &join.number {
+                Some(column) => {
+                    numbered = right
+                        .iter()
+                        .enumerate()
+                        .map(|(i, r)| {
+                            let mut r = r.clone();
+                            r.insert(column.clone(), Value::from(i));
+                            r
+                        })
+                        .collect();
+                    &numbered
+                }
+                None => right,
+            };
             if let Some(first) = right.first() {
                 for column in join.on.iter().chain(&join.columns) {
                     if !first.contains_key(column) {
@@ -544,6 +560,27 @@ fn apply(
                         .is_some_and(|k| among.contains(&k[0]))
                 })
                 .collect()
+        }
+        Step::Unpivot(unpivot) => {
+            let pattern =
+                regex::Regex::new(&format!("^(?:{})$", unpivot.pattern)).map_err(|e| {
+                    RecipeError::Invalid {
+                        file: format!("{}.toml", recipe.task),
+                        message: format!("unpivot pattern: {e}"),
+                    }
+                })?;
+            let mut out = Vec::new();
+            for row in rows {
+                for (column, cell) in row {
+                    if pattern.is_match(&column) {
+                        let mut one = Map::new();
+                        one.insert(unpivot.key.clone(), Value::String(column));
+                        one.insert(unpivot.value.clone(), cell);
+                        out.push(one);
+                    }
+                }
+            }
+            out
         }
         Step::DropMissing(columns) => rows
             .into_iter()

@@ -77,6 +77,8 @@ pub enum Format {
     /// An array of records, or an object of records by name (the name in
     /// the column `key`).
     Json,
+    /// CSV with tabs between fields.
+    Tsv,
 }
 
 impl Format {
@@ -286,6 +288,10 @@ pub enum Step {
     /// Only rows whose `column` holds a value found in the column `among`
     /// of some row (`for m in df[among].unique(): ... df[column] == m`).
     KeepSeen(KeepSeen),
+    /// Each row becomes one row per column whose name matches `pattern`, in
+    /// the row's order: the column's name in `key`, its cell in `value`
+    /// (the other columns are dropped).
+    Unpivot(Unpivot),
     /// pandas' `dropna(subset=...)`: rows missing any of these columns go.
     DropMissing(Vec<String>),
     /// Only the first row of each distinct value of these columns is kept
@@ -350,6 +356,34 @@ pub struct Join {
     pub url: String,
     pub on: Vec<String>,
     pub columns: Vec<String>,
+    /// The file's fields are separated by tabs (whatever its extension).
+    #[serde(default)]
+    pub tab_separated: bool,
+    /// A column added to the joined file's rows: each row's 0-based position
+    /// (to join by position, as `df.iloc[i]` reads).
+    #[serde(default)]
+    pub number: Option<String>,
+}
+
+impl Join {
+    /// How the joined file is read.
+    pub fn format(&self) -> Option<Format> {
+        if self.tab_separated {
+            Some(Format::Tsv)
+        } else {
+            Format::of(&self.url)
+        }
+    }
+}
+
+/// See [`Step::Unpivot`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unpivot {
+    /// A regular expression the whole column name matches.
+    pub pattern: String,
+    pub key: String,
+    pub value: String,
 }
 
 /// See [`Step::Collect`].

@@ -23,6 +23,7 @@ pub fn read(path: &Path, format: Format) -> Result<Vec<Map<String, Value>>, Tabl
     match format {
         Format::Parquet => read_parquet(path),
         Format::Csv => read_csv(path),
+        Format::Tsv => read_delimited(path, b'\t'),
         Format::Json => read_json(path),
     }
 }
@@ -102,12 +103,22 @@ pub fn is_missing_cell(cell: &str) -> bool {
 /// column makes it float), booleans when every cell is True or False, text
 /// otherwise. A missing cell is NaN ([`super::py::NAN`]), as in pandas.
 pub fn read_csv(path: &Path) -> Result<Vec<Map<String, Value>>, TableError> {
+    read_delimited(path, b',')
+}
+
+/// [`read_csv`] with another field separator (`pd.read_csv(delimiter=...)`).
+pub fn read_delimited(path: &Path, delimiter: u8) -> Result<Vec<Map<String, Value>>, TableError> {
     let error = |message: String| TableError {
         path: path.display().to_string(),
-        format: "CSV",
+        format: if delimiter == b',' {
+            "CSV"
+        } else {
+            "delimited text"
+        },
         message,
     };
     let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
         .flexible(false)
         .from_path(path)
         .map_err(|e| error(e.to_string()))?;
