@@ -102,6 +102,24 @@ fn hub() -> FakeHub {
     ] {
         hub.public_file(url, fixture_file(&format!("../word_lists/{file}")));
     }
+    // The car lists: one file per model year, two of them with rows.
+    for year in 1992..=2026 {
+        let probe = format!("../word_lists/us-car-models-data/{year}.csv");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../crates/spectrum-suite/tests/fixtures/paper")
+            .join(&probe);
+        let file = if path.is_file() {
+            fixture_file(&probe)
+        } else {
+            b"year,make,model,body_styles\n".to_vec()
+        };
+        hub.public_file(
+            &format!(
+                "https://raw.githubusercontent.com/abhionlyone/us-car-models-data/master/{year}.csv"
+            ),
+            file,
+        );
+    }
     hub.public_file(
         "https://raw.githubusercontent.com/nicolemeister/benchmarking-distributional-alignment/main/nytimes/NYTIMES_proportions.json",
         fixture_file("nytimes.json"),
@@ -187,7 +205,7 @@ fn the_list_names_every_task_and_what_it_needs() {
     assert_eq!(status_of(&list, "mmlu"), "needs_download");
     assert_eq!(status_of(&list, "chatbotarena_prompts"), "needs_terms");
     assert_eq!(status_of(&list, "wvs_individual"), "needs_file");
-    assert_eq!(status_of(&list, "car_brand"), "needs_file");
+    assert_eq!(status_of(&list, "car_brand"), "needs_download");
     assert_eq!(status_of(&list, "element_symbols"), "needs_download");
     assert_eq!(status_of(&list, "flight"), "needs_download");
     assert_eq!(status_of(&list, "urn"), "needs_download");
@@ -283,13 +301,15 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         "claude_gerunds",
         "element_names",
         "element_symbols",
+        "car_brand",
+        "car_make_model",
     ] {
         assert!(built.contains(&task), "{task} built: {built:?}");
     }
     assert_eq!(
         hub.file_requests.load(Ordering::SeqCst) - before,
-        17,
-        "fourteen new sources (novacomet's serves two tasks, habermas's two three) and three word lists, mmlu cached"
+        17 + 35,
+        "fourteen new sources (novacomet's serves two tasks, habermas's two three), three word-list files and the 35 car files, mmlu cached"
     );
     assert!(
         sb.path("hf/spectrum/files/raw.githubusercontent.com/ur-whitelab/BO-ICL/refs/heads/main/paper/dataset/data/esol_iupac.csv")
@@ -301,7 +321,6 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         missing.iter().any(|m| m[0] == "wvs_individual"),
         "{missing:?}"
     );
-    assert!(missing.iter().any(|m| m[0] == "car_brand"), "{missing:?}");
     // The number game's file is requested from its authors: named, with
     // where to get it and where it was looked for.
     let numbergame = missing

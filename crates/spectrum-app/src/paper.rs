@@ -482,18 +482,19 @@ impl Studio {
                         miss(&v.task, detail, events);
                         continue 'task;
                     };
-                    let read = self
-                        .public_file(&client, &spec.url, events, cancel)
-                        .and_then(|path| {
-                            let text = std::fs::read_to_string(&path).map_err(|e| {
-                                DownloadError::File {
-                                    path: path.clone(),
-                                    message: e.to_string(),
-                                }
+                    let read = spec.urls().iter().try_fold(Vec::new(), |mut all, url| {
+                        let path = self.public_file(&client, url, events, cancel)?;
+                        let text =
+                            std::fs::read_to_string(&path).map_err(|e| DownloadError::File {
+                                path: path.clone(),
+                                message: e.to_string(),
                             })?;
+                        all.extend(
                             paper::lists::entries(spec, &text)
-                                .map_err(|message| DownloadError::File { path, message })
-                        });
+                                .map_err(|message| DownloadError::File { path, message })?,
+                        );
+                        Ok(all)
+                    });
                     match read {
                         Ok(entries) => lists.insert(name, entries),
                         Err(DownloadError::Cancelled) => {
@@ -803,18 +804,25 @@ fn status(
                 .ok()
                 .and_then(|specs| specs.into_iter().find(|s| &s.name == list));
             match spec {
-                Some(spec) if download::url_cache_path(&spec.url).is_file() => (
-                    PaperStatus::Downloaded,
-                    format!(
-                        "its word list {list} is cached in {}",
-                        download::url_cache_path(&spec.url).display()
-                    ),
-                ),
+                Some(spec)
+                    if spec
+                        .urls()
+                        .iter()
+                        .all(|u| download::url_cache_path(u).is_file()) =>
+                {
+                    (
+                        PaperStatus::Downloaded,
+                        format!(
+                            "its word list {list} is cached in {}",
+                            download::url_cache_path(&spec.urls()[0]).display()
+                        ),
+                    )
+                }
                 Some(spec) => (
                     PaperStatus::NeedsDownload,
                     format!(
                         "`spectrum suite fetch` downloads its word list {list} from {}",
-                        spec.url
+                        spec.url.replace("{n}", "*")
                     ),
                 ),
                 None => (

@@ -14,9 +14,16 @@ pub struct ListSpec {
     /// The name `word_list` rules use.
     pub name: String,
     pub url: String,
-    /// A CSV file with a header: this column.
+    /// The list as several files: `url` with `{n}` for each number of this
+    /// inclusive range (the repository's files, one per year).
+    #[serde(default)]
+    pub numbers: Option<[u32; 2]>,
+    /// A CSV file with a header: this column (or these, an entry of several
+    /// fields; a row missing one is left out).
     #[serde(default)]
     pub column: Option<String>,
+    #[serde(default)]
+    pub columns: Vec<String>,
     /// Lines without a header: skip this many, then take this 0-based field.
     #[serde(default)]
     pub skip_lines: usize,
@@ -40,9 +47,24 @@ pub fn specs() -> Result<Vec<ListSpec>, String> {
     Ok(catalog.list)
 }
 
-/// The entries of the list `spec` in its downloaded file's `text` (one field
-/// each), or what is wrong with the file.
+impl ListSpec {
+    /// The files the list is read from.
+    pub fn urls(&self) -> Vec<String> {
+        match self.numbers {
+            Some([from, to]) => (from..=to)
+                .map(|n| self.url.replace("{n}", &n.to_string()))
+                .collect(),
+            None => vec![self.url.clone()],
+        }
+    }
+}
+
+/// The entries of the list `spec` in one of its downloaded files' `text`, or
+/// what is wrong with the file.
 pub fn entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String> {
+    if !spec.columns.is_empty() {
+        return field_entries(spec, text);
+    }
     let cells: Vec<String> = match (&spec.column, spec.field) {
         (Some(column), None) => {
             let mut reader = csv::ReaderBuilder::new()
@@ -93,6 +115,41 @@ pub fn entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String> 
         .collect())
 }
 
+/// Entries of several fields: `spec.columns` of each row with all of them.
+fn field_entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|h| super::py::strip(h).to_string())
+        .collect();
+    let at: Vec<usize> = spec
+        .columns
+        .iter()
+        .map(|c| {
+            header
+                .iter()
+                .position(|h| h == c)
+                .ok_or_else(|| format!("no column {c:?} (it has {})", header.join(", ")))
+        })
+        .collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| e.to_string())?;
+        let fields: Vec<String> = at
+            .iter()
+            .map(|&i| record.get(i).unwrap_or("").to_string())
+            .collect();
+        if fields.iter().all(|f| !table::is_missing_cell(f)) {
+            out.push(fields);
+        }
+    }
+    Ok(out)
+}
+
 /// How a downloaded list file is read (for the cache's file name).
 pub fn format(spec: &ListSpec) -> Option<Format> {
     Format::of(&spec.url)
@@ -105,10 +162,18 @@ mod tests {
     #[test]
     fn every_list_reads_and_names_a_known_shape() {
         let specs = specs().expect("catalog");
-        assert_eq!(specs.len(), 4);
+        assert_eq!(specs.len(), 6);
         for s in &specs {
-            assert!(s.column.is_some() != s.field.is_some(), "{}", s.name);
+            let shapes = [s.column.is_some(), s.field.is_some(), !s.columns.is_empty()];
+            assert_eq!(shapes.iter().filter(|b| **b).count(), 1, "{}", s.name);
+            assert!(!s.urls().is_empty());
         }
+        let cars = specs
+            .iter()
+            .find(|s| s.name == "us-car-makes")
+            .expect("cars");
+        assert_eq!(cars.urls().len(), 35, "1992..=2026");
+        assert!(cars.urls()[0].ends_with("/1992.csv"));
     }
 
     #[test]
