@@ -62,61 +62,46 @@ impl ListSpec {
 /// The entries of the list `spec` in one of its downloaded files' `text`, or
 /// what is wrong with the file.
 pub fn entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String> {
-    if !spec.columns.is_empty() {
-        return field_entries(spec, text);
-    }
-    let cells: Vec<String> = match (&spec.column, spec.field) {
-        (Some(column), None) => {
-            let mut reader = csv::ReaderBuilder::new()
-                .flexible(true)
-                .from_reader(text.as_bytes());
-            let header: Vec<String> = reader
-                .headers()
-                .map_err(|e| e.to_string())?
-                .iter()
-                .map(|h| super::py::strip(h).to_string())
-                .collect();
-            let at = header
-                .iter()
-                .position(|h| h == column)
-                .ok_or_else(|| format!("no column {column:?} (it has {})", header.join(", ")))?;
-            let mut cells = Vec::new();
-            for record in reader.records() {
-                let record = record.map_err(|e| e.to_string())?;
-                cells.push(record.get(at).unwrap_or("").to_string());
-            }
-            cells
+    let clean = |c: String| {
+        if spec.strip {
+            super::py::strip(&c).to_string()
+        } else {
+            c
         }
+    };
+    match (&spec.column, spec.field) {
+        (Some(column), None) => field_entries(std::slice::from_ref(column), text, clean),
+        (None, None) if !spec.columns.is_empty() => field_entries(&spec.columns, text, clean),
         (None, Some(field)) => {
             let rest: String = text.split_inclusive('\n').skip(spec.skip_lines).collect();
             let mut reader = csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
                 .from_reader(rest.as_bytes());
-            let mut cells = Vec::new();
+            let mut out = Vec::new();
             for record in reader.records() {
                 let record = record.map_err(|e| e.to_string())?;
-                cells.push(record.get(field).unwrap_or("").to_string());
+                let cell = record.get(field).unwrap_or("");
+                if !table::is_missing_cell(cell) {
+                    out.push(vec![clean(cell.to_string())]);
+                }
             }
-            cells
+            Ok(out)
         }
-        _ => return Err(format!("list {}: give `column` or `field`", spec.name)),
-    };
-    Ok(cells
-        .into_iter()
-        .filter(|c| !table::is_missing_cell(c))
-        .map(|c| {
-            vec![if spec.strip {
-                super::py::strip(&c).to_string()
-            } else {
-                c
-            }]
-        })
-        .collect())
+        _ => Err(format!(
+            "list {}: give one of `column`, `columns` or `field`",
+            spec.name
+        )),
+    }
 }
 
-/// Entries of several fields: `spec.columns` of each row with all of them.
-fn field_entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String> {
+/// Entries of `columns` of a CSV file with a header (names stripped): each
+/// row with all of them, cleaned.
+fn field_entries(
+    columns: &[String],
+    text: &str,
+    clean: impl Fn(String) -> String,
+) -> Result<Vec<Vec<String>>, String> {
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
         .from_reader(text.as_bytes());
@@ -126,8 +111,7 @@ fn field_entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String
         .iter()
         .map(|h| super::py::strip(h).to_string())
         .collect();
-    let at: Vec<usize> = spec
-        .columns
+    let at: Vec<usize> = columns
         .iter()
         .map(|c| {
             header
@@ -139,12 +123,9 @@ fn field_entries(spec: &ListSpec, text: &str) -> Result<Vec<Vec<String>>, String
     let mut out = Vec::new();
     for record in reader.records() {
         let record = record.map_err(|e| e.to_string())?;
-        let fields: Vec<String> = at
-            .iter()
-            .map(|&i| record.get(i).unwrap_or("").to_string())
-            .collect();
+        let fields: Vec<&str> = at.iter().map(|&i| record.get(i).unwrap_or("")).collect();
         if fields.iter().all(|f| !table::is_missing_cell(f)) {
-            out.push(fields);
+            out.push(fields.into_iter().map(|f| clean(f.to_string())).collect());
         }
     }
     Ok(out)
