@@ -736,36 +736,21 @@ fn individuals(
     recipe: &Recipe,
     examples: &[Map<String, Value>],
 ) -> Vec<(Option<String>, Vec<usize>, Option<String>)> {
+    let cell =
+        |i: usize, column: &str| super::py::str_of(examples[i].get(column).unwrap_or(&Value::Null));
     match &recipe.individual {
         None => vec![(None, (0..examples.len()).collect(), None)],
         Some(Individual {
             id_column,
             description_column,
             ..
-        }) => {
-            let mut order: Vec<String> = Vec::new();
-            let mut members: std::collections::HashMap<String, Vec<usize>> = Default::default();
-            for (i, e) in examples.iter().enumerate() {
-                let id = super::py::str_of(e.get(id_column).unwrap_or(&Value::Null));
-                members
-                    .entry(id.clone())
-                    .or_insert_with(|| {
-                        order.push(id.clone());
-                        Vec::new()
-                    })
-                    .push(i);
-            }
-            order
-                .into_iter()
-                .map(|id| {
-                    let rows = members.remove(&id).unwrap_or_default();
-                    let description = description_column.as_ref().map(|c| {
-                        super::py::str_of(examples[rows[0]].get(c).unwrap_or(&Value::Null))
-                    });
-                    (Some(id), rows, description)
-                })
-                .collect()
-        }
+        }) => groups_in_order(0..examples.len(), |i| cell(i, id_column))
+            .into_iter()
+            .map(|(id, rows)| {
+                let description = description_column.as_deref().map(|c| cell(rows[0], c));
+                (Some(id), rows, description)
+            })
+            .collect(),
     }
 }
 
@@ -784,24 +769,32 @@ fn grouped_order(
             .collect::<Vec<_>>()
             .join("\u{1f}")
     };
-    let mut keys: Vec<String> = Vec::new();
-    let mut groups: std::collections::HashMap<String, Vec<usize>> = Default::default();
-    for &i in members {
-        let k = key(i);
-        groups
-            .entry(k.clone())
-            .or_insert_with(|| {
-                keys.push(k.clone());
-                Vec::new()
-            })
-            .push(i);
-    }
+    let mut groups = groups_in_order(members.iter().copied(), key);
     // pandas' groupby sorts the groups before the shuffle; the shuffle makes
     // the starting order irrelevant to the distribution.
-    rng.shuffle(&mut keys);
-    keys.into_iter()
-        .flat_map(|k| groups.remove(&k).unwrap_or_default())
-        .collect()
+    rng.shuffle(&mut groups);
+    groups.into_iter().flat_map(|(_, rows)| rows).collect()
+}
+
+/// `indices` grouped by `key`, groups in order of first appearance, each
+/// group's indices in their order.
+fn groups_in_order(
+    indices: impl Iterator<Item = usize>,
+    key: impl Fn(usize) -> String,
+) -> Vec<(String, Vec<usize>)> {
+    let mut groups: Vec<(String, Vec<usize>)> = Vec::new();
+    let mut at: std::collections::HashMap<String, usize> = Default::default();
+    for i in indices {
+        let k = key(i);
+        match at.get(&k) {
+            Some(&g) => groups[g].1.push(i),
+            None => {
+                at.insert(k.clone(), groups.len());
+                groups.push((k, vec![i]));
+            }
+        }
+    }
+    groups
 }
 
 /// Examples in the next sequence.
