@@ -183,7 +183,7 @@ fn a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one() {
 }
 
 #[test]
-fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
+fn runs_stop_is_ctrl_c_from_elsewhere_and_the_run_resumes() {
     let sb = Sandbox::with_suite_and_tiny_model(6);
     let mut child = sb
         .command(&train_args("stopped", "5000"))
@@ -206,10 +206,26 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
         std::thread::sleep(Duration::from_millis(10));
     };
     wait_for_checkpoint(&dir.join("checkpoints"), 10, &mut child);
-    let stderr = spectrum_system_tests::interrupt(child);
+    // `spectrum runs stop` from another process is Ctrl-C in the trainer's terminal.
+    let stop = sb.json(&["runs", "stop", "stopped", "--wait", "120"]);
+    assert_eq!(stop["released"], true, "{stop}");
+    assert_eq!(stop["holder"]["pid"], child.id(), "{stop}");
+    assert_eq!(stop["run"]["status"], "cancelled", "{stop}");
+    assert_eq!(stop["run"]["resumable"], true, "{stop}");
+    let output = child.wait_with_output().expect("the trainer exits");
+    assert_eq!(output.status.code(), Some(130), "exits as after Ctrl-C");
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("--resume"),
         "tells how to continue: {stderr}"
+    );
+    // Nothing runs it now: stopping again is refused with the way to resume.
+    let again = sb.run(&["runs", "stop", "stopped"]);
+    assert_eq!(again.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("is not running") && stderr.contains("--resume"),
+        "{stderr}"
     );
     let detail = sb.json(&["runs", "show", "stopped"]);
     assert_eq!(detail["run"]["status"], "cancelled");
@@ -227,6 +243,39 @@ fn ctrl_c_stops_with_a_checkpoint_and_the_run_resumes() {
         "the last step is checkpointed: {newest}"
     );
     assert_eq!(run_dir(&sb, "stopped"), dir);
+
+    // A run held by another program (here the same binary under the desktop
+    // app's name) is never signalled: the refusal says where to cancel it.
+    let app = sb.path("spectrum-studio");
+    std::os::unix::fs::symlink(spectrum_system_tests::spectrum_bin(), &app).expect("symlink");
+    let mut held = std::process::Command::new(&app)
+        .env_remove("SPECTRUM_STORE")
+        // Already set, so the binary does not re-execute itself as `spectrum`.
+        .env("MIMALLOC_PURGE_DELAY", "-1")
+        .arg("--store")
+        .arg(sb.store())
+        .args(["train", "--resume", "stopped"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("resume under another name");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while sb.json(&["runs", "show", "stopped"])["run"]["holder"].is_null() {
+        assert!(Instant::now() < deadline, "the resume never took the run");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let refused = sb.run(&["runs", "stop", "stopped"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("process {}", held.id()))
+            && stderr.contains("not the `spectrum` command")
+            && stderr.contains("desktop app"),
+        "{stderr}"
+    );
+    assert!(held.try_wait().expect("poll").is_none(), "not signalled");
+    held.kill().expect("SIGKILL");
+    held.wait().expect("reap");
 }
 
 #[test]

@@ -211,7 +211,7 @@ fn compare_pair(base: &EvalReport, cand: &EvalReport, missing: &mut usize) -> Ve
                     None => continue,
                 }
             };
-            for setting in spectrum_eval::valid::Setting::ALL {
+            for &setting in spectrum_eval::valid::Setting::ALL {
                 let (sa, sb) = (
                     samples(base, &t.task, setting, temperature),
                     samples(cand, &t.task, setting, temperature),

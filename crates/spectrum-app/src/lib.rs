@@ -47,7 +47,7 @@ pub use paper::{
 };
 pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use report::{ChartKind, ChartMetric, ChartRequest, ReportRequest, ReportSection};
-pub use runs::{Resumed, RunEvent};
+pub use runs::{Resumed, RunEvent, StopOutcome};
 pub use serve::Serving;
 pub use source::ModelSource;
 pub use spectrum_core::{ClosedSet, ModelFamily};

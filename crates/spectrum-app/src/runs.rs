@@ -106,6 +106,53 @@ impl Studio {
         Ok(record)
     }
 
+    /// Asks the process that runs `run` to stop, as Ctrl-C in its terminal
+    /// would: it ends the step or task it is in, keeps what is done (the run
+    /// stays resumable) and lets the run go. Waits up to `wait` for that.
+    /// Refused, with the way out, when no process runs the run, when the
+    /// holder is on another machine, or when it is not the `spectrum` command
+    /// (the desktop app cancels its own jobs).
+    pub fn stop_run(&self, run: &RunRef, wait: std::time::Duration) -> Result<StopOutcome> {
+        let store = self.store()?;
+        let record = find_run(&store, run)?;
+        let Some(holder) = record.holder.clone() else {
+            return Err(AppError::bad_input(format!(
+                "run {} ({}) is not running: no process holds it",
+                record.id, record.name
+            ))
+            .with_fix(Fix::Resume {
+                run: record.id,
+                run_kind: record.kind,
+            })
+            .into());
+        };
+        if !holder.is_on_this_host() {
+            return Err(AppError::bad_input(format!(
+                "run {} ({}) is run by {holder}, another machine",
+                record.id, record.name
+            ))
+            .with_fix(Fix::say(format!(
+                "stop it on {}: Ctrl-C in its terminal, or `spectrum runs stop {}` there",
+                holder.host, record.id
+            )))
+            .into());
+        }
+        interrupt(holder.pid, &record)?;
+        let start = std::time::Instant::now();
+        loop {
+            let now = find_run(&store, &RunRef::Id(record.id))?;
+            let released = now.holder.is_none();
+            if released || start.elapsed() >= wait {
+                return Ok(StopOutcome {
+                    run: now,
+                    holder,
+                    released,
+                });
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
     /// Resumes run `run`, a training or an evaluation run alike.
     pub fn resume_run(
         &self,
@@ -132,4 +179,65 @@ impl Studio {
             }
         })
     }
+}
+
+/// What [`Studio::stop_run`] did: the run as it stands afterwards, the process
+/// that was asked to stop, and whether it let the run go within the wait.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StopOutcome {
+    pub run: RunRecord,
+    pub holder: spectrum_store::RunHolder,
+    pub released: bool,
+}
+
+/// Sends SIGINT to `pid` after checking it is the `spectrum` command: the
+/// desktop app would quit on it (its jobs are cancelled from its jobs bar),
+/// and a stranger must never be signalled.
+#[cfg(unix)]
+fn interrupt(pid: u32, record: &RunRecord) -> Result<()> {
+    let out = std::process::Command::new("ps")
+        .args(["-o", "comm=", "-p", &pid.to_string()])
+        .output()
+        .map_err(|e| AppError::internal(format!("cannot run `ps` to check process {pid}: {e}")))?;
+    let command = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let name = std::path::Path::new(&command)
+        .file_name()
+        .map_or(command.clone(), |n| n.to_string_lossy().into_owned());
+    if name != "spectrum" {
+        let fix = if name.starts_with("spectrum-studio") {
+            "cancel it in the desktop app, from its jobs bar"
+        } else {
+            "stop that process yourself if it is the one running the run"
+        };
+        return Err(AppError::bad_input(format!(
+            "run {} ({}) is held by process {pid}, which is {}, not the `spectrum` command",
+            record.id,
+            record.name,
+            if name.is_empty() {
+                "gone or unknown".to_string()
+            } else {
+                format!("`{name}`")
+            }
+        ))
+        .with_fix(Fix::say(fix))
+        .into());
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .map_err(|e| AppError::internal(format!("cannot run `kill`: {e}")))?;
+    if !status.success() {
+        return Err(AppError::internal(format!("`kill -INT {pid}` failed ({status})")).into());
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn interrupt(pid: u32, record: &RunRecord) -> Result<()> {
+    Err(AppError::bad_input(format!(
+        "run {} ({}) is run by process {pid}: stopping another process is not supported on this system",
+        record.id, record.name
+    ))
+    .with_fix(Fix::say("press Ctrl-C in the terminal that runs it"))
+    .into())
 }

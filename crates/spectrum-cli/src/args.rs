@@ -205,7 +205,8 @@ pub enum Command {
     ///
     /// Running it again reuses what is done: an interrupted tuning run resumes.
     Demo(DemoArgs),
-    /// Describe this machine: CPU model, vector instructions, compute threads,
+    /// Describe this machine: CPU model, vector instructions, the instruction
+    /// set the kernels run on (AVX-512 where the CPU has it), compute threads,
     /// whether subnormal floats are flushed to zero (on the main thread and the
     /// compute pool), the GPU backends of this build, and the measured f32
     /// matrix-multiply rate with ordinary and subnormal operands.
@@ -273,8 +274,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub warmup_steps: Option<usize>,
     /// Learning-rate decay after warm-up.
-    #[arg(long, value_parser = ["linear", "cosine", "constant"])]
-    pub decay: Option<String>,
+    #[arg(long)]
+    pub decay: Option<spectrum_app::Decay>,
     /// Sequences per forward pass.
     #[arg(long)]
     pub micro_batch: Option<usize>,
@@ -343,11 +344,11 @@ pub struct EvalArgs {
     #[arg(long, value_delimiter = ',', default_value = "held-out")]
     pub tasks: Vec<String>,
     /// quick, standard or full.
-    #[arg(long, default_value = "quick", value_parser = ["quick", "standard", "full"])]
-    pub profile: String,
+    #[arg(long, default_value = "quick")]
+    pub profile: spectrum_app::Profile,
     /// Prompt format: spectrum (tuned models), colon (pretrained), chat (instruct).
-    #[arg(long, default_value = "spectrum", value_parser = ["spectrum", "colon", "chat"])]
-    pub template: String,
+    #[arg(long, default_value = "spectrum")]
+    pub template: spectrum_app::PromptFormat,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu", value_parser = device)]
     pub device: spectrum_app::DeviceSpec,
@@ -401,8 +402,7 @@ fn family(s: &str) -> Result<spectrum_app::Family, String> {
 
 impl EvalArgs {
     pub fn request(&self) -> spectrum_app::EvalRequest {
-        let profile =
-            spectrum_app::Profile::parse(&self.profile).unwrap_or(spectrum_app::Profile::Quick);
+        let profile = self.profile;
         let mut settings = profile.settings();
         let set = |slot: &mut usize, v: Option<usize>| {
             if let Some(v) = v {
@@ -427,8 +427,7 @@ impl EvalArgs {
             model: self.model.clone(),
             families: self.family.clone(),
             tasks: self.tasks.clone(),
-            format: spectrum_app::PromptFormat::parse(&self.template)
-                .unwrap_or(spectrum_app::PromptFormat::Spectrum),
+            format: self.template,
             profile,
             settings: Some(settings),
             device: self.device,
@@ -509,6 +508,16 @@ pub enum RunsCommand {
     Remove {
         /// Run id or name.
         run: RunRef,
+    },
+    /// Stop a run another `spectrum` process on this machine is running, as
+    /// Ctrl-C in its terminal would: it ends the current step or task, keeps
+    /// what is done, and the run can be resumed.
+    Stop {
+        /// Run id or name.
+        run: RunRef,
+        /// Seconds to wait for the process to let the run go.
+        #[arg(long, default_value_t = 120)]
+        wait: u64,
     },
 }
 
@@ -832,8 +841,8 @@ pub struct ModelArgs {
     #[arg(long, default_value = "default", value_parser = model_source)]
     pub model: ModelSource,
     /// Prompt format: spectrum (trained format), colon (pretrained baselines), chat (instruct baselines).
-    #[arg(long, default_value = "spectrum", value_parser = ["spectrum", "colon", "chat"])]
-    pub format: String,
+    #[arg(long, default_value = "spectrum")]
+    pub format: spectrum_app::PromptFormat,
     /// cpu, cuda, cuda:N or metal (GPU backends need a build with --features cuda or metal).
     #[arg(long, default_value = "cpu", value_parser = device)]
     pub device: spectrum_app::DeviceSpec,
@@ -851,8 +860,7 @@ fn device(s: &str) -> Result<spectrum_app::DeviceSpec, String> {
 
 impl ModelArgs {
     pub fn format(&self) -> spectrum_app::PromptFormat {
-        spectrum_app::PromptFormat::parse(&self.format)
-            .unwrap_or(spectrum_app::PromptFormat::Spectrum)
+        self.format
     }
 }
 
@@ -881,14 +889,14 @@ pub struct PromptArgs {
     #[arg(long, value_parser = family)]
     pub family: Option<spectrum_app::Family>,
     /// Validity prompt setting: description, examples or both.
-    #[arg(long, value_parser = ["description", "examples", "both"])]
-    pub setting: Option<String>,
+    #[arg(long)]
+    pub setting: Option<spectrum_app::eval_rows::Setting>,
     /// Which scored sequence, or which item (from 0).
     #[arg(long, default_value_t = 0)]
     pub index: usize,
     /// Evaluation profile whose settings choose the sequences.
-    #[arg(long, default_value = "quick", value_parser = ["quick", "standard", "full"])]
-    pub profile: String,
+    #[arg(long, default_value = "quick")]
+    pub profile: spectrum_app::Profile,
     /// Tokens within which steerability's k counts examples (as for `spectrum eval`).
     #[arg(long)]
     pub budget: Option<usize>,
@@ -902,9 +910,7 @@ pub struct PromptArgs {
 
 impl PromptArgs {
     pub fn request(&self) -> spectrum_app::PromptRequest {
-        let mut settings = spectrum_app::Profile::parse(&self.profile)
-            .unwrap_or(spectrum_app::Profile::Quick)
-            .settings();
+        let mut settings = self.profile.settings();
         if let Some(b) = self.budget {
             settings.budget = b;
         }
@@ -917,10 +923,7 @@ impl PromptArgs {
             task: self.task.clone(),
             family: self.family,
             format: self.model.format(),
-            setting: self
-                .setting
-                .as_deref()
-                .and_then(spectrum_app::eval_rows::Setting::parse),
+            setting: self.setting,
             index: self.index,
             pick: None,
             settings,
@@ -958,38 +961,15 @@ pub struct GenerateArgs {
 impl TrainArgs {
     /// The preset, then the `--spec` file, then the flags.
     pub fn run_spec(&self) -> Result<spectrum_app::RunSpec> {
-        use spectrum_app::{Decay, Length, LoraConfig, Method, RunSpec};
+        use spectrum_app::{Length, LoraConfig, Method, RunSpec};
         let mut spec = RunSpec::preset(&self.preset)
             .ok_or_else(|| anyhow::anyhow!("unknown preset {:?}", self.preset))?;
         if let Some(path) = &self.spec {
             let text = std::fs::read_to_string(path).map_err(|e| {
                 anyhow::anyhow!("{}: cannot read the run spec: {e}", path.display())
             })?;
-            let overlay: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                anyhow::anyhow!(
-                    "{}: line {}, column {}: not valid JSON ({e}) (fix: the file is a JSON object of run settings, e.g. {{\"learning_rate\": 0.001}})",
-                    path.display(),
-                    e.line(),
-                    e.column()
-                )
-            })?;
-            let serde_json::Value::Object(overlay) = overlay else {
-                bail!(
-                    "{}: the run spec must be a JSON object of settings",
-                    path.display()
-                );
-            };
-            let mut base = serde_json::to_value(&spec)?;
-            for (k, v) in overlay {
-                if base.get(&k).is_none() {
-                    bail!(
-                        "{}: unknown setting {k:?} (fix: `spectrum runs show RUN --json` prints every setting with its name)",
-                        path.display()
-                    );
-                }
-                base[k] = v;
-            }
-            spec = serde_json::from_value(base)
+            spec = spec
+                .overlay_json(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
         }
         if let Some(d) = &self.dataset {
@@ -1045,12 +1025,8 @@ impl TrainArgs {
         if let Some(d) = self.dtype {
             spec.dtype = Some(d);
         }
-        if let Some(d) = &self.decay {
-            spec.decay = match d.as_str() {
-                "linear" => Decay::Linear,
-                "constant" => Decay::Constant,
-                _ => Decay::Cosine,
-            };
+        if let Some(d) = self.decay {
+            spec.decay = d;
         }
         if let Some(n) = self.steps {
             spec.length = Length::Steps(n);

@@ -320,6 +320,10 @@ fn run(cli: Cli, out: &Output, cancel: &AtomicBool) -> Result<()> {
                 }
             }
             RunsCommand::Remove { run } => out.removed_run(&studio.remove_run(&run)?),
+            RunsCommand::Stop { run, wait } => {
+                out.note(&format!("asking the process that runs {run} to stop"));
+                out.stopped_run(&studio.stop_run(&run, std::time::Duration::from_secs(wait))?)
+            }
         },
         Command::Export(a) => {
             let run = studio.export_run(&a.run, a.peft.as_deref(), a.merged.as_deref())?;

@@ -440,6 +440,32 @@ impl Output {
         Ok(())
     }
 
+    pub fn stopped_run(&self, s: &spectrum_app::StopOutcome) -> Result<()> {
+        if self.json {
+            return self.print_json(s);
+        }
+        let r = &s.run;
+        if s.released {
+            println!(
+                "stopped run {} {:?} ({}): {}",
+                r.id, r.name, s.holder, r.status
+            );
+            if r.resumable {
+                let resume = Fix::Resume {
+                    run: r.id,
+                    run_kind: r.kind,
+                };
+                println!("{}", fix_text(&resume));
+            }
+        } else {
+            println!(
+                "asked {} to stop run {} {:?}; it still holds the run (it stops at the end of its current step or task)",
+                s.holder, r.id, r.name
+            );
+        }
+        Ok(())
+    }
+
     pub fn removed_model(&self, m: &ModelRecord) -> Result<()> {
         if self.json {
             return self.print_json(m);

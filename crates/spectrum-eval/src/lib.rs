@@ -28,35 +28,13 @@ use spectrum_core::{ErrorCode, Explain, Fix, Problem};
 /// The evaluation families (defined with the other closed sets).
 pub use spectrum_core::Family;
 
-/// Evaluation sizes: `quick` runs in minutes on a CPU with the default model,
-/// `full` uses the reference sizes of METHOD.md §4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum Profile {
-    Quick,
-    Standard,
-    Full,
+spectrum_core::closed_set! {
+    /// Evaluation sizes: `quick` runs in minutes on a CPU with the default model,
+    /// `full` uses the reference sizes of METHOD.md §4.
+    Profile { Quick => "quick", Standard => "standard", Full => "full" }
 }
 
 impl Profile {
-    /// The serde spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Profile::Quick => "quick",
-            Profile::Standard => "standard",
-            Profile::Full => "full",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Profile> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "quick" => Some(Profile::Quick),
-            "standard" => Some(Profile::Standard),
-            "full" => Some(Profile::Full),
-            _ => None,
-        }
-    }
-
     pub fn settings(self) -> Settings {
         match self {
             Profile::Quick => Settings {

@@ -12,36 +12,16 @@ use spectrum_suite::{Rng, ValidityTask};
 use crate::metrics::{Yield, yield_stats};
 use crate::{EvalError, Evaluator, Progress, Result};
 
-/// What the prompt shows the model.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Setting {
-    Description,
-    Examples,
-    Both,
+spectrum_core::closed_set! {
+    /// What the prompt shows the model.
+    Setting { Description => "description", Examples => "examples", Both => "both" }
 }
 
 impl Setting {
-    pub const ALL: [Setting; 3] = [Setting::Description, Setting::Examples, Setting::Both];
-
     /// The cell headline figures report: description and examples in the
     /// prompt, sampled at temperature 1.
     pub fn is_headline(setting: Setting, temperature: f64) -> bool {
         setting == Setting::Both && temperature == 1.0
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Setting::Description => "description",
-            Setting::Examples => "examples",
-            Setting::Both => "both",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Setting> {
-        Setting::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
     /// The prompt `task` samples from in this setting (the reference's,
@@ -156,7 +136,7 @@ pub fn evaluate(
     let total = Setting::ALL.len() * settings.temperatures.len();
     let (mut cells, mut samples) = (Vec::new(), Vec::new());
     let cleanup = stop_strings(tok.eos_token.as_deref());
-    for setting in Setting::ALL {
+    for &setting in Setting::ALL {
         let prompt = setting.prompt(tok, ev.format, task)?;
         let mut stop_ids = prompt.stop_ids.clone();
         stop_ids.extend(tok.eos.iter().copied());

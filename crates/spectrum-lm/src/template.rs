@@ -9,7 +9,7 @@
 //! [`validity_prompt`]) are tokenised as one string, as the reference does.
 
 use minijinja::{Environment, context};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use spectrum_core::{Message, Role};
 
 use spectrum_core::Problem;
@@ -17,36 +17,15 @@ use spectrum_core::Problem;
 use crate::tokenizer::TextTokenizer;
 use crate::{LmError, Result};
 
-/// The three prompt formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptFormat {
-    /// The trained format: turns named description/input/output with the model's turn tokens.
-    Spectrum,
-    /// `Description: ...\n\nInput: ...\n\nOutput: ...` for pretrained baselines.
-    Colon,
-    /// The model's own chat template, for instruct baselines.
-    Chat,
-}
-
-impl PromptFormat {
-    pub const ALL: [PromptFormat; 3] = [
-        PromptFormat::Spectrum,
-        PromptFormat::Colon,
-        PromptFormat::Chat,
-    ];
-
-    /// The serde spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            PromptFormat::Spectrum => "spectrum",
-            PromptFormat::Colon => "colon",
-            PromptFormat::Chat => "chat",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<PromptFormat> {
-        PromptFormat::ALL.into_iter().find(|f| f.as_str() == s)
+spectrum_core::closed_set! {
+    /// The three prompt formats.
+    PromptFormat {
+        /// The trained format: turns named description/input/output with the model's turn tokens.
+        Spectrum => "spectrum",
+        /// `Description: ...\n\nInput: ...\n\nOutput: ...` for pretrained baselines.
+        Colon => "colon",
+        /// The model's own chat template, for instruct baselines.
+        Chat => "chat",
     }
 }
 

@@ -49,6 +49,13 @@ impl std::fmt::Display for RunHolder {
     }
 }
 
+impl RunHolder {
+    /// Whether the holder runs on this machine (so that it can be signalled).
+    pub fn is_on_this_host(&self) -> bool {
+        self.host == this_host()
+    }
+}
+
 /// This process as a lease holder.
 fn this_host() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()

@@ -65,13 +65,9 @@ pub enum Method {
     Full,
 }
 
-/// How the learning rate decays after warm-up.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
-#[serde(rename_all = "snake_case")]
-pub enum Decay {
-    Linear,
-    Cosine,
-    Constant,
+spectrum_core::closed_set! {
+    /// How the learning rate decays after warm-up.
+    Decay { Linear => "linear", Cosine => "cosine", Constant => "constant" }
 }
 
 /// How long to train.
@@ -201,6 +197,33 @@ impl RunSpec {
     }
 
     /// Checks the settings, naming the one that is wrong and how to fix it.
+    /// `self` with the settings of a JSON object laid over it (a run-spec
+    /// file: `{"learning_rate": 0.001}`); every key must name a setting. The
+    /// message of an error says the line and column and how to fix it; the
+    /// caller adds the file's name.
+    pub fn overlay_json(&self, text: &str) -> Result<RunSpec, String> {
+        let overlay: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "line {}, column {}: not valid JSON ({e}) (fix: the file is a JSON object of run settings, e.g. {{\"learning_rate\": 0.001}})",
+                e.line(),
+                e.column()
+            )
+        })?;
+        let serde_json::Value::Object(overlay) = overlay else {
+            return Err("the run spec must be a JSON object of settings".into());
+        };
+        let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
+        for (k, v) in overlay {
+            if base.get(&k).is_none() {
+                return Err(format!(
+                    "unknown setting {k:?} (fix: `spectrum runs show RUN --json` prints every setting with its name)"
+                ));
+            }
+            base[k] = v;
+        }
+        serde_json::from_value(base).map_err(|e| e.to_string())
+    }
+
     pub fn validate(&self) -> Result<(), SpecError> {
         let positive = [
             ("max_tokens", self.max_tokens),
@@ -340,6 +363,32 @@ impl SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_json_overlay_sets_named_settings_and_names_what_is_wrong() {
+        let base = RunSpec::preset("cpu").expect("preset");
+        let spec = base
+            .overlay_json(r#"{"learning_rate": 0.001, "decay": "linear"}"#)
+            .expect("overlay");
+        assert_eq!(spec.learning_rate, 0.001);
+        assert_eq!(spec.decay, Decay::Linear);
+        assert_eq!(spec.micro_batch, base.micro_batch);
+        let e = base.overlay_json("{\n  \"lr\": 1\n}").expect_err("refused");
+        assert!(e.contains("unknown setting \"lr\""), "{e}");
+        let e = base
+            .overlay_json("{\n  \"learning_rate\": ,\n}")
+            .expect_err("refused");
+        assert!(e.starts_with("line 2, column"), "{e}");
+        assert!(
+            base.overlay_json("[1]")
+                .expect_err("refused")
+                .contains("JSON object")
+        );
+        let e = base
+            .overlay_json(r#"{"decay": "stepwise"}"#)
+            .expect_err("refused");
+        assert!(e.contains("stepwise"), "{e}");
+    }
 
     #[test]
     fn schedule_warms_up_then_decays_to_near_zero() {

@@ -1,19 +1,17 @@
 //! The read model of an evaluation run: every family's summaries and rows
-//! as stored, aggregated over tasks (METHOD.md §4).
+//! as stored, aggregated over tasks (METHOD.md §4) by the family's own
+//! [`family::EvalFamily::aggregate`].
 
 use std::path::PathBuf;
 
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
-use spectrum_eval::dist::{DistItem, DistSummary};
-use spectrum_eval::metrics::{MeanSe, mean_se};
-use spectrum_eval::steer::{SteerOutput, SteerSummary};
-use spectrum_eval::valid::{Sample, Setting, ValidSummary};
 use spectrum_eval::{Family, Profile, Settings};
 use spectrum_lm::PromptFormat;
 use spectrum_store::{EvalOutcome, RunDataset, RunStatus};
 
 use super::family;
+pub use super::family::{DistReport, SteerReport, ValidOverall, ValidReport};
 use super::{StoredEval, not_an_evaluation};
 use crate::runs::find_run;
 use crate::{RunRef, Studio};
@@ -24,20 +22,6 @@ pub struct Skipped {
     pub family: Family,
     pub task: String,
     pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct SteerReport {
-    /// Means over tasks (equal weight) of the task means of examples 1..k (the reference's loss_geq_1).
-    pub loss: MeanSe,
-    pub acc: MeanSe,
-    /// The curve over tasks: at each example number every task reaches
-    /// (0..=the smallest k), the mean of the tasks' means ± s.e. over tasks
-    /// ([`crate::figures::steer_mean_curve`]).
-    pub curve: Vec<spectrum_eval::steer::CurvePoint>,
-    pub tasks: Vec<SteerSummary>,
-    /// Every scored output, with its task.
-    pub outputs: Vec<TaskRow<SteerOutput>>,
 }
 
 /// A per-unit row of an evaluation (a scored output, an item, a sample) and
@@ -53,45 +37,6 @@ pub struct TaskRow<T> {
 /// The rows of `task`.
 pub fn rows_of<'a, T>(rows: &'a [TaskRow<T>], task: &'a str) -> impl Iterator<Item = &'a T> + 'a {
     rows.iter().filter(move |r| r.task == task).map(|r| &r.row)
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct DistReport {
-    /// Means over tasks (equal weight).
-    pub js: MeanSe,
-    pub tv: MeanSe,
-    pub coverage: MeanSe,
-    pub tasks: Vec<DistSummary>,
-    /// Every item, with its task.
-    pub items: Vec<TaskRow<DistItem>>,
-    /// The items' JS divergences, binned ([`crate::figures::js_histogram`]).
-    pub js_histogram: crate::figures::JsHistogram,
-}
-
-/// Validity and diversity of one (setting, temperature) averaged over tasks
-/// with equal weight (METHOD.md §4.3).
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct ValidOverall {
-    pub setting: Setting,
-    pub temperature: f64,
-    pub tasks: usize,
-    pub percent_valid: f64,
-    pub unique_pct: f64,
-    #[serde(rename = "yield")]
-    pub yield_: f64,
-    /// Over the closed-set tasks only.
-    pub coverage_pct: Option<f64>,
-}
-
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct ValidReport {
-    pub overall: Vec<ValidOverall>,
-    /// `overall` as lines through the temperature sweep, per setting
-    /// ([`crate::figures::validity_frontier`]).
-    pub frontier: Vec<crate::figures::FrontierLine>,
-    pub tasks: Vec<ValidSummary>,
-    /// Every sample with its verdict and task.
-    pub samples: Vec<TaskRow<Sample>>,
 }
 
 /// An evaluation run and everything it produced.
@@ -127,8 +72,9 @@ impl Studio {
         let stored = StoredEval::of(&record)?;
         let finished = store.eval_tasks(record.id)?;
         let mut skipped = Vec::new();
-        let (mut steer, mut dist, mut valid) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut outputs, mut items, mut samples) = (Vec::new(), Vec::new(), Vec::new());
+        let mut steer = family::Collected::<family::Steer>::default();
+        let mut dist = family::Collected::<family::Dist>::default();
+        let mut valid = family::Collected::<family::Valid>::default();
         for t in &finished {
             let summary = match &t.outcome {
                 EvalOutcome::Done { summary } => summary,
@@ -142,24 +88,11 @@ impl Studio {
                 }
             };
             match t.family {
-                Family::Steer => {
-                    let (s, rows) = family::read::<family::Steer>(&store, record.id, t, summary)?;
-                    steer.push(s);
-                    outputs.extend(rows);
-                }
-                Family::Dist => {
-                    let (s, rows) = family::read::<family::Dist>(&store, record.id, t, summary)?;
-                    dist.push(s);
-                    items.extend(rows);
-                }
-                Family::Valid => {
-                    let (s, rows) = family::read::<family::Valid>(&store, record.id, t, summary)?;
-                    valid.push(s);
-                    samples.extend(rows);
-                }
+                Family::Steer => steer.add(&store, record.id, t, summary)?,
+                Family::Dist => dist.add(&store, record.id, t, summary)?,
+                Family::Valid => valid.add(&store, record.id, t, summary)?,
             }
         }
-        let over = |xs: Vec<f64>| mean_se(&xs);
         Ok(EvalReport {
             run: record.id,
             name: record.name.clone(),
@@ -172,69 +105,10 @@ impl Studio {
             profile: stored.profile,
             unfinished: stored.plan.len().saturating_sub(finished.len()),
             settings: stored.settings,
-            steer: (!steer.is_empty()).then(|| SteerReport {
-                loss: over(steer.iter().map(|s| s.loss.mean).collect()),
-                acc: over(steer.iter().map(|s| s.acc.mean).collect()),
-                curve: crate::figures::steer_mean_curve(&steer),
-                tasks: steer,
-                outputs,
-            }),
-            dist: (!dist.is_empty()).then(|| DistReport {
-                js: over(dist.iter().map(|s| s.js.mean).collect()),
-                tv: over(dist.iter().map(|s| s.tv.mean).collect()),
-                coverage: over(dist.iter().map(|s| s.coverage.mean).collect()),
-                js_histogram: crate::figures::js_histogram(&items),
-                tasks: dist,
-                items,
-            }),
-            valid: (!valid.is_empty()).then(|| {
-                let overall = valid_overall(&valid);
-                ValidReport {
-                    frontier: crate::figures::validity_frontier(&overall),
-                    overall,
-                    tasks: valid,
-                    samples,
-                }
-            }),
+            steer: steer.report(),
+            dist: dist.report(),
+            valid: valid.report(),
             skipped,
         })
     }
-}
-
-/// METHOD.md §4.3: each (setting, temperature) averaged over tasks with equal weight.
-fn valid_overall(tasks: &[ValidSummary]) -> Vec<ValidOverall> {
-    let mut keys: Vec<(Setting, f64)> = Vec::new();
-    for t in tasks {
-        for c in &t.cells {
-            if !keys
-                .iter()
-                .any(|k| k.0 == c.setting && k.1 == c.temperature)
-            {
-                keys.push((c.setting, c.temperature));
-            }
-        }
-    }
-    keys.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-    keys.into_iter()
-        .map(|(setting, temperature)| {
-            let cells: Vec<_> = tasks
-                .iter()
-                .flat_map(|t| &t.cells)
-                .filter(|c| c.setting == setting && c.temperature == temperature)
-                .map(|c| &c.stats)
-                .collect();
-            let n = cells.len() as f64;
-            let closed: Vec<f64> = cells.iter().filter_map(|c| c.coverage_pct).collect();
-            ValidOverall {
-                setting,
-                temperature,
-                tasks: cells.len(),
-                percent_valid: cells.iter().map(|c| c.percent_valid).sum::<f64>() / n,
-                unique_pct: cells.iter().map(|c| c.unique_pct).sum::<f64>() / n,
-                yield_: cells.iter().map(|c| c.yield_ as f64).sum::<f64>() / n,
-                coverage_pct: (!closed.is_empty())
-                    .then(|| closed.iter().sum::<f64>() / closed.len() as f64),
-            }
-        })
-        .collect()
 }

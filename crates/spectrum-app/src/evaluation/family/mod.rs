@@ -1,15 +1,23 @@
-//! The three evaluation families behind one trait: what each reads from the
-//! store for a task, how it scores it, and how its stored results read back.
-//! Adding a family is one implementation here and one arm in [`run_task`] /
-//! [`super::results`].
+//! The evaluation families behind one trait, one module each: what a family
+//! reads from the store for a task, how it scores it, how its stored results
+//! read back, and what they come to over a run's tasks. Adding a family is one
+//! module here and one arm in [`run_task`] and in [`super::results`].
+
+mod dist;
+mod steer;
+mod valid;
+
+pub(crate) use dist::Dist;
+pub use dist::DistReport;
+pub(crate) use steer::Steer;
+pub use steer::SteerReport;
+pub(crate) use valid::Valid;
+pub use valid::{ValidOverall, ValidReport};
 
 use anyhow::{Context, Result};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use spectrum_eval::dist::{DistItem, DistSummary};
-use spectrum_eval::steer::{EvalSequence, SteerOutput, SteerSummary};
-use spectrum_eval::valid::{Sample, ValidSummary};
 use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::{EvalOutcome, EvalTaskRecord, Store};
 
@@ -25,6 +33,8 @@ pub(crate) trait EvalFamily {
     type Row: Serialize + DeserializeOwned;
     /// What it reads from the store to score a task.
     type Input;
+    /// A run's results of the family over all its tasks (the read model).
+    type Report;
 
     /// The task's input, `None` when the task has nothing for this family.
     fn input(
@@ -39,87 +49,10 @@ pub(crate) trait EvalFamily {
         input: &Self::Input,
         progress: Progress,
     ) -> Result<(Self::Summary, Vec<Self::Row>), EvalError>;
-}
 
-pub(crate) struct Steer;
-pub(crate) struct Dist;
-pub(crate) struct Valid;
-
-impl EvalFamily for Steer {
-    const FAMILY: Family = Family::Steer;
-    type Summary = SteerSummary;
-    type Row = SteerOutput;
-    type Input = Vec<EvalSequence>;
-
-    fn input(store: &Store, task_id: i64, _: &mut dyn FnMut(&str)) -> Result<Option<Self::Input>> {
-        let sequences = store
-            .task_sequences_with_ids(task_id)?
-            .into_iter()
-            .map(|(id, messages)| EvalSequence { id, messages })
-            .collect();
-        Ok(Some(sequences))
-    }
-
-    fn evaluate(
-        ev: &mut Evaluator,
-        task: &str,
-        input: &Self::Input,
-        progress: Progress,
-    ) -> Result<(Self::Summary, Vec<Self::Row>), EvalError> {
-        spectrum_eval::steer::evaluate(ev, task, input, progress).map(|r| (r.summary, r.outputs))
-    }
-}
-
-impl EvalFamily for Dist {
-    const FAMILY: Family = Family::Dist;
-    type Summary = DistSummary;
-    type Row = DistItem;
-    type Input = Vec<spectrum_suite::DistributionItem>;
-
-    fn input(store: &Store, task_id: i64, _: &mut dyn FnMut(&str)) -> Result<Option<Self::Input>> {
-        Ok(Some(store.task_distribution_items(task_id)?))
-    }
-
-    fn evaluate(
-        ev: &mut Evaluator,
-        task: &str,
-        input: &Self::Input,
-        progress: Progress,
-    ) -> Result<(Self::Summary, Vec<Self::Row>), EvalError> {
-        spectrum_eval::dist::evaluate(ev, task, input, progress).map(|r| (r.summary, r.items))
-    }
-}
-
-impl EvalFamily for Valid {
-    const FAMILY: Family = Family::Valid;
-    type Summary = ValidSummary;
-    type Row = Sample;
-    type Input = spectrum_suite::ValidityTask;
-
-    fn input(
-        store: &Store,
-        task_id: i64,
-        note: &mut dyn FnMut(&str),
-    ) -> Result<Option<Self::Input>> {
-        let mut defs = store.task_validity(task_id)?;
-        if defs.len() > 1 {
-            note(&format!(
-                "{}: {} diverse-valid definitions, the first is used",
-                defs[0].task,
-                defs.len()
-            ));
-        }
-        Ok((!defs.is_empty()).then(|| defs.swap_remove(0)))
-    }
-
-    fn evaluate(
-        ev: &mut Evaluator,
-        _task: &str,
-        input: &Self::Input,
-        progress: Progress,
-    ) -> Result<(Self::Summary, Vec<Self::Row>), EvalError> {
-        spectrum_eval::valid::evaluate(ev, input, progress).map(|r| (r.summary, r.samples))
-    }
+    /// What the family's results over a run's tasks come to (means over
+    /// tasks, the figures' series), with every task and row.
+    fn aggregate(tasks: Vec<Self::Summary>, rows: Vec<TaskRow<Self::Row>>) -> Self::Report;
 }
 
 /// What one task of a run came to, ready for the store: `None` when the task
@@ -207,4 +140,39 @@ pub(crate) fn read<F: EvalFamily>(
         .collect::<serde_json::Result<_>>()
         .with_context(corrupt)?;
     Ok((parsed, rows))
+}
+
+/// A run's finished tasks of family `F`, read back one by one.
+pub(crate) struct Collected<F: EvalFamily> {
+    tasks: Vec<F::Summary>,
+    rows: Vec<TaskRow<F::Row>>,
+}
+
+impl<F: EvalFamily> Default for Collected<F> {
+    fn default() -> Self {
+        Collected {
+            tasks: Vec::new(),
+            rows: Vec::new(),
+        }
+    }
+}
+
+impl<F: EvalFamily> Collected<F> {
+    pub(crate) fn add(
+        &mut self,
+        store: &Store,
+        run_id: i64,
+        task: &EvalTaskRecord,
+        summary: &Value,
+    ) -> Result<()> {
+        let (summary, rows) = read::<F>(store, run_id, task, summary)?;
+        self.tasks.push(summary);
+        self.rows.extend(rows);
+        Ok(())
+    }
+
+    /// The family's report, `None` when no task of it finished.
+    pub(crate) fn report(self) -> Option<F::Report> {
+        (!self.tasks.is_empty()).then(|| F::aggregate(self.tasks, self.rows))
+    }
 }

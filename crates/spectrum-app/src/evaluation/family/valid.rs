@@ -1,0 +1,120 @@
+//! Validity and diversity: samples judged valid and counted distinct, over
+//! prompt settings and temperatures (METHOD.md §4.3).
+
+use anyhow::Result;
+use serde::Serialize;
+use spectrum_eval::valid::{Sample, Setting, ValidSummary};
+use spectrum_eval::{EvalError, Evaluator, Family, Progress};
+use spectrum_store::Store;
+
+use super::EvalFamily;
+use crate::evaluation::TaskRow;
+
+pub(crate) struct Valid;
+
+/// Validity and diversity of one (setting, temperature) averaged over tasks
+/// with equal weight (METHOD.md §4.3).
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct ValidOverall {
+    pub setting: Setting,
+    pub temperature: f64,
+    pub tasks: usize,
+    pub percent_valid: f64,
+    pub unique_pct: f64,
+    #[serde(rename = "yield")]
+    pub yield_: f64,
+    /// Over the closed-set tasks only.
+    pub coverage_pct: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, ts_rs::TS)]
+pub struct ValidReport {
+    pub overall: Vec<ValidOverall>,
+    /// `overall` as lines through the temperature sweep, per setting
+    /// ([`crate::figures::validity_frontier`]).
+    pub frontier: Vec<crate::figures::FrontierLine>,
+    pub tasks: Vec<ValidSummary>,
+    /// Every sample with its verdict and task.
+    pub samples: Vec<TaskRow<Sample>>,
+}
+
+impl EvalFamily for Valid {
+    const FAMILY: Family = Family::Valid;
+    type Summary = ValidSummary;
+    type Row = Sample;
+    type Input = spectrum_suite::ValidityTask;
+    type Report = ValidReport;
+
+    fn input(
+        store: &Store,
+        task_id: i64,
+        note: &mut dyn FnMut(&str),
+    ) -> Result<Option<Self::Input>> {
+        let mut defs = store.task_validity(task_id)?;
+        if defs.len() > 1 {
+            note(&format!(
+                "{}: {} diverse-valid definitions, the first is used",
+                defs[0].task,
+                defs.len()
+            ));
+        }
+        Ok((!defs.is_empty()).then(|| defs.swap_remove(0)))
+    }
+
+    fn evaluate(
+        ev: &mut Evaluator,
+        _task: &str,
+        input: &Self::Input,
+        progress: Progress,
+    ) -> Result<(Self::Summary, Vec<Self::Row>), EvalError> {
+        spectrum_eval::valid::evaluate(ev, input, progress).map(|r| (r.summary, r.samples))
+    }
+
+    fn aggregate(tasks: Vec<ValidSummary>, samples: Vec<TaskRow<Sample>>) -> ValidReport {
+        let overall = overall(&tasks);
+        ValidReport {
+            frontier: crate::figures::validity_frontier(&overall),
+            overall,
+            tasks,
+            samples,
+        }
+    }
+}
+
+/// METHOD.md §4.3: each (setting, temperature) averaged over tasks with equal weight.
+fn overall(tasks: &[ValidSummary]) -> Vec<ValidOverall> {
+    let mut keys: Vec<(Setting, f64)> = Vec::new();
+    for t in tasks {
+        for c in &t.cells {
+            if !keys
+                .iter()
+                .any(|k| k.0 == c.setting && k.1 == c.temperature)
+            {
+                keys.push((c.setting, c.temperature));
+            }
+        }
+    }
+    keys.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    keys.into_iter()
+        .map(|(setting, temperature)| {
+            let cells: Vec<_> = tasks
+                .iter()
+                .flat_map(|t| &t.cells)
+                .filter(|c| c.setting == setting && c.temperature == temperature)
+                .map(|c| &c.stats)
+                .collect();
+            let n = cells.len() as f64;
+            let closed: Vec<f64> = cells.iter().filter_map(|c| c.coverage_pct).collect();
+            ValidOverall {
+                setting,
+                temperature,
+                tasks: cells.len(),
+                percent_valid: cells.iter().map(|c| c.percent_valid).sum::<f64>() / n,
+                unique_pct: cells.iter().map(|c| c.unique_pct).sum::<f64>() / n,
+                yield_: cells.iter().map(|c| c.yield_ as f64).sum::<f64>() / n,
+                coverage_pct: (!closed.is_empty())
+                    .then(|| closed.iter().sum::<f64>() / closed.len() as f64),
+            }
+        })
+        .collect()
+}
