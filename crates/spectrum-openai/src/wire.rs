@@ -204,8 +204,12 @@ pub struct ModelList {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
     pub id: String,
+    #[serde(default)]
     pub object: String,
+    /// llama-cpp-python's server leaves it out.
+    #[serde(default)]
     pub created: u64,
+    #[serde(default)]
     pub owned_by: String,
 }
 

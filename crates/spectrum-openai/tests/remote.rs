@@ -203,6 +203,35 @@ fn a_server_without_prompt_logprobs_gets_a_clear_error() {
     assert!(fix_text(&err).contains("llama.cpp"), "{err}");
 }
 
+/// What llama-cpp-python's server (0.3.36) answers, recorded: a model list
+/// without `created`, and a token-id prompt refused with HTTP 500 and a
+/// validation error. The list is read; the refusal is not retried and says
+/// what to use instead.
+#[test]
+fn a_server_that_takes_text_prompts_only_is_named_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tiny(dir.path()).tokenizer;
+    let models = r#"{"object":"list","data":[{"id":"tiny","object":"model","owned_by":"me","permissions":[]}]}"#;
+    let refused = r#"{"error":{"message":"2 validation errors:\n  {'type': 'string_type', 'loc': ('body', 'prompt', 'str'), 'msg': 'Input should be a valid string', 'input': [1, 2]}\n","type":"internal_server_error","param":null,"code":null}}"#;
+    let (url, count) = canned(vec![(200, models.into()), (500, refused.into())]);
+    let mut s = spec(&[url], 1);
+    s.retries = 3;
+    let mut remote = RemoteModel::new(s, tok.clone());
+    remote
+        .check()
+        .expect("a model list without `created` is read");
+    let err = remote
+        .score_tokens(&[tok.encode("abc").expect("encode")])
+        .expect_err("refused");
+    assert!(err.to_string().contains("text prompts only"), "{err}");
+    assert!(fix_text(&err).contains("llama-cpp-python"), "{err}");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "the refusal is not retried"
+    );
+}
+
 #[test]
 fn overloaded_answers_are_retried_and_client_errors_are_not() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -106,7 +106,9 @@ impl Http {
                             ),
                         ));
                     }
-                    if code != 429 && code < 500 {
+                    // A validation error is the request's fault whatever the
+                    // status (llama-cpp-python answers 500): no retry helps.
+                    if (code != 429 && code < 500) || message.contains("validation error") {
                         return Err(remote(last));
                     }
                 }

@@ -33,7 +33,7 @@ mod keys;
 mod pool;
 mod spec;
 
-use http::{Endpoint, Http, endpoints};
+use http::{Endpoint, Http, endpoints, preview};
 pub use keys::{KEYRING_SERVICE, store_api_key};
 pub use spec::{RemoteSpec, SPEC_FILE, is_remote};
 
@@ -145,7 +145,24 @@ impl RemoteModel {
         endpoint: &Endpoint,
         request: &CompletionRequest,
     ) -> Result<Vec<CompletionChoice>> {
-        let response: CompletionResponse = self.http.post(endpoint, "/completions", request)?;
+        let response: CompletionResponse = self
+            .http
+            .post(endpoint, "/completions", request)
+            .map_err(|e| match e {
+                // llama-cpp-python's server (0.3) validates `prompt` as text only.
+                LmError::Remote(m) if m.contains("valid string") && m.contains("prompt") => {
+                    remote_fix(
+                        format!(
+                            "{}: the server takes text prompts only, not token ids, so it cannot score or sample the exact tokens an evaluation asks for ({})",
+                            endpoint.url,
+                            preview(&m)
+                        ),
+                        "serve the model with vLLM, SGLang or `spectrum serve`, which take token-id prompts; \
+                         llama-cpp-python's server does not (README, Remote models)",
+                    )
+                }
+                e => e,
+            })?;
         let mut choices = response.choices;
         choices.sort_by_key(|c| c.index);
         Ok(choices)
@@ -198,8 +215,8 @@ impl RemoteModel {
                     remote_fix(
                         format!("{}: {why}", endpoint.url),
                         "serve the model with vLLM, SGLang or `spectrum serve`, which return prompt \
-                         log-probabilities for echo + logprobs; llama.cpp's server does not, so only \
-                         the valid family runs against it",
+                         log-probabilities for echo + logprobs (llama.cpp's servers do not: README, \
+                         Remote models)",
                     )
                 })
             })
