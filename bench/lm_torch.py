@@ -10,6 +10,8 @@ import time
 import torch
 import transformers
 
+from torch_cpu import configure
+
 
 def best_of(n, f):
     f()
@@ -22,6 +24,7 @@ def best_of(n, f):
 
 
 def main():
+    cpu = configure()
     model_dir, ids_file = sys.argv[1], sys.argv[2]
     spec = json.load(open(ids_file))
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -50,7 +53,7 @@ def main():
     score_s = best_of(3, score)
     gen_s = best_of(3, generate)
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, **cpu,
         "score_tokens_per_s": sequences.numel() / score_s,
         "generate_tokens_per_s": spec["samples"] * new / gen_s,
     }))

@@ -6,7 +6,8 @@ gradient clipping to 1.0, AdamW. One warm-up step, then the timed steps.
 
     python bench/train_torch.py MODEL_DIR BATCH_JSON lora|full
 
-Prints a JSON object: tokens per second and peak resident memory (MiB)."""
+Prints a JSON object: tokens per second, page faults per step and peak
+resident memory (MiB). bench/torch_cpu.py sets PyTorch's CPU settings."""
 
 import json
 import resource
@@ -16,8 +17,11 @@ import time
 import torch
 import transformers
 
+from torch_cpu import configure
+
 
 def main():
+    cpu = configure()
     model_dir, batch_file, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     spec = json.load(open(batch_file))
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
@@ -46,13 +50,16 @@ def main():
         opt.step()
 
     step()
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     start = time.perf_counter()
     for _ in range(spec["steps"]):
         step()
     secs = time.perf_counter() - start
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, **cpu,
         "tokens_per_s": spec["steps"] * ids.numel() / secs,
+        "faults_per_step": faults / spec["steps"],
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }))
 

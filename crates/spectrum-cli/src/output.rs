@@ -214,6 +214,10 @@ impl Output {
         };
         println!("CPU          {}", m.cpu);
         println!("vector       {}", m.simd);
+        println!(
+            "kernels      {} (matrix multiply and our row kernels, chosen at run time)",
+            m.kernels
+        );
         println!("threads      {}", m.threads);
         println!(
             "subnormals   {} (main thread), {} (compute pool)",

@@ -13,6 +13,7 @@ pub mod gguf;
 pub mod hf;
 #[cfg(feature = "hub")]
 pub mod hub;
+pub mod isa;
 pub mod lora;
 pub mod machine;
 pub mod models;

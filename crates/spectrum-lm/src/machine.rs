@@ -17,6 +17,9 @@ pub struct Machine {
     pub cpu: String,
     /// The widest vector instructions the CPU offers: "AVX-512", "AVX2+FMA", "NEON"...
     pub simd: &'static str,
+    /// The instruction set our kernels and gemm's microkernels run on here
+    /// (the widest of those built in that the CPU runs).
+    pub kernels: crate::isa::Isa,
     /// Threads the tensor kernels use.
     pub threads: usize,
     /// Whether a subnormal result is zero on the calling thread.
@@ -32,6 +35,7 @@ impl Machine {
         Machine {
             cpu: cpu_model(),
             simd: simd(),
+            kernels: crate::isa::Isa::best(),
             threads: candle_core::utils::get_num_threads(),
             flushes_here: crate::fpu::flushes_here(),
             pool_flushes: crate::fpu::pool_flushes(),
@@ -50,10 +54,11 @@ impl std::fmt::Display for Machine {
         };
         write!(
             f,
-            "CPU: {} ({}, {} threads); subnormals: {} here, {} in the compute pool",
+            "CPU: {} ({}, {} threads); kernels: {}; subnormals: {} here, {} in the compute pool",
             self.cpu,
             self.simd,
             self.threads,
+            self.kernels,
             flush(self.flushes_here),
             flush(self.pool_flushes)
         )

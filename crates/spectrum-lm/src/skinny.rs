@@ -6,10 +6,12 @@
 //! writes it once more; here each thread streams its own rows of `W` once,
 //! straight from the checkpoint layout, and takes dot products with the rows
 //! of `x` (kept in L1), vectorised for the CPU it runs on (AVX2/FMA,
-//! AVX-512, NEON) through `pulp`'s runtime dispatch.
+//! AVX-512, NEON), chosen at run time ([`crate::isa`]).
 
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
+
+use crate::isa::Isa;
 
 /// Above this many rows of `x` the general GEMM is faster.
 pub const MAX_ROWS: usize = 16;
@@ -28,6 +30,11 @@ const FLOATS_PER_LINE: usize = 16;
 
 /// `out` [m, n] = `x` [m, k] `w`ᵀ for `w` [n, k], all row-major.
 pub fn matmul_t(x: &[f32], w: &[f32], m: usize, k: usize, out: &mut [f32]) {
+    matmul_t_on(Isa::best(), x, w, m, k, out)
+}
+
+/// [`matmul_t`] compiled for `isa` (which the CPU must run).
+pub fn matmul_t_on(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, out: &mut [f32]) {
     let n = w.len() / k.max(1);
     assert!(
         x.len() == m * k && w.len() == n * k && out.len() == m * n,
@@ -43,7 +50,7 @@ pub fn matmul_t(x: &[f32], w: &[f32], m: usize, k: usize, out: &mut [f32]) {
         .for_each(|(task, out_t)| {
             let first = task * ROWS_PER_TASK;
             let rows = out_t.len() / m.max(1);
-            pulp::Arch::new().dispatch(Dots {
+            isa.dispatch(Dots {
                 x,
                 w: &w[first * k..][..rows * k],
                 m,
@@ -186,6 +193,31 @@ mod tests {
 
     /// Every shape class: rows 1..=MAX_ROWS (quads and remainders), odd and
     /// even weight rows, task boundaries, and k with and without a vector tail.
+    /// Every instruction set this CPU runs gives the plain product, and the
+    /// sets agree with each other to rounding.
+    #[test]
+    fn every_instruction_set_agrees() {
+        let (m, n, k) = (5, 67, 203);
+        let (x, w) = (values(m * k, 3), values(n * k, 4));
+        let results: Vec<(Isa, Vec<f32>)> = Isa::available()
+            .into_iter()
+            .map(|isa| {
+                let mut out = vec![f32::NAN; m * n];
+                matmul_t_on(isa, &x, &w, m, k, &mut out);
+                (isa, out)
+            })
+            .collect();
+        let (first, reference) = &results[0];
+        for (isa, out) in &results[1..] {
+            for (a, b) in reference.iter().zip(out) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + a.abs()),
+                    "{first} {a} vs {isa} {b}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn matches_the_plain_product() {
         for m in 1..=MAX_ROWS {

@@ -2,13 +2,13 @@
 //! call, so loops over it compile to SIMD), and the row kernels built on it
 //! (SwiGLU, a logits row's scores). Loops run inside [`vectorized`], which
 //! compiles them for the CPU's widest vectors (AVX2/FMA, AVX-512, NEON),
-//! chosen at run time.
+//! chosen at run time ([`crate::isa`]).
 
 /// Runs `f` with the CPU's SIMD features enabled; loops `f` inlines (through
 /// `#[inline(always)]` helpers) vectorise for them.
 #[inline(always)]
 pub fn vectorized<R>(f: impl FnOnce() -> R) -> R {
-    pulp::Arch::new().dispatch(f)
+    crate::isa::Isa::best().dispatch(f)
 }
 
 /// `e^x` to about 2 ulp (relative error under 2.5e-7) for x in [-87, 88];
@@ -27,8 +27,11 @@ pub fn exp(x: f32) -> f32 {
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
     // n sits in the low mantissa bits of `shifted`; 2^n from its exponent bits.
-    let n_int = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
-    p * f32::from_bits(((n_int + 127) << 23) as u32)
+    // Wrapping integer ops: they cannot overflow for n in [-126, 127], and an
+    // overflow check (on in the dev profile) would keep loops over `exp`
+    // from vectorising.
+    let n_int = (shifted.to_bits() as i32).wrapping_sub(ROUND.to_bits() as i32);
+    p * f32::from_bits((n_int.wrapping_add(127) << 23) as u32)
 }
 
 /// `silu(g) u = g u / (1 + e^-g)`.
@@ -42,6 +45,25 @@ pub fn swiglu(g: f32, u: f32) -> f32 {
 pub fn swiglu_row(out: &mut [f32], gate: &[f32], up: &[f32]) {
     for ((o, &g), &u) in out.iter_mut().zip(gate).zip(up) {
         *o = swiglu(g, u);
+    }
+}
+
+/// The gradients of [`swiglu_row`] over one row: `d gate = dy ⊙ up ⊙ σ(g)
+/// (1 + g (1 − σ(g)))`, `d up = dy ⊙ silu(g)`. Zipped slices, not indices:
+/// no bounds or overflow checks in the loop, so it vectorises.
+#[inline(always)]
+pub fn swiglu_backward_row(
+    d_gate: &mut [f32],
+    d_up: &mut [f32],
+    gate: &[f32],
+    up: &[f32],
+    dy: &[f32],
+) {
+    let inputs = gate.iter().zip(up).zip(dy);
+    for ((dg, du), ((&g, &u), &dy)) in d_gate.iter_mut().zip(d_up.iter_mut()).zip(inputs) {
+        let sig = 1.0 / (1.0 + exp(-g));
+        *dg = dy * u * sig * (1.0 + g * (1.0 - sig));
+        *du = dy * g * sig;
     }
 }
 
@@ -105,7 +127,7 @@ pub fn row_stats(row: &[f32], target: usize) -> RowStats {
     let mut above = [0u32; LANES];
     for c in chunks.clone() {
         for l in 0..LANES {
-            above[l] += (c[l] > own) as u32;
+            above[l] = above[l].wrapping_add((c[l] > own) as u32);
         }
     }
     let above_target = above.iter().sum::<u32>() + tail.iter().filter(|&&x| x > own).count() as u32;
@@ -140,18 +162,22 @@ pub fn entries_above(row: &[f32], cut: f32) -> impl Iterator<Item = usize> + '_ 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::isa::Isa;
 
+    /// On every instruction set this CPU runs.
     #[test]
     fn exp_is_within_3e_7_of_libm_over_its_range() {
-        let mut worst = 0f64;
-        let mut x = -87.0f32;
-        while x <= 88.0 {
-            let want = (x as f64).exp();
-            let got = vectorized(|| exp(x)) as f64;
-            worst = worst.max(((got - want) / want).abs());
-            x += 0.001_37;
+        for isa in Isa::available() {
+            let mut worst = 0f64;
+            let mut x = -87.0f32;
+            while x <= 88.0 {
+                let want = (x as f64).exp();
+                let got = isa.dispatch(|| exp(x)) as f64;
+                worst = worst.max(((got - want) / want).abs());
+                x += 0.001_37;
+            }
+            assert!(worst < 3e-7, "{isa}: worst relative error {worst}");
         }
-        assert!(worst < 3e-7, "worst relative error {worst}");
         assert_eq!(exp(0.0), 1.0);
         assert!(exp(-1000.0) < 1e-37 && exp(-1000.0) >= 0.0);
         assert!(exp(1000.0).is_finite());
@@ -163,8 +189,12 @@ mod tests {
             let row: Vec<f32> = (0..len)
                 .map(|i| ((i as u32).wrapping_mul(2_654_435_761) % 2000) as f32 / 100.0 - 10.0)
                 .collect();
-            for target in [0, len / 3, len - 1] {
-                let s = vectorized(|| row_stats(&row, target));
+            let targets = [0, len / 3, len - 1];
+            for (target, isa) in targets
+                .into_iter()
+                .flat_map(|t| Isa::available().into_iter().map(move |i| (t, i)))
+            {
+                let s = isa.dispatch(|| row_stats(&row, target));
                 let best = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 assert_eq!(s.max, best);
                 assert_eq!(s.argmax, row.iter().position(|&x| x == best).unwrap_or(0));
@@ -188,9 +218,12 @@ mod tests {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
             let sum: f64 = row.iter().map(|&x| (x as f64 - max).exp()).sum();
             let want: Vec<f64> = row.iter().map(|&x| (x as f64 - max).exp() / sum).collect();
-            vectorized(|| softmax_row(&mut row));
-            for (g, w) in row.iter().zip(&want) {
-                assert!((*g as f64 - w).abs() < 1e-6, "{len}: {g} vs {w}");
+            for isa in Isa::available() {
+                let mut row = row.clone();
+                isa.dispatch(|| softmax_row(&mut row));
+                for (g, w) in row.iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() < 1e-6, "{isa} {len}: {g} vs {w}");
+                }
             }
         }
     }

@@ -28,6 +28,13 @@
 //! `SPECTRUM_BENCH_LENGTH` and `SPECTRUM_BENCH_BATCH` change the 4 x 256
 //! tokens of a micro-batch; `SPECTRUM_BENCH_MODES=lora,lora-ckpt` runs only
 //! those of `lora`, `lora-ckpt`, `full`, `full-ckpt`.
+//!
+//! `SPECTRUM_BENCH_STEPS` times more steps than 3: a profile of the steps
+//! alone, past loading and the warm-up, e.g. `SPECTRUM_BENCH_STEPS=12
+//! SPECTRUM_BENCH_CHILD=lora perf record -g target/debug/deps/train_throughput-*`.
+//! The PyTorch side runs at its default settings and with subnormals flushed
+//! and a thread per core (`bench/torch_cpu.py`); ratios are against the
+//! faster. `faults` are the page faults of a timed step.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,7 +52,14 @@ use spectrum_train::{Method, RunSpec, Trainable};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const STEPS: usize = 3;
+/// Timed steps after the warm-up (3 unless `SPECTRUM_BENCH_STEPS` says
+/// otherwise: more for a profile of the steps alone).
+fn steps() -> usize {
+    std::env::var("SPECTRUM_BENCH_STEPS").map_or(3, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("SPECTRUM_BENCH_STEPS={v:?} is not a count"))
+    })
+}
 
 /// Sequences per micro-batch and tokens per sequence (4 x 256 unless set).
 fn batch_shape() -> (usize, usize) {
@@ -94,6 +108,7 @@ fn main() {
     // Token ids and loss masks: loss on the last third of each sequence, like
     // the outputs of a Spectrum sequence.
     let (batch, length) = batch_shape();
+    let steps = steps();
     let mut rng = Rng::new(7);
     let items: Vec<Item> = (0..batch)
         .map(|_| Item {
@@ -106,7 +121,7 @@ fn main() {
     let spec = serde_json::json!({
         "ids": items.iter().map(|i| &i.ids).collect::<Vec<_>>(),
         "loss": items.iter().map(|i| &i.loss).collect::<Vec<_>>(),
-        "steps": STEPS,
+        "steps": steps,
         "lora": lora(),
     });
     std::fs::write(&batch_file, spec.to_string()).expect("write the batch");
@@ -114,9 +129,10 @@ fn main() {
     let python = std::env::var("SPECTRUM_BENCH_PYTHON")
         .unwrap_or_else(|_| root.join("bench/.venv/bin/python").display().to_string());
     let exe = std::env::current_exe().expect("own path");
-    let run = |program: &Path, args: &[&str], mode: &str| -> serde_json::Value {
+    let run = |program: &Path, args: &[&str], mode: &str, env: &[(&str, &str)]| {
         let out = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .env("SPECTRUM_BENCH_CHILD", mode)
             // As the `spectrum` binary runs (it sets this for itself at start).
             .env("MIMALLOC_PURGE_DELAY", "-1")
@@ -129,7 +145,8 @@ fn main() {
             String::from_utf8_lossy(&out.stderr)
         );
         let text = String::from_utf8_lossy(&out.stdout);
-        serde_json::from_str(text.lines().last().unwrap_or_default()).expect("JSON report")
+        serde_json::from_str::<serde_json::Value>(text.lines().last().unwrap_or_default())
+            .expect("JSON report")
     };
     if std::env::var_os("SPECTRUM_BENCH_MEMORY").is_some() {
         let device = bench_device();
@@ -137,7 +154,7 @@ fn main() {
             .ok()
             .map(|v| v.parse().expect("SPECTRUM_BENCH_PEAK_TFLOPS: a number"));
         println!(
-            "\n{}, {} on {device}; {STEPS} steps of {batch} x {length} tokens (loss on the last third)",
+            "\n{}, {} on {device}; {steps} steps of {batch} x {length} tokens (loss on the last third)",
             shape.as_deref().unwrap_or("SmolLM2-135M"),
             if device == spectrum_lm::DeviceSpec::Cpu {
                 "f32"
@@ -166,7 +183,7 @@ fn main() {
                 ["lora", "lora-ckpt", "full", "full-ckpt"].contains(&mode),
                 "SPECTRUM_BENCH_MODES: {mode:?} is not lora, lora-ckpt, full or full-ckpt"
             );
-            let ours = run(&exe, &[], mode);
+            let ours = run(&exe, &[], mode, &[]);
             let get = |k: &str| ours[k].as_f64().unwrap_or(0.0);
             let per_token = if mode.starts_with("lora") { 4.0 } else { 6.0 } * get("parameters");
             let mfu = peak_tflops.map_or("-".to_string(), |peak| {
@@ -200,7 +217,7 @@ fn main() {
     let matmul = gemm_gflops(2048, Operands::Ordinary).expect("matmul");
     let probe = GemmProbe::run(1024).expect("matmul probe");
     println!(
-        "\n{}, f32, CPU, {} threads; {STEPS} steps of {batch} x {length} tokens (loss on the last third); best of {rounds} alternating rounds",
+        "\n{}, f32, CPU, {} threads; {steps} steps of {batch} x {length} tokens (loss on the last third); best of {rounds} alternating rounds",
         shape
             .as_deref()
             .map_or("SmolLM2-135M".to_string(), |s| format!(
@@ -212,30 +229,52 @@ fn main() {
     println!("{probe}");
     println!("matrix multiply (2048x2048, candle): {matmul:.1} GFLOP/s\n");
     println!(
-        "{:<24} {:>10} {:>10} {:>7}   {:>10} {:>10} {:>7}   {:>9}",
-        "", "tokens/s", "PyTorch", "ratio", "peak MiB", "PyTorch", "ratio", "% matmul"
+        "{:<24} {:>10} {:>10} {:>7}   {:>10} {:>10} {:>7}   {:>9}   {:>8} {:>8}",
+        "",
+        "tokens/s",
+        "PyTorch",
+        "ratio",
+        "peak MiB",
+        "PyTorch",
+        "ratio",
+        "% matmul",
+        "faults",
+        "PyTorch"
     );
+    let mut defaults = Vec::new();
     for mode in ["lora", "full"] {
-        let (mut a, mut b, mut ma, mut mb, mut params) = (0f64, 0f64, 0f64, 0f64, 0f64);
+        let (mut a, mut ma, mut mb, mut params) = (0f64, 0f64, 0f64, 0f64);
+        let (mut b_best, mut b_default) = (0f64, 0f64);
+        let (mut faults, mut their_faults) = (f64::MAX, f64::MAX);
+        let torch_args = [&script.display().to_string(), &model_arg, &batch_arg, mode];
         for _ in 0..rounds.max(1) {
-            let ours = run(&exe, &[], mode);
-            let theirs = run(
-                Path::new(&python),
-                &[&script.display().to_string(), &model_arg, &batch_arg, mode],
-                mode,
-            );
             let get = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+            let ours = run(&exe, &[], mode, &[]);
+            // PyTorch at its best (subnormals flushed, a thread per core),
+            // and as it starts, printed too where the two differ.
+            let theirs = run(Path::new(&python), &torch_args, mode, &[]);
+            let plain = run(
+                Path::new(&python),
+                &torch_args,
+                mode,
+                &[("SPECTRUM_TORCH_SETTINGS", "default")],
+            );
             a = a.max(get(&ours, "tokens_per_s"));
-            b = b.max(get(&theirs, "tokens_per_s"));
+            b_best = b_best.max(get(&theirs, "tokens_per_s"));
+            b_default = b_default.max(get(&plain, "tokens_per_s"));
             ma = ma.max(get(&ours, "peak_mib"));
             mb = mb.max(get(&theirs, "peak_mib"));
+            faults = faults.min(get(&ours, "faults_per_step"));
+            their_faults = their_faults.min(get(&theirs, "faults_per_step"));
             params = get(&ours, "parameters");
         }
+        // The ratio is against the faster of PyTorch's two settings.
+        let b = b_best.max(b_default);
         // Forward 2 x params x tokens, backward about twice that (LoRA: the
         // weight gradients are skipped, about 1 x more instead of 2 x).
         let flops_per_token = if mode == "lora" { 4.0 } else { 6.0 } * params;
         println!(
-            "{:<24} {:>10.0} {:>10.0} {:>6.2}x   {:>10.0} {:>10.0} {:>6.2}x   {:>8.0}%",
+            "{:<24} {:>10.0} {:>10.0} {:>6.2}x   {:>10.0} {:>10.0} {:>6.2}x   {:>8.0}%   {:>8.0} {:>8.0}",
             format!("{mode} training"),
             a,
             b,
@@ -243,11 +282,21 @@ fn main() {
             ma,
             mb,
             ma / mb,
-            100.0 * flops_per_token * a / 1e9 / matmul
+            100.0 * flops_per_token * a / 1e9 / matmul,
+            faults,
+            their_faults
         );
+        if (b_default - b_best).abs() > 0.03 * b_best {
+            defaults.push(format!(
+                "{mode}: PyTorch {b_best:.0} tokens/s with subnormals flushed and a thread per core, {b_default:.0} as it starts"
+            ));
+        }
+    }
+    for line in defaults {
+        println!("{line}");
     }
     println!(
-        "\n% matmul: achieved GFLOP/s (forward 2x, backward 2x (LoRA) or 4x (full) params per token) over the matmul rate"
+        "\n% matmul: achieved GFLOP/s (forward 2x, backward 2x (LoRA) or 4x (full) params per token) over the matmul rate\nfaults: page faults per step after the warm-up (pages the kernel zeroed because memory went back to the OS)\nPyTorch: the faster of its default settings and subnormals flushed with one thread per core (bench/torch_cpu.py)"
     );
 }
 
@@ -259,7 +308,7 @@ fn lora() -> serde_json::Value {
     }
 }
 
-/// One configuration, in this process: load, warm up one step, time `STEPS`.
+/// One configuration, in this process: load, warm up one step, time [`steps`].
 fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     let spec: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(batch_file).expect("batch")).expect("json");
@@ -298,16 +347,19 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
     model
         .step(&mut opt, &micro, 1e-4, 1.0, usize::MAX, &cancel)
         .expect("warm-up");
-    let start = Instant::now();
-    for _ in 0..STEPS {
+    let (start, faults) = (Instant::now(), minor_faults());
+    let steps = steps();
+    for _ in 0..steps {
         model
             .step(&mut opt, &micro, 1e-4, 1.0, usize::MAX, &cancel)
             .expect("step");
     }
     let secs = start.elapsed().as_secs_f64();
+    let faults = (minor_faults() - faults) as f64 / steps as f64;
     let estimate = spectrum_train::memory::estimate(model.lm.model.config(), &run, 1.0 / 3.0);
     serde_json::json!({
-        "tokens_per_s": (STEPS * batch * length) as f64 / secs,
+        "tokens_per_s": (steps * batch * length) as f64 / secs,
+        "faults_per_step": faults,
         "peak_mib": gpu.map_or_else(peak_rss_mib, GpuPeak::stop),
         "estimate_mib": estimate.total as f64 / (1u64 << 20) as f64,
         "parameters": model.lm.model.config().parameters(),
@@ -358,6 +410,20 @@ impl GpuPeak {
 }
 
 /// Peak resident memory of this process (VmHWM), in MiB.
+/// Page faults this process took that needed no disk (`/proc/self/stat`'s
+/// minflt): after the warm-up, each is a page the kernel zeroed for memory
+/// the allocator gave back and asked for again.
+fn minor_faults() -> u64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which is in parentheses).
+            let rest = &s[s.rfind(')')? + 2..];
+            rest.split_whitespace().nth(7)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

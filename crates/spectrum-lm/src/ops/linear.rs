@@ -63,16 +63,10 @@ impl candle_core::CustomOp2 for SwiGlu {
         with_values([gate, up, dy], |[g, u, dy]| {
             par_rows2(&mut d_gate, &mut d_up, width, |i, dg, du| {
                 let at = i * width;
+                let (g, u, dy) = (&g[at..][..width], &u[at..][..width], &dy[at..][..width]);
                 crate::vmath::vectorized(
                     #[inline(always)]
-                    || {
-                        for j in 0..width {
-                            let (g, u, dy) = (g[at + j], u[at + j], dy[at + j]);
-                            let sig = 1.0 / (1.0 + crate::vmath::exp(-g));
-                            dg[j] = dy * u * sig * (1.0 + g * (1.0 - sig));
-                            du[j] = dy * g * sig;
-                        }
-                    },
+                    || crate::vmath::swiglu_backward_row(dg, du, g, u, dy),
                 )
             })
         })?;
