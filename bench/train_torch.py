@@ -4,12 +4,21 @@ same token ids, loss masks and micro-batch, with transformers (+ peft for LoRA)
 on the CPU in f32: forward, mean cross-entropy over the loss tokens, backward,
 gradient clipping to 1.0, AdamW. One warm-up step, then the timed steps.
 
-    python bench/train_torch.py MODEL_DIR BATCH_JSON lora|full
+    python bench/train_torch.py MODEL_DIR BATCH_JSON lora|full|lora-bf16
+
+`lora-bf16` is LoRA with PyTorch's bf16 products on the CPU (oneDNN, on AMX
+where the CPU has it), the counterpart of our `frozen_matmul: bf16`:
+`SPECTRUM_TORCH_BF16=matmul` (the default) keeps the model in f32 and lets f32
+matrix multiplies compute in bf16 (`torch.backends.mkldnn.matmul.fp32_precision
+= "bf16"`, or `set_float32_matmul_precision("medium")` on older versions);
+`autocast` runs the forward pass under `torch.autocast("cpu", bfloat16)`.
 
 Prints a JSON object: tokens per second, page faults per step and peak
 resident memory (MiB). bench/torch_cpu.py sets PyTorch's CPU settings."""
 
+import contextlib
 import json
+import os
 import resource
 import sys
 import time
@@ -23,6 +32,18 @@ from torch_cpu import configure
 def main():
     cpu = configure()
     model_dir, batch_file, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+    bf16 = None
+    if mode.endswith("-bf16"):
+        mode, bf16 = mode.removesuffix("-bf16"), os.environ.get("SPECTRUM_TORCH_BF16", "matmul")
+        if bf16 == "matmul":
+            mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
+            if mkldnn_matmul is not None and hasattr(mkldnn_matmul, "fp32_precision"):
+                mkldnn_matmul.fp32_precision = "bf16"
+            else:
+                torch.set_float32_matmul_precision("medium")
+        elif bf16 != "autocast":
+            raise SystemExit(f"SPECTRUM_TORCH_BF16={bf16!r}: use matmul or autocast")
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 == "autocast" else contextlib.nullcontext
     spec = json.load(open(batch_file))
     model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     if mode == "lora":
@@ -42,9 +63,10 @@ def main():
 
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(input_ids=ids).logits
-        loss = torch.nn.functional.cross_entropy(
-            logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100)
+        with autocast():
+            logits = model(input_ids=ids).logits
+            loss = torch.nn.functional.cross_entropy(
+                logits[:, :-1].reshape(-1, logits.shape[-1]).float(), labels[:, 1:].reshape(-1), ignore_index=-100)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
@@ -57,7 +79,7 @@ def main():
     secs = time.perf_counter() - start
     faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
     print(json.dumps({
-        "torch": torch.__version__, **cpu,
+        "torch": torch.__version__, **cpu, "bf16": bf16,
         "tokens_per_s": spec["steps"] * ids.numel() / secs,
         "faults_per_step": faults / spec["steps"],
         "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

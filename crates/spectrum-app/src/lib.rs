@@ -70,7 +70,9 @@ pub use spectrum_suite::import::{
 pub use spectrum_suite::{Split, TaskKind};
 pub use spectrum_train::job::JobBundle;
 pub use spectrum_train::memory::{MemoryEstimate, Suggestion};
-pub use spectrum_train::{Decay, Dtype, Length, Method, PRESETS, RunSpec, TaskSelection};
+pub use spectrum_train::{
+    Decay, Dtype, FrozenMatmul, Length, Method, PRESETS, RunSpec, TaskSelection,
+};
 pub use system::{SystemReport, system};
 pub use training::{RunDetail, RunSettings, TrainOutcome, TrainProgress, TrainRequest};
 

@@ -218,6 +218,14 @@ impl Output {
             "kernels      {} (matrix multiply and our row kernels, chosen at run time)",
             m.kernels
         );
+        println!(
+            "AMX          {}",
+            if m.amx {
+                "yes: LoRA can run its frozen products in bf16 on the matrix units (--frozen-matmul bf16)"
+            } else {
+                "no"
+            }
+        );
         println!("threads      {}", m.threads);
         println!(
             "subnormals   {} (main thread), {} (compute pool)",

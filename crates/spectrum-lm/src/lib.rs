@@ -4,6 +4,7 @@
 //! adapters, scoring and sampling behind the [`LanguageModel`] trait.
 
 pub mod added_tokens;
+pub mod amx;
 pub mod config;
 pub mod default_model;
 pub mod engine;

@@ -2,6 +2,8 @@
 //! `y = x Wᵀ + b + (alpha / r) · dropout(x) Aᵀ Bᵀ`, with A random and B zero at
 //! the start, so an adapted model begins exactly where its base model is.
 
+use std::sync::Arc;
+
 use candle_core::Tensor;
 use candle_nn::{Init, VarBuilder};
 use serde::{Deserialize, Serialize};
@@ -62,6 +64,9 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     adapter: Option<Adapter>,
+    /// The weight's AMX copies, packed when a frozen product first runs in
+    /// bf16 ([`crate::ops::FrozenMatmul`]); shared by the layer's clones.
+    tiles: Arc<crate::amx::Tiles>,
 }
 
 /// Where adapters are created (a `VarMap`-backed builder) and with what settings.
@@ -133,6 +138,7 @@ impl Linear {
             weight,
             bias,
             adapter,
+            tiles: Arc::default(),
         })
     }
 
@@ -142,6 +148,7 @@ impl Linear {
             weight,
             bias: None,
             adapter: None,
+            tiles: Arc::default(),
         }
     }
 
@@ -153,6 +160,7 @@ impl Linear {
     pub fn with_weight(&self, weight: Tensor) -> Linear {
         Linear {
             weight,
+            tiles: Arc::default(),
             ..self.clone()
         }
     }
@@ -169,11 +177,17 @@ impl Linear {
                 // Scaling B (out x r) instead of the product (rows x out) keeps one
                 // activation-sized tensor less for backward.
                 let low = xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?;
-                let base = crate::ops::linear(x, &self.weight)?;
+                let base = crate::ops::linear_with(x, &self.weight, Some(&self.tiles))?;
                 (&base + low.reshape(base.shape())?)?
             }
-            Some(ad) => crate::ops::lora_matmul(x, &self.weight, &ad.a, &ad.b, ad.scale)?,
-            None => crate::ops::linear(x, &self.weight)?,
+            Some(ad) => crate::ops::lora_matmul(
+                x,
+                &self.weight,
+                Some(&self.tiles),
+                (&ad.a, &ad.b),
+                ad.scale,
+            )?,
+            None => crate::ops::linear_with(x, &self.weight, Some(&self.tiles))?,
         };
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,

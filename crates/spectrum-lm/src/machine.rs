@@ -20,6 +20,9 @@ pub struct Machine {
     /// The instruction set our kernels and gemm's microkernels run on here
     /// (the widest of those built in that the CPU runs).
     pub kernels: crate::isa::Isa,
+    /// Whether Intel's AMX tile units run here (bf16 frozen products in
+    /// LoRA training, `frozen_matmul: bf16`).
+    pub amx: bool,
     /// Threads the tensor kernels use.
     pub threads: usize,
     /// Whether a subnormal result is zero on the calling thread.
@@ -36,6 +39,7 @@ impl Machine {
             cpu: cpu_model(),
             simd: simd(),
             kernels: crate::isa::Isa::best(),
+            amx: crate::amx::Amx::get().is_some(),
             threads: candle_core::utils::get_num_threads(),
             flushes_here: crate::fpu::flushes_here(),
             pool_flushes: crate::fpu::pool_flushes(),
@@ -54,11 +58,12 @@ impl std::fmt::Display for Machine {
         };
         write!(
             f,
-            "CPU: {} ({}, {} threads); kernels: {}; subnormals: {} here, {} in the compute pool",
+            "CPU: {} ({}, {} threads); kernels: {}{}; subnormals: {} here, {} in the compute pool",
             self.cpu,
             self.simd,
             self.threads,
             self.kernels,
+            if self.amx { ", AMX bf16" } else { "" },
             flush(self.flushes_here),
             flush(self.pool_flushes)
         )

@@ -35,6 +35,11 @@
 //! The PyTorch side runs at its default settings and with subnormals flushed
 //! and a thread per core (`bench/torch_cpu.py`); ratios are against the
 //! faster. `faults` are the page faults of a timed step.
+//!
+//! On a CPU with AMX, a third row, `lora-bf16`: LoRA with the frozen
+//! weights' products in bf16 on the matrix units (`frozen_matmul: bf16`)
+//! against PyTorch's two bf16 CPU paths (bf16 matmul precision for f32
+//! matrix multiplies, and autocast), ratio against the faster.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -242,23 +247,38 @@ fn main() {
         "PyTorch"
     );
     let mut defaults = Vec::new();
-    for mode in ["lora", "full"] {
+    let mut modes = vec!["lora", "full"];
+    if spectrum_lm::amx::Amx::get().is_some() {
+        modes.push("lora-bf16");
+    }
+    for mode in modes {
         let (mut a, mut ma, mut mb, mut params) = (0f64, 0f64, 0f64, 0f64);
         let (mut b_best, mut b_default) = (0f64, 0f64);
         let (mut faults, mut their_faults) = (f64::MAX, f64::MAX);
         let torch_args = [&script.display().to_string(), &model_arg, &batch_arg, mode];
+        // PyTorch's two ways of running the mode: at its best (subnormals
+        // flushed, a thread per core) and as it starts; for bf16, its two
+        // bf16 paths. The ratio is against the faster, both are printed
+        // where they differ.
+        let (first, second): (TorchVariant, TorchVariant) = if mode == "lora-bf16" {
+            (
+                (
+                    "bf16 matmul precision",
+                    &[("SPECTRUM_TORCH_BF16", "matmul")],
+                ),
+                ("bf16 autocast", &[("SPECTRUM_TORCH_BF16", "autocast")]),
+            )
+        } else {
+            (
+                ("subnormals flushed and a thread per core", &[]),
+                ("as it starts", &[("SPECTRUM_TORCH_SETTINGS", "default")]),
+            )
+        };
         for _ in 0..rounds.max(1) {
             let get = |v: &serde_json::Value, k: &str| v[k].as_f64().unwrap_or(0.0);
             let ours = run(&exe, &[], mode, &[]);
-            // PyTorch at its best (subnormals flushed, a thread per core),
-            // and as it starts, printed too where the two differ.
-            let theirs = run(Path::new(&python), &torch_args, mode, &[]);
-            let plain = run(
-                Path::new(&python),
-                &torch_args,
-                mode,
-                &[("SPECTRUM_TORCH_SETTINGS", "default")],
-            );
+            let theirs = run(Path::new(&python), &torch_args, mode, first.1);
+            let plain = run(Path::new(&python), &torch_args, mode, second.1);
             a = a.max(get(&ours, "tokens_per_s"));
             b_best = b_best.max(get(&theirs, "tokens_per_s"));
             b_default = b_default.max(get(&plain, "tokens_per_s"));
@@ -272,7 +292,7 @@ fn main() {
         let b = b_best.max(b_default);
         // Forward 2 x params x tokens, backward about twice that (LoRA: the
         // weight gradients are skipped, about 1 x more instead of 2 x).
-        let flops_per_token = if mode == "lora" { 4.0 } else { 6.0 } * params;
+        let flops_per_token = if mode == "full" { 6.0 } else { 4.0 } * params;
         println!(
             "{:<24} {:>10.0} {:>10.0} {:>6.2}x   {:>10.0} {:>10.0} {:>6.2}x   {:>8.0}%   {:>8.0} {:>8.0}",
             format!("{mode} training"),
@@ -288,7 +308,8 @@ fn main() {
         );
         if (b_default - b_best).abs() > 0.03 * b_best {
             defaults.push(format!(
-                "{mode}: PyTorch {b_best:.0} tokens/s with subnormals flushed and a thread per core, {b_default:.0} as it starts"
+                "{mode}: PyTorch {b_best:.0} tokens/s with {}, {b_default:.0} with {}",
+                first.0, second.0
             ));
         }
     }
@@ -299,6 +320,9 @@ fn main() {
         "\n% matmul: achieved GFLOP/s (forward 2x, backward 2x (LoRA) or 4x (full) params per token) over the matmul rate\nfaults: page faults per step after the warm-up (pages the kernel zeroed because memory went back to the OS)\nPyTorch: the faster of its default settings and subnormals flushed with one thread per core (bench/torch_cpu.py)"
     );
 }
+
+/// One way of running PyTorch: its name, and the environment that sets it.
+type TorchVariant = (&'static str, &'static [(&'static str, &'static str)]);
 
 /// The `cpu` preset's LoRA setting.
 fn lora() -> serde_json::Value {
@@ -322,6 +346,10 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
         Some(m) => (m, true),
         None => (mode, false),
     };
+    let (mode, frozen_matmul) = match mode.strip_suffix("-bf16") {
+        Some(m) => (m, spectrum_train::FrozenMatmul::Bf16),
+        None => (mode, spectrum_train::FrozenMatmul::F32),
+    };
     let method = if mode == "lora" {
         Method::Lora(serde_json::from_value(spec["lora"].clone()).expect("lora"))
     } else {
@@ -336,8 +364,12 @@ fn child(mode: &str, model_dir: &Path, batch_file: &Path) -> serde_json::Value {
         micro_batch: batch,
         max_tokens: length,
         max_batch_tokens: batch * length,
+        frozen_matmul,
         ..RunSpec::default()
     };
+    run.validate().expect("a valid run");
+    // As `spectrum_train::train` does for a run, on the thread that trains.
+    spectrum_lm::ops::set_frozen_matmul(frozen_matmul);
     let gpu = (device != spectrum_lm::DeviceSpec::Cpu).then(GpuPeak::start);
     let mut model = Trainable::load(&run, model_dir).expect("load");
     model.lm.model.set_mode(spectrum_lm::models::Mode::Training);

@@ -80,7 +80,13 @@ pub fn estimate(config: &ModelConfig, spec: &RunSpec, loss_fraction: f64) -> Mem
     };
     let loss_rows = (tokens as f64 * loss_fraction.clamp(0.0, 1.0)).ceil() as u64;
     let logits = loss_rows * config.vocab_size as u64 * 4 * LOGIT_COPIES;
-    let weights = parameters * size;
+    // With bf16 frozen products, each frozen weight also keeps two bf16
+    // copies packed for the matrix units (`Wᵀ` forward, `W` backward).
+    let tiles = match spec.frozen_matmul {
+        spectrum_lm::ops::FrozenMatmul::Bf16 => parameters * 2 * 2,
+        spectrum_lm::ops::FrozenMatmul::F32 => 0,
+    };
+    let weights = parameters * size + tiles;
     let step = trainable * 4 * STEP_COPIES;
     MemoryEstimate {
         weights,

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
-use spectrum_lm::ops::Kernels;
+use spectrum_lm::ops::{FrozenMatmul, Kernels};
 use spectrum_lm::{DeviceSpec, PromptFormat};
 
 /// The number format a run's weights train in: one spelling (`f32`, `bf16`,
@@ -110,6 +110,11 @@ pub struct RunSpec {
     /// the CPU's custom f32 kernels (for testing that path on a CPU).
     #[serde(default, skip_serializing_if = "Kernels::is_fused")]
     pub kernels: Kernels,
+    /// `bf16`: LoRA's products with the frozen weights (and the LM head) in
+    /// bf16 with f32 sums on Intel's AMX units, 2.5-3.4x faster products
+    /// on a Sapphire Rapids core; `f32` (the default) everywhere else.
+    #[serde(default, skip_serializing_if = "FrozenMatmul::is_f32")]
+    pub frozen_matmul: FrozenMatmul,
     /// Recompute each decoder layer's activations in the backward pass
     /// instead of keeping them: activation memory falls to the layers' inputs
     /// plus one layer's, for about a third more compute. Gradients are
@@ -158,6 +163,7 @@ impl Default for RunSpec {
             dtype: None,
             device: DeviceSpec::Cpu,
             kernels: Kernels::Fused,
+            frozen_matmul: FrozenMatmul::F32,
             gradient_checkpointing: false,
             seed: 0,
             eval_every: 20,
@@ -265,6 +271,33 @@ impl RunSpec {
                 return Err(SpecError::new("length", "epochs must be a positive number"));
             }
             _ => {}
+        }
+        if self.frozen_matmul == FrozenMatmul::Bf16 {
+            let fix = "fix: leave frozen_matmul at f32";
+            if !matches!(self.method, Method::Lora(_)) {
+                return Err(SpecError::new(
+                    "frozen_matmul",
+                    format!(
+                        "frozen_matmul bf16 applies to LoRA, whose base weights are frozen; full fine-tuning trains every weight ({fix})"
+                    ),
+                ));
+            }
+            if self.device != DeviceSpec::Cpu || self.resolved_dtype() != Dtype::F32 {
+                return Err(SpecError::new(
+                    "frozen_matmul",
+                    format!(
+                        "frozen_matmul bf16 is for f32 training on the CPU; on a GPU, train in bf16 with dtype ({fix})"
+                    ),
+                ));
+            }
+            if spectrum_lm::amx::Amx::get().is_none() {
+                return Err(SpecError::new(
+                    "frozen_matmul",
+                    format!(
+                        "frozen_matmul bf16 runs on Intel's AMX units (Xeon Sapphire Rapids or newer), which this CPU or OS does not offer; `spectrum system` shows the CPU ({fix})"
+                    ),
+                ));
+            }
         }
         if let Method::Lora(l) = &self.method {
             if l.rank == 0 {

@@ -526,14 +526,19 @@ pub fn train(
 ) -> Result<Outcome> {
     let spec = job.spec;
     spec.validate()?;
-    // The run's kernels on this thread for the run, then the caller's again.
-    struct Restore(spectrum_lm::ops::Kernels);
+    // The run's kernels and frozen products on this thread for the run, then
+    // the caller's again.
+    struct Restore(spectrum_lm::ops::Kernels, spectrum_lm::ops::FrozenMatmul);
     impl Drop for Restore {
         fn drop(&mut self) {
             spectrum_lm::ops::set_kernels(self.0);
+            spectrum_lm::ops::set_frozen_matmul(self.1);
         }
     }
-    let _restore = Restore(spectrum_lm::ops::set_kernels(spec.kernels));
+    let _restore = Restore(
+        spectrum_lm::ops::set_kernels(spec.kernels),
+        spectrum_lm::ops::set_frozen_matmul(spec.frozen_matmul),
+    );
     let mut model = Trainable::load(spec, job.model_dir)?;
     model.lm.model.set_mode(Mode::Training);
     let mut stream = Stream::new(job.train, model.lm.tokenizer.clone(), spec)?;

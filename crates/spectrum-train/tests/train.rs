@@ -113,6 +113,28 @@ fn run(
     (log, outcome)
 }
 
+/// The largest relative difference between the losses of two runs' steps,
+/// each asserted below `tol` (`what` names the second run in a failure).
+fn largest_loss_difference(a: &Log, b: &Log, tol: f64, what: &str) -> f64 {
+    assert_eq!(a.steps.len(), b.steps.len());
+    let rel = |x: f64, y: f64| (x - y).abs() / y.abs().max(1e-12);
+    a.steps
+        .iter()
+        .zip(&b.steps)
+        .map(|(x, y)| {
+            let d = rel(y.loss, x.loss);
+            assert!(
+                d < tol,
+                "{what}: step {} loss {} vs {}",
+                x.step,
+                y.loss,
+                x.loss
+            );
+            d
+        })
+        .fold(0.0, f64::max)
+}
+
 fn mean(xs: &[f64]) -> f64 {
     xs.iter().sum::<f64>() / xs.len() as f64
 }
@@ -510,29 +532,56 @@ fn the_composed_gpu_path_trains_as_the_custom_kernels_do() {
             &d,
             None,
         );
-        for (x, y) in a.steps.iter().zip(&c.steps) {
-            assert!(
-                rel(y.loss, x.loss) < 5e-3,
-                "bf16 step {} loss {} vs {}",
-                x.step,
-                y.loss,
-                x.loss
-            );
-        }
-        eprintln!(
-            "largest bf16 loss difference: {:.2e}",
-            a.steps
-                .iter()
-                .zip(&c.steps)
-                .map(|(x, y)| rel(y.loss, x.loss))
-                .fold(0.0, f64::max)
-        );
+        let largest = largest_loss_difference(&a, &c, 5e-3, "bf16");
+        eprintln!("largest bf16 loss difference: {largest:.2e}");
     }
     // Only the run's thread changes, and only for the run.
     assert_eq!(
         spectrum_lm::ops::kernels(),
         spectrum_lm::ops::Kernels::Fused
     );
+}
+
+/// LoRA with the frozen weights' products in bf16 on AMX (`frozen_matmul:
+/// bf16`) against the same run in f32, step by step: within the bf16 bound
+/// of the test above (5e-3 of the loss, about one rounding), and not bit for
+/// bit (the matrix units ran). Where the CPU has no AMX the setting is
+/// refused by name; full fine-tuning (nothing frozen) is refused everywhere.
+#[test]
+fn bf16_frozen_products_train_as_f32_does() {
+    use spectrum_lm::ops::FrozenMatmul;
+    let full = RunSpec {
+        frozen_matmul: FrozenMatmul::Bf16,
+        ..spec(Method::Full, 4)
+    };
+    let refused = full
+        .validate()
+        .expect_err("full fine-tuning has no frozen weight");
+    assert_eq!(refused.setting, "frozen_matmul");
+    assert!(refused.message.contains("LoRA"), "{}", refused.message);
+    let f32_run = spec(Method::Lora(LoraConfig::default()), 4);
+    let bf16_run = RunSpec {
+        frozen_matmul: FrozenMatmul::Bf16,
+        ..f32_run.clone()
+    };
+    if spectrum_lm::amx::Amx::get().is_none() {
+        let refused = bf16_run.validate().expect_err("no AMX here");
+        assert!(refused.message.contains("AMX"), "{}", refused.message);
+        eprintln!("this CPU has no AMX: only the refusal is tested");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp");
+    let model = tmp.path().join("model");
+    tiny_model(&model);
+    let d = data();
+    let (a, _) = run(&f32_run, &model, &tmp.path().join("f32"), &d, None);
+    let (b, _) = run(&bf16_run, &model, &tmp.path().join("bf16"), &d, None);
+    let largest = largest_loss_difference(&a, &b, 5e-3, "bf16 frozen products");
+    assert!(
+        a.steps.iter().zip(&b.steps).any(|(x, y)| x.loss != y.loss),
+        "the bf16 run is bit for bit the f32 one: the matrix units did not run"
+    );
+    eprintln!("largest loss difference with bf16 frozen products: {largest:.2e}");
 }
 
 /// Gradient checkpointing changes memory, not the run: full fine-tuning and

@@ -245,6 +245,8 @@ export type FrontierLine = { setting: Setting, points: Array<FrontierPoint>, };
 
 export type FrontierPoint = { temperature: number, yield: number, percent_valid: number, };
 
+export type FrozenMatmul = "f32" | "bf16";
+
 export type Heatmap = { family: Family, metric: string, lower_is_better: boolean, 
 /**
  * Every task any run has, in the order the runs list them.
@@ -659,6 +661,12 @@ dtype: Dtype | null, device: DeviceSpec,
  * the CPU's custom f32 kernels (for testing that path on a CPU).
  */
 kernels?: Kernels, 
+/**
+ * `bf16`: LoRA's products with the frozen weights (and the LM head) in
+ * bf16 with f32 sums on Intel's AMX units, 2.5-3.4x faster products
+ * on a Sapphire Rapids core; `f32` (the default) everywhere else.
+ */
+frozen_matmul?: FrozenMatmul, 
 /**
  * Recompute each decoder layer's activations in the backward pass
  * instead of keeping them: activation memory falls to the layers' inputs

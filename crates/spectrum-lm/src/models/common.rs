@@ -194,6 +194,8 @@ pub(crate) struct TokenIo {
     embed: Tensor,
     /// Untied `lm_head.weight` (never LoRA-adapted).
     head: Option<Linear>,
+    /// The head tied to `embed` (its AMX tiles live as long as the model).
+    tied: Linear,
     /// (first id, embedding rows, untied head rows).
     rows: Option<(usize, Tensor, Option<Tensor>)>,
 }
@@ -233,7 +235,13 @@ impl TokenIo {
             }
             None => None,
         };
-        Ok(TokenIo { embed, head, rows })
+        let tied = Linear::from_weight(embed.clone());
+        Ok(TokenIo {
+            embed,
+            head,
+            tied,
+            rows,
+        })
     }
 
     /// `w` with rows `first..first + n` replaced by `rows`.
@@ -270,7 +278,8 @@ impl TokenIo {
                 .with_weight(Self::patched(head.weight(), *first, rows)?)
                 .forward_t(hidden, train),
             (Some(head), _) => head.forward_t(hidden, train),
-            (None, _) => Linear::from_weight(self.embed_weight()?).forward_t(hidden, train),
+            (None, None) => self.tied.forward_t(hidden, train),
+            (None, Some(_)) => Linear::from_weight(self.embed_weight()?).forward_t(hidden, train),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Linear layers as single graph nodes: `x Wᵀ`, the frozen layer plus its
 //! LoRA adapter, and the SwiGLU gate of Llama-family MLPs.
 
+use std::sync::Arc;
+
 use candle_core::{CpuStorage, Layout, Shape, Tensor};
 
 use crate::Result;
+use crate::amx::{Amx, Tiles};
 
 use super::gemm::{gemm, op, op_t};
 use super::host::*;
@@ -84,8 +87,19 @@ impl candle_core::CustomOp2 for SwiGlu {
 /// (not in LoRA training), straight in `W`'s layout (`dyᵀ x`; candle's matmul
 /// goes through a transposed gradient and a strided add).
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    linear_with(x, w, None)
+}
+
+/// [`linear`] with the AMX tiles of `w`, which its products use while the
+/// thread runs frozen products in bf16 ([`super::FrozenMatmul`]) and `w`
+/// does not train.
+pub fn linear_with(x: &Tensor, w: &Tensor, tiles: Option<&Arc<Tiles>>) -> Result<Tensor> {
     if f32_cpu(x) && f32_cpu(w) && (x.track_op() || w.track_op()) {
-        return Ok(x.contiguous()?.apply_op2(&w.contiguous()?, LinearOp)?);
+        let frozen = !w.is_variable() && !w.track_op();
+        let amx = super::amx_for(tiles.filter(|_| frozen));
+        return Ok(x
+            .contiguous()?
+            .apply_op2(&w.contiguous()?, LinearOp { amx })?);
     }
     let (n, k) = w.dims2()?;
     let m = x.elem_count() / k.max(1);
@@ -102,7 +116,39 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     Ok(rows.matmul(&w.t()?)?.reshape(out)?)
 }
 
-struct LinearOp;
+/// The AMX unit and the frozen weight's tiles, when its products run there.
+type OnAmx = Option<(Amx, Arc<Tiles>)>;
+
+struct LinearOp {
+    amx: OnAmx,
+}
+
+/// `x Wᵀ` on AMX: `x` [..., k] and `w` [n, k] contiguous CPU f32.
+fn amx_forward(
+    (amx, tiles): &(Amx, Arc<Tiles>),
+    x: &[f32],
+    x_dims: &[usize],
+    w: &[f32],
+    (n, k): (usize, usize),
+) -> (Vec<f32>, Shape) {
+    let rows = x.len() / k.max(1);
+    let mut y = vec![0f32; rows * n];
+    crate::amx::matmul(*amx, &mut y, x, rows, tiles.forward(w, n, k), false);
+    (y, Shape::from(with_last(x_dims, n)))
+}
+
+/// `dx (+)= dy W` on AMX, for `dy` [rows, n] and `w` [n, k].
+fn amx_backward(
+    (amx, tiles): &(Amx, Arc<Tiles>),
+    dx: &mut [f32],
+    dy: &[f32],
+    w: &[f32],
+    (n, k): (usize, usize),
+    add: bool,
+) {
+    let rows = dy.len() / n.max(1);
+    crate::amx::matmul(*amx, dx, dy, rows, tiles.backward(w, n, k), add);
+}
 
 impl candle_core::CustomOp2 for LinearOp {
     fn name(&self) -> &'static str {
@@ -116,7 +162,18 @@ impl candle_core::CustomOp2 for LinearOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        matmul_t(s1, l1, s2, l2)
+        let Some(amx) = &self.amx else {
+            return matmul_t(s1, l1, s2, l2);
+        };
+        let (n, k) = l2.shape().dims2()?;
+        let rows = l1.shape().elem_count() / k.max(1);
+        if !l1.is_contiguous() || !l2.is_contiguous() || l1.shape().dims().last() != Some(&k) {
+            candle_core::bail!("linear: expected contiguous [..., {k}] x [{n}, {k}]ᵀ");
+        }
+        let x = &s1.as_slice::<f32>()?[l1.start_offset()..][..rows * k];
+        let w = &s2.as_slice::<f32>()?[l2.start_offset()..][..n * k];
+        let (y, shape) = amx_forward(amx, x, l1.shape().dims(), w, (n, k));
+        Ok((CpuStorage::F32(y), shape))
     }
 
     /// `∂x = dy W`, `∂W = dyᵀ x` (rows of `x` and `dy` as one matrix each).
@@ -132,10 +189,18 @@ impl candle_core::CustomOp2 for LinearOp {
         let (need_dx, need_dw) = (x.track_op(), w.track_op());
         let (x, w) = (x.detach(), w.detach());
         let (dy_rows, _) = as_rows(dy, 0)?;
-        let dx = if need_dx {
-            Some(dy_rows.matmul(&w)?.reshape(x.shape())?)
-        } else {
-            None
+        let dx = match (&self.amx, need_dx) {
+            (Some(amx), true) => {
+                let dims = w.dims2()?;
+                let dx = with_values([dy, &w], |[dy, w]| {
+                    let mut dx = vec![0f32; x.elem_count()];
+                    amx_backward(amx, &mut dx, dy, w, dims, false);
+                    dx
+                })?;
+                Some(tensor_from(dx, &x)?)
+            }
+            (None, true) => Some(dy_rows.matmul(&w)?.reshape(x.shape())?),
+            (_, false) => None,
         };
         let dw = if need_dw {
             let (x_rows, _) = as_rows(&x, 0)?;
@@ -154,11 +219,18 @@ impl candle_core::CustomOp2 for LinearOp {
 /// keeps its inputs and the small `x Aᵀ` [rows, r], adds the adapter's product
 /// into the output as the matrix multiply writes it, and computes `∂L/∂x` only
 /// when `x` needs it.
-pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -> Result<Tensor> {
+pub fn lora_matmul(
+    x: &Tensor,
+    w: &Tensor,
+    tiles: Option<&Arc<Tiles>>,
+    (a, b): (&Tensor, &Tensor),
+    scale: f64,
+) -> Result<Tensor> {
     let frozen = !w.is_variable() && !w.track_op();
     if f32_cpu(x) && frozen && f32_cpu(w) && (a.track_op() || b.track_op()) {
         let op = LoraMatmul {
             weight: w.contiguous()?,
+            amx: super::amx_for(tiles),
             scale: scale as f32,
             need_dx: x.track_op(),
             saved_h: std::sync::Mutex::new(None),
@@ -167,7 +239,7 @@ pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
             .contiguous()?
             .apply_op3(&a.contiguous()?, &b.contiguous()?, op)?);
     }
-    let base = linear(x, w)?;
+    let base = linear_with(x, w, tiles)?;
     let (rows, out) = as_rows(x, w.dim(0)?)?;
     let low = rows.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?;
     Ok((base + low.reshape(out)?)?)
@@ -175,6 +247,7 @@ pub fn lora_matmul(x: &Tensor, w: &Tensor, a: &Tensor, b: &Tensor, scale: f64) -
 
 struct LoraMatmul {
     weight: Tensor,
+    amx: OnAmx,
     scale: f32,
     need_dx: bool,
     /// `x Aᵀ` from the forward pass, taken by the backward pass (which
@@ -214,8 +287,11 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let b = &s3.as_slice::<f32>()?[l3.start_offset()..][..out * r];
         let mut y = vec![0f32; rows * out];
         let mut h = vec![0f32; rows * r];
-        host_slice(&self.weight, |w| {
-            gemm(&mut y, (rows, out, inp), op(x), op_t(w), 1.0, false)
+        host_slice(&self.weight, |w| match &self.amx {
+            Some(amx) => {
+                crate::amx::matmul(amx.0, &mut y, x, rows, amx.1.forward(w, out, inp), false)
+            }
+            None => gemm(&mut y, (rows, out, inp), op(x), op_t(w), 1.0, false),
         })
         .ok_or_else(|| candle_core::Error::Msg("expected a contiguous CPU f32 weight".into()))?;
         gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
@@ -261,7 +337,10 @@ impl candle_core::CustomOp3 for LoraMatmul {
             gemm(&mut db, (out, r, rows), op_t(dy), op(&h), self.scale, false);
             gemm(&mut da, (r, inp, rows), op_t(&dh), op(x), 1.0, false);
             if self.need_dx {
-                gemm(&mut dx, (rows, inp, out), op(dy), op(w), 1.0, false);
+                match &self.amx {
+                    Some(amx) => amx_backward(amx, &mut dx, dy, w, (out, inp), false),
+                    None => gemm(&mut dx, (rows, inp, out), op(dy), op(w), 1.0, false),
+                }
                 gemm(&mut dx, (rows, inp, r), op(&dh), op(a), 1.0, true);
             }
         })?;
