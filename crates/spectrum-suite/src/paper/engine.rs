@@ -361,11 +361,11 @@ fn environment() -> Environment<'static> {
     });
     // pandas' NaN, for a value mapped to nothing.
     env.add_global("nan", super::py::NAN);
-    // str() of a 1-D numpy object array: its items' repr, space-separated
-    // (short arrays: numpy wraps lines past 75 characters, which is not done here).
+    // str() of a 1-D numpy object array: its items' repr, space-separated,
+    // wrapped as numpy wraps them.
     env.add_filter("np_str", move |items: Vec<minijinja::Value>| {
         let items: Vec<String> = items.iter().map(|v| super::py::repr(&json(v))).collect();
-        format!("[{}]", items.join(" "))
+        super::py::numpy_str(&items)
     });
     env.add_test("missing", |v: minijinja::Value| {
         v.is_undefined() || v.is_none() || v.as_str() == Some(super::py::NAN)

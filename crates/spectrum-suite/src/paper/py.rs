@@ -98,6 +98,30 @@ fn string_repr(s: &str) -> String {
 /// Python's `repr(float)`: the shortest text that reads back as the same
 /// number, fixed-point for exponents -4..16, else `1e-05` / `1e+16` style;
 /// always with a `.0` when it would look like an integer.
+/// `str()` of a 1-D numpy array whose items print as `words`: space-separated
+/// in brackets, wrapped as numpy's `array2string` wraps at its default line
+/// width of 75 (a word goes to a new line, indented by one space, when the line
+/// would pass 74 characters, the last column kept for the closing bracket;
+/// never before the first word of a line). Arrays past numpy's summary
+/// threshold (1,000 items) are not printed in full by numpy: not handled.
+pub fn numpy_str(words: &[String]) -> String {
+    const WIDTH: usize = 75 - 1;
+    let (mut text, mut line) = (String::new(), String::from(" "));
+    for (i, word) in words.iter().enumerate() {
+        if line.chars().count() + word.chars().count() > WIDTH && line.chars().count() > 1 {
+            text.push_str(line.trim_end());
+            text.push('\n');
+            line = String::from(" ");
+        }
+        line.push_str(word);
+        if i + 1 < words.len() {
+            line.push(' ');
+        }
+    }
+    text.push_str(&line);
+    format!("[{}]", &text[1..])
+}
+
 pub fn float_repr(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
@@ -387,6 +411,42 @@ impl Literal {
 
 #[cfg(test)]
 mod tests {
+    use super::numpy_str;
+
+    /// Against numpy 2.x's own output for arrays of strings (recorded with
+    /// `str(np.array([...], dtype=object))`).
+    #[test]
+    fn numpy_str_wraps_as_numpy_does() {
+        let words = |ws: &[&str]| ws.iter().map(|w| format!("'{w}'")).collect::<Vec<_>>();
+        assert_eq!(
+            numpy_str(&words(&["model_a", "model_b", "tie", "tie (bothbad)"])),
+            "['model_a' 'model_b' 'tie' 'tie (bothbad)']"
+        );
+        assert_eq!(numpy_str(&[]), "[]");
+        // 20 items of 'wordNN' (8 characters with quotes): 8 to a line of 74.
+        let twenty: Vec<String> = (0..20).map(|i| format!("'word{i:02}'")).collect();
+        assert_eq!(
+            numpy_str(&twenty),
+            "['word00' 'word01' 'word02' 'word03' 'word04' 'word05' 'word06' 'word07'\n 'word08' 'word09' 'word10' 'word11' 'word12' 'word13' 'word14' 'word15'\n 'word16' 'word17' 'word18' 'word19']"
+        );
+        // The boundary: a line may reach 74 characters, not 75.
+        let (a33, a34, b35) = ("a".repeat(33), "a".repeat(34), "b".repeat(35));
+        assert_eq!(
+            numpy_str(&words(&[&a33, &b35, "c"])),
+            format!("['{a33}' '{b35}'\n 'c']")
+        );
+        assert_eq!(
+            numpy_str(&words(&[&a34, &b35, "c"])),
+            format!("['{a34}'\n '{b35}' 'c']")
+        );
+        // A word longer than the line still starts a line of its own.
+        let long = words(&["a", &"x".repeat(80), "b"]);
+        assert_eq!(
+            numpy_str(&long),
+            format!("['a'\n '{}'\n 'b']", "x".repeat(80))
+        );
+    }
+
     use super::*;
     use serde_json::json;
 
