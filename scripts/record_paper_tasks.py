@@ -24,10 +24,15 @@ loader (distributional_alignment/distributional_tasks/) on the fixture file and
 records TASK.distribution.json: the output name and every item's description,
 input, options and probabilities.
 
+For wvs_individual (an SPSS .sav file the reference reads with pyreadstat) it
+writes the fixture with pyreadstat and records, besides the reference's output,
+what pyreadstat reads from it (fixtures/sav/) and numpy's permutations, which
+the reference's shuffles draw (record_wvs, record_numpy_permutation).
+
 The Rust test (crates/spectrum-suite/tests/paper_fidelity.rs) builds the same
 rows with our recipes and compares. Run from the repository root:
 
-    python3 -m pip install pandas==2.3.3 "pyarrow>=21" "numpy>=2.3.4" tqdm   # the reference's uv.lock
+    python3 -m pip install pandas==2.3.3 "pyarrow>=21" "numpy>=2.3.4" tqdm pyreadstat   # the reference's uv.lock
     git clone https://github.com/tsor13/spectrum /tmp/spectrum   # or a bare mirror
     python3 scripts/record_paper_tasks.py --reference /tmp/spectrum
 
@@ -554,12 +559,16 @@ def stub_heavy_imports(current):
     pd.read_parquet = hub_parquet
 
 
-def record(task, module_name, function, current):
+def record(task, module_name, function, current, kwargs=None, individuals=False):
+    """The reference's generator run (with `kwargs`, if any) and its output
+    summarised. With `individuals`, also each ICL class's descriptions and
+    the sorted pairs of its sequence, in the order the generator made them
+    (for generators that make one class, and one sequence, per individual)."""
     import importlib
 
     from spectrum.icl_classes import icl_class
 
-    seen = {"descriptions": None, "generate_many": None, "by_name": {}}
+    seen = {"descriptions": None, "generate_many": None, "by_name": {}, "each": []}
     original_init = icl_class.ICLClass.__init__
     original_many = icl_class.ICLClass.generate_many
 
@@ -567,6 +576,7 @@ def record(task, module_name, function, current):
         original_init(self, *args, **kwargs)
         seen["descriptions"] = list(self.descriptions)
         seen.setdefault("by_name", {})[self.name] = list(self.descriptions)
+        seen["each"].append(list(self.descriptions))
 
     def many(self, seed, n_per=1, n_iter=None, **kwargs):
         length = n_iter
@@ -585,12 +595,13 @@ def record(task, module_name, function, current):
     icl_class.ICLClass.generate_many = many
     try:
         module = importlib.import_module(f"spectrum.icl_classes.icl_dataset_classes.{module_name}")
-        data = getattr(module, function)()
+        data = getattr(module, function)(**(kwargs or {}))
     finally:
         icl_class.ICLClass.__init__ = original_init
         icl_class.ICLClass.generate_many = original_many
     pairs = set()
     groups = set()
+    sequences = []
     for messages in data["messages"]:
         pending, these = None, []
         for m in messages:
@@ -601,7 +612,8 @@ def record(task, module_name, function, current):
                 pending = None
         pairs.update(these)
         groups.add(tuple(sorted(these, key=lambda p: (p[0] or "", p[1]))))
-    return {
+        sequences.append(sorted([list(p) for p in these], key=lambda p: (p[0] or "", p[1])))
+    result = {
         "task": task,
         "name": sorted(set(data["name"])),
         "n_per": seen["generate_many"]["n_per"],
@@ -613,6 +625,10 @@ def record(task, module_name, function, current):
         "pairs": sorted([list(p) for p in pairs], key=lambda p: (p[0] or "", p[1])),
         "groups": sorted([[list(p) for p in g] for g in groups], key=json.dumps),
     }
+    if individuals:
+        assert len(seen["each"]) == len(sequences), (len(seen["each"]), len(sequences))
+        result["individuals"] = [{"descriptions": d, "pairs": p} for d, p in zip(seen["each"], sequences)]
+    return result
 
 
 def main():
@@ -665,6 +681,8 @@ def main():
     record_distributions(current)
     record_flight()
     record_urn()
+    record_wvs(current)
+    record_numpy_permutation()
 
 
 def record_flight():
@@ -714,6 +732,220 @@ def record_urn():
     (OUT / "urn.generated.json").write_text(json.dumps(out, indent=1) + "\n")
     print(f"urn: {len(items)} items")
 
+
+# The World Values Survey, wave 7 (data/wvs/WVS_Cross-National_Wave_7_inverted_sav_v6_0.sav,
+# an SPSS file the reference reads with pyreadstat). WVS's codes for missing
+# answers, declared user-missing (pyreadstat reads them as NaN).
+WVS_MISSING = {-5: "Missing; Not available", -4: "Not asked in survey", -2: "No answer", -1: "Don't know"}
+WVS_RANGE = [{"lo": -5, "hi": -1}]   # user-missing as a range (-3, unlabelled, is missing too)
+WVS_DISCRETE = [-1, -2, -5]          # user-missing as discrete values (-4 is not)
+
+
+def _wvs_labels(*texts, missing=(-5, -4, -2, -1)):
+    """Value labels in ascending order of code: WVS's missing codes, then 1..k."""
+    return {**{c: WVS_MISSING[c] for c in missing}, **{i + 1: t for i, t in enumerate(texts)}}
+
+
+WVS_NOTE = ("Interview held at the respondent's home; the respondent asked for "
+            "«une pause» twice — ünïcödé, 日本語, 😀. ")
+# (name, variable label, value labels, missing declaration), in the file's order.
+WVS_COLUMNS = [
+    ("version", "Version of Data File", None, None),
+    ("A_YEAR", "Year of survey", None, None),
+    ("B_COUNTRY", "ISO 3166-1 numeric country code",
+     {20: "Andorra", 276: "Germany", 384: "Côte d'Ivoire", 792: "Türkiye", 840: "United States"}, None),
+    ("N_TOWN", "Settlement size (town)",
+     _wvs_labels("Under 5,000", "5,000-20,000", "Suburb ('banlieue', \"outskirts\")", "100,000-500,000",
+                 'Big city ("metropolis"), 500,000 and more'), WVS_RANGE),
+    ("S_INTLANGUAGE", "Language in which interview was conducted",
+     {**{c: WVS_MISSING[c] for c in (-5, -2, -1)}, 1: "English", 2: "French", 3: "German", 4: "Turkish",
+      5: "Català"}, WVS_DISCRETE),
+    ("H_URBRURAL", "Urban-Rural", _wvs_labels("Urban", "Rural"), WVS_RANGE),
+    ("D_INTERVIEW_NOTE", "Interviewer's note (free text)", None, None),
+    ("Q1", "Important in life: Family",
+     _wvs_labels("Very important", "Rather important", "Not very important", "Not at all important"), WVS_RANGE),
+    # Quotes, an apostrophe, a long text and unicode in the labels (and the question).
+    ("Q2", "Important in life: Friends — “amis”, 'Freunde'",
+     _wvs_labels('Very "important"', "Rather important, isn't it",
+                 "Not very important, although the respondent mentioned friends from school and from work at length",
+                 "Pas du tout — ünïcödé ½", missing=(-5, -2, -1)), WVS_DISCRETE),
+    # 18 value labels: the reference skips the question.
+    ("Q3", "Important in life: Leisure time",
+     _wvs_labels(*[f"Level {i}" for i in range(1, 15)]), WVS_RANGE),
+    # Labels in the file in an order of their own (not by code).
+    ("Q4", "Men make better political leaders than women do",
+     {3: "Disagree", 1: "Agree strongly", -1: "Don't know", 2: "Agree", 4: "Strongly disagree",
+      -2: "No answer", -5: "Missing; Not available"}, WVS_RANGE),
+    # 17 value labels: the most the reference keeps (letters A to Q).
+    ("Q5", "How satisfied are you with your life (scale)",
+     _wvs_labels("Completely dissatisfied", *[f"Step {i}" for i in range(2, 13)], "Completely satisfied"),
+     WVS_RANGE),
+    # -4 is labelled but not declared missing: an answer "Not asked in survey".
+    ("Q6", "Have you voted in the last election?", _wvs_labels("Yes", "No"), WVS_DISCRETE),
+    # Numbers without labels (only the missing codes have labels): the
+    # reference skips these four by name.
+    ("Q261", "Year of birth", dict(WVS_MISSING), WVS_RANGE),
+    ("Q262", "Age", dict(WVS_MISSING), WVS_DISCRETE),
+    ("Q270", "Number of people in household", dict(WVS_MISSING), WVS_RANGE),
+    ("Q274", "How many children do you have", dict(WVS_MISSING), WVS_RANGE),
+]
+NAN = float("nan")
+# One row per respondent: version and A_YEAR .. Q274 in WVS_COLUMNS' order
+# (NAN: system-missing).
+WVS_ROWS = [
+    ("6-0-0 (2024-04-30)", 2018, 276, 3, 3, 1, "", 1, 2, 5, 1, 7, 1, 1970, 48, 3, 2),
+    ("6-0-0 (2024-04-30)", 2019, 384, 5, 2, 1, (WVS_NOTE * 2 + "End.").strip(), -1, 1, -2, 3, 13, 2, 1985, 34, 5, -2),
+    ("6-0-0 (2024-04-30)", 2018, 792, NAN, 4, 2, "Kısa not.", 2, 4, 14, 2, -5, -4, -1, -1, 2, 0),
+    # Only one answered question the reference keeps (Q5).
+    ("6-0-0 (2024-04-30)", 2020, 840, 2, -2, 1, "  padded note  ", NAN, NAN, 3, NAN, 1, NAN, 1990, NAN, NAN, NAN),
+    ("6-0-0 (2024-04-30)", 2021, 20, 1, 5, 2, WVS_NOTE.strip(), 1, 3, 1, -2, -3, -1, 1961, 60, 1, 3),
+    ("6-0-0 (2024-04-30)", 2018, 276, 4, 3, -5, "", -4, 2, 7, 4, 10, 1, -2, 25, 8, 0),
+    ("6-0-0 (2024-04-30)", 2019, 384, -1, 2, 2, "Note with \"quotes\" and 'apostrophes'.", 3, -2, 9, -1, 2, -2, 1999, 19, 4, 1),
+    ("6-0-0 (2024-04-30)", 2018, 792, 5, 4, 1, "", 4, 1, 12, 2, 13, 1, 1955, 63, 1, 4),
+    ("6-0-0 (2024-04-30)", 2020, 840, 3, 1, 1, "x" * 255, 1, NAN, 2, 1, 6, 2, 1980, 40, 2, 2),
+    ("6-0-0 (2024-04-30)", 2021, 20, 2, -5, 2, "Nota en català: l'entrevista va anar bé.", 2, 4, -1, 3, 12, 1, 1975, 46, 3, 1),
+    ("6-0-0 (2024-04-30)", 2018, 276, NAN, NAN, NAN, "", 1, 1, 1, 1, 1, 1, 2000, 18, 6, 0),
+    ("6-0-0 (2024-04-30)", 2019, 792, 1, 4, 1, "ünïcödé " * 25, 2, 3, 4, -5, 8, -1, 1968, 51, 7, 5),
+]
+# pyreadstat.read_sav -> pandas: the reference reads `list(column_names_to_labels)[100]`
+# (and does nothing with it), so its file needs 101 columns or more: padding
+# columns after the real ones, numbers without labels, all system-missing.
+WVS_PADDING = [f"PAD_{i:03d}" for i in range(1, 101 - len(WVS_COLUMNS) + 1)]
+
+
+def wvs_table():
+    """The WVS fixture as a DataFrame, and write_sav's keyword arguments."""
+    data = {}
+    for j, (name, _, _, _) in enumerate(WVS_COLUMNS):
+        values = [row[j] for row in WVS_ROWS]
+        data[name] = values if isinstance(values[0], str) else [float(v) for v in values]
+    for name in WVS_PADDING:
+        data[name] = [NAN] * len(WVS_ROWS)
+    df = pd.DataFrame(data)
+    # Every answer the reference looks up has a label (it stops in breakpoint() otherwise).
+    for name, _, labels, missing in WVS_COLUMNS:
+        if labels and name not in ("Q261", "Q262", "Q270", "Q274"):
+            for v in df[name].dropna():
+                assert v in labels or (missing == WVS_RANGE and -5 <= v <= -1) or v in (missing or []), (name, v)
+    kwargs = {
+        "column_labels": {name: label for name, label, _, _ in WVS_COLUMNS},
+        "variable_value_labels": {name: labels for name, _, labels, _ in WVS_COLUMNS if labels},
+        "missing_ranges": {name: missing for name, _, _, missing in WVS_COLUMNS if missing},
+    }
+    return df, kwargs
+
+
+def _cell(v):
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
+def _read_sav(path, **kwargs):
+    """What pyreadstat.read_sav(path, **kwargs) returns, as JSON values."""
+    import pyreadstat
+
+    df, meta = pyreadstat.read_sav(str(path), **kwargs)
+    return {
+        "columns": list(meta.column_names),
+        "labels": dict(meta.column_names_to_labels),
+        "value_labels": {name: [[value, label] for value, label in labels.items()]
+                         for name, labels in meta.variable_value_labels.items()},
+        "missing_ranges": meta.missing_ranges,
+        "rows": [[_cell(v) for v in row] for row in df.astype(object).itertuples(index=False)],
+    }
+
+
+def record_wvs(current):
+    """wvs_individual: a WVS-shaped table of 12 respondents (WVS_COLUMNS,
+    WVS_ROWS, padded to 101 columns) written by pyreadstat as SPSS writes it
+    (bytecode-compressed rows) to TASK.sav, and the reference's
+    generate_wvs_individual run on it (n_individuals = every respondent;
+    placed where the reference reads it), recorded in TASK.reference.json as
+    the other tasks are, plus "individuals": each respondent's two
+    descriptions and sorted pairs, in the order the reference made them.
+
+    The same table is also written uncompressed (fixtures/sav/plain.sav) and
+    zlib-compressed (fixtures/sav/compressed.zsav); fixtures/sav/pyreadstat.json
+    records what pyreadstat.read_sav reads from them (the three files read
+    identically; asserted): columns, variable labels (null: none), value labels
+    in the file's order ([[value, label], ...]; user-missing codes' labels
+    included), rows with user-missing values as NaN (read_sav's default) and
+    NaN as null, and, read with user_missing=True (read_sav's default leaves
+    missing_ranges empty), missing_ranges and rows_user_missing (the codes)."""
+    import pyreadstat
+
+    df, kwargs = wvs_table()
+    sav_dir = OUT.parent / "sav"
+    sav_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"row": OUT / "wvs_individual.sav", "plain": sav_dir / "plain.sav", "zlib": sav_dir / "compressed.zsav"}
+    pyreadstat.write_sav(df, str(paths["row"]), row_compress=True, **kwargs)
+    pyreadstat.write_sav(df, str(paths["plain"]), **kwargs)
+    pyreadstat.write_sav(df, str(paths["zlib"]), compress=True, **kwargs)
+    # The header's creation date and time (the only bytes that vary between
+    # runs): pinned, so that rerunning leaves the files as they are.
+    for path in paths.values():
+        data = bytearray(path.read_bytes())
+        assert data[:4] in (b"$FL2", b"$FL3") and data[94:95] == b" " and data[103:104] == b":", path
+        data[92:109] = b"30 Apr 2400:00:00"
+        path.write_bytes(bytes(data))
+    # The header's compression field: 0 none, 1 bytecode, 2 zlib.
+    for how, code in [("plain", 0), ("row", 1), ("zlib", 2)]:
+        assert int.from_bytes(paths[how].read_bytes()[72:76], "little") == code, how
+    reads = {how: _read_sav(p) for how, p in paths.items()}
+    raw = {how: _read_sav(p, user_missing=True) for how, p in paths.items()}
+    # The three files read identically (pyreadstat 1.3.8), with and without user_missing.
+    assert reads["row"] == reads["plain"] == reads["zlib"]
+    assert raw["row"] == raw["plain"] == raw["zlib"]
+    out = {**reads["row"], "missing_ranges": raw["row"]["missing_ranges"], "rows_user_missing": raw["row"]["rows"]}
+    # One row per line.
+    text = json.dumps({k: v for k, v in out.items() if not k.startswith("rows")}, indent=1, ensure_ascii=False)
+    for key in ["rows", "rows_user_missing"]:
+        rows = ",\n  ".join(json.dumps(r, ensure_ascii=False) for r in out[key])
+        text = text[:-2] + f',\n "{key}": [\n  {rows}\n ]\n}}'
+    (sav_dir / "pyreadstat.json").write_text(text + "\n")
+    assert json.loads(text) == json.loads(json.dumps(out))
+
+    work = Path(tempfile.mkdtemp(prefix="spectrum-wvs-"))
+    (work / "data/wvs").mkdir(parents=True)
+    (work / "data/wvs/WVS_Cross-National_Wave_7_inverted_sav_v6_0.sav").write_bytes(paths["row"].read_bytes())
+
+    def stop(*args, **kwargs):  # an answer without a label: the reference would stop here
+        raise RuntimeError("the reference reached breakpoint()")
+
+    here, hook = os.getcwd(), sys.breakpointhook
+    os.chdir(work)
+    sys.breakpointhook = stop
+    try:
+        result = record("wvs_individual", "wvs", "generate_wvs_individual", current,
+                        kwargs={"n_individuals": len(WVS_ROWS)}, individuals=True)
+    finally:
+        os.chdir(here)
+        sys.breakpointhook = hook
+    (OUT / "wvs_individual.reference.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    print(f"wvs_individual: {len(result['individuals'])} respondents, {len(result['pairs'])} pairs")
+
+
+def record_numpy_permutation():
+    """numpy's RandomState(seed).permutation(n) (for n = 97220, WVS wave 7
+    v6's respondents, its first 2000 elements): the order in which pandas'
+    DataFrame.sample(frac=1, random_state=seed), as the reference shuffles
+    WVS's respondents, draws rows (asserted for every case)."""
+    import numpy as np
+
+    cases = [(42, n) for n in [1, 2, 3, 12, 1000, 97220]] + [(7, 10)]
+    lines = []
+    for seed, n in cases:
+        perm = np.random.RandomState(seed).permutation(n).tolist()
+        shuffled = pd.DataFrame({"x": range(n)}).sample(frac=1, random_state=seed)["x"].tolist()
+        assert shuffled == perm, (seed, n)
+        lines.append(json.dumps({"seed": seed, "n": n, "permutation": perm[:2000]}))
+    note = ("np.random.RandomState(seed).permutation(n), whole or (n = 97220) its first 2000 elements; "
+            "pandas' DataFrame.sample(frac=1, random_state=seed) draws rows in the same order")
+    text = "{\n \"note\": " + json.dumps(note) + ",\n \"cases\": [\n  " + ",\n  ".join(lines) + "\n ]\n}\n"
+    assert [c["permutation"] for c in json.loads(text)["cases"]][3] == np.random.RandomState(42).permutation(12).tolist()
+    (OUT / "numpy_permutation.json").write_text(text)
+    print(f"numpy_permutation: {len(cases)} cases")
 
 def record_distribution(task, module_name, function):
     import importlib

@@ -318,7 +318,10 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
     );
     let missing = all["missing"].as_array().expect("missing");
     assert!(
-        missing.iter().any(|m| m[0] == "wvs_individual"),
+        missing.iter().any(|m| m[0] == "wvs_individual"
+            && m[1]
+                .as_str()
+                .is_some_and(|r| r.contains("worldvaluessurvey.org"))),
         "{missing:?}"
     );
     // The number game's file is requested from its authors: named, with
@@ -364,6 +367,33 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
         given["built"].as_array().expect("built").len(),
         2,
         "{given}"
+    );
+    // The World Values Survey's SPSS file, given by hand: a broken one is
+    // named, then the real one gives one sequence per respondent.
+    let sav = data.join("wvs/WVS_Cross-National_Wave_7_inverted_sav_v6_0.sav");
+    std::fs::create_dir_all(data.join("wvs")).expect("data dir");
+    std::fs::write(&sav, b"respondent,Q1\n1,2\n").expect("write the file");
+    let wvs_args = [
+        "suite",
+        "fetch",
+        "--tasks",
+        "wvs_individual",
+        "--data-dir",
+        data_arg,
+    ];
+    let broken = json(&sb, &hub, &wvs_args);
+    let reason = broken["missing"][0][1].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("WVS_Cross-National_Wave_7_inverted_sav_v6_0.sav")
+            && reason.contains("not a readable SPSS system file"),
+        "{broken}"
+    );
+    std::fs::write(&sav, fixture_file("wvs_individual.sav")).expect("write the file");
+    let wvs = json(&sb, &hub, &wvs_args);
+    assert_eq!(
+        wvs["built"][0],
+        serde_json::json!(["wvs_individual", 12]),
+        "{wvs}"
     );
     // The distributional number game reads the same file (groups of nine
     // answers or more).
@@ -414,7 +444,7 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
             "--model",
             "tiny",
             "--tasks",
-            "mmlu,weekdays_full,rng_1_10,element_symbols,numbergame",
+            "mmlu,wvs_individual,weekdays_full,rng_1_10,element_symbols,numbergame",
             "--family",
             "steer,valid,dist",
             "--budget",
@@ -429,7 +459,13 @@ fn fetch_downloads_resumes_reuses_and_imports_then_eval_runs() {
             "4",
         ],
     );
-    assert_eq!(report["steer"]["tasks"][0]["task"], "mmlu");
+    let steer: Vec<&str> = report["steer"]["tasks"]
+        .as_array()
+        .expect("steer")
+        .iter()
+        .map(|t| t["task"].as_str().expect("task"))
+        .collect();
+    assert_eq!(steer, ["mmlu", "wvs_individual"], "{report}");
     let valid = report["valid"]["tasks"].as_array().expect("valid");
     assert_eq!(valid.len(), 3, "{valid:?}");
     assert_eq!(report["dist"]["tasks"][0]["task"], "numbergame", "{report}");

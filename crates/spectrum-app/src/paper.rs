@@ -360,21 +360,15 @@ impl Studio {
                 continue;
             };
             let source = &recipe.source;
-            let key = source.label();
-            if let Ok(Place::Inline(rows)) = source.place() {
-                tables.insert(key.clone(), rows.to_vec());
-            }
-            if !tables.contains_key(&key) {
+            let examples = if recipe.survey.is_some() {
+                // A survey file: only its chosen respondents are kept.
                 let files =
                     self.source_files(&client, source, request.data_dir.as_deref(), events, cancel);
-                match files {
-                    Ok(files) => {
-                        let mut rows = Vec::new();
-                        for (f, format) in &files {
-                            rows.extend(paper::table::read(f, *format)?);
-                        }
-                        tables.insert(key.clone(), rows);
-                    }
+                let read = match files {
+                    Ok(files) => files
+                        .iter()
+                        .map(|(path, _)| paper::survey::read(recipe, path))
+                        .collect::<std::result::Result<Vec<_>, _>>(),
                     Err(DownloadError::Cancelled) => {
                         return Err(crate::Cancelled("the download").into());
                     }
@@ -382,61 +376,103 @@ impl Studio {
                         miss(&task.name, e.to_string(), events);
                         continue;
                     }
-                }
-            }
-            let mut joined = paper::engine::Joined::new();
-            let mut failed = None;
-            for join in recipe.joins() {
-                let read = self
-                    .public_file(&client, &join.url, events, cancel)
-                    .and_then(|path| {
-                        let format = join.format().unwrap_or(Format::Parquet);
-                        paper::table::read(&path, format).map_err(|e| DownloadError::File {
-                            path,
-                            message: e.to_string(),
-                        })
-                    });
+                };
                 match read {
-                    Ok(rows) => {
-                        joined.insert(join.url.clone(), rows);
+                    Ok(parts) => parts.concat(),
+                    Err(e @ paper::RecipeError::Sav(_)) => {
+                        let again = format!("{e}; get it again from {}", source.page());
+                        miss(&task.name, again, events);
+                        continue;
                     }
-                    Err(DownloadError::Cancelled) => {
-                        return Err(crate::Cancelled("the download").into());
-                    }
-                    Err(e) => {
-                        failed = Some(e.to_string());
-                        break;
-                    }
-                }
-            }
-            if let Some(reason) = failed {
-                miss(&task.name, reason, events);
-                continue;
-            }
-            let rows = &tables[&key];
-            if recipe.distribution.is_some() {
-                let items = match paper::engine::distribution_items(recipe, rows, &joined) {
-                    Ok(items) => items,
                     Err(e) => {
                         miss(&task.name, e.to_string(), events);
                         continue;
                     }
-                };
-                let def = TaskDef {
-                    task: recipe.task.clone(),
-                    category: format!("paper_{}", task.suite.as_str()),
-                    split: recipe.split,
-                    kind: TaskKind::Distribution,
-                    descriptions: Vec::new(),
-                };
-                add_items(&mut suite, &mut built, events, def, items, &config);
-                continue;
-            }
-            let examples = match paper::engine::examples_joined(recipe, rows, &joined) {
-                Ok(examples) => examples,
-                Err(e) => {
-                    miss(&task.name, e.to_string(), events);
+                }
+            } else {
+                let key = source.label();
+                if let Ok(Place::Inline(rows)) = source.place() {
+                    tables.insert(key.clone(), rows.to_vec());
+                }
+                if !tables.contains_key(&key) {
+                    let files = self.source_files(
+                        &client,
+                        source,
+                        request.data_dir.as_deref(),
+                        events,
+                        cancel,
+                    );
+                    match files {
+                        Ok(files) => {
+                            let mut rows = Vec::new();
+                            for (f, format) in &files {
+                                rows.extend(paper::table::read(f, *format)?);
+                            }
+                            tables.insert(key.clone(), rows);
+                        }
+                        Err(DownloadError::Cancelled) => {
+                            return Err(crate::Cancelled("the download").into());
+                        }
+                        Err(e) => {
+                            miss(&task.name, e.to_string(), events);
+                            continue;
+                        }
+                    }
+                }
+                let mut joined = paper::engine::Joined::new();
+                let mut failed = None;
+                for join in recipe.joins() {
+                    let read = self
+                        .public_file(&client, &join.url, events, cancel)
+                        .and_then(|path| {
+                            let format = join.format().unwrap_or(Format::Parquet);
+                            paper::table::read(&path, format).map_err(|e| DownloadError::File {
+                                path,
+                                message: e.to_string(),
+                            })
+                        });
+                    match read {
+                        Ok(rows) => {
+                            joined.insert(join.url.clone(), rows);
+                        }
+                        Err(DownloadError::Cancelled) => {
+                            return Err(crate::Cancelled("the download").into());
+                        }
+                        Err(e) => {
+                            failed = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                if let Some(reason) = failed {
+                    miss(&task.name, reason, events);
                     continue;
+                }
+                let rows = &tables[&key];
+                if recipe.distribution.is_some() {
+                    let items = match paper::engine::distribution_items(recipe, rows, &joined) {
+                        Ok(items) => items,
+                        Err(e) => {
+                            miss(&task.name, e.to_string(), events);
+                            continue;
+                        }
+                    };
+                    let def = TaskDef {
+                        task: recipe.task.clone(),
+                        category: format!("paper_{}", task.suite.as_str()),
+                        split: recipe.split,
+                        kind: TaskKind::Distribution,
+                        descriptions: Vec::new(),
+                    };
+                    add_items(&mut suite, &mut built, events, def, items, &config);
+                    continue;
+                }
+                match paper::engine::examples_joined(recipe, rows, &joined) {
+                    Ok(examples) => examples,
+                    Err(e) => {
+                        miss(&task.name, e.to_string(), events);
+                        continue;
+                    }
                 }
             };
             let descriptions = match paper::engine::descriptions(recipe, &examples) {

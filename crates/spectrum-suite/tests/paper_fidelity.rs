@@ -5,12 +5,13 @@
 //! recorded by scripts/record_paper_tasks.py at tsor13/spectrum 5a33588).
 //!
 //! Sources the reference reads as CSV files have TASK.csv instead, read as
-//! our CSV reader types it; the files a recipe joins are joins/NAME.
+//! our CSV reader types it; the files a recipe joins are joins/NAME; a
+//! survey's SPSS file is TASK.sav.
 //!
 //! Compared per task: every (input, output) text pair, the description list,
 //! `n_per`, `n_iter`, `permutations_per_iter`; for a task of individuals
 //! whose sequence is all of an individual's examples, which examples share a
-//! sequence. Not compared otherwise: which examples share a sequence and in
+//! sequence; for individuals described one by one, each one's descriptions. Not compared otherwise: which examples share a sequence and in
 //! what order (sampling is ours; its structure is tested in paper::engine).
 
 mod common;
@@ -33,6 +34,16 @@ struct Reference {
     descriptions_by_name: std::collections::BTreeMap<String, Vec<String>>,
     pairs: Vec<(Option<String>, String)>,
     groups: Vec<Vec<(Option<String>, String)>>,
+    /// For a task whose individuals are described one by one (a survey's
+    /// respondents): each one's descriptions and pairs.
+    #[serde(default)]
+    individuals: Vec<ReferenceIndividual>,
+}
+
+#[derive(serde::Deserialize)]
+struct ReferenceIndividual {
+    descriptions: Vec<String>,
+    pairs: Vec<(Option<String>, String)>,
 }
 
 /// The (input, output) pairs of a sequence, sorted.
@@ -142,30 +153,71 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
             "{}: permutations",
             task.name
         );
-        let (rows, joined) = fixture_rows(&fixtures, &task.name, recipe);
-        let examples = paper::engine::examples_joined(recipe, &rows, &joined).expect("examples");
+        let examples = if recipe.survey.is_some() {
+            // A survey's SPSS file, read as the app reads it.
+            let path = fixtures.join(format!("{}.sav", task.name));
+            paper::survey::read(recipe, &path).expect("survey examples")
+        } else {
+            let (rows, joined) = fixture_rows(&fixtures, &task.name, recipe);
+            paper::engine::examples_joined(recipe, &rows, &joined).expect("examples")
+        };
         let rendered = paper::engine::descriptions(recipe, &examples).expect("descriptions render");
-        match reference_name.split_once("{individual}") {
-            // One class per individual: each with its own descriptions.
-            Some((prefix, suffix)) => {
-                assert!(!reference.descriptions_by_name.is_empty());
-                for (name, descriptions) in &reference.descriptions_by_name {
-                    let id = name
-                        .strip_prefix(prefix)
-                        .and_then(|n| n.strip_suffix(suffix))
-                        .expect("a name of the pattern");
-                    let ours: Vec<String> = rendered
-                        .iter()
-                        .map(|d| d.replace("{individual}", id))
-                        .collect();
-                    assert_eq!(&ours, descriptions, "{}: descriptions of {id}", task.name);
-                }
+        let described = recipe
+            .individual
+            .as_ref()
+            .and_then(|i| Some((&i.id_column, i.description_column.as_ref()?)));
+        if let Some((id_column, description_column)) = described {
+            // Each individual's own descriptions: found by their examples.
+            let mut ours: std::collections::BTreeMap<String, (String, BTreeSet<_>)> =
+                Default::default();
+            for e in &examples {
+                let description = paper::py::str_of(&e[description_column]);
+                ours.entry(paper::py::str_of(&e[id_column]))
+                    .or_insert_with(|| (description, BTreeSet::new()))
+                    .1
+                    .insert(recipe.texts(e));
             }
-            None => assert_eq!(
-                rendered, reference.descriptions,
-                "{}: descriptions",
+            assert_eq!(
+                ours.len(),
+                reference.individuals.len(),
+                "{}: individuals",
                 task.name
-            ),
+            );
+            for theirs in &reference.individuals {
+                let pairs: BTreeSet<_> = theirs.pairs.iter().cloned().collect();
+                let (description, _) = ours
+                    .values()
+                    .find(|(_, p)| *p == pairs)
+                    .unwrap_or_else(|| panic!("{}: no individual with {pairs:?}", task.name));
+                let mine: Vec<String> = rendered
+                    .iter()
+                    .map(|d| d.replace("{description}", description))
+                    .collect();
+                assert_eq!(mine, theirs.descriptions, "{}: descriptions", task.name);
+            }
+        } else {
+            match reference_name.split_once("{individual}") {
+                // One class per individual: each with its own descriptions.
+                Some((prefix, suffix)) => {
+                    assert!(!reference.descriptions_by_name.is_empty());
+                    for (name, descriptions) in &reference.descriptions_by_name {
+                        let id = name
+                            .strip_prefix(prefix)
+                            .and_then(|n| n.strip_suffix(suffix))
+                            .expect("a name of the pattern");
+                        let ours: Vec<String> = rendered
+                            .iter()
+                            .map(|d| d.replace("{individual}", id))
+                            .collect();
+                        assert_eq!(&ours, descriptions, "{}: descriptions of {id}", task.name);
+                    }
+                }
+                None => assert_eq!(
+                    rendered, reference.descriptions,
+                    "{}: descriptions",
+                    task.name
+                ),
+            }
         }
         let names: BTreeSet<String> = match &recipe.individual {
             Some(i) if reference_name.contains("{individual}") => examples
@@ -244,7 +296,7 @@ fn every_recipe_gives_the_references_texts_on_the_fixture_rows() {
         }
         compared.push(task.name.clone());
     }
-    assert!(compared.len() >= 20, "compared {compared:?}");
+    assert!(compared.len() >= 21, "compared {compared:?}");
     assert!(!grouped.is_empty(), "no grouping compared");
 }
 

@@ -23,6 +23,8 @@ pub enum RecipeError {
         column: String,
         present: String,
     },
+    #[error(transparent)]
+    Sav(#[from] super::sav::SavError),
     #[error("{task}: row {row}: column {column}: {message}")]
     Row {
         task: String,
@@ -689,12 +691,10 @@ pub fn sequences(
         for chunk in chunks {
             let mut messages = Vec::with_capacity(chunk.len() * 2 + 1);
             if rng.bernoulli(config.description_prob) {
-                let text = match &description {
-                    Some(d) => d.clone(),
-                    None => rng
-                        .choose(&descriptions)
-                        .replace("{individual}", individual.as_deref().unwrap_or_default()),
-                };
+                let text = rng
+                    .choose(&descriptions)
+                    .replace("{individual}", individual.as_deref().unwrap_or_default())
+                    .replace("{description}", description.as_deref().unwrap_or_default());
                 messages.push(Message::new(Role::Description, text));
             }
             for &i in &chunk {
@@ -1000,6 +1000,7 @@ distinct = ["k"]
 task = "people"
 split = "held_out"
 individual = { id_column = "who", description_column = "bio" }
+descriptions = ["About {description}."]
 given = ["q"]
 generated = ["a"]
 per_individual = 2
@@ -1027,7 +1028,7 @@ columns = ["who", "bio", "q", "a"]
         assert_eq!(seqs.len(), 6, "two per individual");
         for s in &seqs {
             let who = s.metadata["individual"].as_str().expect("id");
-            assert_eq!(s.messages[0].content, format!("person {who}"));
+            assert_eq!(s.messages[0].content, format!("About person {who}."));
             assert!(
                 s.messages
                     .iter()

@@ -3,7 +3,8 @@
 //! paper's evaluation suites and where its data comes from; a task with a
 //! recipe (`recipes/held_out/*.toml`, `recipes/diverse_valid/*.toml`) can be
 //! built: its source rows become examples through the recipe's templates
-//! ([`engine::examples`]) and examples become sequences ([`engine::sequences`]).
+//! ([`engine::examples`]), or a survey's respondents through [`survey::read`],
+//! and examples become sequences ([`engine::sequences`]).
 //!
 //! Everything here is data in, values out; downloading is the app's.
 
@@ -12,6 +13,8 @@ pub mod flight;
 pub mod lists;
 pub mod py;
 pub mod recipe;
+pub mod sav;
+pub mod survey;
 pub mod table;
 pub mod urn;
 pub mod valid;

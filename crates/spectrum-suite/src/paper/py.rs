@@ -95,9 +95,6 @@ fn string_repr(s: &str) -> String {
     out
 }
 
-/// Python's `repr(float)`: the shortest text that reads back as the same
-/// number, fixed-point for exponents -4..16, else `1e-05` / `1e+16` style;
-/// always with a `.0` when it would look like an integer.
 /// `str()` of a 1-D numpy array whose items print as `words`: space-separated
 /// in brackets, wrapped as numpy's `array2string` wraps at its default line
 /// width of 75 (a word goes to a new line, indented by one space, when the line
@@ -122,6 +119,9 @@ pub fn numpy_str(words: &[String]) -> String {
     format!("[{}]", &text[1..])
 }
 
+/// Python's `repr(float)`: the shortest text that reads back as the same
+/// number, fixed-point for exponents -4..16, else `1e-05` / `1e+16` style;
+/// always with a `.0` when it would look like an integer.
 pub fn float_repr(x: f64) -> String {
     if x.is_nan() {
         return "nan".into();
@@ -406,6 +406,72 @@ impl Literal {
                 }
             }
         }
+    }
+}
+
+/// numpy's `np.random.RandomState(seed).permutation(n)`, which is also the
+/// row order of pandas' `df.sample(frac=1, random_state=seed)`: the legacy
+/// Mersenne Twister seeded with `seed` (`init_genrand`), and a Fisher-Yates
+/// shuffle of `0..n` from the back whose draws are masked and rejected as
+/// numpy's `random_interval` does.
+pub fn numpy_permutation(seed: u32, n: usize) -> Vec<usize> {
+    let mut mt = MersenneTwister::new(seed);
+    let mut items: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let max = i as u64;
+        let mask = u64::MAX >> max.leading_zeros();
+        let j = loop {
+            let value = if max <= u64::from(u32::MAX) {
+                u64::from(mt.next_u32()) & mask
+            } else {
+                (u64::from(mt.next_u32()) << 32 | u64::from(mt.next_u32())) & mask
+            };
+            if value <= max {
+                break value as usize;
+            }
+        };
+        items.swap(i, j);
+    }
+    items
+}
+
+/// MT19937, as numpy's legacy `RandomState` holds it.
+struct MersenneTwister {
+    state: [u32; 624],
+    at: usize,
+}
+
+impl MersenneTwister {
+    fn new(seed: u32) -> Self {
+        let mut state = [0u32; 624];
+        state[0] = seed;
+        for i in 1..624 {
+            let prev = state[i - 1];
+            state[i] = 1_812_433_253u32
+                .wrapping_mul(prev ^ (prev >> 30))
+                .wrapping_add(i as u32);
+        }
+        MersenneTwister { state, at: 624 }
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if self.at == 624 {
+            for i in 0..624 {
+                let y = (self.state[i] & 0x8000_0000) | (self.state[(i + 1) % 624] & 0x7fff_ffff);
+                let mut next = self.state[(i + 397) % 624] ^ (y >> 1);
+                if y & 1 == 1 {
+                    next ^= 0x9908_b0df;
+                }
+                self.state[i] = next;
+            }
+            self.at = 0;
+        }
+        let mut y = self.state[self.at];
+        self.at += 1;
+        y ^= y >> 11;
+        y ^= (y << 7) & 0x9d2c_5680;
+        y ^= (y << 15) & 0xefc6_0000;
+        y ^ (y >> 18)
     }
 }
 

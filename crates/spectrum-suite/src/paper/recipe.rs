@@ -79,6 +79,8 @@ pub enum Format {
     Json,
     /// CSV with tabs between fields.
     Tsv,
+    /// An SPSS system file (`.sav`, `.zsav`).
+    Sav,
 }
 
 impl Format {
@@ -91,6 +93,8 @@ impl Format {
             Some(Format::Csv)
         } else if lower.ends_with(".json") {
             Some(Format::Json)
+        } else if lower.ends_with(".sav") || lower.ends_with(".zsav") {
+            Some(Format::Sav)
         } else {
             None
         }
@@ -101,9 +105,9 @@ impl Source {
     /// Where the rows are, or what is wrong with the recipe's `[source]`.
     pub fn place(&self) -> Result<Place<'_>, String> {
         let file_format = |name: &str| {
-            Format::of(name)
-                .map(|_| ())
-                .ok_or_else(|| format!("{name}: only .csv, .json and .parquet files are read"))
+            Format::of(name).map(|_| ()).ok_or_else(|| {
+                format!("{name}: only .csv, .json, .parquet and .sav files are read")
+            })
         };
         match (&self.hf, &self.url, &self.file) {
             (None, None, None) if self.rows.is_some() => {
@@ -193,7 +197,8 @@ pub enum Length {
 #[serde(deny_unknown_fields)]
 pub struct Individual {
     pub id_column: String,
-    /// The individual's description, used as the sequence's.
+    /// A column describing the individual: its value (in their first row)
+    /// stands for `{description}` in the task's descriptions.
     #[serde(default)]
     pub description_column: Option<String>,
     /// At most this many individuals, drawn at random (`max_inds`).
@@ -257,6 +262,31 @@ pub struct Recipe {
     /// (`permutations_per_iter`).
     #[serde(default = "one")]
     pub permutations: usize,
+    /// The source is a survey file (SPSS `.sav`) whose respondents are the
+    /// individuals: its rows become examples by [`super::survey`], not by
+    /// steps and templates.
+    #[serde(default)]
+    pub survey: Option<Survey>,
+}
+
+/// What the reference's `wvs.py` does with a survey: each of the first
+/// `respondents` respondents (in the order of pandas'
+/// `sample(frac=1, random_state=seed)`) answers each question (a column whose
+/// name starts with `question_prefix`) as a letter among the question's value
+/// labels, reversed; their `demographics` (variable label: value label)
+/// describe them.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Survey {
+    pub seed: u32,
+    pub respondents: usize,
+    pub question_prefix: String,
+    /// Questions left out by name.
+    #[serde(default)]
+    pub skip: Vec<String>,
+    /// Questions with more value labels than this are left out.
+    pub max_options: usize,
+    pub demographics: Vec<String>,
 }
 
 fn one() -> usize {

@@ -25,7 +25,37 @@ pub fn read(path: &Path, format: Format) -> Result<Vec<Map<String, Value>>, Tabl
         Format::Csv => read_csv(path),
         Format::Tsv => read_delimited(path, b'\t'),
         Format::Json => read_json(path),
+        Format::Sav => read_sav(path),
     }
+}
+
+/// Every case of the SPSS system file at `path`, as pyreadstat's `read_sav`
+/// gives them to pandas: numbers as floats, missing values as NaN, value
+/// labels not applied.
+pub fn read_sav(path: &Path) -> Result<Vec<Map<String, Value>>, TableError> {
+    use super::sav::Cell;
+    let sav = super::sav::read(path, &mut |_, _| true).map_err(|e| TableError {
+        path: path.display().to_string(),
+        format: "SPSS",
+        message: e.message,
+    })?;
+    let cell = |c: &Cell| match c {
+        Cell::Number(x) => serde_json::Number::from_f64(*x)
+            .map_or_else(|| Value::String(super::py::NAN.into()), Value::Number),
+        Cell::Text(t) => Value::String(t.clone()),
+        Cell::Missing => Value::String(super::py::NAN.into()),
+    };
+    Ok(sav
+        .rows
+        .iter()
+        .map(|(_, cells)| {
+            sav.variables
+                .iter()
+                .zip(cells)
+                .map(|(v, c)| (v.name.clone(), cell(c)))
+                .collect()
+        })
+        .collect())
 }
 
 /// Every record of the JSON file at `path`: an array of objects, or an
