@@ -1,20 +1,19 @@
 //! A store written by an earlier version of Spectrum Studio still opens and
-//! reads the same. `tests/fixtures/store-v6.sqlite3` was written by the code
-//! of its commit (schema 6: a dataset of the built-in suite, a tiny model, a
-//! training run and two evaluation runs), with what the CLI printed about it
-//! then in `store-v6.expected.json`. Every later version must read the file
-//! and print at least that: new fields may appear, none may change or vanish.
+//! reads the same. Each `tests/fixtures/store-vN.sqlite3` was written by the
+//! code of its commit (schema N: a dataset of the built-in suite, a tiny
+//! model, a training run and two evaluation runs), with what the CLI printed
+//! about it then in `store-vN.expected.json`. Every later version must read
+//! each file and print at least that: new fields may appear, none may change
+//! or vanish.
 //!
-//! Regenerate only when the schema version changes, as a new fixture beside
-//! the old ones (never over them):
-//! `SPECTRUM_WRITE_STORE_FIXTURE=1 cargo test -p spectrum-system-tests --test store_fixture`.
+//! Write one when the schema or a stored record changes, before the change,
+//! as a new fixture beside the old ones (never over them):
+//! `SPECTRUM_WRITE_STORE_FIXTURE=store-v7 cargo test -p spectrum-system-tests --test store_fixture`.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use spectrum_system_tests::Sandbox;
-
-const NAME: &str = "store-v6";
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
@@ -63,7 +62,7 @@ fn contains(got: &Value, expected: &Value, at: &str, problems: &mut Vec<String>)
     }
 }
 
-fn write_fixture() {
+fn write_fixture(name: &str) {
     let sb = Sandbox::with_suite_and_tiny_model(8);
     let common = [
         "--model",
@@ -99,7 +98,7 @@ fn write_fixture() {
     }
     let out = fixtures();
     std::fs::create_dir_all(&out).expect("fixtures folder");
-    let store = out.join(format!("{NAME}.sqlite3"));
+    let store = out.join(format!("{name}.sqlite3"));
     assert!(
         !store.exists(),
         "{} exists: a fixture is never rewritten (name a new one)",
@@ -108,7 +107,7 @@ fn write_fixture() {
     let copy = rusqlite_free_copy(&sb.store());
     std::fs::write(&store, copy).expect("write the fixture store");
     let expected = serde_json::to_string_pretty(&reads(&sb)).expect("json");
-    std::fs::write(out.join(format!("{NAME}.expected.json")), expected + "\n")
+    std::fs::write(out.join(format!("{name}.expected.json")), expected + "\n")
         .expect("write the expected reads");
 }
 
@@ -130,14 +129,30 @@ fn rusqlite_free_copy(store: &Path) -> Vec<u8> {
 
 #[test]
 fn a_store_of_an_earlier_version_reads_the_same() {
-    if std::env::var_os("SPECTRUM_WRITE_STORE_FIXTURE").is_some() {
-        write_fixture();
+    if let Ok(name) = std::env::var("SPECTRUM_WRITE_STORE_FIXTURE") {
+        write_fixture(&name);
     }
+    let mut names: Vec<String> = std::fs::read_dir(fixtures())
+        .expect("fixtures folder")
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            Some(name.strip_suffix(".sqlite3")?.to_string())
+        })
+        .filter(|n| n.starts_with("store-v"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 2, "the fixtures: {names:?}");
+    for name in names {
+        reads_the_same(&name);
+    }
+}
+
+fn reads_the_same(name: &str) {
     let sb = Sandbox::default();
-    let fixture = fixtures().join(format!("{NAME}.sqlite3"));
+    let fixture = fixtures().join(format!("{name}.sqlite3"));
     std::fs::copy(&fixture, sb.store()).expect("copy the fixture store");
     let expected: Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join(format!("{NAME}.expected.json")))
+        &std::fs::read_to_string(fixtures().join(format!("{name}.expected.json")))
             .expect("expected reads"),
     )
     .expect("expected json");
