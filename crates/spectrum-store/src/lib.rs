@@ -8,6 +8,7 @@ mod datasets;
 mod leases;
 mod migrations;
 mod models;
+pub mod records;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -18,6 +19,7 @@ use spectrum_core::{ErrorCode, Explain, Fix};
 pub use datasets::{DatasetDetail, DatasetSummary, ImportTx, NewDataset, TaskFilter, TaskSummary};
 pub use leases::{HEARTBEAT, Lease, RunHolder, STALE_AFTER};
 pub use models::{ModelRecord, NewModel};
+pub use records::{RECORD_VERSION, RowRecord, TaskRecord};
 pub use runs::{
     DeviceSpec, EvalMetrics, EvalOutcome, EvalTaskRecord, Family, NewRun, RunDataset, RunKind,
     RunRecord, RunRef, RunStatus, StepMetrics,
@@ -365,13 +367,18 @@ mod tests {
                    VALUES ('eval', 'finished', '{}', 'h', 0, 'cpu', '0.1.0', '2026-11-01T00:00:00Z');
                    INSERT INTO eval_tasks (run_id, family, task, summary) VALUES
                      (1, 'steer', 'coin', '{"task": "coin", "skipped": "fewer than 10 sequences"}'),
-                     (1, 'dist', 'urn', '{"task": "urn", "js": 0.25}');"#,
+                     (1, 'dist', 'urn', '{"task": "urn", "items": 1, "js": {"mean": 0.25, "se": null, "n": 1}, "kl": {"mean": 0.5, "se": null, "n": 1}, "reverse_kl": {"mean": 0.5, "se": null, "n": 1}, "tv": {"mean": 0.25, "se": null, "n": 1}, "cross_entropy": {"mean": 1.0, "se": null, "n": 1}, "mode_match": {"mean": 1.0, "se": null, "n": 1}, "coverage": {"mean": 0.9, "se": null, "n": 1}, "wasserstein": null, "unclean_boundaries": 0}');"#,
             )
             .expect("old results");
             tx.commit().expect("commit");
         }
         let store = Store::open(&path).expect("open");
         let tasks = store.eval_tasks(1).expect("tasks");
+        let one = |mean| records::Stat {
+            mean,
+            se: None,
+            n: 1,
+        };
         assert_eq!(
             tasks
                 .iter()
@@ -389,7 +396,19 @@ mod tests {
                     Family::Dist,
                     "urn",
                     &EvalOutcome::Done {
-                        summary: serde_json::json!({"task": "urn", "js": 0.25})
+                        summary: Box::new(records::TaskRecord::Dist(records::DistTask {
+                            task: "urn".into(),
+                            items: 1,
+                            js: one(0.25),
+                            kl: one(0.5),
+                            reverse_kl: one(0.5),
+                            tv: one(0.25),
+                            cross_entropy: one(1.0),
+                            mode_match: one(1.0),
+                            coverage: one(0.9),
+                            wasserstein: None,
+                            unclean_boundaries: 0,
+                        }))
                     }
                 ),
             ]

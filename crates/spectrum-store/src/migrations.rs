@@ -180,4 +180,7 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     UPDATE eval_tasks SET skipped = json_extract(summary, '$.skipped'), summary = 'null'
         WHERE json_valid(summary) AND json_type(summary, '$.skipped') = 'text';
     "#,
+    // 8: evaluation results are the store's own records (records.rs), each
+    // task's with the version of its record; all written so far are version 1.
+    "ALTER TABLE eval_tasks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;",
 ];

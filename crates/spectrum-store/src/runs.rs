@@ -6,6 +6,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use crate::leases::{self, HOLDER_COLUMNS, Lease, RunHolder};
+use crate::records::{RECORD_VERSION, RowRecord, TaskRecord};
 use crate::{Result, Store, StoreError};
 
 pub use spectrum_core::{DeviceSpec, Family, RunKind, RunStatus};
@@ -463,7 +464,7 @@ impl Store {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EvalOutcome {
     /// Evaluated: the task's summary, its rows beside it (`eval_rows`).
-    Done { summary: serde_json::Value },
+    Done { summary: Box<TaskRecord> },
     /// The family could not evaluate the task (too few sequences within the
     /// budget, no options...): why.
     Skipped { reason: String },
@@ -487,12 +488,35 @@ impl Store {
         family: Family,
         task: &str,
         outcome: &EvalOutcome,
-        rows: &[serde_json::Value],
+        rows: &[RowRecord],
     ) -> Result<()> {
+        let unlike = |what: &str, other: Family| {
+            StoreError::corrupt(
+                format!("the {family} results of {task}"),
+                format_args!("{what} of family {other}"),
+            )
+        };
         let (summary, skipped) = match outcome {
-            EvalOutcome::Done { summary } => (summary.to_string(), None),
+            EvalOutcome::Done { summary } if summary.family() != family => {
+                return Err(unlike("a summary", summary.family()));
+            }
+            EvalOutcome::Done { summary } => (
+                summary
+                    .to_json()
+                    .map_err(|e| StoreError::corrupt("a task summary", e))?,
+                None,
+            ),
             EvalOutcome::Skipped { reason } => ("null".to_string(), Some(reason.as_str())),
         };
+        let rows = rows
+            .iter()
+            .map(|r| match r.family() {
+                f if f != family => Err(unlike("a row", f)),
+                _ => r
+                    .to_json()
+                    .map_err(|e| StoreError::corrupt("an evaluation row", e)),
+            })
+            .collect::<Result<Vec<String>>>()?;
         let tx = self.conn.transaction().map_err(|e| StoreError::Sqlite {
             path: self.path.clone(),
             source: e,
@@ -504,15 +528,15 @@ impl Store {
                 key,
             )?;
             tx.execute(
-                "INSERT OR REPLACE INTO eval_tasks (run_id, family, task, summary, skipped)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![run_id, family, task, summary, skipped],
+                "INSERT OR REPLACE INTO eval_tasks (run_id, family, task, summary, skipped, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![run_id, family, task, summary, skipped, RECORD_VERSION],
             )?;
             let mut insert = tx.prepare_cached(
                 "INSERT INTO eval_rows (run_id, family, task, position, record) VALUES (?1, ?2, ?3, ?4, ?5)",
             )?;
             for (i, row) in rows.iter().enumerate() {
-                insert.execute(params![run_id, family, task, i as i64, row.to_string()])?;
+                insert.execute(params![run_id, family, task, i as i64, row])?;
             }
             drop(insert);
             tx.commit()
@@ -528,47 +552,85 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare(
-                "SELECT family, task, summary, skipped FROM eval_tasks WHERE run_id = ?1
+                "SELECT family, task, summary, skipped, version FROM eval_tasks WHERE run_id = ?1
                  ORDER BY CASE family WHEN 'steer' THEN 0 WHEN 'dist' THEN 1 ELSE 2 END, task",
             )
             .map_err(|e| self.sqlite(e))?;
+        type Stored = (Family, String, String, Option<String>, u32);
         let rows = stmt
             .query_map([run_id], |r| {
-                let summary: String = r.get(2)?;
-                let outcome = match r.get::<_, Option<String>>(3)? {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })
+            .map_err(|e| self.sqlite(e))?
+            .collect::<rusqlite::Result<Vec<Stored>>>()
+            .map_err(|e| self.sqlite(e))?;
+        rows.into_iter()
+            .map(|(family, task, summary, skipped, version)| {
+                let outcome = match skipped {
                     Some(reason) => EvalOutcome::Skipped { reason },
-                    None => EvalOutcome::Done {
-                        summary: serde_json::from_str(&summary).map_err(|e| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                2,
-                                rusqlite::types::Type::Text,
-                                Box::new(e),
-                            )
-                        })?,
-                    },
+                    None => {
+                        let what = format!("the {family} summary of {task} in run {run_id}");
+                        newer_refused(version, &what)?;
+                        EvalOutcome::Done {
+                            summary: Box::new(
+                                TaskRecord::from_json(family, &summary)
+                                    .map_err(|e| StoreError::corrupt(what.as_str(), e))?,
+                            ),
+                        }
+                    }
                 };
                 Ok(EvalTaskRecord {
-                    family: r.get(0)?,
-                    task: r.get(1)?,
+                    family,
+                    task,
                     outcome,
                 })
             })
-            .map_err(|e| self.sqlite(e))?;
-        rows.collect::<rusqlite::Result<_>>()
-            .map_err(|e| self.sqlite(e))
+            .collect()
     }
 
     /// The rows (outputs, items or samples) behind one task of an evaluation run, in order.
-    pub fn eval_rows(
-        &self,
-        run_id: i64,
-        family: Family,
-        task: &str,
-    ) -> Result<Vec<serde_json::Value>> {
-        self.json_rows(
-            "SELECT record FROM eval_rows WHERE run_id = ?1 AND family = ?2 AND task = ?3 ORDER BY position",
-            params![run_id, family, task],
-            &format!("an evaluation row of run {run_id}"),
-        )
+    pub fn eval_rows(&self, run_id: i64, family: Family, task: &str) -> Result<Vec<RowRecord>> {
+        let what = format!("a {family} row of {task} in run {run_id}");
+        let version: Option<u32> = self
+            .conn
+            .query_row(
+                "SELECT version FROM eval_tasks WHERE run_id = ?1 AND family = ?2 AND task = ?3",
+                params![run_id, family, task],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        newer_refused(version.unwrap_or(RECORD_VERSION), &what)?;
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT record FROM eval_rows WHERE run_id = ?1 AND family = ?2 AND task = ?3 ORDER BY position",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let texts = stmt
+            .query_map(params![run_id, family, task], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(|e| self.sqlite(e))?;
+        texts
+            .iter()
+            .map(|t| {
+                RowRecord::from_json(family, t).map_err(|e| StoreError::corrupt(what.as_str(), e))
+            })
+            .collect()
     }
+}
+
+/// A record of a version this build does not know: written by a newer
+/// Spectrum Studio.
+fn newer_refused(version: u32, what: &str) -> Result<()> {
+    if version > RECORD_VERSION {
+        return Err(StoreError::corrupt(
+            what,
+            format_args!(
+                "it is a version {version} record, written by a newer Spectrum Studio (this one reads versions up to {RECORD_VERSION}); update Spectrum Studio to read it"
+            ),
+        ));
+    }
+    Ok(())
 }

@@ -2,6 +2,9 @@
 //! runs with their provenance, metrics and evaluation records.
 
 use spectrum_core::{DeviceSpec, Explain, Fix};
+use spectrum_store::records::{
+    CurvePoint, RowRecord, Shown, Stat, SteerRow, SteerTask, TaskRecord, ValidRow, ValidTask,
+};
 use spectrum_store::{
     EvalMetrics, EvalOutcome, Family, NewDataset, NewModel, NewRun, RunDataset, RunKind, RunRef,
     RunStatus, StepMetrics, Store, StoreError, TaskFilter,
@@ -440,21 +443,42 @@ fn eval_task_records_replace_their_rows_and_come_back_in_family_order() {
         .create_run(&new_run(RunKind::Eval, "e", vec![]))
         .map(|(run, _lease)| run)
         .expect("run");
-    let rows = |n: usize| -> Vec<serde_json::Value> {
-        (0..n).map(|i| serde_json::json!({ "index": i })).collect()
+    let done = |n: usize| EvalOutcome::Done {
+        summary: Box::new(steer_task(n)),
     };
-    let done = |n: i64| EvalOutcome::Done {
-        summary: serde_json::json!({ "n": n }),
+    let valid = EvalOutcome::Done {
+        summary: Box::new(TaskRecord::Valid(ValidTask {
+            task: "weekday".into(),
+            valid_set_size: Some(7),
+            cells: Vec::new(),
+        })),
     };
+    let samples: Vec<RowRecord> = (0..2)
+        .map(|index| {
+            RowRecord::Valid(ValidRow {
+                setting: Shown::Both,
+                temperature: 1.0,
+                index,
+                text: "Monday".into(),
+                valid: true,
+            })
+        })
+        .collect();
     store
-        .record_eval_task(run.id, Family::Valid, "weekday", &done(1), &rows(2))
+        .record_eval_task(run.id, Family::Valid, "weekday", &valid, &samples)
         .expect("valid");
     store
-        .record_eval_task(run.id, Family::Steer, "urn", &done(2), &rows(5))
+        .record_eval_task(run.id, Family::Steer, "urn", &done(2), &steer_rows(5))
         .expect("steer");
     store
-        .record_eval_task(run.id, Family::Steer, "urn", &done(3), &rows(3))
+        .record_eval_task(run.id, Family::Steer, "urn", &done(3), &steer_rows(3))
         .expect("replace");
+    // A record of another family than the task's is refused, and nothing written.
+    let wrong = store.record_eval_task(run.id, Family::Dist, "urn", &done(4), &[]);
+    assert!(
+        wrong.is_err_and(|e| e.to_string().contains("of family steer")),
+        "refused"
+    );
     let skipped = EvalOutcome::Skipped {
         reason: "no sequence reaches example 2".into(),
     };
@@ -473,10 +497,101 @@ fn eval_task_records_replace_their_rows_and_come_back_in_family_order() {
     );
     assert_eq!(tasks[0].outcome, done(3));
     assert_eq!(tasks[1].outcome, skipped);
+    assert_eq!(tasks[2].outcome, valid);
     assert_eq!(
         store.eval_rows(run.id, Family::Steer, "urn").expect("rows"),
-        rows(3)
+        steer_rows(3)
     );
+    assert_eq!(
+        store
+            .eval_rows(run.id, Family::Valid, "weekday")
+            .expect("rows"),
+        samples
+    );
+}
+
+fn stat(mean: f64) -> Stat {
+    Stat {
+        mean,
+        se: Some(0.1),
+        n: 3,
+    }
+}
+
+fn steer_task(k: usize) -> TaskRecord {
+    TaskRecord::Steer(SteerTask {
+        task: "urn".into(),
+        k,
+        sequences: 10,
+        loss: stat(1.5),
+        loss_se_sequences: Some(0.2),
+        acc: stat(0.5),
+        all_acc: None,
+        first_acc: Some(stat(0.6)),
+        loss_all: None,
+        ece: Some(0.05),
+        ece_geq_1: None,
+        k_tokenizer: None,
+        curve: vec![CurvePoint {
+            index: 0,
+            loss: stat(2.0),
+            acc: stat(0.4),
+        }],
+    })
+}
+
+/// Records task "urn" of steerability as done, with `n` rows.
+fn record_urn(store: &mut Store, run_id: i64, n: usize) {
+    let done = EvalOutcome::Done {
+        summary: Box::new(steer_task(n)),
+    };
+    store
+        .record_eval_task(run_id, Family::Steer, "urn", &done, &steer_rows(n))
+        .expect("record");
+}
+
+fn steer_rows(n: usize) -> Vec<RowRecord> {
+    (0..n)
+        .map(|index| {
+            RowRecord::Steer(SteerRow {
+                sequence: format!("s{index}"),
+                index,
+                example: Some(index),
+                loss: Some(1.25),
+                acc: None,
+                all_acc: Some(1),
+                first_acc: None,
+                tokens: 4,
+            })
+        })
+        .collect()
+}
+
+/// A record of a later version than this build knows (a store a newer
+/// Spectrum Studio wrote) is refused with what to do, not misread.
+#[test]
+fn a_newer_record_is_refused_with_what_to_do() {
+    let (dir, mut store) = store();
+    let (run, _lease) = store
+        .create_run(&new_run(RunKind::Eval, "e", vec![]))
+        .expect("run");
+    record_urn(&mut store, run.id, 2);
+    let raw = rusqlite::Connection::open(dir.path().join("store.sqlite3")).expect("raw open");
+    raw.execute("UPDATE eval_tasks SET version = 2", [])
+        .expect("bump");
+    for e in [
+        store.eval_tasks(run.id).map(|_| ()).expect_err("refused"),
+        store
+            .eval_rows(run.id, Family::Steer, "urn")
+            .map(|_| ())
+            .expect_err("refused"),
+    ] {
+        let message = e.to_string();
+        assert!(
+            message.contains("version 2") && message.contains("newer Spectrum Studio"),
+            "{message}"
+        );
+    }
 }
 
 /// A run belongs to the process that holds its lease: a second claim is
@@ -558,17 +673,7 @@ fn a_running_run_is_not_removed() {
     let (run, lease) = store
         .create_run(&new_run(RunKind::Eval, "busy", vec![]))
         .expect("run");
-    store
-        .record_eval_task(
-            run.id,
-            Family::Steer,
-            "urn",
-            &EvalOutcome::Done {
-                summary: serde_json::json!({"n": 1}),
-            },
-            &[serde_json::json!({"i": 0})],
-        )
-        .expect("record");
+    record_urn(&mut store, run.id, 1);
     let err = store.remove_run(run.id).expect_err("held");
     assert_eq!(err.code(), spectrum_core::ErrorCode::Busy, "{err}");
     assert!(store.run(run.id).expect("run").is_some(), "nothing removed");

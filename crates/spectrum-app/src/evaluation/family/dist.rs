@@ -4,11 +4,12 @@
 use anyhow::Result;
 use serde::Serialize;
 use spectrum_eval::dist::{DistItem, DistSummary};
-use spectrum_eval::metrics::{MeanSe, mean_se};
+use spectrum_eval::metrics::{Alignment, MeanSe, mean_se};
 use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::Store;
+use spectrum_store::records::{self, RowRecord, TaskRecord};
 
-use super::EvalFamily;
+use super::{EvalFamily, mean_se as read_stat, stat};
 use crate::evaluation::TaskRow;
 
 pub(crate) struct Dist;
@@ -56,5 +57,84 @@ impl EvalFamily for Dist {
             tasks,
             items,
         }
+    }
+
+    fn summary_record(s: &DistSummary) -> TaskRecord {
+        TaskRecord::Dist(records::DistTask {
+            task: s.task.clone(),
+            items: s.items,
+            js: stat(&s.js),
+            kl: stat(&s.kl),
+            reverse_kl: stat(&s.reverse_kl),
+            tv: stat(&s.tv),
+            cross_entropy: stat(&s.cross_entropy),
+            mode_match: stat(&s.mode_match),
+            coverage: stat(&s.coverage),
+            wasserstein: s.wasserstein.as_ref().map(stat),
+            unclean_boundaries: s.unclean_boundaries,
+        })
+    }
+
+    fn row_record(i: &DistItem) -> RowRecord {
+        let a = &i.alignment;
+        RowRecord::Dist(records::DistRow {
+            id: i.id.clone(),
+            options: i.options.clone(),
+            target: i.target.clone(),
+            p: a.p.clone(),
+            coverage: a.coverage,
+            q: a.q.clone(),
+            js: a.js,
+            kl: a.kl,
+            reverse_kl: a.reverse_kl,
+            tv: a.tv,
+            cross_entropy: a.cross_entropy,
+            mode_match: a.mode_match,
+            wasserstein: a.wasserstein,
+            boundary_clean: i.boundary_clean,
+        })
+    }
+
+    fn summary_of(record: &TaskRecord) -> Option<DistSummary> {
+        let TaskRecord::Dist(r) = record else {
+            return None;
+        };
+        Some(DistSummary {
+            task: r.task.clone(),
+            items: r.items,
+            js: read_stat(&r.js),
+            kl: read_stat(&r.kl),
+            reverse_kl: read_stat(&r.reverse_kl),
+            tv: read_stat(&r.tv),
+            cross_entropy: read_stat(&r.cross_entropy),
+            mode_match: read_stat(&r.mode_match),
+            coverage: read_stat(&r.coverage),
+            wasserstein: r.wasserstein.as_ref().map(read_stat),
+            unclean_boundaries: r.unclean_boundaries,
+        })
+    }
+
+    fn row_of(record: RowRecord) -> Option<DistItem> {
+        let RowRecord::Dist(r) = record else {
+            return None;
+        };
+        Some(DistItem {
+            id: r.id,
+            options: r.options,
+            target: r.target,
+            alignment: Alignment {
+                p: r.p,
+                coverage: r.coverage,
+                q: r.q,
+                js: r.js,
+                kl: r.kl,
+                reverse_kl: r.reverse_kl,
+                tv: r.tv,
+                cross_entropy: r.cross_entropy,
+                mode_match: r.mode_match,
+                wasserstein: r.wasserstein,
+            },
+            boundary_clean: r.boundary_clean,
+        })
     }
 }

@@ -3,9 +3,11 @@
 
 use anyhow::Result;
 use serde::Serialize;
-use spectrum_eval::valid::{Sample, Setting, ValidSummary};
+use spectrum_eval::metrics::Yield;
+use spectrum_eval::valid::{Cell, Sample, Setting, ValidSummary};
 use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::Store;
+use spectrum_store::records::{self, RowRecord, Shown, TaskRecord};
 
 use super::EvalFamily;
 use crate::evaluation::TaskRow;
@@ -78,6 +80,111 @@ impl EvalFamily for Valid {
             tasks,
             samples,
         }
+    }
+
+    fn summary_record(s: &ValidSummary) -> TaskRecord {
+        TaskRecord::Valid(records::ValidTask {
+            task: s.task.clone(),
+            valid_set_size: s.valid_set_size,
+            cells: s
+                .cells
+                .iter()
+                .map(|c| {
+                    let y = &c.stats;
+                    records::ValidCell {
+                        setting: shown(c.setting),
+                        temperature: c.temperature,
+                        n: y.n,
+                        valid: y.valid,
+                        percent_valid: y.percent_valid,
+                        unique_pct: y.unique_pct,
+                        yield_: y.yield_,
+                        coverage_pct: y.coverage_pct,
+                        usable_unique_pct: y.usable_unique_pct,
+                        raw_unique_count: y.raw_unique_count,
+                        raw_unique_pct: y.raw_unique_pct,
+                        possible_collisions: y.possible_collisions,
+                        actual_collisions: y.actual_collisions,
+                        pairwise_collision: y.pairwise_collision,
+                        pairwise_uniqueness: y.pairwise_uniqueness,
+                        pairwise_collision_sem: y.pairwise_collision_sem,
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    fn row_record(s: &Sample) -> RowRecord {
+        RowRecord::Valid(records::ValidRow {
+            setting: shown(s.setting),
+            temperature: s.temperature,
+            index: s.index,
+            text: s.text.clone(),
+            valid: s.valid,
+        })
+    }
+
+    fn summary_of(record: &TaskRecord) -> Option<ValidSummary> {
+        let TaskRecord::Valid(r) = record else {
+            return None;
+        };
+        Some(ValidSummary {
+            task: r.task.clone(),
+            valid_set_size: r.valid_set_size,
+            cells: r
+                .cells
+                .iter()
+                .map(|c| Cell {
+                    setting: setting(c.setting),
+                    temperature: c.temperature,
+                    stats: Yield {
+                        n: c.n,
+                        valid: c.valid,
+                        percent_valid: c.percent_valid,
+                        unique_pct: c.unique_pct,
+                        yield_: c.yield_,
+                        coverage_pct: c.coverage_pct,
+                        usable_unique_pct: c.usable_unique_pct,
+                        raw_unique_count: c.raw_unique_count,
+                        raw_unique_pct: c.raw_unique_pct,
+                        possible_collisions: c.possible_collisions,
+                        actual_collisions: c.actual_collisions,
+                        pairwise_collision: c.pairwise_collision,
+                        pairwise_uniqueness: c.pairwise_uniqueness,
+                        pairwise_collision_sem: c.pairwise_collision_sem,
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    fn row_of(record: RowRecord) -> Option<Sample> {
+        let RowRecord::Valid(r) = record else {
+            return None;
+        };
+        Some(Sample {
+            setting: setting(r.setting),
+            temperature: r.temperature,
+            index: r.index,
+            text: r.text,
+            valid: r.valid,
+        })
+    }
+}
+
+fn shown(setting: Setting) -> Shown {
+    match setting {
+        Setting::Description => Shown::Description,
+        Setting::Examples => Shown::Examples,
+        Setting::Both => Shown::Both,
+    }
+}
+
+fn setting(shown: Shown) -> Setting {
+    match shown {
+        Shown::Description => Setting::Description,
+        Shown::Examples => Setting::Examples,
+        Shown::Both => Setting::Both,
     }
 }
 
