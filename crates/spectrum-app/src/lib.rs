@@ -33,6 +33,7 @@ pub use demo::{DemoEvent, DemoOutcome, DemoRequest};
 pub mod bindings;
 pub mod dto;
 pub use error::{AppError, ErrorCode, Explain, Fix, Listing, Problem};
+pub use evaluation::ChartMetric;
 pub use evaluation::{
     DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, TaskRow, ValidOverall,
     ValidReport, rows_of,
@@ -46,7 +47,7 @@ pub use paper::{
     PAPER_DATASET, PaperEvent, PaperFetchRequest, PaperFetched, PaperStatus, PaperTaskView,
 };
 pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
-pub use report::{ChartKind, ChartMetric, ChartRequest, ReportRequest, ReportSection};
+pub use report::{ChartKind, ChartRequest, ReportRequest, ReportSection};
 pub use runs::{Resumed, RunEvent, StopOutcome};
 pub use serve::Serving;
 pub use source::ModelSource;

@@ -18,9 +18,10 @@ use crate::runs::{find_run, unique_name};
 use crate::{AppError, Cancelled, ErrorCode, Fix, Listing, Studio};
 use crate::{ModelSource, RunRef};
 
-mod family;
+pub(crate) mod family;
 mod results;
 
+pub use family::present::ChartMetric;
 pub use results::*;
 
 /// What to evaluate, on what, how.

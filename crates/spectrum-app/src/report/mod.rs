@@ -1,7 +1,6 @@
 //! Reports and charts of stored runs: turns evaluation and training runs into
 //! `spectrum-report` figures and the PDF document.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,8 +8,10 @@ use spectrum_core::Problem;
 use spectrum_eval::Family;
 use spectrum_report::{DocumentSpec, Figure};
 
-use crate::RunRef;
-use crate::{AppError, EvalReport, Fix, Listing, RunDetail, RunKind, Studio};
+use crate::evaluation::ChartMetric;
+use crate::evaluation::family::present;
+use crate::evaluation::family::{Dist, EvalFamily, Steer, Valid, tasks_in};
+use crate::{AppError, Fix, Listing, RunKind, RunRef, Studio};
 
 spectrum_core::closed_set! {
     /// The figures one can ask for.
@@ -22,11 +23,6 @@ spectrum_core::closed_set! {
         Heatmap => "heatmap",
         Training => "training",
     }
-}
-
-spectrum_core::closed_set! {
-    /// What a steerability chart plots.
-    ChartMetric { Loss => "loss", Acc => "acc" }
 }
 
 spectrum_core::closed_set! {
@@ -76,29 +72,17 @@ pub struct ReportRequest {
 
 /// The runs of a report, split by kind, with the baseline first among the evaluations.
 struct Runs {
-    evals: Vec<EvalReport>,
-    trains: Vec<RunDetail>,
+    evals: Vec<crate::EvalReport>,
+    trains: Vec<crate::RunDetail>,
 }
 
 impl Runs {
     fn names(&self) -> Vec<String> {
-        self.evals
-            .iter()
-            .map(|r| format!("{} ({})", r.name, r.template.as_str()))
-            .collect()
+        present::names(&self.evals)
     }
 
-    fn tasks(&self, family: impl Fn(&EvalReport) -> Vec<String>) -> Vec<String> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for r in &self.evals {
-            for t in family(r) {
-                if seen.insert(t.clone()) {
-                    out.push(t);
-                }
-            }
-        }
-        out
+    fn tasks(&self, family: impl Fn(&crate::EvalReport) -> Vec<String>) -> Vec<String> {
+        present::tasks(&self.evals, family)
     }
 }
 
@@ -164,31 +148,31 @@ impl Studio {
                 need_eval()?;
                 let tasks = match task {
                     Some(t) => vec![t.to_string()],
-                    None => runs.tasks(steer_tasks),
+                    None => runs.tasks(tasks_in::<Steer>),
                 };
-                steer_figure(&runs, &tasks, request.metric)
+                crate::evaluation::family::steer_figure(&runs.evals, &tasks, request.metric)
             }
             ChartKind::Items => {
                 need_eval()?;
                 let task = match task {
                     Some(t) => t.to_string(),
                     None => runs
-                        .tasks(dist_tasks)
+                        .tasks(tasks_in::<Dist>)
                         .into_iter()
                         .next()
                         .context("the runs have no distributional results")?,
                 };
-                items_figure(&runs, &task, 9).with_context(|| {
-                    format!("no distributional items of task {task:?} in these runs")
-                })?
+                crate::evaluation::family::items_figure(&runs.evals, &task, 9).with_context(
+                    || format!("no distributional items of task {task:?} in these runs"),
+                )?
             }
             ChartKind::Js => {
                 need_eval()?;
-                js_figure(&runs)
+                crate::evaluation::family::js_figure(&runs.evals)
             }
             ChartKind::Validity => {
                 need_eval()?;
-                validity_figure(&runs)
+                crate::evaluation::family::validity_figure(&runs.evals)
             }
             ChartKind::Heatmap => {
                 need_eval()?;
@@ -224,17 +208,25 @@ impl Studio {
         if want(ReportSection::Summary) && !runs.evals.is_empty() {
             sections.push(self.summary_section(&runs)?);
         }
-        if want(ReportSection::Steer) && runs.evals.iter().any(|r| r.steer.is_some()) {
-            progress("steerability");
-            sections.push(Self::steer_section(&runs)?);
+        fn family<F: EvalFamily>(
+            runs: &Runs,
+            progress: &mut dyn FnMut(&str),
+            sections: &mut Vec<spectrum_report::Section>,
+        ) -> Result<()> {
+            if runs.evals.iter().any(|r| F::of(r).is_some()) {
+                progress(F::NAME);
+                sections.push(F::section(&runs.evals)?);
+            }
+            Ok(())
         }
-        if want(ReportSection::Dist) && runs.evals.iter().any(|r| r.dist.is_some()) {
-            progress("distributional alignment");
-            sections.push(Self::dist_section(&runs)?);
+        if want(ReportSection::Steer) {
+            family::<Steer>(&runs, progress, &mut sections)?;
         }
-        if want(ReportSection::Valid) && runs.evals.iter().any(|r| r.valid.is_some()) {
-            progress("validity and diversity");
-            sections.push(Self::valid_section(&runs)?);
+        if want(ReportSection::Dist) {
+            family::<Dist>(&runs, progress, &mut sections)?;
+        }
+        if want(ReportSection::Valid) {
+            family::<Valid>(&runs, progress, &mut sections)?;
         }
         if want(ReportSection::Tasks) && runs.evals.len() > 1 {
             progress("task breakdown");
@@ -349,9 +341,10 @@ mod tests {
     use spectrum_report::Chart;
 
     use super::*;
-    use crate::RunStatus;
+    use crate::evaluation::family::{js_figure, validity_figure};
     use crate::evaluation::{DistReport, TaskRow, ValidOverall, ValidReport};
     use crate::figures::{js_histogram, validity_frontier};
+    use crate::{EvalReport, RunStatus};
 
     fn item(task: &str, id: &str, js: f64) -> TaskRow<DistItem> {
         let row = serde_json::from_value(serde_json::json!({
@@ -458,7 +451,7 @@ mod tests {
             edges,
             width,
             runs: bars,
-        } = js_figure(&runs).chart
+        } = js_figure(&runs.evals).chart
         else {
             panic!("not a histogram")
         };
@@ -468,7 +461,7 @@ mod tests {
             assert_eq!(bars[i], (i, h.all.clone()));
         }
         assert_eq!(bars[0].1.iter().sum::<usize>(), 3);
-        let Chart::Validity { panels } = validity_figure(&runs).chart else {
+        let Chart::Validity { panels } = validity_figure(&runs.evals).chart else {
             panic!("not the validity chart")
         };
         for (panel, setting) in panels.iter().zip(Setting::ALL) {

@@ -4,12 +4,12 @@ use std::collections::BTreeSet;
 
 use anyhow::Result;
 use spectrum_eval::Family;
-use spectrum_eval::valid::Setting;
 use spectrum_lm::template;
 use spectrum_report::{Block, Chart, Section};
 
 use super::figures::*;
-use super::{ChartMetric, ReportRequest, Runs};
+use super::{ReportRequest, Runs};
+use crate::evaluation::family::{Dist, EvalFamily, Steer, Valid};
 use crate::{RunRef, Studio};
 
 impl Studio {
@@ -21,31 +21,25 @@ impl Studio {
             .iter()
             .zip(&names)
             .map(|(r, name)| {
-                let both = r.valid.as_ref().and_then(|v| {
-                    v.overall
-                        .iter()
-                        .find(|c| Setting::is_headline(c.setting, c.temperature))
-                });
-                vec![
-                    name.clone(),
-                    r.steer.as_ref().map_or("-".into(), |s| mse(&s.loss, 3)),
-                    r.steer.as_ref().map_or("-".into(), |s| f(s.acc.mean, 3)),
-                    r.dist.as_ref().map_or("-".into(), |d| mse(&d.js, 4)),
-                    r.dist
-                        .as_ref()
-                        .map_or("-".into(), |d| f(d.coverage.mean, 3)),
-                    both.map_or("-".into(), |c| {
-                        format!("{} / {}", f(c.percent_valid, 2), f(c.yield_, 1))
-                    }),
-                ]
+                let mut row = vec![name.clone()];
+                row.extend(Steer::headline(Steer::of(r)));
+                row.extend(Dist::headline(Dist::of(r)));
+                row.extend(Valid::headline(Valid::of(r)));
+                row
             })
+            .collect();
+        let columns: Vec<(&str, f32)> = [("run", 0.36)]
+            .into_iter()
+            .chain(Steer::HEADLINE.iter().copied())
+            .chain(Dist::HEADLINE.iter().copied())
+            .chain(Valid::HEADLINE.iter().copied())
             .collect();
         let mut blocks = vec![
             Block::Text("Means over tasks with equal weight; ± is the standard error over tasks. Steerability: loss (nats) and token accuracy of examples 1..k, numbered as the reference numbers them (contiguous loss runs). Distributional: JS divergence (natural log) and mass on the valid options. Validity: fraction valid / yield (distinct valid outputs) with description and examples in the prompt, temperature 1.".into()),
             Block::Table {
-                header: ["run", "steer loss", "steer acc", "dist JS", "coverage", "valid / yield"].map(String::from).to_vec(),
+                header: columns.iter().map(|(h, _)| h.to_string()).collect(),
                 rows,
-                widths: vec![0.36, 0.16, 0.09, 0.17, 0.09, 0.13],
+                widths: columns.iter().map(|(_, w)| *w).collect(),
             },
         ];
         if runs.evals.len() > 1 {
@@ -55,153 +49,6 @@ impl Studio {
         }
         Ok(Section {
             title: "Summary".into(),
-            blocks,
-        })
-    }
-
-    /// Steerability curves and the per-task table.
-    pub(super) fn steer_section(runs: &Runs) -> Result<Section> {
-        let names = runs.names();
-        let tasks = runs.tasks(steer_tasks);
-        let mut blocks = Vec::new();
-        for chunk in tasks.chunks(9) {
-            blocks.push(Block::Figure {
-                svg: steer_figure(runs, chunk, ChartMetric::Loss).svg()?,
-                caption: "Loss of each output given the earlier outputs of its sequence; bands: ± one standard error over sequences. Lower is better; a falling curve means the model follows its context.".into(),
-            });
-        }
-        for chunk in tasks.chunks(9) {
-            blocks.push(Block::Figure {
-                svg: steer_figure(runs, chunk, ChartMetric::Acc).svg()?,
-                caption: "Accuracy of each output (every token the arg-max) given the earlier outputs; bands: ± one standard error. Higher is better.".into(),
-            });
-        }
-        let rows = tasks
-            .iter()
-            .flat_map(|task| {
-                runs.evals.iter().zip(&names).filter_map(move |(r, name)| {
-                    let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
-                    Some(vec![
-                        task.clone(),
-                        name.clone(),
-                        t.k.to_string(),
-                        t.sequences.to_string(),
-                        mse(&t.loss, 3),
-                        mse(&t.acc, 3),
-                        t.ece.map_or("-".into(), |e| f(e, 3)),
-                    ])
-                })
-            })
-            .collect();
-        blocks.extend(task_table(
-            "Per task",
-            &["task", "run", "k", "seqs", "loss", "acc", "ECE"],
-            rows,
-            vec![0.19, 0.33, 0.05, 0.06, 0.15, 0.14, 0.08],
-        ));
-        Ok(Section {
-            title: "In-context steerability".into(),
-            blocks,
-        })
-    }
-
-    /// The JS histogram, model vs target bars and the per-task table.
-    pub(super) fn dist_section(runs: &Runs) -> Result<Section> {
-        let names = runs.names();
-        let mut blocks = vec![Block::Figure {
-            svg: js_figure(runs).svg()?,
-            caption: "Items per bin of JS divergence (nats, 0 to ln 2), over every distribution task; more items on the left is better.".into(),
-        }];
-        for task in runs.tasks(dist_tasks) {
-            if let Some(fig) = items_figure(runs, &task, 6) {
-                blocks.push(Block::Figure {
-                    svg: fig.svg()?,
-                    caption: format!(
-                        "{task}: grey bars are the target, coloured bars each run's distribution."
-                    ),
-                });
-            }
-        }
-        let rows = runs
-            .tasks(dist_tasks)
-            .iter()
-            .flat_map(|task| {
-                runs.evals.iter().zip(&names).filter_map(move |(r, name)| {
-                    let t = r.dist.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
-                    Some(vec![
-                        task.clone(),
-                        name.clone(),
-                        t.items.to_string(),
-                        mse(&t.js, 4),
-                        f(t.kl.mean, 3),
-                        f(t.tv.mean, 3),
-                        f(t.mode_match.mean, 2),
-                        f(t.coverage.mean, 3),
-                        t.wasserstein.map_or("-".into(), |w| f(w.mean, 3)),
-                    ])
-                })
-            })
-            .collect();
-        blocks.extend(task_table(
-            "Per task",
-            &[
-                "task", "run", "items", "JS", "KL", "TV", "mode", "coverage", "W1",
-            ],
-            rows,
-            vec![0.15, 0.27, 0.06, 0.15, 0.07, 0.07, 0.07, 0.09, 0.07],
-        ));
-        Ok(Section {
-            title: "Distributional alignment".into(),
-            blocks,
-        })
-    }
-
-    /// The validity-diversity frontier and the per-task table at temperature 1.
-    pub(super) fn valid_section(runs: &Runs) -> Result<Section> {
-        let names = runs.names();
-        let mut blocks = vec![Block::Figure {
-            svg: validity_figure(runs).svg()?,
-            caption: "Each point is one temperature of the sweep; up and to the right is better."
-                .into(),
-        }];
-        let rows = runs
-            .tasks(valid_tasks)
-            .iter()
-            .flat_map(|task| {
-                runs.evals.iter().zip(&names).flat_map(move |(r, name)| {
-                    r.valid
-                        .as_ref()
-                        .and_then(|v| v.tasks.iter().find(|t| &t.task == task))
-                        .map_or(Vec::new(), |t| {
-                            t.cells
-                                .iter()
-                                .filter(|c| c.temperature == 1.0)
-                                .map(|c| {
-                                    vec![
-                                        task.clone(),
-                                        name.clone(),
-                                        c.setting.as_str().to_string(),
-                                        format!("{}/{}", c.stats.valid, c.stats.n),
-                                        f(c.stats.unique_pct, 2),
-                                        c.stats.yield_.to_string(),
-                                        c.stats.coverage_pct.map_or("-".into(), |x| f(x, 3)),
-                                    ]
-                                })
-                                .collect()
-                        })
-                })
-            })
-            .collect();
-        blocks.extend(task_table(
-            "Per task at temperature 1",
-            &[
-                "task", "run", "prompt", "valid", "unique", "yield", "coverage",
-            ],
-            rows,
-            vec![0.18, 0.3, 0.13, 0.1, 0.09, 0.09, 0.11],
-        ));
-        Ok(Section {
-            title: "Validity and diversity".into(),
             blocks,
         })
     }
@@ -280,23 +127,6 @@ impl Studio {
             blocks,
         })
     }
-}
-
-/// A per-task table under its heading.
-fn task_table(
-    heading: &str,
-    header: &[&str],
-    rows: Vec<Vec<String>>,
-    widths: Vec<f32>,
-) -> [Block; 2] {
-    [
-        Block::Heading(heading.into()),
-        Block::Table {
-            header: header.iter().map(|h| h.to_string()).collect(),
-            rows,
-            widths,
-        },
-    ]
 }
 
 /// The comparison against the baseline: win/tie/loss per family, then each

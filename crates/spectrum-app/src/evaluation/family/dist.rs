@@ -9,8 +9,13 @@ use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::Store;
 use spectrum_store::records::{self, RowRecord, TaskRecord};
 
-use super::{EvalFamily, mean_se as read_stat, stat};
+use spectrum_report::{Block, Chart, Figure, ItemBars, Section};
+
+use super::present::{f, mse, names, task_table, tasks};
+use super::{EvalFamily, mean_se as read_stat, stat, tasks_in};
+use crate::EvalReport;
 use crate::evaluation::TaskRow;
+use crate::evaluation::rows_of;
 
 pub(crate) struct Dist;
 
@@ -57,6 +62,74 @@ impl EvalFamily for Dist {
             tasks,
             items,
         }
+    }
+
+    const NAME: &'static str = "distributional alignment";
+    const HEADLINE: &'static [(&'static str, f32)] = &[("dist JS", 0.17), ("coverage", 0.09)];
+
+    fn of(report: &EvalReport) -> Option<&DistReport> {
+        report.dist.as_ref()
+    }
+
+    fn tasks(report: &DistReport) -> Vec<String> {
+        report.tasks.iter().map(|t| t.task.clone()).collect()
+    }
+
+    fn headline(report: Option<&DistReport>) -> Vec<String> {
+        vec![
+            report.map_or("-".into(), |d| mse(&d.js, 4)),
+            report.map_or("-".into(), |d| f(d.coverage.mean, 3)),
+        ]
+    }
+
+    /// The JS histogram, model vs target bars and the per-task table.
+    fn section(evals: &[EvalReport]) -> Result<Section> {
+        let names = names(evals);
+        let mut blocks = vec![Block::Figure {
+            svg: js_figure(evals).svg()?,
+            caption: "Items per bin of JS divergence (nats, 0 to ln 2), over every distribution task; more items on the left is better.".into(),
+        }];
+        for task in tasks(evals, tasks_in::<Dist>) {
+            if let Some(fig) = items_figure(evals, &task, 6) {
+                blocks.push(Block::Figure {
+                    svg: fig.svg()?,
+                    caption: format!(
+                        "{task}: grey bars are the target, coloured bars each run's distribution."
+                    ),
+                });
+            }
+        }
+        let rows = tasks(evals, tasks_in::<Dist>)
+            .iter()
+            .flat_map(|task| {
+                evals.iter().zip(&names).filter_map(move |(r, name)| {
+                    let t = r.dist.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                    Some(vec![
+                        task.clone(),
+                        name.clone(),
+                        t.items.to_string(),
+                        mse(&t.js, 4),
+                        f(t.kl.mean, 3),
+                        f(t.tv.mean, 3),
+                        f(t.mode_match.mean, 2),
+                        f(t.coverage.mean, 3),
+                        t.wasserstein.map_or("-".into(), |w| f(w.mean, 3)),
+                    ])
+                })
+            })
+            .collect();
+        blocks.extend(task_table(
+            "Per task",
+            &[
+                "task", "run", "items", "JS", "KL", "TV", "mode", "coverage", "W1",
+            ],
+            rows,
+            vec![0.15, 0.27, 0.06, 0.15, 0.07, 0.07, 0.07, 0.09, 0.07],
+        ));
+        Ok(Section {
+            title: "Distributional alignment".into(),
+            blocks,
+        })
     }
 
     fn summary_record(s: &DistSummary) -> TaskRecord {
@@ -136,5 +209,66 @@ impl EvalFamily for Dist {
             },
             boundary_clean: r.boundary_clean,
         })
+    }
+}
+
+pub(crate) fn item_rows<'a>(r: &'a EvalReport, task: &'a str) -> Vec<&'a DistItem> {
+    r.dist
+        .as_ref()
+        .map_or(Vec::new(), |d| rows_of(&d.items, task).collect())
+}
+
+/// Model vs target bars for the first `n` items of a task (the baseline's item order).
+pub(crate) fn items_figure(evals: &[EvalReport], task: &str, n: usize) -> Option<Figure> {
+    let base = evals.iter().find(|r| !item_rows(r, task).is_empty())?;
+    let items: Vec<ItemBars> = item_rows(base, task)
+        .into_iter()
+        .take(n)
+        .map(|item| ItemBars {
+            title: item.id.clone(),
+            options: item.options.clone(),
+            target: item.target.clone(),
+            models: evals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let same = item_rows(r, task).into_iter().find(|x| x.id == item.id)?;
+                    Some((i, same.alignment.q.clone()))
+                })
+                .collect(),
+        })
+        .collect();
+    let rows = items.len().div_ceil(3).max(1) as u32;
+    Some(Figure {
+        title: format!("{task}: model distribution (normalised over the options) vs target"),
+        runs: names(evals),
+        chart: Chart::Items { items },
+        width: 640,
+        height: 70 + 190 * rows,
+    })
+}
+
+pub(crate) fn js_figure(evals: &[EvalReport]) -> Figure {
+    let histograms: Vec<(usize, &crate::figures::JsHistogram)> = evals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, &r.dist.as_ref()?.js_histogram)))
+        .collect();
+    let (edges, width) = histograms
+        .first()
+        .map_or((Vec::new(), 0.0), |(_, h)| (h.edges.clone(), h.width));
+    Figure {
+        title: "Distributional alignment: items per JS divergence (all distribution tasks)".into(),
+        runs: names(evals),
+        chart: Chart::JsHistogram {
+            edges,
+            width,
+            runs: histograms
+                .into_iter()
+                .map(|(i, h)| (i, h.all.clone()))
+                .collect(),
+        },
+        width: 640,
+        height: 300,
     }
 }

@@ -2,18 +2,20 @@
 //! reads from the store for a task, how it scores it, how its results become
 //! the store's records and back (field by field: the stored schema is
 //! `spectrum_store::records`, not the library's types), and what they come to
-//! over a run's tasks. Adding a family is one module here and one arm in
-//! [`run_task`] and in [`super::results`].
+//! over a run's tasks, and its part of the PDF report (summary columns,
+//! section, figures). Adding a family is one module here and one arm in
+//! [`run_task`], in [`super::results`] and in the report's list of sections.
 
 mod dist;
+pub(crate) mod present;
 mod steer;
 mod valid;
 
-pub(crate) use dist::Dist;
 pub use dist::DistReport;
-pub(crate) use steer::Steer;
+pub(crate) use dist::{Dist, items_figure, js_figure};
 pub use steer::SteerReport;
-pub(crate) use valid::Valid;
+pub(crate) use steer::{Steer, steer_figure};
+pub(crate) use valid::{Valid, validity_figure};
 pub use valid::{ValidOverall, ValidReport};
 
 use anyhow::{Context, Result};
@@ -22,7 +24,9 @@ use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::records::{RowRecord, Stat, TaskRecord};
 use spectrum_store::{EvalOutcome, EvalTaskRecord, Store};
 
-use super::TaskRow;
+use spectrum_report::Section;
+
+use super::{EvalReport, TaskRow};
 use crate::Cancelled;
 
 /// One evaluation family.
@@ -55,12 +59,31 @@ pub(crate) trait EvalFamily {
     /// tasks, the figures' series), with every task and row.
     fn aggregate(tasks: Vec<Self::Summary>, rows: Vec<TaskRow<Self::Row>>) -> Self::Report;
 
+    /// What the report's progress calls the family's section.
+    const NAME: &'static str;
+    /// The family's columns of the report's summary table: header and width.
+    const HEADLINE: &'static [(&'static str, f32)];
+
+    /// The family's results in an evaluation report (`None`: it has none).
+    fn of(report: &EvalReport) -> Option<&Self::Report>;
+    /// The tasks of the family's results.
+    fn tasks(report: &Self::Report) -> Vec<String>;
+    /// A run's cells under [`Self::HEADLINE`] (`-` where it has no results).
+    fn headline(report: Option<&Self::Report>) -> Vec<String>;
+    /// The family's section of the PDF report: its figures and per-task table.
+    fn section(evals: &[EvalReport]) -> Result<Section>;
+
     /// The store's record of a task's summary, and of a row.
     fn summary_record(summary: &Self::Summary) -> TaskRecord;
     fn row_record(row: &Self::Row) -> RowRecord;
     /// A stored record read back; `None` when it is another family's.
     fn summary_of(record: &TaskRecord) -> Option<Self::Summary>;
     fn row_of(record: RowRecord) -> Option<Self::Row>;
+}
+
+/// The tasks `F` has results for in a run.
+pub(crate) fn tasks_in<F: EvalFamily>(report: &EvalReport) -> Vec<String> {
+    F::of(report).map_or(Vec::new(), F::tasks)
 }
 
 /// A mean with its standard error, as stored and back.

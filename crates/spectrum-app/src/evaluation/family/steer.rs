@@ -9,7 +9,11 @@ use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::Store;
 use spectrum_store::records::{self, RowRecord, TaskRecord};
 
-use super::{EvalFamily, mean_se as read_stat, stat};
+use spectrum_report::{Block, Chart, Figure, Panel, Section, Series};
+
+use super::present::{ChartMetric, f, mse, names, task_table, tasks};
+use super::{EvalFamily, mean_se as read_stat, stat, tasks_in};
+use crate::EvalReport;
 use crate::evaluation::TaskRow;
 
 pub(crate) struct Steer;
@@ -61,6 +65,70 @@ impl EvalFamily for Steer {
             tasks,
             outputs,
         }
+    }
+
+    const NAME: &'static str = "steerability";
+    const HEADLINE: &'static [(&'static str, f32)] = &[("steer loss", 0.16), ("steer acc", 0.09)];
+
+    fn of(report: &EvalReport) -> Option<&SteerReport> {
+        report.steer.as_ref()
+    }
+
+    fn tasks(report: &SteerReport) -> Vec<String> {
+        report.tasks.iter().map(|t| t.task.clone()).collect()
+    }
+
+    fn headline(report: Option<&SteerReport>) -> Vec<String> {
+        vec![
+            report.map_or("-".into(), |s| mse(&s.loss, 3)),
+            report.map_or("-".into(), |s| f(s.acc.mean, 3)),
+        ]
+    }
+
+    /// Steerability curves and the per-task table.
+    fn section(evals: &[EvalReport]) -> Result<Section> {
+        let names = names(evals);
+        let tasks = tasks(evals, tasks_in::<Steer>);
+        let mut blocks = Vec::new();
+        for chunk in tasks.chunks(9) {
+            blocks.push(Block::Figure {
+                svg: steer_figure(evals, chunk, ChartMetric::Loss).svg()?,
+                caption: "Loss of each output given the earlier outputs of its sequence; bands: ± one standard error over sequences. Lower is better; a falling curve means the model follows its context.".into(),
+            });
+        }
+        for chunk in tasks.chunks(9) {
+            blocks.push(Block::Figure {
+                svg: steer_figure(evals, chunk, ChartMetric::Acc).svg()?,
+                caption: "Accuracy of each output (every token the arg-max) given the earlier outputs; bands: ± one standard error. Higher is better.".into(),
+            });
+        }
+        let rows = tasks
+            .iter()
+            .flat_map(|task| {
+                evals.iter().zip(&names).filter_map(move |(r, name)| {
+                    let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                    Some(vec![
+                        task.clone(),
+                        name.clone(),
+                        t.k.to_string(),
+                        t.sequences.to_string(),
+                        mse(&t.loss, 3),
+                        mse(&t.acc, 3),
+                        t.ece.map_or("-".into(), |e| f(e, 3)),
+                    ])
+                })
+            })
+            .collect();
+        blocks.extend(task_table(
+            "Per task",
+            &["task", "run", "k", "seqs", "loss", "acc", "ECE"],
+            rows,
+            vec![0.19, 0.33, 0.05, 0.06, 0.15, 0.14, 0.08],
+        ));
+        Ok(Section {
+            title: "In-context steerability".into(),
+            blocks,
+        })
     }
 
     fn summary_record(s: &SteerSummary) -> TaskRecord {
@@ -145,5 +213,65 @@ impl EvalFamily for Steer {
             first_acc: r.first_acc,
             tokens: r.tokens,
         })
+    }
+}
+
+/// Steerability curves: the mean over tasks (the app's "all tasks" chart,
+/// from the same series) then one panel per task, runs overlaid.
+pub(crate) fn steer_figure(evals: &[EvalReport], tasks: &[String], metric: ChartMetric) -> Figure {
+    let series = |curve: &[spectrum_eval::steer::CurvePoint]| -> Vec<(f64, f64, f64)> {
+        curve
+            .iter()
+            .map(|p| {
+                let m = match metric {
+                    ChartMetric::Acc => &p.acc,
+                    ChartMetric::Loss => &p.loss,
+                };
+                (p.index as f64, m.mean, m.se.unwrap_or(0.0))
+            })
+            .collect()
+    };
+    let panel =
+        |title: String,
+         curve: &dyn Fn(&EvalReport) -> Option<&[spectrum_eval::steer::CurvePoint]>| {
+            Panel {
+                title,
+                series: evals
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, r)| {
+                        Some(Series {
+                            run: i,
+                            points: series(curve(r)?),
+                        })
+                    })
+                    .collect(),
+            }
+        };
+    let mean = panel(
+        "mean over tasks (outputs every task reaches)".into(),
+        &|r| r.steer.as_ref().map(|s| s.curve.as_slice()),
+    );
+    let panels = std::iter::once(mean)
+        .chain(tasks.iter().map(|task| {
+            panel(task.clone(), &|r| {
+                let t = r.steer.as_ref()?.tasks.iter().find(|t| &t.task == task)?;
+                Some(t.curve.as_slice())
+            })
+        }))
+        .collect::<Vec<_>>();
+    let rows = panels.len().div_ceil(3).max(1) as u32;
+    Figure {
+        title: format!("Steerability: {metric} of output j given outputs 0..j-1 (mean ± s.e.)"),
+        runs: names(evals),
+        chart: Chart::Steer {
+            metric: match metric {
+                ChartMetric::Acc => "accuracy".into(),
+                ChartMetric::Loss => "loss (nats)".into(),
+            },
+            panels,
+        },
+        width: 640,
+        height: 70 + 200 * rows,
     }
 }

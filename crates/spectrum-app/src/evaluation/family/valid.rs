@@ -9,7 +9,11 @@ use spectrum_eval::{EvalError, Evaluator, Family, Progress};
 use spectrum_store::Store;
 use spectrum_store::records::{self, RowRecord, Shown, TaskRecord};
 
-use super::EvalFamily;
+use spectrum_report::{Block, Chart, Figure, Panel, Section, Series};
+
+use super::present::{f, names, task_table, tasks};
+use super::{EvalFamily, tasks_in};
+use crate::EvalReport;
 use crate::evaluation::TaskRow;
 
 pub(crate) struct Valid;
@@ -80,6 +84,79 @@ impl EvalFamily for Valid {
             tasks,
             samples,
         }
+    }
+
+    const NAME: &'static str = "validity and diversity";
+    const HEADLINE: &'static [(&'static str, f32)] = &[("valid / yield", 0.13)];
+
+    fn of(report: &EvalReport) -> Option<&ValidReport> {
+        report.valid.as_ref()
+    }
+
+    fn tasks(report: &ValidReport) -> Vec<String> {
+        report.tasks.iter().map(|t| t.task.clone()).collect()
+    }
+
+    /// Fraction valid / yield with description and examples in the prompt,
+    /// temperature 1.
+    fn headline(report: Option<&ValidReport>) -> Vec<String> {
+        let both = report.and_then(|v| {
+            v.overall
+                .iter()
+                .find(|c| Setting::is_headline(c.setting, c.temperature))
+        });
+        vec![both.map_or("-".into(), |c| {
+            format!("{} / {}", f(c.percent_valid, 2), f(c.yield_, 1))
+        })]
+    }
+
+    /// The validity-diversity frontier and the per-task table at temperature 1.
+    fn section(evals: &[EvalReport]) -> Result<Section> {
+        let names = names(evals);
+        let mut blocks = vec![Block::Figure {
+            svg: validity_figure(evals).svg()?,
+            caption: "Each point is one temperature of the sweep; up and to the right is better."
+                .into(),
+        }];
+        let rows = tasks(evals, tasks_in::<Valid>)
+            .iter()
+            .flat_map(|task| {
+                evals.iter().zip(&names).flat_map(move |(r, name)| {
+                    r.valid
+                        .as_ref()
+                        .and_then(|v| v.tasks.iter().find(|t| &t.task == task))
+                        .map_or(Vec::new(), |t| {
+                            t.cells
+                                .iter()
+                                .filter(|c| c.temperature == 1.0)
+                                .map(|c| {
+                                    vec![
+                                        task.clone(),
+                                        name.clone(),
+                                        c.setting.as_str().to_string(),
+                                        format!("{}/{}", c.stats.valid, c.stats.n),
+                                        f(c.stats.unique_pct, 2),
+                                        c.stats.yield_.to_string(),
+                                        c.stats.coverage_pct.map_or("-".into(), |x| f(x, 3)),
+                                    ]
+                                })
+                                .collect()
+                        })
+                })
+            })
+            .collect();
+        blocks.extend(task_table(
+            "Per task at temperature 1",
+            &[
+                "task", "run", "prompt", "valid", "unique", "yield", "coverage",
+            ],
+            rows,
+            vec![0.18, 0.3, 0.13, 0.1, 0.09, 0.09, 0.11],
+        ));
+        Ok(Section {
+            title: "Validity and diversity".into(),
+            blocks,
+        })
     }
 
     fn summary_record(s: &ValidSummary) -> TaskRecord {
@@ -224,4 +301,40 @@ fn overall(tasks: &[ValidSummary]) -> Vec<ValidOverall> {
             }
         })
         .collect()
+}
+
+pub(crate) fn validity_figure(evals: &[EvalReport]) -> Figure {
+    let panels = Setting::ALL
+        .iter()
+        .map(|&setting| Panel {
+            title: format!("prompt: {}", setting.as_str()),
+            series: evals
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| {
+                    let line = r
+                        .valid
+                        .as_ref()?
+                        .frontier
+                        .iter()
+                        .find(|l| l.setting == setting)?;
+                    Some(Series {
+                        run: i,
+                        points: line
+                            .points
+                            .iter()
+                            .map(|p| (p.yield_, p.percent_valid, p.temperature))
+                            .collect(),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    Figure {
+        title: "Validity vs diversity across the temperature sweep (averaged over tasks)".into(),
+        runs: names(evals),
+        chart: Chart::Validity { panels },
+        width: 640,
+        height: 260,
+    }
 }
