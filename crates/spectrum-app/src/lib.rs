@@ -15,7 +15,6 @@ mod memory;
 mod models;
 mod overview;
 mod paper;
-mod prompt;
 mod report;
 mod runs;
 mod serve;
@@ -38,6 +37,7 @@ pub use evaluation::{
     DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, TaskRow, ValidOverall,
     ValidReport, rows_of,
 };
+pub use evaluation::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use inference::{GenerateRequest, PromptSource, ScoreRequest, ScoredRow};
 pub use library::{ImportPreview, PreviewTask, TaskDetail, TaskItem, TaskSequence, TaskValidity};
 pub use memory::MemoryFit;
@@ -46,7 +46,6 @@ pub use overview::{Overview, Tour};
 pub use paper::{
     PAPER_DATASET, PaperEvent, PaperFetchRequest, PaperFetched, PaperStatus, PaperTaskView,
 };
-pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use report::{ChartKind, ChartRequest, ReportRequest, ReportSection};
 pub use runs::{Resumed, RunEvent, StopOutcome};
 pub use serve::Serving;

@@ -19,9 +19,11 @@ use crate::{AppError, Cancelled, ErrorCode, Fix, Listing, Studio};
 use crate::{ModelSource, RunRef};
 
 pub(crate) mod family;
+pub(crate) mod prompt;
 mod results;
 
 pub use family::present::ChartMetric;
+pub use prompt::{PromptOption, PromptRequest, PromptView, TextVerdict};
 pub use results::*;
 
 /// What to evaluate, on what, how.

@@ -1,7 +1,7 @@
 //! Distributional alignment: the model's distribution over a task's options
 //! against the target (METHOD.md §4.2).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use spectrum_eval::dist::{DistItem, DistSummary};
 use spectrum_eval::metrics::{Alignment, MeanSe, mean_se};
@@ -14,8 +14,11 @@ use spectrum_report::{Block, Chart, Figure, ItemBars, Section};
 use super::present::{f, mse, names, task_table, tasks};
 use super::{EvalFamily, mean_se as read_stat, stat, tasks_in};
 use crate::EvalReport;
+use crate::Studio;
 use crate::evaluation::TaskRow;
+use crate::evaluation::prompt::{Chosen, past_the_end};
 use crate::evaluation::rows_of;
+use crate::evaluation::{PromptOption, PromptView};
 
 pub(crate) struct Dist;
 
@@ -130,6 +133,47 @@ impl EvalFamily for Dist {
             title: "Distributional alignment".into(),
             blocks,
         })
+    }
+
+    /// The prompt of one distribution item's prompt and the options scored after it.
+    fn prompt(_: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()> {
+        let Chosen {
+            request,
+            task,
+            tok,
+            store,
+        } = *chosen;
+        let i = request.index;
+        let items = store.task_distribution_items(task.id)?;
+        let i = match &request.pick {
+            Some(id) => (0..items.len())
+                .find(|&j| &spectrum_eval::dist::item_id(&items[j], j) == id)
+                .with_context(|| format!("{}: no item {id}", task.name))?,
+            None => i,
+        };
+        let Some(item) = items.get(i) else {
+            return Err(past_the_end(
+                &task.name,
+                "distribution items",
+                items.len(),
+                i,
+            ));
+        };
+        let (prompt, options, _) = spectrum_eval::dist::item_tokens(tok, request.format, item)?;
+        view.ids = prompt;
+        for (o, ids) in item.options.iter().zip(options) {
+            view.options.push(PromptOption {
+                text: o.clone(),
+                ids,
+            });
+        }
+        view.note = format!(
+            "item {} ({} of {})",
+            spectrum_eval::dist::item_id(item, i),
+            i + 1,
+            items.len()
+        );
+        Ok(())
     }
 
     fn summary_record(s: &DistSummary) -> TaskRecord {

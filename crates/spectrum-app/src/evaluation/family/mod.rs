@@ -26,8 +26,9 @@ use spectrum_store::{EvalOutcome, EvalTaskRecord, Store};
 
 use spectrum_report::Section;
 
-use super::{EvalReport, TaskRow};
-use crate::Cancelled;
+use super::prompt::Chosen;
+use super::{EvalReport, PromptView, TaskRow};
+use crate::{Cancelled, Studio};
 
 /// One evaluation family.
 pub(crate) trait EvalFamily {
@@ -72,6 +73,10 @@ pub(crate) trait EvalFamily {
     fn headline(report: Option<&Self::Report>) -> Vec<String>;
     /// The family's section of the PDF report: its figures and per-task table.
     fn section(evals: &[EvalReport]) -> Result<Section>;
+
+    /// The prompt `chosen` names, rendered by the family's evaluation code
+    /// (`spectrum prompt`, the Results view): fills `view`.
+    fn prompt(studio: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()>;
 
     /// The store's record of a task's summary, and of a row.
     fn summary_record(summary: &Self::Summary) -> TaskRecord;

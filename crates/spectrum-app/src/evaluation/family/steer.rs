@@ -1,7 +1,7 @@
 //! In-context steerability: every output of a sequence scored given the
 //! earlier ones (METHOD.md §4.1).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use spectrum_eval::metrics::{MeanSe, mean_se};
 use spectrum_eval::steer::{CurvePoint, EvalSequence, SteerOutput, SteerSummary};
@@ -14,7 +14,10 @@ use spectrum_report::{Block, Chart, Figure, Panel, Section, Series};
 use super::present::{ChartMetric, f, mse, names, task_table, tasks};
 use super::{EvalFamily, mean_se as read_stat, stat, tasks_in};
 use crate::EvalReport;
+use crate::Studio;
+use crate::evaluation::PromptView;
 use crate::evaluation::TaskRow;
+use crate::evaluation::prompt::{Chosen, past_the_end};
 
 pub(crate) struct Steer;
 
@@ -129,6 +132,58 @@ impl EvalFamily for Steer {
             title: "In-context steerability".into(),
             blocks,
         })
+    }
+
+    /// The prompt of one of the sequences the evaluation scores, its loss tokens marked.
+    fn prompt(studio: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()> {
+        let Chosen {
+            request,
+            task,
+            tok,
+            store,
+        } = *chosen;
+        let i = request.index;
+        let sequences: Vec<EvalSequence> = store
+            .task_sequences_with_ids(task.id)?
+            .into_iter()
+            .map(|(id, messages)| EvalSequence { id, messages })
+            .collect();
+        let k_tok = studio.k_tokenizer(&request.settings, tok)?;
+        let (k, chosen) = spectrum_eval::steer::prepare(
+            tok,
+            &k_tok.tokenizer,
+            request.format,
+            &task.name,
+            &sequences,
+            &request.settings,
+        )?;
+        let i = match &request.pick {
+            Some(id) => chosen.iter().position(|(c, _)| c == id).with_context(|| {
+                format!(
+                    "{}: sequence {id} is not among those the evaluation scores",
+                    task.name
+                )
+            })?,
+            None => i,
+        };
+        let Some((id, r)) = chosen.get(i) else {
+            return Err(past_the_end(
+                &task.name,
+                "sequences the evaluation scores",
+                chosen.len(),
+                i,
+            ));
+        };
+        view.ids = r.ids.clone();
+        view.loss = r.loss.clone();
+        view.note = format!(
+            "sequence {id} ({} of {}), examples 0..={k}: k measured with {} within {} tokens",
+            i + 1,
+            chosen.len(),
+            k_tok.name,
+            request.settings.budget
+        );
+        Ok(())
     }
 
     fn summary_record(s: &SteerSummary) -> TaskRecord {

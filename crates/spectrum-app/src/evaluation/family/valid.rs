@@ -1,7 +1,7 @@
 //! Validity and diversity: samples judged valid and counted distinct, over
 //! prompt settings and temperatures (METHOD.md §4.3).
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 use spectrum_eval::metrics::Yield;
 use spectrum_eval::valid::{Cell, Sample, Setting, ValidSummary};
@@ -14,7 +14,10 @@ use spectrum_report::{Block, Chart, Figure, Panel, Section, Series};
 use super::present::{f, names, task_table, tasks};
 use super::{EvalFamily, tasks_in};
 use crate::EvalReport;
+use crate::Studio;
+use crate::evaluation::PromptView;
 use crate::evaluation::TaskRow;
+use crate::evaluation::prompt::Chosen;
 
 pub(crate) struct Valid;
 
@@ -157,6 +160,30 @@ impl EvalFamily for Valid {
             title: "Validity and diversity".into(),
             blocks,
         })
+    }
+
+    /// The prompt of the prompt one setting samples from, with its stop strings.
+    fn prompt(_: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()> {
+        let Chosen {
+            request,
+            task,
+            tok,
+            store,
+        } = *chosen;
+        let defs = store.task_validity(task.id)?;
+        let def = defs
+            .first()
+            .with_context(|| format!("{}: no diverse-valid definition", task.name))?;
+        let setting = request.setting.unwrap_or(Setting::Both);
+        let prompt = setting.prompt(tok, request.format, def)?;
+        view.ids = prompt.ids;
+        view.stop_strings = spectrum_eval::valid::stop_strings(tok.eos_token.as_deref());
+        view.max_new_tokens = Some(
+            def.max_new_tokens
+                .unwrap_or(request.settings.max_new_tokens),
+        );
+        view.note = format!("setting {}", setting.as_str());
+        Ok(())
     }
 
     fn summary_record(s: &ValidSummary) -> TaskRecord {

@@ -3,16 +3,16 @@
 //! same functions the evaluation runs, so what is shown is what is scored or
 //! sampled.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde::Serialize;
 use spectrum_core::Problem;
-use spectrum_eval::steer::{self, EvalSequence};
 use spectrum_eval::valid::{self, Setting};
-use spectrum_eval::{Family, Settings, dist};
+use spectrum_eval::{Family, Settings};
 use spectrum_lm::PromptFormat;
 use spectrum_lm::tokenizer::TextTokenizer;
 use spectrum_store::TaskFilter;
 
+use super::family::{Dist, EvalFamily, Steer, Valid};
 use crate::{AppError, Listing, ModelSource, Studio};
 
 /// Which prompt to show.
@@ -110,8 +110,6 @@ impl Studio {
             Family::Valid
         });
         let tok = self.tokenizer_of(&request.model, progress)?;
-        let store = self.store()?;
-        let i = request.index;
         let mut view = PromptView {
             task: task.name.clone(),
             family,
@@ -125,95 +123,17 @@ impl Studio {
             max_new_tokens: None,
             note: String::new(),
         };
+        let store = self.store()?;
+        let chosen = Chosen {
+            request,
+            task: &task,
+            tok: &tok,
+            store: &store,
+        };
         match family {
-            Family::Steer => {
-                let sequences: Vec<EvalSequence> = store
-                    .task_sequences_with_ids(task.id)?
-                    .into_iter()
-                    .map(|(id, messages)| EvalSequence { id, messages })
-                    .collect();
-                let k_tok = self.k_tokenizer(&request.settings, &tok)?;
-                let (k, chosen) = steer::prepare(
-                    &tok,
-                    &k_tok.tokenizer,
-                    request.format,
-                    &task.name,
-                    &sequences,
-                    &request.settings,
-                )?;
-                let i = match &request.pick {
-                    Some(id) => chosen.iter().position(|(c, _)| c == id).with_context(|| {
-                        format!(
-                            "{}: sequence {id} is not among those the evaluation scores",
-                            task.name
-                        )
-                    })?,
-                    None => i,
-                };
-                let Some((id, r)) = chosen.get(i) else {
-                    return Err(past_the_end(
-                        &task.name,
-                        "sequences the evaluation scores",
-                        chosen.len(),
-                        i,
-                    ));
-                };
-                view.ids = r.ids.clone();
-                view.loss = r.loss.clone();
-                view.note = format!(
-                    "sequence {id} ({} of {}), examples 0..={k}: k measured with {} within {} tokens",
-                    i + 1,
-                    chosen.len(),
-                    k_tok.name,
-                    request.settings.budget
-                );
-            }
-            Family::Dist => {
-                let items = store.task_distribution_items(task.id)?;
-                let i = match &request.pick {
-                    Some(id) => (0..items.len())
-                        .find(|&j| &dist::item_id(&items[j], j) == id)
-                        .with_context(|| format!("{}: no item {id}", task.name))?,
-                    None => i,
-                };
-                let Some(item) = items.get(i) else {
-                    return Err(past_the_end(
-                        &task.name,
-                        "distribution items",
-                        items.len(),
-                        i,
-                    ));
-                };
-                let (prompt, options, _) = dist::item_tokens(&tok, request.format, item)?;
-                view.ids = prompt;
-                for (o, ids) in item.options.iter().zip(options) {
-                    view.options.push(PromptOption {
-                        text: o.clone(),
-                        ids,
-                    });
-                }
-                view.note = format!(
-                    "item {} ({} of {})",
-                    dist::item_id(item, i),
-                    i + 1,
-                    items.len()
-                );
-            }
-            Family::Valid => {
-                let defs = store.task_validity(task.id)?;
-                let def = defs
-                    .first()
-                    .with_context(|| format!("{}: no diverse-valid definition", task.name))?;
-                let setting = request.setting.unwrap_or(Setting::Both);
-                let prompt = setting.prompt(&tok, request.format, def)?;
-                view.ids = prompt.ids;
-                view.stop_strings = valid::stop_strings(tok.eos_token.as_deref());
-                view.max_new_tokens = Some(
-                    def.max_new_tokens
-                        .unwrap_or(request.settings.max_new_tokens),
-                );
-                view.note = format!("setting {}", setting.as_str());
-            }
+            Family::Steer => Steer::prompt(self, &chosen, &mut view)?,
+            Family::Dist => Dist::prompt(self, &chosen, &mut view)?,
+            Family::Valid => Valid::prompt(self, &chosen, &mut view)?,
         }
         view.text = tok.decode(&view.ids)?;
         view.tokens = view
@@ -248,8 +168,17 @@ impl Studio {
     }
 }
 
+/// A prompt request with what it was resolved to: the task, the model's
+/// tokenizer, the store.
+pub(crate) struct Chosen<'a> {
+    pub(crate) request: &'a PromptRequest,
+    pub(crate) task: &'a spectrum_store::TaskSummary,
+    pub(crate) tok: &'a TextTokenizer,
+    pub(crate) store: &'a spectrum_store::Store,
+}
+
 /// An `index` past the `count` things a task has.
-fn past_the_end(task: &str, what: &str, count: usize, index: usize) -> anyhow::Error {
+pub(crate) fn past_the_end(task: &str, what: &str, count: usize, index: usize) -> anyhow::Error {
     Problem::setting(
         format!("{task}: {count} {what}; index {index} is past them"),
         "index",
