@@ -137,12 +137,7 @@ impl EvalFamily for Dist {
 
     /// The prompt of one distribution item's prompt and the options scored after it.
     fn prompt(_: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()> {
-        let Chosen {
-            request,
-            task,
-            tok,
-            store,
-        } = *chosen;
+        let (request, task, tok, store) = (chosen.request, chosen.task, chosen.tok, chosen.store);
         let i = request.index;
         let items = store.task_distribution_items(task.id)?;
         let i = match &request.pick {

@@ -136,12 +136,7 @@ impl EvalFamily for Steer {
 
     /// The prompt of one of the sequences the evaluation scores, its loss tokens marked.
     fn prompt(studio: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()> {
-        let Chosen {
-            request,
-            task,
-            tok,
-            store,
-        } = *chosen;
+        let (request, task, tok, store) = (chosen.request, chosen.task, chosen.tok, chosen.store);
         let i = request.index;
         let sequences: Vec<EvalSequence> = store
             .task_sequences_with_ids(task.id)?

@@ -164,12 +164,7 @@ impl EvalFamily for Valid {
 
     /// The prompt of the prompt one setting samples from, with its stop strings.
     fn prompt(_: &Studio, chosen: &Chosen, view: &mut PromptView) -> Result<()> {
-        let Chosen {
-            request,
-            task,
-            tok,
-            store,
-        } = *chosen;
+        let (request, task, tok, store) = (chosen.request, chosen.task, chosen.tok, chosen.store);
         let defs = store.task_validity(task.id)?;
         let def = defs
             .first()
