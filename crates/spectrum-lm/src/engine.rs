@@ -226,15 +226,21 @@ struct RowScore {
 }
 
 fn row_score(row: &[f32], target: usize) -> RowScore {
+    // log p = logit - max - log_sum > ln(min p) needs logit - max > ln(min p)
+    // (log_sum >= 0): those are the near entries (a little below, for rounding).
+    let floor = CALIBRATION_MIN_P.ln() as f32 - 1e-3;
     let s = crate::vmath::vectorized(
         #[inline(always)]
-        || crate::vmath::row_stats(row, target),
+        || crate::vmath::row_stats(row, target, floor),
     );
     let log_sum = s.sum_exp.ln();
-    // log p = logit - max - log_sum > ln(min p): at most 1/min_p entries pass.
+    // At most 1/min_p entries pass.
     let cut = (s.max as f64 + log_sum + CALIBRATION_MIN_P.ln()) as f32;
-    let alternatives = crate::vmath::entries_above(row, cut)
-        .filter(|&i| i != target)
+    let alternatives = s
+        .near
+        .iter()
+        .copied()
+        .filter(|&i| row[i] > cut && i != target)
         .map(|i| (i as u32, (row[i] as f64 - s.max as f64 - log_sum) as f32))
         .filter(|&(_, lp)| lp as f64 > CALIBRATION_MIN_P.ln())
         .collect();

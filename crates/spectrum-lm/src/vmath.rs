@@ -106,57 +106,78 @@ pub fn softmax_row(row: &mut [f32]) {
 }
 
 /// What scoring needs of one row of logits: the maximum and its first index,
-/// how many entries exceed the target's, and `Σ e^(x - max)` (in f64).
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// how many entries exceed the target's, `Σ e^(x - max)` (in f64), and the
+/// entries near the maximum.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RowStats {
     pub max: f32,
     pub argmax: usize,
     pub above_target: u32,
     pub sum_exp: f64,
+    /// The indices of the entries with `x - max > floor`, ascending.
+    pub near: Vec<usize>,
 }
 
 /// Lanes of the row kernels' accumulators (two AVX2 vectors, one AVX-512).
 const LANES: usize = 16;
 
-/// [`RowStats`] of `row` for the entry `target`, in two vectorised passes.
+/// [`RowStats`] of `row` for the entry `target`, keeping the entries within
+/// `floor` (< 0) of the maximum, in two vectorised passes: the maximum with
+/// the count above the target, then the sum of exponentials with the near
+/// entries (a block of [`LANES`] without one costs a vector compare). The
+/// arg-max is the first near entry equal to the maximum.
 #[inline(always)]
-pub fn row_stats(row: &[f32], target: usize) -> RowStats {
+pub fn row_stats(row: &[f32], target: usize, floor: f32) -> RowStats {
+    debug_assert!(floor < 0.0, "the maximum itself must be near");
     let own = row[target];
     let (chunks, tail) = (row.chunks_exact(LANES), row.chunks_exact(LANES).remainder());
-    let best = max_of(row);
+    let mut max = [f32::NEG_INFINITY; LANES];
     let mut above = [0u32; LANES];
     for c in chunks.clone() {
         for l in 0..LANES {
+            max[l] = max[l].max(c[l]);
             above[l] = above[l].wrapping_add((c[l] > own) as u32);
         }
     }
+    let best = tail
+        .iter()
+        .chain(&max)
+        .copied()
+        .fold(f32::NEG_INFINITY, f32::max);
     let above_target = above.iter().sum::<u32>() + tail.iter().filter(|&&x| x > own).count() as u32;
-    let argmax = row.iter().position(|&x| x == best).unwrap_or(0);
+    let cut = best + floor;
     let mut sum = [0f64; LANES];
-    for c in chunks {
+    let mut near = Vec::new();
+    for (b, c) in chunks.enumerate() {
+        let mut any = false;
         for l in 0..LANES {
             sum[l] += exp(c[l] - best) as f64;
+            any |= c[l] > cut;
+        }
+        if any {
+            near.extend((0..LANES).filter(|&l| c[l] > cut).map(|l| b * LANES + l));
         }
     }
+    let start = row.len() - tail.len();
+    near.extend(
+        (0..tail.len())
+            .filter(|&i| tail[i] > cut)
+            .map(|i| start + i),
+    );
     let sum_exp = sum.iter().sum::<f64>() + tail.iter().map(|&x| exp(x - best) as f64).sum::<f64>();
+    let argmax = near
+        .iter()
+        .copied()
+        .find(|&i| row[i] == best)
+        .or_else(|| row.iter().position(|&x| x == best))
+        .unwrap_or(0);
     RowStats {
         max: best,
         argmax,
         above_target,
         sum_exp,
+        near,
     }
-}
-
-/// Indices of the entries of `row` above `cut`, ascending; blocks of
-/// [`LANES`] with none are skipped by one vectorised max.
-pub fn entries_above(row: &[f32], cut: f32) -> impl Iterator<Item = usize> + '_ {
-    row.chunks(LANES).enumerate().flat_map(move |(b, c)| {
-        let any = c.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) > cut;
-        c.iter()
-            .enumerate()
-            .filter(move |&(_, &x)| any && x > cut)
-            .map(move |(i, _)| b * LANES + i)
-    })
 }
 
 #[cfg(test)]
@@ -194,12 +215,14 @@ mod tests {
                 .into_iter()
                 .flat_map(|t| Isa::available().into_iter().map(move |i| (t, i)))
             {
-                let s = isa.dispatch(|| row_stats(&row, target));
+                let s = isa.dispatch(|| row_stats(&row, target, -4.0));
                 let best = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 assert_eq!(s.max, best);
                 assert_eq!(s.argmax, row.iter().position(|&x| x == best).unwrap_or(0));
                 let above = row.iter().filter(|&&x| x > row[target]).count() as u32;
                 assert_eq!(s.above_target, above);
+                let near: Vec<usize> = (0..len).filter(|&i| row[i] - best > -4.0).collect();
+                assert_eq!(s.near, near);
                 let sum: f64 = row.iter().map(|&x| ((x - best) as f64).exp()).sum();
                 assert!(
                     ((s.sum_exp - sum) / sum).abs() < 1e-6,
