@@ -2,13 +2,13 @@
 //! one use case; it opens what it needs, does the work, and returns plain
 //! serialisable values. Long work takes a progress callback and a cancel flag.
 
+mod any_run;
 mod compare;
 mod datasets;
 mod demo;
 pub mod download;
 mod error;
 mod evaluation;
-pub mod figures;
 mod inference;
 mod library;
 mod memory;
@@ -31,8 +31,10 @@ pub use datasets::{ImportOutcome, ImportRequest};
 pub use demo::{DemoEvent, DemoOutcome, DemoRequest};
 pub mod bindings;
 pub mod dto;
+pub use any_run::{Resumed, RunDetail, RunEvent, RunSettings};
 pub use error::{AppError, ErrorCode, Explain, Fix, Listing, Problem};
 pub use evaluation::ChartMetric;
+pub use evaluation::figures;
 pub use evaluation::{
     DistReport, EvalProgress, EvalReport, EvalRequest, Skipped, SteerReport, TaskRow, ValidOverall,
     ValidReport, rows_of,
@@ -47,7 +49,7 @@ pub use paper::{
     PAPER_DATASET, PaperEvent, PaperFetchRequest, PaperFetched, PaperStatus, PaperTaskView,
 };
 pub use report::{ChartKind, ChartRequest, ReportRequest, ReportSection};
-pub use runs::{Resumed, RunEvent, StopOutcome};
+pub use runs::StopOutcome;
 pub use serve::Serving;
 pub use source::ModelSource;
 pub use spectrum_core::{ClosedSet, ModelFamily};
@@ -74,7 +76,7 @@ pub use spectrum_train::{
     Decay, Dtype, FrozenMatmul, Length, Method, PRESETS, RunSpec, TaskSelection,
 };
 pub use system::{SystemReport, system};
-pub use training::{RunDetail, RunSettings, TrainOutcome, TrainProgress, TrainRequest};
+pub use training::{TrainOutcome, TrainProgress, TrainRequest};
 
 use spectrum_store::Store;
 

@@ -12,8 +12,6 @@ use spectrum_lm::DeviceSpec;
 use spectrum_train::RunSpec;
 use spectrum_train::memory::{self, MemoryEstimate, Suggestion, bytes_text};
 
-use crate::{Studio, TrainRequest};
-
 /// The share of a training sequence's tokens that carry loss, for the
 /// estimate before the data is read: Spectrum sequences score their outputs,
 /// about half their tokens.
@@ -108,27 +106,5 @@ impl MemoryFit {
             &first.setting,
             format!("{} (about {})", first.value, bytes_text(first.total)),
         ))
-    }
-}
-
-impl Studio {
-    /// Whether `request` would fit in memory, without starting it (the Train
-    /// view asks as settings change). The model must be registered or a
-    /// folder; nothing is installed.
-    pub fn train_memory(&self, request: &TrainRequest) -> Result<MemoryFit> {
-        let path = match &request.model {
-            crate::ModelSource::Registered { .. } | crate::ModelSource::Folder { .. } => {
-                self.resolve_model(&request.model, &mut |_| {})?
-            }
-            other => {
-                return Err(crate::Problem::setting(
-                    format!("{other} is not installed yet: its size is not known"),
-                    "model",
-                    "add the model first, then choose it by name",
-                )
-                .into());
-            }
-        };
-        MemoryFit::of(&path, &request.spec)
     }
 }

@@ -4,14 +4,10 @@
 //! so two processes never run one run, and a run another process is running
 //! is refused with that process's id and host.
 
-use std::sync::atomic::AtomicBool;
-
 use anyhow::Result;
 use spectrum_store::{Lease, RunKind, RunRecord, RunRef, RunStatus, Store};
 
-use crate::{
-    AppError, EvalProgress, EvalReport, Fix, Listing, Problem, Studio, TrainOutcome, TrainProgress,
-};
+use crate::{AppError, Fix, Listing, Problem, Studio};
 
 pub(crate) fn find_run(store: &Store, run: &RunRef) -> Result<RunRecord> {
     store.find_run(run)?.ok_or_else(|| {
@@ -80,21 +76,6 @@ pub(crate) fn claim(store: &mut Store, run: &RunRef, kind: RunKind) -> Result<(R
     Ok((record, lease))
 }
 
-/// What a resumed run reports as it goes, whichever its kind.
-#[derive(Debug)]
-pub enum RunEvent<'a> {
-    Train(&'a TrainProgress),
-    Eval(&'a EvalProgress),
-    Note(&'a str),
-}
-
-/// What a resumed run produced.
-#[derive(Debug)]
-pub enum Resumed {
-    Train(Box<TrainOutcome>),
-    Eval(Box<EvalReport>),
-}
-
 impl Studio {
     /// Removes run `run` from the store with everything recorded of it;
     /// refused, naming the holder, while a process runs it. Its files (the
@@ -151,33 +132,6 @@ impl Studio {
             }
             std::thread::sleep(std::time::Duration::from_millis(200));
         }
-    }
-
-    /// Resumes run `run`, a training or an evaluation run alike.
-    pub fn resume_run(
-        &self,
-        run: &RunRef,
-        events: &mut dyn FnMut(RunEvent<'_>),
-        cancel: &AtomicBool,
-    ) -> Result<Resumed> {
-        let record = find_run(&self.store()?, run)?;
-        let run = RunRef::Id(record.id);
-        Ok(match record.kind {
-            RunKind::Train => Resumed::Train(Box::new(self.resume(
-                &run,
-                &mut |p| events(RunEvent::Train(p)),
-                cancel,
-            )?)),
-            RunKind::Eval => {
-                let events = std::cell::RefCell::new(events);
-                Resumed::Eval(Box::new(self.resume_eval(
-                    &run,
-                    &mut |p| (events.borrow_mut())(RunEvent::Eval(p)),
-                    &mut |n| (events.borrow_mut())(RunEvent::Note(n)),
-                    cancel,
-                )?))
-            }
-        })
     }
 }
 

@@ -40,54 +40,9 @@ pub struct TrainRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredRun {
     pub(crate) spec: RunSpec,
-    model_path: PathBuf,
-    train_tasks: Vec<i64>,
-    held_out_tasks: Vec<i64>,
-}
-
-/// A run's settings as it was started, read from the store: what a front end
-/// shows of a run beside its record.
-#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RunSettings {
-    Train {
-        spec: RunSpec,
-        /// The dtype it trains in (`spec.dtype`, or the device's default).
-        dtype: spectrum_train::Dtype,
-        /// The base model's folder.
-        model_path: PathBuf,
-        /// Store ids of the tasks it trains on and holds out.
-        train_tasks: Vec<i64>,
-        held_out_tasks: Vec<i64>,
-    },
-    Eval {
-        model: String,
-        model_path: PathBuf,
-        template: spectrum_lm::PromptFormat,
-        profile: spectrum_eval::Profile,
-        settings: spectrum_eval::Settings,
-        families: Vec<spectrum_eval::Family>,
-        tasks: Vec<String>,
-        device: spectrum_lm::DeviceSpec,
-    },
-}
-
-impl RunSettings {
-    pub fn of(record: &RunRecord) -> Result<RunSettings> {
-        Ok(match record.kind {
-            RunKind::Train => {
-                let s = StoredRun::of(record)?;
-                RunSettings::Train {
-                    dtype: s.spec.resolved_dtype(),
-                    spec: s.spec,
-                    model_path: s.model_path,
-                    train_tasks: s.train_tasks,
-                    held_out_tasks: s.held_out_tasks,
-                }
-            }
-            RunKind::Eval => crate::evaluation::StoredEval::of(record)?.settings(),
-        })
-    }
+    pub(crate) model_path: PathBuf,
+    pub(crate) train_tasks: Vec<i64>,
+    pub(crate) held_out_tasks: Vec<i64>,
 }
 
 impl StoredRun {
@@ -139,19 +94,9 @@ pub struct TrainOutcome {
     pub evals: Vec<EvalMetrics>,
 }
 
-/// A run with its settings, metrics and checkpoints.
-#[derive(Debug, Clone, Serialize, ts_rs::TS)]
-pub struct RunDetail {
-    pub run: RunRecord,
-    pub settings: RunSettings,
-    pub steps: Vec<StepMetrics>,
-    pub evals: Vec<EvalMetrics>,
-    pub checkpoints: Vec<PathBuf>,
-}
-
 impl Studio {
     /// Where a run keeps its checkpoints and the model it produces.
-    fn run_dir(&self, id: i64) -> PathBuf {
+    pub(crate) fn run_dir(&self, id: i64) -> PathBuf {
         self.store_path
             .parent()
             .unwrap_or(Path::new("."))
@@ -454,22 +399,6 @@ impl Studio {
         Ok(self.store()?.runs(None)?)
     }
 
-    pub fn run_detail(&self, run: &RunRef) -> Result<RunDetail> {
-        let store = self.store()?;
-        let record = find_run(&store, run)?;
-        let checkpoints = checkpoint::list(&self.run_dir(record.id).join("checkpoints"))?
-            .into_iter()
-            .map(|c| c.dir)
-            .collect();
-        Ok(RunDetail {
-            settings: RunSettings::of(&record)?,
-            steps: store.run_steps(record.id)?,
-            evals: store.run_evals(record.id)?,
-            run: record,
-            checkpoints,
-        })
-    }
-
     /// Writes a run's newest checkpoint as a PEFT adapter folder and/or a
     /// merged Hugging Face folder.
     pub fn export_run(
@@ -691,4 +620,26 @@ fn load_data(
     rng.shuffle(&mut held_out);
     held_out.truncate(stored.spec.eval_sequences);
     Ok((train, held_out))
+}
+
+impl Studio {
+    /// Whether `request` would fit in memory, without starting it (the Train
+    /// view asks as settings change). The model must be registered or a
+    /// folder; nothing is installed.
+    pub fn train_memory(&self, request: &TrainRequest) -> Result<crate::MemoryFit> {
+        let path = match &request.model {
+            crate::ModelSource::Registered { .. } | crate::ModelSource::Folder { .. } => {
+                self.resolve_model(&request.model, &mut |_| {})?
+            }
+            other => {
+                return Err(crate::Problem::setting(
+                    format!("{other} is not installed yet: its size is not known"),
+                    "model",
+                    "add the model first, then choose it by name",
+                )
+                .into());
+            }
+        };
+        crate::MemoryFit::of(&path, &request.spec)
+    }
 }

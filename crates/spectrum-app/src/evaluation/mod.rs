@@ -19,6 +19,7 @@ use crate::{AppError, Cancelled, ErrorCode, Fix, Listing, Studio};
 use crate::{ModelSource, RunRef};
 
 pub(crate) mod family;
+pub mod figures;
 pub(crate) mod prompt;
 mod results;
 
@@ -76,16 +77,16 @@ struct Planned {
 /// The spec stored with an evaluation run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct StoredEval {
-    model: String,
-    model_path: PathBuf,
-    template: PromptFormat,
-    profile: Profile,
-    settings: Settings,
-    families: Vec<Family>,
-    tasks: Vec<String>,
+    pub(crate) model: String,
+    pub(crate) model_path: PathBuf,
+    pub(crate) template: PromptFormat,
+    pub(crate) profile: Profile,
+    pub(crate) settings: Settings,
+    pub(crate) families: Vec<Family>,
+    pub(crate) tasks: Vec<String>,
     plan: Vec<Planned>,
     #[serde(default)]
-    device: DeviceSpec,
+    pub(crate) device: DeviceSpec,
     /// The metric definitions the run computes ([`spectrum_eval::DEFINITIONS`]);
     /// absent in runs from before it was recorded.
     #[serde(default)]
@@ -100,20 +101,6 @@ impl StoredEval {
                 record.id
             )
         })
-    }
-
-    /// What a front end shows of them.
-    pub(crate) fn settings(self) -> crate::RunSettings {
-        crate::RunSettings::Eval {
-            model: self.model,
-            model_path: self.model_path,
-            template: self.template,
-            profile: self.profile,
-            settings: self.settings,
-            families: self.families,
-            tasks: self.tasks,
-            device: self.device,
-        }
     }
 }
 
