@@ -360,15 +360,35 @@ impl Studio {
                 continue;
             };
             let source = &recipe.source;
-            let examples = if recipe.survey.is_some() {
-                // A survey file: only its chosen respondents are kept.
+            if recipe.survey.is_some() {
+                let made = self
+                    .survey_examples(&client, recipe, request.data_dir.as_deref(), events, cancel)?
+                    .and_then(|examples| {
+                        sequence_task(task, recipe, &examples, &config).map_err(|e| e.to_string())
+                    });
+                match made {
+                    Ok((def, sequences)) => {
+                        add_sequences(&mut suite, &mut built, events, def, sequences)
+                    }
+                    Err(reason) => miss(&task.name, reason, events),
+                }
+                continue;
+            }
+            let key = source.label();
+            if let Ok(Place::Inline(rows)) = source.place() {
+                tables.insert(key.clone(), rows.to_vec());
+            }
+            if !tables.contains_key(&key) {
                 let files =
                     self.source_files(&client, source, request.data_dir.as_deref(), events, cancel);
-                let read = match files {
-                    Ok(files) => files
-                        .iter()
-                        .map(|(path, _)| paper::survey::read(recipe, path))
-                        .collect::<std::result::Result<Vec<_>, _>>(),
+                match files {
+                    Ok(files) => {
+                        let mut rows = Vec::new();
+                        for (f, format) in &files {
+                            rows.extend(paper::table::read(f, *format)?);
+                        }
+                        tables.insert(key.clone(), rows);
+                    }
                     Err(DownloadError::Cancelled) => {
                         return Err(crate::Cancelled("the download").into());
                     }
@@ -376,121 +396,69 @@ impl Studio {
                         miss(&task.name, e.to_string(), events);
                         continue;
                     }
-                };
+                }
+            }
+            let mut joined = paper::engine::Joined::new();
+            let mut failed = None;
+            for join in recipe.joins() {
+                let read = self
+                    .public_file(&client, &join.url, events, cancel)
+                    .and_then(|path| {
+                        let format = join.format().unwrap_or(Format::Parquet);
+                        paper::table::read(&path, format).map_err(|e| DownloadError::File {
+                            path,
+                            message: e.to_string(),
+                        })
+                    });
                 match read {
-                    Ok(parts) => parts.concat(),
-                    Err(e @ paper::RecipeError::Sav(_)) => {
-                        let again = format!("{e}; get it again from {}", source.page());
-                        miss(&task.name, again, events);
-                        continue;
+                    Ok(rows) => {
+                        joined.insert(join.url.clone(), rows);
                     }
+                    Err(DownloadError::Cancelled) => {
+                        return Err(crate::Cancelled("the download").into());
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            if let Some(reason) = failed {
+                miss(&task.name, reason, events);
+                continue;
+            }
+            let rows = &tables[&key];
+            if recipe.distribution.is_some() {
+                let items = match paper::engine::distribution_items(recipe, rows, &joined) {
+                    Ok(items) => items,
                     Err(e) => {
                         miss(&task.name, e.to_string(), events);
                         continue;
                     }
-                }
-            } else {
-                let key = source.label();
-                if let Ok(Place::Inline(rows)) = source.place() {
-                    tables.insert(key.clone(), rows.to_vec());
-                }
-                if !tables.contains_key(&key) {
-                    let files = self.source_files(
-                        &client,
-                        source,
-                        request.data_dir.as_deref(),
-                        events,
-                        cancel,
-                    );
-                    match files {
-                        Ok(files) => {
-                            let mut rows = Vec::new();
-                            for (f, format) in &files {
-                                rows.extend(paper::table::read(f, *format)?);
-                            }
-                            tables.insert(key.clone(), rows);
-                        }
-                        Err(DownloadError::Cancelled) => {
-                            return Err(crate::Cancelled("the download").into());
-                        }
-                        Err(e) => {
-                            miss(&task.name, e.to_string(), events);
-                            continue;
-                        }
-                    }
-                }
-                let mut joined = paper::engine::Joined::new();
-                let mut failed = None;
-                for join in recipe.joins() {
-                    let read = self
-                        .public_file(&client, &join.url, events, cancel)
-                        .and_then(|path| {
-                            let format = join.format().unwrap_or(Format::Parquet);
-                            paper::table::read(&path, format).map_err(|e| DownloadError::File {
-                                path,
-                                message: e.to_string(),
-                            })
-                        });
-                    match read {
-                        Ok(rows) => {
-                            joined.insert(join.url.clone(), rows);
-                        }
-                        Err(DownloadError::Cancelled) => {
-                            return Err(crate::Cancelled("the download").into());
-                        }
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-                if let Some(reason) = failed {
-                    miss(&task.name, reason, events);
-                    continue;
-                }
-                let rows = &tables[&key];
-                if recipe.distribution.is_some() {
-                    let items = match paper::engine::distribution_items(recipe, rows, &joined) {
-                        Ok(items) => items,
-                        Err(e) => {
-                            miss(&task.name, e.to_string(), events);
-                            continue;
-                        }
-                    };
-                    let def = TaskDef {
-                        task: recipe.task.clone(),
-                        category: format!("paper_{}", task.suite.as_str()),
-                        split: recipe.split,
-                        kind: TaskKind::Distribution,
-                        descriptions: Vec::new(),
-                    };
-                    add_items(&mut suite, &mut built, events, def, items, &config);
-                    continue;
-                }
-                match paper::engine::examples_joined(recipe, rows, &joined) {
-                    Ok(examples) => examples,
-                    Err(e) => {
-                        miss(&task.name, e.to_string(), events);
-                        continue;
-                    }
-                }
-            };
-            let descriptions = match paper::engine::descriptions(recipe, &examples) {
-                Ok(d) => d,
+                };
+                let def = TaskDef {
+                    task: recipe.task.clone(),
+                    category: format!("paper_{}", task.suite.as_str()),
+                    split: recipe.split,
+                    kind: TaskKind::Distribution,
+                    descriptions: Vec::new(),
+                };
+                add_items(&mut suite, &mut built, events, def, items, &config);
+                continue;
+            }
+            let examples = match paper::engine::examples_joined(recipe, rows, &joined) {
+                Ok(examples) => examples,
                 Err(e) => {
                     miss(&task.name, e.to_string(), events);
                     continue;
                 }
             };
-            let sequences = paper::engine::sequences(recipe, &examples, &config);
-            let def = TaskDef {
-                task: recipe.task.clone(),
-                category: format!("paper_{}", task.suite.as_str()),
-                split: recipe.split,
-                kind: TaskKind::Sequence,
-                descriptions,
-            };
-            add_sequences(&mut suite, &mut built, events, def, sequences);
+            match sequence_task(task, recipe, &examples, &config) {
+                Ok((def, sequences)) => {
+                    add_sequences(&mut suite, &mut built, events, def, sequences)
+                }
+                Err(e) => miss(&task.name, e.to_string(), events),
+            }
         }
         let valid_tasks: Vec<&str> = chosen
             .iter()
@@ -584,6 +552,36 @@ impl Studio {
 
     /// The files of `source`: downloaded once into the cache, or found in
     /// `data_dir`.
+    /// A survey task's examples: the chosen respondents of its SPSS file
+    /// (from `--data-dir`), or why it cannot be built; `Err` only when
+    /// cancelled.
+    fn survey_examples(
+        &self,
+        client: &Client,
+        recipe: &paper::Recipe,
+        data_dir: Option<&Path>,
+        events: &mut dyn FnMut(&PaperEvent),
+        cancel: &AtomicBool,
+    ) -> Result<std::result::Result<Vec<Map<String, Value>>, String>> {
+        let source = &recipe.source;
+        let files = match self.source_files(client, source, data_dir, events, cancel) {
+            Ok(files) => files,
+            Err(DownloadError::Cancelled) => return Err(crate::Cancelled("the download").into()),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut examples = Vec::new();
+        for (path, _) in &files {
+            match paper::survey::read(recipe, path) {
+                Ok(some) => examples.extend(some),
+                Err(e @ paper::RecipeError::Sav(_)) => {
+                    return Ok(Err(format!("{e}; get it again from {}", source.page())));
+                }
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        Ok(Ok(examples))
+    }
+
     fn source_files(
         &self,
         client: &Client,
@@ -723,6 +721,25 @@ impl Studio {
             | ImportOutcome::AlreadyImported { dataset } => Ok(dataset),
         }
     }
+}
+
+/// A sequence task of the paper's suite from its examples: its definition
+/// (descriptions rendered) and its sequences.
+fn sequence_task(
+    task: &PaperTask,
+    recipe: &paper::Recipe,
+    examples: &[Map<String, Value>],
+    config: &BuildConfig,
+) -> std::result::Result<(TaskDef, Vec<spectrum_suite::Sequence>), paper::RecipeError> {
+    let descriptions = paper::engine::descriptions(recipe, examples)?;
+    let def = TaskDef {
+        task: recipe.task.clone(),
+        category: format!("paper_{}", task.suite.as_str()),
+        split: recipe.split,
+        kind: TaskKind::Sequence,
+        descriptions,
+    };
+    Ok((def, paper::engine::sequences(recipe, examples, config)))
 }
 
 /// Adds a built task of sequences to the suite, and says so.

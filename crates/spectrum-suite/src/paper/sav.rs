@@ -190,6 +190,19 @@ impl<R: Read> Input<R> {
         Ok(number(b, self.big_endian))
     }
 
+    fn i64_triple(&mut self) -> Result<(u64, u64, u64), String> {
+        let mut one = || -> Result<u64, String> {
+            let b = self.array::<8>()?;
+            let v = if self.big_endian {
+                i64::from_be_bytes(b)
+            } else {
+                i64::from_le_bytes(b)
+            };
+            u64::try_from(v).map_err(|_| "its zlib header has a negative offset".to_string())
+        };
+        Ok((one()?, one()?, one()?))
+    }
+
     fn count(&mut self, what: &str) -> Result<usize, String> {
         let n = self.i32()?;
         usize::try_from(n).map_err(|_| format!("{what} is {n}"))
@@ -652,21 +665,6 @@ impl Dictionary {
             });
         }
         out
-    }
-}
-
-impl<R: Read> Input<R> {
-    fn i64_triple(&mut self) -> Result<(u64, u64, u64), String> {
-        let mut one = || -> Result<u64, String> {
-            let b = self.array::<8>()?;
-            let v = if self.big_endian {
-                i64::from_be_bytes(b)
-            } else {
-                i64::from_le_bytes(b)
-            };
-            u64::try_from(v).map_err(|_| "its zlib header has a negative offset".to_string())
-        };
-        Ok((one()?, one()?, one()?))
     }
 }
 
