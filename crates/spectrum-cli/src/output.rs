@@ -506,9 +506,17 @@ impl Output {
             .iter()
             .filter(|o| o.example.is_some_and(|e| e >= 1) && o.loss.is_some())
             .collect();
-        let n = scored.len().max(1) as f64;
-        let loss = scored.iter().filter_map(|o| o.loss).sum::<f64>() / n;
-        let acc = scored.iter().filter_map(|o| o.acc).sum::<f64>() / n;
+        let n = scored.len() as f64;
+        // No output numbered 1 or up (a lone example 0): no mean to print.
+        let mean = |v: f64, width: usize, digits: usize| {
+            if scored.is_empty() {
+                format!("{:>width$}", "-")
+            } else {
+                format!("{:>width$.digits$}", v / n)
+            }
+        };
+        let loss = mean(scored.iter().filter_map(|o| o.loss).sum::<f64>(), 10, 4);
+        let acc = mean(scored.iter().filter_map(|o| o.acc).sum::<f64>(), 8, 3);
         totals.loss_sum += scored.iter().filter_map(|o| o.loss).sum::<f64>();
         totals.acc_sum += scored.iter().filter_map(|o| o.acc).sum::<f64>();
         totals.scored += scored.len();
@@ -516,7 +524,7 @@ impl Output {
             || format!("#{}", totals.rows),
             |v| v.as_str().map_or_else(|| v.to_string(), str::to_string),
         );
-        println!("{id:<16} {:>7} {loss:>10.4} {acc:>8.3}", row.outputs.len());
+        println!("{id:<16} {:>7} {loss} {acc}", row.outputs.len());
         Ok(())
     }
 

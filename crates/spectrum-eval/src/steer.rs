@@ -338,6 +338,22 @@ pub fn score(
         let scores = ev.lm.score_tokens(&batch)?;
         for (&i, s) in order[start..end].iter().zip(&scores) {
             let rendered = &chosen[i].1;
+            // A remote server may leave a token's log-probability out (NaN).
+            if let Some(span) = rendered.outputs.iter().find(|span| {
+                span.loss
+                    && s.logprobs[span.start.max(1) - 1..span.end - 1]
+                        .iter()
+                        .any(|l| l.is_nan())
+            }) {
+                return Err(EvalError::Task {
+                    task: task.to_string(),
+                    reason: format!(
+                        "sequence {}: the model gave no log-probability for a token of output {} \
+                         (a remote server that leaves tokens out of its echo)",
+                        chosen[i].0, span.index
+                    ),
+                });
+            }
             for span in &rendered.outputs {
                 let Some(example) = span.example else {
                     continue;

@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use spectrum_core::{Explain, Fix};
 use spectrum_lm::{DeviceSpec, LanguageModel, LocalModel, SamplingParams};
@@ -156,6 +156,16 @@ fn work_splits_across_endpoints_and_concurrent_requests_batch() {
 /// response (status, body), counting requests: a stand-in for servers we
 /// cannot run here (one without log-probabilities, one that is overloaded).
 fn canned(responses: Vec<(u16, String)>) -> (String, Arc<AtomicUsize>) {
+    let (url, count, _) = canned_bodies(responses);
+    (url, count)
+}
+
+/// [`canned`], also keeping the request bodies.
+fn canned_bodies(
+    responses: Vec<(u16, String)>,
+) -> (String, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>) {
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let kept = bodies.clone();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
     let count = Arc::new(AtomicUsize::new(0));
@@ -176,6 +186,9 @@ fn canned(responses: Vec<(u16, String)>) -> (String, Arc<AtomicUsize>) {
             }
             let mut body = vec![0; length];
             let _ = reader.read_exact(&mut body);
+            if let Ok(mut kept) = kept.lock() {
+                kept.push(String::from_utf8_lossy(&body).into_owned());
+            }
             let i = seen.fetch_add(1, Ordering::SeqCst);
             let (status, text) = &responses[i.min(responses.len() - 1)];
             let _ = write!(
@@ -185,7 +198,7 @@ fn canned(responses: Vec<(u16, String)>) -> (String, Arc<AtomicUsize>) {
             );
         }
     });
-    (url, count)
+    (url, count, bodies)
 }
 
 #[test]
@@ -203,32 +216,127 @@ fn a_server_without_prompt_logprobs_gets_a_clear_error() {
     assert!(fix_text(&err).contains("llama.cpp"), "{err}");
 }
 
+/// An echo answer as llama-cpp-python's server (0.3.36) gives it for `seq`:
+/// every token but `left_out` as text, the first entry null, `lp(p)` the
+/// log-probability and top entries of token `p`.
+fn llama_cpp_echo(
+    tok: &spectrum_lm::tokenizer::TextTokenizer,
+    seq: &[u32],
+    left_out: u32,
+    lp: impl Fn(usize) -> (f64, serde_json::Value),
+) -> String {
+    let kept: Vec<usize> = (0..seq.len()).filter(|&p| seq[p] != left_out).collect();
+    let tokens: Vec<String> = kept
+        .iter()
+        .map(|&p| tok.inner().decode(&[seq[p]], true).expect("decode"))
+        .collect();
+    let (mut own, mut top) = (Vec::new(), Vec::new());
+    for (e, &p) in kept.iter().enumerate() {
+        let (l, t) = lp(p);
+        own.push(if e == 0 {
+            serde_json::Value::Null
+        } else {
+            l.into()
+        });
+        top.push(if e == 0 { serde_json::Value::Null } else { t });
+    }
+    serde_json::json!({"choices": [{"index": 0, "text": "", "finish_reason": "length",
+        "logprobs": {"tokens": tokens, "token_logprobs": own, "top_logprobs": top,
+                     "text_offset": vec![0; kept.len()]}}]})
+    .to_string()
+}
+
+/// A completion of one token whose top entries are `top`.
+fn one_token(top: serde_json::Value) -> String {
+    serde_json::json!({"choices": [{"index": 0, "text": "x", "finish_reason": "length",
+        "logprobs": {"tokens": ["x"], "token_logprobs": [-0.1], "top_logprobs": [top],
+                     "text_offset": [0]}}]})
+    .to_string()
+}
+
 /// What llama-cpp-python's server (0.3.36) answers, recorded: a model list
-/// without `created`, and a token-id prompt refused with HTTP 500 and a
-/// validation error. The list is read; the refusal is not retried and says
-/// what to use instead.
+/// without `created`; a token-id prompt refused with HTTP 500 and a
+/// validation error (not retried); a text prompt echoed without its BOS
+/// token (here `<|im_start|>`), the first entry null. The client sends text
+/// from then on, checks the echoed tokens against its own, and checks once
+/// that the echo is aligned: the distribution echoed for the last token is
+/// the one predicted from the tokens before it. A shifted echo (what the
+/// server gives for a prompt that does not start with BOS) is refused with
+/// the way out.
 #[test]
-fn a_server_that_takes_text_prompts_only_is_named_at_once() {
+fn a_server_that_takes_text_prompts_only_gets_text_and_its_echo_is_checked() {
     let dir = tempfile::tempdir().expect("tempdir");
     let tok = tiny(dir.path()).tokenizer;
     let models = r#"{"object":"list","data":[{"id":"tiny","object":"model","owned_by":"me","permissions":[]}]}"#;
     let refused = r#"{"error":{"message":"2 validation errors:\n  {'type': 'string_type', 'loc': ('body', 'prompt', 'str'), 'msg': 'Input should be a valid string', 'input': [1, 2]}\n","type":"internal_server_error","param":null,"code":null}}"#;
-    let (url, count) = canned(vec![(200, models.into()), (500, refused.into())]);
+    let seq = tok
+        .encode("<|im_start|>user\nabc<|im_end|>")
+        .expect("encode");
+    let bos = seq[0];
+    let top = |p: usize| serde_json::json!({ format!("t{p}"): -0.25, "u": -2.0 - p as f64 });
+    let lp = |p: usize| (-0.5 - p as f64, top(p));
+    let echo = llama_cpp_echo(&tok, &seq, bos, lp);
+    let last = seq.len() - 1;
+    let (url, count, bodies) = canned_bodies(vec![
+        (200, models.into()),
+        (500, refused.into()),
+        (200, echo.clone()),
+        (200, one_token(top(last))),
+    ]);
     let mut s = spec(&[url], 1);
     s.retries = 3;
     let mut remote = RemoteModel::new(s, tok.clone());
     remote
         .check()
         .expect("a model list without `created` is read");
-    let err = remote
-        .score_tokens(&[tok.encode("abc").expect("encode")])
-        .expect_err("refused");
-    assert!(err.to_string().contains("text prompts only"), "{err}");
-    assert!(fix_text(&err).contains("llama-cpp-python"), "{err}");
+    let got = remote.score_tokens(std::slice::from_ref(&seq)).expect("scores");
     assert_eq!(
         count.load(Ordering::SeqCst),
-        2,
+        4,
         "the refusal is not retried"
+    );
+    let bodies = bodies.lock().expect("bodies");
+    let sent: serde_json::Value = serde_json::from_str(&bodies[2]).expect("json");
+    assert_eq!(sent["prompt"], tok.decode(&seq).expect("decode"));
+    assert_eq!(sent["max_tokens"], 1, "0 reads as no limit there");
+    let probe: serde_json::Value = serde_json::from_str(&bodies[3]).expect("json");
+    assert_eq!(probe["prompt"], tok.decode(&seq[..last]).expect("decode"));
+    // Token 1 came back null (the API's convention for the first entry).
+    assert!(got[0].logprobs[0].is_nan());
+    for p in 2..seq.len() {
+        assert_eq!(
+            got[0].logprobs[p - 1],
+            (-0.5 - p as f64) as f32,
+            "token {p}"
+        );
+    }
+    drop(bodies);
+
+    // The same server when the echo is shifted: the prediction of the last
+    // token is not what the echo gives for it.
+    let (url, _, _) = canned_bodies(vec![
+        (500, refused.into()),
+        (200, echo),
+        (200, one_token(top(last - 1))),
+    ]);
+    let mut remote = RemoteModel::new(spec(&[url], 1), tok.clone());
+    let err = remote.score_tokens(std::slice::from_ref(&seq)).expect_err("shifted");
+    assert!(err.to_string().contains("shifted by one position"), "{err}");
+    assert!(fix_text(&err).contains("--template chat"), "{err}");
+
+    // A server that tokenised the text otherwise is named with the token.
+    let mut other = seq.clone();
+    other[2] = tok.encode("z").expect("encode")[0];
+    let (url, _, _) = canned_bodies(vec![
+        (500, refused.into()),
+        (200, llama_cpp_echo(&tok, &other, bos, lp)),
+    ]);
+    let mut remote = RemoteModel::new(spec(&[url], 1), tok.clone());
+    let err = remote.score_tokens(&[seq]).expect_err("other tokens");
+    assert!(
+        err.to_string().contains("tokenised the text differently")
+            && err.to_string().contains("token 2"),
+        "{err}"
     );
 }
 
@@ -452,7 +560,7 @@ fn a_server_that_refuses_max_tokens_0_is_asked_for_one_token() {
     let echoed = r#"{"choices":[{"index":0,"text":"abcd","logprobs":{
         "tokens":["a","b","c","d"],"token_logprobs":[null,-1.5,-0.25,-3.0],
         "top_logprobs":[null,{"b":-1.5},{"x":-0.125},{"y":-0.5}],"text_offset":[0,1,2,3]}}]}"#;
-    let (url, count) = canned(vec![
+    let (url, _, bodies) = canned_bodies(vec![
         (400, refused.into()),
         (200, echoed.into()),
         (200, echoed.into()),
@@ -463,11 +571,25 @@ fn a_server_that_refuses_max_tokens_0_is_asked_for_one_token() {
         assert_eq!(s[0].logprobs, vec![-1.5, -0.25]);
         assert_eq!(s[0].hits, vec![true, false]);
     }
-    assert_eq!(
-        count.load(Ordering::SeqCst),
-        3,
-        "asked with 0 once, then with 1 only"
-    );
+    // Asked with 0 once, then with 1 only; the third request is the
+    // alignment check (a one-token completion of the first two tokens).
+    let sent: Vec<serde_json::Value> = bodies
+        .lock()
+        .expect("bodies")
+        .iter()
+        .map(|b| serde_json::from_str(b).expect("json"))
+        .collect();
+    let asked: Vec<(bool, u64)> = sent
+        .iter()
+        .map(|b| {
+            (
+                b["echo"] == true,
+                b["max_tokens"].as_u64().expect("max_tokens"),
+            )
+        })
+        .collect();
+    assert_eq!(asked, [(true, 0), (true, 1), (false, 1), (true, 1)]);
+    assert_eq!(sent[2]["prompt"], serde_json::json!([5, 6]));
 }
 
 #[test]

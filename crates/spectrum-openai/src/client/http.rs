@@ -10,6 +10,12 @@ pub(super) struct Endpoint {
     pub(super) key: Option<String>,
     /// The server refused `max_tokens: 0` (vLLM does): score with 1 and drop it.
     pub(super) one_token: AtomicBool,
+    /// The server refused token-id prompts (llama-cpp-python): send text.
+    pub(super) text_only: AtomicBool,
+    /// The server answers one choice whatever `n` asks (llama-cpp-python).
+    pub(super) one_choice: AtomicBool,
+    /// First tokens of prompts whose echo was checked to be aligned.
+    pub(super) aligned: Mutex<Vec<u32>>,
 }
 
 /// HTTP with retries, for one spec's endpoints.
@@ -134,12 +140,15 @@ pub(super) fn endpoints(spec: &RemoteSpec) -> Vec<Endpoint> {
             url: url.clone(),
             key: spec.api_key(url),
             one_token: AtomicBool::new(false),
+            text_only: AtomicBool::new(false),
+            one_choice: AtomicBool::new(false),
+            aligned: Mutex::new(Vec::new()),
         })
         .collect()
 }
 
 /// The first 200 characters of an answer, for an error message.
-pub(super) fn preview(text: &str) -> String {
+fn preview(text: &str) -> String {
     let t = text.trim();
     if t.chars().count() > 200 {
         format!("{}...", t.chars().take(200).collect::<String>())
