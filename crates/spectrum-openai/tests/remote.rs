@@ -289,7 +289,9 @@ fn a_server_that_takes_text_prompts_only_gets_text_and_its_echo_is_checked() {
     remote
         .check()
         .expect("a model list without `created` is read");
-    let got = remote.score_tokens(std::slice::from_ref(&seq)).expect("scores");
+    let got = remote
+        .score_tokens(std::slice::from_ref(&seq))
+        .expect("scores");
     assert_eq!(
         count.load(Ordering::SeqCst),
         4,
@@ -320,7 +322,9 @@ fn a_server_that_takes_text_prompts_only_gets_text_and_its_echo_is_checked() {
         (200, one_token(top(last - 1))),
     ]);
     let mut remote = RemoteModel::new(spec(&[url], 1), tok.clone());
-    let err = remote.score_tokens(std::slice::from_ref(&seq)).expect_err("shifted");
+    let err = remote
+        .score_tokens(std::slice::from_ref(&seq))
+        .expect_err("shifted");
     assert!(err.to_string().contains("shifted by one position"), "{err}");
     assert!(fix_text(&err).contains("--template chat"), "{err}");
 
@@ -643,4 +647,45 @@ fn an_overloaded_server_answers_503_and_the_client_retries_through_it() {
         local.score_tokens(&batch).expect("local").len()
     );
     server.stop().expect("stop");
+}
+
+/// llama-cpp-python's server answers one choice whatever `n` asks and
+/// ignores `stop_token_ids`: the client asks again for each missing sample,
+/// seeded as that sample of one request would be, and cuts each sample at
+/// its first stop token.
+#[test]
+fn a_server_that_answers_one_choice_is_asked_once_per_sample() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tok = tiny(dir.path()).tokenizer;
+    let one = r#"{"choices":[{"index":0,"text":"ab<|im_end|>cd","finish_reason":"length"}]}"#;
+    let (url, _, bodies) = canned_bodies(vec![(200, one.into())]);
+    let mut remote = RemoteModel::new(spec(&[url], 1), tok.clone());
+    let params = SamplingParams {
+        n: 3,
+        seed: 7,
+        max_tokens: 4,
+        stop_ids: tok.eos.clone(),
+        ..SamplingParams::default()
+    };
+    let prompt = tok.encode("x").expect("encode");
+    let samples = remote.sample(&prompt, &params).expect("samples");
+    let texts: Vec<String> = samples
+        .iter()
+        .map(|s| tok.decode(s).expect("decode"))
+        .collect();
+    assert_eq!(texts, ["ab", "ab", "ab"]);
+    let asked: Vec<(u64, u64)> = bodies
+        .lock()
+        .expect("bodies")
+        .iter()
+        .map(|b| {
+            let v: serde_json::Value = serde_json::from_str(b).expect("json");
+            (
+                v["n"].as_u64().expect("n"),
+                v["seed"].as_u64().expect("seed"),
+            )
+        })
+        .collect();
+    let stride = 0x9E37_79B9u64;
+    assert_eq!(asked, [(3, 7), (1, 7 + stride), (1, 7 + 2 * stride)]);
 }
