@@ -73,7 +73,7 @@ pub use spectrum_suite::{Split, TaskKind};
 pub use spectrum_train::job::JobBundle;
 pub use spectrum_train::memory::{MemoryEstimate, Suggestion};
 pub use spectrum_train::{
-    Decay, Dtype, FrozenMatmul, Length, Method, PRESETS, RunSpec, TaskSelection,
+    Decay, Dtype, FrozenMatmul, Length, Method, PRESETS, RunSpec, SpecOverrides, TaskSelection,
 };
 pub use system::{SystemReport, system};
 pub use training::{TrainOutcome, TrainProgress, TrainRequest};

@@ -965,83 +965,43 @@ pub struct GenerateArgs {
 }
 
 impl TrainArgs {
-    /// The preset, then the `--spec` file, then the flags.
+    /// The run's settings: the preset, then the `--spec` file, then the flags
+    /// (`RunSpec::layered`); the run's start validates them.
     pub fn run_spec(&self) -> Result<spectrum_app::RunSpec> {
-        use spectrum_app::{Length, LoraConfig, Method, RunSpec};
-        let mut spec = RunSpec::preset(&self.preset)
-            .ok_or_else(|| anyhow::anyhow!("unknown preset {:?}", self.preset))?;
-        if let Some(path) = &self.spec {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                anyhow::anyhow!("{}: cannot read the run spec: {e}", path.display())
-            })?;
-            spec = spec
-                .overlay_json(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-        }
-        if let Some(d) = &self.dataset {
-            spec.tasks.dataset = Some(d.clone());
-        }
-        if !self.tasks.is_empty() {
-            spec.tasks.names = self.tasks.clone();
-        }
-        if !self.categories.is_empty() {
-            spec.tasks.categories = self.categories.clone();
-        }
-        if self.full {
-            spec.method = Method::Full;
-        } else if self.lora_rank.is_some()
-            || self.lora_alpha.is_some()
-            || self.lora_dropout.is_some()
-            || !self.lora_targets.is_empty()
-        {
-            let mut lora = match &spec.method {
-                Method::Lora(l) => l.clone(),
-                Method::Full => LoraConfig::default(),
-            };
-            lora.rank = self.lora_rank.unwrap_or(lora.rank);
-            lora.alpha = self.lora_alpha.unwrap_or(lora.alpha);
-            lora.dropout = self.lora_dropout.unwrap_or(lora.dropout);
-            if !self.lora_targets.is_empty() {
-                lora.targets = self.lora_targets.clone();
-            }
-            spec.method = Method::Lora(lora);
-        }
-        macro_rules! set {
-            ($($field:ident <- $flag:ident),* $(,)?) => {
-                $(if let Some(v) = self.$flag.clone() { spec.$field = v; })*
-            };
-        }
-        set!(
-            learning_rate <- lr,
-            warmup_steps <- warmup_steps,
-            micro_batch <- micro_batch,
-            grad_accum <- grad_accum,
-            max_batch_tokens <- max_batch_tokens,
-            gradient_checkpointing <- gradient_checkpointing,
-            max_tokens <- max_tokens,
-            description_prob <- description_prob,
-            max_grad_norm <- max_grad_norm,
-            weight_decay <- weight_decay,
-            device <- device,
-            seed <- seed,
-            eval_every <- eval_every,
-            eval_sequences <- eval_sequences,
-            checkpoint_every <- checkpoint_every,
-            frozen_matmul <- frozen_matmul,
-        );
-        if let Some(d) = self.dtype {
-            spec.dtype = Some(d);
-        }
-        if let Some(d) = self.decay {
-            spec.decay = d;
-        }
-        if let Some(n) = self.steps {
-            spec.length = Length::Steps(n);
-        }
-        if let Some(e) = self.epochs {
-            spec.length = Length::Epochs(e);
-        }
-        spec.validate().map_err(|e| anyhow::anyhow!("{e}"))?;
-        Ok(spec)
+        let overrides = spectrum_app::SpecOverrides {
+            dataset: self.dataset.clone(),
+            tasks: self.tasks.clone(),
+            categories: self.categories.clone(),
+            full: self.full,
+            lora_rank: self.lora_rank,
+            lora_alpha: self.lora_alpha,
+            lora_dropout: self.lora_dropout,
+            lora_targets: self.lora_targets.clone(),
+            learning_rate: self.lr,
+            warmup_steps: self.warmup_steps,
+            decay: self.decay,
+            micro_batch: self.micro_batch,
+            grad_accum: self.grad_accum,
+            max_batch_tokens: self.max_batch_tokens,
+            gradient_checkpointing: self.gradient_checkpointing,
+            steps: self.steps,
+            epochs: self.epochs,
+            max_tokens: self.max_tokens,
+            description_prob: self.description_prob,
+            max_grad_norm: self.max_grad_norm,
+            weight_decay: self.weight_decay,
+            dtype: self.dtype,
+            frozen_matmul: self.frozen_matmul,
+            device: self.device,
+            seed: self.seed,
+            eval_every: self.eval_every,
+            eval_sequences: self.eval_sequences,
+            checkpoint_every: self.checkpoint_every,
+        };
+        Ok(spectrum_app::RunSpec::layered(
+            &self.preset,
+            self.spec.as_deref(),
+            &overrides,
+        )?)
     }
 }

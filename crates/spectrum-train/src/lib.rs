@@ -21,7 +21,9 @@ use spectrum_core::{ErrorCode, Explain, Fix, Problem};
 
 pub use checkpoint::Checkpoint;
 pub use data::SourceSequence;
-pub use spec::{Decay, Dtype, Length, Method, PRESETS, RunSpec, SpecError, TaskSelection};
+pub use spec::{
+    Decay, Dtype, Length, Method, PRESETS, RunSpec, SpecError, SpecOverrides, TaskSelection,
+};
 pub use spectrum_lm::ops::FrozenMatmul;
 pub use trainer::{
     EvalMetrics, Event, Outcome, StepMetrics, TrainJob, Trainable, planned_steps, train,

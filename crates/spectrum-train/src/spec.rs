@@ -1,6 +1,8 @@
 //! What a training run is: every setting, with defaults sized for the
 //! default model on a laptop CPU, and the paper's reference preset.
 
+use std::path::Path;
+
 use serde::{Deserialize, Serialize};
 use spectrum_lm::lora::{LoraConfig, PROJECTIONS};
 use spectrum_lm::ops::{FrozenMatmul, Kernels};
@@ -174,6 +176,41 @@ impl Default for RunSpec {
     }
 }
 
+/// Settings given on top of a preset and a spec file: a front end's flags or
+/// fields. Unset ones leave the layers below as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpecOverrides {
+    pub dataset: Option<String>,
+    pub tasks: Vec<String>,
+    pub categories: Vec<String>,
+    /// Full fine-tuning instead of LoRA.
+    pub full: bool,
+    pub lora_rank: Option<usize>,
+    pub lora_alpha: Option<f64>,
+    pub lora_dropout: Option<f32>,
+    pub lora_targets: Vec<String>,
+    pub learning_rate: Option<f64>,
+    pub warmup_steps: Option<usize>,
+    pub decay: Option<Decay>,
+    pub micro_batch: Option<usize>,
+    pub grad_accum: Option<usize>,
+    pub max_batch_tokens: Option<usize>,
+    pub gradient_checkpointing: Option<bool>,
+    pub steps: Option<usize>,
+    pub epochs: Option<f64>,
+    pub max_tokens: Option<usize>,
+    pub description_prob: Option<f64>,
+    pub max_grad_norm: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub dtype: Option<Dtype>,
+    pub frozen_matmul: Option<FrozenMatmul>,
+    pub device: Option<DeviceSpec>,
+    pub seed: Option<u64>,
+    pub eval_every: Option<usize>,
+    pub eval_sequences: Option<usize>,
+    pub checkpoint_every: Option<usize>,
+}
+
 /// Names of the presets `preset` knows.
 pub const PRESETS: [&str; 2] = ["cpu", "paper"];
 
@@ -228,6 +265,98 @@ impl RunSpec {
             base[k] = v;
         }
         serde_json::from_value(base).map_err(|e| e.to_string())
+    }
+
+    /// The preset, then the JSON object of `spec_file` (if any), then the
+    /// overrides: how every front end builds a run's settings. Not validated
+    /// here (the run's start does it).
+    pub fn layered(
+        preset: &str,
+        spec_file: Option<&Path>,
+        o: &SpecOverrides,
+    ) -> Result<RunSpec, SpecError> {
+        let mut spec = RunSpec::preset(preset).ok_or_else(|| {
+            SpecError::new(
+                "preset",
+                format!(
+                    "unknown preset {preset:?} (presets: {})",
+                    PRESETS.join(", ")
+                ),
+            )
+        })?;
+        if let Some(path) = spec_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                SpecError::new(
+                    "spec",
+                    format!("{}: cannot read the run spec: {e}", path.display()),
+                )
+            })?;
+            spec = spec
+                .overlay_json(&text)
+                .map_err(|e| SpecError::new("spec", format!("{}: {e}", path.display())))?;
+        }
+        if let Some(d) = &o.dataset {
+            spec.tasks.dataset = Some(d.clone());
+        }
+        if !o.tasks.is_empty() {
+            spec.tasks.names = o.tasks.clone();
+        }
+        if !o.categories.is_empty() {
+            spec.tasks.categories = o.categories.clone();
+        }
+        if o.full {
+            spec.method = Method::Full;
+        } else if o.lora_rank.is_some()
+            || o.lora_alpha.is_some()
+            || o.lora_dropout.is_some()
+            || !o.lora_targets.is_empty()
+        {
+            let mut lora = match &spec.method {
+                Method::Lora(l) => l.clone(),
+                Method::Full => LoraConfig::default(),
+            };
+            lora.rank = o.lora_rank.unwrap_or(lora.rank);
+            lora.alpha = o.lora_alpha.unwrap_or(lora.alpha);
+            lora.dropout = o.lora_dropout.unwrap_or(lora.dropout);
+            if !o.lora_targets.is_empty() {
+                lora.targets = o.lora_targets.clone();
+            }
+            spec.method = Method::Lora(lora);
+        }
+        macro_rules! set {
+            ($($field:ident),* $(,)?) => {
+                $(if let Some(v) = o.$field.clone() { spec.$field = v; })*
+            };
+        }
+        set!(
+            learning_rate,
+            warmup_steps,
+            decay,
+            micro_batch,
+            grad_accum,
+            max_batch_tokens,
+            gradient_checkpointing,
+            max_tokens,
+            description_prob,
+            max_grad_norm,
+            weight_decay,
+            frozen_matmul,
+            device,
+            seed,
+            eval_every,
+            eval_sequences,
+            checkpoint_every,
+        );
+        if o.dtype.is_some() {
+            spec.dtype = o.dtype;
+        }
+        if let Some(n) = o.steps {
+            spec.length = Length::Steps(n);
+        }
+        if let Some(e) = o.epochs {
+            spec.length = Length::Epochs(e);
+        }
+        Ok(spec)
     }
 
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -396,6 +525,41 @@ impl SpecError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layers_apply_preset_then_file_then_overrides() {
+        let dir = std::env::temp_dir().join(format!("spectrum-layered-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("spec.json");
+        std::fs::write(
+            &file,
+            r#"{"learning_rate": 0.001, "micro_batch": 2, "seed": 5}"#,
+        )
+        .expect("write");
+        let o = SpecOverrides {
+            seed: Some(9),
+            lora_rank: Some(4),
+            steps: Some(3),
+            ..SpecOverrides::default()
+        };
+        let spec = RunSpec::layered("paper", Some(&file), &o).expect("layered");
+        assert_eq!(spec.learning_rate, 0.001, "the file over the preset");
+        assert_eq!(spec.micro_batch, 2);
+        assert_eq!(spec.seed, 9, "the overrides over the file");
+        assert_eq!(spec.length, Length::Steps(3));
+        assert_eq!(
+            spec.dtype,
+            Some(Dtype::Bf16),
+            "the preset where nothing says otherwise"
+        );
+        // LoRA settings on the paper's full fine-tune turn it into LoRA.
+        assert!(matches!(&spec.method, Method::Lora(l) if l.rank == 4));
+        let err = RunSpec::layered("gpu", None, &o).expect_err("unknown preset");
+        assert!(err.message.contains("cpu, paper"), "{err:?}");
+        let err = RunSpec::layered("cpu", Some(&dir.join("none.json")), &o).expect_err("missing");
+        assert!(err.message.contains("none.json"), "{err:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn a_json_overlay_sets_named_settings_and_names_what_is_wrong() {
