@@ -168,7 +168,7 @@ fn an_evaluation_through_llama_cpp_python_matches_the_local_one() {
         "--name",
         "smol-llama-cpp",
         "--tokenizer",
-        &dir,
+        &gguf, // the tokenizer of the GGUF the server runs, rebuilt from its metadata
     ]);
 
     let run = |model: &str, template: &str, name: &str| {

@@ -422,7 +422,8 @@ impl AddModelRequest {
 #[serde(default)]
 pub struct RemoteOptions {
     /// Where its tokenizer is: a folder holding `tokenizer.json` (and
-    /// `tokenizer_config.json`) or a hub repository; default: asked of the
+    /// `tokenizer_config.json`), the GGUF file the server runs, or a hub
+    /// repository; default: asked of the
     /// server, then the hub when the served name is ORG/NAME.
     pub tokenizer: Option<ModelSource>,
     /// The environment variable holding the API key (default `OPENAI_API_KEY`).
@@ -465,12 +466,14 @@ fn remote_tokenizer(
     match given {
         Some(ModelSource::Hub { repo }) => copy_from(&hub_tokenizer(repo, progress)?)?,
         Some(ModelSource::Folder { path }) => copy_from(path)?,
+        // The GGUF file the server runs (llama-cpp-python): its tokenizer, rebuilt.
+        Some(ModelSource::Gguf { path }) => spectrum_lm::gguf::write_gguf_tokenizer(path, dir)?,
         Some(ModelSource::Registered { name }) => copy_from(Path::new(name))?,
         Some(other) => {
             return Err(Problem::setting(
                 format!("{other} is not a tokenizer's place"),
                 "tokenizer",
-                "a folder that holds tokenizer.json, or hf:ORG/NAME",
+                "a folder that holds tokenizer.json, a .gguf file, or hf:ORG/NAME",
             )
             .into());
         }

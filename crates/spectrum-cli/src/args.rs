@@ -772,9 +772,10 @@ pub enum ModelCommand {
         /// Name in the registry (default: the folder, file or served model name).
         #[arg(long)]
         name: Option<String>,
-        /// Remote models: the tokenizer, a folder holding tokenizer.json or hf:ORG/NAME
+        /// Remote models: the tokenizer, a folder holding tokenizer.json, the .gguf file the
+        /// server runs, or hf:ORG/NAME
         /// (default: asked of a `spectrum serve` endpoint, else hf:NAME when NAME is ORG/NAME).
-        #[arg(long, value_name = "DIR|hf:ORG/NAME", value_parser = model_source)]
+        #[arg(long, value_name = "DIR|FILE.gguf|hf:ORG/NAME", value_parser = model_source)]
         tokenizer: Option<ModelSource>,
         /// Remote models: the environment variable holding the API key.
         #[arg(long, value_name = "VAR", default_value = "OPENAI_API_KEY")]

@@ -79,6 +79,36 @@ impl Meta<'_> {
     }
 }
 
+/// Writes the tokenizer of `gguf_path` (tokenizer.json and
+/// tokenizer_config.json, rebuilt from its metadata as [`import_gguf`] does)
+/// into `out_dir`, reading no weights: the tokenizer of a remote model that a
+/// server runs from this file.
+pub fn write_gguf_tokenizer(gguf_path: &Path, out_dir: &Path) -> Result<()> {
+    let mut file = File::open(gguf_path).map_err(|e| LmError::io(gguf_path, e))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| LmError::bad(gguf_path, format!("not a readable GGUF file: {e}")))?;
+    let meta = Meta {
+        path: gguf_path,
+        md: &content.metadata,
+    };
+    let tokens = meta.strings("tokenizer.ggml.tokens")?;
+    let id = |key: &str| content.metadata.get(key).map(|v| v.to_u32()).transpose();
+    let (bos, eos) = (
+        id("tokenizer.ggml.bos_token_id")?,
+        id("tokenizer.ggml.eos_token_id")?,
+    );
+    let (tokenizer, tokenizer_config) = tokenizer_files(&meta, &tokens, bos, eos)?;
+    std::fs::create_dir_all(out_dir).map_err(|e| LmError::io(out_dir, e))?;
+    for (name, text) in [
+        ("tokenizer.json", tokenizer),
+        ("tokenizer_config.json", tokenizer_config),
+    ] {
+        let p = out_dir.join(name);
+        std::fs::write(&p, text).map_err(|e| LmError::io(&p, e))?;
+    }
+    Ok(())
+}
+
 /// Reads `gguf_path` and writes a Hugging Face folder into `out_dir`.
 pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
     let mut file = File::open(gguf_path).map_err(|e| LmError::io(gguf_path, e))?;
