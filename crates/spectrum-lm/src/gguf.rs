@@ -50,7 +50,14 @@ struct Meta<'a> {
     md: &'a HashMap<String, Value>,
 }
 
-impl Meta<'_> {
+impl<'a> Meta<'a> {
+    fn of(path: &'a Path, content: &'a Content) -> Meta<'a> {
+        Meta {
+            path,
+            md: &content.metadata,
+        }
+    }
+
     fn get(&self, key: &str) -> Result<&Value> {
         self.md.get(key).ok_or_else(|| LmError::Missing {
             path: self.path.to_path_buf(),
@@ -79,18 +86,21 @@ impl Meta<'_> {
     }
 }
 
+/// The file and its header (metadata and tensor index; no weights read).
+fn open(gguf_path: &Path) -> Result<(File, Content)> {
+    let mut file = File::open(gguf_path).map_err(|e| LmError::io(gguf_path, e))?;
+    let content = Content::read(&mut file)
+        .map_err(|e| LmError::bad(gguf_path, format!("not a readable GGUF file: {e}")))?;
+    Ok((file, content))
+}
+
 /// Writes the tokenizer of `gguf_path` (tokenizer.json and
 /// tokenizer_config.json, rebuilt from its metadata as [`import_gguf`] does)
 /// into `out_dir`, reading no weights: the tokenizer of a remote model that a
 /// server runs from this file.
 pub fn write_gguf_tokenizer(gguf_path: &Path, out_dir: &Path) -> Result<()> {
-    let mut file = File::open(gguf_path).map_err(|e| LmError::io(gguf_path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| LmError::bad(gguf_path, format!("not a readable GGUF file: {e}")))?;
-    let meta = Meta {
-        path: gguf_path,
-        md: &content.metadata,
-    };
+    let (_, content) = open(gguf_path)?;
+    let meta = Meta::of(gguf_path, &content);
     let tokens = meta.strings("tokenizer.ggml.tokens")?;
     let id = |key: &str| content.metadata.get(key).map(|v| v.to_u32()).transpose();
     let (bos, eos) = (
@@ -111,13 +121,8 @@ pub fn write_gguf_tokenizer(gguf_path: &Path, out_dir: &Path) -> Result<()> {
 
 /// Reads `gguf_path` and writes a Hugging Face folder into `out_dir`.
 pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
-    let mut file = File::open(gguf_path).map_err(|e| LmError::io(gguf_path, e))?;
-    let content = Content::read(&mut file)
-        .map_err(|e| LmError::bad(gguf_path, format!("not a readable GGUF file: {e}")))?;
-    let meta = Meta {
-        path: gguf_path,
-        md: &content.metadata,
-    };
+    let (mut file, content) = open(gguf_path)?;
+    let meta = Meta::of(gguf_path, &content);
     let arch = meta.str("general.architecture")?.to_string();
     let (model_type, architecture) = match arch.as_str() {
         "llama" => ("llama", "LlamaForCausalLM"),
