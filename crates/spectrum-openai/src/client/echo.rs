@@ -38,7 +38,7 @@ fn same_piece(tok: &TextTokenizer, id: u32, theirs: &str) -> bool {
 
 /// Whether `id` prints as nothing once special tokens are skipped (BOS, EOS,
 /// turn markers): the tokens a server may leave out of its echo.
-fn is_special(tok: &TextTokenizer, id: u32) -> bool {
+pub(super) fn is_special(tok: &TextTokenizer, id: u32) -> bool {
     tok.inner().decode(&[id], true).is_ok_and(|s| s.is_empty())
 }
 

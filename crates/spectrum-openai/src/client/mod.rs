@@ -300,7 +300,17 @@ impl RemoteModel {
         logprobs: &Logprobs,
         echoed: &echo::Echoed,
     ) -> Result<()> {
-        let last = seq.len().saturating_sub(1);
+        // The token whose distribution is compared: the last one; for a text
+        // prompt the last special token, since the text before a special token
+        // tokenises as it does inside the whole (the server splits at special
+        // tokens first), where the text of other prefixes need not.
+        let text = endpoint.text_only.load(Ordering::Relaxed);
+        let last = (2..seq.len())
+            .rev()
+            .find(|&p| {
+                !text || (echoed.entry[p].is_some() && echo::is_special(&self.tokenizer, seq[p]))
+            })
+            .unwrap_or(seq.len().saturating_sub(1));
         let checked = endpoint
             .aligned
             .lock()
