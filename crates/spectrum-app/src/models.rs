@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use spectrum_core::{ModelFamily, Problem};
+use spectrum_core::{Message, ModelFamily, Problem, Role};
 use spectrum_lm::added_tokens::RowInit;
 use spectrum_lm::default_model::{self, DefaultModel};
 use spectrum_lm::hf::ModelDir;
 use spectrum_lm::tokenizer::TextTokenizer;
-use spectrum_lm::{DeviceSpec, LanguageModel};
+use spectrum_lm::{DeviceSpec, LanguageModel, PromptFormat};
 use spectrum_openai::client::{self as remote, RemoteModel, RemoteSpec};
 use spectrum_store::{ModelRecord, NewModel};
 
@@ -179,7 +179,20 @@ impl Studio {
             spec.write(&staging)?;
             progress("checking that the server returns prompt log-probabilities");
             let mut probe = RemoteModel::open(&staging)?;
-            let ids = probe.tokenizer.encode("Spectrum probe")?;
+            // A sequence as an evaluation sends it: the spectrum format
+            // where the tokenizer has its turn tokens (whose prompts start
+            // with one: some servers echo those only), else the colon one.
+            let format = if spectrum_lm::template::has_turn_tokens(&probe.tokenizer) {
+                PromptFormat::Spectrum
+            } else {
+                PromptFormat::Colon
+            };
+            let messages = [
+                Message::new(Role::Description, "Spectrum probe"),
+                Message::new(Role::Output, "heads"),
+                Message::new(Role::Output, "tails"),
+            ];
+            let ids = spectrum_lm::template::render(&probe.tokenizer, format, &messages, None)?.ids;
             if let Err(e) = probe.score_tokens(&[ids]) {
                 progress(&format!(
                     "warning: {}. The steer and dist evaluations need them; valid runs without.",
