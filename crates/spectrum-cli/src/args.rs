@@ -353,7 +353,7 @@ pub struct EvalArgs {
     #[arg(long, default_value = "quick")]
     pub profile: spectrum_app::Profile,
     /// Prompt format: spectrum (tuned models), colon (pretrained), chat (instruct).
-    #[arg(long, default_value = "spectrum")]
+    #[arg(long, visible_alias = "format", default_value = "spectrum")]
     pub template: spectrum_app::PromptFormat,
     /// cpu, cuda, cuda:N or metal.
     #[arg(long, default_value = "cpu", value_parser = device)]
@@ -848,7 +848,7 @@ pub struct ModelArgs {
     #[arg(long, default_value = "default", value_parser = model_source)]
     pub model: ModelSource,
     /// Prompt format: spectrum (trained format), colon (pretrained baselines), chat (instruct baselines).
-    #[arg(long, default_value = "spectrum")]
+    #[arg(long, visible_alias = "template", default_value = "spectrum")]
     pub format: spectrum_app::PromptFormat,
     /// cpu, cuda, cuda:N or metal (GPU backends need a build with --features cuda or metal).
     #[arg(long, default_value = "cpu", value_parser = device)]
