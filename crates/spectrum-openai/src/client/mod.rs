@@ -126,7 +126,7 @@ impl RemoteModel {
                 Problem::setting(
                     format!("{e}; only `spectrum serve` hands out its tokenizer"),
                     "tokenizer",
-                    "the model's tokenizer: a folder holding tokenizer.json, or hf:ORG/NAME",
+                    "the model's tokenizer (spectrum model add URL#NAME --tokenizer ...): a folder holding tokenizer.json, the .gguf file the server runs, or hf:ORG/NAME",
                 )
             })?;
         let write = |name: &str, value: &serde_json::Value| -> Result<()> {
