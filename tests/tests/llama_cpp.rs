@@ -22,31 +22,16 @@ use spectrum_system_tests::{Sandbox, default_model};
 /// The default model's folder and its GGUF (installed once from the PyPI wheel).
 fn default_model_and_gguf() -> (String, String) {
     let dir = default_model();
-    let downloads = dir.parent().expect("models folder").join(".downloads");
-    let gguf = find_gguf(&downloads).unwrap_or_else(|| {
-        panic!(
-            "no .gguf under {} (the default model's wheel unpacks one there)",
-            downloads.display()
-        )
-    });
+    let gguf = spectrum_lm::default_model::DefaultModel::new(dir.clone(), "python3".into()).gguf();
+    assert!(
+        gguf.is_file(),
+        "{}: the default model's wheel unpacks its GGUF there",
+        gguf.display()
+    );
     (
         dir.to_str().expect("utf-8").to_string(),
         gguf.to_str().expect("utf-8").to_string(),
     )
-}
-
-fn find_gguf(dir: &std::path::Path) -> Option<std::path::PathBuf> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            if let Some(found) = find_gguf(&path) {
-                return Some(found);
-            }
-        } else if path.extension().is_some_and(|e| e == "gguf") {
-            return Some(path);
-        }
-    }
-    None
 }
 
 /// llama-cpp-python's server on a free port, answering as `smol`.

@@ -436,8 +436,8 @@ impl AddModelRequest {
 pub struct RemoteOptions {
     /// Where its tokenizer is: a folder holding `tokenizer.json` (and
     /// `tokenizer_config.json`), the GGUF file the server runs, or a hub
-    /// repository; default: asked of the
-    /// server, then the hub when the served name is ORG/NAME.
+    /// repository; default: asked of the server, then the hub when the
+    /// served name is ORG/NAME.
     pub tokenizer: Option<ModelSource>,
     /// The environment variable holding the API key (default `OPENAI_API_KEY`).
     pub api_key_env: Option<String>,

@@ -515,10 +515,11 @@ impl Output {
                 format!("{:>width$.digits$}", v / n)
             }
         };
-        let loss = mean(scored.iter().filter_map(|o| o.loss).sum::<f64>(), 10, 4);
-        let acc = mean(scored.iter().filter_map(|o| o.acc).sum::<f64>(), 8, 3);
-        totals.loss_sum += scored.iter().filter_map(|o| o.loss).sum::<f64>();
-        totals.acc_sum += scored.iter().filter_map(|o| o.acc).sum::<f64>();
+        let loss_sum = scored.iter().filter_map(|o| o.loss).sum::<f64>();
+        let acc_sum = scored.iter().filter_map(|o| o.acc).sum::<f64>();
+        let (loss, acc) = (mean(loss_sum, 10, 4), mean(acc_sum, 8, 3));
+        totals.loss_sum += loss_sum;
+        totals.acc_sum += acc_sum;
         totals.scored += scored.len();
         let id = row.id.as_ref().map_or_else(
             || format!("#{}", totals.rows),

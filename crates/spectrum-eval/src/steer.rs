@@ -340,7 +340,9 @@ pub fn score(
             let rendered = &chosen[i].1;
             // A remote server may leave a token's log-probability out (NaN).
             if let Some(span) = rendered.outputs.iter().find(|span| {
+                // Token p is scored at entry p - 1 (output_scores skips empty spans).
                 span.loss
+                    && span.end > span.start
                     && s.logprobs[span.start.max(1) - 1..span.end - 1]
                         .iter()
                         .any(|l| l.is_nan())

@@ -522,8 +522,8 @@ export type RemoteOptions = {
 /**
  * Where its tokenizer is: a folder holding `tokenizer.json` (and
  * `tokenizer_config.json`), the GGUF file the server runs, or a hub
- * repository; default: asked of the
- * server, then the hub when the served name is ORG/NAME.
+ * repository; default: asked of the server, then the hub when the
+ * served name is ORG/NAME.
  */
 tokenizer: ModelSource | null, 
 /**

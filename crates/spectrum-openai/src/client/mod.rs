@@ -300,6 +300,14 @@ impl RemoteModel {
         logprobs: &Logprobs,
         echoed: &echo::Echoed,
     ) -> Result<()> {
+        let checked = endpoint
+            .aligned
+            .lock()
+            .map(|a| a.contains(&seq[0]))
+            .unwrap_or(false);
+        if checked {
+            return Ok(());
+        }
         // The token whose distribution is compared: the last one; for a text
         // prompt the last special token, since the text before a special token
         // tokenises as it does inside the whole (the server splits at special
@@ -311,12 +319,7 @@ impl RemoteModel {
                 !text || (echoed.entry[p].is_some() && echo::is_special(&self.tokenizer, seq[p]))
             })
             .unwrap_or(seq.len().saturating_sub(1));
-        let checked = endpoint
-            .aligned
-            .lock()
-            .map(|a| a.contains(&seq[0]))
-            .unwrap_or(false);
-        if last < 2 || checked {
+        if last < 2 {
             return Ok(());
         }
         let Some(echoed_top) = echoed.entry[last]
@@ -325,16 +328,11 @@ impl RemoteModel {
         else {
             return Ok(());
         };
+        // The server's prediction of that token: one greedy token after the
+        // tokens before it, with its top entries.
         let request = CompletionRequest {
-            model: self.spec.model.clone(),
-            prompt: Some(self.prompt_of(endpoint, &seq[..last])?),
-            max_tokens: Some(1),
-            sampling: SamplingRequest {
-                temperature: Some(0.0),
-                ..SamplingRequest::default()
-            },
-            logprobs: Some(5),
-            ..CompletionRequest::default()
+            echo: false,
+            ..self.score_body(self.prompt_of(endpoint, &seq[..last])?, 1)
         };
         let choices = self.completions(endpoint, &request)?;
         let predicted = choices
