@@ -20,11 +20,13 @@ use crate::{LmError, Result};
 /// The file in a model folder that lists the tokens Spectrum Studio added.
 pub const MARKER: &str = "spectrum_added_tokens.json";
 
-/// Files copied unchanged into the extended model.
-const SIDE_FILES: [&str; 3] = [
+/// Files copied unchanged into the extended model (the GGUF blocks too: the
+/// layers' still fit, the resized embedding's are found not to and unused).
+const SIDE_FILES: [&str; 4] = [
     "special_tokens_map.json",
     "generation_config.json",
     "chat_template.jinja",
+    crate::blocks::FILE,
 ];
 
 /// What was added to a model.

@@ -115,7 +115,7 @@ impl Tiles {
         let p = self
             .forward
             .get_or_init(|| PackedWeight::pack(w, rows, cols, true));
-        debug_assert_eq!(p.dims(), (cols, rows), "tiles of another weight");
+        assert_eq!(p.dims(), (cols, rows), "tiles of another weight");
         p
     }
 
@@ -124,7 +124,7 @@ impl Tiles {
         let p = self
             .backward
             .get_or_init(|| PackedWeight::pack(w, rows, cols, false));
-        debug_assert_eq!(p.dims(), (rows, cols), "tiles of another weight");
+        assert_eq!(p.dims(), (rows, cols), "tiles of another weight");
         p
     }
 }

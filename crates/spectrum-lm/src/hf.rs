@@ -109,12 +109,17 @@ impl ModelDir {
     ) -> Result<(CausalLm, TextTokenizer)> {
         let tensors = self.load_tensors(dtype, device)?;
         let vb = VarBuilder::from_tensors(tensors, dtype, device);
-        let model = CausalLm::load(&self.config, vb, adapters).map_err(|e| match e {
+        let mut model = CausalLm::load(&self.config, vb, adapters).map_err(|e| match e {
             LmError::Candle(c) => {
                 LmError::bad(&self.dir, format!("weights do not match config.json: {c}"))
             }
             other => other,
         })?;
+        // A folder imported from GGUF keeps its blocks for the decode
+        // products (f32 CPU weights only; a merged adapter changed them).
+        if dtype == DType::F32 && device.is_cpu() && self.adapter.is_none() {
+            model.attach_blocks(&crate::blocks::read(&self.dir)?);
+        }
         Ok((model, TextTokenizer::from_dir(&self.dir)?))
     }
 

@@ -5,6 +5,7 @@
 
 pub mod added_tokens;
 pub mod amx;
+pub mod blocks;
 pub mod config;
 pub mod default_model;
 pub mod engine;

@@ -67,6 +67,11 @@ pub struct Linear {
     /// The weight's AMX copies, packed when a frozen product first runs in
     /// bf16 ([`crate::ops::FrozenMatmul`]); shared by the layer's clones.
     tiles: Arc<crate::amx::Tiles>,
+    /// The checkpoint name of the weight (`model.layers.0.mlp.up_proj.weight`).
+    name: String,
+    /// The GGUF blocks the weight was dequantised from, which the decode
+    /// products read instead ([`crate::blocks`]).
+    blocks: Option<Arc<crate::blocks::Blocks>>,
 }
 
 /// Where adapters are created (a `VarMap`-backed builder) and with what settings.
@@ -104,6 +109,7 @@ impl Linear {
         site: Option<&AdapterSite>,
     ) -> Result<Linear> {
         let weight = vb.get((out_dim, in_dim), "weight")?;
+        let weight_name = format!("{}.weight", vb.prefix());
         let bias = if bias {
             Some(vb.get(out_dim, "bias")?)
         } else {
@@ -139,17 +145,33 @@ impl Linear {
             bias,
             adapter,
             tiles: Arc::default(),
+            name: weight_name,
+            blocks: None,
         })
     }
 
-    /// A plain linear layer from a weight (used for tied embeddings).
-    pub fn from_weight(weight: Tensor) -> Linear {
+    /// A plain linear layer from a weight named `name` in the checkpoint
+    /// (used for tied embeddings).
+    pub fn from_weight(weight: Tensor, name: &str) -> Linear {
         Linear {
             weight,
             bias: None,
             adapter: None,
             tiles: Arc::default(),
+            name: name.to_string(),
+            blocks: None,
         }
+    }
+
+    /// The checkpoint name of the weight.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Gives the decode products the GGUF blocks of the weight (used once
+    /// checked to dequantise to it).
+    pub fn set_blocks(&mut self, blocks: Option<Arc<crate::blocks::Blocks>>) {
+        self.blocks = blocks;
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -161,6 +183,7 @@ impl Linear {
         Linear {
             weight,
             tiles: Arc::default(),
+            blocks: None,
             ..self.clone()
         }
     }
@@ -177,17 +200,19 @@ impl Linear {
                 // Scaling B (out x r) instead of the product (rows x out) keeps one
                 // activation-sized tensor less for backward.
                 let low = xa.matmul(&ad.a.t()?)?.matmul(&(&ad.b * ad.scale)?.t()?)?;
-                let base = crate::ops::linear_with(x, &self.weight, Some(&self.tiles))?;
+                let base = crate::ops::linear_with(x, &self.weight, Some(&self.tiles), None)?;
                 (&base + low.reshape(base.shape())?)?
             }
             Some(ad) => crate::ops::lora_matmul(
                 x,
                 &self.weight,
-                Some(&self.tiles),
+                (Some(&self.tiles), self.blocks.as_deref()),
                 (&ad.a, &ad.b),
                 ad.scale,
             )?,
-            None => crate::ops::linear_with(x, &self.weight, Some(&self.tiles))?,
+            None => {
+                crate::ops::linear_with(x, &self.weight, Some(&self.tiles), self.blocks.as_deref())?
+            }
         };
         Ok(match &self.bias {
             Some(bias) => y.broadcast_add(bias)?,

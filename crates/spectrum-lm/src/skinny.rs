@@ -7,10 +7,16 @@
 //! straight from the checkpoint layout, and takes dot products with the rows
 //! of `x` (kept in L1), vectorised for the CPU it runs on (AVX2/FMA,
 //! AVX-512, NEON), chosen at run time ([`crate::isa`]).
+//!
+//! `W` may also be a GGUF model's quantised blocks ([`crate::blocks`]): each
+//! pair of rows is dequantised into L1 and goes through the same dot products,
+//! so the results are those of the f32 weights the blocks dequantise to, bit
+//! for bit, for a fifth of the bytes read (Q4_1).
 
 use pulp::{Simd, WithSimd};
 use rayon::prelude::*;
 
+use crate::blocks::{BlockKind, Blocks, Dequantiser, VALUES};
 use crate::isa::Isa;
 
 /// Above this many rows of `x` the general GEMM is faster.
@@ -25,22 +31,41 @@ const ROWS_PER_TASK: usize = 32;
 /// caches) at 8 GB/s with 8 rows of x; with this, 15 GB/s.
 const PREFETCH_ROWS: usize = 4;
 
-/// f32 values per 64-byte cache line.
-const FLOATS_PER_LINE: usize = 16;
+/// Bytes per cache line, and the f32 values it holds.
+const LINE_BYTES: usize = 64;
+const FLOATS_PER_LINE: usize = LINE_BYTES / 4;
+
+/// `W` [n, k], row-major: f32 values or quantised blocks.
+#[derive(Clone, Copy)]
+pub enum Weights<'a> {
+    F32(&'a [f32]),
+    Blocks(&'a Blocks),
+}
+
+/// Some rows of `W`, as one task reads them.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    F32(&'a [f32]),
+    Blocks(BlockKind, (&'a [u8], &'a [f32]), Dequantiser),
+}
 
 /// `out` [m, n] = `x` [m, k] `w`ᵀ for `w` [n, k], all row-major.
-pub fn matmul_t(x: &[f32], w: &[f32], m: usize, k: usize, out: &mut [f32]) {
+pub fn matmul_t(x: &[f32], w: Weights, m: usize, k: usize, out: &mut [f32]) {
     matmul_t_on(Isa::best(), x, w, m, k, out)
 }
 
 /// [`matmul_t`] compiled for `isa` (which the CPU must run).
-pub fn matmul_t_on(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, out: &mut [f32]) {
-    let n = w.len() / k.max(1);
+pub fn matmul_t_on(isa: Isa, x: &[f32], w: Weights, m: usize, k: usize, out: &mut [f32]) {
+    let (n, fits) = match w {
+        Weights::F32(w) => (w.len() / k.max(1), w.len().is_multiple_of(k.max(1))),
+        Weights::Blocks(b) => (b.rows, b.k == k),
+    };
     assert!(
-        x.len() == m * k && w.len() == n * k && out.len() == m * n,
+        fits && x.len() == m * k && out.len() == m * n,
         "skinny matmul: [{m}, {k}] x [{n}, {k}]ᵀ into {} values",
         out.len()
     );
+    let dequantiser = Dequantiser::new(isa);
     // Tasks write `outᵀ` [n, m] (their rows of `W` are its rows), then it is
     // transposed: m · n values, against n · k read.
     let mut out_t = vec![0f32; n * m];
@@ -50,13 +75,11 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, out: &mut
         .for_each(|(task, out_t)| {
             let first = task * ROWS_PER_TASK;
             let rows = out_t.len() / m.max(1);
-            isa.dispatch(Dots {
-                x,
-                w: &w[first * k..][..rows * k],
-                m,
-                k,
-                out_t,
-            });
+            let w = match w {
+                Weights::F32(w) => Rows::F32(&w[first * k..][..rows * k]),
+                Weights::Blocks(b) => Rows::Blocks(b.kind, b.rows(first, rows), dequantiser),
+            };
+            isa.dispatch(Dots { x, w, m, k, out_t });
         });
     for (j, col) in out_t.chunks(m.max(1)).enumerate() {
         for (i, &v) in col.iter().enumerate() {
@@ -68,7 +91,7 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], w: &[f32], m: usize, k: usize, out: &mut
 /// `out_t[j, i] = x_i · w_j` for the rows of one task.
 struct Dots<'a> {
     x: &'a [f32],
-    w: &'a [f32],
+    w: Rows<'a>,
     m: usize,
     k: usize,
     out_t: &'a mut [f32],
@@ -82,22 +105,47 @@ impl WithSimd for Dots<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) -> Self::Output {
         let Dots { x, w, m, k, out_t } = self;
-        let w_rows = w.len() / k;
+        let w_rows = out_t.len() / m.max(1);
+        // The pair of rows in use, dequantised (in L1).
+        let mut scratch = match w {
+            Rows::F32(_) => Vec::new(),
+            Rows::Blocks(..) => vec![0f32; 2 * k],
+        };
         let mut j = 0;
         while j < w_rows {
             let pair = (w_rows - j).min(2);
             // The last row of an odd count pairs with itself (its second
             // result is dropped).
-            let ws = [&w[j * k..][..k], &w[(j + pair - 1) * k..][..k]];
+            let rows = [j, j + pair - 1];
+            let ws = match w {
+                Rows::F32(w) => rows.map(|r| &w[r * k..][..k]),
+                Rows::Blocks(kind, (qs, scales), dequantiser) => {
+                    let (qb, sb) = (k / VALUES * kind.q_bytes(), k / VALUES * kind.scales());
+                    let ahead = qs.as_ptr().wrapping_add((j + PREFETCH_ROWS) * qb);
+                    for line in (0..2 * qb).step_by(LINE_BYTES) {
+                        prefetch(ahead.wrapping_add(line));
+                    }
+                    let (s0, s1) = scratch.split_at_mut(k);
+                    for (r, s) in rows.into_iter().zip([&mut *s0, &mut *s1]) {
+                        dequantiser.row(kind, &qs[r * qb..][..qb], &scales[r * sb..][..sb], s);
+                    }
+                    [&*s0, &*s1]
+                }
+            };
             let out = &mut out_t[j * m..][..pair * m];
             let mut i = 0;
             while i < m {
                 let group = (m - i).min(4);
-                match group {
-                    1 => group_dots::<S, 1>(simd, x, i, ws, out, m),
-                    2 => group_dots::<S, 2>(simd, x, i, ws, out, m),
-                    3 => group_dots::<S, 3>(simd, x, i, ws, out, m),
-                    _ => group_dots::<S, 4>(simd, x, i, ws, out, m),
+                // Prefetching the rows that follow in memory: f32 weights.
+                match (group, matches!(w, Rows::F32(_))) {
+                    (1, true) => group_dots::<S, 1, true>(simd, x, i, ws, out, m),
+                    (2, true) => group_dots::<S, 2, true>(simd, x, i, ws, out, m),
+                    (3, true) => group_dots::<S, 3, true>(simd, x, i, ws, out, m),
+                    (_, true) => group_dots::<S, 4, true>(simd, x, i, ws, out, m),
+                    (1, false) => group_dots::<S, 1, false>(simd, x, i, ws, out, m),
+                    (2, false) => group_dots::<S, 2, false>(simd, x, i, ws, out, m),
+                    (3, false) => group_dots::<S, 3, false>(simd, x, i, ws, out, m),
+                    (_, false) => group_dots::<S, 4, false>(simd, x, i, ws, out, m),
                 }
                 i += group;
             }
@@ -107,9 +155,10 @@ impl WithSimd for Dots<'_> {
 }
 
 /// Rows `first..first + R` of `x` against the two rows `ws`, into `out`
-/// (the pair's rows of `outᵀ`, one or two of `m` values).
+/// (the pair's rows of `outᵀ`, one or two of `m` values); `AHEAD`: whether
+/// the rows that follow `ws` in memory are the next pairs' (to prefetch).
 #[inline(always)]
-fn group_dots<S: Simd, const R: usize>(
+fn group_dots<S: Simd, const R: usize, const AHEAD: bool>(
     simd: S,
     x: &[f32],
     first: usize,
@@ -119,7 +168,7 @@ fn group_dots<S: Simd, const R: usize>(
 ) {
     let k = ws[0].len();
     let xs: [&[f32]; R] = std::array::from_fn(|r| &x[(first + r) * k..][..k]);
-    let sums = block::<S, R>(simd, xs, ws);
+    let sums = block::<S, R, AHEAD>(simd, xs, ws);
     for (d, sums) in sums.iter().enumerate().take(out.len() / m) {
         out[d * m + first..][..R].copy_from_slice(sums);
     }
@@ -127,9 +176,14 @@ fn group_dots<S: Simd, const R: usize>(
 
 /// Dot products of `R` rows of x with 2 rows of W, asking for the rows
 /// [`PREFETCH_ROWS`] further on as it goes (every group does: the requests
-/// spread out over the pass measured faster than the first group's alone).
+/// spread out over the pass measured faster than the first group's alone),
+/// when `AHEAD`.
 #[inline(always)]
-fn block<S: Simd, const R: usize>(simd: S, xs: [&[f32]; R], ws: [&[f32]; 2]) -> [[f32; R]; 2] {
+fn block<S: Simd, const R: usize, const AHEAD: bool>(
+    simd: S,
+    xs: [&[f32]; R],
+    ws: [&[f32]; 2],
+) -> [[f32; R]; 2] {
     let (w0, w1) = (S::as_simd_f32s(ws[0]).0, S::as_simd_f32s(ws[1]).0);
     let mut xv = [w0; R];
     for r in 0..R {
@@ -141,9 +195,9 @@ fn block<S: Simd, const R: usize>(simd: S, xs: [&[f32]; R], ws: [&[f32]; 2]) -> 
     let ahead = ws[0].as_ptr().wrapping_add(PREFETCH_ROWS * ws[0].len());
     for c in 0..w0.len() {
         let offset = c * S::F32_LANES;
-        if offset % FLOATS_PER_LINE == 0 {
-            prefetch(ahead.wrapping_add(offset));
-            prefetch(ahead.wrapping_add(ws[0].len() + offset));
+        if AHEAD && offset % FLOATS_PER_LINE == 0 {
+            prefetch(ahead.wrapping_add(offset).cast());
+            prefetch(ahead.wrapping_add(ws[0].len() + offset).cast());
         }
         let (a, b) = (w0[c], w1[c]);
         for r in 0..R {
@@ -168,7 +222,7 @@ fn block<S: Simd, const R: usize>(simd: S, xs: [&[f32]; R], ws: [&[f32]; 2]) -> 
 
 /// Asks the CPU to bring the cache line holding `p` into L1.
 #[inline(always)]
-fn prefetch(p: *const f32) {
+fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
     #[allow(unsafe_code)]
     // SAFETY: a prefetch is a hint that never faults and reads nothing the
@@ -203,7 +257,7 @@ mod tests {
             .into_iter()
             .map(|isa| {
                 let mut out = vec![f32::NAN; m * n];
-                matmul_t_on(isa, &x, &w, m, k, &mut out);
+                matmul_t_on(isa, &x, Weights::F32(&w), m, k, &mut out);
                 (isa, out)
             })
             .collect();
@@ -224,7 +278,7 @@ mod tests {
             for (n, k) in [(1, 8), (7, 13), (64, 576), (65, 100), (97, 35)] {
                 let (x, w) = (values(m * k, 1), values(n * k, 2));
                 let mut out = vec![f32::NAN; m * n];
-                matmul_t(&x, &w, m, k, &mut out);
+                matmul_t(&x, Weights::F32(&w), m, k, &mut out);
                 for i in 0..m {
                     for j in 0..n {
                         let want: f64 = (0..k)
@@ -235,6 +289,45 @@ mod tests {
                             (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
                             "m {m} n {n} k {k} [{i}, {j}]: {got} vs {want}"
                         );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks give the results of the f32 weights they dequantise to, bit for
+    /// bit, with every instruction set, row count and task boundary.
+    #[test]
+    fn blocks_give_the_f32_results_bit_for_bit() {
+        use crate::blocks::{BlockKind, Blocks, VALUES};
+        let k = 96;
+        for kind in BlockKind::ALL {
+            for n in [1, 2, 33, 70] {
+                let bytes: Vec<u8> = (0..n * k / VALUES * kind.gguf_bytes())
+                    .map(|i| {
+                        // Small, finite f16 scales at each block's start.
+                        let at = i % kind.gguf_bytes();
+                        if at == 1 || (kind == BlockKind::Q4_1 && at == 3) {
+                            0x2c | (i as u8 & 0x80)
+                        } else {
+                            (i as u32).wrapping_mul(2_654_435_761) as u8
+                        }
+                    })
+                    .collect();
+                let blocks = Blocks::from_gguf(kind, (n, k), &bytes).expect("whole blocks");
+                let mut w = vec![0f32; n * k];
+                for (j, row) in w.chunks_mut(k).enumerate() {
+                    blocks.dequantize_row(j, row);
+                }
+                for isa in Isa::available() {
+                    for m in [1, 3, 4, 8, MAX_ROWS] {
+                        let x = values(m * k, 5);
+                        let (mut a, mut b) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                        matmul_t_on(isa, &x, Weights::F32(&w), m, k, &mut a);
+                        matmul_t_on(isa, &x, Weights::Blocks(&blocks), m, k, &mut b);
+                        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&a), bits(&b), "{kind:?} {isa} n {n} m {m}");
+                        assert!(a.iter().all(|v| v.is_finite()));
                     }
                 }
             }

@@ -90,7 +90,8 @@ fn write_gguf(
         if family == "llama" && name.ends_with("k_proj.weight") {
             t = permute(&t, cfg.kv_heads());
         }
-        let q = if shape.len() == 2 {
+        // Block types need rows of whole blocks (32 values).
+        let q = if shape.len() == 2 && shape[1] % 32 == 0 {
             QTensor::quantize(&t, dtype)
         } else {
             QTensor::quantize(&t, GgmlDType::F32)
@@ -185,6 +186,54 @@ fn llama_and_qwen2_gguf_import_gives_the_original_model() {
         );
         assert_eq!(tokenizer.eos, vec![2]);
         assert!(tokenizer.chat_template.is_some());
+    }
+}
+
+/// The import keeps a quantised GGUF's blocks (Llama q/k rows unpermuted
+/// like the weights), and the products of a few rows that read them give
+/// the logits of the f32 weights, bit for bit, prompt and decoding steps.
+#[test]
+fn quantised_blocks_decode_as_the_f32_weights_do() {
+    for dtype in [GgmlDType::Q4_0, GgmlDType::Q4_1, GgmlDType::Q8_0] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = tiny_config("llama");
+        let path = dir.path().join("tiny.gguf");
+        write_gguf(&path, "llama", &cfg, dtype, &[]);
+        let out = dir.path().join("hf");
+        spectrum_lm::gguf::import_gguf(&path, &out).expect("import");
+        let blocks = spectrum_lm::blocks::read(&out).expect("blocks");
+        // q, k, v, o, gate and up (32 columns) of each layer, the embedding
+        // and the LM head; not down (48 columns).
+        assert_eq!(blocks.len(), cfg.num_hidden_layers * 6 + 2, "{dtype:?}");
+        let md = ModelDir::open(&out).expect("open");
+        let (mut with, _) = md.load(DType::F32, &Device::Cpu, None).expect("load");
+        let (mut without, _) = md.load(DType::F32, &Device::Cpu, None).expect("load");
+        assert_eq!(with.attach_blocks(&blocks), blocks.len());
+        without.attach_blocks(&Default::default());
+        let bits = |t: Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).expect("logits");
+            v.iter().map(|f| f.to_bits()).collect()
+        };
+        let prompt = Tensor::new(&[[1u32, 20, 40, 60, 80]], &Device::Cpu).expect("ids");
+        assert_eq!(
+            bits(with.forward(&prompt, None).expect("forward")),
+            bits(without.forward(&prompt, None).expect("forward")),
+            "{dtype:?} prompt"
+        );
+        for token in [7u32, 9, 11] {
+            let step = Tensor::new(&[[token]], &Device::Cpu).expect("ids");
+            assert_eq!(
+                bits(with.forward(&step, None).expect("forward")),
+                bits(without.forward(&step, None).expect("forward")),
+                "{dtype:?} step"
+            );
+        }
+        // Every product read its blocks (the embedding is no product: this
+        // model's head is untied).
+        for (name, b) in &blocks {
+            let used = name != "model.embed_tokens.weight";
+            assert_eq!(b.checked(), used.then_some(true), "{dtype:?} {name}");
+        }
     }
 }
 

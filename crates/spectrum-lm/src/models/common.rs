@@ -177,6 +177,20 @@ pub(crate) struct Attention {
     pub cache: Option<(Tensor, Tensor)>,
 }
 
+impl Attention {
+    /// The projections.
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        [&mut self.q, &mut self.k, &mut self.v, &mut self.o].into_iter()
+    }
+}
+
+impl Mlp {
+    /// The projections.
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        [&mut self.gate, &mut self.up, &mut self.down].into_iter()
+    }
+}
+
 /// A LoRA site for the projection `name` under `site`.
 pub(crate) fn sub_site<'a>(site: Option<&AdapterSite<'a>>, name: &str) -> Option<AdapterSite<'a>> {
     site.map(|s| AdapterSite {
@@ -235,7 +249,7 @@ impl TokenIo {
             }
             None => None,
         };
-        let tied = Linear::from_weight(embed.clone());
+        let tied = Linear::from_weight(embed.clone(), "model.embed_tokens.weight");
         Ok(TokenIo {
             embed,
             head,
@@ -271,6 +285,11 @@ impl TokenIo {
         )?)
     }
 
+    /// The layers with a weight matrix (the LM head, tied or not).
+    pub fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.head.iter_mut().chain([&mut self.tied])
+    }
+
     /// Logits of final hidden states.
     pub fn head(&self, hidden: &Tensor, train: bool) -> Result<Tensor> {
         match (&self.head, &self.rows) {
@@ -279,7 +298,9 @@ impl TokenIo {
                 .forward_t(hidden, train),
             (Some(head), _) => head.forward_t(hidden, train),
             (None, None) => self.tied.forward_t(hidden, train),
-            (None, Some(_)) => Linear::from_weight(self.embed_weight()?).forward_t(hidden, train),
+            (None, Some(_)) => {
+                Linear::from_weight(self.embed_weight()?, "").forward_t(hidden, train)
+            }
         }
     }
 }

@@ -14,7 +14,7 @@ use super::common::{
 };
 use crate::Result;
 use crate::config::ModelConfig;
-use crate::lora::AdapterSite;
+use crate::lora::{AdapterSite, Linear};
 
 #[derive(Debug, Clone)]
 struct Block {
@@ -100,6 +100,13 @@ impl Llama {
 
     pub(crate) fn attention_layers(&mut self) -> impl Iterator<Item = &mut Attention> {
         self.blocks.iter_mut().map(|b| &mut b.attn)
+    }
+
+    /// Every layer with a weight matrix.
+    pub(crate) fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        let layers = self.blocks.iter_mut();
+        let layers = layers.flat_map(|b| b.attn.linears_mut().chain(b.mlp.linears_mut()));
+        layers.chain(self.tokens.linears_mut())
     }
 
     /// Logits from final hidden states.

@@ -85,6 +85,27 @@ impl CausalLm {
         }
     }
 
+    /// Gives each weight its GGUF blocks (checkpoint name -> blocks), which
+    /// token-by-token generation reads instead once they are checked to
+    /// dequantise to the weight ([`crate::blocks`]). Returns how many weights
+    /// have blocks.
+    pub fn attach_blocks(
+        &mut self,
+        blocks: &std::collections::HashMap<String, std::sync::Arc<crate::blocks::Blocks>>,
+    ) -> usize {
+        let linears: Box<dyn Iterator<Item = &mut crate::lora::Linear>> = match &mut self.net {
+            Net::Llama(m) => Box::new(m.linears_mut()),
+            Net::Gemma3(m) => Box::new(m.linears_mut()),
+        };
+        let mut attached = 0;
+        for l in linears {
+            let b = blocks.get(l.name()).cloned();
+            attached += usize::from(b.is_some());
+            l.set_blocks(b);
+        }
+        attached
+    }
+
     pub fn clear_kv_cache(&mut self) {
         self.cached = 0;
         for a in self.attention_layers() {

@@ -7,6 +7,8 @@ use candle_core::{CpuStorage, Layout, Shape, Tensor};
 
 use crate::Result;
 use crate::amx::{Amx, Tiles};
+use crate::blocks::Blocks;
+use crate::skinny::Weights;
 
 use super::gemm::{gemm, op, op_t};
 use super::host::*;
@@ -87,13 +89,20 @@ impl candle_core::CustomOp2 for SwiGlu {
 /// (not in LoRA training), straight in `W`'s layout (`dyᵀ x`; candle's matmul
 /// goes through a transposed gradient and a strided add).
 pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    linear_with(x, w, None)
+    linear_with(x, w, None, None)
 }
 
 /// [`linear`] with the AMX tiles of `w`, which its products use while the
 /// thread runs frozen products in bf16 ([`super::FrozenMatmul`]) and `w`
-/// does not train.
-pub fn linear_with(x: &Tensor, w: &Tensor, tiles: Option<&Arc<Tiles>>) -> Result<Tensor> {
+/// does not train, and the GGUF blocks `w` was dequantised from, which the
+/// products of a few rows (token-by-token generation) read instead of `w`
+/// once checked to dequantise to it.
+pub fn linear_with(
+    x: &Tensor,
+    w: &Tensor,
+    tiles: Option<&Arc<Tiles>>,
+    blocks: Option<&Blocks>,
+) -> Result<Tensor> {
     if f32_cpu(x) && f32_cpu(w) && (x.track_op() || w.track_op()) {
         let frozen = !w.is_variable() && !w.track_op();
         let amx = super::amx_for(tiles.filter(|_| frozen));
@@ -104,10 +113,16 @@ pub fn linear_with(x: &Tensor, w: &Tensor, tiles: Option<&Arc<Tiles>>) -> Result
     let (n, k) = w.dims2()?;
     let m = x.elem_count() / k.max(1);
     if f32_cpu(x) && f32_cpu(w) && m <= crate::skinny::MAX_ROWS {
-        // Token-by-token generation: stream W once instead of packing it.
+        // Token-by-token generation: stream W once instead of packing it
+        // (its blocks, if it has them: a weight that trains never does).
+        let blocks = blocks.filter(|_| !w.is_variable());
         let y = with_values([x, w], |[x, w]| {
             let mut y = vec![0f32; m * n];
-            crate::skinny::matmul_t(x, w, m, k, &mut y);
+            let weights = match blocks {
+                Some(b) if b.dequantise_to(w) => Weights::Blocks(b),
+                _ => Weights::F32(w),
+            };
+            crate::skinny::matmul_t(x, weights, m, k, &mut y);
             y
         })?;
         return Ok(Tensor::from_vec(y, with_last(x.dims(), n), x.device())?);
@@ -222,7 +237,7 @@ impl candle_core::CustomOp2 for LinearOp {
 pub fn lora_matmul(
     x: &Tensor,
     w: &Tensor,
-    tiles: Option<&Arc<Tiles>>,
+    (tiles, blocks): (Option<&Arc<Tiles>>, Option<&Blocks>),
     (a, b): (&Tensor, &Tensor),
     scale: f64,
 ) -> Result<Tensor> {
@@ -239,7 +254,7 @@ pub fn lora_matmul(
             .contiguous()?
             .apply_op3(&a.contiguous()?, &b.contiguous()?, op)?);
     }
-    let base = linear_with(x, w, tiles)?;
+    let base = linear_with(x, w, tiles, blocks)?;
     let (rows, out) = as_rows(x, w.dim(0)?)?;
     let low = rows.matmul(&a.t()?)?.matmul(&(b * scale)?.t()?)?;
     Ok((base + low.reshape(out)?)?)

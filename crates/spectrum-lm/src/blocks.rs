@@ -1,0 +1,626 @@
+//! A GGUF model's quantised blocks, kept beside the f32 weights they were
+//! dequantised into, for the products of token-by-token generation.
+//!
+//! Sampling is bound by reading the weights: every step reads each one once
+//! for a handful of rows. A model imported from a GGUF file (the default
+//! model, Ollama's and LM Studio's files) was stored in blocks of 32 values
+//! of 4.5 to 8.5 bits, and its f32 weights are exactly those blocks
+//! dequantised. So the decode products read the blocks (a sixth of the bytes
+//! for Q4_1) and dequantise each row of `W` into L1 as they go, with the same
+//! arithmetic as the import (`d · q + m`, each rounded as candle and
+//! llama.cpp round it): the products see the very same f32 weights, and give
+//! the very same results, as when they read the f32 weights.
+//!
+//! The import writes the blocks to [`FILE`] in the model folder (q and k
+//! projections of Llama models with their rows unpermuted like the weights).
+//! A weight uses its blocks only after they were checked to dequantise to it,
+//! bit for bit, on first use; a weight that differs (an adapter merged in, a
+//! tuned copy) keeps reading f32. Q4_0, Q4_1 and Q8_0 are kept; other types
+//! (the K-quants) read f32.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use candle_core::quantized::GgmlDType;
+use candle_core::{Device, Tensor};
+
+use crate::{LmError, Result};
+
+/// The blocks file of a model folder imported from GGUF.
+pub const FILE: &str = "spectrum.blocks.safetensors";
+
+/// Values per block (every kept type).
+pub const VALUES: usize = 32;
+
+/// A GGUF block type whose rows the decode products read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// f16 scale, 32 nibbles: `d · (q − 8)`.
+    Q4_0,
+    /// f16 scale and minimum, 32 nibbles: `d · q + m`.
+    Q4_1,
+    /// f16 scale, 32 signed bytes: `d · q`.
+    Q8_0,
+}
+
+impl BlockKind {
+    pub const ALL: [BlockKind; 3] = [BlockKind::Q4_0, BlockKind::Q4_1, BlockKind::Q8_0];
+
+    /// Bytes per block of [`VALUES`] values in a GGUF file.
+    pub const fn gguf_bytes(self) -> usize {
+        self.scales() * 2 + self.q_bytes()
+    }
+
+    /// Bytes of quantised values per block.
+    pub const fn q_bytes(self) -> usize {
+        match self {
+            BlockKind::Q4_0 | BlockKind::Q4_1 => VALUES / 2,
+            BlockKind::Q8_0 => VALUES,
+        }
+    }
+
+    /// Scales per block: `d`, and `m` for Q4_1.
+    pub const fn scales(self) -> usize {
+        match self {
+            BlockKind::Q4_1 => 2,
+            _ => 1,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            BlockKind::Q4_0 => "q4_0",
+            BlockKind::Q4_1 => "q4_1",
+            BlockKind::Q8_0 => "q8_0",
+        }
+    }
+
+    pub fn of(t: GgmlDType) -> Option<BlockKind> {
+        match t {
+            GgmlDType::Q4_0 => Some(BlockKind::Q4_0),
+            GgmlDType::Q4_1 => Some(BlockKind::Q4_1),
+            GgmlDType::Q8_0 => Some(BlockKind::Q8_0),
+            _ => None,
+        }
+    }
+
+    fn parse(name: &str) -> Option<BlockKind> {
+        BlockKind::ALL.into_iter().find(|k| k.name() == name)
+    }
+}
+
+/// One weight [rows, k] as blocks, row after row (each row `k / 32`
+/// blocks), held as the kernels read them: the quantised values, and the
+/// scales already widened to f32 (the f16 conversion per block cost more
+/// than the rest of the dequantisation).
+#[derive(Debug)]
+pub struct Blocks {
+    pub kind: BlockKind,
+    pub rows: usize,
+    pub k: usize,
+    qs: Vec<u8>,
+    scales: Vec<f32>,
+    /// Whether the blocks dequantise to the f32 weight, checked on first use.
+    checked: OnceLock<bool>,
+}
+
+impl Blocks {
+    /// From the quantised values and the f32 scales of `rows` rows of `k`
+    /// values (None when the lengths do not fit).
+    pub fn new(
+        kind: BlockKind,
+        (rows, k): (usize, usize),
+        qs: Vec<u8>,
+        scales: Vec<f32>,
+    ) -> Option<Blocks> {
+        let n = rows * k / VALUES;
+        let fits = k.is_multiple_of(VALUES)
+            && qs.len() == n * kind.q_bytes()
+            && scales.len() == n * kind.scales();
+        fits.then(|| Blocks {
+            kind,
+            rows,
+            k,
+            qs,
+            scales,
+            checked: OnceLock::new(),
+        })
+    }
+
+    /// From `bytes` as GGUF stores them: `rows` rows of `k / 32` blocks.
+    pub fn from_gguf(kind: BlockKind, (rows, k): (usize, usize), bytes: &[u8]) -> Option<Blocks> {
+        if bytes.len() != rows * k / VALUES * kind.gguf_bytes() {
+            return None;
+        }
+        let mut qs = Vec::with_capacity(bytes.len());
+        let mut scales = Vec::new();
+        for block in bytes.chunks_exact(kind.gguf_bytes()) {
+            let (s, q) = block.split_at(2 * kind.scales());
+            scales.extend(
+                s.chunks_exact(2)
+                    .map(|h| f16_to_f32(u16::from_le_bytes([h[0], h[1]]))),
+            );
+            qs.extend_from_slice(q);
+        }
+        Blocks::new(kind, (rows, k), qs, scales)
+    }
+
+    /// Bytes the kernels read for the whole weight.
+    pub fn bytes_read(&self) -> usize {
+        self.qs.len() + 4 * self.scales.len()
+    }
+
+    /// Rows `first..first + n`: their quantised values and scales.
+    pub fn rows(&self, first: usize, n: usize) -> (&[u8], &[f32]) {
+        let blocks = self.k / VALUES;
+        let (q, s) = (blocks * self.kind.q_bytes(), blocks * self.kind.scales());
+        (
+            &self.qs[first * q..][..n * q],
+            &self.scales[first * s..][..n * s],
+        )
+    }
+
+    /// Row `j` dequantised into `out` (k values).
+    pub fn dequantize_row(&self, j: usize, out: &mut [f32]) {
+        let (qs, scales) = self.rows(j, 1);
+        dequantize_row(self.kind, qs, scales, out);
+    }
+
+    /// Whether the blocks were found to dequantise to their weight (None:
+    /// not used yet).
+    pub fn checked(&self) -> Option<bool> {
+        self.checked.get().copied()
+    }
+
+    /// True when these blocks dequantise to `w` [rows, k] bit for bit
+    /// (checked once; the answer is kept).
+    pub fn dequantise_to(&self, w: &[f32]) -> bool {
+        *self.checked.get_or_init(|| {
+            if w.len() != self.rows * self.k {
+                return false;
+            }
+            use rayon::prelude::*;
+            w.par_chunks(self.k).enumerate().all(|(j, row)| {
+                let mut values = vec![0f32; self.k];
+                self.dequantize_row(j, &mut values);
+                values
+                    .iter()
+                    .zip(row)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+            })
+        })
+    }
+}
+
+/// f16 bits to f32 (exact: every f16 value is an f32 value). Integer steps
+/// and a multiply by a power of two, so that flushing subnormals (which the
+/// compute threads do) cannot change a subnormal f16's value.
+fn f16_to_f32(h: u16) -> f32 {
+    let sign = ((h & 0x8000) as u32) << 16;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        // Subnormal: frac · 2^-24, a normal f32.
+        (0, _) => return f32::from_bits(sign | 0x3f80_0000) * (frac as f32 / 16_777_216.0),
+        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
+        _ => sign | ((exp + 112) << 23) | (frac << 13),
+    };
+    f32::from_bits(bits)
+}
+
+/// One row of blocks into `out`, with the arithmetic of candle's (and
+/// llama.cpp's) dequantisation, so every value comes out bit for bit the same.
+/// Inlined into the kernels so that it is vectorised for their instruction set.
+#[inline(always)]
+pub fn dequantize_row(kind: BlockKind, qs: &[u8], scales: &[f32], out: &mut [f32]) {
+    let blocks = out.chunks_exact_mut(VALUES);
+    match kind {
+        BlockKind::Q4_0 => {
+            for ((q, &d), out) in qs.chunks_exact(16).zip(scales).zip(blocks) {
+                let (lo, hi) = out.split_at_mut(16);
+                for ((q, a), b) in q.iter().zip(lo).zip(hi) {
+                    *a = ((q & 0x0f) as i16 - 8) as f32 * d;
+                    *b = ((q >> 4) as i16 - 8) as f32 * d;
+                }
+            }
+        }
+        BlockKind::Q4_1 => {
+            for ((q, dm), out) in qs.chunks_exact(16).zip(scales.chunks_exact(2)).zip(blocks) {
+                let (d, m) = (dm[0], dm[1]);
+                let (lo, hi) = out.split_at_mut(16);
+                for ((q, a), b) in q.iter().zip(lo).zip(hi) {
+                    *a = (q & 0x0f) as f32 * d + m;
+                    *b = (q >> 4) as f32 * d + m;
+                }
+            }
+        }
+        BlockKind::Q8_0 => {
+            for ((q, &d), out) in qs.chunks_exact(32).zip(scales).zip(blocks) {
+                for (q, v) in q.iter().zip(out) {
+                    *v = (*q as i8) as f32 * d;
+                }
+            }
+        }
+    }
+}
+
+/// Dequantises rows with the CPU's vector conversions where it has them
+/// (checked when made), the portable loop elsewhere; every way gives the
+/// same bits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dequantiser(Path_);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path_ {
+    Portable,
+    #[cfg(target_arch = "x86_64")]
+    Avx512,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Dequantiser {
+    /// The dequantiser of `isa`, when the CPU runs it (portable otherwise).
+    pub fn new(isa: crate::isa::Isa) -> Dequantiser {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use crate::isa::Isa;
+            let has = |f: &str| match f {
+                "avx512" => {
+                    std::arch::is_x86_feature_detected!("avx512f")
+                        && std::arch::is_x86_feature_detected!("avx512bw")
+                }
+                _ => std::arch::is_x86_feature_detected!("avx2"),
+            };
+            match isa {
+                Isa::Avx512 if has("avx512") => return Dequantiser(Path_::Avx512),
+                Isa::Avx2 if has("avx2") => return Dequantiser(Path_::Avx2),
+                _ => {}
+            }
+        }
+        let _ = isa;
+        Dequantiser(Path_::Portable)
+    }
+
+    /// One row of blocks into `out`, as [`dequantize_row`].
+    #[inline]
+    pub fn row(self, kind: BlockKind, qs: &[u8], scales: &[f32], out: &mut [f32]) {
+        let blocks = out.len() / VALUES;
+        assert!(
+            qs.len() == blocks * kind.q_bytes() && scales.len() == blocks * kind.scales(),
+            "a row of {blocks} blocks"
+        );
+        match self.0 {
+            Path_::Portable => dequantize_row(kind, qs, scales, out),
+            // SAFETY: made only where the CPU has the features (`new`), and
+            // the lengths were checked above.
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            Path_::Avx512 => unsafe { x86::avx512(kind, qs, scales, out) },
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            Path_::Avx2 => unsafe { x86::avx2(kind, qs, scales, out) },
+        }
+    }
+}
+
+/// The vector dequantisations: integers widened and converted exactly, then
+/// a multiply and an add, each rounded once (never fused), as the portable
+/// loop and candle do.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod x86 {
+    use super::{BlockKind, VALUES};
+    use std::arch::x86_64::*;
+
+    /// Block `i`'s scale, and its minimum for Q4_1.
+    #[inline(always)]
+    fn scale(kind: BlockKind, scales: &[f32], i: usize) -> (f32, Option<f32>) {
+        match kind {
+            BlockKind::Q4_1 => (scales[2 * i], Some(scales[2 * i + 1])),
+            _ => (scales[i], None),
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX-512F/BW; `qs`, `scales` and `out` hold the same
+    /// number of blocks.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub unsafe fn avx512(kind: BlockKind, qs: &[u8], scales: &[f32], out: &mut [f32]) {
+        let blocks = out.len() / VALUES;
+        let (q, o) = (qs.as_ptr(), out.as_mut_ptr());
+        let low = _mm512_set1_epi32(0x0f);
+        // SAFETY (every access): block i's bytes, scales and values lie
+        // inside the slices, whose lengths the caller checked.
+        unsafe {
+            for i in 0..blocks {
+                let o = o.add(i * VALUES);
+                match kind {
+                    BlockKind::Q4_0 | BlockKind::Q4_1 => {
+                        let bytes = _mm512_cvtepu8_epi32(_mm_loadu_si128(q.add(i * 16).cast()));
+                        let (mut a, mut b) =
+                            (_mm512_and_si512(bytes, low), _mm512_srli_epi32::<4>(bytes));
+                        if kind == BlockKind::Q4_0 {
+                            let eight = _mm512_set1_epi32(8);
+                            (a, b) = (_mm512_sub_epi32(a, eight), _mm512_sub_epi32(b, eight));
+                        }
+                        let (d, m) = scale(kind, scales, i);
+                        let d = _mm512_set1_ps(d);
+                        let (mut a, mut b) = (
+                            _mm512_mul_ps(_mm512_cvtepi32_ps(a), d),
+                            _mm512_mul_ps(_mm512_cvtepi32_ps(b), d),
+                        );
+                        if let Some(m) = m {
+                            let m = _mm512_set1_ps(m);
+                            (a, b) = (_mm512_add_ps(a, m), _mm512_add_ps(b, m));
+                        }
+                        _mm512_storeu_ps(o, a);
+                        _mm512_storeu_ps(o.add(16), b);
+                    }
+                    BlockKind::Q8_0 => {
+                        let d = _mm512_set1_ps(scales[i]);
+                        for half in 0..2 {
+                            let bytes = _mm_loadu_si128(q.add(i * 32 + half * 16).cast());
+                            let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
+                            _mm512_storeu_ps(o.add(half * 16), _mm512_mul_ps(v, d));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// # Safety
+    /// The CPU has AVX2; `qs`, `scales` and `out` hold the same number of
+    /// blocks.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2(kind: BlockKind, qs: &[u8], scales: &[f32], out: &mut [f32]) {
+        let blocks = out.len() / VALUES;
+        let (q, o) = (qs.as_ptr(), out.as_mut_ptr());
+        let low = _mm256_set1_epi32(0x0f);
+        // SAFETY (every access): as in `avx512`.
+        unsafe {
+            for i in 0..blocks {
+                let o = o.add(i * VALUES);
+                match kind {
+                    BlockKind::Q4_0 | BlockKind::Q4_1 => {
+                        let (d, m) = scale(kind, scales, i);
+                        let (d, bias) = (_mm256_set1_ps(d), kind == BlockKind::Q4_0);
+                        // 8 bytes at a time: values j..j+8 (low nibbles) and
+                        // j+16..j+24 (high nibbles).
+                        for eighth in 0..2 {
+                            let bytes = _mm_loadl_epi64(q.add(i * 16 + eighth * 8).cast());
+                            let bytes = _mm256_cvtepu8_epi32(bytes);
+                            let halves =
+                                [_mm256_and_si256(bytes, low), _mm256_srli_epi32::<4>(bytes)];
+                            for (h, mut v) in halves.into_iter().enumerate() {
+                                if bias {
+                                    v = _mm256_sub_epi32(v, _mm256_set1_epi32(8));
+                                }
+                                let mut f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), d);
+                                if let Some(m) = m {
+                                    f = _mm256_add_ps(f, _mm256_set1_ps(m));
+                                }
+                                _mm256_storeu_ps(o.add(h * 16 + eighth * 8), f);
+                            }
+                        }
+                    }
+                    BlockKind::Q8_0 => {
+                        let d = _mm256_set1_ps(scales[i]);
+                        for eighth in 0..4 {
+                            let bytes = _mm_loadl_epi64(q.add(i * 32 + eighth * 8).cast());
+                            let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+                            _mm256_storeu_ps(o.add(eighth * 8), _mm256_mul_ps(v, d));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tensor names in [`FILE`]: `{kind}/{checkpoint name}/qs` (u8 [rows, quantised
+/// bytes per row]) and `.../scales` (f32 [rows, scales per row]).
+fn entry_name(kind: BlockKind, weight: &str, part: &str) -> String {
+    format!("{}/{weight}/{part}", kind.name())
+}
+
+/// Writes `blocks` (checkpoint name -> blocks) as `dir/`[`FILE`].
+pub fn write(dir: &Path, blocks: &HashMap<String, Blocks>) -> Result<()> {
+    let mut tensors = HashMap::new();
+    for (name, b) in blocks {
+        let (qs, scales) = b.rows(0, b.rows);
+        let qs = Tensor::from_slice(qs, (b.rows, qs.len() / b.rows.max(1)), &Device::Cpu)?;
+        let scales =
+            Tensor::from_slice(scales, (b.rows, scales.len() / b.rows.max(1)), &Device::Cpu)?;
+        tensors.insert(entry_name(b.kind, name, "qs"), qs);
+        tensors.insert(entry_name(b.kind, name, "scales"), scales);
+    }
+    // Written whole or not at all: a half-written file would stop the
+    // model from loading.
+    let (path, part) = (dir.join(FILE), dir.join(format!(".{FILE}.part")));
+    candle_core::safetensors::save(&tensors, &part)
+        .map_err(|e| LmError::bad(&part, format!("cannot write the blocks: {e}")))?;
+    std::fs::rename(&part, &path).map_err(|e| LmError::io(&path, e))
+}
+
+/// The blocks of a model folder (checkpoint name -> blocks), empty when it
+/// has none. A damaged file is an error naming it (delete it and the model
+/// still loads, reading f32 weights).
+pub fn read(dir: &Path) -> Result<HashMap<String, Arc<Blocks>>> {
+    let path = dir.join(FILE);
+    if !path.exists() {
+        return Ok(HashMap::new());
+    }
+    let bytes = std::fs::read(&path).map_err(|e| LmError::io(&path, e))?;
+    let bad = |why: String| {
+        LmError::bad(
+            &path,
+            format!(
+                "{why}; delete the file (the model reads its f32 weights without it) or import the GGUF again"
+            ),
+        )
+    };
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(format!("not a readable blocks file ({e})")))?;
+    let names: Vec<String> = tensors
+        .keys()
+        .filter(|e| e.ends_with("/qs"))
+        .cloned()
+        .collect();
+    let mut out = HashMap::new();
+    for entry in names {
+        let qs = tensors.remove(&entry).expect("listed");
+        let stem = entry.trim_end_matches("/qs");
+        let (kind, name) = stem
+            .split_once('/')
+            .and_then(|(k, n)| Some((BlockKind::parse(k)?, n)))
+            .ok_or_else(|| bad(format!("unexpected entry {entry:?}")))?;
+        let scales = tensors
+            .remove(&format!("{stem}/scales"))
+            .ok_or_else(|| bad(format!("entry {entry:?} has no scales")))?;
+        let rows = qs.dim(0)?;
+        let k = qs.elem_count() / rows.max(1) / kind.q_bytes() * VALUES;
+        let (qs, scales) = (
+            qs.flatten_all()?.to_vec1::<u8>(),
+            scales.flatten_all()?.to_vec1::<f32>(),
+        );
+        let blocks = match (qs, scales) {
+            (Ok(qs), Ok(scales)) => Blocks::new(kind, (rows, k), qs, scales),
+            _ => None,
+        };
+        let blocks = blocks.ok_or_else(|| {
+            bad(format!(
+                "entry {entry:?} is not rows of {} blocks",
+                kind.name()
+            ))
+        })?;
+        out.insert(name.to_string(), Arc::new(blocks));
+    }
+    if let Some(extra) = tensors.keys().next() {
+        return Err(bad(format!("unexpected entry {extra:?}")));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use candle_core::quantized::ggml_file::qtensor_from_ggml;
+
+    /// Random blocks whose scales are finite f16 values (subnormals included).
+    fn random_blocks(kind: BlockKind, n_blocks: usize, seed: u64) -> Vec<u8> {
+        let mut s = seed;
+        let mut next = || {
+            s = s
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (s >> 33) as u32
+        };
+        let mut bytes = Vec::new();
+        for i in 0..n_blocks {
+            for f in 0..match kind {
+                BlockKind::Q4_1 => 2,
+                _ => 1,
+            } {
+                // Every fourth scale subnormal; exponent below the infinities.
+                let bits = if (i + f) % 4 == 0 {
+                    (next() & 0x83ff) as u16
+                } else {
+                    ((next() & 0x8000) | (next() % 0x7800)) as u16
+                };
+                bytes.extend(bits.to_le_bytes());
+            }
+            let payload = kind.gguf_bytes() - bytes.len() % kind.gguf_bytes();
+            bytes.extend((0..payload).map(|_| next() as u8));
+        }
+        bytes
+    }
+
+    fn ggml(kind: BlockKind) -> GgmlDType {
+        match kind {
+            BlockKind::Q4_0 => GgmlDType::Q4_0,
+            BlockKind::Q4_1 => GgmlDType::Q4_1,
+            BlockKind::Q8_0 => GgmlDType::Q8_0,
+        }
+    }
+
+    #[test]
+    fn dequantises_as_candle_does_bit_for_bit() {
+        let (rows, k) = (7, 96);
+        for kind in BlockKind::ALL {
+            let bytes = random_blocks(kind, rows * k / VALUES, kind.gguf_bytes() as u64);
+            let q = qtensor_from_ggml(ggml(kind), &bytes, vec![rows, k], &Device::Cpu)
+                .expect("qtensor");
+            let want: Vec<f32> = q
+                .dequantize(&Device::Cpu)
+                .expect("test value")
+                .flatten_all()
+                .expect("test value")
+                .to_vec1()
+                .expect("test value");
+            let blocks = Blocks::from_gguf(kind, (rows, k), &bytes).expect("blocks");
+            for isa in crate::isa::Isa::available() {
+                let way = Dequantiser::new(isa);
+                let mut got = vec![f32::NAN; rows * k];
+                for (j, row) in got.chunks_mut(k).enumerate() {
+                    let (qs, scales) = blocks.rows(j, 1);
+                    way.row(kind, qs, scales, row);
+                }
+                for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+                    assert_eq!(
+                        a.to_bits(),
+                        b.to_bits(),
+                        "{kind:?} {isa} value {i}: {a} vs {b}"
+                    );
+                }
+            }
+            assert!(blocks.dequantise_to(&want));
+            let mut other = want.clone();
+            other[5] = f32::from_bits(other[5].to_bits() ^ 1);
+            let fresh = Blocks::from_gguf(kind, (rows, k), &bytes).expect("test value");
+            assert!(
+                !fresh.dequantise_to(&other),
+                "a weight one bit away is refused"
+            );
+        }
+    }
+
+    #[test]
+    fn every_f16_converts_exactly() {
+        let raw: Vec<u8> = (0..=u16::MAX).flat_map(|h| h.to_le_bytes()).collect();
+        let theirs: Vec<f32> = Tensor::from_raw_buffer(&raw, DType::F16, &[1 << 16], &Device::Cpu)
+            .and_then(|t| t.to_dtype(DType::F32))
+            .and_then(|t| t.to_vec1())
+            .expect("test value");
+        for (h, theirs) in (0..=u16::MAX).zip(theirs) {
+            let ours = f16_to_f32(h);
+            if ours.is_nan() {
+                assert!(theirs.is_nan());
+            } else {
+                assert_eq!(ours.to_bits(), theirs.to_bits(), "{h:#06x}");
+            }
+        }
+    }
+
+    #[test]
+    fn written_blocks_read_back() {
+        let tmp = tempfile::tempdir().expect("test value");
+        let bytes = random_blocks(BlockKind::Q4_1, 6, 9);
+        let b = Blocks::from_gguf(BlockKind::Q4_1, (3, 64), &bytes).expect("test value");
+        let want = (b.rows(0, 3).0.to_vec(), b.rows(0, 3).1.to_vec());
+        write(tmp.path(), &HashMap::from([("w.weight".to_string(), b)])).expect("test value");
+        let read = read(tmp.path()).expect("test value");
+        let b = &read["w.weight"];
+        assert_eq!((b.kind, b.rows, b.k), (BlockKind::Q4_1, 3, 64));
+        assert_eq!((b.rows(0, 3).0.to_vec(), b.rows(0, 3).1.to_vec()), want);
+        std::fs::write(tmp.path().join(FILE), b"garbage").expect("test value");
+        let e = super::read(tmp.path())
+            .expect_err("a damaged file")
+            .to_string();
+        assert!(e.contains(FILE) && e.contains("delete the file"), "{e}");
+    }
+}
