@@ -164,6 +164,48 @@ fn kv_cache_gives_the_same_logits_as_one_pass() {
     assert!(diff < 1e-5, "cached decoding differs by {diff}");
 }
 
+/// Decoding token by token writes each position into the cache in place; a
+/// clone of the model taken mid-way decodes on its own (the original's
+/// writes never reach it), and both follow one pass over their sequences.
+#[test]
+fn token_by_token_decoding_and_a_clone_follow_one_pass() {
+    let r = reference("qwen2");
+    let a: Vec<u32> = r.ids[0].clone();
+    let b: Vec<u32> = a[..4].iter().chain(a[4..].iter().rev()).copied().collect();
+    let mut model = CausalLm::load(&r.config, vb(&r, DType::F32), None).expect("load");
+    let mut one_pass = |seq: &[u32]| {
+        model.clear_kv_cache();
+        let logits = model.forward(&ids_tensor(&[seq.to_vec()]), None);
+        logits.expect("one pass")
+    };
+    let (full_a, full_b) = (one_pass(&a), one_pass(&b));
+    model.clear_kv_cache();
+    model
+        .forward(&ids_tensor(&[a[..3].to_vec()]), None)
+        .expect("prefix");
+    // One step first: the cache then has room to spare, which both would
+    // write into if the clone shared it.
+    model
+        .forward(&ids_tensor(&[vec![a[3]]]), None)
+        .expect("step");
+    let mut twin = model.clone();
+    for t in 4..a.len() {
+        for (m, seq, full, who) in [
+            (&mut model, &a, &full_a, "original"),
+            (&mut twin, &b, &full_b, "clone"),
+        ] {
+            let step = m.forward(&ids_tensor(&[vec![seq[t]]]), None).expect("step");
+            assert_close(
+                &logits_at(&step, 0, 0),
+                &logits_at(full, 0, t),
+                1e-5,
+                &format!("{who}, position {t}"),
+            );
+        }
+    }
+    assert_eq!((model.cached_len(), twin.cached_len()), (a.len(), b.len()));
+}
+
 #[test]
 fn padding_does_not_change_a_sequence() {
     let r = reference("llama");

@@ -174,7 +174,75 @@ pub(crate) struct Attention {
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
     spec: AttentionSpec,
-    pub cache: Option<(Tensor, Tensor)>,
+    pub cache: Option<KvCache>,
+}
+
+/// The keys and values of the positions seen so far, each [b, kv_heads,
+/// len, head_dim], held in buffers with room to grow: a decoding step writes
+/// its position in place (growing by concatenation copied the whole cache at
+/// every step, 7% of sampling).
+#[derive(Debug)]
+pub(crate) struct KvCache {
+    k: Tensor,
+    v: Tensor,
+    len: usize,
+    /// False in a clone, whose buffers its original still writes (past the
+    /// clone's `len`): its first append moves it to buffers of its own.
+    owned: bool,
+}
+
+impl Clone for KvCache {
+    fn clone(&self) -> KvCache {
+        KvCache {
+            k: self.k.clone(),
+            v: self.v.clone(),
+            len: self.len,
+            owned: false,
+        }
+    }
+}
+
+impl KvCache {
+    /// A cache holding `k` and `v` [b, kv_heads, t, head_dim] exactly.
+    fn new(k: Tensor, v: Tensor) -> Result<KvCache> {
+        let len = k.dim(2)?;
+        Ok(KvCache {
+            k: k.contiguous()?,
+            v: v.contiguous()?,
+            len,
+            owned: true,
+        })
+    }
+
+    /// Appends `k` and `v` [b, kv_heads, t, head_dim]; returns the keys and
+    /// values of every position so far (views of the buffers).
+    fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
+        let needed = self.len + k.dim(2)?;
+        if needed > self.k.dim(2)? || !self.owned {
+            // Room for a quarter more (at least 64 positions): few copies as
+            // it grows, little memory unused.
+            let room = needed + (needed / 4).max(64);
+            for buf in [&mut self.k, &mut self.v] {
+                let (b, h, _, d) = buf.dims4()?;
+                let grown = Tensor::zeros((b, h, room, d), buf.dtype(), buf.device())?;
+                grown.slice_set(&buf.narrow(2, 0, self.len)?.contiguous()?, 2, 0)?;
+                *buf = grown;
+            }
+            self.owned = true;
+        }
+        self.k.slice_set(&k.contiguous()?, 2, self.len)?;
+        self.v.slice_set(&v.contiguous()?, 2, self.len)?;
+        self.len = needed;
+        Ok((self.k.narrow(2, 0, needed)?, self.v.narrow(2, 0, needed)?))
+    }
+
+    /// Row `i` of the new cache is row `rows[i]` of this one.
+    fn select_rows(&self, rows: &Tensor) -> Result<KvCache> {
+        KvCache::new(
+            self.k.narrow(2, 0, self.len)?.index_select(rows, 0)?,
+            self.v.narrow(2, 0, self.len)?.index_select(rows, 0)?,
+        )
+    }
 }
 
 impl Attention {
@@ -414,7 +482,7 @@ impl Attention {
             } else if let Some((out, k, v)) =
                 crate::ops::attention_prompt(&q, &k, &v, &cos, &sin, mask, shape)?
             {
-                self.cache = Some((k, v));
+                self.cache = Some(KvCache::new(k, v)?);
                 return self.o.forward_t(&out, train);
             }
         }
@@ -424,15 +492,16 @@ impl Attention {
         let v = heads_first(v, kv_heads)?.contiguous()?;
         let q = rotary.apply(&heads_first(q, heads)?, offset, mode)?;
         let k = rotary.apply(&heads_first(k, kv_heads)?, offset, mode)?;
-        let (k, v) = match &self.cache {
-            Some((ck, cv)) if mode == Mode::Inference => {
-                (Tensor::cat(&[ck, &k], 2)?, Tensor::cat(&[cv, &v], 2)?)
+        let (k, v) = match (&mut self.cache, mode) {
+            (Some(cache), Mode::Inference) => cache.append(&k, &v)?,
+            (None, Mode::Inference) => {
+                let cache = KvCache::new(k, v)?;
+                let kv = (cache.k.clone(), cache.v.clone());
+                self.cache = Some(cache);
+                kv
             }
             _ => (k, v),
         };
-        if mode == Mode::Inference {
-            self.cache = Some((k.clone(), v.clone()));
-        }
         // Grouped-query attention without copying keys and values per head:
         // the query heads of one key/value head are stacked along the rows.
         let groups = heads / kv_heads;
@@ -453,8 +522,8 @@ impl Attention {
 
     /// Row `i` of the new cache is row `rows[i]` of the old one.
     pub fn select_cache_rows(&mut self, rows: &Tensor) -> Result<()> {
-        if let Some((k, v)) = &self.cache {
-            self.cache = Some((k.index_select(rows, 0)?, v.index_select(rows, 0)?));
+        if let Some(cache) = &self.cache {
+            self.cache = Some(cache.select_rows(rows)?);
         }
         Ok(())
     }
