@@ -15,8 +15,9 @@
 //! projections of Llama models with their rows unpermuted like the weights).
 //! A weight uses its blocks only after they were checked to dequantise to it,
 //! bit for bit, on first use; a weight that differs (an adapter merged in, a
-//! tuned copy) keeps reading f32. Q4_0, Q4_1 and Q8_0 are kept; other types
-//! (the K-quants) read f32.
+//! tuned copy) keeps reading f32. Q4_0, Q4_1, Q8_0, Q4_K (as Q4_1 blocks)
+//! and Q6_K (as bytes with a scale per 16) are kept; other types (Q5_K, F16,
+//! ...) read f32.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -42,28 +43,31 @@ pub enum BlockKind {
     Q4_1,
     /// f16 scale, 32 signed bytes: `d · q`.
     Q8_0,
+    /// 32 signed bytes, a scale per 16: `d_{j / 16} · q` (Q6_K's values,
+    /// each widened to a byte, with its scales `d · sc` computed once).
+    Q8_16,
 }
 
 impl BlockKind {
-    pub const ALL: [BlockKind; 3] = [BlockKind::Q4_0, BlockKind::Q4_1, BlockKind::Q8_0];
-
-    /// Bytes per block of [`VALUES`] values in a GGUF file.
-    pub const fn gguf_bytes(self) -> usize {
-        self.scales() * 2 + self.q_bytes()
-    }
+    pub const ALL: [BlockKind; 4] = [
+        BlockKind::Q4_0,
+        BlockKind::Q4_1,
+        BlockKind::Q8_0,
+        BlockKind::Q8_16,
+    ];
 
     /// Bytes of quantised values per block.
     pub const fn q_bytes(self) -> usize {
         match self {
             BlockKind::Q4_0 | BlockKind::Q4_1 => VALUES / 2,
-            BlockKind::Q8_0 => VALUES,
+            BlockKind::Q8_0 | BlockKind::Q8_16 => VALUES,
         }
     }
 
-    /// Scales per block: `d`, and `m` for Q4_1.
+    /// Scales per block: `d`, and `m` for Q4_1; two `d` for Q8_16.
     pub const fn scales(self) -> usize {
         match self {
-            BlockKind::Q4_1 => 2,
+            BlockKind::Q4_1 | BlockKind::Q8_16 => 2,
             _ => 1,
         }
     }
@@ -73,16 +77,19 @@ impl BlockKind {
             BlockKind::Q4_0 => "q4_0",
             BlockKind::Q4_1 => "q4_1",
             BlockKind::Q8_0 => "q8_0",
+            BlockKind::Q8_16 => "q8_16",
         }
     }
 
-    pub fn of(t: GgmlDType) -> Option<BlockKind> {
-        match t {
-            GgmlDType::Q4_0 => Some(BlockKind::Q4_0),
-            GgmlDType::Q4_1 => Some(BlockKind::Q4_1),
-            GgmlDType::Q8_0 => Some(BlockKind::Q8_0),
-            _ => None,
-        }
+    /// Whether a GGUF matrix of type `t` is kept as blocks: Q4_0, Q4_1 and
+    /// Q8_0 as they are, Q4_K as Q4_1 blocks (`d·sc·q − dmin·m` is `q·d1 + m1`
+    /// with `d1 = d·sc`, `m1 = −dmin·m`, each rounded as candle rounds
+    /// them), Q6_K as Q8_16 (Ollama's usual Q4_K_M files are these two).
+    pub fn keeps(t: GgmlDType) -> bool {
+        matches!(
+            t,
+            GgmlDType::Q4_0 | GgmlDType::Q4_1 | GgmlDType::Q8_0 | GgmlDType::Q4K | GgmlDType::Q6K
+        )
     }
 
     fn parse(name: &str) -> Option<BlockKind> {
@@ -128,20 +135,32 @@ impl Blocks {
         })
     }
 
-    /// From `bytes` as GGUF stores them: `rows` rows of `k / 32` blocks.
-    pub fn from_gguf(kind: BlockKind, (rows, k): (usize, usize), bytes: &[u8]) -> Option<Blocks> {
-        if bytes.len() != rows * k / VALUES * kind.gguf_bytes() {
+    /// From a GGUF matrix of type `t` ([`BlockKind::keeps`]) as the file
+    /// stores it: `rows` rows of `k` values. None for another type, or
+    /// lengths that do not fit.
+    pub fn from_gguf(t: GgmlDType, (rows, k): (usize, usize), bytes: &[u8]) -> Option<Blocks> {
+        let (kind, values, size): (BlockKind, usize, usize) = match t {
+            GgmlDType::Q4_0 => (BlockKind::Q4_0, 32, 18),
+            GgmlDType::Q4_1 => (BlockKind::Q4_1, 32, 20),
+            GgmlDType::Q8_0 => (BlockKind::Q8_0, 32, 34),
+            GgmlDType::Q4K => (BlockKind::Q4_1, 256, 144),
+            GgmlDType::Q6K => (BlockKind::Q8_16, 256, 210),
+            _ => return None,
+        };
+        if !k.is_multiple_of(values) || bytes.len() != rows * k / values * size {
             return None;
         }
-        let mut qs = Vec::with_capacity(bytes.len());
-        let mut scales = Vec::new();
-        for block in bytes.chunks_exact(kind.gguf_bytes()) {
-            let (s, q) = block.split_at(2 * kind.scales());
-            scales.extend(
-                s.chunks_exact(2)
-                    .map(|h| f16_to_f32(u16::from_le_bytes([h[0], h[1]]))),
-            );
-            qs.extend_from_slice(q);
+        let (mut qs, mut scales) = (Vec::with_capacity(rows * k), Vec::new());
+        for block in bytes.chunks_exact(size) {
+            match t {
+                GgmlDType::Q4K => q4k(block, &mut qs, &mut scales),
+                GgmlDType::Q6K => q6k(block, &mut qs, &mut scales),
+                _ => {
+                    let (s, q) = block.split_at(2 * kind.scales());
+                    scales.extend(s.chunks_exact(2).map(half));
+                    qs.extend_from_slice(q);
+                }
+            }
         }
         Blocks::new(kind, (rows, k), qs, scales)
     }
@@ -193,6 +212,66 @@ impl Blocks {
     }
 }
 
+/// A Q4_K super-block (256 values: f16 `d` and `dmin`, 12 bytes of 6-bit
+/// scales and minimums, 128 bytes of nibbles) as eight Q4_1 blocks: each
+/// sub-block's `d1 = d·sc` and `−m1 = −(dmin·m)`, computed as candle's
+/// dequantisation computes them, and its nibbles reordered (a Q4_K byte
+/// holds values j and j + 32 of 64, a Q4_1 byte values j and j + 16 of 32).
+fn q4k(block: &[u8], qs: &mut Vec<u8>, scales: &mut Vec<f32>) {
+    let (d, dmin) = (half(&block[0..2]), half(&block[2..4]));
+    let (sc, q) = (&block[4..16], &block[16..144]);
+    // llama.cpp's `get_scale_min_k4`: 6-bit scale and minimum of sub-block j.
+    let scale_min = |j: usize| {
+        if j < 4 {
+            (sc[j] & 63, sc[j + 4] & 63)
+        } else {
+            (
+                (sc[j + 4] & 0xf) | ((sc[j - 4] >> 6) << 4),
+                (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4),
+            )
+        }
+    };
+    for (c, q) in q.chunks_exact(32).enumerate() {
+        for high in [false, true] {
+            let (s, m) = scale_min(2 * c + usize::from(high));
+            scales.extend([d * s as f32, -(dmin * m as f32)]);
+            let nibble = |b: u8| if high { b >> 4 } else { b & 0xf };
+            qs.extend((0..16).map(|j| nibble(q[j]) | (nibble(q[j + 16]) << 4)));
+        }
+    }
+}
+
+/// A Q6_K super-block (256 values: 128 bytes of low nibbles, 64 of high
+/// bit pairs, 16 signed 8-bit scales, f16 `d`) as eight Q8_16 blocks: each
+/// value `q − 32` in a byte, each 16's scale `d·sc` as candle computes it.
+fn q6k(block: &[u8], qs: &mut Vec<u8>, scales: &mut Vec<f32>) {
+    let (ql, qh, sc, d) = (
+        &block[0..128],
+        &block[128..192],
+        &block[192..208],
+        half(&block[208..210]),
+    );
+    let mut values = [0i8; 256];
+    for n in 0..2 {
+        let (ql, qh) = (&ql[64 * n..], &qh[32 * n..]);
+        for l in 0..32 {
+            let six = |low: u8, high: u8| (low | (high << 4)) as i8 - 32;
+            let v = &mut values[128 * n + l..];
+            v[0] = six(ql[l] & 0xf, qh[l] & 3);
+            v[32] = six(ql[l + 32] & 0xf, (qh[l] >> 2) & 3);
+            v[64] = six(ql[l] >> 4, (qh[l] >> 4) & 3);
+            v[96] = six(ql[l + 32] >> 4, (qh[l] >> 6) & 3);
+        }
+    }
+    qs.extend(values.iter().map(|&v| v as u8));
+    scales.extend(sc.iter().map(|&s| d * (s as i8) as f32));
+}
+
+/// Two little-endian bytes of an f16, as f32.
+fn half(b: &[u8]) -> f32 {
+    f16_to_f32(u16::from_le_bytes([b[0], b[1]]))
+}
+
 /// f16 bits to f32 (exact: every f16 value is an f32 value). Integer steps
 /// and a multiply by a power of two, so that flushing subnormals (which the
 /// compute threads do) cannot change a subnormal f16's value.
@@ -238,6 +317,17 @@ pub fn dequantize_row(kind: BlockKind, qs: &[u8], scales: &[f32], out: &mut [f32
         }
         BlockKind::Q8_0 => {
             for ((q, &d), out) in qs.chunks_exact(32).zip(scales).zip(blocks) {
+                for (q, v) in q.iter().zip(out) {
+                    *v = (*q as i8) as f32 * d;
+                }
+            }
+        }
+        BlockKind::Q8_16 => {
+            for ((q, &d), out) in qs
+                .chunks_exact(16)
+                .zip(scales)
+                .zip(out.chunks_exact_mut(16))
+            {
                 for (q, v) in q.iter().zip(out) {
                     *v = (*q as i8) as f32 * d;
                 }
@@ -324,6 +414,15 @@ mod x86 {
         }
     }
 
+    /// The scale of values `16 · half..` of byte block `i` (Q8_0, Q8_16).
+    #[inline(always)]
+    fn byte_scale(kind: BlockKind, scales: &[f32], i: usize, half: usize) -> f32 {
+        match kind {
+            BlockKind::Q8_16 => scales[2 * i + half],
+            _ => scales[i],
+        }
+    }
+
     /// # Safety
     /// The CPU has AVX-512F/BW; `qs`, `scales` and `out` hold the same
     /// number of blocks.
@@ -359,9 +458,9 @@ mod x86 {
                         _mm512_storeu_ps(o, a);
                         _mm512_storeu_ps(o.add(16), b);
                     }
-                    BlockKind::Q8_0 => {
-                        let d = _mm512_set1_ps(scales[i]);
+                    BlockKind::Q8_0 | BlockKind::Q8_16 => {
                         for half in 0..2 {
+                            let d = _mm512_set1_ps(byte_scale(kind, scales, i, half));
                             let bytes = _mm_loadu_si128(q.add(i * 32 + half * 16).cast());
                             let v = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(bytes));
                             _mm512_storeu_ps(o.add(half * 16), _mm512_mul_ps(v, d));
@@ -407,9 +506,9 @@ mod x86 {
                             }
                         }
                     }
-                    BlockKind::Q8_0 => {
-                        let d = _mm256_set1_ps(scales[i]);
+                    BlockKind::Q8_0 | BlockKind::Q8_16 => {
                         for eighth in 0..4 {
+                            let d = _mm256_set1_ps(byte_scale(kind, scales, i, eighth / 2));
                             let bytes = _mm_loadl_epi64(q.add(i * 32 + eighth * 8).cast());
                             let v = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
                             _mm256_storeu_ps(o.add(eighth * 8), _mm256_mul_ps(v, d));
@@ -511,8 +610,18 @@ mod tests {
     use candle_core::DType;
     use candle_core::quantized::ggml_file::qtensor_from_ggml;
 
-    /// Random blocks whose scales are finite f16 values (subnormals included).
-    fn random_blocks(kind: BlockKind, n_blocks: usize, seed: u64) -> Vec<u8> {
+    /// Every GGUF type kept, with its block size and bytes, and where its
+    /// f16 scales sit in a block.
+    const TYPES: [(GgmlDType, usize, usize, &[usize]); 5] = [
+        (GgmlDType::Q4_0, 32, 18, &[0]),
+        (GgmlDType::Q4_1, 32, 20, &[0, 2]),
+        (GgmlDType::Q8_0, 32, 34, &[0]),
+        (GgmlDType::Q4K, 256, 144, &[0, 2]),
+        (GgmlDType::Q6K, 256, 210, &[208]),
+    ];
+
+    /// Random GGUF blocks whose f16 scales are finite (every fourth subnormal).
+    fn random_blocks(size: usize, f16_at: &[usize], n_blocks: usize, seed: u64) -> Vec<u8> {
         let mut s = seed;
         let mut next = || {
             s = s
@@ -520,73 +629,59 @@ mod tests {
                 .wrapping_add(1_442_695_040_888_963_407);
             (s >> 33) as u32
         };
-        let mut bytes = Vec::new();
-        for i in 0..n_blocks {
-            for f in 0..match kind {
-                BlockKind::Q4_1 => 2,
-                _ => 1,
-            } {
-                // Every fourth scale subnormal; exponent below the infinities.
+        let mut bytes: Vec<u8> = (0..n_blocks * size).map(|_| next() as u8).collect();
+        for (i, block) in bytes.chunks_exact_mut(size).enumerate() {
+            for (f, &at) in f16_at.iter().enumerate() {
                 let bits = if (i + f) % 4 == 0 {
                     (next() & 0x83ff) as u16
                 } else {
                     ((next() & 0x8000) | (next() % 0x7800)) as u16
                 };
-                bytes.extend(bits.to_le_bytes());
+                block[at..at + 2].copy_from_slice(&bits.to_le_bytes());
             }
-            let payload = kind.gguf_bytes() - bytes.len() % kind.gguf_bytes();
-            bytes.extend((0..payload).map(|_| next() as u8));
         }
         bytes
     }
 
-    fn ggml(kind: BlockKind) -> GgmlDType {
-        match kind {
-            BlockKind::Q4_0 => GgmlDType::Q4_0,
-            BlockKind::Q4_1 => GgmlDType::Q4_1,
-            BlockKind::Q8_0 => GgmlDType::Q8_0,
-        }
-    }
-
     #[test]
     fn dequantises_as_candle_does_bit_for_bit() {
-        let (rows, k) = (7, 96);
-        for kind in BlockKind::ALL {
-            let bytes = random_blocks(kind, rows * k / VALUES, kind.gguf_bytes() as u64);
-            let q = qtensor_from_ggml(ggml(kind), &bytes, vec![rows, k], &Device::Cpu)
-                .expect("qtensor");
+        let (rows, k) = (3, 512);
+        for (t, values, size, f16_at) in TYPES {
+            assert!(BlockKind::keeps(t));
+            let bytes = random_blocks(size, f16_at, rows * k / values, size as u64);
+            let q = qtensor_from_ggml(t, &bytes, vec![rows, k], &Device::Cpu).expect("qtensor");
             let want: Vec<f32> = q
                 .dequantize(&Device::Cpu)
-                .expect("test value")
-                .flatten_all()
-                .expect("test value")
-                .to_vec1()
-                .expect("test value");
-            let blocks = Blocks::from_gguf(kind, (rows, k), &bytes).expect("blocks");
+                .and_then(|w| w.flatten_all())
+                .and_then(|w| w.to_vec1())
+                .expect("candle's values");
+            let blocks = Blocks::from_gguf(t, (rows, k), &bytes).expect("blocks");
             for isa in crate::isa::Isa::available() {
                 let way = Dequantiser::new(isa);
                 let mut got = vec![f32::NAN; rows * k];
                 for (j, row) in got.chunks_mut(k).enumerate() {
                     let (qs, scales) = blocks.rows(j, 1);
-                    way.row(kind, qs, scales, row);
+                    way.row(blocks.kind, qs, scales, row);
                 }
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert_eq!(
                         a.to_bits(),
                         b.to_bits(),
-                        "{kind:?} {isa} value {i}: {a} vs {b}"
+                        "{t:?} {isa} value {i}: {a} vs {b}"
                     );
                 }
             }
             assert!(blocks.dequantise_to(&want));
             let mut other = want.clone();
             other[5] = f32::from_bits(other[5].to_bits() ^ 1);
-            let fresh = Blocks::from_gguf(kind, (rows, k), &bytes).expect("test value");
+            let fresh = Blocks::from_gguf(t, (rows, k), &bytes).expect("blocks");
             assert!(
                 !fresh.dequantise_to(&other),
                 "a weight one bit away is refused"
             );
         }
+        assert!(!BlockKind::keeps(GgmlDType::Q5K));
+        assert!(Blocks::from_gguf(GgmlDType::Q4K, (1, 32), &[0; 18]).is_none());
     }
 
     #[test]
@@ -609,8 +704,8 @@ mod tests {
     #[test]
     fn written_blocks_read_back() {
         let tmp = tempfile::tempdir().expect("test value");
-        let bytes = random_blocks(BlockKind::Q4_1, 6, 9);
-        let b = Blocks::from_gguf(BlockKind::Q4_1, (3, 64), &bytes).expect("test value");
+        let bytes = random_blocks(20, &[0, 2], 6, 9);
+        let b = Blocks::from_gguf(GgmlDType::Q4_1, (3, 64), &bytes).expect("test value");
         let want = (b.rows(0, 3).0.to_vec(), b.rows(0, 3).1.to_vec());
         write(tmp.path(), &HashMap::from([("w.weight".to_string(), b)])).expect("test value");
         let read = read(tmp.path()).expect("test value");

@@ -6,9 +6,9 @@
 //! what llama.cpp's convert script changed is undone (the row permutation of
 //! Llama q/k projections, Gemma's RMSNorm weights stored as `1 + w`, Llama 3's
 //! RoPE scaling stored as a `rope_freqs` tensor); the byte-level BPE or
-//! SentencePiece tokenizer is rebuilt from the metadata. The Q4_0, Q4_1 and
-//! Q8_0 matrices are also kept as they were ([`crate::blocks`]), for the
-//! decode products.
+//! SentencePiece tokenizer is rebuilt from the metadata. The Q4_0, Q4_1,
+//! Q8_0, Q4_K and Q6_K matrices are also kept as blocks ([`crate::blocks`]),
+//! for the decode products.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -434,8 +434,8 @@ fn permuted_heads(arch: &str, name: &str, heads: usize, kv_heads: usize) -> Opti
     }
 }
 
-/// Writes the Q4_0, Q4_1 and Q8_0 matrices of `gguf_path` as they are stored
-/// (their rows unpermuted as the import unpermutes the weights) into
+/// Writes the matrices of `gguf_path` that are kept as blocks
+/// ([`BlockKind::keeps`]: Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; their rows unpermuted as the import unpermutes the weights) into
 /// `out_dir`'s blocks file ([`crate::blocks`]), for the decode products of
 /// the folder [`import_gguf`] made from it. Writes nothing when it has none.
 pub fn write_gguf_blocks(gguf_path: &Path, out_dir: &Path) -> Result<()> {
@@ -453,7 +453,7 @@ pub fn write_gguf_blocks(gguf_path: &Path, out_dir: &Path) -> Result<()> {
     let gemma = arch == "gemma3";
     let mut blocks = HashMap::new();
     for (name, info) in &content.tensor_infos {
-        let (Some(kind), Some(hf)) = (BlockKind::of(info.ggml_dtype), hf_name(name, gemma)) else {
+        let Some(hf) = hf_name(name, gemma).filter(|_| BlockKind::keeps(info.ggml_dtype)) else {
             continue;
         };
         let q = content
@@ -470,7 +470,7 @@ pub fn write_gguf_blocks(gguf_path: &Path, out_dir: &Path) -> Result<()> {
             rows = unpermute(&rows, h)?;
         }
         let bytes = rows.flatten_all()?.to_vec1::<u8>()?;
-        blocks.extend(Blocks::from_gguf(kind, (n, k), &bytes).map(|b| (hf, b)));
+        blocks.extend(Blocks::from_gguf(info.ggml_dtype, (n, k), &bytes).map(|b| (hf, b)));
     }
     if blocks.is_empty() {
         return Ok(());

@@ -303,18 +303,14 @@ mod tests {
         let k = 96;
         for kind in BlockKind::ALL {
             for n in [1, 2, 33, 70] {
-                let bytes: Vec<u8> = (0..n * k / VALUES * kind.gguf_bytes())
-                    .map(|i| {
-                        // Small, finite f16 scales at each block's start.
-                        let at = i % kind.gguf_bytes();
-                        if at == 1 || (kind == BlockKind::Q4_1 && at == 3) {
-                            0x2c | (i as u8 & 0x80)
-                        } else {
-                            (i as u32).wrapping_mul(2_654_435_761) as u8
-                        }
-                    })
+                let blocks = n * k / VALUES;
+                let qs: Vec<u8> = (0..blocks * kind.q_bytes())
+                    .map(|i| (i as u32).wrapping_mul(2_654_435_761) as u8)
                     .collect();
-                let blocks = Blocks::from_gguf(kind, (n, k), &bytes).expect("whole blocks");
+                let scales: Vec<f32> = (0..blocks * kind.scales())
+                    .map(|i| (i % 7) as f32 * 0.01 - 0.03)
+                    .collect();
+                let blocks = Blocks::new(kind, (n, k), qs, scales).expect("whole blocks");
                 let mut w = vec![0f32; n * k];
                 for (j, row) in w.chunks_mut(k).enumerate() {
                     blocks.dequantize_row(j, row);

@@ -90,8 +90,8 @@ fn write_gguf(
         if family == "llama" && name.ends_with("k_proj.weight") {
             t = permute(&t, cfg.kv_heads());
         }
-        // Block types need rows of whole blocks (32 values).
-        let q = if shape.len() == 2 && shape[1] % 32 == 0 {
+        // Block types need rows of whole blocks.
+        let q = if shape.len() == 2 && shape[1] % dtype.block_size() == 0 {
             QTensor::quantize(&t, dtype)
         } else {
             QTensor::quantize(&t, GgmlDType::F32)
@@ -237,6 +237,57 @@ fn quantised_blocks_decode_as_the_f32_weights_do() {
     }
 }
 
+/// Q4_K and Q6_K (what Ollama's Q4_K_M files hold) are kept too, as Q4_1
+/// blocks and as bytes with a scale per 16, and decode bit for bit as their
+/// dequantised weights do.
+#[test]
+fn k_quant_blocks_decode_as_the_f32_weights_do() {
+    let mut cfg = tiny_config("qwen2");
+    // Rows of whole super-blocks (256 values).
+    (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.num_hidden_layers,
+    ) = (256, 256, 1);
+    cfg.head_dim = Some(64);
+    for dtype in [GgmlDType::Q4K, GgmlDType::Q6K] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("k.gguf");
+        write_gguf_with(&path, &cfg, dtype);
+        let out = dir.path().join("hf");
+        spectrum_lm::gguf::import_gguf(&path, &out).expect("import");
+        let blocks = spectrum_lm::blocks::read(&out).expect("blocks");
+        assert_eq!(
+            blocks.len(),
+            7 + 1,
+            "{dtype:?}: 7 projections and the tied embedding"
+        );
+        let md = ModelDir::open(&out).expect("open");
+        let (mut with, _) = md.load(DType::F32, &Device::Cpu, None).expect("load");
+        let (mut without, _) = md.load(DType::F32, &Device::Cpu, None).expect("load");
+        with.attach_blocks(&blocks);
+        without.attach_blocks(&Default::default());
+        // A prompt, then two decoding steps from its cache.
+        for ids in [vec![1u32, 20, 40], vec![7], vec![9]] {
+            let ids = ids_tensor(&[ids]);
+            let (a, b) = (with.forward(&ids, None), without.forward(&ids, None));
+            let bits = |t: Tensor| -> Vec<u32> {
+                let v: Vec<f32> = t.flatten_all().and_then(|t| t.to_vec1()).expect("logits");
+                v.iter().map(|f| f.to_bits()).collect()
+            };
+            assert_eq!(
+                bits(a.expect("forward")),
+                bits(b.expect("forward")),
+                "{dtype:?}"
+            );
+        }
+        assert!(
+            blocks.values().all(|b| b.checked() == Some(true)),
+            "{dtype:?}"
+        );
+    }
+}
+
 #[test]
 fn quantised_gguf_imports_close_to_the_original() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -244,7 +295,7 @@ fn quantised_gguf_imports_close_to_the_original() {
     cfg.intermediate_size = 64; // Q8_0 needs rows in blocks of 32
     let path = dir.path().join("q8.gguf");
     // Shapes follow the config, so they are rebuilt for the wider MLP.
-    write_gguf_with(&path, &cfg);
+    write_gguf_with(&path, &cfg, GgmlDType::Q8_0);
     let out = dir.path().join("hf");
     let imported = spectrum_lm::gguf::import_gguf(&path, &out).expect("import");
     assert!(
@@ -266,7 +317,9 @@ fn quantised_gguf_imports_close_to_the_original() {
     );
 }
 
-fn write_gguf_with(path: &std::path::Path, cfg: &ModelConfig) {
+/// A Qwen2 GGUF of `cfg`'s shapes, its matrices in `dtype` where their rows
+/// hold whole blocks of it.
+fn write_gguf_with(path: &std::path::Path, cfg: &ModelConfig, dtype: GgmlDType) {
     let mut tensors = Vec::new();
     let (h, i, v) = (cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size);
     let hd = cfg.head_dim();
@@ -301,8 +354,8 @@ fn write_gguf_with(path: &std::path::Path, cfg: &ModelConfig) {
     }
     for (name, shape) in shapes {
         let t = weight(&name, &shape, DType::F32);
-        let q = if shape.len() == 2 {
-            QTensor::quantize(&t, GgmlDType::Q8_0)
+        let q = if shape.len() == 2 && shape[1] % dtype.block_size() == 0 {
+            QTensor::quantize(&t, dtype)
         } else {
             QTensor::quantize(&t, GgmlDType::F32)
         }
