@@ -340,10 +340,10 @@ pub fn dequantize_row(kind: BlockKind, qs: &[u8], scales: &[f32], out: &mut [f32
 /// (checked when made), the portable loop elsewhere; every way gives the
 /// same bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Dequantiser(Path_);
+pub struct Dequantiser(Kernel);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Path_ {
+enum Kernel {
     Portable,
     #[cfg(target_arch = "x86_64")]
     Avx512,
@@ -365,13 +365,13 @@ impl Dequantiser {
                 _ => std::arch::is_x86_feature_detected!("avx2"),
             };
             match isa {
-                Isa::Avx512 if has("avx512") => return Dequantiser(Path_::Avx512),
-                Isa::Avx2 if has("avx2") => return Dequantiser(Path_::Avx2),
+                Isa::Avx512 if has("avx512") => return Dequantiser(Kernel::Avx512),
+                Isa::Avx2 if has("avx2") => return Dequantiser(Kernel::Avx2),
                 _ => {}
             }
         }
         let _ = isa;
-        Dequantiser(Path_::Portable)
+        Dequantiser(Kernel::Portable)
     }
 
     /// One row of blocks into `out`, as [`dequantize_row`].
@@ -383,15 +383,15 @@ impl Dequantiser {
             "a row of {blocks} blocks"
         );
         match self.0 {
-            Path_::Portable => dequantize_row(kind, qs, scales, out),
+            Kernel::Portable => dequantize_row(kind, qs, scales, out),
             // SAFETY: made only where the CPU has the features (`new`), and
             // the lengths were checked above.
             #[cfg(target_arch = "x86_64")]
             #[allow(unsafe_code)]
-            Path_::Avx512 => unsafe { x86::avx512(kind, qs, scales, out) },
+            Kernel::Avx512 => unsafe { x86::avx512(kind, qs, scales, out) },
             #[cfg(target_arch = "x86_64")]
             #[allow(unsafe_code)]
-            Path_::Avx2 => unsafe { x86::avx2(kind, qs, scales, out) },
+            Kernel::Avx2 => unsafe { x86::avx2(kind, qs, scales, out) },
         }
     }
 }
