@@ -3,10 +3,11 @@
 //!
 //! Sampling is bound by reading the weights: every step reads each one once
 //! for a handful of rows. A model imported from a GGUF file (the default
-//! model, Ollama's and LM Studio's files) was stored in blocks of 32 values
-//! of 4.5 to 8.5 bits, and its f32 weights are exactly those blocks
-//! dequantised. So the decode products read the blocks (a sixth of the bytes
-//! for Q4_1) and dequantise each row of `W` into L1 as they go, with the same
+//! model, Ollama's and LM Studio's files) was stored in blocks of 32 (or
+//! 256) values of 4.5 to 8.5 bits, and its f32 weights are exactly those
+//! blocks dequantised. So the decode products read the blocks (about a fifth
+//! of the bytes for Q4_1, its scales kept as f32) and dequantise each row of
+//! `W` into L1 as they go, with the same
 //! arithmetic as the import (`d · q + m`, each rounded as candle and
 //! llama.cpp round it): the products see the very same f32 weights, and give
 //! the very same results, as when they read the f32 weights.
