@@ -4,6 +4,16 @@
 
 use spectrum_system_tests::{Sandbox, default_model};
 
+/// A sandbox whose models folder holds the default model (the shared copy),
+/// where the demo and `--model default` install it.
+fn with_default_model_installed() -> Sandbox {
+    let sb = Sandbox::default();
+    std::fs::create_dir_all(sb.path("models")).expect("mkdir");
+    std::os::unix::fs::symlink(default_model(), sb.path("models/SmolLM2-135M-Instruct"))
+        .expect("link");
+    sb
+}
+
 fn with_model() -> Sandbox {
     let sb = Sandbox::default();
     let dir = default_model().to_str().expect("utf-8").to_string();
@@ -211,13 +221,35 @@ fn broken_model_folders_get_clear_errors() {
     );
 }
 
+/// Using the default model registers it once: later commands find its record
+/// instead of hashing its 540 MB again (the record, its time included, stays).
+#[test]
+fn the_default_model_is_registered_once() {
+    let sb = with_default_model_installed();
+    let greedy = [
+        "generate",
+        "--prompt",
+        "The capital of France is",
+        "-n",
+        "1",
+        "--temperature",
+        "0",
+        "--max-tokens",
+        "2",
+    ];
+    sb.ok(&greedy);
+    let first = sb.json(&["model", "list"]);
+    assert_eq!(first[0]["name"], "SmolLM2-135M-Instruct");
+    assert_eq!(first[0]["content_hash"].as_str().map(str::len), Some(64));
+    // Registration times have whole seconds: a second registration would show.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sb.ok(&greedy);
+    assert_eq!(sb.json(&["model", "list"]), first);
+}
+
 #[test]
 fn demo_builds_imports_installs_tunes_and_evaluates_the_default_model() {
-    let sb = Sandbox::default();
-    // The demo installs the default model beside the store; reuse the shared copy.
-    std::fs::create_dir_all(sb.path("models")).expect("mkdir");
-    std::os::unix::fs::symlink(default_model(), sb.path("models/SmolLM2-135M-Instruct"))
-        .expect("link");
+    let sb = with_default_model_installed();
     // A short tuning run: the full one takes about 10 minutes.
     let quick = [
         "demo",

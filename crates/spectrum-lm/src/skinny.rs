@@ -81,9 +81,9 @@ pub fn matmul_t_on(isa: Isa, x: &[f32], w: Weights, m: usize, k: usize, out: &mu
             };
             isa.dispatch(Dots { x, w, m, k, out_t });
         });
-    for (j, col) in out_t.chunks(m.max(1)).enumerate() {
-        for (i, &v) in col.iter().enumerate() {
-            out[i * n + j] = v;
+    for (i, row) in out.chunks_exact_mut(n.max(1)).enumerate() {
+        for (o, &v) in row.iter_mut().zip(out_t[i..].iter().step_by(m)) {
+            *o = v;
         }
     }
 }
