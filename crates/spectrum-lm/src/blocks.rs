@@ -194,22 +194,24 @@ impl Blocks {
     }
 
     /// True when these blocks dequantise to `w` [rows, k] bit for bit
-    /// (checked once; the answer is kept).
+    /// (checked once; the answer is kept). The check runs in parallel outside
+    /// the cell's initialisation: a pool thread waiting inside it could steal
+    /// a job that asks again, and wait for itself.
     pub fn dequantise_to(&self, w: &[f32]) -> bool {
-        *self.checked.get_or_init(|| {
-            if w.len() != self.rows * self.k {
-                return false;
-            }
-            use rayon::prelude::*;
-            w.par_chunks(self.k).enumerate().all(|(j, row)| {
+        if let Some(&known) = self.checked.get() {
+            return known;
+        }
+        use rayon::prelude::*;
+        let equal = w.len() == self.rows * self.k
+            && w.par_chunks(self.k).enumerate().all(|(j, row)| {
                 let mut values = vec![0f32; self.k];
                 self.dequantize_row(j, &mut values);
                 values
                     .iter()
                     .zip(row)
                     .all(|(a, b)| a.to_bits() == b.to_bits())
-            })
-        })
+            });
+        *self.checked.get_or_init(|| equal)
     }
 }
 

@@ -356,6 +356,13 @@ impl LocalModel {
         &mut self,
         requests: &[(&[u32], &SamplingParams)],
     ) -> Result<Vec<Vec<Vec<u32>>>> {
+        crate::ops::on_pool(|| self.sample_many_here(requests))
+    }
+
+    fn sample_many_here(
+        &mut self,
+        requests: &[(&[u32], &SamplingParams)],
+    ) -> Result<Vec<Vec<Vec<u32>>>> {
         if requests.is_empty() {
             return Ok(Vec::new());
         }
@@ -405,17 +412,32 @@ impl LocalModel {
         let steps = requests.iter().map(|r| r.1.max_tokens).max().unwrap_or(0);
         for _ in 0..steps {
             let logits: Vec<Vec<f32>> = last.to_dtype(DType::F32)?.to_vec2()?;
-            let mut next = Vec::with_capacity(rows);
-            for (i, row) in logits.iter().enumerate() {
-                let params = requests[owner[i]].1;
-                if !done[i] && samples[i].len() >= params.max_tokens {
+            for (i, (_, params)) in owner.iter().map(|&r| requests[r]).enumerate() {
+                if samples[i].len() >= params.max_tokens {
                     done[i] = true;
                 }
-                if done[i] {
+            }
+            // Each row draws from its own generator: the rows in parallel
+            // (a softmax over the vocabulary each) draw what they would in turn.
+            let draw = |(i, (row, rng)): (usize, (&Vec<f32>, &mut Rng))| {
+                (!done[i]).then(|| sample_token(row, requests[owner[i]].1, rng))
+            };
+            let drawn: Vec<Option<u32>> = {
+                use rayon::prelude::*;
+                logits
+                    .par_iter()
+                    .zip(rngs.par_iter_mut())
+                    .enumerate()
+                    .map(draw)
+                    .collect()
+            };
+            let mut next = Vec::with_capacity(rows);
+            for (i, token) in drawn.into_iter().enumerate() {
+                let params = requests[owner[i]].1;
+                let Some(token) = token else {
                     next.push(0);
                     continue;
-                }
-                let token = sample_token(row, params, &mut rngs[i]);
+                };
                 if params.stop_ids.contains(&token) {
                     done[i] = true;
                 } else {

@@ -16,20 +16,31 @@
 //! computes, and the first call reaches every thread of rayon's global pool,
 //! where candle's and gemm's parallel kernels and our own row loops run.
 
-use std::sync::Once;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// Sets flush-to-zero on the calling thread and, once per process, on every
 /// thread of rayon's global pool (building the pool if nobody has). Cheap and
 /// idempotent: call it at the start of every thread that runs model code.
 pub fn flush_subnormals() {
     set_this_thread();
-    static POOL: Once = Once::new();
     // Rayon's global pool keeps its threads for the life of the process, so
-    // setting them once reaches every thread it will ever run work on.
-    POOL.call_once(|| {
+    // setting them once reaches every thread it will ever run work on. Not a
+    // blocking `Once`: a pool thread waiting for the broadcast may steal a job
+    // that calls this again, and would then wait for itself.
+    static POOL: AtomicU8 = AtomicU8::new(UNSET);
+    if POOL
+        .compare_exchange(UNSET, SETTING, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
         rayon::broadcast(|_| set_this_thread());
-    });
+        POOL.store(SET, Ordering::Release);
+    }
 }
+
+/// The states of the pool's setting.
+const UNSET: u8 = 0;
+const SETTING: u8 = 1;
+const SET: u8 = 2;
 
 /// Whether subnormal results come out as zero on the calling thread, found by
 /// computing them (not by reading the control register): a scalar product and

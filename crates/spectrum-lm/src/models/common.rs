@@ -502,6 +502,11 @@ impl Attention {
             }
             _ => (k, v),
         };
+        if mode == Mode::Inference
+            && let Some(out) = crate::ops::attention_cached(&q, &k, &v, mask, scale)?
+        {
+            return self.o.forward_t(&out, train);
+        }
         // Grouped-query attention without copying keys and values per head:
         // the query heads of one key/value head are stacked along the rows.
         let groups = heads / kv_heads;

@@ -31,11 +31,16 @@ pub(super) fn gemm(
     scale: f32,
     add: bool,
 ) {
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 && rayon::current_thread_index().is_none() {
-        gemm::Parallelism::Rayon(threads)
-    } else {
+    // Asked once: candle reads the environment and /proc/cpuinfo at every call
+    // (tens of microseconds; the decoding attention multiplies per head).
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let parallelism = if rayon::current_thread_index().is_some() {
         gemm::Parallelism::None
+    } else {
+        match *THREADS.get_or_init(candle_core::utils::get_num_threads) {
+            threads @ 2.. => gemm::Parallelism::Rayon(threads),
+            _ => gemm::Parallelism::None,
+        }
     };
     assert!(
         out.len() >= m * n && a.values.len() >= m * k && b.values.len() >= k * n,

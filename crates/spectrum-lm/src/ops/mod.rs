@@ -38,7 +38,9 @@ mod linear;
 mod loss;
 mod norm;
 
-pub use attention::{AttentionShape, attention, attention_prompt, masked_softmax, rope};
+pub use attention::{
+    AttentionShape, attention, attention_cached, attention_prompt, masked_softmax, rope,
+};
 pub use host::host_slice;
 pub use linear::{linear, linear_with, lora_matmul, swiglu};
 pub use loss::cross_entropy_rows;
@@ -113,6 +115,41 @@ pub fn set_frozen_matmul(m: FrozenMatmul) -> FrozenMatmul {
     FROZEN_MATMUL.with(|c| c.replace(m))
 }
 
+/// Runs `work` on a thread of rayon's global pool (right here when this is
+/// one), with the calling thread's [`Kernels`] and [`FrozenMatmul`].
+///
+/// Every parallel op (candle's and gemm's matrix multiplies, our kernels and
+/// row loops) splits its work over that pool. Called from a thread outside
+/// it, each op hands its work over and sleeps until it is done: two context
+/// switches, some two thousand times a decoding step, and one thread more
+/// than there are cores. From a pool thread the caller does its share and
+/// the others steal the rest. Decoding runs through here (`spectrum generate`
+/// 1.25x on Intel model 207); passes of large products do not gain (scoring
+/// measured the same, LoRA training slower), so they stay where they are called.
+pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return work();
+    }
+    // Before entering: the pool's threads get the mode here, not from
+    // inside a job of theirs.
+    crate::fpu::flush_subnormals();
+    let settings = (kernels(), FROZEN_MATMUL.with(std::cell::Cell::get));
+    /// The worker's own settings back, even if `work` panics.
+    struct Restore(Kernels, FrozenMatmul);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            set_kernels(self.0);
+            set_frozen_matmul(self.1);
+        }
+    }
+    let mut out = None;
+    rayon::scope(|_| {
+        let _restore = Restore(set_kernels(settings.0), set_frozen_matmul(settings.1));
+        out = Some(work());
+    });
+    out.expect("rayon ran the scope's body")
+}
+
 /// The AMX unit and a weight's tiles, when the calling thread runs products
 /// with frozen weights in bf16 and `tiles` belongs to a frozen weight.
 pub(crate) fn amx_for(
@@ -121,4 +158,45 @@ pub(crate) fn amx_for(
     let bf16 = FROZEN_MATMUL.with(std::cell::Cell::get) == FrozenMatmul::Bf16;
     let tiles = tiles.filter(|_| bf16)?;
     Some((crate::amx::Amx::get()?, tiles.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The work runs on a pool thread with the caller's settings, and the
+    /// pool's threads have their own settings back afterwards, also after a
+    /// panic.
+    #[test]
+    fn on_pool_runs_on_the_pool_with_the_callers_settings() {
+        let before = (
+            set_kernels(Kernels::Composed),
+            set_frozen_matmul(FrozenMatmul::Bf16),
+        );
+        let seen = on_pool(|| {
+            (
+                rayon::current_thread_index().is_some(),
+                kernels(),
+                FROZEN_MATMUL.with(std::cell::Cell::get),
+            )
+        });
+        assert_eq!(seen, (true, Kernels::Composed, FrozenMatmul::Bf16));
+        let panicked = std::panic::catch_unwind(|| on_pool(|| panic!("in the work")));
+        assert!(panicked.is_err());
+        let pool: Vec<_> =
+            rayon::broadcast(|_| (kernels(), FROZEN_MATMUL.with(std::cell::Cell::get)));
+        assert!(
+            pool.iter()
+                .all(|&s| s == (Kernels::Fused, FrozenMatmul::F32)),
+            "{pool:?}"
+        );
+        // Already on a pool thread: the work runs right there.
+        let nested = on_pool(|| {
+            let here = rayon::current_thread_index();
+            on_pool(rayon::current_thread_index) == here
+        });
+        assert!(nested);
+        set_kernels(before.0);
+        set_frozen_matmul(before.1);
+    }
 }
