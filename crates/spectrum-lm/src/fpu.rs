@@ -27,13 +27,20 @@ pub fn flush_subnormals() {
     // setting them once reaches every thread it will ever run work on. Not a
     // blocking `Once`: a pool thread waiting for the broadcast may steal a job
     // that calls this again, and would then wait for itself.
+    // A thread outside the pool waits for the setting to be done (it steals
+    // no jobs, so it cannot be the one doing it).
     static POOL: AtomicU8 = AtomicU8::new(UNSET);
-    if POOL
-        .compare_exchange(UNSET, SETTING, Ordering::AcqRel, Ordering::Acquire)
-        .is_ok()
-    {
-        rayon::broadcast(|_| set_this_thread());
-        POOL.store(SET, Ordering::Release);
+    match POOL.compare_exchange(UNSET, SETTING, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => {
+            rayon::broadcast(|_| set_this_thread());
+            POOL.store(SET, Ordering::Release);
+        }
+        Err(_) if rayon::current_thread_index().is_none() => {
+            while POOL.load(Ordering::Acquire) != SET {
+                std::thread::yield_now();
+            }
+        }
+        Err(_) => {}
     }
 }
 
