@@ -237,19 +237,26 @@ pub fn attention_cached(
                 .collect()
         })
     })??;
-    // Unit (bi, g)'s rows are (query head g·groups + gi, position i).
-    let width = heads * hd;
+    let units: Vec<&[f32]> = units.iter().map(Vec::as_slice).collect();
+    let out = merge(&units, (b, t, kv, hd), groups);
+    Ok(Some(Tensor::from_vec(out, (b, t, heads * hd), q.device())?))
+}
+
+/// Rows [n·t, hd] per unit (n heads of one kv group, units ordered
+/// (sequence, kv head)) back into [b, t, kv·n·hd].
+fn merge(units: &[&[f32]], (b, t, kv, hd): (usize, usize, usize, usize), n: usize) -> Vec<f32> {
+    let width = kv * n * hd;
     let mut out = vec![0f32; b * t * width];
     for (u, rows) in units.iter().enumerate() {
         let (bi, g) = (u / kv, u % kv);
-        for gi in 0..groups {
+        for gi in 0..n {
             for i in 0..t {
-                let dst = (bi * t + i) * width + (g * groups + gi) * hd;
+                let dst = (bi * t + i) * width + (g * n + gi) * hd;
                 out[dst..][..hd].copy_from_slice(&rows[(gi * t + i) * hd..][..hd]);
             }
         }
     }
-    Ok(Some(Tensor::from_vec(out, (b, t, width), q.device())?))
+    out
 }
 
 /// Scores [rows, width] plus the additive `mask` [t, width] (row `r` takes
@@ -412,7 +419,7 @@ impl FusedAttention {
         })
     }
 
-    /// Rows [n·t, hd] per unit (n heads of one kv group) back into [b, t, n_all·hd].
+    /// [`merge`] in this op's shape.
     fn merge(&self, units: &[&[f32]], n: usize) -> Vec<f32> {
         let AttentionShape {
             batch: b,
@@ -421,18 +428,7 @@ impl FusedAttention {
             head_dim: hd,
             ..
         } = self.shape;
-        let width = kv * n * hd;
-        let mut out = vec![0f32; b * t * width];
-        for (u, rows) in units.iter().enumerate() {
-            let (bi, g) = (u / kv, u % kv);
-            for gi in 0..n {
-                for i in 0..t {
-                    let dst = (bi * t + i) * width + (g * n + gi) * hd;
-                    out[dst..][..hd].copy_from_slice(&rows[(gi * t + i) * hd..][..hd]);
-                }
-            }
-        }
-        out
+        merge(units, (b, t, kv, hd), n)
     }
     /// The attention output [b, t, heads·hd] and every unit's parts.
     fn forward(
