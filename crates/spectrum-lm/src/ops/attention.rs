@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, D, DType, Layout, Shape, Tensor};
 
 use crate::Result;
 
-use super::gemm::{gemm, op, op_t};
+use super::gemm::{gemm, gemm_ld, op, op_t};
 use super::host::*;
 
 /// `softmax(scores + mask)` over the last dimension; `mask` broadcasts to
@@ -238,25 +238,63 @@ pub fn attention_cached(
         })
     })??;
     let units: Vec<&[f32]> = units.iter().map(Vec::as_slice).collect();
-    let out = merge(&units, (b, t, kv, hd), groups);
+    let out = merge(&units, (b, t, kv, hd), groups, false);
     Ok(Some(Tensor::from_vec(out, (b, t, heads * hd), q.device())?))
 }
 
 /// Rows [n·t, hd] per unit (n heads of one kv group, units ordered
-/// (sequence, kv head)) back into [b, t, kv·n·hd].
-fn merge(units: &[&[f32]], (b, t, kv, hd): (usize, usize, usize, usize), n: usize) -> Vec<f32> {
+/// (sequence, kv head)) back into [b, t, kv·n·hd]. A unit's rows are ordered
+/// (position, head) when `position_major`, (head, position) otherwise.
+fn merge(
+    units: &[&[f32]],
+    (b, t, kv, hd): (usize, usize, usize, usize),
+    n: usize,
+    position_major: bool,
+) -> Vec<f32> {
     let width = kv * n * hd;
     let mut out = vec![0f32; b * t * width];
     for (u, rows) in units.iter().enumerate() {
         let (bi, g) = (u / kv, u % kv);
-        for gi in 0..n {
-            for i in 0..t {
-                let dst = (bi * t + i) * width + (g * n + gi) * hd;
-                out[dst..][..hd].copy_from_slice(&rows[(gi * t + i) * hd..][..hd]);
+        for i in 0..t {
+            let dst = &mut out[(bi * t + i) * width + g * n * hd..][..n * hd];
+            if position_major {
+                dst.copy_from_slice(&rows[i * n * hd..][..n * hd]);
+            } else {
+                for (gi, head) in dst.chunks_exact_mut(hd).enumerate() {
+                    head.copy_from_slice(&rows[(gi * t + i) * hd..][..hd]);
+                }
             }
         }
     }
     out
+}
+
+/// Query positions per block of [`FusedAttention`]: each block multiplies
+/// only the keys some position in it may see (a causal mask's lower
+/// triangle, in steps of this many positions).
+const BLOCK: usize = 32;
+
+/// For each mask [t, t] of `masks` and each block of [`BLOCK`] positions, how
+/// many leading keys its rows need: one past the last key any of them does not
+/// mask with −∞ (keys after it have probability exactly 0). A row that masks
+/// every key with −∞ needs them all (its softmax stays what it was).
+fn key_reach(masks: &[f32], t: usize) -> Vec<usize> {
+    masks
+        .chunks_exact(t * t)
+        .flat_map(|mask| {
+            (0..t).step_by(BLOCK).map(move |i0| {
+                (i0..(i0 + BLOCK).min(t))
+                    .map(|i| {
+                        mask[i * t..][..t]
+                            .iter()
+                            .rposition(|&m| m != f32::NEG_INFINITY)
+                            .map_or(t, |j| j + 1)
+                    })
+                    .max()
+                    .unwrap_or(t)
+            })
+        })
+        .collect()
 }
 
 /// Scores [rows, width] plus the additive `mask` [t, width] (row `r` takes
@@ -316,14 +354,19 @@ struct FusedAttention {
     /// [batch or 1, 1, seq, seq], contiguous.
     mask: Tensor,
     shape: AttentionShape,
+    /// Per mask and block of [`BLOCK`] query positions, the keys it needs
+    /// ([`key_reach`]).
+    reach: Vec<usize>,
     /// The forward pass's parts, taken by the backward pass (which recomputes
     /// them if it runs a second time).
     saved: std::sync::Mutex<Option<Vec<HeadParts>>>,
 }
 
 /// One key/value head of one sequence, with the `groups` query heads that
-/// share it stacked along the rows: rotated, scaled queries [groups·t, hd],
-/// rotated keys and values [t, hd], probabilities [groups·t, t].
+/// share it interleaved along the rows (row `i·groups + gi` is position `i`
+/// of head `gi`, so a block of positions is a block of rows): rotated, scaled
+/// queries [t·groups, hd], rotated keys and values [t, hd], probabilities
+/// [t·groups, t] (zero past each block's reach).
 struct HeadParts {
     qs: Vec<f32>,
     k: Vec<f32>,
@@ -345,18 +388,34 @@ fn rotate(src: &[f32], cos: &[f32], sin: &[f32], sign: f32, scale: f32, dst: &mu
 
 impl FusedAttention {
     fn new(cos: &Tensor, sin: &Tensor, mask: &Tensor, shape: AttentionShape) -> Result<Self> {
+        let mask = mask.contiguous()?;
+        let reach = with_values([&mask], |[m]| key_reach(m, shape.seq))?;
         Ok(FusedAttention {
             cos: cos.contiguous()?,
             sin: sin.contiguous()?,
-            mask: mask.contiguous()?,
+            mask,
             shape,
+            reach,
             saved: std::sync::Mutex::new(None),
         })
     }
 
+    /// The blocks of sequence `bi`: (first row, rows, keys needed).
+    fn blocks(&self, bi: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let (t, groups) = (self.shape.seq, self.shape.heads / self.shape.kv_heads);
+        let per_mask = t.div_ceil(BLOCK);
+        let masks = self.reach.len() / per_mask;
+        let reach = &self.reach[(bi % masks) * per_mask..][..per_mask];
+        reach.iter().enumerate().map(move |(blk, &keys)| {
+            let i0 = blk * BLOCK;
+            (i0 * groups, ((i0 + BLOCK).min(t) - i0) * groups, keys)
+        })
+    }
+
     /// For every (sequence, key/value head) — in parallel, each one's working
-    /// set in cache — RoPE, scores, mask, softmax and the weighted values; the
-    /// output rows [groups·t, hd] of each unit come back beside its parts.
+    /// set in cache — RoPE, scores, mask, softmax and the weighted values, per
+    /// block of positions over the keys it may see; the output rows
+    /// [t·groups, hd] of each unit come back beside its parts.
     fn forward_units(
         &self,
         q: &[f32],
@@ -388,31 +447,36 @@ impl FusedAttention {
                     };
                     for i in 0..t {
                         let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
-                        for gi in 0..groups {
-                            let src = &q[((bi * t + i) * heads + g * groups + gi) * hd..][..hd];
-                            let dst = &mut p.qs[(gi * t + i) * hd..][..hd];
+                        let src = &q[((bi * t + i) * heads + g * groups) * hd..][..groups * hd];
+                        let dst = &mut p.qs[i * groups * hd..][..groups * hd];
+                        for (src, dst) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
                             rotate(src, c, s, 1.0, scale as f32, dst);
                         }
                         let at = ((bi * t + i) * kv + g) * hd;
                         rotate(&k[at..][..hd], c, s, 1.0, 1.0, &mut p.k[i * hd..][..hd]);
                         p.v[i * hd..][..hd].copy_from_slice(&v[at..][..hd]);
                     }
-                    let rows = groups * t;
-                    gemm(
-                        &mut p.probs,
-                        (rows, t, hd),
-                        op(&p.qs),
-                        op_t(&p.k),
-                        1.0,
-                        false,
-                    );
                     let mask = &mask[(bi % masks) * t * t..][..t * t];
-                    crate::vmath::vectorized(
-                        #[inline(always)]
-                        || mask_and_softmax(&mut p.probs, mask, t),
-                    );
-                    let mut o = vec![0f32; rows * hd];
-                    gemm(&mut o, (rows, hd, t), op(&p.probs), op(&p.v), 1.0, false);
+                    let mut o = vec![0f32; groups * t * hd];
+                    for (r0, rows, keys) in self.blocks(bi) {
+                        let probs = &mut p.probs[r0 * t..];
+                        let qs = op(&p.qs[r0 * hd..]);
+                        gemm_ld(probs, t, (rows, keys, hd), qs, op_t(&p.k), 1.0, false);
+                        crate::vmath::vectorized(
+                            #[inline(always)]
+                            || {
+                                for (r, row) in probs.chunks_mut(t).take(rows).enumerate() {
+                                    let m = &mask[(r0 + r) / groups * t..][..keys];
+                                    let row = &mut row[..keys];
+                                    row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
+                                    crate::vmath::softmax_row(row);
+                                }
+                            },
+                        );
+                        let probs = op(&p.probs[r0 * t..]).ld(t);
+                        let o = &mut o[r0 * hd..];
+                        gemm(o, (rows, hd, keys), probs, op(&p.v), 1.0, false);
+                    }
                     (p, o)
                 })
                 .collect()
@@ -428,7 +492,7 @@ impl FusedAttention {
             head_dim: hd,
             ..
         } = self.shape;
-        merge(units, (b, t, kv, hd), n)
+        merge(units, (b, t, kv, hd), n, true)
     }
     /// The attention output [b, t, heads·hd] and every unit's parts.
     fn forward(
@@ -478,7 +542,8 @@ impl candle_core::CustomOp3 for FusedAttention {
 
     /// Per unit, with `S = Qs Kᵀ`, `P = softmax(S + mask)`, `O = P V`:
     /// `dV = Pᵀ dO`, `dS = P ⊙ (dO Vᵀ − rowsum(P ⊙ dO Vᵀ))`, `dQs = dS K`,
-    /// `dK = dSᵀ Qs`, then the scale and the inverse rotation.
+    /// `dK = dSᵀ Qs`, block by block of positions over the keys each sees;
+    /// then the scale and the inverse rotation.
     fn bwd(
         &self,
         q: &Tensor,
@@ -514,46 +579,42 @@ impl candle_core::CustomOp3 for FusedAttention {
                     .enumerate()
                     .map(|(u, p)| {
                         let (bi, g) = (u / kv, u % kv);
-                        let rows = groups * t;
-                        let mut d_out = vec![0f32; rows * hd];
-                        for gi in 0..groups {
-                            for i in 0..t {
-                                let src =
-                                    &dy[((bi * t + i) * heads + g * groups + gi) * hd..][..hd];
-                                d_out[(gi * t + i) * hd..][..hd].copy_from_slice(src);
-                            }
+                        let width = groups * hd;
+                        let mut d_out = vec![0f32; t * width];
+                        for (i, row) in d_out.chunks_exact_mut(width).enumerate() {
+                            row.copy_from_slice(
+                                &dy[((bi * t + i) * heads + g * groups) * hd..][..width],
+                            );
                         }
+                        let (mut dqs, mut dk) = (vec![0f32; t * width], vec![0f32; t * hd]);
                         let mut dv = vec![0f32; t * hd];
-                        gemm(
-                            &mut dv,
-                            (t, hd, rows),
-                            op_t(&p.probs),
-                            op(&d_out),
-                            1.0,
-                            false,
-                        );
-                        let mut ds = vec![0f32; rows * t];
-                        gemm(&mut ds, (rows, t, hd), op(&d_out), op_t(&p.v), 1.0, false);
-                        for (row, pr) in ds.chunks_mut(t).zip(p.probs.chunks(t)) {
-                            let dot: f32 = row.iter().zip(pr).map(|(d, p)| d * p).sum();
-                            row.iter_mut()
-                                .zip(pr)
-                                .for_each(|(d, p)| *d = p * (*d - dot));
+                        let mut ds = vec![0f32; BLOCK * groups * t];
+                        for (r0, rows, keys) in self.blocks(bi) {
+                            let d_o = op(&d_out[r0 * hd..]);
+                            let probs_t = op_t(&p.probs[r0 * t..]).ld(t);
+                            gemm(&mut dv, (keys, hd, rows), probs_t, d_o, 1.0, true);
+                            let ds = &mut ds[..rows * keys];
+                            gemm(ds, (rows, keys, hd), d_o, op_t(&p.v), 1.0, false);
+                            let probs_rows = p.probs[r0 * t..].chunks(t);
+                            for (row, pr) in ds.chunks_mut(keys).zip(probs_rows) {
+                                let pr = &pr[..keys];
+                                let dot: f32 = row.iter().zip(pr).map(|(d, p)| d * p).sum();
+                                row.iter_mut()
+                                    .zip(pr)
+                                    .for_each(|(d, p)| *d = p * (*d - dot));
+                            }
+                            let dq = &mut dqs[r0 * hd..];
+                            gemm(dq, (rows, hd, keys), op(ds), op(&p.k), scale as f32, false);
+                            let qs = op(&p.qs[r0 * hd..]);
+                            gemm(&mut dk, (keys, hd, rows), op_t(ds), qs, 1.0, true);
                         }
-                        let (mut dqs, mut dk) = (vec![0f32; rows * hd], vec![0f32; t * hd]);
-                        gemm(
-                            &mut dqs,
-                            (rows, hd, t),
-                            op(&ds),
-                            op(&p.k),
-                            scale as f32,
-                            false,
-                        );
-                        gemm(&mut dk, (t, hd, rows), op_t(&ds), op(&p.qs), 1.0, false);
                         // Back through the rotations, row by row (in place via a copy).
                         let mut tmp = vec![0f32; hd];
-                        for (r, row) in dqs.chunks_mut(hd).chain(dk.chunks_mut(hd)).enumerate() {
-                            let i = r % t;
+                        let rows = dqs
+                            .chunks_mut(hd)
+                            .enumerate()
+                            .map(|(r, row)| (r / groups, row));
+                        for (i, row) in rows.chain(dk.chunks_mut(hd).enumerate()) {
                             tmp.copy_from_slice(row);
                             let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
                             rotate(&tmp, c, s, -1.0, 1.0, row);
@@ -624,6 +685,131 @@ mod tests {
     fn values(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = spectrum_core::Rng::new(seed);
         (0..n).map(|_| rng.f64() as f32 - 0.5).collect()
+    }
+
+    /// The training op, several blocks of positions long, against candle's
+    /// composed ops in f64 (RoPE, grouped heads repeated, scores, mask,
+    /// softmax, values), forward and gradients: a causal mask with a padded
+    /// sequence (its last keys masked with −1e9) and with a sliding window, so
+    /// that blocks need different numbers of keys. The prompt's (inference)
+    /// attention gives the same output.
+    #[test]
+    fn blocked_attention_equals_the_composed_f64_computation() -> Result<()> {
+        for window in [None, Some(BLOCK / 2 + 3)] {
+            blocked_attention_case(window)?;
+        }
+        Ok(())
+    }
+
+    fn blocked_attention_case(window: Option<usize>) -> Result<()> {
+        use candle_core::Var;
+        let (b, t, heads, kv, hd) = (2, 2 * BLOCK + 7, 6, 2, 8);
+        let (groups, half, pad) = (heads / kv, hd / 2, 5);
+        let dev = Device::Cpu;
+        let mut mask = vec![0f32; b * t * t];
+        for (r, m) in mask.iter_mut().enumerate() {
+            let (bi, i, j) = (r / (t * t), r / t % t, r % t);
+            if j > i || window.is_some_and(|w| i - j >= w) {
+                *m = f32::NEG_INFINITY;
+            } else if bi == 1 && j >= t - pad {
+                *m = -1e9;
+            }
+        }
+        let angles: Vec<f32> = (0..t * half)
+            .map(|n| (n / half) as f32 * 0.1f32.powf((n % half) as f32 / half as f32))
+            .collect();
+        let cos = Tensor::from_vec(angles.iter().map(|a| a.cos()).collect(), (t, half), &dev)?;
+        let sin = Tensor::from_vec(angles.iter().map(|a| a.sin()).collect(), (t, half), &dev)?;
+        let mask = Tensor::from_vec(mask, (b, 1, t, t), &dev)?;
+        let (nq, nkv) = (b * t * heads * hd, b * t * kv * hd);
+        let inputs = [
+            (values(nq, 4), heads),
+            (values(nkv, 5), kv),
+            (values(nkv, 6), kv),
+        ];
+        let weights = Tensor::from_vec(values(nq, 7), (b, t, heads * hd), &dev)?;
+        let scale = 0.35;
+        let shape = AttentionShape {
+            batch: b,
+            seq: t,
+            heads,
+            kv_heads: kv,
+            head_dim: hd,
+            scale,
+        };
+        let vars = |dtype: DType| -> Result<Vec<Var>> {
+            inputs
+                .iter()
+                .map(|(x, n)| {
+                    let x = Tensor::from_vec(x.clone(), (b, t, n * hd), &dev)?;
+                    Ok(Var::from_tensor(&x.to_dtype(dtype)?)?)
+                })
+                .collect()
+        };
+        let fused = vars(DType::F32)?;
+        let out = attention(&fused[0], &fused[1], &fused[2], &cos, &sin, &mask, shape)?
+            .expect("f32 on the CPU");
+        let grads = (&out * &weights)?.sum_all()?.backward()?;
+
+        let plain = vars(DType::F64)?;
+        let (cos32, sin32) = (cos.clone(), sin.clone());
+        let (cos, sin) = (cos.to_dtype(DType::F64)?, sin.to_dtype(DType::F64)?);
+        let split = |x: &Tensor, n: usize| -> Result<Tensor> {
+            let x = x.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()?;
+            Ok(candle_nn::rotary_emb::rope_slow(&x, &cos, &sin)?)
+        };
+        let repeat = |x: Tensor| -> Result<Tensor> {
+            Ok(x.unsqueeze(2)?
+                .broadcast_as((b, kv, groups, t, hd))?
+                .reshape((b, heads, t, hd))?)
+        };
+        let q = split(&plain[0], heads)?;
+        let k = repeat(split(&plain[1], kv)?)?;
+        let v = plain[2]
+            .reshape((b, t, kv, hd))?
+            .transpose(1, 2)?
+            .contiguous()?;
+        let v = repeat(v)?;
+        let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask.to_dtype(DType::F64)?)?;
+        let probs = candle_nn::ops::softmax(&scores, D::Minus1)?;
+        let want = probs
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .reshape((b, t, heads * hd))?;
+        let plain_grads = (&want * weights.to_dtype(DType::F64)?)?
+            .sum_all()?
+            .backward()?;
+
+        let close = |what: &str, got: &Tensor, want: &Tensor| -> Result<()> {
+            let got: Vec<f64> = got.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?;
+            let want: Vec<f64> = want.flatten_all()?.to_vec1()?;
+            let scale = want.iter().fold(0f64, |m, x| m.max(x.abs()));
+            let diff = got
+                .iter()
+                .zip(&want)
+                .fold(0f64, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                scale > 0.0 && diff <= 1e-5 * scale,
+                "{what} ({window:?}): {diff} vs {scale}"
+            );
+            Ok(())
+        };
+        close("output", &out, &want)?;
+        let inputs: Vec<Tensor> = fused.iter().map(|v| v.as_tensor().detach()).collect();
+        let prompt = attention_prompt(
+            &inputs[0], &inputs[1], &inputs[2], &cos32, &sin32, &mask, shape,
+        )?
+        .expect("f32 on the CPU");
+        close("prompt output", &prompt.0, &want)?;
+        for (name, (f, p)) in ["dq", "dk", "dv"].iter().zip(fused.iter().zip(&plain)) {
+            let got = grads.get(f.as_tensor()).expect("fused gradient");
+            close(
+                name,
+                got,
+                plain_grads.get(p.as_tensor()).expect("plain gradient"),
+            )?;
+        }
+        Ok(())
     }
 
     /// Against a plain f64 computation: grouped query heads, keys and values

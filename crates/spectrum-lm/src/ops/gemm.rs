@@ -2,19 +2,58 @@
 //! row-major f32 operands, optionally transposed, accumulating into the output.
 
 /// A row-major f32 matrix operand of [`gemm`]: `values` [rows, cols], or its
-/// transpose when `t`.
+/// transpose when `t`; its stored rows `ld` values apart (0: as many as it
+/// has columns, the rows packed).
 #[derive(Clone, Copy)]
 pub(super) struct Operand<'a> {
     values: &'a [f32],
     t: bool,
+    ld: usize,
 }
 
 pub(super) fn op(values: &[f32]) -> Operand<'_> {
-    Operand { values, t: false }
+    Operand {
+        values,
+        t: false,
+        ld: 0,
+    }
 }
 
 pub(super) fn op_t(values: &[f32]) -> Operand<'_> {
-    Operand { values, t: true }
+    Operand {
+        values,
+        t: true,
+        ld: 0,
+    }
+}
+
+impl Operand<'_> {
+    /// The same operand read from a wider matrix: its stored rows `ld` apart
+    /// (a block of columns).
+    pub(super) fn ld(self, ld: usize) -> Self {
+        Operand { ld, ..self }
+    }
+
+    /// (row, column) strides of the logical [rows, cols] operand, and the
+    /// values it reaches.
+    fn layout(&self, rows: usize, cols: usize) -> (usize, usize, usize) {
+        let (stored_rows, stored_cols) = if self.t { (cols, rows) } else { (rows, cols) };
+        let ld = if self.ld == 0 { stored_cols } else { self.ld };
+        assert!(
+            ld >= stored_cols,
+            "gemm: rows {ld} apart, {stored_cols} wide"
+        );
+        let reach = if rows == 0 || cols == 0 {
+            0
+        } else {
+            (stored_rows - 1) * ld + stored_cols
+        };
+        if self.t {
+            (1, ld, reach)
+        } else {
+            (ld, 1, reach)
+        }
+    }
 }
 
 /// `out [m, n] = scale · a b` (or `+=` with `add`), for `a` [m, k] and `b`
@@ -22,9 +61,22 @@ pub(super) fn op_t(values: &[f32]) -> Operand<'_> {
 /// directly, so that products accumulate into one output without a zeroed
 /// temporary and a separate sum. Threaded, unless called from work that is
 /// already split across the thread pool.
-#[allow(unsafe_code)]
 pub(super) fn gemm(
     out: &mut [f32],
+    dims: (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    scale: f32,
+    add: bool,
+) {
+    gemm_ld(out, dims.1, dims, a, b, scale, add)
+}
+
+/// [`gemm`] into a block of columns of a wider output: its rows `ld_out` apart.
+#[allow(unsafe_code)]
+pub(super) fn gemm_ld(
+    out: &mut [f32],
+    ld_out: usize,
     (m, n, k): (usize, usize, usize),
     a: Operand,
     b: Operand,
@@ -42,13 +94,20 @@ pub(super) fn gemm(
             _ => gemm::Parallelism::None,
         }
     };
+    let (a_rs, a_cs, a_reach) = a.layout(m, k);
+    let (b_rs, b_cs, b_reach) = b.layout(k, n);
+    let out_reach = if m == 0 || n == 0 {
+        0
+    } else {
+        (m - 1) * ld_out + n
+    };
     assert!(
-        out.len() >= m * n && a.values.len() >= m * k && b.values.len() >= k * n,
+        ld_out >= n
+            && out.len() >= out_reach
+            && a.values.len() >= a_reach
+            && b.values.len() >= b_reach,
         "gemm: operands smaller than [{m}, {k}] x [{k}, {n}]"
     );
-    // Strides (row, column) of the logical [m, k] and [k, n] operands.
-    let (a_rs, a_cs) = if a.t { (1, m) } else { (k, 1) };
-    let (b_rs, b_cs) = if b.t { (1, k) } else { (n, 1) };
     // SAFETY: the slices hold at least the elements the strides reach (checked
     // above), `out` is exclusively borrowed and does not alias `a` or `b`.
     unsafe {
@@ -58,7 +117,7 @@ pub(super) fn gemm(
             k,
             out.as_mut_ptr(),
             1,
-            n as isize,
+            ld_out as isize,
             add,
             a.values.as_ptr(),
             a_cs as isize,
