@@ -1,6 +1,8 @@
 //! Attention: the masked softmax, rotary embeddings, and RoPE + scores +
 //! mask + softmax + values of one layer as one node with its own backward.
 
+use std::ops::Range;
+
 use candle_core::{CpuStorage, D, DType, Layout, Shape, Tensor};
 
 use crate::Result;
@@ -271,27 +273,29 @@ fn merge(
 
 /// Query positions per block of [`FusedAttention`]: each block multiplies
 /// only the keys some position in it may see (a causal mask's lower
-/// triangle, in steps of this many positions).
+/// triangle, a sliding window's band, in steps of this many positions).
 const BLOCK: usize = 32;
 
-/// For each mask [t, t] of `masks` and each block of [`BLOCK`] positions, how
-/// many leading keys its rows need: one past the last key any of them does not
-/// mask with −∞ (keys after it have probability exactly 0). A row that masks
-/// every key with −∞ needs them all (its softmax stays what it was).
-fn key_reach(masks: &[f32], t: usize) -> Vec<usize> {
+/// For each mask [t, t] of `masks` and each block of [`BLOCK`] positions, the
+/// keys its rows need: from the first to one past the last key any of them
+/// does not mask with −∞ (keys outside have probability exactly 0). A row that
+/// masks every key with −∞ needs them all (its softmax stays what it was).
+fn key_ranges(masks: &[f32], t: usize) -> Vec<Range<usize>> {
     masks
         .chunks_exact(t * t)
         .flat_map(|mask| {
             (0..t).step_by(BLOCK).map(move |i0| {
                 (i0..(i0 + BLOCK).min(t))
                     .map(|i| {
-                        mask[i * t..][..t]
-                            .iter()
-                            .rposition(|&m| m != f32::NEG_INFINITY)
-                            .map_or(t, |j| j + 1)
+                        let row = &mask[i * t..][..t];
+                        let seen = |m: &f32| *m != f32::NEG_INFINITY;
+                        match (row.iter().position(seen), row.iter().rposition(seen)) {
+                            (Some(first), Some(last)) => first..last + 1,
+                            _ => 0..t,
+                        }
                     })
-                    .max()
-                    .unwrap_or(t)
+                    .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+                    .unwrap_or(0..t)
             })
         })
         .collect()
@@ -355,8 +359,8 @@ struct FusedAttention {
     mask: Tensor,
     shape: AttentionShape,
     /// Per mask and block of [`BLOCK`] query positions, the keys it needs
-    /// ([`key_reach`]).
-    reach: Vec<usize>,
+    /// ([`key_ranges`]).
+    keys: Vec<Range<usize>>,
     /// The forward pass's parts, taken by the backward pass (which recomputes
     /// them if it runs a second time).
     saved: std::sync::Mutex<Option<Vec<HeadParts>>>,
@@ -366,7 +370,7 @@ struct FusedAttention {
 /// share it interleaved along the rows (row `i·groups + gi` is position `i`
 /// of head `gi`, so a block of positions is a block of rows): rotated, scaled
 /// queries [t·groups, hd], rotated keys and values [t, hd], probabilities
-/// [t·groups, t] (zero past each block's reach).
+/// [t·groups, t] (zero outside each block's keys).
 struct HeadParts {
     qs: Vec<f32>,
     k: Vec<f32>,
@@ -389,26 +393,27 @@ fn rotate(src: &[f32], cos: &[f32], sin: &[f32], sign: f32, scale: f32, dst: &mu
 impl FusedAttention {
     fn new(cos: &Tensor, sin: &Tensor, mask: &Tensor, shape: AttentionShape) -> Result<Self> {
         let mask = mask.contiguous()?;
-        let reach = with_values([&mask], |[m]| key_reach(m, shape.seq))?;
+        let keys = with_values([&mask], |[m]| key_ranges(m, shape.seq))?;
         Ok(FusedAttention {
             cos: cos.contiguous()?,
             sin: sin.contiguous()?,
             mask,
             shape,
-            reach,
+            keys,
             saved: std::sync::Mutex::new(None),
         })
     }
 
-    /// The blocks of sequence `bi`: (first row, rows, keys needed).
-    fn blocks(&self, bi: usize) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+    /// The blocks of sequence `bi`: (first row, rows, first key, keys).
+    fn blocks(&self, bi: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> + '_ {
         let (t, groups) = (self.shape.seq, self.shape.heads / self.shape.kv_heads);
         let per_mask = t.div_ceil(BLOCK);
-        let masks = self.reach.len() / per_mask;
-        let reach = &self.reach[(bi % masks) * per_mask..][..per_mask];
-        reach.iter().enumerate().map(move |(blk, &keys)| {
+        let masks = self.keys.len() / per_mask;
+        let keys = &self.keys[(bi % masks) * per_mask..][..per_mask];
+        keys.iter().enumerate().map(move |(blk, keys)| {
             let i0 = blk * BLOCK;
-            (i0 * groups, ((i0 + BLOCK).min(t) - i0) * groups, keys)
+            let rows = ((i0 + BLOCK).min(t) - i0) * groups;
+            (i0 * groups, rows, keys.start, keys.len())
         })
     }
 
@@ -458,24 +463,24 @@ impl FusedAttention {
                     }
                     let mask = &mask[(bi % masks) * t * t..][..t * t];
                     let mut o = vec![0f32; groups * t * hd];
-                    for (r0, rows, keys) in self.blocks(bi) {
-                        let probs = &mut p.probs[r0 * t..];
-                        let qs = op(&p.qs[r0 * hd..]);
-                        gemm_ld(probs, t, (rows, keys, hd), qs, op_t(&p.k), 1.0, false);
+                    for (r0, rows, k0, keys) in self.blocks(bi) {
+                        let probs = &mut p.probs[r0 * t + k0..];
+                        let (qs, ks) = (op(&p.qs[r0 * hd..]), op_t(&p.k[k0 * hd..]));
+                        gemm_ld(probs, t, (rows, keys, hd), qs, ks, 1.0, false);
                         crate::vmath::vectorized(
                             #[inline(always)]
                             || {
                                 for (r, row) in probs.chunks_mut(t).take(rows).enumerate() {
-                                    let m = &mask[(r0 + r) / groups * t..][..keys];
+                                    let m = &mask[(r0 + r) / groups * t + k0..][..keys];
                                     let row = &mut row[..keys];
                                     row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
                                     crate::vmath::softmax_row(row);
                                 }
                             },
                         );
-                        let probs = op(&p.probs[r0 * t..]).ld(t);
-                        let o = &mut o[r0 * hd..];
-                        gemm(o, (rows, hd, keys), probs, op(&p.v), 1.0, false);
+                        let probs = op(&p.probs[r0 * t + k0..]).ld(t);
+                        let (o, vs) = (&mut o[r0 * hd..], op(&p.v[k0 * hd..]));
+                        gemm(o, (rows, hd, keys), probs, vs, 1.0, false);
                     }
                     (p, o)
                 })
@@ -589,24 +594,26 @@ impl candle_core::CustomOp3 for FusedAttention {
                         let (mut dqs, mut dk) = (vec![0f32; t * width], vec![0f32; t * hd]);
                         let mut dv = vec![0f32; t * hd];
                         let mut ds = vec![0f32; BLOCK * groups * t];
-                        for (r0, rows, keys) in self.blocks(bi) {
+                        for (r0, rows, k0, keys) in self.blocks(bi) {
                             let d_o = op(&d_out[r0 * hd..]);
-                            let probs_t = op_t(&p.probs[r0 * t..]).ld(t);
-                            gemm(&mut dv, (keys, hd, rows), probs_t, d_o, 1.0, true);
+                            let probs_t = op_t(&p.probs[r0 * t + k0..]).ld(t);
+                            let dv = &mut dv[k0 * hd..];
+                            gemm(dv, (keys, hd, rows), probs_t, d_o, 1.0, true);
                             let ds = &mut ds[..rows * keys];
-                            gemm(ds, (rows, keys, hd), d_o, op_t(&p.v), 1.0, false);
+                            gemm(ds, (rows, keys, hd), d_o, op_t(&p.v[k0 * hd..]), 1.0, false);
                             let probs_rows = p.probs[r0 * t..].chunks(t);
                             for (row, pr) in ds.chunks_mut(keys).zip(probs_rows) {
-                                let pr = &pr[..keys];
+                                let pr = &pr[k0..][..keys];
                                 let dot: f32 = row.iter().zip(pr).map(|(d, p)| d * p).sum();
                                 row.iter_mut()
                                     .zip(pr)
                                     .for_each(|(d, p)| *d = p * (*d - dot));
                             }
                             let dq = &mut dqs[r0 * hd..];
-                            gemm(dq, (rows, hd, keys), op(ds), op(&p.k), scale as f32, false);
-                            let qs = op(&p.qs[r0 * hd..]);
-                            gemm(&mut dk, (keys, hd, rows), op_t(ds), qs, 1.0, true);
+                            let ks = op(&p.k[k0 * hd..]);
+                            gemm(dq, (rows, hd, keys), op(ds), ks, scale as f32, false);
+                            let (qs, dk) = (op(&p.qs[r0 * hd..]), &mut dk[k0 * hd..]);
+                            gemm(dk, (keys, hd, rows), op_t(ds), qs, 1.0, true);
                         }
                         // Back through the rotations, row by row (in place via a copy).
                         let mut tmp = vec![0f32; hd];
