@@ -77,6 +77,51 @@ pub(super) fn gemm(
 pub(super) fn gemm_ld(
     out: &mut [f32],
     ld_out: usize,
+    dims: (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    scale: f32,
+    add: bool,
+) {
+    // SAFETY: `out` is exclusively borrowed (so aliases neither operand) and
+    // initialised for its length.
+    unsafe { product(out.as_mut_ptr(), out.len(), ld_out, dims, a, b, scale, add) }
+}
+
+/// `scale · a b` [m, n] as a new vector whose elements are written once: not
+/// zeroed first (a serial pass over the memory that the other threads wait
+/// out), since gemm, told not to read its output, writes every element.
+#[allow(unsafe_code)]
+pub(super) fn gemm_new(
+    dims: (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    scale: f32,
+) -> Vec<f32> {
+    let len = dims.0 * dims.1;
+    let mut out = Vec::with_capacity(len);
+    // SAFETY: the spare capacity holds `len` elements, is owned here (so
+    // aliases neither operand), and without `add` gemm never reads its output
+    // and writes each of its m x n elements (zeros when k is 0), so all `len`
+    // are initialised when the length is set.
+    unsafe {
+        let dst = out.spare_capacity_mut().as_mut_ptr().cast::<f32>();
+        product(dst, len, dims.1, dims, a, b, scale, false);
+        out.set_len(len);
+    }
+    out
+}
+
+/// The product behind [`gemm_ld`] and [`gemm_new`].
+///
+/// # Safety
+/// `out` is valid for writes of `len` values (and for reads, with `add`) and
+/// aliases neither operand.
+#[allow(unsafe_code, clippy::too_many_arguments)]
+unsafe fn product(
+    out: *mut f32,
+    len: usize,
+    ld_out: usize,
     (m, n, k): (usize, usize, usize),
     a: Operand,
     b: Operand,
@@ -102,20 +147,17 @@ pub(super) fn gemm_ld(
         (m - 1) * ld_out + n
     };
     assert!(
-        ld_out >= n
-            && out.len() >= out_reach
-            && a.values.len() >= a_reach
-            && b.values.len() >= b_reach,
+        ld_out >= n && len >= out_reach && a.values.len() >= a_reach && b.values.len() >= b_reach,
         "gemm: operands smaller than [{m}, {k}] x [{k}, {n}]"
     );
-    // SAFETY: the slices hold at least the elements the strides reach (checked
-    // above), `out` is exclusively borrowed and does not alias `a` or `b`.
+    // SAFETY: the operands hold at least the elements the strides reach
+    // (checked above), and `out` is valid as the caller promises.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            out.as_mut_ptr(),
+            out,
             1,
             ld_out as isize,
             add,
@@ -132,5 +174,24 @@ pub(super) fn gemm_ld(
             false,
             parallelism,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A new output equals the product accumulated into zeros, for shapes
+    /// that take gemm's general, matrix-vector and empty-depth paths.
+    #[test]
+    fn a_new_output_is_the_whole_product() {
+        for (m, n, k) in [(37, 29, 53), (1, 40, 17), (40, 1, 17), (5, 7, 0), (0, 3, 2)] {
+            let a: Vec<f32> = (0..k * m).map(|i| (i % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 7) as f32 * 0.5).collect();
+            let mut zeroed = vec![0f32; m * n];
+            gemm(&mut zeroed, (m, n, k), op_t(&a), op(&b), 0.5, true);
+            let new = gemm_new((m, n, k), op_t(&a), op(&b), 0.5);
+            assert_eq!(new, zeroed, "{m} x {n} x {k}");
+        }
     }
 }

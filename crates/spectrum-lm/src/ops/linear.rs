@@ -10,7 +10,7 @@ use crate::amx::{Amx, Tiles};
 use crate::blocks::Blocks;
 use crate::skinny::Weights;
 
-use super::gemm::{gemm, op, op_t};
+use super::gemm::{gemm, gemm_new, op, op_t};
 use super::host::*;
 
 /// `silu(gate) ⊙ up` (the SwiGLU of Llama-family MLPs). Differentiable, fused
@@ -300,16 +300,16 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let x = &s1.as_slice::<f32>()?[l1.start_offset()..][..rows * inp];
         let a = &s2.as_slice::<f32>()?[l2.start_offset()..][..r * inp];
         let b = &s3.as_slice::<f32>()?[l3.start_offset()..][..out * r];
-        let mut y = vec![0f32; rows * out];
-        let mut h = vec![0f32; rows * r];
-        host_slice(&self.weight, |w| match &self.amx {
+        let mut y = host_slice(&self.weight, |w| match &self.amx {
             Some(amx) => {
-                crate::amx::matmul(amx.0, &mut y, x, rows, amx.1.forward(w, out, inp), false)
+                let mut y = vec![0f32; rows * out];
+                crate::amx::matmul(amx.0, &mut y, x, rows, amx.1.forward(w, out, inp), false);
+                y
             }
-            None => gemm(&mut y, (rows, out, inp), op(x), op_t(w), 1.0, false),
+            None => gemm_new((rows, out, inp), op(x), op_t(w), 1.0),
         })
         .ok_or_else(|| candle_core::Error::Msg("expected a contiguous CPU f32 weight".into()))?;
-        gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
+        let h = gemm_new((rows, r, inp), op(x), op_t(a), 1.0);
         gemm(&mut y, (rows, out, r), op(&h), op_t(b), self.scale, true);
         *self
             .saved_h
@@ -336,34 +336,26 @@ impl candle_core::CustomOp3 for LoraMatmul {
             .lock()
             .map_err(|_| candle_core::Error::Msg("lock".into()))?
             .take();
-        let (mut dh, mut da, mut db) = (
-            vec![0f32; rows * r],
-            vec![0f32; r * inp],
-            vec![0f32; out * r],
-        );
-        let mut dx = vec![0f32; if self.need_dx { rows * inp } else { 0 }];
-        with_values([x, a, b, dy, &self.weight], |[x, a, b, dy, w]| {
-            let h = saved.unwrap_or_else(|| {
-                let mut h = vec![0f32; rows * r];
-                gemm(&mut h, (rows, r, inp), op(x), op_t(a), 1.0, false);
-                h
-            });
-            gemm(&mut dh, (rows, r, out), op(dy), op(b), self.scale, false);
-            gemm(&mut db, (out, r, rows), op_t(dy), op(&h), self.scale, false);
-            gemm(&mut da, (r, inp, rows), op_t(&dh), op(x), 1.0, false);
-            if self.need_dx {
-                match &self.amx {
-                    Some(amx) => amx_backward(amx, &mut dx, dy, w, (out, inp), false),
-                    None => gemm(&mut dx, (rows, inp, out), op(dy), op(w), 1.0, false),
-                }
+        let (dx, da, db) = with_values([x, a, b, dy, &self.weight], |[x, a, b, dy, w]| {
+            let h = saved.unwrap_or_else(|| gemm_new((rows, r, inp), op(x), op_t(a), 1.0));
+            let dh = gemm_new((rows, r, out), op(dy), op(b), self.scale);
+            let db = gemm_new((out, r, rows), op_t(dy), op(&h), self.scale);
+            let da = gemm_new((r, inp, rows), op_t(&dh), op(x), 1.0);
+            let dx = self.need_dx.then(|| {
+                let mut dx = match &self.amx {
+                    Some(amx) => {
+                        let mut dx = vec![0f32; rows * inp];
+                        amx_backward(amx, &mut dx, dy, w, (out, inp), false);
+                        dx
+                    }
+                    None => gemm_new((rows, inp, out), op(dy), op(w), 1.0),
+                };
                 gemm(&mut dx, (rows, inp, r), op(&dh), op(a), 1.0, true);
-            }
+                dx
+            });
+            (dx, da, db)
         })?;
-        let dx = if self.need_dx {
-            Some(tensor_from(dx, x)?)
-        } else {
-            None
-        };
+        let dx = dx.map(|dx| tensor_from(dx, x)).transpose()?;
         Ok((dx, Some(tensor_from(da, a)?), Some(tensor_from(db, b)?)))
     }
 }
