@@ -529,8 +529,8 @@ impl candle_core::CustomOp3 for FusedAttention {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (q, k, v) = (tensor_of(s1, l1)?, tensor_of(s2, l2)?, tensor_of(s3, l3)?);
-        let (out, parts) = with_values([&q, &k, &v], |[q, k, v]| self.forward(q, k, v))??;
+        let (q, k, v) = (values_of(s1, l1)?, values_of(s2, l2)?, values_of(s3, l3)?);
+        let (out, parts) = self.forward(q, k, v)?;
         *self
             .saved
             .lock()

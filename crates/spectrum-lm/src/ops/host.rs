@@ -123,6 +123,18 @@ pub(super) fn tensor_of(storage: &CpuStorage, layout: &Layout) -> candle_core::R
     .reshape(layout.shape())
 }
 
+/// The values a custom op's contiguous f32 CPU input describes, read in place
+/// (a tensor made of them, [`tensor_of`], copies the whole storage).
+pub(super) fn values_of<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+) -> candle_core::Result<&'a [f32]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<f32>()?[start..end]),
+        None => candle_core::bail!("expected a contiguous input"),
+    }
+}
+
 /// The storage of a contiguous result, for a custom op to return.
 pub(super) fn storage_of(y: Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
     let y = y.contiguous()?;
