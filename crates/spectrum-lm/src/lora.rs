@@ -188,6 +188,19 @@ impl Linear {
         }
     }
 
+    /// The layer as [`crate::ops::lora_swiglu`] takes it: a weight with an
+    /// adapter that has no dropout, and no bias.
+    pub(crate) fn lora_parts(&self) -> Option<crate::ops::LoraParts<'_>> {
+        let ad = self.adapter.as_ref().filter(|ad| ad.dropout == 0.0)?;
+        self.bias.is_none().then_some(crate::ops::LoraParts {
+            weight: &self.weight,
+            tiles: &self.tiles,
+            a: &ad.a,
+            b: &ad.b,
+            scale: ad.scale,
+        })
+    }
+
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         // One large matrix multiply over all rows ([b, t, in] as [b * t, in])
         // beats a batch of small ones; the ops take `x` as it is.

@@ -589,6 +589,16 @@ impl Mlp {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        // LoRA training: gate, up and SwiGLU as one node where they can be.
+        if let (true, Activation::Silu, Some(gate), Some(up)) = (
+            train,
+            self.act,
+            self.gate.lora_parts(),
+            self.up.lora_parts(),
+        ) && let Some(hidden) = crate::ops::lora_swiglu(x, gate, up)?
+        {
+            return self.down.forward_t(&hidden, train);
+        }
         let gate = self.gate.forward_t(x, train)?;
         let up = self.up.forward_t(x, train)?;
         let hidden = match self.act {

@@ -363,7 +363,7 @@ struct FusedAttention {
     keys: Vec<Range<usize>>,
     /// The forward pass's parts, taken by the backward pass (which recomputes
     /// them if it runs a second time).
-    saved: std::sync::Mutex<Option<Vec<HeadParts>>>,
+    saved: Saved<Vec<HeadParts>>,
 }
 
 /// One key/value head of one sequence, with the `groups` query heads that
@@ -400,7 +400,7 @@ impl FusedAttention {
             mask,
             shape,
             keys,
-            saved: std::sync::Mutex::new(None),
+            saved: Saved::default(),
         })
     }
 
@@ -531,10 +531,7 @@ impl candle_core::CustomOp3 for FusedAttention {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (q, k, v) = (values_of(s1, l1)?, values_of(s2, l2)?, values_of(s3, l3)?);
         let (out, parts) = self.forward(q, k, v)?;
-        *self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(parts);
+        self.saved.put(parts)?;
         let AttentionShape {
             batch: b,
             seq: t,
@@ -568,11 +565,7 @@ impl candle_core::CustomOp3 for FusedAttention {
         } = self.shape;
         let groups = heads / kv;
         let half = hd / 2;
-        let saved = self
-            .saved
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lock".into()))?
-            .take();
+        let saved = self.saved.take()?;
         let parts = match saved {
             Some(p) => p,
             None => with_values([q, k, v], |[q, k, v]| self.forward(q, k, v))??.1,

@@ -135,6 +135,32 @@ pub(super) fn values_of<'a>(
     }
 }
 
+/// The values a custom op keeps from its forward pass for its backward pass.
+pub(super) struct Saved<T>(std::sync::Mutex<Option<T>>);
+
+impl<T> Default for Saved<T> {
+    fn default() -> Self {
+        Saved(std::sync::Mutex::new(None))
+    }
+}
+
+impl<T> Saved<T> {
+    pub(super) fn put(&self, values: T) -> candle_core::Result<()> {
+        *self.0.lock().map_err(|_| Self::poisoned())? = Some(values);
+        Ok(())
+    }
+
+    /// The values, once (`None` if the forward pass kept none or a backward
+    /// pass took them already: the caller recomputes them).
+    pub(super) fn take(&self) -> candle_core::Result<Option<T>> {
+        Ok(self.0.lock().map_err(|_| Self::poisoned())?.take())
+    }
+
+    fn poisoned() -> candle_core::Error {
+        candle_core::Error::Msg("a custom op's saved values: a thread panicked holding them".into())
+    }
+}
+
 /// The storage of a contiguous result, for a custom op to return.
 pub(super) fn storage_of(y: Tensor) -> candle_core::Result<(CpuStorage, Shape)> {
     let y = y.contiguous()?;

@@ -10,7 +10,7 @@ use crate::amx::{Amx, Tiles};
 use crate::blocks::Blocks;
 use crate::skinny::Weights;
 
-use super::gemm::{gemm, gemm_new, op, op_t};
+use super::gemm::{gemm, gemm_ld, gemm_new, op, op_t};
 use super::host::*;
 
 /// `silu(gate) ⊙ up` (the SwiGLU of Llama-family MLPs). Differentiable, fused
@@ -248,7 +248,7 @@ pub fn lora_matmul(
             amx: super::amx_for(tiles),
             scale: scale as f32,
             need_dx: x.track_op(),
-            saved_h: std::sync::Mutex::new(None),
+            saved_h: Saved::default(),
         };
         return Ok(x
             .contiguous()?
@@ -267,7 +267,7 @@ struct LoraMatmul {
     need_dx: bool,
     /// `x Aᵀ` from the forward pass, taken by the backward pass (which
     /// recomputes it if it runs a second time).
-    saved_h: std::sync::Mutex<Option<Vec<f32>>>,
+    saved_h: Saved<Vec<f32>>,
 }
 
 impl LoraMatmul {
@@ -311,10 +311,7 @@ impl candle_core::CustomOp3 for LoraMatmul {
         .ok_or_else(|| candle_core::Error::Msg("expected a contiguous CPU f32 weight".into()))?;
         let h = gemm_new((rows, r, inp), op(x), op_t(a), 1.0);
         gemm(&mut y, (rows, out, r), op(&h), op_t(b), self.scale, true);
-        *self
-            .saved_h
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lock".into()))? = Some(h);
+        self.saved_h.put(h)?;
         let shape = Shape::from(with_last(l1.shape().dims(), out));
         Ok((CpuStorage::F32(y), shape))
     }
@@ -331,11 +328,7 @@ impl candle_core::CustomOp3 for LoraMatmul {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (rows, inp, out) = self.sizes(x.elem_count())?;
         let r = a.dim(0)?;
-        let saved = self
-            .saved_h
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("lock".into()))?
-            .take();
+        let saved = self.saved_h.take()?;
         let (dx, da, db) = with_values([x, a, b, dy, &self.weight], |[x, a, b, dy, w]| {
             let h = saved.unwrap_or_else(|| gemm_new((rows, r, inp), op(x), op_t(a), 1.0));
             let dh = gemm_new((rows, r, out), op(dy), op(b), self.scale);
@@ -357,5 +350,293 @@ impl candle_core::CustomOp3 for LoraMatmul {
         })?;
         let dx = dx.map(|dx| tensor_from(dx, x)).transpose()?;
         Ok((dx, Some(tensor_from(da, a)?), Some(tensor_from(db, b)?)))
+    }
+}
+
+/// A frozen linear layer with its LoRA adapter, as [`lora_swiglu`] takes it:
+/// `W` [out, in] (and its AMX tiles), `A` [r, in], `B` [out, r], the scale.
+#[derive(Debug, Clone, Copy)]
+pub struct LoraParts<'a> {
+    pub weight: &'a Tensor,
+    pub tiles: &'a Arc<Tiles>,
+    pub a: &'a Tensor,
+    pub b: &'a Tensor,
+    pub scale: f64,
+}
+
+/// `silu(gate(x)) ⊙ up(x)` for two frozen layers with LoRA adapters of one
+/// rank (a Llama-family MLP's gate and up in LoRA training) as one graph node:
+/// where [`lora_matmul`] twice and [`swiglu`] make three, whose backward
+/// passes each have candle allocate, zero and add an activation-sized
+/// gradient (two of `[rows, inner]`, and one more for `x`), and whose
+/// adapters multiply `x` by `A` twice. `None` where it does not apply (not
+/// f32 on the CPU, a weight that trains, ranks that differ, frozen products
+/// in bf16): the caller composes the three.
+pub fn lora_swiglu(x: &Tensor, gate: LoraParts, up: LoraParts) -> Result<Option<Tensor>> {
+    let frozen = |p: &LoraParts| !p.weight.is_variable() && !p.weight.track_op();
+    let fits = [gate, up].iter().all(|p| {
+        frozen(p)
+            && f32_cpu(p.weight)
+            && f32_cpu(p.a)
+            && f32_cpu(p.b)
+            && (p.a.track_op() || p.b.track_op())
+            && super::amx_for(Some(p.tiles)).is_none()
+    });
+    let (Ok((rank, inp)), Ok((out, rank_u))) = (gate.a.dims2(), up.b.dims2()) else {
+        return Ok(None);
+    };
+    let same = gate.weight.dims() == up.weight.dims()
+        && gate.a.dims() == up.a.dims()
+        && gate.b.dims() == up.b.dims()
+        && gate.weight.dims() == [out, inp]
+        && rank == rank_u;
+    if !(fits && same && f32_cpu(x) && x.dims().last() == Some(&inp)) {
+        return Ok(None);
+    }
+    let op = LoraSwiGlu {
+        weights: [gate.weight.contiguous()?, up.weight.contiguous()?],
+        scales: [gate.scale as f32, up.scale as f32],
+        need_dx: x.track_op(),
+        saved: Saved::default(),
+    };
+    // The adapters side by side: A [2r, in], B [2·out, r] (candle takes the
+    // gradients of the two back through the concatenations).
+    let a = Tensor::cat(&[gate.a, up.a], 0)?;
+    let b = Tensor::cat(&[gate.b, up.b], 0)?;
+    Ok(Some(x.contiguous()?.apply_op3(&a, &b, op)?))
+}
+
+/// The forward pass's values that the backward pass takes: the gate's and
+/// up's pre-activations [rows, out] and `h = x [A_gate; A_up]ᵀ` [rows, 2r].
+struct SwiGluParts {
+    gate: Vec<f32>,
+    up: Vec<f32>,
+    h: Vec<f32>,
+}
+
+struct LoraSwiGlu {
+    /// The frozen `W_gate`, `W_up` [out, in].
+    weights: [Tensor; 2],
+    scales: [f32; 2],
+    need_dx: bool,
+    saved: Saved<SwiGluParts>,
+}
+
+impl LoraSwiGlu {
+    /// (rows, in, out, r) from `x`'s and the concatenated `A`'s sizes.
+    fn sizes(
+        &self,
+        x_len: usize,
+        a_len: usize,
+    ) -> candle_core::Result<(usize, usize, usize, usize)> {
+        let (out, inp) = self.weights[0].dims2()?;
+        if inp == 0 || !x_len.is_multiple_of(inp) || !a_len.is_multiple_of(2 * inp) {
+            candle_core::bail!("lora-swiglu: {x_len} values over rows of {inp}");
+        }
+        Ok((x_len / inp, inp, out, a_len / (2 * inp)))
+    }
+
+    /// The pre-activations of both layers and `h`, for `x` [rows, in].
+    fn parts(&self, x: &[f32], a: &[f32], b: &[f32], r: usize) -> candle_core::Result<SwiGluParts> {
+        let (out, inp) = self.weights[0].dims2()?;
+        let rows = x.len() / inp;
+        let h = gemm_new((rows, 2 * r, inp), op(x), op_t(a), 1.0);
+        let mut pre = [(); 2].map(|_| Vec::new());
+        for (i, w) in self.weights.iter().enumerate() {
+            let mut y = host_slice(w, |w| gemm_new((rows, out, inp), op(x), op_t(w), 1.0))
+                .ok_or_else(|| {
+                    candle_core::Error::Msg("expected a contiguous CPU f32 weight".into())
+                })?;
+            let (hi, bi) = (
+                op(&h[i * r..]).ld(2 * r),
+                op_t(&b[i * out * r..][..out * r]),
+            );
+            gemm(&mut y, (rows, out, r), hi, bi, self.scales[i], true);
+            pre[i] = y;
+        }
+        let [gate, up] = pre;
+        Ok(SwiGluParts { gate, up, h })
+    }
+}
+
+impl candle_core::CustomOp3 for LoraSwiGlu {
+    fn name(&self) -> &'static str {
+        "lora-swiglu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, a, b) = (values_of(s1, l1)?, values_of(s2, l2)?, values_of(s3, l3)?);
+        let (_, _, out, r) = self.sizes(x.len(), a.len())?;
+        let parts = self.parts(x, a, b, r)?;
+        let mut hidden = vec![0f32; parts.gate.len()];
+        par_rows(&mut hidden, out, |i, row| {
+            let (g, u) = (&parts.gate[i * out..][..out], &parts.up[i * out..][..out]);
+            crate::vmath::vectorized(
+                #[inline(always)]
+                || crate::vmath::swiglu_row(row, g, u),
+            );
+        });
+        self.saved.put(parts)?;
+        Ok((
+            CpuStorage::F32(hidden),
+            Shape::from(with_last(l1.shape().dims(), out)),
+        ))
+    }
+
+    /// Through SwiGLU to `d gate`, `d up`; then per layer as [`lora_matmul`]
+    /// (`∂h = s · dy B`, `∂B = s · dyᵀ h`), with the adapters' `∂A = ∂hᵀ x` and
+    /// `∂x = dy_gate W_gate + dy_up W_up + ∂h [A_gate; A_up]` over both at once.
+    fn bwd(
+        &self,
+        x: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (rows, inp, out, r) = self.sizes(x.elem_count(), a.elem_count())?;
+        let saved = self.saved.take()?;
+        let [wg, wu] = &self.weights;
+        let (dx, da, db) = with_values([x, a, b, dy, wg, wu], |[x, a, b, dy, wg, wu]| {
+            let parts = match saved {
+                Some(parts) => parts,
+                None => self.parts(x, a, b, r)?,
+            };
+            let (mut d_gate, mut d_up) = (vec![0f32; rows * out], vec![0f32; rows * out]);
+            par_rows2(&mut d_gate, &mut d_up, out, |i, dg, du| {
+                let at = i * out;
+                let (g, u) = (&parts.gate[at..][..out], &parts.up[at..][..out]);
+                let dy = &dy[at..][..out];
+                crate::vmath::vectorized(
+                    #[inline(always)]
+                    || crate::vmath::swiglu_backward_row(dg, du, g, u, dy),
+                )
+            });
+            let mut dh = vec![0f32; rows * 2 * r];
+            let mut db = vec![0f32; 2 * out * r];
+            for (i, d) in [&d_gate, &d_up].into_iter().enumerate() {
+                let bi = op(&b[i * out * r..][..out * r]);
+                gemm_ld(
+                    &mut dh[i * r..],
+                    2 * r,
+                    (rows, r, out),
+                    op(d),
+                    bi,
+                    self.scales[i],
+                    false,
+                );
+                let hi = op(&parts.h[i * r..]).ld(2 * r);
+                let dbi = &mut db[i * out * r..][..out * r];
+                gemm(dbi, (out, r, rows), op_t(d), hi, self.scales[i], false);
+            }
+            let da = gemm_new((2 * r, inp, rows), op_t(&dh), op(x), 1.0);
+            let dx = self.need_dx.then(|| {
+                let mut dx = gemm_new((rows, inp, out), op(&d_gate), op(wg), 1.0);
+                gemm(&mut dx, (rows, inp, out), op(&d_up), op(wu), 1.0, true);
+                gemm(&mut dx, (rows, inp, 2 * r), op(&dh), op(a), 1.0, true);
+                dx
+            });
+            Ok::<_, candle_core::Error>((dx, da, db))
+        })??;
+        let dx = dx.map(|dx| tensor_from(dx, x)).transpose()?;
+        Ok((dx, Some(tensor_from(da, a)?), Some(tensor_from(db, b)?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use super::*;
+
+    /// The fused gate/up/SwiGLU node gives the composed computation's output
+    /// and gradients (x, both adapters' A and B), computed in f64.
+    #[test]
+    fn lora_swiglu_equals_the_composed_f64_computation() -> Result<()> {
+        let dev = &Device::Cpu;
+        let (inp, out, r) = (24, 40, 4);
+        let values = |shape: &[usize], std: f32| Tensor::randn(0f32, std, shape, dev);
+        let weights = [values(&[out, inp], 0.2)?, values(&[out, inp], 0.2)?];
+        let x = Var::from_tensor(&values(&[2, 37, inp], 1.0)?)?;
+        let a = [values(&[r, inp], 0.3)?, values(&[r, inp], 0.3)?].map(|t| Var::from_tensor(&t));
+        let b = [values(&[out, r], 0.3)?, values(&[out, r], 0.3)?].map(|t| Var::from_tensor(&t));
+        let ([ag, au], [bg, bu]) = (a, b);
+        let (ag, au, bg, bu) = (ag?, au?, bg?, bu?);
+        let scales = [2.0, 0.5];
+        let tiles = Arc::<Tiles>::default();
+        let dy = values(&[2, 37, out], 1.0)?;
+        let fused = lora_swiglu(
+            x.as_tensor(),
+            LoraParts {
+                weight: &weights[0],
+                tiles: &tiles,
+                a: ag.as_tensor(),
+                b: bg.as_tensor(),
+                scale: scales[0],
+            },
+            LoraParts {
+                weight: &weights[1],
+                tiles: &tiles,
+                a: au.as_tensor(),
+                b: bu.as_tensor(),
+                scale: scales[1],
+            },
+        )?
+        .expect("the fused op applies");
+        let fused_grads = (fused.clone() * &dy)?.sum_all()?.backward()?;
+        // The composed computation in f64.
+        let f64_of = |t: &Tensor| t.to_dtype(DType::F64);
+        let x64 = Var::from_tensor(&f64_of(x.as_tensor())?)?;
+        let vars64: Vec<Var> = [&ag, &bg, &au, &bu]
+            .iter()
+            .map(|v| Var::from_tensor(&f64_of(v.as_tensor())?))
+            .collect::<candle_core::Result<_>>()?;
+        let rows = x64.as_tensor().reshape((2 * 37, inp))?;
+        let layer = |w: &Tensor, a: &Var, b: &Var, s: f64| -> candle_core::Result<Tensor> {
+            let base = rows.matmul(&f64_of(w)?.t()?)?;
+            let low = rows
+                .matmul(&a.as_tensor().t()?)?
+                .matmul(&b.as_tensor().t()?)?;
+            base + (low * s)?
+        };
+        let gate = layer(&weights[0], &vars64[0], &vars64[1], scales[0])?;
+        let up = layer(&weights[1], &vars64[2], &vars64[3], scales[1])?;
+        let composed = (candle_nn::ops::silu(&gate)? * up)?.reshape((2, 37, out))?;
+        let grads64 = (composed.clone() * f64_of(&dy)?)?.sum_all()?.backward()?;
+        let close = |what: &str, ours: &Tensor, theirs: &Tensor| -> Result<()> {
+            let (ours, theirs) = (
+                ours.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?,
+                theirs.flatten_all()?.to_vec1::<f64>()?,
+            );
+            let scale = theirs.iter().fold(0f64, |m, v| m.max(v.abs()));
+            let diff = ours
+                .iter()
+                .zip(&theirs)
+                .fold(0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(diff <= 1e-5 * scale, "{what}: {diff} vs {scale}");
+            Ok(())
+        };
+        close("output", &fused, &composed)?;
+        let grad = |g: &candle_core::backprop::GradStore, t: &Tensor| {
+            g.get(t).cloned().expect("a gradient")
+        };
+        close("x", &grad(&fused_grads, &x), &grad(&grads64, &x64))?;
+        for (name, ours, theirs) in [
+            ("A gate", &ag, &vars64[0]),
+            ("B gate", &bg, &vars64[1]),
+            ("A up", &au, &vars64[2]),
+            ("B up", &bu, &vars64[3]),
+        ] {
+            close(name, &grad(&fused_grads, ours), &grad(&grads64, theirs))?;
+        }
+        Ok(())
     }
 }

@@ -42,7 +42,7 @@ pub use attention::{
     AttentionShape, attention, attention_cached, attention_prompt, masked_softmax, rope,
 };
 pub use host::host_slice;
-pub use linear::{linear, linear_with, lora_matmul, swiglu};
+pub use linear::{LoraParts, linear, linear_with, lora_matmul, lora_swiglu, swiglu};
 pub use loss::cross_entropy_rows;
 pub use norm::rms_norm;
 
