@@ -22,6 +22,38 @@ pub fn swiglu(gate: &Tensor, up: &Tensor) -> Result<Tensor> {
     Ok((candle_nn::ops::silu(gate)? * up)?)
 }
 
+/// `silu(gate) ⊙ up` over rows of `width`, in parallel.
+fn swiglu_rows(gate: &[f32], up: &[f32], width: usize) -> Vec<f32> {
+    let mut out = vec![0f32; gate.len()];
+    par_rows(&mut out, width, |i, row| {
+        let (g, u) = (&gate[i * width..][..width], &up[i * width..][..width]);
+        crate::vmath::vectorized(
+            #[inline(always)]
+            || crate::vmath::swiglu_row(row, g, u),
+        );
+    });
+    out
+}
+
+/// SwiGLU's backward over rows of `width`, in parallel: (d gate, d up).
+fn swiglu_backward_rows(
+    gate: &[f32],
+    up: &[f32],
+    dy: &[f32],
+    width: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let (mut d_gate, mut d_up) = (vec![0f32; gate.len()], vec![0f32; gate.len()]);
+    par_rows2(&mut d_gate, &mut d_up, width, |i, dg, du| {
+        let at = i * width;
+        let (g, u, dy) = (&gate[at..][..width], &up[at..][..width], &dy[at..][..width]);
+        crate::vmath::vectorized(
+            #[inline(always)]
+            || crate::vmath::swiglu_backward_row(dg, du, g, u, dy),
+        )
+    });
+    (d_gate, d_up)
+}
+
 struct SwiGlu;
 
 impl candle_core::CustomOp2 for SwiGlu {
@@ -43,14 +75,7 @@ impl candle_core::CustomOp2 for SwiGlu {
         let gate = &s1.as_slice::<f32>()?[l1.start_offset()..][..n];
         let up = &s2.as_slice::<f32>()?[l2.start_offset()..][..n];
         let width = l1.shape().dims().last().copied().unwrap_or(1);
-        let mut out = vec![0f32; n];
-        par_rows(&mut out, width, |i, row| {
-            let (g, u) = (&gate[i * width..][..width], &up[i * width..][..width]);
-            crate::vmath::vectorized(
-                #[inline(always)]
-                || crate::vmath::swiglu_row(row, g, u),
-            );
-        });
+        let out = swiglu_rows(gate, up, width);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -62,18 +87,9 @@ impl candle_core::CustomOp2 for SwiGlu {
         _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let n = gate.elem_count();
         let width = gate.dims().last().copied().unwrap_or(1);
-        let (mut d_gate, mut d_up) = (vec![0f32; n], vec![0f32; n]);
-        with_values([gate, up, dy], |[g, u, dy]| {
-            par_rows2(&mut d_gate, &mut d_up, width, |i, dg, du| {
-                let at = i * width;
-                let (g, u, dy) = (&g[at..][..width], &u[at..][..width], &dy[at..][..width]);
-                crate::vmath::vectorized(
-                    #[inline(always)]
-                    || crate::vmath::swiglu_backward_row(dg, du, g, u, dy),
-                )
-            })
+        let (d_gate, d_up) = with_values([gate, up, dy], |[g, u, dy]| {
+            swiglu_backward_rows(g, u, dy, width)
         })?;
         Ok((
             Some(tensor_from(d_gate, gate)?),
@@ -476,14 +492,7 @@ impl candle_core::CustomOp3 for LoraSwiGlu {
         let (x, a, b) = (values_of(s1, l1)?, values_of(s2, l2)?, values_of(s3, l3)?);
         let (_, _, out, r) = self.sizes(x.len(), a.len())?;
         let parts = self.parts(x, a, b, r)?;
-        let mut hidden = vec![0f32; parts.gate.len()];
-        par_rows(&mut hidden, out, |i, row| {
-            let (g, u) = (&parts.gate[i * out..][..out], &parts.up[i * out..][..out]);
-            crate::vmath::vectorized(
-                #[inline(always)]
-                || crate::vmath::swiglu_row(row, g, u),
-            );
-        });
+        let hidden = swiglu_rows(&parts.gate, &parts.up, out);
         self.saved.put(parts)?;
         Ok((
             CpuStorage::F32(hidden),
@@ -510,16 +519,7 @@ impl candle_core::CustomOp3 for LoraSwiGlu {
                 Some(parts) => parts,
                 None => self.parts(x, a, b, r)?,
             };
-            let (mut d_gate, mut d_up) = (vec![0f32; rows * out], vec![0f32; rows * out]);
-            par_rows2(&mut d_gate, &mut d_up, out, |i, dg, du| {
-                let at = i * out;
-                let (g, u) = (&parts.gate[at..][..out], &parts.up[at..][..out]);
-                let dy = &dy[at..][..out];
-                crate::vmath::vectorized(
-                    #[inline(always)]
-                    || crate::vmath::swiglu_backward_row(dg, du, g, u, dy),
-                )
-            });
+            let (d_gate, d_up) = swiglu_backward_rows(&parts.gate, &parts.up, dy, out);
             let mut dh = vec![0f32; rows * 2 * r];
             let mut db = vec![0f32; 2 * out * r];
             for (i, d) in [&d_gate, &d_up].into_iter().enumerate() {
