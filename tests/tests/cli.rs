@@ -310,4 +310,21 @@ fn system_reports_the_cpu_and_computes_with_subnormals_flushed() {
         text.contains("subnormals   flushed to zero (main thread), flushed to zero (compute pool)"),
         "{text}"
     );
+    // Started without the allocator's and candle's settings, the binary runs
+    // with them (it re-executes itself once with what is missing); one the
+    // user set is kept.
+    let out = sb
+        .command(&["--json", "system", "--no-measure"])
+        .env_remove("MIMALLOC_PURGE_DELAY")
+        .env("CANDLE_BARRIER_POOL_SPIN_LIMIT", "7")
+        .output()
+        .expect("run spectrum");
+    assert!(out.status.success(), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let env = &report["environment"];
+    assert_eq!(env[0]["name"], "MIMALLOC_PURGE_DELAY", "{report}");
+    assert_eq!(env[0]["value"], "-1", "{report}");
+    assert_eq!(env[1]["name"], "CANDLE_BARRIER_POOL_SPIN_LIMIT", "{report}");
+    assert_eq!(env[1]["value"], "7", "{report}");
+    assert_eq!(env[1]["wanted"], "0", "{report}");
 }

@@ -250,8 +250,10 @@ fn runs_stop_is_ctrl_c_from_elsewhere_and_the_run_resumes() {
     std::os::unix::fs::symlink(spectrum_system_tests::spectrum_bin(), &app).expect("symlink");
     let mut held = std::process::Command::new(&app)
         .env_remove("SPECTRUM_STORE")
-        // Already set, so the binary does not re-execute itself as `spectrum`.
+        // Already set, so the binary does not re-execute itself as `spectrum`
+        // (`spectrum_lm::process`).
         .env("MIMALLOC_PURGE_DELAY", "-1")
+        .env("CANDLE_BARRIER_POOL_SPIN_LIMIT", "0")
         .arg("--store")
         .arg(sb.store())
         .args(["train", "--resume", "stopped"])

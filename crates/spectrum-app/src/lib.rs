@@ -186,28 +186,11 @@ pub fn default_store_path() -> Result<PathBuf> {
     Ok(dirs.data_dir().join("store.sqlite3"))
 }
 
-/// mimalloc reads its options from the environment when the process starts.
-/// Training frees and re-allocates activation-sized buffers every step, and
-/// returning them to the OS only to fault them back in, zeroed, cost a third
-/// of each step (BENCHMARKS.md). So a front end's `main` calls this first: the binary re-executes itself once with
-/// `MIMALLOC_PURGE_DELAY=-1` (keep freed memory for reuse), unless it is set.
-#[cfg(unix)]
-pub fn keep_freed_memory() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
-        return;
-    }
-    if let Ok(exe) = std::env::current_exe() {
-        // `exec` only returns if it failed; then the defaults stay.
-        let _ = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("MIMALLOC_PURGE_DELAY", "-1")
-            .exec();
-    }
-}
-
-#[cfg(not(unix))]
-pub fn keep_freed_memory() {}
+/// The environment the model code needs (mimalloc keeping freed memory,
+/// candle's pool not spinning): a front end's `main` calls this first, and
+/// the binary re-executes itself once with what is missing
+/// ([`spectrum_lm::process`]).
+pub use spectrum_lm::process::settle_environment;
 
 /// The rows of an [`EvalReport`] (`outputs`, `items`, `samples`) are these
 /// types, each in a [`TaskRow`] that names its task.

@@ -14,6 +14,8 @@ pub struct SystemReport {
     pub backends: Vec<&'static str>,
     /// The f32 matrix-multiply rates, when measured.
     pub gemm: Option<GemmProbe>,
+    /// The environment the front ends settle at start (allocator, candle's pool).
+    pub environment: Vec<spectrum_lm::process::Setting>,
 }
 
 /// Describes this machine as seen from the calling thread; `measure` adds the
@@ -30,5 +32,6 @@ pub fn system(measure: bool) -> Result<SystemReport> {
         machine: Machine::describe(),
         backends,
         gemm: measure.then(|| GemmProbe::run(512)).transpose()?,
+        environment: spectrum_lm::process::settings(),
     })
 }

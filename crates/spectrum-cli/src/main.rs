@@ -27,7 +27,7 @@ use output::Output;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    spectrum_app::keep_freed_memory();
+    spectrum_app::settle_environment();
     // Before any thread starts: every later thread inherits the mode, and
     // the call reaches rayon's pool too.
     spectrum_app::flush_subnormals();

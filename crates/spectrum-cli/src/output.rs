@@ -233,6 +233,12 @@ impl Output {
             flush(m.pool_flushes)
         );
         println!("devices      {}", report.backends.join(", "));
+        let env: Vec<String> = report
+            .environment
+            .iter()
+            .map(|s| format!("{}={}", s.name, s.value.as_deref().unwrap_or("(unset)")))
+            .collect();
+        println!("environment  {}", env.join(" "));
         if let Some(g) = &report.gemm {
             println!(
                 "matmul       {:.1} GFLOP/s ({n}x{n} f32); subnormal operand {:.1}, underflowing products {:.1}: ratio {:.2}",

@@ -16,22 +16,11 @@ use spectrum_core::Rng;
 use spectrum_lm::machine::{GemmProbe, Machine, Operands, gemm_gflops};
 use spectrum_lm::{DeviceSpec, LanguageModel, SamplingParams};
 
-// The allocator and setting the `spectrum` binary runs with (see its main.rs):
-// mimalloc, keeping freed memory instead of faulting it back in every pass.
+// The allocator and environment the `spectrum` binary runs with (see its
+// main.rs): mimalloc, keeping freed memory instead of faulting it back in
+// every pass, and candle's pool not spinning (`spectrum_lm::process`).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn keep_freed_memory() {
-    use std::os::unix::process::CommandExt;
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
-        && let Ok(exe) = std::env::current_exe()
-    {
-        let _ = std::process::Command::new(exe)
-            .args(std::env::args_os().skip(1))
-            .env("MIMALLOC_PURGE_DELAY", "-1")
-            .exec();
-    }
-}
 
 const SEQUENCES: usize = 16;
 const LENGTH: usize = 256;
@@ -41,7 +30,7 @@ const SAMPLES: usize = 8;
 const NEW_TOKENS: usize = 64;
 
 fn main() {
-    keep_freed_memory();
+    spectrum_lm::process::settle_environment();
     spectrum_lm::fpu::flush_subnormals();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let model_dir = spectrum_lm::default_model::for_benchmarks(env!("CARGO_TARGET_TMPDIR"));

@@ -14,7 +14,8 @@
 //! [`flush_subnormals`] is the one entry point: every front end (CLI, desktop
 //! app, server workers, benches, test helpers) calls it on each thread that
 //! computes, and the first call reaches every thread of rayon's global pool,
-//! where candle's and gemm's parallel kernels and our own row loops run.
+//! where gemm's parallel kernels and our own row loops run, and of candle's
+//! own pool, where its elementwise kernels run.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -33,6 +34,10 @@ pub fn flush_subnormals() {
     match POOL.compare_exchange(UNSET, SETTING, Ordering::AcqRel, Ordering::Acquire) {
         Ok(_) => {
             rayon::broadcast(|_| set_this_thread());
+            // Candle's elementwise kernels split over a pool of its own
+            // (`candle-bp-*` threads, which inherit the mode only from a
+            // creator that had it): each of its workers runs this once.
+            candle_core::utils::barrier_pool().execute(|_| set_this_thread());
             POOL.store(SET, Ordering::Release);
         }
         Err(_) if rayon::current_thread_index().is_none() => {
@@ -163,6 +168,27 @@ mod tests {
         for products in rayon::broadcast(|_| kernel_product(16).expect("matmul")) {
             assert!(products.iter().all(|&v| v == 0.0), "{products:?}");
         }
+    }
+
+    #[test]
+    fn candle_elementwise_kernels_flush_on_every_thread_they_split_over() {
+        flush_subnormals();
+        // Large enough for candle to split the product over its own pool
+        // (64Ki elements and up, in chunks of 16Ki).
+        let tiny = candle_core::Tensor::full(1e-20f32, 1 << 20, &candle_core::Device::Cpu)
+            .expect("tensor");
+        let mut products = Vec::new();
+        for _ in 0..20 {
+            let squares = (&tiny * &tiny).expect("mul");
+            products.extend(squares.to_vec1::<f32>().expect("values"));
+        }
+        let kept = products.iter().filter(|&&v| v != 0.0).count();
+        assert_eq!(
+            kept,
+            0,
+            "{kept} of {} products kept as subnormals",
+            products.len()
+        );
     }
 
     #[test]

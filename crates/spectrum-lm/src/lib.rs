@@ -21,6 +21,7 @@ pub mod machine;
 pub mod models;
 pub mod ops;
 pub mod peft;
+pub mod process;
 pub mod shapes;
 mod skinny;
 pub mod template;

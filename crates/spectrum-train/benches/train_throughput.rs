@@ -89,6 +89,8 @@ fn bench_device() -> spectrum_lm::DeviceSpec {
 }
 
 fn main() {
+    // As the `spectrum` binary does; its children inherit the environment.
+    spectrum_lm::process::settle_environment();
     spectrum_lm::fpu::flush_subnormals();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let shape = std::env::var("SPECTRUM_BENCH_SHAPE").ok();
@@ -139,8 +141,6 @@ fn main() {
             .args(args)
             .envs(env.iter().copied())
             .env("SPECTRUM_BENCH_CHILD", mode)
-            // As the `spectrum` binary runs (it sets this for itself at start).
-            .env("MIMALLOC_PURGE_DELAY", "-1")
             .output()
             .expect("run a benchmark process");
         assert!(
