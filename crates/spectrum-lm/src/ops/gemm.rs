@@ -83,9 +83,22 @@ pub(super) fn gemm_ld(
     scale: f32,
     add: bool,
 ) {
+    let threads = threads_for(dims);
     // SAFETY: `out` is exclusively borrowed (so aliases neither operand) and
     // initialised for its length.
-    unsafe { product(out.as_mut_ptr(), out.len(), ld_out, dims, a, b, scale, add) }
+    unsafe {
+        product(
+            out.as_mut_ptr(),
+            out.len(),
+            ld_out,
+            dims,
+            a,
+            b,
+            scale,
+            add,
+            threads,
+        )
+    }
 }
 
 /// `scale · a b` [m, n] as a new vector whose elements are written once: not
@@ -98,6 +111,18 @@ pub(super) fn gemm_new(
     b: Operand,
     scale: f32,
 ) -> Vec<f32> {
+    new_product(dims, a, b, scale, threads_for(dims))
+}
+
+/// [`gemm_new`] on the threads given.
+#[allow(unsafe_code)]
+fn new_product(
+    dims: (usize, usize, usize),
+    a: Operand,
+    b: Operand,
+    scale: f32,
+    threads: gemm::Parallelism,
+) -> Vec<f32> {
     let len = dims.0 * dims.1;
     let mut out = Vec::with_capacity(len);
     // SAFETY: the spare capacity holds `len` elements, is owned here (so
@@ -106,10 +131,52 @@ pub(super) fn gemm_new(
     // are initialised when the length is set.
     unsafe {
         let dst = out.spare_capacity_mut().as_mut_ptr().cast::<f32>();
-        product(dst, len, dims.1, dims, a, b, scale, false);
+        product(dst, len, dims.1, dims, a, b, scale, false, threads);
         out.set_len(len);
     }
     out
+}
+
+/// The side at or under which a product is "skinny": a LoRA adapter's rank
+/// (or two ranks side by side), as in `x Aᵀ` [rows, r], `∂B` [out, r] and
+/// `∂A` [r, in].
+const SKINNY_SIDE: usize = 32;
+
+/// The compute threads (rayon's), asked once: candle reads the environment
+/// and /proc/cpuinfo at every call (tens of microseconds; the decoding
+/// attention multiplies per head).
+fn pool_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(candle_core::utils::get_num_threads)
+}
+
+/// Where a product of `dims` (m, n, k) runs: on the calling thread when it
+/// is already a pool thread (work split across the pool, such as
+/// attention's units) or when the pool has one thread; on the calling
+/// thread too when the output has a skinny side on a machine of two
+/// compute threads, where handing the product to the pool (waking its
+/// threads, splitting [1024, 16] across two) took 1.2-2.1x as long as
+/// computing it here (`cargo bench -p spectrum-lm --bench lora_products`,
+/// AMD EPYC Zen 3); with more threads (not yet measured) the pool.
+fn threads_for((m, n, _): (usize, usize, usize)) -> gemm::Parallelism {
+    let threads = pool_threads();
+    let skinny_here = m.min(n) <= SKINNY_SIDE && threads <= 2;
+    if rayon::current_thread_index().is_some() || threads < 2 || skinny_here {
+        gemm::Parallelism::None
+    } else {
+        gemm::Parallelism::Rayon(threads)
+    }
+}
+
+/// `a b` for row-major `a` [m, k] and `b` [k, n], on the calling thread or
+/// split over the compute pool, whatever [`threads_for`] would choose: for
+/// the benchmark that compares the two.
+pub fn matmul_placed(a: &[f32], b: &[f32], dims: (usize, usize, usize), on_pool: bool) -> Vec<f32> {
+    let threads = match pool_threads() {
+        n @ 2.. if on_pool => gemm::Parallelism::Rayon(n),
+        _ => gemm::Parallelism::None,
+    };
+    new_product(dims, op(a), op(b), 1.0, threads)
 }
 
 /// The product behind [`gemm_ld`] and [`gemm_new`].
@@ -127,18 +194,8 @@ unsafe fn product(
     b: Operand,
     scale: f32,
     add: bool,
+    parallelism: gemm::Parallelism,
 ) {
-    // Asked once: candle reads the environment and /proc/cpuinfo at every call
-    // (tens of microseconds; the decoding attention multiplies per head).
-    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let parallelism = if rayon::current_thread_index().is_some() {
-        gemm::Parallelism::None
-    } else {
-        match *THREADS.get_or_init(candle_core::utils::get_num_threads) {
-            threads @ 2.. => gemm::Parallelism::Rayon(threads),
-            _ => gemm::Parallelism::None,
-        }
-    };
     let (a_rs, a_cs, a_reach) = a.layout(m, k);
     let (b_rs, b_cs, b_reach) = b.layout(k, n);
     let out_reach = if m == 0 || n == 0 {
@@ -180,6 +237,26 @@ unsafe fn product(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A product computed on the calling thread equals the same product split
+    /// over the pool, bit for bit (each element one thread's dot product in
+    /// the same order), for the skinny shapes of a LoRA step and a square one.
+    #[test]
+    fn where_a_product_runs_does_not_change_it() {
+        crate::fpu::flush_subnormals();
+        for (m, n, k) in [
+            (1024, 16, 576),
+            (16, 576, 1024),
+            (576, 16, 1024),
+            (200, 300, 64),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 * 0.01).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 * 0.01).collect();
+            let here = matmul_placed(&a, &b, (m, n, k), false);
+            let pool = matmul_placed(&a, &b, (m, n, k), true);
+            assert!(here == pool, "{m} x {n} x {k}");
+        }
+    }
 
     /// A new output equals the product accumulated into zeros, for shapes
     /// that take gemm's general, matrix-vector and empty-depth paths.

@@ -41,6 +41,7 @@ mod norm;
 pub use attention::{
     AttentionShape, attention, attention_cached, attention_prompt, masked_softmax, rope,
 };
+pub use gemm::matmul_placed;
 pub use host::host_slice;
 pub use linear::{LoraParts, linear, linear_with, lora_matmul, lora_swiglu, swiglu};
 pub use loss::cross_entropy_rows;
