@@ -142,6 +142,11 @@ fn new_product(
 /// `∂A` [r, in].
 const SKINNY_SIDE: usize = 32;
 
+/// The most multiply-adds of a skinny product run on the calling thread: the
+/// largest of a LoRA step's (1536 x 16 x 1024) and then some; a few rows
+/// through a vocabulary-sized head (8 x 49,152 x 576) stay on the pool.
+const SKINNY_WORK: usize = 1 << 25;
+
 /// The compute threads (rayon's), asked once: candle reads the environment
 /// and /proc/cpuinfo at every call (tens of microseconds; the decoding
 /// attention multiplies per head).
@@ -153,14 +158,16 @@ fn pool_threads() -> usize {
 /// Where a product of `dims` (m, n, k) runs: on the calling thread when it
 /// is already a pool thread (work split across the pool, such as
 /// attention's units) or when the pool has one thread; on the calling
-/// thread too when the output has a skinny side on a machine of two
-/// compute threads, where handing the product to the pool (waking its
-/// threads, splitting [1024, 16] across two) took 1.2-2.1x as long as
-/// computing it here (`cargo bench -p spectrum-lm --bench lora_products`,
-/// AMD EPYC Zen 3); with more threads (not yet measured) the pool.
-fn threads_for((m, n, _): (usize, usize, usize)) -> gemm::Parallelism {
+/// thread too when the output has a skinny side (and the product is no
+/// bigger than a LoRA step's) on a machine of two compute threads, where
+/// handing it to the pool (waking its threads, splitting [1024, 16] across
+/// two) took 1.31x as long over a step's such products, 0.92-2.24x by shape
+/// (`cargo bench -p spectrum-lm --bench lora_products`, AMD EPYC Zen 3);
+/// with more threads (not yet measured) the pool.
+fn threads_for((m, n, k): (usize, usize, usize)) -> gemm::Parallelism {
     let threads = pool_threads();
-    let skinny_here = m.min(n) <= SKINNY_SIDE && threads <= 2;
+    let skinny = m.min(n) <= SKINNY_SIDE && m * n * k <= SKINNY_WORK;
+    let skinny_here = skinny && threads <= 2;
     if rayon::current_thread_index().is_some() || threads < 2 || skinny_here {
         gemm::Parallelism::None
     } else {
@@ -169,8 +176,8 @@ fn threads_for((m, n, _): (usize, usize, usize)) -> gemm::Parallelism {
 }
 
 /// `a b` for row-major `a` [m, k] and `b` [k, n], on the calling thread or
-/// split over the compute pool, whatever [`threads_for`] would choose: for
-/// the benchmark that compares the two.
+/// split over the compute pool as asked (not as [`threads_for`] would
+/// choose): for the benchmark that compares the two.
 pub fn matmul_placed(a: &[f32], b: &[f32], dims: (usize, usize, usize), on_pool: bool) -> Vec<f32> {
     let threads = match pool_threads() {
         n @ 2.. if on_pool => gemm::Parallelism::Rayon(n),
