@@ -313,9 +313,10 @@ pub struct TrainArgs {
     #[arg(long, value_parser = dtype)]
     pub dtype: Option<spectrum_app::Dtype>,
     /// bf16: LoRA's products with the frozen weights (and the LM head) in
-    /// bf16 with f32 sums on Intel's AMX units (Xeon Sapphire Rapids or
-    /// newer; 2.5-3.4x faster products, errors of about 1% of a product's
-    /// size). Default f32, what the reference tests hold.
+    /// bf16 with f32 sums, on Intel's AMX units (Xeon Sapphire Rapids or
+    /// newer) or with AVX512-BF16 (AMD Zen 4 or newer, Intel's AVX-512 CPUs
+    /// with it); errors of about 1% of a product's size; `spectrum system`
+    /// says which unit runs. Default f32, what the reference tests hold.
     #[arg(long, value_name = "f32|bf16")]
     pub frozen_matmul: Option<spectrum_app::FrozenMatmul>,
     /// cpu, cuda, cuda:N or metal.

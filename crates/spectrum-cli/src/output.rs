@@ -218,14 +218,12 @@ impl Output {
             "kernels      {} (matrix multiply and our row kernels, chosen at run time)",
             m.kernels
         );
-        println!(
-            "AMX          {}",
-            if m.amx {
-                "yes: LoRA can run its frozen products in bf16 on the matrix units (--frozen-matmul bf16)"
-            } else {
-                "no"
-            }
-        );
+        match m.bf16_unit {
+            Some(unit) => println!(
+                "bf16         {unit}: LoRA can run its frozen products in bf16 (--frozen-matmul bf16)"
+            ),
+            None => println!("bf16         no unit (AMX or AVX512-BF16): frozen products stay f32"),
+        }
         println!("threads      {}", m.threads);
         println!(
             "subnormals   {} (main thread), {} (compute pool)",

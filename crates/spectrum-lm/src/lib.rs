@@ -4,7 +4,7 @@
 //! adapters, scoring and sampling behind the [`LanguageModel`] trait.
 
 pub mod added_tokens;
-pub mod amx;
+pub mod bf16;
 pub mod blocks;
 pub mod config;
 pub mod default_model;

@@ -64,9 +64,9 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     adapter: Option<Adapter>,
-    /// The weight's AMX copies, packed when a frozen product first runs in
+    /// The weight's bf16 copies, packed when a frozen product first runs in
     /// bf16 ([`crate::ops::FrozenMatmul`]); shared by the layer's clones.
-    tiles: Arc<crate::amx::Tiles>,
+    tiles: Arc<crate::bf16::Tiles>,
     /// The checkpoint name of the weight (`model.layers.0.mlp.up_proj.weight`).
     name: String,
     /// The GGUF blocks the weight was dequantised from, which the decode

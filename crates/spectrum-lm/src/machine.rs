@@ -20,9 +20,9 @@ pub struct Machine {
     /// The instruction set our kernels and gemm's microkernels run on here
     /// (the widest of those built in that the CPU runs).
     pub kernels: crate::isa::Isa,
-    /// Whether Intel's AMX tile units run here (bf16 frozen products in
-    /// LoRA training, `frozen_matmul: bf16`).
-    pub amx: bool,
+    /// The unit that runs LoRA training's bf16 frozen products here
+    /// (`frozen_matmul: bf16`): "AMX", "AVX512-BF16", or none.
+    pub bf16_unit: Option<&'static str>,
     /// Threads the tensor kernels use.
     pub threads: usize,
     /// Whether a subnormal result is zero on the calling thread.
@@ -39,7 +39,7 @@ impl Machine {
             cpu: cpu_model(),
             simd: simd(),
             kernels: crate::isa::Isa::best(),
-            amx: crate::amx::Amx::get().is_some(),
+            bf16_unit: crate::bf16::Bf16Unit::get().map(crate::bf16::Bf16Unit::name),
             threads: candle_core::utils::get_num_threads(),
             flushes_here: crate::fpu::flushes_here(),
             pool_flushes: crate::fpu::pool_flushes(),
@@ -63,7 +63,8 @@ impl std::fmt::Display for Machine {
             self.simd,
             self.threads,
             self.kernels,
-            if self.amx { ", AMX bf16" } else { "" },
+            self.bf16_unit
+                .map_or(String::new(), |unit| format!(", bf16 on {unit}")),
             flush(self.flushes_here),
             flush(self.pool_flushes)
         )

@@ -36,9 +36,9 @@
 //! and a thread per core (`bench/torch_cpu.py`); ratios are against the
 //! faster. `faults` are the page faults of a timed step.
 //!
-//! On a CPU with AMX, a third row, `lora-bf16`: LoRA with the frozen
-//! weights' products in bf16 on the matrix units (`frozen_matmul: bf16`)
-//! against PyTorch's two bf16 CPU paths (bf16 matmul precision for f32
+//! On a CPU with a bf16 unit (AMX, or AVX512-BF16), a third row,
+//! `lora-bf16`: LoRA with the frozen weights' products in bf16 on it
+//! (`frozen_matmul: bf16`) against PyTorch's two bf16 CPU paths (bf16 matmul precision for f32
 //! matrix multiplies, and autocast), ratio against the faster.
 
 use std::path::{Path, PathBuf};
@@ -248,7 +248,7 @@ fn main() {
     );
     let mut defaults = Vec::new();
     let mut modes = vec!["lora", "full"];
-    if spectrum_lm::amx::Amx::get().is_some() {
+    if spectrum_lm::bf16::Bf16Unit::get().is_some() {
         modes.push("lora-bf16");
     }
     for mode in modes {

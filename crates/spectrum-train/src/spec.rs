@@ -113,8 +113,9 @@ pub struct RunSpec {
     #[serde(default, skip_serializing_if = "Kernels::is_fused")]
     pub kernels: Kernels,
     /// `bf16`: LoRA's products with the frozen weights (and the LM head) in
-    /// bf16 with f32 sums on Intel's AMX units, 2.5-3.4x faster products
-    /// on a Sapphire Rapids core; `f32` (the default) everywhere else.
+    /// bf16 with f32 sums, on Intel's AMX units (2.5-3.4x faster products on
+    /// a Sapphire Rapids core) or with AVX512-BF16 (AMD Zen 4 and newer;
+    /// 1.9x faster products on a Zen 5); `f32` (the default) everywhere else.
     #[serde(default, skip_serializing_if = "FrozenMatmul::is_f32")]
     pub frozen_matmul: FrozenMatmul,
     /// Recompute each decoder layer's activations in the backward pass
@@ -419,11 +420,11 @@ impl RunSpec {
                     ),
                 ));
             }
-            if spectrum_lm::amx::Amx::get().is_none() {
+            if spectrum_lm::bf16::Bf16Unit::get().is_none() {
                 return Err(SpecError::new(
                     "frozen_matmul",
                     format!(
-                        "frozen_matmul bf16 runs on Intel's AMX units (Xeon Sapphire Rapids or newer), which this CPU or OS does not offer; `spectrum system` shows the CPU ({fix})"
+                        "frozen_matmul bf16 runs on Intel's AMX units or with AVX512-BF16 (AMD Zen 4 or newer, Intel Xeon Cooper Lake or newer), neither of which this CPU or OS offers; `spectrum system` shows the CPU ({fix})"
                     ),
                 ));
             }

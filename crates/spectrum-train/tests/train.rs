@@ -542,11 +542,12 @@ fn the_composed_gpu_path_trains_as_the_custom_kernels_do() {
     );
 }
 
-/// LoRA with the frozen weights' products in bf16 on AMX (`frozen_matmul:
-/// bf16`) against the same run in f32, step by step: within the bf16 bound
-/// of the test above (5e-3 of the loss, about one rounding), and not bit for
-/// bit (the matrix units ran). Where the CPU has no AMX the setting is
-/// refused by name; full fine-tuning (nothing frozen) is refused everywhere.
+/// LoRA with the frozen weights' products in bf16 (`frozen_matmul: bf16`,
+/// on AMX or AVX512-BF16, whichever this CPU offers first) against the same
+/// run in f32, step by step: within the bf16 bound of the test above (5e-3
+/// of the loss, about one rounding), and not bit for bit (the bf16 unit
+/// ran). Where the CPU has neither the setting is refused by name; full
+/// fine-tuning (nothing frozen) is refused everywhere.
 #[test]
 fn bf16_frozen_products_train_as_f32_does() {
     use spectrum_lm::ops::FrozenMatmul;
@@ -564,10 +565,14 @@ fn bf16_frozen_products_train_as_f32_does() {
         frozen_matmul: FrozenMatmul::Bf16,
         ..f32_run.clone()
     };
-    if spectrum_lm::amx::Amx::get().is_none() {
-        let refused = bf16_run.validate().expect_err("no AMX here");
-        assert!(refused.message.contains("AMX"), "{}", refused.message);
-        eprintln!("this CPU has no AMX: only the refusal is tested");
+    if spectrum_lm::bf16::Bf16Unit::get().is_none() {
+        let refused = bf16_run.validate().expect_err("no bf16 unit here");
+        assert!(
+            refused.message.contains("AVX512-BF16"),
+            "{}",
+            refused.message
+        );
+        eprintln!("this CPU has no bf16 unit (AMX, AVX512-BF16): only the refusal is tested");
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp");
@@ -579,7 +584,7 @@ fn bf16_frozen_products_train_as_f32_does() {
     let largest = largest_loss_difference(&a, &b, 5e-3, "bf16 frozen products");
     assert!(
         a.steps.iter().zip(&b.steps).any(|(x, y)| x.loss != y.loss),
-        "the bf16 run is bit for bit the f32 one: the matrix units did not run"
+        "the bf16 run is bit for bit the f32 one: the bf16 unit did not run"
     );
     eprintln!("largest loss difference with bf16 frozen products: {largest:.2e}");
 }

@@ -664,8 +664,9 @@ dtype: Dtype | null, device: DeviceSpec,
 kernels?: Kernels, 
 /**
  * `bf16`: LoRA's products with the frozen weights (and the LM head) in
- * bf16 with f32 sums on Intel's AMX units, 2.5-3.4x faster products
- * on a Sapphire Rapids core; `f32` (the default) everywhere else.
+ * bf16 with f32 sums, on Intel's AMX units (2.5-3.4x faster products on
+ * a Sapphire Rapids core) or with AVX512-BF16 (AMD Zen 4 and newer;
+ * 1.9x faster products on a Zen 5); `f32` (the default) everywhere else.
  */
 frozen_matmul?: FrozenMatmul, 
 /**

@@ -276,7 +276,7 @@ pub(crate) struct TokenIo {
     embed: Tensor,
     /// Untied `lm_head.weight` (never LoRA-adapted).
     head: Option<Linear>,
-    /// The head tied to `embed` (its AMX tiles live as long as the model).
+    /// The head tied to `embed` (its bf16 copies live as long as the model).
     tied: Linear,
     /// (first id, embedding rows, untied head rows).
     rows: Option<(usize, Tensor, Option<Tensor>)>,

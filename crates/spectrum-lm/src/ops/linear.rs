@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, Layout, Shape, Tensor};
 
 use crate::Result;
-use crate::amx::{Amx, Tiles};
+use crate::bf16::{Bf16Unit, Tiles};
 use crate::blocks::Blocks;
 use crate::skinny::Weights;
 
@@ -108,7 +108,7 @@ pub fn linear(x: &Tensor, w: &Tensor) -> Result<Tensor> {
     linear_with(x, w, None, None)
 }
 
-/// [`linear`] with the AMX tiles of `w`, which its products use while the
+/// [`linear`] with the bf16 copies of `w`, which its products use while the
 /// thread runs frozen products in bf16 ([`super::FrozenMatmul`]) and `w`
 /// does not train, and the GGUF blocks `w` was dequantised from, which the
 /// products of a few rows (token-by-token generation) read instead of `w`
@@ -121,10 +121,10 @@ pub fn linear_with(
 ) -> Result<Tensor> {
     if f32_cpu(x) && f32_cpu(w) && (x.track_op() || w.track_op()) {
         let frozen = !w.is_variable() && !w.track_op();
-        let amx = super::amx_for(tiles.filter(|_| frozen));
+        let bf16 = super::bf16_for(tiles.filter(|_| frozen));
         return Ok(x
             .contiguous()?
-            .apply_op2(&w.contiguous()?, LinearOp { amx })?);
+            .apply_op2(&w.contiguous()?, LinearOp { bf16 })?);
     }
     let (n, k) = w.dims2()?;
     let m = x.elem_count() / k.max(1);
@@ -147,16 +147,16 @@ pub fn linear_with(
     Ok(rows.matmul(&w.t()?)?.reshape(out)?)
 }
 
-/// The AMX unit and the frozen weight's tiles, when its products run there.
-type OnAmx = Option<(Amx, Arc<Tiles>)>;
+/// The bf16 unit and the frozen weight's packed copies, when its products run there.
+type OnBf16 = Option<(Bf16Unit, Arc<Tiles>)>;
 
 struct LinearOp {
-    amx: OnAmx,
+    bf16: OnBf16,
 }
 
-/// `x Wᵀ` on AMX: `x` [..., k] and `w` [n, k] contiguous CPU f32.
-fn amx_forward(
-    (amx, tiles): &(Amx, Arc<Tiles>),
+/// `x Wᵀ` in bf16: `x` [..., k] and `w` [n, k] contiguous CPU f32.
+fn bf16_forward(
+    (unit, tiles): &(Bf16Unit, Arc<Tiles>),
     x: &[f32],
     x_dims: &[usize],
     w: &[f32],
@@ -164,13 +164,13 @@ fn amx_forward(
 ) -> (Vec<f32>, Shape) {
     let rows = x.len() / k.max(1);
     let mut y = vec![0f32; rows * n];
-    crate::amx::matmul(*amx, &mut y, x, rows, tiles.forward(w, n, k), false);
+    crate::bf16::matmul(*unit, &mut y, x, rows, tiles.forward(w, n, k), false);
     (y, Shape::from(with_last(x_dims, n)))
 }
 
-/// `dx (+)= dy W` on AMX, for `dy` [rows, n] and `w` [n, k].
-fn amx_backward(
-    (amx, tiles): &(Amx, Arc<Tiles>),
+/// `dx (+)= dy W` in bf16, for `dy` [rows, n] and `w` [n, k].
+fn bf16_backward(
+    (unit, tiles): &(Bf16Unit, Arc<Tiles>),
     dx: &mut [f32],
     dy: &[f32],
     w: &[f32],
@@ -178,7 +178,7 @@ fn amx_backward(
     add: bool,
 ) {
     let rows = dy.len() / n.max(1);
-    crate::amx::matmul(*amx, dx, dy, rows, tiles.backward(w, n, k), add);
+    crate::bf16::matmul(*unit, dx, dy, rows, tiles.backward(w, n, k), add);
 }
 
 impl candle_core::CustomOp2 for LinearOp {
@@ -193,7 +193,7 @@ impl candle_core::CustomOp2 for LinearOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let Some(amx) = &self.amx else {
+        let Some(bf16) = &self.bf16 else {
             return matmul_t(s1, l1, s2, l2);
         };
         let (n, k) = l2.shape().dims2()?;
@@ -203,7 +203,7 @@ impl candle_core::CustomOp2 for LinearOp {
         }
         let x = &s1.as_slice::<f32>()?[l1.start_offset()..][..rows * k];
         let w = &s2.as_slice::<f32>()?[l2.start_offset()..][..n * k];
-        let (y, shape) = amx_forward(amx, x, l1.shape().dims(), w, (n, k));
+        let (y, shape) = bf16_forward(bf16, x, l1.shape().dims(), w, (n, k));
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -220,12 +220,12 @@ impl candle_core::CustomOp2 for LinearOp {
         let (need_dx, need_dw) = (x.track_op(), w.track_op());
         let (x, w) = (x.detach(), w.detach());
         let (dy_rows, _) = as_rows(dy, 0)?;
-        let dx = match (&self.amx, need_dx) {
-            (Some(amx), true) => {
+        let dx = match (&self.bf16, need_dx) {
+            (Some(bf16), true) => {
                 let dims = w.dims2()?;
                 let dx = with_values([dy, &w], |[dy, w]| {
                     let mut dx = vec![0f32; x.elem_count()];
-                    amx_backward(amx, &mut dx, dy, w, dims, false);
+                    bf16_backward(bf16, &mut dx, dy, w, dims, false);
                     dx
                 })?;
                 Some(tensor_from(dx, &x)?)
@@ -261,7 +261,7 @@ pub fn lora_matmul(
     if f32_cpu(x) && frozen && f32_cpu(w) && (a.track_op() || b.track_op()) {
         let op = LoraMatmul {
             weight: w.contiguous()?,
-            amx: super::amx_for(tiles),
+            bf16: super::bf16_for(tiles),
             scale: scale as f32,
             need_dx: x.track_op(),
             saved_h: Saved::default(),
@@ -278,7 +278,7 @@ pub fn lora_matmul(
 
 struct LoraMatmul {
     weight: Tensor,
-    amx: OnAmx,
+    bf16: OnBf16,
     scale: f32,
     need_dx: bool,
     /// `x Aᵀ` from the forward pass, taken by the backward pass (which
@@ -316,10 +316,10 @@ impl candle_core::CustomOp3 for LoraMatmul {
         let x = &s1.as_slice::<f32>()?[l1.start_offset()..][..rows * inp];
         let a = &s2.as_slice::<f32>()?[l2.start_offset()..][..r * inp];
         let b = &s3.as_slice::<f32>()?[l3.start_offset()..][..out * r];
-        let mut y = host_slice(&self.weight, |w| match &self.amx {
-            Some(amx) => {
+        let mut y = host_slice(&self.weight, |w| match &self.bf16 {
+            Some(bf16) => {
                 let mut y = vec![0f32; rows * out];
-                crate::amx::matmul(amx.0, &mut y, x, rows, amx.1.forward(w, out, inp), false);
+                crate::bf16::matmul(bf16.0, &mut y, x, rows, bf16.1.forward(w, out, inp), false);
                 y
             }
             None => gemm_new((rows, out, inp), op(x), op_t(w), 1.0),
@@ -351,10 +351,10 @@ impl candle_core::CustomOp3 for LoraMatmul {
             let db = gemm_new((out, r, rows), op_t(dy), op(&h), self.scale);
             let da = gemm_new((r, inp, rows), op_t(&dh), op(x), 1.0);
             let dx = self.need_dx.then(|| {
-                let mut dx = match &self.amx {
-                    Some(amx) => {
+                let mut dx = match &self.bf16 {
+                    Some(bf16) => {
                         let mut dx = vec![0f32; rows * inp];
-                        amx_backward(amx, &mut dx, dy, w, (out, inp), false);
+                        bf16_backward(bf16, &mut dx, dy, w, (out, inp), false);
                         dx
                     }
                     None => gemm_new((rows, inp, out), op(dy), op(w), 1.0),
@@ -370,7 +370,7 @@ impl candle_core::CustomOp3 for LoraMatmul {
 }
 
 /// A frozen linear layer with its LoRA adapter, as [`lora_swiglu`] takes it:
-/// `W` [out, in] (and its AMX tiles), `A` [r, in], `B` [out, r], the scale.
+/// `W` [out, in] (and its bf16 copies), `A` [r, in], `B` [out, r], the scale.
 #[derive(Debug, Clone, Copy)]
 pub struct LoraParts<'a> {
     pub weight: &'a Tensor,
@@ -385,9 +385,10 @@ pub struct LoraParts<'a> {
 /// where [`lora_matmul`] twice and [`swiglu`] make three, whose backward
 /// passes each have candle allocate, zero and add an activation-sized
 /// gradient (two of `[rows, inner]`, and one more for `x`), and whose
-/// adapters multiply `x` by `A` twice. `None` where it does not apply (not
-/// f32 on the CPU, a weight that trains, ranks that differ, frozen products
-/// in bf16): the caller composes the three.
+/// adapters multiply `x` by `A` twice. The frozen products run in bf16 where
+/// the thread asks for it, as [`lora_matmul`]'s do. `None` where it does not
+/// apply (not f32 on the CPU, a weight that trains, ranks that differ): the
+/// caller composes the three.
 pub fn lora_swiglu(x: &Tensor, gate: LoraParts, up: LoraParts) -> Result<Option<Tensor>> {
     let frozen = |p: &LoraParts| !p.weight.is_variable() && !p.weight.track_op();
     let fits = [gate, up].iter().all(|p| {
@@ -396,7 +397,6 @@ pub fn lora_swiglu(x: &Tensor, gate: LoraParts, up: LoraParts) -> Result<Option<
             && f32_cpu(p.a)
             && f32_cpu(p.b)
             && (p.a.track_op() || p.b.track_op())
-            && super::amx_for(Some(p.tiles)).is_none()
     });
     let (Ok((rank, inp)), Ok((out, rank_u))) = (gate.a.dims2(), up.b.dims2()) else {
         return Ok(None);
@@ -411,6 +411,7 @@ pub fn lora_swiglu(x: &Tensor, gate: LoraParts, up: LoraParts) -> Result<Option<
     }
     let op = LoraSwiGlu {
         weights: [gate.weight.contiguous()?, up.weight.contiguous()?],
+        bf16: [gate, up].map(|p| super::bf16_for(Some(p.tiles))),
         scales: [gate.scale as f32, up.scale as f32],
         need_dx: x.track_op(),
         saved: Saved::default(),
@@ -433,6 +434,8 @@ struct SwiGluParts {
 struct LoraSwiGlu {
     /// The frozen `W_gate`, `W_up` [out, in].
     weights: [Tensor; 2],
+    /// Each weight's bf16 unit and packed copies, when its products run in bf16.
+    bf16: [OnBf16; 2],
     scales: [f32; 2],
     need_dx: bool,
     saved: Saved<SwiGluParts>,
@@ -459,10 +462,17 @@ impl LoraSwiGlu {
         let h = gemm_new((rows, 2 * r, inp), op(x), op_t(a), 1.0);
         let mut pre = [(); 2].map(|_| Vec::new());
         for (i, w) in self.weights.iter().enumerate() {
-            let mut y = host_slice(w, |w| gemm_new((rows, out, inp), op(x), op_t(w), 1.0))
-                .ok_or_else(|| {
-                    candle_core::Error::Msg("expected a contiguous CPU f32 weight".into())
-                })?;
+            let mut y = host_slice(w, |w| match &self.bf16[i] {
+                Some((unit, tiles)) => {
+                    let mut y = vec![0f32; rows * out];
+                    crate::bf16::matmul(*unit, &mut y, x, rows, tiles.forward(w, out, inp), false);
+                    y
+                }
+                None => gemm_new((rows, out, inp), op(x), op_t(w), 1.0),
+            })
+            .ok_or_else(|| {
+                candle_core::Error::Msg("expected a contiguous CPU f32 weight".into())
+            })?;
             let (hi, bi) = (
                 op(&h[i * r..]).ld(2 * r),
                 op_t(&b[i * out * r..][..out * r]),
@@ -539,8 +549,18 @@ impl candle_core::CustomOp3 for LoraSwiGlu {
             }
             let da = gemm_new((2 * r, inp, rows), op_t(&dh), op(x), 1.0);
             let dx = self.need_dx.then(|| {
-                let mut dx = gemm_new((rows, inp, out), op(&d_gate), op(wg), 1.0);
-                gemm(&mut dx, (rows, inp, out), op(&d_up), op(wu), 1.0, true);
+                let mut dx = match &self.bf16[0] {
+                    Some(on) => {
+                        let mut dx = vec![0f32; rows * inp];
+                        bf16_backward(on, &mut dx, &d_gate, wg, (out, inp), false);
+                        dx
+                    }
+                    None => gemm_new((rows, inp, out), op(&d_gate), op(wg), 1.0),
+                };
+                match &self.bf16[1] {
+                    Some(on) => bf16_backward(on, &mut dx, &d_up, wu, (out, inp), true),
+                    None => gemm(&mut dx, (rows, inp, out), op(&d_up), op(wu), 1.0, true),
+                }
                 gemm(&mut dx, (rows, inp, 2 * r), op(&dh), op(a), 1.0, true);
                 dx
             });
@@ -636,6 +656,91 @@ mod tests {
             ("B up", &bu, &vars64[3]),
         ] {
             close(name, &grad(&fused_grads, ours), &grad(&grads64, theirs))?;
+        }
+        Ok(())
+    }
+
+    /// With frozen products in bf16, the fused node runs them in bf16 too: its
+    /// output and gradients equal the composed bf16 computation's (two
+    /// `lora_matmul`s and `swiglu`, whose products round the same operands)
+    /// up to f32 summation, and differ from the f32 node's by bf16 rounding.
+    #[test]
+    fn lora_swiglu_in_bf16_equals_the_composed_bf16_computation() -> Result<()> {
+        use crate::ops::{FrozenMatmul, set_frozen_matmul};
+        if crate::bf16::Bf16Unit::get().is_none() {
+            eprintln!("skipped: this CPU or OS runs no bf16 unit (AMX, AVX512-BF16)");
+            return Ok(());
+        }
+        let dev = &Device::Cpu;
+        let (inp, out, r) = (64, 96, 4);
+        let values = |shape: &[usize], std: f32| Tensor::randn(0f32, std, shape, dev);
+        let weights = [values(&[out, inp], 0.2)?, values(&[out, inp], 0.2)?];
+        let tiles = [Arc::<Tiles>::default(), Arc::<Tiles>::default()];
+        let x = Var::from_tensor(&values(&[2, 40, inp], 1.0)?)?;
+        let vars = [[r, inp], [out, r], [r, inp], [out, r]]
+            .map(|shape| values(&shape, 0.3).and_then(|t| Var::from_tensor(&t)));
+        let [ag, bg, au, bu] = vars;
+        let (ag, bg, au, bu) = (ag?, bg?, au?, bu?);
+        let scales = [2.0, 0.5];
+        let dy = values(&[2, 40, out], 1.0)?;
+        let parts = |i: usize| LoraParts {
+            weight: &weights[i],
+            tiles: &tiles[i],
+            a: [&ag, &au][i].as_tensor(),
+            b: [&bg, &bu][i].as_tensor(),
+            scale: scales[i],
+        };
+        let fused = || -> Result<_> {
+            let y = lora_swiglu(x.as_tensor(), parts(0), parts(1))?.expect("the fused op applies");
+            let grads = (y.clone() * &dy)?.sum_all()?.backward()?;
+            Ok((y, grads))
+        };
+        let (f32_y, _) = fused()?;
+        let previous = set_frozen_matmul(FrozenMatmul::Bf16);
+        let (bf16_y, bf16_grads) = fused()?;
+        let layer = |i: usize| {
+            let p = parts(i);
+            lora_matmul(
+                x.as_tensor(),
+                p.weight,
+                (Some(p.tiles), None),
+                (p.a, p.b),
+                p.scale,
+            )
+        };
+        let composed = swiglu(&layer(0)?, &layer(1)?)?;
+        set_frozen_matmul(previous);
+        let composed_grads = (composed.clone() * &dy)?.sum_all()?.backward()?;
+        let largest = |a: &Tensor, b: &Tensor| -> Result<(f32, f32)> {
+            let (a, b) = (
+                a.flatten_all()?.to_vec1::<f32>()?,
+                b.flatten_all()?.to_vec1::<f32>()?,
+            );
+            let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let diff = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            Ok((diff, scale))
+        };
+        let (diff, scale) = largest(&bf16_y, &composed)?;
+        assert!(diff <= 1e-5 * scale, "output: {diff} vs {scale}");
+        let (rounding, scale) = largest(&bf16_y, &f32_y)?;
+        assert!(
+            rounding > 1e-4 * scale,
+            "the bf16 node equals the f32 one: no bf16 unit ran"
+        );
+        for (name, t) in [
+            ("x", x.as_tensor()),
+            ("A gate", ag.as_tensor()),
+            ("B gate", bg.as_tensor()),
+            ("A up", au.as_tensor()),
+            ("B up", bu.as_tensor()),
+        ] {
+            let grad =
+                |g: &candle_core::backprop::GradStore| g.get(t).cloned().expect("a gradient");
+            let (diff, scale) = largest(&grad(&bf16_grads), &grad(&composed_grads))?;
+            assert!(diff <= 1e-5 * scale, "{name}: {diff} vs {scale}");
         }
         Ok(())
     }

@@ -23,9 +23,9 @@
 //! - [`cross_entropy_rows`]: the loss over the vocabulary in one pass each way
 //!   (`softmax - onehot` backward) instead of log-softmax's composed passes.
 //!
-//! With [`FrozenMatmul::Bf16`] set on the thread (on a CPU with AMX), the
-//! products of [`linear`] and [`lora_matmul`] with a frozen weight run on the
-//! matrix units in bf16 with f32 sums ([`crate::amx`]).
+//! With [`FrozenMatmul::Bf16`] set on the thread (on a CPU with AMX or
+//! AVX512-BF16), the products of [`linear`] and [`lora_matmul`] with a frozen
+//! weight run in bf16 with f32 sums ([`crate::bf16`]).
 //!
 //! Each applies to f32 tensors on the CPU (forward passes through candle's own
 //! kernels or single loops, writing into the op's output); other devices and
@@ -91,10 +91,11 @@ spectrum_core::closed_set! {
         #[default]
         F32 => "f32",
         /// Operands rounded to bf16, sums in f32, on Intel's AMX tile units
-        /// (Sapphire Rapids and newer): 2.5-3.4x faster products, with
-        /// errors of about 1% of a product's mean magnitude, as PyTorch's
-        /// bf16 matmul precision on the CPU. LoRA only (full fine-tuning
-        /// has no frozen weight); refused where the CPU has no AMX.
+        /// (Sapphire Rapids and newer; 2.5-3.4x faster products) or with
+        /// AVX512-BF16 (AMD Zen 4 and newer; 1.9x on a Zen 5), with errors of about 1% of a
+        /// product's mean magnitude, as PyTorch's bf16 matmul precision on
+        /// the CPU. LoRA only (full fine-tuning has no frozen weight);
+        /// refused where the CPU has neither.
         Bf16 => "bf16",
     }
 }
@@ -151,14 +152,14 @@ pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     out.expect("rayon ran the scope's body")
 }
 
-/// The AMX unit and a weight's tiles, when the calling thread runs products
+/// The bf16 unit and a weight's packed copies, when the calling thread runs products
 /// with frozen weights in bf16 and `tiles` belongs to a frozen weight.
-pub(crate) fn amx_for(
-    tiles: Option<&std::sync::Arc<crate::amx::Tiles>>,
-) -> Option<(crate::amx::Amx, std::sync::Arc<crate::amx::Tiles>)> {
+pub(crate) fn bf16_for(
+    tiles: Option<&std::sync::Arc<crate::bf16::Tiles>>,
+) -> Option<(crate::bf16::Bf16Unit, std::sync::Arc<crate::bf16::Tiles>)> {
     let bf16 = FROZEN_MATMUL.with(std::cell::Cell::get) == FrozenMatmul::Bf16;
     let tiles = tiles.filter(|_| bf16)?;
-    Some((crate::amx::Amx::get()?, tiles.clone()))
+    Some((crate::bf16::Bf16Unit::get()?, tiles.clone()))
 }
 
 #[cfg(test)]

@@ -1,29 +1,84 @@
-//! Products with a frozen weight on Intel's matrix units (AMX): the weight
-//! packed once as bf16 tiles, the activations rounded to bf16 per call, the
-//! sums kept in f32 (`tdpbf16ps`). On a Sapphire Rapids core a tile product
-//! does 512 multiply-adds a cycle against AVX-512's 32, so where a LoRA step
-//! spends most of its time in `x Wᵀ` and `dy W` with frozen `W`, this is the
-//! lever; it rounds both operands to bf16 (8 bits of mantissa), which the
-//! reference tests' f32 tolerances do not allow, so callers opt in.
+//! Products with a frozen weight in bf16: the weight rounded to bf16 and
+//! packed once, the activations rounded per call, the sums kept in f32.
+//! Where a LoRA step spends most of its time in `x Wᵀ` and `dy W` with frozen
+//! `W`, this is the lever; it rounds both operands to bf16 (8 bits of
+//! mantissa), which the reference tests' f32 tolerances do not allow, so
+//! callers opt in.
 //!
-//! Linux x86-64 only: the tile registers need the kernel's permission
-//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked for once per process. The
-//! instructions are written in `asm!` (Rust's AMX intrinsics are unstable);
-//! the fourth audited `unsafe` of the crate, with the safety argument beside
-//! each block.
+//! Two units run them, the faster chosen at run time ([`Bf16Unit::get`]):
+//! - Intel's matrix units (AMX, Sapphire Rapids and newer): a tile product
+//!   does 512 multiply-adds a cycle against AVX-512's 32 in f32. Linux x86-64
+//!   only: the tile registers need the kernel's permission
+//!   (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), asked for once per process; the
+//!   instructions are written in `asm!` (Rust's AMX intrinsics are unstable).
+//! - AVX512-BF16 (`vdpbf16ps`: each f32 lane adds two bf16 products, twice
+//!   the multiply-adds of an f32 FMA): AMD Zen 4 and newer, and Intel's
+//!   AVX-512 CPUs with it (the AMX ones among them).
+//!
+//! Both read the same packing of the weight (panels of 32 columns, each the
+//! column pairs `B[2i][j]`, `B[2i+1][j]` side by side), so one copy serves
+//! either. The fourth audited `unsafe` of the crate, with the safety argument
+//! beside each block.
 
 use rayon::prelude::*;
 
-/// Proof that this process may run AMX bf16 instructions: the CPU has
-/// AMX-TILE, AMX-BF16 and AVX-512 (F, BW), and the kernel granted the tile state.
-#[derive(Debug, Clone, Copy)]
-pub struct Amx(());
+/// A unit that runs bf16 products here, and the proof that it may: the CPU
+/// has the instructions (and AVX-512 F and BW, for rounding the activations)
+/// and, for AMX, the kernel granted the tile state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bf16Unit(Unit);
 
-impl Amx {
-    /// `Some` when the CPU and the OS allow AMX (asked once per process).
-    pub fn get() -> Option<Amx> {
-        static AMX: std::sync::OnceLock<Option<Amx>> = std::sync::OnceLock::new();
-        *AMX.get_or_init(|| imp::enable().then_some(Amx(())))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    Amx,
+    Avx512Bf16,
+}
+
+impl Bf16Unit {
+    /// The fastest unit this CPU and OS offer (AMX before AVX512-BF16), or
+    /// `None`, where bf16 products are refused.
+    pub fn get() -> Option<Bf16Unit> {
+        Bf16Unit::available().first().copied()
+    }
+
+    /// Every unit this CPU and OS offer, fastest first (asked once per
+    /// process): tests run each against the others, benches measure each.
+    pub fn available() -> &'static [Bf16Unit] {
+        static UNITS: std::sync::OnceLock<Vec<Bf16Unit>> = std::sync::OnceLock::new();
+        UNITS.get_or_init(|| {
+            let mut units = Vec::new();
+            if avx512::detected(false) && amx::enable() {
+                units.push(Bf16Unit(Unit::Amx));
+            }
+            if avx512::detected(true) {
+                units.push(Bf16Unit(Unit::Avx512Bf16));
+            }
+            units
+        })
+    }
+
+    /// "AMX" or "AVX512-BF16".
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Unit::Amx => "AMX",
+            Unit::Avx512Bf16 => "AVX512-BF16",
+        }
+    }
+
+    /// `c [32, 32] = a [32, kp] · panel` for `a` bf16 rows of length `kp`
+    /// and `panel` the [kp/2, 64] column pairs of 32 columns; on AMX only
+    /// inside `amx::with_tiles`.
+    fn block(self, a: &[u16], panel: &[u16], kp: usize, c: &mut [f32; BLOCK * BLOCK]) {
+        match self.0 {
+            Unit::Amx => amx::block(a, panel, kp, c),
+            Unit::Avx512Bf16 => avx512::block(a, panel, kp, c),
+        }
+    }
+}
+
+impl std::fmt::Display for Bf16Unit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -130,11 +185,11 @@ impl Tiles {
 }
 
 /// `out [m, n] (+)= a [m, k] · B` with `a` rounded to bf16 and f32 sums.
-pub fn matmul(_: Amx, out: &mut [f32], a: &[f32], m: usize, b: &PackedWeight, add: bool) {
+pub fn matmul(unit: Bf16Unit, out: &mut [f32], a: &[f32], m: usize, b: &PackedWeight, add: bool) {
     let (k, n, kp) = (b.k, b.n, b.kp);
     assert!(
         a.len() >= m * k && out.len() >= m * n,
-        "amx matmul: operands smaller than [{m}, {k}] x [{k}, {n}]"
+        "bf16 matmul: operands smaller than [{m}, {k}] x [{k}, {n}]"
     );
     if m == 0 || n == 0 {
         return;
@@ -148,15 +203,15 @@ pub fn matmul(_: Amx, out: &mut [f32], a: &[f32], m: usize, b: &PackedWeight, ad
             // The task's rows of `a` as bf16, padded to whole blocks and to kp.
             let mut strip = vec![0u16; rows.div_ceil(BLOCK) * BLOCK * kp];
             for (r, dst) in strip.chunks_exact_mut(kp).take(rows).enumerate() {
-                imp::round_row(&a[(first + r) * k..][..k], &mut dst[..k]);
+                avx512::round_row(&a[(first + r) * k..][..k], &mut dst[..k]);
             }
-            imp::with_tiles(|| {
+            let mut blocks = || {
                 let mut block = Block([0f32; BLOCK * BLOCK]);
                 for p in 0..b.np / BLOCK {
                     let panel = b.panel(p);
                     let cols = BLOCK.min(n - p * BLOCK);
                     for (i, a_rows) in strip.chunks_exact(BLOCK * kp).enumerate() {
-                        imp::block(a_rows, panel, kp, &mut block.0);
+                        unit.block(a_rows, panel, kp, &mut block.0);
                         for r in 0..BLOCK.min(rows - i * BLOCK) {
                             let dst = &mut out[(i * BLOCK + r) * n + p * BLOCK..][..cols];
                             let src = &block.0[r * BLOCK..][..cols];
@@ -168,7 +223,11 @@ pub fn matmul(_: Amx, out: &mut [f32], a: &[f32], m: usize, b: &PackedWeight, ad
                         }
                     }
                 }
-            });
+            };
+            match unit.0 {
+                Unit::Amx => amx::with_tiles(blocks),
+                Unit::Avx512Bf16 => blocks(),
+            }
         });
 }
 
@@ -193,7 +252,7 @@ pub fn bf16_to_f32(x: u16) -> f32 {
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[allow(unsafe_code)]
-mod imp {
+mod amx {
     use std::arch::asm;
     use std::arch::x86_64::__cpuid_count;
 
@@ -202,8 +261,7 @@ mod imp {
     pub(super) fn enable() -> bool {
         // CPUID leaf 7: EDX bit 22 AMX-BF16, bit 24 AMX-TILE.
         let leaf7 = __cpuid_count(7, 0);
-        let amx = leaf7.edx & (1 << 22) != 0 && leaf7.edx & (1 << 24) != 0;
-        if !amx || !is_x86_feature_detected!("avx512f") || !is_x86_feature_detected!("avx512bw") {
+        if leaf7.edx & (1 << 22) == 0 || leaf7.edx & (1 << 24) == 0 {
             return false;
         }
         const SYS_ARCH_PRCTL: i64 = 158;
@@ -253,8 +311,8 @@ mod imp {
             config.colsb[t] = 64;
             config.rows[t] = 16;
         }
-        // SAFETY: only reached through `Amx`, so the CPU has AMX and the OS
-        // granted the tile state; ldtilecfg reads the 64 bytes of `config`.
+        // SAFETY: only reached through the AMX `Bf16Unit`, so the CPU has AMX
+        // and the OS granted the tile state; ldtilecfg reads the 64 bytes of `config`.
         unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
         work();
         // SAFETY: as above; tilerelease only returns the tiles to their init state.
@@ -316,24 +374,10 @@ mod imp {
             );
         }
     }
-
-    /// `dst = bf16(src)`, compiled for AVX-512 (16 lanes of integer
-    /// rounding; the intrinsics of AVX512-BF16 need a newer Rust than ours).
-    pub(super) fn round_row(src: &[f32], dst: &mut [u16]) {
-        // SAFETY: only reached through `Amx`, whose CPUs all have AVX-512F/BW.
-        unsafe { round_row_avx512(src, dst) }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw")]
-    fn round_row_avx512(src: &[f32], dst: &mut [u16]) {
-        for (s, d) in src.iter().zip(dst) {
-            *d = super::bf16(*s);
-        }
-    }
 }
 
 #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-mod imp {
+mod amx {
     use super::BLOCK;
 
     pub(super) fn enable() -> bool {
@@ -345,8 +389,102 @@ mod imp {
     pub(super) fn block(_: &[u16], _: &[u16], _: usize, _: &mut [f32; BLOCK * BLOCK]) {
         unreachable!("no AMX on this platform")
     }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    use super::BLOCK;
+
+    /// Whether the CPU runs AVX-512 F and BW (the rounding of activations,
+    /// which every unit uses) and, with `bf16`, AVX512-BF16.
+    pub(super) fn detected(bf16: bool) -> bool {
+        is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && (!bf16 || is_x86_feature_detected!("avx512bf16"))
+    }
+
+    /// `dst = bf16(src)`, compiled for AVX-512 (16 lanes of integer rounding).
+    pub(super) fn round_row(src: &[f32], dst: &mut [u16]) {
+        // SAFETY: only reached through a `Bf16Unit`, which exists only where
+        // `detected` found AVX-512 F and BW.
+        unsafe { round_row_avx512(src, dst) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw")]
+    fn round_row_avx512(src: &[f32], dst: &mut [u16]) {
+        for (s, d) in src.iter().zip(dst) {
+            *d = super::bf16(*s);
+        }
+    }
+
+    /// Rows of `a` one pass over the panel computes: 8 rows x 2 vectors of 16
+    /// columns are 16 accumulators, enough independent sums to keep both FMA
+    /// pipes busy, with the panel's two vectors and a broadcast beside them.
+    const ROWS: usize = 8;
+
+    /// `c [32, 32] = a [32, kp] · panel` (see `Bf16Unit::block`), eight rows
+    /// at a time: per pair of `k`, two loads of the panel, eight broadcasts of
+    /// a row's pair and sixteen `vdpbf16ps`.
+    pub(super) fn block(a: &[u16], panel: &[u16], kp: usize, c: &mut [f32; BLOCK * BLOCK]) {
+        assert!(a.len() >= BLOCK * kp && panel.len() >= kp * BLOCK && kp.is_multiple_of(2));
+        // SAFETY: only reached through the AVX512-BF16 `Bf16Unit`, which
+        // exists only where `detected(true)` found AVX-512 F and AVX512-BF16.
+        unsafe { block_avx512(a, panel, kp, c) }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    fn block_avx512(a: &[u16], panel: &[u16], kp: usize, c: &mut [f32; BLOCK * BLOCK]) {
+        for g in 0..BLOCK / ROWS {
+            let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
+            let a = &a[g * ROWS * kp..][..ROWS * kp];
+            for pair in 0..kp / 2 {
+                // SAFETY: `panel` holds kp/2 rows of 64 bf16 (asserted), so
+                // both 32-value loads at 64 pair are inside it; each row of
+                // `a` has kp values, so the pair at 2 pair + 1 < kp is inside
+                // the row (`a` is the group's ROWS x kp, sliced above).
+                unsafe {
+                    let b = panel.as_ptr().add(pair * 64);
+                    let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.cast()));
+                    let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(32).cast()));
+                    for (r, acc) in acc.iter_mut().enumerate() {
+                        let x = a
+                            .as_ptr()
+                            .add(r * kp + 2 * pair)
+                            .cast::<i32>()
+                            .read_unaligned();
+                        let x: __m512bh = std::mem::transmute(_mm512_set1_epi32(x));
+                        acc[0] = _mm512_dpbf16_ps(acc[0], x, b0);
+                        acc[1] = _mm512_dpbf16_ps(acc[1], x, b1);
+                    }
+                }
+            }
+            for (r, acc) in acc.iter().enumerate() {
+                let row = &mut c[(g * ROWS + r) * BLOCK..][..BLOCK];
+                // SAFETY: `row` holds 32 f32, the two 16-lane stores fill it.
+                unsafe {
+                    _mm512_storeu_ps(row.as_mut_ptr(), acc[0]);
+                    _mm512_storeu_ps(row.as_mut_ptr().add(16), acc[1]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod avx512 {
+    use super::BLOCK;
+
+    pub(super) fn detected(_: bool) -> bool {
+        false
+    }
     pub(super) fn round_row(_: &[f32], _: &mut [u16]) {
-        unreachable!("no AMX on this platform")
+        unreachable!("no AVX-512 on this platform")
+    }
+    pub(super) fn block(_: &[u16], _: &[u16], _: usize, _: &mut [f32; BLOCK * BLOCK]) {
+        unreachable!("no AVX-512 on this platform")
     }
 }
 
@@ -369,15 +507,22 @@ mod tests {
         assert_eq!(bf16_to_f32(bf16(-2.5)), -2.5);
     }
 
-    /// Both orientations, ragged sizes, and `add`, against an f64 product of
-    /// the bf16-rounded operands: AMX sums in f32, so the only difference is
-    /// f32 summation (relative to the sum of magnitudes).
+    /// Every unit this CPU offers, both orientations, ragged sizes, and
+    /// `add`, against an f64 product of the bf16-rounded operands: the units
+    /// sum in f32, so the only difference is f32 summation (relative to the
+    /// sum of magnitudes).
     #[test]
     fn products_equal_the_rounded_operands_product() {
-        let Some(amx) = Amx::get() else {
-            eprintln!("skipped: this CPU or OS has no AMX");
-            return;
-        };
+        if Bf16Unit::available().is_empty() {
+            eprintln!("skipped: this CPU or OS runs no bf16 unit (AMX, AVX512-BF16)");
+        }
+        for &unit in Bf16Unit::available() {
+            products_of(unit);
+            eprintln!("{unit}: products checked");
+        }
+    }
+
+    fn products_of(unit: Bf16Unit) {
         for &(m, k, n) in &[(1, 1, 1), (37, 70, 45), (300, 96, 64), (64, 577, 33)] {
             for transposed in [true, false] {
                 let x = values(m * k, 1);
@@ -388,7 +533,7 @@ mod tests {
                 assert_eq!(packed.dims(), (k, n));
                 let mut out = values(m * n, 3);
                 let before = out.clone();
-                matmul(amx, &mut out, &x, m, &packed, true);
+                matmul(unit, &mut out, &x, m, &packed, true);
                 let round = |v: f32| bf16_to_f32(bf16(v)) as f64;
                 for i in 0..m {
                     for j in 0..n {
@@ -408,7 +553,7 @@ mod tests {
                         let got = (out[i * n + j] - before[i * n + j]) as f64;
                         assert!(
                             (got - exact).abs() <= 1e-5 * scale.max(1e-3),
-                            "[{m}x{k}x{n}, transposed {transposed}] ({i},{j}): {got} vs {exact}"
+                            "{unit} [{m}x{k}x{n}, transposed {transposed}] ({i},{j}): {got} vs {exact}"
                         );
                     }
                 }
