@@ -82,15 +82,15 @@ impl std::fmt::Display for Bf16Unit {
     }
 }
 
-/// Rows and columns of one block of the output the kernel computes at once
-/// (2 x 2 tiles of 16 x 16 f32).
+/// Rows and columns of one block of the output a unit computes at once (on
+/// AMX 2 x 2 tiles of 16 x 16 f32; with AVX512-BF16 four passes of 8 rows).
 const BLOCK: usize = 32;
 /// Rows of the output one parallel task computes: the activations' strip it
 /// reads stays in L2 while every panel of the weight streams past it.
 const ROWS_PER_TASK: usize = 256;
 
-/// `B` [k, n] (the right operand of `a B`) rounded to bf16 and packed as the
-/// tile product reads it: panels of 32 columns, each a [k/2, 64] block of
+/// `B` [k, n] (the right operand of `a B`) rounded to bf16 and packed as
+/// both units read it: panels of 32 columns, each a [k/2, 64] block of
 /// column pairs (`B[2i][j]`, `B[2i+1][j]` side by side), zero-padded to
 /// multiples of 32 in both dimensions.
 #[derive(Debug)]
