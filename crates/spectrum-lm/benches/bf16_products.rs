@@ -36,6 +36,9 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn main() -> candle_core::Result<()> {
+    // The allocator keeping its pages, as in training: otherwise both sides
+    // time the kernel zeroing fresh pages for every output.
+    spectrum_lm::process::settle_environment();
     spectrum_lm::fpu::flush_subnormals();
     let rounds: usize = std::env::var("ROUNDS")
         .ok()
