@@ -33,7 +33,8 @@
 //! alone, past loading and the warm-up, e.g. `SPECTRUM_BENCH_STEPS=12
 //! SPECTRUM_BENCH_CHILD=lora perf record -g target/debug/deps/train_throughput-*`.
 //! The PyTorch side runs at its default settings and with subnormals flushed
-//! and a thread per core (`bench/torch_cpu.py`); ratios are against the
+//! and a thread per core, on AMD CPUs with oneMKL taking its Intel code
+//! paths (`bench/torch_cpu.py`); ratios are against the
 //! faster. `faults` are the page faults of a timed step.
 //!
 //! On a CPU with a bf16 unit (AMX, or AVX512-BF16), a third row,
@@ -257,7 +258,8 @@ fn main() {
         let (mut faults, mut their_faults) = (f64::MAX, f64::MAX);
         let torch_args = [&script.display().to_string(), &model_arg, &batch_arg, mode];
         // PyTorch's two ways of running the mode: at its best (subnormals
-        // flushed, a thread per core) and as it starts; for bf16, its two
+        // flushed, a thread per core, on AMD oneMKL's Intel paths) and as it
+        // starts; for bf16, its two
         // bf16 paths. The ratio is against the faster, both are printed
         // where they differ.
         let (first, second): (TorchVariant, TorchVariant) = if mode == "lora-bf16" {
@@ -270,7 +272,10 @@ fn main() {
             )
         } else {
             (
-                ("subnormals flushed and a thread per core", &[]),
+                (
+                    "its best settings (subnormals flushed, a thread per core, on AMD oneMKL's Intel paths)",
+                    &[],
+                ),
                 ("as it starts", &[("SPECTRUM_TORCH_SETTINGS", "default")]),
             )
         };
@@ -317,7 +322,7 @@ fn main() {
         println!("{line}");
     }
     println!(
-        "\n% matmul: achieved GFLOP/s (forward 2x, backward 2x (LoRA) or 4x (full) params per token) over the matmul rate\nfaults: page faults per step after the warm-up (pages the kernel zeroed because memory went back to the OS)\nPyTorch: the faster of its default settings and subnormals flushed with one thread per core (bench/torch_cpu.py)"
+        "\n% matmul: achieved GFLOP/s (forward 2x, backward 2x (LoRA) or 4x (full) params per token) over the matmul rate\nfaults: page faults per step after the warm-up (pages the kernel zeroed because memory went back to the OS)\nPyTorch: the faster of as it starts and at its best: subnormals flushed, one thread per core, on AMD CPUs oneMKL's Intel code paths (bench/torch_cpu.py)"
     );
 }
 
