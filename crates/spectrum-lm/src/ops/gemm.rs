@@ -162,8 +162,9 @@ fn pool_threads() -> usize {
 /// bigger than a LoRA step's) on a machine of two compute threads, where
 /// handing it to the pool (waking its threads, splitting [1024, 16] across
 /// two) took 1.31x as long over a step's such products, 0.92-2.24x by shape
-/// (`cargo bench -p spectrum-lm --bench lora_products`, AMD EPYC Zen 3);
-/// with more threads (not yet measured) the pool.
+/// (`cargo bench -p spectrum-lm --bench lora_products`, AMD EPYC family 25
+/// model 1, Zen 3; 1.30x on family 26 model 2, Zen 5); with more threads
+/// (not yet measured) the pool.
 fn threads_for((m, n, k): (usize, usize, usize)) -> gemm::Parallelism {
     let threads = pool_threads();
     let skinny = m.min(n) <= SKINNY_SIDE && m * n * k <= SKINNY_WORK;
