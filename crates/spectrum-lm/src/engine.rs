@@ -161,7 +161,8 @@ pub struct LocalModel {
 }
 
 impl LocalModel {
-    fn device(&self) -> Device {
+    /// The device the model runs on.
+    pub fn device(&self) -> Device {
         self.model.device().clone()
     }
 
@@ -256,6 +257,26 @@ fn row_score(row: &[f32], target: usize) -> RowScore {
 
 impl LanguageModel for LocalModel {
     fn score_tokens(&mut self, batch: &[Vec<u32>]) -> Result<Vec<TokenScores>> {
+        crate::ops::on_pool_for(&self.device(), || self.score_tokens_here(batch))
+    }
+
+    fn option_logprobs(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>> {
+        crate::ops::on_pool_for(&self.device(), || {
+            self.option_logprobs_here(prompt, options)
+        })
+    }
+
+    fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .sample_many(&[(prompt, params)])?
+            .pop()
+            .unwrap_or_default())
+    }
+}
+
+impl LocalModel {
+    /// [`LanguageModel::score_tokens`] on the calling thread (a pool thread).
+    fn score_tokens_here(&mut self, batch: &[Vec<u32>]) -> Result<Vec<TokenScores>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -287,7 +308,8 @@ impl LanguageModel for LocalModel {
         Ok(out)
     }
 
-    fn option_logprobs(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>> {
+    /// [`LanguageModel::option_logprobs`] on the calling thread (a pool thread).
+    fn option_logprobs_here(&mut self, prompt: &[u32], options: &[Vec<u32>]) -> Result<Vec<f64>> {
         if options.is_empty() {
             return Ok(Vec::new());
         }
@@ -336,15 +358,6 @@ impl LanguageModel for LocalModel {
         Ok(totals)
     }
 
-    fn sample(&mut self, prompt: &[u32], params: &SamplingParams) -> Result<Vec<Vec<u32>>> {
-        Ok(self
-            .sample_many(&[(prompt, params)])?
-            .pop()
-            .unwrap_or_default())
-    }
-}
-
-impl LocalModel {
     /// Samples several prompts together, each with its own parameters: the
     /// prompts are left-padded into one batch (so every last prompt token sits
     /// in the same column, and rotary attention, which sees only relative
@@ -356,7 +369,7 @@ impl LocalModel {
         &mut self,
         requests: &[(&[u32], &SamplingParams)],
     ) -> Result<Vec<Vec<Vec<u32>>>> {
-        crate::ops::on_pool(|| self.sample_many_here(requests))
+        crate::ops::on_pool_for(&self.device(), || self.sample_many_here(requests))
     }
 
     fn sample_many_here(

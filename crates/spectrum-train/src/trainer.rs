@@ -310,6 +310,8 @@ impl Trainable {
     /// the loss is the mean over all their loss tokens, gradients accumulate
     /// across micro-batches, are clipped to `max_norm`, and AdamW updates at
     /// `lr`. `None` (nothing changed) when `cancel` was set before a micro-batch.
+    /// On the CPU the step runs on a thread of the compute pool
+    /// (`spectrum_lm::ops::on_pool_for`).
     pub fn step(
         &mut self,
         opt: &mut AdamW,
@@ -319,41 +321,44 @@ impl Trainable {
         max_batch_tokens: usize,
         cancel: &AtomicBool,
     ) -> Result<Option<StepDone>> {
-        let loss_tokens: usize = micro.iter().flatten().map(Item::loss_tokens).sum();
-        let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
-        let (mut nll_total, mut tokens) = (0.0, 0);
-        let pieces = micro
-            .iter()
-            .flat_map(|b| split_by_tokens(b, max_batch_tokens));
-        for batch in pieces {
-            if cancel.load(Ordering::Relaxed) {
-                return Ok(None);
-            }
-            let (nll, n_tokens, store) = self.batch_gradients(batch, loss_tokens as f64)?;
-            nll_total += nll;
-            tokens += n_tokens;
-            for (slot, var) in grads.iter_mut().zip(&self.vars) {
-                if let Some(g) = store.get(var.as_tensor()) {
-                    *slot = Some(match slot.take() {
-                        Some(acc) => crate::optim::accumulate(acc, g)?,
-                        None => g.clone(),
-                    });
+        let device = self.lm.device();
+        spectrum_lm::ops::on_pool_for(&device, || {
+            let loss_tokens: usize = micro.iter().flatten().map(Item::loss_tokens).sum();
+            let mut grads: Vec<Option<Tensor>> = vec![None; self.vars.len()];
+            let (mut nll_total, mut tokens) = (0.0, 0);
+            let pieces = micro
+                .iter()
+                .flat_map(|b| split_by_tokens(b, max_batch_tokens));
+            for batch in pieces {
+                if cancel.load(Ordering::Relaxed) {
+                    return Ok(None);
+                }
+                let (nll, n_tokens, store) = self.batch_gradients(batch, loss_tokens as f64)?;
+                nll_total += nll;
+                tokens += n_tokens;
+                for (slot, var) in grads.iter_mut().zip(&self.vars) {
+                    if let Some(g) = store.get(var.as_tensor()) {
+                        *slot = Some(match slot.take() {
+                            Some(acc) => crate::optim::accumulate(acc, g)?,
+                            None => g.clone(),
+                        });
+                    }
                 }
             }
-        }
-        let mut grads: Vec<Tensor> = grads
-            .into_iter()
-            .zip(&self.vars)
-            .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
-            .collect::<candle_core::Result<_>>()?;
-        let grad_norm = clip_grad_norm(&mut grads, max_norm)?;
-        opt.step(&self.vars, &grads, lr)?;
-        Ok(Some(StepDone {
-            loss: nll_total / loss_tokens.max(1) as f64,
-            grad_norm,
-            loss_tokens,
-            tokens,
-        }))
+            let mut grads: Vec<Tensor> = grads
+                .into_iter()
+                .zip(&self.vars)
+                .map(|(g, v)| g.map_or_else(|| v.as_tensor().zeros_like(), Ok))
+                .collect::<candle_core::Result<_>>()?;
+            let grad_norm = clip_grad_norm(&mut grads, max_norm)?;
+            opt.step(&self.vars, &grads, lr)?;
+            Ok(Some(StepDone {
+                loss: nll_total / loss_tokens.max(1) as f64,
+                grad_norm,
+                loss_tokens,
+                tokens,
+            }))
+        })
     }
 
     /// Held-out loss and accuracy over outputs with index >= 1 (METHOD.md §4.1);

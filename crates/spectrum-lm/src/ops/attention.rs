@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, D, DType, Layout, Shape, Tensor};
 
 use crate::Result;
 
-use super::gemm::{gemm, gemm_ld, op, op_t};
+use super::gemm::{gemm, gemm_ld, op, op_t, share};
 use super::host::*;
 
 /// `softmax(scores + mask)` over the last dimension; `mask` broadcasts to
@@ -212,29 +212,31 @@ pub fn attention_cached(
             (0..b * kv)
                 .into_par_iter()
                 .map(|u| {
-                    let (bi, g) = (u / kv, u % kv);
-                    let qs: Vec<f32> = q[(bi * heads + g * groups) * t * hd..][..rows * hd]
-                        .iter()
-                        .map(|x| x * scale as f32)
-                        .collect();
-                    let (keys, values) = (ks.head(bi, g), vs.head(bi, g));
-                    let mask = &mask[(bi % masks) * t * total..][..t * total];
-                    let (mut probs, mut o) = (vec![0f32; rows * total], vec![0f32; rows * hd]);
-                    let scores = (rows, total, hd);
-                    gemm(&mut probs, scores, op(&qs), op_t(keys), 1.0, false);
-                    crate::vmath::vectorized(
-                        #[inline(always)]
-                        || mask_and_softmax(&mut probs, mask, t),
-                    );
-                    gemm(
-                        &mut o,
-                        (rows, hd, total),
-                        op(&probs),
-                        op(values),
-                        1.0,
-                        false,
-                    );
-                    o
+                    share(|| {
+                        let (bi, g) = (u / kv, u % kv);
+                        let qs: Vec<f32> = q[(bi * heads + g * groups) * t * hd..][..rows * hd]
+                            .iter()
+                            .map(|x| x * scale as f32)
+                            .collect();
+                        let (keys, values) = (ks.head(bi, g), vs.head(bi, g));
+                        let mask = &mask[(bi % masks) * t * total..][..t * total];
+                        let (mut probs, mut o) = (vec![0f32; rows * total], vec![0f32; rows * hd]);
+                        let scores = (rows, total, hd);
+                        gemm(&mut probs, scores, op(&qs), op_t(keys), 1.0, false);
+                        crate::vmath::vectorized(
+                            #[inline(always)]
+                            || mask_and_softmax(&mut probs, mask, t),
+                        );
+                        gemm(
+                            &mut o,
+                            (rows, hd, total),
+                            op(&probs),
+                            op(values),
+                            1.0,
+                            false,
+                        );
+                        o
+                    })
                 })
                 .collect()
         })
@@ -443,46 +445,48 @@ impl FusedAttention {
             (0..b * kv)
                 .into_par_iter()
                 .map(|u| {
-                    let (bi, g) = (u / kv, u % kv);
-                    let mut p = HeadParts {
-                        qs: vec![0f32; groups * t * hd],
-                        k: vec![0f32; t * hd],
-                        v: vec![0f32; t * hd],
-                        probs: vec![0f32; groups * t * t],
-                    };
-                    for i in 0..t {
-                        let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
-                        let src = &q[((bi * t + i) * heads + g * groups) * hd..][..groups * hd];
-                        let dst = &mut p.qs[i * groups * hd..][..groups * hd];
-                        for (src, dst) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
-                            rotate(src, c, s, 1.0, scale as f32, dst);
+                    share(|| {
+                        let (bi, g) = (u / kv, u % kv);
+                        let mut p = HeadParts {
+                            qs: vec![0f32; groups * t * hd],
+                            k: vec![0f32; t * hd],
+                            v: vec![0f32; t * hd],
+                            probs: vec![0f32; groups * t * t],
+                        };
+                        for i in 0..t {
+                            let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
+                            let src = &q[((bi * t + i) * heads + g * groups) * hd..][..groups * hd];
+                            let dst = &mut p.qs[i * groups * hd..][..groups * hd];
+                            for (src, dst) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
+                                rotate(src, c, s, 1.0, scale as f32, dst);
+                            }
+                            let at = ((bi * t + i) * kv + g) * hd;
+                            rotate(&k[at..][..hd], c, s, 1.0, 1.0, &mut p.k[i * hd..][..hd]);
+                            p.v[i * hd..][..hd].copy_from_slice(&v[at..][..hd]);
                         }
-                        let at = ((bi * t + i) * kv + g) * hd;
-                        rotate(&k[at..][..hd], c, s, 1.0, 1.0, &mut p.k[i * hd..][..hd]);
-                        p.v[i * hd..][..hd].copy_from_slice(&v[at..][..hd]);
-                    }
-                    let mask = &mask[(bi % masks) * t * t..][..t * t];
-                    let mut o = vec![0f32; groups * t * hd];
-                    for (r0, rows, k0, keys) in self.blocks(bi) {
-                        let probs = &mut p.probs[r0 * t + k0..];
-                        let (qs, ks) = (op(&p.qs[r0 * hd..]), op_t(&p.k[k0 * hd..]));
-                        gemm_ld(probs, t, (rows, keys, hd), qs, ks, 1.0, false);
-                        crate::vmath::vectorized(
-                            #[inline(always)]
-                            || {
-                                for (r, row) in probs.chunks_mut(t).take(rows).enumerate() {
-                                    let m = &mask[(r0 + r) / groups * t + k0..][..keys];
-                                    let row = &mut row[..keys];
-                                    row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
-                                    crate::vmath::softmax_row(row);
-                                }
-                            },
-                        );
-                        let probs = op(&p.probs[r0 * t + k0..]).ld(t);
-                        let (o, vs) = (&mut o[r0 * hd..], op(&p.v[k0 * hd..]));
-                        gemm(o, (rows, hd, keys), probs, vs, 1.0, false);
-                    }
-                    (p, o)
+                        let mask = &mask[(bi % masks) * t * t..][..t * t];
+                        let mut o = vec![0f32; groups * t * hd];
+                        for (r0, rows, k0, keys) in self.blocks(bi) {
+                            let probs = &mut p.probs[r0 * t + k0..];
+                            let (qs, ks) = (op(&p.qs[r0 * hd..]), op_t(&p.k[k0 * hd..]));
+                            gemm_ld(probs, t, (rows, keys, hd), qs, ks, 1.0, false);
+                            crate::vmath::vectorized(
+                                #[inline(always)]
+                                || {
+                                    for (r, row) in probs.chunks_mut(t).take(rows).enumerate() {
+                                        let m = &mask[(r0 + r) / groups * t + k0..][..keys];
+                                        let row = &mut row[..keys];
+                                        row.iter_mut().zip(m).for_each(|(x, m)| *x += m);
+                                        crate::vmath::softmax_row(row);
+                                    }
+                                },
+                            );
+                            let probs = op(&p.probs[r0 * t + k0..]).ld(t);
+                            let (o, vs) = (&mut o[r0 * hd..], op(&p.v[k0 * hd..]));
+                            gemm(o, (rows, hd, keys), probs, vs, 1.0, false);
+                        }
+                        (p, o)
+                    })
                 })
                 .collect()
         })
@@ -576,50 +580,52 @@ impl candle_core::CustomOp3 for FusedAttention {
                     .par_iter()
                     .enumerate()
                     .map(|(u, p)| {
-                        let (bi, g) = (u / kv, u % kv);
-                        let width = groups * hd;
-                        let mut d_out = vec![0f32; t * width];
-                        for (i, row) in d_out.chunks_exact_mut(width).enumerate() {
-                            row.copy_from_slice(
-                                &dy[((bi * t + i) * heads + g * groups) * hd..][..width],
-                            );
-                        }
-                        let (mut dqs, mut dk) = (vec![0f32; t * width], vec![0f32; t * hd]);
-                        let mut dv = vec![0f32; t * hd];
-                        let mut ds = vec![0f32; BLOCK * groups * t];
-                        for (r0, rows, k0, keys) in self.blocks(bi) {
-                            let d_o = op(&d_out[r0 * hd..]);
-                            let probs_t = op_t(&p.probs[r0 * t + k0..]).ld(t);
-                            let dv = &mut dv[k0 * hd..];
-                            gemm(dv, (keys, hd, rows), probs_t, d_o, 1.0, true);
-                            let ds = &mut ds[..rows * keys];
-                            gemm(ds, (rows, keys, hd), d_o, op_t(&p.v[k0 * hd..]), 1.0, false);
-                            let probs_rows = p.probs[r0 * t..].chunks(t);
-                            for (row, pr) in ds.chunks_mut(keys).zip(probs_rows) {
-                                let pr = &pr[k0..][..keys];
-                                let dot: f32 = row.iter().zip(pr).map(|(d, p)| d * p).sum();
-                                row.iter_mut()
-                                    .zip(pr)
-                                    .for_each(|(d, p)| *d = p * (*d - dot));
+                        share(|| {
+                            let (bi, g) = (u / kv, u % kv);
+                            let width = groups * hd;
+                            let mut d_out = vec![0f32; t * width];
+                            for (i, row) in d_out.chunks_exact_mut(width).enumerate() {
+                                row.copy_from_slice(
+                                    &dy[((bi * t + i) * heads + g * groups) * hd..][..width],
+                                );
                             }
-                            let dq = &mut dqs[r0 * hd..];
-                            let ks = op(&p.k[k0 * hd..]);
-                            gemm(dq, (rows, hd, keys), op(ds), ks, scale as f32, false);
-                            let (qs, dk) = (op(&p.qs[r0 * hd..]), &mut dk[k0 * hd..]);
-                            gemm(dk, (keys, hd, rows), op_t(ds), qs, 1.0, true);
-                        }
-                        // Back through the rotations, row by row (in place via a copy).
-                        let mut tmp = vec![0f32; hd];
-                        let rows = dqs
-                            .chunks_mut(hd)
-                            .enumerate()
-                            .map(|(r, row)| (r / groups, row));
-                        for (i, row) in rows.chain(dk.chunks_mut(hd).enumerate()) {
-                            tmp.copy_from_slice(row);
-                            let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
-                            rotate(&tmp, c, s, -1.0, 1.0, row);
-                        }
-                        [dqs, dk, dv]
+                            let (mut dqs, mut dk) = (vec![0f32; t * width], vec![0f32; t * hd]);
+                            let mut dv = vec![0f32; t * hd];
+                            let mut ds = vec![0f32; BLOCK * groups * t];
+                            for (r0, rows, k0, keys) in self.blocks(bi) {
+                                let d_o = op(&d_out[r0 * hd..]);
+                                let probs_t = op_t(&p.probs[r0 * t + k0..]).ld(t);
+                                let dv = &mut dv[k0 * hd..];
+                                gemm(dv, (keys, hd, rows), probs_t, d_o, 1.0, true);
+                                let ds = &mut ds[..rows * keys];
+                                gemm(ds, (rows, keys, hd), d_o, op_t(&p.v[k0 * hd..]), 1.0, false);
+                                let probs_rows = p.probs[r0 * t..].chunks(t);
+                                for (row, pr) in ds.chunks_mut(keys).zip(probs_rows) {
+                                    let pr = &pr[k0..][..keys];
+                                    let dot: f32 = row.iter().zip(pr).map(|(d, p)| d * p).sum();
+                                    row.iter_mut()
+                                        .zip(pr)
+                                        .for_each(|(d, p)| *d = p * (*d - dot));
+                                }
+                                let dq = &mut dqs[r0 * hd..];
+                                let ks = op(&p.k[k0 * hd..]);
+                                gemm(dq, (rows, hd, keys), op(ds), ks, scale as f32, false);
+                                let (qs, dk) = (op(&p.qs[r0 * hd..]), &mut dk[k0 * hd..]);
+                                gemm(dk, (keys, hd, rows), op_t(ds), qs, 1.0, true);
+                            }
+                            // Back through the rotations, row by row (in place via a copy).
+                            let mut tmp = vec![0f32; hd];
+                            let rows = dqs
+                                .chunks_mut(hd)
+                                .enumerate()
+                                .map(|(r, row)| (r / groups, row));
+                            for (i, row) in rows.chain(dk.chunks_mut(hd).enumerate()) {
+                                tmp.copy_from_slice(row);
+                                let (c, s) = (&cos[i * half..][..half], &sin[i * half..][..half]);
+                                rotate(&tmp, c, s, -1.0, 1.0, row);
+                            }
+                            [dqs, dk, dv]
+                        })
                     })
                     .collect()
             })?;

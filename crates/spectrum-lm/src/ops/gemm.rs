@@ -155,9 +155,29 @@ fn pool_threads() -> usize {
     *THREADS.get_or_init(candle_core::utils::get_num_threads)
 }
 
+thread_local! {
+    /// Set while this thread runs one share of work already split across the
+    /// pool ([`share`]).
+    static IN_SHARE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `work` as one thread's share of work split across the pool (such as
+/// attention's units, one per sequence and key head): its products run on
+/// this thread instead of being split again.
+pub(super) fn share<R>(work: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            IN_SHARE.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(IN_SHARE.with(|s| s.replace(true)));
+    work()
+}
+
 /// Where a product of `dims` (m, n, k) runs: on the calling thread when it
-/// is already a pool thread (work split across the pool, such as
-/// attention's units) or when the pool has one thread; on the calling
+/// is one share of work already split across the pool ([`share`]) or when
+/// the pool has one thread; on the calling
 /// thread too when the output has a skinny side (and the product is no
 /// bigger than a LoRA step's) on a machine of two compute threads, where
 /// handing it to the pool (waking its threads, splitting [1024, 16] across
@@ -169,7 +189,7 @@ fn threads_for((m, n, k): (usize, usize, usize)) -> gemm::Parallelism {
     let threads = pool_threads();
     let skinny = m.min(n) <= SKINNY_SIDE && m * n * k <= SKINNY_WORK;
     let skinny_here = skinny && threads <= 2;
-    if rayon::current_thread_index().is_some() || threads < 2 || skinny_here {
+    if IN_SHARE.with(std::cell::Cell::get) || threads < 2 || skinny_here {
         gemm::Parallelism::None
     } else {
         gemm::Parallelism::Rayon(threads)
@@ -264,6 +284,24 @@ mod tests {
             let pool = matmul_placed(&a, &b, (m, n, k), true);
             assert!(here == pool, "{m} x {n} x {k}");
         }
+    }
+
+    /// A product big enough to split is split across the pool when called
+    /// from a pool thread (a training step, scoring and decoding run on one),
+    /// but not inside one share of work already split ([`share`]), and after
+    /// a share it is again.
+    #[test]
+    fn products_split_unless_already_one_share_of_split_work() {
+        let split = |dims| matches!(threads_for(dims), gemm::Parallelism::Rayon(_));
+        let big = (1024, 576, 576);
+        let seen = crate::ops::on_pool(|| (split(big), share(|| split(big)), split(big)));
+        let threads = pool_threads() >= 2;
+        assert_eq!(seen, (threads, false, threads));
+        // A LoRA adapter's skinny product stays on the calling thread on two threads.
+        assert_eq!(
+            crate::ops::on_pool(|| split((1024, 16, 576))),
+            pool_threads() > 2
+        );
     }
 
     /// A new output equals the product accumulated into zeros, for shapes

@@ -123,11 +123,14 @@ pub fn set_frozen_matmul(m: FrozenMatmul) -> FrozenMatmul {
 /// Every parallel op (candle's and gemm's matrix multiplies, our kernels and
 /// row loops) splits its work over that pool. Called from a thread outside
 /// it, each op hands its work over and sleeps until it is done: two context
-/// switches, some two thousand times a decoding step, and one thread more
-/// than there are cores. From a pool thread the caller does its share and
-/// the others steal the rest. Decoding runs through here (`spectrum generate`
-/// 1.25x on Intel model 207); passes of large products do not gain (scoring
-/// measured the same, LoRA training slower), so they stay where they are called.
+/// switches (a wake-up of a sleeping thread, on a VM an interrupt between
+/// virtual CPUs) per op, some two thousand times a decoding step, and one
+/// thread more than there are cores. From a pool thread the caller does its
+/// share and the others steal the rest. Decoding (`spectrum generate` 1.25x
+/// on Intel model 207), scoring and each training step run through here
+/// ([`on_pool_for`]): a LoRA step's profile on the AMD EPYC family 26 model 2
+/// (Zen 5) spent 12% of its time in the kernel waking and parking threads
+/// from outside the pool, 3% from inside (`BENCHMARKS.md`).
 pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return work();
@@ -150,6 +153,16 @@ pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
         out = Some(work());
     });
     out.expect("rayon ran the scope's body")
+}
+
+/// [`on_pool`] for work on `device` when that is the CPU; work for a GPU runs
+/// right here, on the calling thread, as the rest of a GPU run does.
+pub fn on_pool_for<R: Send>(device: &candle_core::Device, work: impl FnOnce() -> R + Send) -> R {
+    if device.is_cpu() {
+        on_pool(work)
+    } else {
+        work()
+    }
 }
 
 /// The bf16 unit and a weight's packed copies, when the calling thread runs products
