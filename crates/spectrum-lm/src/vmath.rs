@@ -105,6 +105,36 @@ pub fn softmax_row(row: &mut [f32]) {
     row.iter_mut().for_each(|x| *x *= inv);
 }
 
+/// `log Σ e^row` (stable: around the row's maximum), the sum in [`LANES`]
+/// partial sums; -inf for an empty row.
+#[inline(always)]
+pub fn logsumexp_row(row: &[f32]) -> f32 {
+    let max = max_of(row);
+    if max == f32::NEG_INFINITY {
+        return max;
+    }
+    let mut sum = [0f32; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            sum[l] += exp(c[l] - max);
+        }
+    }
+    let total = sum.iter().sum::<f32>() + tail.iter().map(|&x| exp(x - max)).sum::<f32>();
+    max + total.ln()
+}
+
+/// `out[i] = scale · e^(row[i] - lse)`: a row's softmax scaled, given its
+/// [`logsumexp_row`] `lse` (the cross-entropy's gradient before the target's
+/// `- scale`).
+#[inline(always)]
+pub fn scaled_softmax_row(out: &mut [f32], row: &[f32], lse: f32, scale: f32) {
+    for (o, &x) in out.iter_mut().zip(row) {
+        *o = scale * exp(x - lse);
+    }
+}
+
 /// What scoring needs of one row of logits: the maximum and its first index,
 /// how many entries exceed the target's, `Σ e^(x - max)` (in f64), and the
 /// entries near the maximum.
@@ -184,6 +214,50 @@ pub fn row_stats(row: &[f32], target: usize, floor: f32) -> RowStats {
 mod tests {
     use super::*;
     use crate::isa::Isa;
+
+    /// On every instruction set this CPU runs, against f64 sums of libm's
+    /// exponentials, for rows around and off the lane width, a row holding
+    /// -inf and one that is all -inf.
+    #[test]
+    fn logsumexp_and_the_scaled_softmax_equal_f64_sums() {
+        for isa in Isa::available() {
+            for n in [1, 15, 16, 17, 100, 49_152] {
+                let mut row: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37) % 101) as f32 * 0.17 - 8.0)
+                    .collect();
+                if n > 1 {
+                    row[n / 2] = f32::NEG_INFINITY;
+                }
+                let max = row
+                    .iter()
+                    .copied()
+                    .fold(f64::NEG_INFINITY, |m, x| m.max(x as f64));
+                let want = max
+                    + row
+                        .iter()
+                        .map(|&x| (x as f64 - max).exp())
+                        .sum::<f64>()
+                        .ln();
+                let got = isa.dispatch(|| logsumexp_row(&row));
+                // f32 sums of up to 49,152 terms: a few units in the last place.
+                assert!(
+                    (got as f64 - want).abs() < 1e-5,
+                    "{isa} {n}: {got} vs {want}"
+                );
+                let mut out = vec![0f32; n];
+                isa.dispatch(|| scaled_softmax_row(&mut out, &row, got, 0.5));
+                for (&o, &x) in out.iter().zip(&row) {
+                    let p = 0.5 * (x as f64 - got as f64).exp();
+                    assert!(
+                        (o as f64 - p).abs() <= 1e-6 * p + 1e-12,
+                        "{isa} {n}: {o} vs {p}"
+                    );
+                }
+            }
+            let empty = [f32::NEG_INFINITY; 20];
+            assert_eq!(isa.dispatch(|| logsumexp_row(&empty)), f32::NEG_INFINITY);
+        }
+    }
 
     /// On every instruction set this CPU runs.
     #[test]

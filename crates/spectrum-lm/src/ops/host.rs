@@ -192,9 +192,3 @@ pub(super) fn par_rows2(
         .enumerate()
         .for_each(|(i, (ra, rb))| f(i, ra, rb));
 }
-
-/// `log Σ exp(row)`, stable.
-pub(super) fn logsumexp(row: &[f32]) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    max + row.iter().map(|&x| (x - max).exp()).sum::<f32>().ln()
-}

@@ -51,7 +51,11 @@ impl candle_core::CustomOp1 for CrossEntropy {
         let mut out = vec![0f32; n];
         par_rows(&mut out, 1, |i, o| {
             let row = &all[i * vocab..(i + 1) * vocab];
-            o[0] = logsumexp(row) - row[self.targets[i] as usize];
+            let lse = crate::vmath::vectorized(
+                #[inline(always)]
+                || crate::vmath::logsumexp_row(row),
+            );
+            o[0] = lse - row[self.targets[i] as usize];
         });
         Ok((CpuStorage::F32(out), Shape::from(n)))
     }
@@ -67,9 +71,10 @@ impl candle_core::CustomOp1 for CrossEntropy {
                 let t = self.targets[i] as usize;
                 // nll = lse - x[t], so the forward pass's logsumexp comes back for free.
                 let lse = nll[i] + row[t];
-                for (o, &v) in out.iter_mut().zip(row) {
-                    *o = g[i] * (v - lse).exp();
-                }
+                crate::vmath::vectorized(
+                    #[inline(always)]
+                    || crate::vmath::scaled_softmax_row(out, row, lse, g[i]),
+                );
                 out[t] -= g[i];
             });
             d
