@@ -31,7 +31,9 @@
 //!
 //! `SPECTRUM_BENCH_STEPS` times more steps than 3: a profile of the steps
 //! alone, past loading and the warm-up, e.g. `SPECTRUM_BENCH_STEPS=12
-//! SPECTRUM_BENCH_CHILD=lora perf record -g target/debug/deps/train_throughput-*`.
+//! SPECTRUM_BENCH_CHILD=lora perf record --call-graph dwarf
+//! target/debug/deps/train_throughput-*` (the dependencies carry no frame
+//! pointers, so `-g` shows no callers).
 //! The PyTorch side runs at its default settings and with subnormals flushed
 //! and a thread per core, on AMD CPUs with oneMKL taking its Intel code
 //! paths (`bench/torch_cpu.py`); ratios are against the
